@@ -1,0 +1,482 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// +genclient
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=inst
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Node",type=string,JSONPath=`.spec.nodeName`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+
+// Instance is one scheduled copy of a Workload's template: skiff's Pod. It
+// is bound to a Node once (spec.nodeName) and run there by the node agent.
+type Instance struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec is what to run and where it may run.
+	// +optional
+	Spec InstanceSpec `json:"spec,omitempty"`
+	// Status is what the node agent and scheduler observed.
+	// +optional
+	Status InstanceStatus `json:"status,omitempty"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+
+// InstanceList is a list of Instances.
+type InstanceList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Instance `json:"items"`
+}
+
+// InstanceSpec is an InstanceTemplateSpec plus the node it is bound to.
+type InstanceSpec struct {
+	// NodeName is the Node this Instance is bound to. Set once, by the
+	// scheduler through the binding subresource or by the creator; it
+	// cannot change afterwards.
+	// +optional
+	NodeName string `json:"nodeName,omitempty"`
+
+	InstanceTemplateSpec `json:",inline"`
+}
+
+// InstanceTemplateSpec is what a Workload stamps into each Instance: the
+// containers and the placement rules, everything but the binding.
+type InstanceTemplateSpec struct {
+	// Containers run together in the Instance. At least one; names unique.
+	// Immutable once the Instance exists.
+	// +listType=map
+	// +listMapKey=name
+	Containers []Container `json:"containers"`
+	// RestartPolicy for the containers: Always (default), OnFailure or Never.
+	// +optional
+	RestartPolicy RestartPolicy `json:"restartPolicy,omitempty"`
+	// NodeSelector must match a Node's labels for the Instance to be placed there.
+	// +optional
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+	// Affinity holds node and instance affinity rules.
+	// +optional
+	Affinity *Affinity `json:"affinity,omitempty"`
+	// Tolerations let the Instance be placed on Nodes with matching taints.
+	// +optional
+	// +listType=atomic
+	Tolerations []Toleration `json:"tolerations,omitempty"`
+	// TopologySpreadConstraints spread matching Instances across topology domains.
+	// +optional
+	// +listType=atomic
+	TopologySpreadConstraints []TopologySpreadConstraint `json:"topologySpreadConstraints,omitempty"`
+	// Priority orders pending Instances for scheduling; higher goes first.
+	// +optional
+	Priority *int32 `json:"priority,omitempty"`
+	// TerminationGracePeriodSeconds is how long the agent waits after SIGTERM
+	// before SIGKILL. Defaults to 30.
+	// +optional
+	TerminationGracePeriodSeconds *int64 `json:"terminationGracePeriodSeconds,omitempty"`
+}
+
+// RestartPolicy says when the agent restarts a container that exited.
+// +enum
+type RestartPolicy string
+
+// Restart policies.
+const (
+	RestartPolicyAlways    RestartPolicy = "Always"
+	RestartPolicyOnFailure RestartPolicy = "OnFailure"
+	RestartPolicyNever     RestartPolicy = "Never"
+)
+
+// Container is one process tree run from an OCI image.
+type Container struct {
+	// Name is a DNS label, unique within the Instance.
+	Name string `json:"name"`
+	// Image is an OCI image reference.
+	Image string `json:"image"`
+	// Command replaces the image's entrypoint.
+	// +optional
+	// +listType=atomic
+	Command []string `json:"command,omitempty"`
+	// Args replace the image's cmd.
+	// +optional
+	// +listType=atomic
+	Args []string `json:"args,omitempty"`
+	// Env adds to the image's environment.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	Env []EnvVar `json:"env,omitempty"`
+	// Ports the container listens on. Until Instance networking lands they
+	// are informational: the agent publishes nothing.
+	// +optional
+	// +listType=map
+	// +listMapKey=containerPort
+	// +listMapKey=protocol
+	Ports []ContainerPort `json:"ports,omitempty"`
+	// Resources the container requests (for scheduling) and may use at most.
+	// +optional
+	Resources ResourceRequirements `json:"resources,omitempty"`
+	// WorkingDir replaces the image's working directory.
+	// +optional
+	WorkingDir string `json:"workingDir,omitempty"`
+}
+
+// EnvVar is one environment variable.
+type EnvVar struct {
+	// Name of the variable; must be a C identifier-like name without '='.
+	Name string `json:"name"`
+	// Value of the variable.
+	// +optional
+	Value string `json:"value,omitempty"`
+}
+
+// Protocol is a transport protocol.
+// +enum
+type Protocol string
+
+// Protocols.
+const (
+	ProtocolTCP  Protocol = "TCP"
+	ProtocolUDP  Protocol = "UDP"
+	ProtocolSCTP Protocol = "SCTP"
+)
+
+// ContainerPort is a port a container listens on.
+type ContainerPort struct {
+	// Name is an IANA service name (optional).
+	// +optional
+	Name string `json:"name,omitempty"`
+	// ContainerPort is the port in the container, 1-65535.
+	ContainerPort int32 `json:"containerPort"`
+	// HostPort publishes the port on the node, 1-65535 (optional).
+	// +optional
+	HostPort int32 `json:"hostPort,omitempty"`
+	// Protocol is TCP (default), UDP or SCTP.
+	// +optional
+	// +default="TCP"
+	Protocol Protocol `json:"protocol,omitempty"`
+}
+
+// ResourceRequirements are a container's requests and limits: cpu, memory
+// and extended resources such as skiff.dev/gpu.
+type ResourceRequirements struct {
+	// Requests are what the scheduler reserves for the container.
+	// +optional
+	Requests corev1.ResourceList `json:"requests,omitempty"`
+	// Limits are the most the container may use.
+	// +optional
+	Limits corev1.ResourceList `json:"limits,omitempty"`
+}
+
+// Affinity groups the affinity rules of an Instance.
+type Affinity struct {
+	// NodeAffinity constrains the Nodes the Instance may be placed on.
+	// +optional
+	NodeAffinity *NodeAffinity `json:"nodeAffinity,omitempty"`
+	// InstanceAffinity places the Instance near Instances matching a selector.
+	// +optional
+	InstanceAffinity *InstanceAffinity `json:"instanceAffinity,omitempty"`
+	// InstanceAntiAffinity keeps the Instance away from Instances matching a selector.
+	// +optional
+	InstanceAntiAffinity *InstanceAffinity `json:"instanceAntiAffinity,omitempty"`
+}
+
+// NodeAffinity is a set of node selection rules.
+type NodeAffinity struct {
+	// Required rules must hold for a Node to be chosen.
+	// +optional
+	RequiredDuringSchedulingIgnoredDuringExecution *NodeSelector `json:"requiredDuringSchedulingIgnoredDuringExecution,omitempty"`
+	// Preferred rules add their weight to a Node's score when they hold.
+	// +optional
+	// +listType=atomic
+	PreferredDuringSchedulingIgnoredDuringExecution []PreferredSchedulingTerm `json:"preferredDuringSchedulingIgnoredDuringExecution,omitempty"`
+}
+
+// NodeSelector is a disjunction of terms: one must match.
+type NodeSelector struct {
+	// NodeSelectorTerms are ORed.
+	// +listType=atomic
+	NodeSelectorTerms []NodeSelectorTerm `json:"nodeSelectorTerms"`
+}
+
+// NodeSelectorTerm is a conjunction of requirements on Node labels.
+type NodeSelectorTerm struct {
+	// MatchExpressions are ANDed.
+	// +optional
+	// +listType=atomic
+	MatchExpressions []NodeSelectorRequirement `json:"matchExpressions,omitempty"`
+}
+
+// NodeSelectorOperator relates a label key to values.
+// +enum
+type NodeSelectorOperator string
+
+// Node selector operators.
+const (
+	NodeSelectorOpIn           NodeSelectorOperator = "In"
+	NodeSelectorOpNotIn        NodeSelectorOperator = "NotIn"
+	NodeSelectorOpExists       NodeSelectorOperator = "Exists"
+	NodeSelectorOpDoesNotExist NodeSelectorOperator = "DoesNotExist"
+	NodeSelectorOpGt           NodeSelectorOperator = "Gt"
+	NodeSelectorOpLt           NodeSelectorOperator = "Lt"
+)
+
+// NodeSelectorRequirement is one requirement on a Node label.
+type NodeSelectorRequirement struct {
+	// Key is the label key.
+	Key string `json:"key"`
+	// Operator is In, NotIn, Exists, DoesNotExist, Gt or Lt.
+	Operator NodeSelectorOperator `json:"operator"`
+	// Values: one or more for In and NotIn, none for Exists and DoesNotExist,
+	// exactly one integer for Gt and Lt.
+	// +optional
+	// +listType=atomic
+	Values []string `json:"values,omitempty"`
+}
+
+// PreferredSchedulingTerm is a weighted node selector term.
+type PreferredSchedulingTerm struct {
+	// Weight in 1-100.
+	Weight int32 `json:"weight"`
+	// Preference is the term to match.
+	Preference NodeSelectorTerm `json:"preference"`
+}
+
+// InstanceAffinity holds rules relative to other Instances.
+type InstanceAffinity struct {
+	// Required terms must all hold.
+	// +optional
+	// +listType=atomic
+	RequiredDuringSchedulingIgnoredDuringExecution []InstanceAffinityTerm `json:"requiredDuringSchedulingIgnoredDuringExecution,omitempty"`
+	// Preferred terms add their weight to a Node's score when they hold.
+	// +optional
+	// +listType=atomic
+	PreferredDuringSchedulingIgnoredDuringExecution []WeightedInstanceAffinityTerm `json:"preferredDuringSchedulingIgnoredDuringExecution,omitempty"`
+}
+
+// InstanceAffinityTerm selects Instances (in the same namespace) and the
+// topology domain they must share (or not share) with this one.
+type InstanceAffinityTerm struct {
+	// LabelSelector selects the other Instances.
+	LabelSelector *metav1.LabelSelector `json:"labelSelector"`
+	// TopologyKey is the Node label whose value defines a domain.
+	TopologyKey string `json:"topologyKey"`
+}
+
+// WeightedInstanceAffinityTerm is an InstanceAffinityTerm with a weight.
+type WeightedInstanceAffinityTerm struct {
+	// Weight in 1-100.
+	Weight int32 `json:"weight"`
+	// InstanceAffinityTerm is the term to match.
+	InstanceAffinityTerm InstanceAffinityTerm `json:"instanceAffinityTerm"`
+}
+
+// TaintEffect is what a taint does to Instances that do not tolerate it.
+// +enum
+type TaintEffect string
+
+// Taint effects.
+const (
+	TaintEffectNoSchedule       TaintEffect = "NoSchedule"
+	TaintEffectPreferNoSchedule TaintEffect = "PreferNoSchedule"
+	TaintEffectNoExecute        TaintEffect = "NoExecute"
+)
+
+// TolerationOperator relates a toleration's key to its value.
+// +enum
+type TolerationOperator string
+
+// Toleration operators.
+const (
+	TolerationOpEqual  TolerationOperator = "Equal"
+	TolerationOpExists TolerationOperator = "Exists"
+)
+
+// Toleration lets an Instance be placed on a Node with a matching taint.
+type Toleration struct {
+	// Key is the taint key; empty with operator Exists matches every taint.
+	// +optional
+	Key string `json:"key,omitempty"`
+	// Operator is Equal (default) or Exists.
+	// +optional
+	Operator TolerationOperator `json:"operator,omitempty"`
+	// Value must equal the taint's value with operator Equal; empty with Exists.
+	// +optional
+	Value string `json:"value,omitempty"`
+	// Effect to match; empty matches every effect.
+	// +optional
+	Effect TaintEffect `json:"effect,omitempty"`
+}
+
+// UnsatisfiableConstraintAction says what to do when a spread cannot hold.
+// +enum
+type UnsatisfiableConstraintAction string
+
+// Actions for unsatisfiable topology spread constraints.
+const (
+	DoNotSchedule  UnsatisfiableConstraintAction = "DoNotSchedule"
+	ScheduleAnyway UnsatisfiableConstraintAction = "ScheduleAnyway"
+)
+
+// TopologySpreadConstraint spreads matching Instances across the domains
+// of a Node label.
+type TopologySpreadConstraint struct {
+	// MaxSkew is the largest allowed difference in matching Instances
+	// between two domains; at least 1.
+	MaxSkew int32 `json:"maxSkew"`
+	// TopologyKey is the Node label whose value defines a domain.
+	TopologyKey string `json:"topologyKey"`
+	// WhenUnsatisfiable is DoNotSchedule (a filter) or ScheduleAnyway (a score).
+	WhenUnsatisfiable UnsatisfiableConstraintAction `json:"whenUnsatisfiable"`
+	// LabelSelector selects the Instances counted.
+	// +optional
+	LabelSelector *metav1.LabelSelector `json:"labelSelector,omitempty"`
+}
+
+// InstancePhase is the lifecycle phase of an Instance.
+// +enum
+type InstancePhase string
+
+// Instance phases.
+const (
+	InstancePending   InstancePhase = "Pending"
+	InstanceRunning   InstancePhase = "Running"
+	InstanceSucceeded InstancePhase = "Succeeded"
+	InstanceFailed    InstancePhase = "Failed"
+	InstanceUnknown   InstancePhase = "Unknown"
+)
+
+// QOSClass is the quality-of-service class computed from resources.
+// +enum
+type QOSClass string
+
+// QoS classes.
+const (
+	QOSGuaranteed QOSClass = "Guaranteed"
+	QOSBurstable  QOSClass = "Burstable"
+	QOSBestEffort QOSClass = "BestEffort"
+)
+
+// Instance condition types.
+const (
+	// InstanceScheduled is True once the Instance is bound to a Node.
+	InstanceScheduled = "Scheduled"
+	// InstanceReady is True while every container runs.
+	InstanceReady = "Ready"
+)
+
+// InstanceStatus is the observed state of an Instance.
+type InstanceStatus struct {
+	// Phase is Pending, Running, Succeeded, Failed or Unknown.
+	// +optional
+	Phase InstancePhase `json:"phase,omitempty"`
+	// Conditions: Scheduled and Ready.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// HostIP is the address of the Node running the Instance.
+	// +optional
+	HostIP string `json:"hostIP,omitempty"`
+	// InstanceIP is the Instance's own address, when it has one.
+	// +optional
+	InstanceIP string `json:"instanceIP,omitempty"`
+	// StartTime is when the agent accepted the Instance.
+	// +optional
+	StartTime *metav1.Time `json:"startTime,omitempty"`
+	// ContainerStatuses has one entry per container.
+	// +optional
+	// +listType=atomic
+	ContainerStatuses []ContainerStatus `json:"containerStatuses,omitempty"`
+	// QOSClass is computed from the containers' resources at creation.
+	// +optional
+	QOSClass QOSClass `json:"qosClass,omitempty"`
+}
+
+// ContainerStatus is the observed state of one container.
+type ContainerStatus struct {
+	// Name of the container.
+	Name string `json:"name"`
+	// ContainerID is the runtime's id for the container.
+	// +optional
+	ContainerID string `json:"containerID,omitempty"`
+	// State is the container's current state.
+	// +optional
+	State ContainerState `json:"state,omitempty"`
+	// Ready is true while the container runs.
+	Ready bool `json:"ready"`
+	// RestartCount counts restarts by the agent.
+	RestartCount int32 `json:"restartCount"`
+	// Image is the image reference run.
+	Image string `json:"image"`
+	// ImageID is the image's content digest.
+	// +optional
+	ImageID string `json:"imageID,omitempty"`
+}
+
+// ContainerState holds exactly one of its members.
+type ContainerState struct {
+	// Waiting: not running yet, or backing off.
+	// +optional
+	Waiting *ContainerStateWaiting `json:"waiting,omitempty"`
+	// Running: the process runs.
+	// +optional
+	Running *ContainerStateRunning `json:"running,omitempty"`
+	// Terminated: the process exited.
+	// +optional
+	Terminated *ContainerStateTerminated `json:"terminated,omitempty"`
+}
+
+// ContainerStateWaiting is a container that is not running.
+type ContainerStateWaiting struct {
+	// Reason is a CamelCase word such as ErrImagePull or CrashLoopBackOff.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// Message is for humans.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// ContainerStateRunning is a running container.
+type ContainerStateRunning struct {
+	// StartedAt is when the process started.
+	// +optional
+	StartedAt metav1.Time `json:"startedAt,omitempty"`
+}
+
+// ContainerStateTerminated is a container whose process exited.
+type ContainerStateTerminated struct {
+	// ExitCode of the process.
+	ExitCode int32 `json:"exitCode"`
+	// Reason is a CamelCase word such as Completed, Error or OOMKilled.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// Message is for humans.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// StartedAt is when the process started.
+	// +optional
+	StartedAt metav1.Time `json:"startedAt,omitempty"`
+	// FinishedAt is when the process exited.
+	// +optional
+	FinishedAt metav1.Time `json:"finishedAt,omitempty"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// Binding binds an Instance to a Node; it is posted to the Instance's
+// binding subresource. A second binding of a bound Instance is a Conflict.
+type Binding struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// NodeName is the Node to bind to.
+	NodeName string `json:"nodeName"`
+}

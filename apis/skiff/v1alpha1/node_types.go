@@ -1,0 +1,152 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// +genclient
+// +genclient:nonNamespaced
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=no
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+
+// Node is a machine that runs Instances, registered by its node agent.
+type Node struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec is set by the agent at registration and by operators.
+	// +optional
+	Spec NodeSpec `json:"spec,omitempty"`
+	// Status is reported by the agent and the node lifecycle controller.
+	// +optional
+	Status NodeStatus `json:"status,omitempty"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+// +kubebuilder:object:root=true
+
+// NodeList is a list of Nodes.
+type NodeList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Node `json:"items"`
+}
+
+// NodeSpec is the desired state of a Node.
+type NodeSpec struct {
+	// Unschedulable keeps new Instances off the Node (cordon).
+	// +optional
+	Unschedulable bool `json:"unschedulable,omitempty"`
+	// Taints repel Instances that do not tolerate them.
+	// +optional
+	// +listType=atomic
+	Taints []Taint `json:"taints,omitempty"`
+	// PublicKey is the agent's Ed25519 public key, base64 (the seed's NodeId).
+	// +optional
+	PublicKey string `json:"publicKey,omitempty"`
+}
+
+// Taint marks a Node so that only tolerating Instances land there.
+type Taint struct {
+	// Key of the taint.
+	Key string `json:"key"`
+	// Value of the taint.
+	// +optional
+	Value string `json:"value,omitempty"`
+	// Effect is NoSchedule, PreferNoSchedule or NoExecute.
+	Effect TaintEffect `json:"effect"`
+}
+
+// NodePhase is the seed's NodeStatus.
+// +enum
+type NodePhase string
+
+// Node phases.
+const (
+	NodeReady    NodePhase = "Ready"
+	NodeNotReady NodePhase = "NotReady"
+	NodeUnknown  NodePhase = "Unknown"
+	NodeDown     NodePhase = "Down"
+)
+
+// Node condition types.
+const (
+	// NodeConditionReady is True while the agent renews its Lease.
+	NodeConditionReady = "Ready"
+	// NodeConditionMemberAlive is True while gossip sees the node alive.
+	NodeConditionMemberAlive = "MemberAlive"
+)
+
+// NodeAddressType names the kind of a node address.
+// +enum
+type NodeAddressType string
+
+// Node address types.
+const (
+	NodeHostName   NodeAddressType = "Hostname"
+	NodeInternalIP NodeAddressType = "InternalIP"
+	NodeExternalIP NodeAddressType = "ExternalIP"
+)
+
+// NodeAddress is one address of a Node.
+type NodeAddress struct {
+	// Type is Hostname, InternalIP or ExternalIP.
+	Type NodeAddressType `json:"type"`
+	// Address is the address itself.
+	Address string `json:"address"`
+}
+
+// NodeInfo describes the software on a Node.
+type NodeInfo struct {
+	// AgentVersion is the skiff agent's version.
+	// +optional
+	AgentVersion string `json:"agentVersion,omitempty"`
+	// RuntimeName is the OCI runtime (youki, runc, crun, sim).
+	// +optional
+	RuntimeName string `json:"runtimeName,omitempty"`
+	// RuntimeVersion is what the runtime binary reports.
+	// +optional
+	RuntimeVersion string `json:"runtimeVersion,omitempty"`
+	// OperatingSystem such as linux.
+	// +optional
+	OperatingSystem string `json:"operatingSystem,omitempty"`
+	// Architecture such as amd64.
+	// +optional
+	Architecture string `json:"architecture,omitempty"`
+	// KernelVersion from uname.
+	// +optional
+	KernelVersion string `json:"kernelVersion,omitempty"`
+}
+
+// NodeStatus is the observed state of a Node.
+type NodeStatus struct {
+	// Phase is Ready, NotReady, Unknown or Down.
+	// +optional
+	Phase NodePhase `json:"phase,omitempty"`
+	// Conditions: Ready (from the Lease) and MemberAlive (from gossip).
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// Capacity is the machine's total resources.
+	// +optional
+	Capacity corev1.ResourceList `json:"capacity,omitempty"`
+	// Allocatable is capacity minus what is reserved for the system.
+	// +optional
+	Allocatable corev1.ResourceList `json:"allocatable,omitempty"`
+	// Addresses of the Node.
+	// +optional
+	// +listType=atomic
+	Addresses []NodeAddress `json:"addresses,omitempty"`
+	// AgentEndpoint is the agent's HTTPS address (logs, exec).
+	// +optional
+	AgentEndpoint string `json:"agentEndpoint,omitempty"`
+	// NodeInfo describes the Node's software.
+	// +optional
+	NodeInfo NodeInfo `json:"nodeInfo,omitempty"`
+}

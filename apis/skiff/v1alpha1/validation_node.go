@@ -1,0 +1,120 @@
+package v1alpha1
+
+import (
+	"crypto/ed25519"
+	"encoding/base64"
+	"fmt"
+	"slices"
+
+	apivalidation "k8s.io/apimachinery/pkg/api/validation"
+	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// ValidateNode checks a Node on create. Nodes are cluster-scoped and named
+// after their host, so the name is a DNS subdomain.
+func ValidateNode(n *Node) field.ErrorList {
+	allErrs := apivalidation.ValidateObjectMeta(&n.ObjectMeta, false, apivalidation.NameIsDNSSubdomain, field.NewPath("metadata"))
+	specPath := field.NewPath("spec")
+	allErrs = append(allErrs, validateTaints(n.Spec.Taints, specPath.Child("taints"))...)
+	return append(allErrs, validatePublicKey(n.Spec.PublicKey, specPath.Child("publicKey"))...)
+}
+
+// ValidateNodeUpdate checks a Node update. The public key is the node's
+// identity: once set, replacing it would let another machine take over the
+// Node's Instances, so only an unset key may be filled in (by the agent's
+// registration).
+func ValidateNodeUpdate(newN, oldN *Node) field.ErrorList {
+	allErrs := apivalidation.ValidateObjectMetaUpdate(&newN.ObjectMeta, &oldN.ObjectMeta, field.NewPath("metadata"))
+	allErrs = append(allErrs, ValidateNode(newN)...)
+	if oldN.Spec.PublicKey != "" && newN.Spec.PublicKey != oldN.Spec.PublicKey {
+		allErrs = append(allErrs, field.Invalid(field.NewPath("spec", "publicKey"), newN.Spec.PublicKey, "field is immutable once set"))
+	}
+	return allErrs
+}
+
+// ValidateNodeStatusUpdate checks a write to a Node's status subresource:
+// a known phase, well-formed conditions, non-negative resources and known
+// address types.
+func ValidateNodeStatusUpdate(newN, oldN *Node) field.ErrorList {
+	allErrs := apivalidation.ValidateObjectMetaUpdate(&newN.ObjectMeta, &oldN.ObjectMeta, field.NewPath("metadata"))
+	statusPath := field.NewPath("status")
+	s := &newN.Status
+	phases := []NodePhase{NodeReady, NodeNotReady, NodeUnknown, NodeDown}
+	allErrs = append(allErrs, validateOptionalEnum(s.Phase, phases, statusPath.Child("phase"))...)
+	allErrs = append(allErrs, metav1validation.ValidateConditions(s.Conditions, statusPath.Child("conditions"))...)
+	allErrs = append(allErrs, validateResourceQuantities(s.Capacity, statusPath.Child("capacity"))...)
+	allErrs = append(allErrs, validateResourceQuantities(s.Allocatable, statusPath.Child("allocatable"))...)
+	return append(allErrs, validateNodeAddresses(s.Addresses, statusPath.Child("addresses"))...)
+}
+
+// validateTaints checks each taint, and that no two share a key and
+// effect: a toleration could match one and not the other.
+func validateTaints(taints []Taint, fldPath *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	type key struct {
+		key    string
+		effect TaintEffect
+	}
+	var seen []key
+	for i := range taints {
+		t, idxPath := &taints[i], fldPath.Index(i)
+		allErrs = append(allErrs, validateTaint(t, idxPath)...)
+		k := key{t.Key, t.Effect}
+		if slices.Contains(seen, k) {
+			allErrs = append(allErrs, field.Duplicate(idxPath, t.Key+":"+string(t.Effect)))
+		}
+		seen = append(seen, k)
+	}
+	return allErrs
+}
+
+func validateTaint(t *Taint, fldPath *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	keyPath := fldPath.Child("key")
+	if t.Key == "" {
+		allErrs = append(allErrs, field.Required(keyPath, "a taint key is required"))
+	} else {
+		allErrs = append(allErrs, metav1validation.ValidateLabelName(t.Key, keyPath)...)
+	}
+	for _, msg := range validation.IsValidLabelValue(t.Value) {
+		allErrs = append(allErrs, field.Invalid(fldPath.Child("value"), t.Value, msg))
+	}
+	effectPath := fldPath.Child("effect")
+	if t.Effect == "" {
+		return append(allErrs, field.Required(effectPath, "a taint effect is required"))
+	}
+	return append(allErrs, validateTaintEffect(t.Effect, effectPath)...)
+}
+
+// validatePublicKey accepts an empty key (not registered yet) or the
+// standard base64 encoding of an Ed25519 public key.
+func validatePublicKey(key string, fldPath *field.Path) field.ErrorList {
+	if key == "" {
+		return nil
+	}
+	raw, err := base64.StdEncoding.DecodeString(key)
+	if err != nil {
+		return field.ErrorList{field.Invalid(fldPath, key, "must be standard base64 (RFC 4648 with padding)")}
+	}
+	if len(raw) != ed25519.PublicKeySize {
+		return field.ErrorList{field.Invalid(fldPath, key, fmt.Sprintf("must decode to %d bytes (an Ed25519 public key), not %d", ed25519.PublicKeySize, len(raw)))}
+	}
+	return nil
+}
+
+func validateNodeAddresses(addrs []NodeAddress, fldPath *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	types := []NodeAddressType{NodeHostName, NodeInternalIP, NodeExternalIP}
+	for i, a := range addrs {
+		idxPath := fldPath.Index(i)
+		if !slices.Contains(types, a.Type) {
+			allErrs = append(allErrs, field.NotSupported(idxPath.Child("type"), a.Type, types))
+		}
+		if a.Address == "" {
+			allErrs = append(allErrs, field.Required(idxPath.Child("address"), "an address is required"))
+		}
+	}
+	return allErrs
+}

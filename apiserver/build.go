@@ -1,0 +1,235 @@
+package apiserver
+
+import (
+	"crypto/x509"
+	"fmt"
+	"sort"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
+	openapinamer "k8s.io/apiserver/pkg/endpoints/openapi"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
+	"k8s.io/apiserver/pkg/registry/rest"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/apiserver/pkg/server/dynamiccertificates"
+	genericoptions "k8s.io/apiserver/pkg/server/options"
+	"k8s.io/apiserver/pkg/storage/storagebackend"
+	"k8s.io/component-base/compatibility"
+
+	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+	"skiff.dev/skiff/apiserver/openapi"
+	"skiff.dev/skiff/version"
+)
+
+// build wires the generic API server: serving, authentication,
+// authorization, storage, audit, OpenAPI, then installs every Kind.
+func (s *Server) build(endpoints []string) (*genericapiserver.GenericAPIServer, func(), error) {
+	sch, err := newSchemes()
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg := genericapiserver.NewConfig(sch.codecs)
+	cfg.EffectiveVersion = compatibility.NewEffectiveVersionFromString(version.KubernetesMinor, "", "")
+	if err := s.applyServing(cfg); err != nil {
+		return nil, nil, err
+	}
+	cfg.Authentication.Authenticator = keyAuthenticator{trust: s.trust, now: time.Now}
+	cfg.Authorization.Authorizer = authorizer.AuthorizerFunc(authorize)
+	if err := s.applyStorage(cfg, sch, endpoints); err != nil {
+		return nil, nil, err
+	}
+	if err := s.applyAudit(cfg); err != nil {
+		return nil, nil, err
+	}
+	namer := openapinamer.NewDefinitionNamer(sch.external)
+	cfg.OpenAPIConfig = genericapiserver.DefaultOpenAPIConfig(openapi.GetOpenAPIDefinitions, namer)
+	cfg.OpenAPIConfig.Info.Title, cfg.OpenAPIConfig.Info.Version = "skiff", version.Version
+	cfg.OpenAPIV3Config = genericapiserver.DefaultOpenAPIV3Config(openapi.GetOpenAPIDefinitions, namer)
+	cfg.OpenAPIV3Config.Info.Title, cfg.OpenAPIV3Config.Info.Version = "skiff", version.Version
+	cfg.Serializer = withoutProtobuf{sch.codecs}
+	// skiff serves /metrics itself, with its own registry next to the library's.
+	cfg.EnableMetrics = false
+
+	generic, err := cfg.Complete(nil).New("skiff-apiserver", genericapiserver.NewEmptyDelegate())
+	if err != nil {
+		return nil, nil, fmt.Errorf("apiserver: %w", err)
+	}
+	stores, err := s.install(generic, sch, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	etcdClient, err := newEtcdClient(endpoints, s.cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	s.installObservability(generic, stores, etcdClient)
+	if err := generic.AddPostStartHook("skiff-bootstrap-namespaces", bootstrapNamespaces(stores.namespaces)); err != nil {
+		return nil, nil, err
+	}
+	return generic, func() { etcdClient.Close() }, nil
+}
+
+func (s *Server) applyServing(cfg *genericapiserver.Config) error {
+	serving := genericoptions.NewSecureServingOptions().WithLoopback()
+	serving.Listener = s.listener
+	serving.ServerCert.CertKey.CertFile = s.dir.file(servingCertFile)
+	serving.ServerCert.CertKey.KeyFile = s.dir.file(servingKeyFile)
+	if err := serving.ApplyTo(&cfg.SecureServing, &cfg.LoopbackClientConfig); err != nil {
+		return fmt.Errorf("serving: %w", err)
+	}
+	// Any ClientCA makes the server ask for client certificates; an empty
+	// bundle means no chain check, so the authenticator trusts by key.
+	cfg.SecureServing.ClientCA = noCA{}
+	return nil
+}
+
+func (s *Server) applyStorage(cfg *genericapiserver.Config, sch *schemes, endpoints []string) error {
+	codec := sch.codecs.LegacyCodec(skiffv1alpha1.SchemeGroupVersion, corev1.SchemeGroupVersion, coordinationv1.SchemeGroupVersion)
+	etcd := genericoptions.NewEtcdOptions(storagebackend.NewDefaultConfig(s.cfg.EtcdPrefix, codec))
+	etcd.StorageConfig.Transport.ServerList = endpoints
+	etcd.StorageConfig.Transport.TrustedCAFile = s.cfg.EtcdCAFile
+	etcd.StorageConfig.Transport.CertFile = s.cfg.EtcdCertFile
+	etcd.StorageConfig.Transport.KeyFile = s.cfg.EtcdKeyFile
+	if err := etcd.ApplyTo(cfg); err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) applyAudit(cfg *genericapiserver.Config) error {
+	if !s.cfg.AuditLog {
+		return nil
+	}
+	audit := genericoptions.NewAuditOptions()
+	audit.PolicyFile = s.dir.file(auditPolicyFile)
+	audit.LogOptions.Path = s.dir.file(auditLogFile)
+	audit.LogOptions.BatchOptions.Mode = genericoptions.ModeBatch
+	if err := audit.ApplyTo(cfg); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	return nil
+}
+
+// installed are the stores other parts of the server need.
+type installed struct {
+	byKind     map[*Kind]*REST
+	namespaces *REST
+}
+
+// install builds every Kind's storage and installs the API groups.
+func (s *Server) install(generic *genericapiserver.GenericAPIServer, sch *schemes, cfg *genericapiserver.Config) (*installed, error) {
+	kinds := Kinds()
+	out := &installed{byKind: map[*Kind]*REST{}}
+	b := &storeBuilder{scheme: sch.full, optsGetter: cfg.RESTOptionsGetter}
+	byGV := map[schema.GroupVersion]map[string]rest.Storage{}
+	var nsKind *Kind
+	for _, k := range kinds {
+		if k.GVK.Kind == "Namespace" {
+			nsKind = k
+		}
+	}
+	// Namespaces first: every other namespaced kind checks them on create.
+	nsStorage, nsREST, err := b.build(nsKind)
+	if err != nil {
+		return nil, err
+	}
+	out.namespaces, out.byKind[nsKind] = nsREST, nsREST
+	b.namespaceExists = namespaceChecker{store: nsREST}.exists
+	nsWrapped := &namespaceREST{REST: nsREST}
+	nsStorage[nsKind.Plural] = nsWrapped
+	byGV[nsKind.GVK.GroupVersion()] = nsStorage
+	for _, k := range kinds {
+		if k == nsKind {
+			continue
+		}
+		storage, main, err := b.build(k)
+		if err != nil {
+			return nil, err
+		}
+		out.byKind[k] = main
+		if k.Namespaced && k.TTL == 0 {
+			nsWrapped.contents = append(nsWrapped.contents, main)
+		}
+		gv := k.GVK.GroupVersion()
+		if byGV[gv] == nil {
+			byGV[gv] = map[string]rest.Storage{}
+		}
+		for path, st := range storage {
+			byGV[gv][path] = st
+		}
+	}
+	return out, s.installGroups(generic, sch, byGV)
+}
+
+func (s *Server) installGroups(generic *genericapiserver.GenericAPIServer, sch *schemes, byGV map[schema.GroupVersion]map[string]rest.Storage) error {
+	gvs := make([]schema.GroupVersion, 0, len(byGV))
+	for gv := range byGV {
+		gvs = append(gvs, gv)
+	}
+	sort.Slice(gvs, func(i, j int) bool { return gvs[i].String() < gvs[j].String() })
+	for _, gv := range gvs {
+		info := genericapiserver.NewDefaultAPIGroupInfo(gv.Group, sch.full, metav1.ParameterCodec, sch.codecs)
+		info.NegotiatedSerializer = withoutProtobuf{sch.codecs}
+		info.PrioritizedVersions = []schema.GroupVersion{gv}
+		info.VersionedResourcesStorageMap[gv.Version] = byGV[gv]
+		var err error
+		if gv.Group == "" {
+			err = generic.InstallLegacyAPIGroup(genericapiserver.DefaultLegacyAPIPrefix, &info)
+		} else {
+			err = generic.InstallAPIGroup(&info)
+		}
+		if err != nil {
+			return fmt.Errorf("install %s: %w", gv, err)
+		}
+	}
+	return nil
+}
+
+// bootstrapNamespaces creates the namespaces that always exist.
+func bootstrapNamespaces(store *REST) genericapiserver.PostStartHookFunc {
+	return func(hookCtx genericapiserver.PostStartHookContext) error {
+		ctx := genericapirequest.WithNamespace(hookCtx, metav1.NamespaceNone)
+		for _, name := range []string{DefaultNamespace, SystemNamespace} {
+			err := waitReady(ctx, func() error {
+				ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+				_, err := store.Create(ctx, ns, nil, &metav1.CreateOptions{})
+				if apierrors.IsAlreadyExists(err) {
+					return nil
+				}
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("create namespace %q: %w", name, err)
+			}
+		}
+		return nil
+	}
+}
+
+func newEtcdClient(endpoints []string, cfg Config) (*clientv3.Client, error) {
+	tlsCfg, err := etcdTLS(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, TLS: tlsCfg})
+	if err != nil {
+		return nil, fmt.Errorf("etcd client %v: %w", endpoints, err)
+	}
+	return c, nil
+}
+
+// noCA is an empty client CA bundle: see applyServing.
+type noCA struct{}
+
+var _ dynamiccertificates.CAContentProvider = noCA{}
+
+func (noCA) Name() string                              { return "skiff-ed25519-keys" }
+func (noCA) CurrentCABundleContent() []byte            { return nil }
+func (noCA) VerifyOptions() (x509.VerifyOptions, bool) { return x509.VerifyOptions{}, false }
+func (noCA) AddListener(dynamiccertificates.Listener)  {}

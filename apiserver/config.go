@@ -1,0 +1,82 @@
+package apiserver
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+)
+
+// Config configures the API server. Every field maps to a flag of
+// `skiff server` / `skiff apiserver`.
+type Config struct {
+	// DataDir holds the embedded etcd, the serving certificate, the admin
+	// identity and kubeconfig, the join token and the audit log (--data-dir).
+	DataDir string
+	// Listen is the HTTPS address, host:port; port 0 picks a free port (--listen).
+	Listen string
+	// EtcdServers are external etcd client URLs; when empty an embedded
+	// etcd runs in DataDir/etcd (--etcd-servers).
+	EtcdServers []string
+	// EtcdCAFile, EtcdCertFile and EtcdKeyFile secure the connection to
+	// external etcd (--etcd-cafile, --etcd-certfile, --etcd-keyfile).
+	EtcdCAFile, EtcdCertFile, EtcdKeyFile string
+	// EtcdPrefix is the key prefix of every object (--etcd-prefix).
+	EtcdPrefix string
+	// AuditLog enables the audit log in DataDir/audit.log (--audit-log).
+	AuditLog bool
+}
+
+// DefaultDataDir is /var/lib/skiff/server for root and
+// $XDG_DATA_HOME/skiff/server (~/.local/share/skiff/server) otherwise.
+func DefaultDataDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/skiff/server"
+	}
+	base := os.Getenv("XDG_DATA_HOME")
+	if base == "" {
+		home, _ := os.UserHomeDir()
+		base = filepath.Join(home, ".local", "share")
+	}
+	return filepath.Join(base, "skiff", "server")
+}
+
+// DefaultConfig returns the configuration `skiff server` starts with.
+func DefaultConfig() Config {
+	return Config{
+		DataDir:    DefaultDataDir(),
+		Listen:     "127.0.0.1:6443",
+		EtcdPrefix: "/registry",
+		AuditLog:   true,
+	}
+}
+
+// Validate reports the first invalid field, named by its flag.
+func (c *Config) Validate() error {
+	if c.DataDir == "" {
+		return errors.New("--data-dir: must not be empty")
+	}
+	host, _, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen %q: %w", c.Listen, err)
+	}
+	if host != "" && net.ParseIP(host) == nil && host != "localhost" {
+		return fmt.Errorf("--listen %q: host must be an IP address or localhost", c.Listen)
+	}
+	if c.EtcdPrefix == "" || c.EtcdPrefix[0] != '/' {
+		return fmt.Errorf("--etcd-prefix %q: must start with /", c.EtcdPrefix)
+	}
+	tls := []string{c.EtcdCAFile, c.EtcdCertFile, c.EtcdKeyFile}
+	if len(c.EtcdServers) == 0 {
+		for _, f := range tls {
+			if f != "" {
+				return errors.New("--etcd-cafile, --etcd-certfile and --etcd-keyfile need --etcd-servers")
+			}
+		}
+	}
+	if (c.EtcdCertFile == "") != (c.EtcdKeyFile == "") {
+		return errors.New("--etcd-certfile and --etcd-keyfile go together")
+	}
+	return nil
+}

@@ -1,0 +1,88 @@
+package apiserver
+
+import (
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// Kind is everything the generic registry needs to serve one resource.
+// Each served resource is one Kind value in the table in kinds.go.
+type Kind struct {
+	// GVK is the served group, version and kind.
+	GVK schema.GroupVersionKind
+	// Plural and Singular are the resource names in URLs and kubectl.
+	Plural, Singular string
+	// ShortNames are kubectl abbreviations (wl, inst, no).
+	ShortNames []string
+	// Categories group resources for `kubectl get <category>`.
+	Categories []string
+	// Namespaced is the scope.
+	Namespaced bool
+	// New and NewList allocate the object and list types.
+	New, NewList func() runtime.Object
+
+	// Status adds the status subresource. The object's Spec and Status
+	// struct fields are then split: the main resource ignores status
+	// changes, the status subresource ignores spec changes.
+	Status bool
+	// Scale, when set, adds the autoscaling/v1 scale subresource.
+	Scale *ScaleAccess
+	// Binding adds the binding subresource (Instances only).
+	Binding bool
+	// TTL, when non-zero, expires objects that long after their last write.
+	TTL time.Duration
+
+	// Columns and Row make the kubectl table. Columns of priority 1 show
+	// only with -o wide. NAME is added first; AGE comes from Row.
+	Columns []metav1.TableColumnDefinition
+	Row     func(obj runtime.Object) []interface{}
+	// Fields returns the field-selectable values beyond metadata.name and
+	// metadata.namespace. Keys must match the scheme's field labels.
+	Fields func(obj runtime.Object) fields.Set
+
+	// PrepareForCreate runs after the generic preparation (status reset,
+	// generation 1), e.g. to compute an Instance's QoS class.
+	PrepareForCreate func(obj runtime.Object)
+	// Validate, ValidateUpdate and ValidateStatusUpdate return errors with
+	// exact field paths. Nil means metadata checks only.
+	Validate             func(obj runtime.Object) field.ErrorList
+	ValidateUpdate       func(obj, old runtime.Object) field.ErrorList
+	ValidateStatusUpdate func(obj, old runtime.Object) field.ErrorList
+	// Protected names cannot be deleted (e.g. the default namespace).
+	Protected []string
+}
+
+// GroupResource is the kind's resource in its group.
+func (k *Kind) GroupResource() schema.GroupResource {
+	return schema.GroupResource{Group: k.GVK.Group, Resource: k.Plural}
+}
+
+// ScaleAccess reads and writes a kind's replica counts for /scale.
+type ScaleAccess struct {
+	// SpecReplicasPath is the path of the desired replicas, for managed fields.
+	SpecReplicasPath []string
+	// Get returns desired replicas, observed replicas and the selector.
+	Get func(obj runtime.Object) (spec, status int32, selector string, err error)
+	// Set changes the desired replicas.
+	Set func(obj runtime.Object, replicas int32)
+}
+
+// typed adapts a function of one concrete type to runtime.Object.
+func typed[T runtime.Object, R any](f func(T) R) func(runtime.Object) R {
+	return func(obj runtime.Object) R { return f(obj.(T)) }
+}
+
+// typed2 adapts a function of two objects of one concrete type.
+func typed2[T runtime.Object, R any](f func(T, T) R) func(runtime.Object, runtime.Object) R {
+	return func(obj, old runtime.Object) R { return f(obj.(T), old.(T)) }
+}
+
+// mutate adapts an in-place change of one concrete type.
+func mutate[T runtime.Object](f func(T)) func(runtime.Object) {
+	return func(obj runtime.Object) { f(obj.(T)) }
+}

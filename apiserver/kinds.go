@@ -1,0 +1,252 @@
+package apiserver
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/validation"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+)
+
+// Kinds is the resource table: every resource the server serves, in one
+// place. The registry builder reads nothing else.
+func Kinds() []*Kind {
+	return []*Kind{workloadKind(), instanceKind(), nodeKind(), namespaceKind(), eventKind(), leaseKind()}
+}
+
+func workloadKind() *Kind {
+	return &Kind{
+		GVK:    skiffv1alpha1.SchemeGroupVersion.WithKind("Workload"),
+		Plural: "workloads", Singular: "workload", ShortNames: []string{"wl"}, Categories: []string{"all", "skiff"},
+		Namespaced: true,
+		New:        func() runtime.Object { return &skiffv1alpha1.Workload{} },
+		NewList:    func() runtime.Object { return &skiffv1alpha1.WorkloadList{} },
+		Status:     true,
+		Scale: &ScaleAccess{
+			SpecReplicasPath: []string{"spec", "replicas"},
+			Get: func(obj runtime.Object) (int32, int32, string, error) {
+				return workloadScale(obj.(*skiffv1alpha1.Workload))
+			},
+			Set: func(obj runtime.Object, n int32) {
+				obj.(*skiffv1alpha1.Workload).Spec.Replicas = &n
+			},
+		},
+		Columns: []metav1.TableColumnDefinition{
+			col("Desired", "integer", "Replicas wanted."),
+			col("Ready", "integer", "Replicas ready."),
+			col("Up-to-date", "integer", "Replicas of the current template."),
+			col("Available", "integer", "Replicas available."),
+			ageColumn,
+			wide(col("Images", "string", "Images of the template's containers.")),
+			wide(col("Selector", "string", "Label selector of the owned Instances.")),
+		},
+		Row:                  typed(workloadRow),
+		Validate:             typed(skiffv1alpha1.ValidateWorkload),
+		ValidateUpdate:       typed2(skiffv1alpha1.ValidateWorkloadUpdate),
+		ValidateStatusUpdate: typed2(skiffv1alpha1.ValidateWorkloadStatusUpdate),
+	}
+}
+
+func workloadScale(w *skiffv1alpha1.Workload) (int32, int32, string, error) {
+	var spec int32 = 1
+	if w.Spec.Replicas != nil {
+		spec = *w.Spec.Replicas
+	}
+	sel, err := metav1.LabelSelectorAsSelector(w.Spec.Selector)
+	if err != nil {
+		return 0, 0, "", fmt.Errorf("workload %q selector: %w", w.Name, err)
+	}
+	return spec, w.Status.Replicas, sel.String(), nil
+}
+
+func workloadRow(w *skiffv1alpha1.Workload) []interface{} {
+	spec, _, selector, _ := workloadScale(w)
+	images := make([]string, 0, len(w.Spec.Template.Spec.Containers))
+	for _, c := range w.Spec.Template.Spec.Containers {
+		images = append(images, c.Image)
+	}
+	return []interface{}{
+		int64(spec), int64(w.Status.ReadyReplicas), int64(w.Status.UpdatedReplicas), int64(w.Status.AvailableReplicas),
+		age(w.CreationTimestamp), strings.Join(images, ","), orNone(selector),
+	}
+}
+
+func instanceKind() *Kind {
+	return &Kind{
+		GVK:    skiffv1alpha1.SchemeGroupVersion.WithKind("Instance"),
+		Plural: "instances", Singular: "instance", ShortNames: []string{"inst"}, Categories: []string{"all", "skiff"},
+		Namespaced: true,
+		New:        func() runtime.Object { return &skiffv1alpha1.Instance{} },
+		NewList:    func() runtime.Object { return &skiffv1alpha1.InstanceList{} },
+		Status:     true,
+		Binding:    true,
+		Columns: []metav1.TableColumnDefinition{
+			col("Phase", "string", "Lifecycle phase."),
+			col("Node", "string", "Node the Instance is bound to."),
+			col("Restarts", "integer", "Container restarts."),
+			ageColumn,
+			wide(col("IP", "string", "The Instance's address.")),
+			wide(col("QoS", "string", "Quality-of-service class.")),
+		},
+		Row: typed(instanceRow),
+		Fields: typed(func(i *skiffv1alpha1.Instance) fields.Set {
+			return fields.Set{"spec.nodeName": i.Spec.NodeName, "status.phase": string(i.Status.Phase)}
+		}),
+		PrepareForCreate: mutate(func(i *skiffv1alpha1.Instance) {
+			i.Status.Phase = skiffv1alpha1.InstancePending
+			i.Status.QOSClass = skiffv1alpha1.ComputeQOSClass(&i.Spec.InstanceTemplateSpec)
+		}),
+		Validate:             typed(skiffv1alpha1.ValidateInstance),
+		ValidateUpdate:       typed2(skiffv1alpha1.ValidateInstanceUpdate),
+		ValidateStatusUpdate: typed2(skiffv1alpha1.ValidateInstanceStatusUpdate),
+	}
+}
+
+func instanceRow(i *skiffv1alpha1.Instance) []interface{} {
+	var restarts int64
+	for _, c := range i.Status.ContainerStatuses {
+		restarts += int64(c.RestartCount)
+	}
+	return []interface{}{
+		orNone(string(i.Status.Phase)), orNone(i.Spec.NodeName), restarts, age(i.CreationTimestamp),
+		orNone(i.Status.InstanceIP), orNone(string(i.Status.QOSClass)),
+	}
+}
+
+func nodeKind() *Kind {
+	return &Kind{
+		GVK:    skiffv1alpha1.SchemeGroupVersion.WithKind("Node"),
+		Plural: "nodes", Singular: "node", ShortNames: []string{"no"}, Categories: []string{"skiff"},
+		New:     func() runtime.Object { return &skiffv1alpha1.Node{} },
+		NewList: func() runtime.Object { return &skiffv1alpha1.NodeList{} },
+		Status:  true,
+		Columns: []metav1.TableColumnDefinition{
+			col("Phase", "string", "Ready, NotReady, Unknown or Down."),
+			col("CPU", "string", "Allocatable CPU."),
+			col("Memory", "string", "Allocatable memory."),
+			ageColumn,
+			wide(col("Version", "string", "Agent version.")),
+			wide(col("Runtime", "string", "OCI runtime and version.")),
+			wide(col("Address", "string", "First address.")),
+		},
+		Row:                  typed(nodeRow),
+		Validate:             typed(skiffv1alpha1.ValidateNode),
+		ValidateUpdate:       typed2(skiffv1alpha1.ValidateNodeUpdate),
+		ValidateStatusUpdate: typed2(skiffv1alpha1.ValidateNodeStatusUpdate),
+	}
+}
+
+func nodeRow(n *skiffv1alpha1.Node) []interface{} {
+	cpu, hasCPU := n.Status.Allocatable[corev1.ResourceCPU]
+	mem, hasMem := n.Status.Allocatable[corev1.ResourceMemory]
+	runtimeName := n.Status.NodeInfo.RuntimeName
+	if v := n.Status.NodeInfo.RuntimeVersion; v != "" {
+		runtimeName += " " + v
+	}
+	address := ""
+	if len(n.Status.Addresses) > 0 {
+		address = n.Status.Addresses[0].Address
+	}
+	return []interface{}{
+		orNone(string(n.Status.Phase)), quantityString(&cpu, hasCPU), quantityString(&mem, hasMem),
+		age(n.CreationTimestamp), orNone(n.Status.NodeInfo.AgentVersion), orNone(runtimeName), orNone(address),
+	}
+}
+
+// Namespaces that always exist and cannot be deleted.
+const (
+	DefaultNamespace = "default"
+	SystemNamespace  = "skiff-system"
+)
+
+func namespaceKind() *Kind {
+	return &Kind{
+		GVK:    corev1.SchemeGroupVersion.WithKind("Namespace"),
+		Plural: "namespaces", Singular: "namespace", ShortNames: []string{"ns"},
+		New:     func() runtime.Object { return &corev1.Namespace{} },
+		NewList: func() runtime.Object { return &corev1.NamespaceList{} },
+		Columns: []metav1.TableColumnDefinition{col("Status", "string", "Namespace phase."), ageColumn},
+		Row: typed(func(ns *corev1.Namespace) []interface{} {
+			return []interface{}{string(ns.Status.Phase), age(ns.CreationTimestamp)}
+		}),
+		Fields: typed(func(ns *corev1.Namespace) fields.Set {
+			return fields.Set{"status.phase": string(ns.Status.Phase)}
+		}),
+		PrepareForCreate: mutate(func(ns *corev1.Namespace) {
+			ns.Status = corev1.NamespaceStatus{Phase: corev1.NamespaceActive}
+		}),
+		Validate: typed(func(ns *corev1.Namespace) field.ErrorList {
+			return validation.ValidateObjectMeta(&ns.ObjectMeta, false, validation.ValidateNamespaceName, field.NewPath("metadata"))
+		}),
+		Protected: []string{DefaultNamespace, SystemNamespace},
+	}
+}
+
+func eventKind() *Kind {
+	return &Kind{
+		GVK:    corev1.SchemeGroupVersion.WithKind("Event"),
+		Plural: "events", Singular: "event", ShortNames: []string{"ev"},
+		Namespaced: true,
+		TTL:        time.Hour,
+		New:        func() runtime.Object { return &corev1.Event{} },
+		NewList:    func() runtime.Object { return &corev1.EventList{} },
+		Columns: []metav1.TableColumnDefinition{
+			col("Type", "string", "Normal or Warning."),
+			col("Reason", "string", "Why the event happened."),
+			col("Object", "string", "The object the event is about."),
+			col("Message", "string", "What happened."),
+			ageColumn,
+		},
+		Row: typed(func(e *corev1.Event) []interface{} {
+			obj := strings.ToLower(e.InvolvedObject.Kind) + "/" + e.InvolvedObject.Name
+			return []interface{}{e.Type, e.Reason, obj, e.Message, age(e.CreationTimestamp)}
+		}),
+		Fields: typed(eventFields),
+	}
+}
+
+func eventFields(e *corev1.Event) fields.Set {
+	source := e.Source.Component
+	if source == "" {
+		source = e.ReportingController
+	}
+	return fields.Set{
+		"involvedObject.kind":            e.InvolvedObject.Kind,
+		"involvedObject.namespace":       e.InvolvedObject.Namespace,
+		"involvedObject.name":            e.InvolvedObject.Name,
+		"involvedObject.uid":             string(e.InvolvedObject.UID),
+		"involvedObject.apiVersion":      e.InvolvedObject.APIVersion,
+		"involvedObject.resourceVersion": e.InvolvedObject.ResourceVersion,
+		"involvedObject.fieldPath":       e.InvolvedObject.FieldPath,
+		"reason":                         e.Reason,
+		"reportingComponent":             e.ReportingController,
+		"source":                         source,
+		"type":                           e.Type,
+	}
+}
+
+func leaseKind() *Kind {
+	return &Kind{
+		GVK:    coordinationv1.SchemeGroupVersion.WithKind("Lease"),
+		Plural: "leases", Singular: "lease",
+		Namespaced: true,
+		New:        func() runtime.Object { return &coordinationv1.Lease{} },
+		NewList:    func() runtime.Object { return &coordinationv1.LeaseList{} },
+		Columns:    []metav1.TableColumnDefinition{col("Holder", "string", "Current holder."), ageColumn},
+		Row: typed(func(l *coordinationv1.Lease) []interface{} {
+			holder := ""
+			if l.Spec.HolderIdentity != nil {
+				holder = *l.Spec.HolderIdentity
+			}
+			return []interface{}{holder, age(l.CreationTimestamp)}
+		}),
+	}
+}

@@ -1,0 +1,190 @@
+package apiserver
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"skiff.dev/skiff/identity"
+)
+
+// Files in the data directory.
+const (
+	servingCertFile = "serving.crt"
+	servingKeyFile  = "serving.key"
+	adminKeyFile    = "admin.key"
+	// AdminKubeconfigFile is the admin's kubeconfig, rewritten at each start.
+	AdminKubeconfigFile = "admin.kubeconfig"
+	// JoinTokenFile holds the token node agents join with.
+	JoinTokenFile   = "join-token"
+	auditPolicyFile = "audit-policy.yaml"
+	auditLogFile    = "audit.log"
+)
+
+// AdminUser is the user name of the admin identity.
+const AdminUser = "skiff:admin"
+
+// dataDir is the server's state on disk. Everything is created on first
+// start and reused afterwards.
+type dataDir struct {
+	path string
+}
+
+func (d dataDir) file(name string) string { return filepath.Join(d.path, name) }
+
+// ensure creates the directory (0700) and every first-start file that is
+// missing: serving certificate, admin identity, join token, audit policy.
+func (d dataDir) ensure(hosts []string) (*identity.Identity, error) {
+	if err := os.MkdirAll(d.path, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir %q: %w", d.path, err)
+	}
+	if err := os.Chmod(d.path, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir %q: %w", d.path, err)
+	}
+	if err := d.ensureServingCert(hosts); err != nil {
+		return nil, err
+	}
+	admin, _, err := identity.LoadOrCreate(d.file(adminKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	if err := d.ensureFile(JoinTokenFile, randomToken); err != nil {
+		return nil, err
+	}
+	if err := d.ensureFile(auditPolicyFile, func() ([]byte, error) { return []byte(defaultAuditPolicy), nil }); err != nil {
+		return nil, err
+	}
+	return admin, nil
+}
+
+// Metadata level: who did what to which object, without request bodies
+// (which may one day hold secrets).
+const defaultAuditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: None
+  nonResourceURLs: ["/livez*", "/readyz*", "/healthz*", "/health", "/live", "/ready", "/metrics"]
+- level: Metadata
+`
+
+func randomToken() ([]byte, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	return []byte(hex.EncodeToString(b) + "\n"), nil
+}
+
+func (d dataDir) ensureFile(name string, content func() ([]byte, error)) error {
+	path := d.file(name)
+	if _, err := os.Stat(path); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	data, err := content()
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err := identity.WriteFileAtomic(path, data, 0o600); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// ensureServingCert writes a self-signed ECDSA serving certificate for the
+// loopback names and hosts, unless one exists. Clients pin it as their CA.
+func (d dataDir) ensureServingCert(hosts []string) error {
+	if _, err := os.Stat(d.file(servingCertFile)); err == nil {
+		return nil
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("serving key: %w", err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: "skiff-apiserver", Organization: []string{"skiff"}},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(10 * 365 * 24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		DNSNames:              []string{"localhost"},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else if h != "" {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return fmt.Errorf("serving certificate: %w", err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := identity.WriteFileAtomic(d.file(servingKeyFile), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return fmt.Errorf("serving key: %w", err)
+	}
+	return identity.WriteFileAtomic(d.file(servingCertFile), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+}
+
+// writeKubeconfig writes a kubeconfig for id as user at server, trusting
+// the serving certificate.
+func (d dataDir) writeKubeconfig(path, server, user string, id *identity.Identity) error {
+	cfg, err := d.kubeconfig(server, user, id)
+	if err != nil {
+		return err
+	}
+	data, err := clientcmd.Write(*cfg)
+	if err != nil {
+		return fmt.Errorf("kubeconfig: %w", err)
+	}
+	return identity.WriteFileAtomic(path, data, 0o600)
+}
+
+func (d dataDir) kubeconfig(server, user string, id *identity.Identity) (*clientcmdapi.Config, error) {
+	ca, err := os.ReadFile(d.file(servingCertFile))
+	if err != nil {
+		return nil, fmt.Errorf("serving certificate: %w", err)
+	}
+	certPEM, err := id.ClientCertificate(user, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, err := id.KeyPEM()
+	if err != nil {
+		return nil, err
+	}
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["skiff"] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: ca}
+	cfg.AuthInfos[user] = &clientcmdapi.AuthInfo{ClientCertificateData: certPEM, ClientKeyData: keyPEM}
+	cfg.Contexts["skiff"] = &clientcmdapi.Context{Cluster: "skiff", AuthInfo: user, Namespace: DefaultNamespace}
+	cfg.CurrentContext = "skiff"
+	return cfg, nil
+}

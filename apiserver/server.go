@@ -1,0 +1,124 @@
+package apiserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	genericapiserver "k8s.io/apiserver/pkg/server"
+
+	"skiff.dev/skiff/identity"
+)
+
+// Server is a configured, not yet running API server. Its listener is
+// bound by New, so Addr and the kubeconfig are known before Run.
+type Server struct {
+	cfg      Config
+	dir      dataDir
+	listener net.Listener
+	admin    *identity.Identity
+	trust    *identity.Trust
+}
+
+// New validates cfg, prepares the data directory (first start creates the
+// certificates, identities and join token), binds the listener and writes
+// the admin kubeconfig.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	host, _, _ := net.SplitHostPort(cfg.Listen)
+	dir := dataDir{path: cfg.DataDir}
+	admin, err := dir.ensure([]string{host})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("--listen %q: %w", cfg.Listen, err)
+	}
+	s := &Server{cfg: cfg, dir: dir, listener: ln, admin: admin, trust: identity.NewTrust()}
+	s.trust.Add(admin.Public(), identity.Principal{Name: AdminUser, Groups: []string{"system:masters"}})
+	if err := dir.writeKubeconfig(s.KubeconfigPath(), s.URL(), AdminUser, admin); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Addr is the bound address, host:port.
+func (s *Server) Addr() string { return s.listener.Addr().String() }
+
+// URL is the HTTPS URL clients use; a wildcard listen address becomes loopback.
+func (s *Server) URL() string {
+	addr := s.listener.Addr().(*net.TCPAddr)
+	host := addr.IP.String()
+	if addr.IP.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "https://" + net.JoinHostPort(host, strconv.Itoa(addr.Port))
+}
+
+// KubeconfigPath is the admin kubeconfig in the data directory.
+func (s *Server) KubeconfigPath() string { return s.dir.file(AdminKubeconfigFile) }
+
+// Trust is the set of trusted client keys; other parts (the node agent's
+// join flow) add to it.
+func (s *Server) Trust() *identity.Trust { return s.trust }
+
+// Run starts storage and serves until ctx ends. Shutdown order: stop
+// accepting requests and drain them, then stop etcd.
+func (s *Server) Run(ctx context.Context) error {
+	defer s.listener.Close()
+	endpoints := s.cfg.EtcdServers
+	var etcdErr <-chan error
+	if len(endpoints) == 0 {
+		etcd, err := startEmbeddedEtcd(ctx, s.dir.file("etcd"))
+		if err != nil {
+			return err
+		}
+		defer etcd.Close()
+		endpoints = []string{etcd.Endpoint}
+		etcdErr = etcd.Err()
+	}
+	generic, closeExtras, err := s.build(endpoints)
+	if err != nil {
+		return err
+	}
+	defer closeExtras()
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- generic.PrepareRun().RunWithContext(runCtx) }()
+	select {
+	case err := <-done:
+		return err
+	case err := <-etcdErr:
+		cancel()
+		<-done
+		return fmt.Errorf("embedded etcd: %w", err)
+	}
+}
+
+// waitReady polls a readiness function until it succeeds or ctx ends.
+func waitReady(ctx context.Context, check func() error) error {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		err := check()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+}
+
+var _ = genericapiserver.NewEmptyDelegate

@@ -1,0 +1,22 @@
+package main
+
+import (
+	"flag"
+
+	"github.com/spf13/cobra"
+	"k8s.io/klog/v2"
+)
+
+func newRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "skiff",
+		Short:         "skiff: a small, fast container orchestrator with the Kubernetes API",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(klogFlags)
+	root.PersistentFlags().AddGoFlag(klogFlags.Lookup("v"))
+	root.AddCommand(newServerCommand(), newKubeconfigCommand(), newVersionCommand())
+	return root
+}
