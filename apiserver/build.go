@@ -52,7 +52,6 @@ func (s *Server) build(endpoints []string) (*genericapiserver.GenericAPIServer, 
 	cfg.OpenAPIConfig.Info.Title, cfg.OpenAPIConfig.Info.Version = "skiff", version.Version
 	cfg.OpenAPIV3Config = genericapiserver.DefaultOpenAPIV3Config(openapi.GetOpenAPIDefinitions, namer)
 	cfg.OpenAPIV3Config.Info.Title, cfg.OpenAPIV3Config.Info.Version = "skiff", version.Version
-	cfg.Serializer = withoutProtobuf{sch.codecs}
 	// skiff serves /metrics itself, with its own registry next to the library's.
 	cfg.EnableMetrics = false
 
@@ -175,7 +174,9 @@ func (s *Server) installGroups(generic *genericapiserver.GenericAPIServer, sch *
 	sort.Slice(gvs, func(i, j int) bool { return gvs[i].String() < gvs[j].String() })
 	for _, gv := range gvs {
 		info := genericapiserver.NewDefaultAPIGroupInfo(gv.Group, sch.full, metav1.ParameterCodec, sch.codecs)
-		info.NegotiatedSerializer = withoutProtobuf{sch.codecs}
+		if gv.Group == skiffv1alpha1.GroupName {
+			info.NegotiatedSerializer = withoutProtobuf{sch.codecs}
+		}
 		info.PrioritizedVersions = []schema.GroupVersion{gv}
 		info.VersionedResourcesStorageMap[gv.Version] = byGV[gv]
 		var err error
