@@ -189,6 +189,9 @@ func isZeroIntOrPercent(v *intstr.IntOrString) bool {
 }
 
 // namedCount is a status count and its field name.
+//
+// +k8s:openapi-gen=false
+// +k8s:deepcopy-gen=false
 type namedCount struct {
 	name  string
 	value int64
