@@ -11,8 +11,23 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	genericapiserver "k8s.io/apiserver/pkg/server"
+	handlersmetrics "k8s.io/apiserver/pkg/endpoints/handlers/metrics"
+	apimetrics "k8s.io/apiserver/pkg/endpoints/metrics"
+	cachermetrics "k8s.io/apiserver/pkg/storage/cacher/metrics"
+	etcd3metrics "k8s.io/apiserver/pkg/storage/etcd3/metrics"
+	storagemetrics "k8s.io/apiserver/pkg/storage/metrics"
 	"k8s.io/component-base/metrics/legacyregistry"
 )
+
+// registerLibraryMetrics registers the apiserver library's metrics in its
+// (process-wide, idempotent) legacy registry, as its own /metrics would.
+func registerLibraryMetrics() {
+	apimetrics.Register()
+	handlersmetrics.Register()
+	storagemetrics.Register()
+	cachermetrics.Register()
+	etcd3metrics.Register()
+}
 
 // ComponentHealth is one entry of the /health document.
 type ComponentHealth struct {
@@ -56,6 +71,7 @@ func (s *Server) installObservability(generic *genericapiserver.GenericAPIServer
 	alias("/live", "/livez")
 	alias("/ready", "/readyz")
 
+	registerLibraryMetrics()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(&objectCounter{etcd: etcd, prefix: s.cfg.EtcdPrefix, stores: stores})
 	gather := prometheus.Gatherers{legacyregistry.DefaultGatherer, reg}
