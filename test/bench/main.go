@@ -1,0 +1,314 @@
+// Command bench measures the apiserver on this machine and prints a table:
+// creates/s with 8 concurrent clients (1 KB Workloads), list latency of
+// 10,000 objects, watch delivery latency, RSS idle and with 10,000
+// objects, and time to /readyz on an existing data directory. It runs the
+// real binary ($SKIFF_BIN, default bin/skiff) with an embedded etcd.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+func main() {
+	objects := flag.Int("objects", 10000, "objects to create")
+	clients := flag.Int("clients", 8, "concurrent create clients")
+	flag.Parse()
+	if err := run(*objects, *clients); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+type result struct{ name, value, target string }
+
+func run(objects, clients int) error {
+	bin := os.Getenv("SKIFF_BIN")
+	if bin == "" {
+		bin = "bin/skiff"
+	}
+	dir, err := os.MkdirTemp("", "skiff-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	// First start creates the data directory; the timed start reuses it.
+	srv, err := start(bin, dir)
+	if err != nil {
+		return err
+	}
+	srv.stop()
+	t0 := time.Now()
+	srv, err = start(bin, dir)
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	ready := time.Since(t0)
+	time.Sleep(2 * time.Second) // let start-up garbage be collected before reading RSS
+	idle := srv.rss()
+
+	api, err := newClient(srv.kubeconfig)
+	if err != nil {
+		return err
+	}
+	rate, err := api.createMany(objects, clients)
+	if err != nil {
+		return err
+	}
+	listP50, listP99, err := api.listLatency(20)
+	if err != nil {
+		return err
+	}
+	watchP50, watchP99, err := api.watchLatency(200)
+	if err != nil {
+		return err
+	}
+	loaded := srv.rss()
+
+	results := []result{
+		{fmt.Sprintf("creates/s, %d clients, 1 KB Workloads", clients), fmt.Sprintf("%.0f", rate), ">= 2000"},
+		{fmt.Sprintf("list %d objects p50 / p99", objects), fmt.Sprintf("%s / %s", ms(listP50), ms(listP99)), "p99 < 300 ms"},
+		{"watch delivery p50 / p99 (create to event)", fmt.Sprintf("%s / %s", ms(watchP50), ms(watchP99)), "p99 < 50 ms"},
+		{"RSS idle", mb(idle), "< 120 MB"},
+		{fmt.Sprintf("RSS with %d objects", objects), mb(loaded), ""},
+		{"start to /readyz, existing data dir", ms(ready), "< 2 s"},
+	}
+	fmt.Printf("\n%-48s %-22s %s\n", "figure", "measured", "target")
+	fmt.Println(strings.Repeat("-", 84))
+	for _, r := range results {
+		fmt.Printf("%-48s %-22s %s\n", r.name, r.value, r.target)
+	}
+	return nil
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
+func mb(b int64) string         { return fmt.Sprintf("%.0f MB", float64(b)/(1<<20)) }
+
+type server struct {
+	cmd        *exec.Cmd
+	kubeconfig string
+}
+
+func start(bin, dir string) (*server, error) {
+	cmd := exec.Command(bin, "server", "--data-dir", dir, "--listen", "127.0.0.1:0")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = io.Discard
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &server{cmd: cmd, kubeconfig: filepath.Join(dir, "admin.kubeconfig")}
+	url := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if u, ok := strings.CutPrefix(sc.Text(), "skiff server listening on "); ok {
+				url <- u
+			}
+		}
+	}()
+	var base string
+	select {
+	case base = <-url:
+	case <-time.After(60 * time.Second):
+		s.stop()
+		return nil, errors.New("server printed no URL within 60s")
+	}
+	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := hc.Get(base + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return s, nil
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.stop()
+	return nil, errors.New("server not ready within 60s")
+}
+
+func (s *server) stop() {
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// rss reads the server's resident set size from /proc.
+func (s *server) rss() int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return -1
+}
+
+type client struct {
+	base string
+	hc   *http.Client
+}
+
+func newClient(kubeconfig string) (*client, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &client{base: cfg.Host + "/apis/skiff.dev/v1alpha1/namespaces/default/workloads", hc: hc}, nil
+}
+
+// workload renders a Workload of about 1 KB.
+func workload(name string) []byte {
+	return []byte(fmt.Sprintf(`{"apiVersion":"skiff.dev/v1alpha1","kind":"Workload","metadata":{"name":%q,"labels":{"bench":"yes"},"annotations":{"note":%q}},"spec":{"replicas":2,"template":{"metadata":{"labels":{"app":%q}},"spec":{"containers":[{"name":"web","image":"registry.local/web:1.0","args":["--port","8080"],"ports":[{"containerPort":8080}],"resources":{"requests":{"cpu":"100m","memory":"64Mi"},"limits":{"cpu":"1","memory":"128Mi"}}}]}}}}`,
+		name, strings.Repeat("x", 560), name))
+}
+
+func (c *client) create(name string) error {
+	resp, err := c.hc.Post(c.base, "application/json", bytes.NewReader(workload(name)))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusCreated {
+		return fmt.Errorf("create %s: %s", name, resp.Status)
+	}
+	return nil
+}
+
+func (c *client) createMany(n, workers int) (float64, error) {
+	var next atomic.Int64
+	var firstErr error
+	var once sync.Once
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := next.Add(1); i <= int64(n); i = next.Add(1) {
+				if err := c.create(fmt.Sprintf("bench-%d", i)); err != nil {
+					once.Do(func() { firstErr = err })
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return float64(n) / time.Since(t0).Seconds(), firstErr
+}
+
+func (c *client) listLatency(rounds int) (p50, p99 time.Duration, err error) {
+	var samples []time.Duration
+	for i := 0; i < rounds; i++ {
+		t0 := time.Now()
+		resp, err := c.hc.Get(c.base)
+		if err != nil {
+			return 0, 0, err
+		}
+		var list struct{ Items []json.RawMessage }
+		err = json.NewDecoder(resp.Body).Decode(&list)
+		resp.Body.Close()
+		if err != nil {
+			return 0, 0, err
+		}
+		samples = append(samples, time.Since(t0))
+	}
+	return percentiles(samples)
+}
+
+// watchLatency creates objects one by one and times each until its ADDED
+// event arrives on an open watch.
+func (c *client) watchLatency(n int) (p50, p99 time.Duration, err error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"?watch=true&labelSelector=watch%3Dyes", nil)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	events := make(chan string, 16)
+	go func() {
+		dec := json.NewDecoder(resp.Body)
+		for {
+			var ev struct {
+				Object struct {
+					Metadata struct{ Name string } `json:"metadata"`
+				} `json:"object"`
+			}
+			if dec.Decode(&ev) != nil {
+				close(events)
+				return
+			}
+			events <- ev.Object.Metadata.Name
+		}
+	}()
+	var samples []time.Duration
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("watch-%d", i)
+		body := bytes.Replace(workload(name), []byte(`"bench":"yes"`), []byte(`"watch":"yes"`), 1)
+		t0 := time.Now()
+		r, err := c.hc.Post(c.base, "application/json", bytes.NewReader(body))
+		if err != nil {
+			return 0, 0, err
+		}
+		r.Body.Close()
+		for got := range events {
+			if got == name {
+				break
+			}
+		}
+		samples = append(samples, time.Since(t0))
+	}
+	return percentiles(samples)
+}
+
+func percentiles(s []time.Duration) (time.Duration, time.Duration, error) {
+	if len(s) == 0 {
+		return 0, 0, errors.New("no samples")
+	}
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2], s[(len(s)*99)/100], nil
+}
