@@ -2,6 +2,8 @@ package apiserver
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/x509"
 	"fmt"
 	"net/http"
 	"strings"
@@ -10,6 +12,7 @@ import (
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
+	"k8s.io/utils/lru"
 
 	"skiff.dev/skiff/identity"
 )
@@ -34,6 +37,19 @@ func isPublicPath(path string) bool {
 type keyAuthenticator struct {
 	trust *identity.Trust
 	now   func() time.Time
+	// verified caches certificates whose self-signature checked out, by
+	// their DER bytes: an HTTP/2 connection presents the same certificate
+	// on every request, and the signature check is the costly part.
+	verified *lru.Cache
+}
+
+type verifiedCert struct {
+	key      ed25519.PublicKey
+	notAfter time.Time
+}
+
+func newKeyAuthenticator(trust *identity.Trust, now func() time.Time) keyAuthenticator {
+	return keyAuthenticator{trust: trust, now: now, verified: lru.New(1024)}
 }
 
 func (a keyAuthenticator) AuthenticateRequest(req *http.Request) (*authenticator.Response, bool, error) {
@@ -53,16 +69,32 @@ func (a keyAuthenticator) fromCertificate(req *http.Request) (*authenticator.Res
 	if req.TLS == nil || len(req.TLS.PeerCertificates) == 0 {
 		return nil, nil
 	}
-	pub, err := identity.VerifySelfSigned(req.TLS.PeerCertificates[0], a.now())
+	pub, err := a.verify(req.TLS.PeerCertificates[0])
 	if err != nil {
 		return nil, fmt.Errorf("client certificate: %w", err)
 	}
+	// Trust is looked up on every request: removing a key takes effect at once.
 	p, ok := a.trust.Lookup(pub)
 	if !ok {
 		return nil, fmt.Errorf("client certificate key %s is not trusted", identity.EncodePublicKey(pub))
 	}
 	groups := append(append([]string{}, p.Groups...), user.AllAuthenticated)
 	return &authenticator.Response{User: &user.DefaultInfo{Name: p.Name, Groups: groups}}, nil
+}
+
+func (a keyAuthenticator) verify(cert *x509.Certificate) (ed25519.PublicKey, error) {
+	now := a.now()
+	if cached, ok := a.verified.Get(string(cert.Raw)); ok {
+		if v := cached.(verifiedCert); now.Before(v.notAfter) && !now.Before(cert.NotBefore) {
+			return v.key, nil
+		}
+	}
+	pub, err := identity.VerifySelfSigned(cert, now)
+	if err != nil {
+		return nil, err
+	}
+	a.verified.Add(string(cert.Raw), verifiedCert{key: pub, notAfter: cert.NotAfter})
+	return pub, nil
 }
 
 // authorize is skiff's authorization: admins (system:masters) may do

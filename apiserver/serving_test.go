@@ -210,4 +210,3 @@ func TestExternalEtcd(t *testing.T) {
 		return err == nil && resp.Count == 1
 	})
 }
-

@@ -34,8 +34,9 @@ import (
 func main() {
 	objects := flag.Int("objects", 10000, "objects to create")
 	clients := flag.Int("clients", 8, "concurrent create clients")
+	profile := flag.String("cpuprofile", "", "write the server's CPU profile of the create phase to this file")
 	flag.Parse()
-	if err := run(*objects, *clients); err != nil {
+	if err := run(*objects, *clients, *profile); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -43,7 +44,7 @@ func main() {
 
 type result struct{ name, value, target string }
 
-func run(objects, clients int) error {
+func run(objects, clients int, profile string) error {
 	bin := os.Getenv("SKIFF_BIN")
 	if bin == "" {
 		bin = "bin/skiff"
@@ -74,9 +75,19 @@ func run(objects, clients int) error {
 	if err != nil {
 		return err
 	}
+	var profiled chan error
+	if profile != "" {
+		profiled = make(chan error, 1)
+		go func() { profiled <- api.cpuProfile(profile, 5) }()
+	}
 	rate, err := api.createMany(objects, clients)
 	if err != nil {
 		return err
+	}
+	if profiled != nil {
+		if err := <-profiled; err != nil {
+			return err
+		}
 	}
 	listP50, listP99, err := api.listLatency(20)
 	if err != nil {
@@ -182,6 +193,7 @@ func (s *server) rss() int64 {
 }
 
 type client struct {
+	host string
 	base string
 	hc   *http.Client
 }
@@ -195,7 +207,23 @@ func newClient(kubeconfig string) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &client{base: cfg.Host + "/apis/skiff.dev/v1alpha1/namespaces/default/workloads", hc: hc}, nil
+	return &client{host: cfg.Host, base: cfg.Host + "/apis/skiff.dev/v1alpha1/namespaces/default/workloads", hc: hc}, nil
+}
+
+// cpuProfile saves the server's CPU profile over the next seconds.
+func (c *client) cpuProfile(path string, seconds int) error {
+	resp, err := c.hc.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", c.host, seconds))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
 }
 
 // workload renders a Workload of about 1 KB.

@@ -56,7 +56,9 @@ type InstanceTemplateSpec struct {
 	// Immutable once the Instance exists.
 	// +listType=map
 	// +listMapKey=name
-	Containers []Container `json:"containers"`
+	// +patchMergeKey=name
+	// +patchStrategy=merge
+	Containers []Container `json:"containers" patchStrategy:"merge" patchMergeKey:"name"`
 	// RestartPolicy for the containers: Always (default), OnFailure or Never.
 	// +optional
 	RestartPolicy RestartPolicy `json:"restartPolicy,omitempty"`
@@ -112,14 +114,18 @@ type Container struct {
 	// +optional
 	// +listType=map
 	// +listMapKey=name
-	Env []EnvVar `json:"env,omitempty"`
+	// +patchMergeKey=name
+	// +patchStrategy=merge
+	Env []EnvVar `json:"env,omitempty" patchStrategy:"merge" patchMergeKey:"name"`
 	// Ports the container listens on. Until Instance networking lands they
 	// are informational: the agent publishes nothing.
 	// +optional
 	// +listType=map
 	// +listMapKey=containerPort
 	// +listMapKey=protocol
-	Ports []ContainerPort `json:"ports,omitempty"`
+	// +patchMergeKey=containerPort
+	// +patchStrategy=merge
+	Ports []ContainerPort `json:"ports,omitempty" patchStrategy:"merge" patchMergeKey:"containerPort"`
 	// Resources the container requests (for scheduling) and may use at most.
 	// +optional
 	Resources ResourceRequirements `json:"resources,omitempty"`
@@ -381,7 +387,9 @@ type InstanceStatus struct {
 	// +optional
 	// +listType=map
 	// +listMapKey=type
-	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// +patchMergeKey=type
+	// +patchStrategy=merge
+	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
 	// HostIP is the address of the Node running the Instance.
 	// +optional
 	HostIP string `json:"hostIP,omitempty"`

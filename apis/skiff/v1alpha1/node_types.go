@@ -132,7 +132,9 @@ type NodeStatus struct {
 	// +optional
 	// +listType=map
 	// +listMapKey=type
-	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// +patchMergeKey=type
+	// +patchStrategy=merge
+	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
 	// Capacity is the machine's total resources.
 	// +optional
 	Capacity corev1.ResourceList `json:"capacity,omitempty"`

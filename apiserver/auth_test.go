@@ -1,0 +1,106 @@
+package apiserver
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
+
+	"skiff.dev/skiff/identity"
+)
+
+func certOf(t *testing.T, id *identity.Identity, now time.Time) *x509.Certificate {
+	t.Helper()
+	p, err := id.ClientCertificate("someone", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(p)
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestKeyAuthenticator(t *testing.T) {
+	now := time.Now()
+	admin, _ := identity.New()
+	stranger, _ := identity.New()
+	trust := identity.NewTrust()
+	trust.Add(admin.Public(), identity.Principal{Name: AdminUser, Groups: []string{user.SystemPrivilegedGroup}})
+	clock := now
+	a := newKeyAuthenticator(trust, func() time.Time { return clock })
+
+	cases := []struct {
+		name     string
+		path     string
+		cert     *x509.Certificate
+		wantOK   bool
+		wantUser string
+	}{
+		{"trusted key", "/api", certOf(t, admin, now), true, AdminUser},
+		{"trusted key again (cached)", "/api", certOf(t, admin, now), true, AdminUser},
+		{"untrusted key", "/api", certOf(t, stranger, now), false, ""},
+		{"no certificate", "/api/v1/namespaces", nil, false, ""},
+		{"no certificate on a probe", "/readyz", nil, true, user.Anonymous},
+		{"untrusted key on a probe", "/livez/ping", certOf(t, stranger, now), true, user.Anonymous},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest("GET", "https://skiff"+tc.path, nil)
+			req.TLS = &tls.ConnectionState{}
+			if tc.cert != nil {
+				req.TLS.PeerCertificates = []*x509.Certificate{tc.cert}
+			}
+			resp, ok, _ := a.AuthenticateRequest(req)
+			if ok != tc.wantOK {
+				t.Fatalf("authenticated %v, want %v", ok, tc.wantOK)
+			}
+			if ok && resp.User.GetName() != tc.wantUser {
+				t.Fatalf("user %q, want %q", resp.User.GetName(), tc.wantUser)
+			}
+		})
+	}
+
+	// A cached verification does not outlive the certificate.
+	clock = now.Add(identity.ClientCertValidity + time.Hour)
+	req := httptest.NewRequest("GET", "https://skiff/api", nil)
+	req.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{certOf(t, admin, now)}}
+	if _, ok, _ := a.AuthenticateRequest(req); ok {
+		t.Fatal("expired certificate accepted from the cache")
+	}
+}
+
+func TestAuthorize(t *testing.T) {
+	admin := &user.DefaultInfo{Name: AdminUser, Groups: []string{user.SystemPrivilegedGroup}}
+	anon := &user.DefaultInfo{Name: user.Anonymous, Groups: []string{user.AllUnauthenticated}}
+	other := &user.DefaultInfo{Name: "skiff:node:n1", Groups: []string{"skiff:nodes", user.AllAuthenticated}}
+	cases := []struct {
+		name string
+		attr authorizer.AttributesRecord
+		want authorizer.Decision
+	}{
+		{"admin writes", authorizer.AttributesRecord{User: admin, Verb: "create", Resource: "workloads", ResourceRequest: true}, authorizer.DecisionAllow},
+		{"anonymous probe", authorizer.AttributesRecord{User: anon, Verb: "get", Path: "/readyz"}, authorizer.DecisionAllow},
+		{"anonymous discovery", authorizer.AttributesRecord{User: anon, Verb: "get", Path: "/apis"}, authorizer.DecisionDeny},
+		{"anonymous resource", authorizer.AttributesRecord{User: anon, Verb: "list", Resource: "workloads", ResourceRequest: true}, authorizer.DecisionDeny},
+		{"other user discovery", authorizer.AttributesRecord{User: other, Verb: "get", Path: "/openapi/v3"}, authorizer.DecisionAllow},
+		{"other user resource", authorizer.AttributesRecord{User: other, Verb: "delete", Resource: "nodes", ResourceRequest: true}, authorizer.DecisionDeny},
+		{"other user metrics", authorizer.AttributesRecord{User: other, Verb: "get", Path: "/metrics"}, authorizer.DecisionDeny},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, reason, err := authorize(context.Background(), tc.attr)
+			if err != nil || got != tc.want {
+				t.Fatalf("decision %v (%s, %v), want %v", got, reason, err, tc.want)
+			}
+		})
+	}
+}
