@@ -1,0 +1,65 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// skiffCmd runs the skiff binary and returns its combined output and error.
+func skiffCmd(args ...string) (string, error) {
+	out, err := exec.Command(skiffBin, args...).CombinedOutput()
+	return string(out), err
+}
+
+func TestCLI(t *testing.T) {
+	requireE2E(t)
+
+	t.Run("version", func(t *testing.T) {
+		out, err := skiffCmd("version")
+		if err != nil || !strings.HasPrefix(out, "skiff ") || !strings.Contains(out, "Kubernetes API 1.37") {
+			t.Fatalf("skiff version: %v\n%s", err, out)
+		}
+	})
+
+	t.Run("kubeconfig prints a working admin kubeconfig", func(t *testing.T) {
+		s := startServer(t, t.TempDir(), "127.0.0.1:0")
+		out, err := skiffCmd("kubeconfig", "--data-dir", s.dataDir)
+		if err != nil {
+			t.Fatalf("skiff kubeconfig: %v\n%s", err, out)
+		}
+		path := filepath.Join(t.TempDir(), "printed.kubeconfig")
+		if err := os.WriteFile(path, []byte(out), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := s.run(path, "get", "namespaces", "-o", "name")
+		if r.ExitCode != 0 || !strings.Contains(r.Stdout, "namespace/skiff-system") {
+			t.Fatalf("kubectl with the printed kubeconfig: exit %d\n%s%s", r.ExitCode, r.Stdout, r.Stderr)
+		}
+	})
+
+	t.Run("kubeconfig without a data dir names the problem", func(t *testing.T) {
+		out, err := skiffCmd("kubeconfig", "--data-dir", filepath.Join(t.TempDir(), "none"))
+		if err == nil || !strings.Contains(out, "skiff server --data-dir") {
+			t.Fatalf("skiff kubeconfig on a missing data dir: %v\n%s", err, out)
+		}
+	})
+
+	t.Run("bad flags are refused by name", func(t *testing.T) {
+		for _, tc := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"server", "--data-dir", t.TempDir(), "--listen", "nonsense"}, "--listen"},
+			{[]string{"server", "--data-dir", t.TempDir(), "--etcd-prefix", "registry"}, "--etcd-prefix"},
+			{[]string{"server", "--data-dir", t.TempDir(), "--etcd-cafile", "/x"}, "--etcd-servers"},
+		} {
+			out, err := skiffCmd(tc.args...)
+			if err == nil || !strings.Contains(out, tc.want) {
+				t.Errorf("skiff %v: %v\n%s (want an error naming %s)", tc.args, err, out, tc.want)
+			}
+		}
+	})
+}
