@@ -275,11 +275,15 @@ func (c *client) listLatency(rounds int) (p50, p99 time.Duration, err error) {
 		if err != nil {
 			return 0, 0, err
 		}
-		var list struct{ Items []json.RawMessage }
-		err = json.NewDecoder(resp.Body).Decode(&list)
+		// Time to the last byte of the response; the client's own JSON
+		// parsing is not the server's latency.
+		_, err = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		if err != nil {
 			return 0, 0, err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return 0, 0, fmt.Errorf("list: %s", resp.Status)
 		}
 		samples = append(samples, time.Since(t0))
 	}
