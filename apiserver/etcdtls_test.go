@@ -148,5 +148,3 @@ func TestExternalEtcdWithTLS(t *testing.T) {
 		}
 	}
 }
-
-
