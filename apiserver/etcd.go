@@ -23,6 +23,10 @@ type embeddedEtcd struct {
 	Endpoint string
 }
 
+// maxSocketPath is the longest unix socket path Linux accepts (sun_path
+// is 108 bytes including the terminating NUL).
+const maxSocketPath = 107
+
 // startEmbeddedEtcd starts etcd in dir and waits until it serves or the
 // context ends.
 func startEmbeddedEtcd(ctx context.Context, dir string) (*embeddedEtcd, error) {
@@ -37,6 +41,10 @@ func startEmbeddedEtcd(ctx context.Context, dir string) (*embeddedEtcd, error) {
 		return nil, err
 	}
 	client := &url.URL{Scheme: "unix", Path: filepath.Join(abs, "client.sock")}
+	if len(client.Path) > maxSocketPath {
+		return nil, fmt.Errorf("--data-dir %q is too long: the etcd socket path %q is %d bytes, unix sockets allow %d",
+			dir, client.Path, len(client.Path), maxSocketPath)
+	}
 	peer := &url.URL{Scheme: "unix", Path: filepath.Join(abs, "peer.sock")}
 	for _, u := range []*url.URL{client, peer} {
 		// A socket left by a crashed process blocks the listen.

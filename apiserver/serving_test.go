@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -209,4 +210,12 @@ func TestExternalEtcd(t *testing.T) {
 		resp, err := kube.Get(ctx, "/registry/namespaces/default")
 		return err == nil && resp.Count == 1
 	})
+}
+
+func TestLongDataDirIsRefusedByName(t *testing.T) {
+	long := filepath.Join(t.TempDir(), strings.Repeat("d", 120))
+	_, err := startEmbeddedEtcd(context.Background(), long)
+	if err == nil || !strings.Contains(err.Error(), "--data-dir") {
+		t.Fatalf("embedded etcd in a %d-byte path: %v, want an error naming --data-dir", len(long), err)
+	}
 }

@@ -20,11 +20,24 @@ func addAPIServerFlags(fs *pflag.FlagSet, cfg *apiserver.Config) {
 	fs.BoolVar(&cfg.AuditLog, "audit-log", cfg.AuditLog, "write the audit log to <data-dir>/audit.log")
 }
 
+// newServerCommand is `skiff server`, the whole control plane in one
+// process. Today that is the API server and its embedded etcd; the
+// controllers and a local agent join it as they are built.
 func newServerCommand() *cobra.Command {
+	return newAPIServerCommandNamed("server", "Run the control plane: embedded etcd and the API server")
+}
+
+// newAPIServerCommand is `skiff apiserver`: the API server alone, for
+// running several over an external etcd.
+func newAPIServerCommand() *cobra.Command {
+	return newAPIServerCommandNamed("apiserver", "Run only the API server (embedded etcd unless --etcd-servers)")
+}
+
+func newAPIServerCommandNamed(use, short string) *cobra.Command {
 	cfg := apiserver.DefaultConfig()
 	cmd := &cobra.Command{
-		Use:   "server",
-		Short: "Run the control plane: embedded etcd and the API server",
+		Use:   use,
+		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			srv, err := apiserver.New(cfg)
