@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -38,6 +39,8 @@ func (s *Server) build(endpoints []string) (*genericapiserver.GenericAPIServer, 
 	}
 	cfg := genericapiserver.NewConfig(sch.codecs)
 	cfg.EffectiveVersion = compatibility.NewEffectiveVersionFromString(version.KubernetesMinor, "", "")
+	// Discovery tells clients where to reach the server.
+	cfg.ExternalAddress = strings.TrimPrefix(s.URL(), "https://")
 	if err := s.applyServing(cfg); err != nil {
 		return nil, nil, err
 	}
