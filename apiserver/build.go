@@ -46,7 +46,7 @@ func (s *Server) build(endpoints []string) (*genericapiserver.GenericAPIServer, 
 	}
 	cfg.Authentication.Authenticator = newKeyAuthenticator(s.trust, time.Now)
 	cfg.BuildHandlerChainFunc = func(h http.Handler, c *genericapiserver.Config) http.Handler {
-		return withoutLoopbackCompression(genericapiserver.DefaultBuildHandlerChain(h, c))
+		return withoutLoopbackCompression(withBufferedResponses(genericapiserver.DefaultBuildHandlerChain(h, c)))
 	}
 	cfg.Authorization.Authorizer = authorizer.AuthorizerFunc(authorize)
 	if err := s.applyStorage(cfg, sch, endpoints); err != nil {
@@ -183,7 +183,7 @@ func (s *Server) installGroups(generic *genericapiserver.GenericAPIServer, sch *
 	for _, gv := range gvs {
 		info := genericapiserver.NewDefaultAPIGroupInfo(gv.Group, sch.full, metav1.ParameterCodec, sch.codecs)
 		if gv.Group == skiffv1alpha1.GroupName {
-			info.NegotiatedSerializer = withoutProtobuf{sch.codecs}
+			info.NegotiatedSerializer = withoutProtobuf{info.NegotiatedSerializer}
 		}
 		info.PrioritizedVersions = []schema.GroupVersion{gv}
 		info.VersionedResourcesStorageMap[gv.Version] = byGV[gv]
