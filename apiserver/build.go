@@ -205,7 +205,7 @@ func bootstrapNamespaces(store *REST) genericapiserver.PostStartHookFunc {
 	return func(hookCtx genericapiserver.PostStartHookContext) error {
 		ctx := genericapirequest.WithNamespace(hookCtx, metav1.NamespaceNone)
 		for _, name := range []string{DefaultNamespace, SystemNamespace} {
-			err := waitReady(ctx, func() error {
+			err := poll(ctx, func() error {
 				ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
 				_, err := store.Create(ctx, ns, nil, &metav1.CreateOptions{})
 				if apierrors.IsAlreadyExists(err) {

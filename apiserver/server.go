@@ -104,8 +104,8 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 }
 
-// waitReady polls a readiness function until it succeeds or ctx ends.
-func waitReady(ctx context.Context, check func() error) error {
+// poll calls check every 50ms until it succeeds or ctx ends.
+func poll(ctx context.Context, check func() error) error {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	for {

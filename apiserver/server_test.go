@@ -77,7 +77,7 @@ func (ts *testServer) waitReady(t *testing.T) {
 	}}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	err := waitReady(ctx, func() error {
+	err := poll(ctx, func() error {
 		select {
 		case err := <-ts.done:
 			ts.done <- err
