@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"k8s.io/utils/lru"
 
+	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 	"skiff.dev/skiff/identity"
 )
 
@@ -36,7 +38,10 @@ func isPublicPath(path string) bool {
 // public paths and unauthenticated (401) elsewhere.
 type keyAuthenticator struct {
 	trust *identity.Trust
-	now   func() time.Time
+	// joinToken, when set, authenticates a bearer token as the bootstrap
+	// user, which may only register Nodes.
+	joinToken identity.JoinToken
+	now       func() time.Time
 	// verified caches certificates whose self-signature checked out, by
 	// their DER bytes: an HTTP/2 connection presents the same certificate
 	// on every request, and the signature check is the costly part.
@@ -48,8 +53,8 @@ type verifiedCert struct {
 	notAfter time.Time
 }
 
-func newKeyAuthenticator(trust *identity.Trust, now func() time.Time) keyAuthenticator {
-	return keyAuthenticator{trust: trust, now: now, verified: lru.New(1024)}
+func newKeyAuthenticator(trust *identity.Trust, joinToken identity.JoinToken, now func() time.Time) keyAuthenticator {
+	return keyAuthenticator{trust: trust, joinToken: joinToken, now: now, verified: lru.New(1024)}
 }
 
 func (a keyAuthenticator) AuthenticateRequest(req *http.Request) (*authenticator.Response, bool, error) {
@@ -57,12 +62,27 @@ func (a keyAuthenticator) AuthenticateRequest(req *http.Request) (*authenticator
 	if err == nil && resp != nil {
 		return resp, true, nil
 	}
+	if token, ok := bearerToken(req); ok {
+		presented, err := identity.ParseJoinToken(token)
+		if err != nil || !a.joinToken.SameSecret(presented) {
+			return nil, false, errors.New("invalid join token")
+		}
+		return &authenticator.Response{User: &user.DefaultInfo{
+			Name: skiffv1alpha1.BootstrapUser, Groups: []string{skiffv1alpha1.BootstrappersGroup, user.AllAuthenticated},
+		}}, true, nil
+	}
 	if isPublicPath(req.URL.Path) {
 		return &authenticator.Response{User: &user.DefaultInfo{
 			Name: user.Anonymous, Groups: []string{user.AllUnauthenticated},
 		}}, true, nil
 	}
 	return nil, false, err
+}
+
+func bearerToken(req *http.Request) (string, bool) {
+	token, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer ")
+	token = strings.TrimSpace(token)
+	return token, ok && token != ""
 }
 
 func (a keyAuthenticator) fromCertificate(req *http.Request) (*authenticator.Response, error) {
@@ -109,6 +129,15 @@ func authorize(ctx context.Context, a authorizer.Attributes) (authorizer.Decisio
 		if g == user.SystemPrivilegedGroup {
 			return authorizer.DecisionAllow, "", nil
 		}
+	}
+	if node, ok := nodeName(u); ok {
+		if d, reason := authorizeNode(node, a); d != authorizer.DecisionNoOpinion {
+			return d, reason, nil
+		}
+	}
+	if hasGroup(u, skiffv1alpha1.BootstrappersGroup) && a.IsResourceRequest() {
+		d, reason := authorizeBootstrap(a)
+		return d, reason, nil
 	}
 	if a.IsResourceRequest() {
 		return authorizer.DecisionDeny, fmt.Sprintf("user %q may not %s %s", u.GetName(), a.GetVerb(), a.GetResource()), nil

@@ -36,21 +36,28 @@ func TestKeyAuthenticator(t *testing.T) {
 	trust := identity.NewTrust()
 	trust.Add(admin.Public(), identity.Principal{Name: AdminUser, Groups: []string{user.SystemPrivilegedGroup}})
 	clock := now
-	a := newKeyAuthenticator(trust, func() time.Time { return clock })
+	join := identity.JoinToken{CAHash: make([]byte, 32), Secret: []byte("0123456789abcdef0123")}
+	a := newKeyAuthenticator(trust, join, func() time.Time { return clock })
+	wrong := join
+	wrong.Secret = []byte("not-the-secret-at-all")
 
 	cases := []struct {
 		name     string
 		path     string
 		cert     *x509.Certificate
+		bearer   string
 		wantOK   bool
 		wantUser string
 	}{
-		{"trusted key", "/api", certOf(t, admin, now), true, AdminUser},
-		{"trusted key again (cached)", "/api", certOf(t, admin, now), true, AdminUser},
-		{"untrusted key", "/api", certOf(t, stranger, now), false, ""},
-		{"no certificate", "/api/v1/namespaces", nil, false, ""},
-		{"no certificate on a probe", "/readyz", nil, true, user.Anonymous},
-		{"untrusted key on a probe", "/livez/ping", certOf(t, stranger, now), true, user.Anonymous},
+		{"join token", "/apis/skiff.dev/v1alpha1/nodes", nil, join.String(), true, "skiff:bootstrap"},
+		{"wrong join token", "/apis/skiff.dev/v1alpha1/nodes", nil, wrong.String(), false, ""},
+		{"malformed join token", "/apis/skiff.dev/v1alpha1/nodes", nil, "guess", false, ""},
+		{"trusted key", "/api", certOf(t, admin, now), "", true, AdminUser},
+		{"trusted key again (cached)", "/api", certOf(t, admin, now), "", true, AdminUser},
+		{"untrusted key", "/api", certOf(t, stranger, now), "", false, ""},
+		{"no certificate", "/api/v1/namespaces", nil, "", false, ""},
+		{"no certificate on a probe", "/readyz", nil, "", true, user.Anonymous},
+		{"untrusted key on a probe", "/livez/ping", certOf(t, stranger, now), "", true, user.Anonymous},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -58,6 +65,9 @@ func TestKeyAuthenticator(t *testing.T) {
 			req.TLS = &tls.ConnectionState{}
 			if tc.cert != nil {
 				req.TLS.PeerCertificates = []*x509.Certificate{tc.cert}
+			}
+			if tc.bearer != "" {
+				req.Header.Set("Authorization", "Bearer "+tc.bearer)
 			}
 			resp, ok, _ := a.AuthenticateRequest(req)
 			if ok != tc.wantOK {

@@ -44,11 +44,12 @@ func (s *Server) build(endpoints []string) (*genericapiserver.GenericAPIServer, 
 	if err := s.applyServing(cfg); err != nil {
 		return nil, nil, err
 	}
-	cfg.Authentication.Authenticator = newKeyAuthenticator(s.trust, time.Now)
+	cfg.Authentication.Authenticator = newKeyAuthenticator(s.trust, s.joinToken, time.Now)
 	cfg.BuildHandlerChainFunc = func(h http.Handler, c *genericapiserver.Config) http.Handler {
 		return withoutLoopbackCompression(withBufferedResponses(genericapiserver.DefaultBuildHandlerChain(h, c)))
 	}
 	cfg.Authorization.Authorizer = authorizer.AuthorizerFunc(authorize)
+	cfg.AdmissionControl = nodeRestriction{}
 	if err := s.applyStorage(cfg, sch, endpoints); err != nil {
 		return nil, nil, err
 	}
@@ -77,6 +78,13 @@ func (s *Server) build(endpoints []string) (*genericapiserver.GenericAPIServer, 
 	}
 	s.installObservability(generic, stores, etcdClient)
 	if err := generic.AddPostStartHook("skiff-bootstrap-namespaces", bootstrapNamespaces(stores.namespaces)); err != nil {
+		return nil, nil, err
+	}
+	keys := newNodeKeys(stores.byKind[stores.nodeKind], s.trust)
+	if err := generic.AddPostStartHook("skiff-node-keys", func(ctx genericapiserver.PostStartHookContext) error {
+		go keys.Run(ctx)
+		return nil
+	}); err != nil {
 		return nil, nil, err
 	}
 	return generic, func() { etcdClient.Close() }, nil
@@ -127,6 +135,7 @@ func (s *Server) applyAudit(cfg *genericapiserver.Config) error {
 type installed struct {
 	byKind     map[*Kind]*REST
 	namespaces *REST
+	nodeKind   *Kind
 }
 
 // install builds every Kind's storage and installs the API groups.
@@ -160,6 +169,9 @@ func (s *Server) install(generic *genericapiserver.GenericAPIServer, sch *scheme
 			return nil, err
 		}
 		out.byKind[k] = main
+		if k.GVK == skiffv1alpha1.SchemeGroupVersion.WithKind("Node") {
+			out.nodeKind = k
+		}
 		if k.Namespaced && k.TTL == 0 {
 			nsWrapped.contents = append(nsWrapped.contents, main)
 		}
@@ -204,7 +216,7 @@ func (s *Server) installGroups(generic *genericapiserver.GenericAPIServer, sch *
 func bootstrapNamespaces(store *REST) genericapiserver.PostStartHookFunc {
 	return func(hookCtx genericapiserver.PostStartHookContext) error {
 		ctx := genericapirequest.WithNamespace(hookCtx, metav1.NamespaceNone)
-		for _, name := range []string{DefaultNamespace, SystemNamespace} {
+		for _, name := range []string{DefaultNamespace, SystemNamespace, skiffv1alpha1.NodeLeaseNamespace} {
 			err := poll(ctx, func() error {
 				ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
 				_, err := store.Create(ctx, ns, nil, &metav1.CreateOptions{})

@@ -10,7 +10,9 @@ import (
 	"testing"
 
 	"k8s.io/client-go/rest"
+
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"skiff.dev/skiff/identity"
 )
 
 func clientKey(obj client.Object) client.ObjectKey { return client.ObjectKeyFromObject(obj) }
@@ -46,9 +48,13 @@ func TestDataDirIsPrivateAndReused(t *testing.T) {
 			t.Errorf("%s: mode %v, want %v", path, got, want)
 		}
 	}
-	token, _ := os.ReadFile(filepath.Join(dir, JoinTokenFile))
-	if len(strings.TrimSpace(string(token))) != 64 {
-		t.Errorf("join token %q: want 64 hex characters", token)
+	token, err := ts.srv.dir.joinToken()
+	if err != nil {
+		t.Fatalf("join token: %v", err)
+	}
+	cert, err := ts.srv.dir.servingCertificate()
+	if err != nil || !bytes.Equal(token.CAHash, identity.CertificateHash(cert)) {
+		t.Errorf("join token does not pin the serving certificate (%v)", err)
 	}
 	read := func(name string) []byte {
 		b, err := os.ReadFile(filepath.Join(dir, name))
@@ -57,11 +63,11 @@ func TestDataDirIsPrivateAndReused(t *testing.T) {
 		}
 		return b
 	}
-	cert, key, tok := read(servingCertFile), read(adminKeyFile), read(JoinTokenFile)
+	certPEM, key, tok := read(servingCertFile), read(adminKeyFile), read(JoinTokenFile)
 	ts.stop()
 
 	ts = startTestServer(t, dir)
-	if !bytes.Equal(cert, read(servingCertFile)) || !bytes.Equal(key, read(adminKeyFile)) || !bytes.Equal(tok, read(JoinTokenFile)) {
+	if !bytes.Equal(certPEM, read(servingCertFile)) || !bytes.Equal(key, read(adminKeyFile)) || !bytes.Equal(tok, read(JoinTokenFile)) {
 		t.Fatal("restart replaced the serving certificate, admin key or join token")
 	}
 	w := newWorkload("kept", 1)

@@ -186,7 +186,7 @@ func namespaceKind() *Kind {
 		Validate: typed(func(ns *corev1.Namespace) field.ErrorList {
 			return validation.ValidateObjectMeta(&ns.ObjectMeta, false, validation.ValidateNamespaceName, field.NewPath("metadata"))
 		}),
-		Protected: []string{DefaultNamespace, SystemNamespace},
+		Protected: []string{DefaultNamespace, SystemNamespace, skiffv1alpha1.NodeLeaseNamespace},
 	}
 }
 

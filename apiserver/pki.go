@@ -1,12 +1,12 @@
 package apiserver
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -63,7 +63,7 @@ func (d dataDir) ensure(hosts []string) (*identity.Identity, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := d.ensureFile(JoinTokenFile, randomToken); err != nil {
+	if err := d.ensureJoinToken(); err != nil {
 		return nil, err
 	}
 	if err := d.ensureFile(auditPolicyFile, func() ([]byte, error) { return []byte(defaultAuditPolicy), nil }); err != nil {
@@ -83,12 +83,52 @@ rules:
 - level: Metadata
 `
 
-func randomToken() ([]byte, error) {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return nil, err
+// ensureJoinToken writes the join token on first start, and rewrites its
+// certificate hash (keeping the secret) if the serving certificate changed.
+func (d dataDir) ensureJoinToken() error {
+	cert, err := d.servingCertificate()
+	if err != nil {
+		return err
 	}
-	return []byte(hex.EncodeToString(b) + "\n"), nil
+	path := d.file(JoinTokenFile)
+	if data, err := os.ReadFile(path); err == nil {
+		tok, err := identity.ParseJoinToken(string(data))
+		if err == nil && bytes.Equal(tok.CAHash, identity.CertificateHash(cert)) {
+			return nil
+		}
+		if err == nil {
+			tok.CAHash = identity.CertificateHash(cert)
+			return identity.WriteFileAtomic(path, []byte(tok.String()+"\n"), 0o600)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	tok, err := identity.NewJoinToken(cert)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return identity.WriteFileAtomic(path, []byte(tok.String()+"\n"), 0o600)
+}
+
+// joinToken reads the join token.
+func (d dataDir) joinToken() (identity.JoinToken, error) {
+	data, err := os.ReadFile(d.file(JoinTokenFile))
+	if err != nil {
+		return identity.JoinToken{}, fmt.Errorf("join token: %w", err)
+	}
+	return identity.ParseJoinToken(string(data))
+}
+
+func (d dataDir) servingCertificate() (*x509.Certificate, error) {
+	data, err := os.ReadFile(d.file(servingCertFile))
+	if err != nil {
+		return nil, fmt.Errorf("serving certificate: %w", err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return nil, fmt.Errorf("serving certificate %s: no PEM block", d.file(servingCertFile))
+	}
+	return x509.ParseCertificate(block.Bytes)
 }
 
 func (d dataDir) ensureFile(name string, content func() ([]byte, error)) error {

@@ -21,6 +21,8 @@ type Server struct {
 	listener net.Listener
 	admin    *identity.Identity
 	trust    *identity.Trust
+	// joinToken is what node agents present to register their Node.
+	joinToken identity.JoinToken
 }
 
 // New validates cfg, prepares the data directory (first start creates the
@@ -40,7 +42,12 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--listen %q: %w", cfg.Listen, err)
 	}
-	s := &Server{cfg: cfg, dir: dir, listener: ln, admin: admin, trust: identity.NewTrust()}
+	token, err := dir.joinToken()
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	s := &Server{cfg: cfg, dir: dir, listener: ln, admin: admin, trust: identity.NewTrust(), joinToken: token}
 	s.trust.Add(admin.Public(), identity.Principal{Name: AdminUser, Groups: []string{"system:masters"}})
 	if err := dir.writeKubeconfig(s.KubeconfigPath(), s.URL(), AdminUser, admin); err != nil {
 		ln.Close()

@@ -82,7 +82,7 @@ func TestHealthAndMetrics(t *testing.T) {
 	}
 	for _, want := range []string{
 		`skiff_objects_stored{group="skiff.dev",kind="Workload"} 1`,
-		`skiff_objects_stored{group="",kind="Namespace"} 2`,
+		`skiff_objects_stored{group="",kind="Namespace"} 3`,
 		"apiserver_request_total",
 	} {
 		if !strings.Contains(metrics, want) {

@@ -38,3 +38,10 @@ func (t *Trust) Lookup(pub ed25519.PublicKey) (Principal, bool) {
 	p, ok := t.keys[string(pub)]
 	return p, ok
 }
+
+// Remove stops trusting pub.
+func (t *Trust) Remove(pub ed25519.PublicKey) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.keys, string(pub))
+}

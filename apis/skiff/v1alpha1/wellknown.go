@@ -1,0 +1,19 @@
+package v1alpha1
+
+// Names shared by the apiserver and the node agent.
+const (
+	// NodeLeaseNamespace holds one Lease per Node, named after it, renewed
+	// by the node's agent.
+	NodeLeaseNamespace = "skiff-node-lease"
+	// AgentFinalizer is held by a node agent on each Instance bound to its
+	// node until the containers are stopped and cleaned up.
+	AgentFinalizer = "skiff.dev/agent"
+	// NodeUserPrefix prefixes a node identity's user name: skiff:node:NAME.
+	NodeUserPrefix = "skiff:node:"
+	// NodesGroup is the group of every node identity.
+	NodesGroup = "skiff:nodes"
+	// BootstrapUser is who presents the join token.
+	BootstrapUser = "skiff:bootstrap"
+	// BootstrappersGroup is the group of the join token's user.
+	BootstrappersGroup = "skiff:bootstrappers"
+)

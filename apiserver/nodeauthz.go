@@ -1,0 +1,92 @@
+package apiserver
+
+import (
+	"fmt"
+	"strings"
+
+	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
+
+	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+)
+
+// nodeName returns NAME for a node identity skiff:node:NAME.
+func nodeName(u user.Info) (string, bool) {
+	if u == nil || !hasGroup(u, skiffv1alpha1.NodesGroup) {
+		return "", false
+	}
+	name, ok := strings.CutPrefix(u.GetName(), skiffv1alpha1.NodeUserPrefix)
+	return name, ok && name != ""
+}
+
+func hasGroup(u user.Info, group string) bool {
+	for _, g := range u.GetGroups() {
+		if g == group {
+			return true
+		}
+	}
+	return false
+}
+
+func isRead(verb string) bool {
+	return verb == "get" || verb == "list" || verb == "watch"
+}
+
+// authorizeNode is the node restriction as far as request attributes
+// tell: a node reads Nodes and Instances, writes its own Node and its own
+// Lease, Instances' status and metadata (which Instances and which fields is
+// checked by the nodeRestriction admission, which sees the objects), and
+// Events. Everything else is denied.
+func authorizeNode(node string, a authorizer.Attributes) (authorizer.Decision, string) {
+	if !a.IsResourceRequest() {
+		return authorizer.DecisionNoOpinion, ""
+	}
+	res, sub, verb := a.GetResource(), a.GetSubresource(), a.GetVerb()
+	allow := false
+	switch {
+	case a.GetAPIGroup() == skiffv1alpha1.GroupName && res == "nodes":
+		allow = isRead(verb) && sub == "" ||
+			(verb == "update" || verb == "patch") && a.GetName() == node && (sub == "" || sub == "status")
+	case a.GetAPIGroup() == skiffv1alpha1.GroupName && res == "instances":
+		allow = isRead(verb) && sub == "" ||
+			(verb == "update" || verb == "patch") && (sub == "" || sub == "status")
+	case a.GetAPIGroup() == "coordination.k8s.io" && res == "leases":
+		allow = a.GetNamespace() == skiffv1alpha1.NodeLeaseNamespace &&
+			(verb == "create" || a.GetName() == node && (isRead(verb) || verb == "update" || verb == "patch"))
+	case a.GetAPIGroup() == "" && res == "events":
+		allow = verb == "create" || verb == "update" || verb == "patch"
+	}
+	if allow {
+		return authorizer.DecisionAllow, ""
+	}
+	return authorizer.DecisionDeny, fmt.Sprintf("node %q may not %s %s", node, verb, resourceString(a))
+}
+
+// authorizeBootstrap lets the join token register a Node: read Nodes,
+// create one, and set the key of one that has none (admission checks).
+func authorizeBootstrap(a authorizer.Attributes) (authorizer.Decision, string) {
+	if a.IsResourceRequest() && a.GetAPIGroup() == skiffv1alpha1.GroupName && a.GetResource() == "nodes" && a.GetSubresource() == "" {
+		switch a.GetVerb() {
+		case "get", "create", "update", "patch":
+			return authorizer.DecisionAllow, ""
+		}
+	}
+	return authorizer.DecisionDeny, fmt.Sprintf("the join token may only register nodes, not %s %s", a.GetVerb(), resourceString(a))
+}
+
+func resourceString(a authorizer.Attributes) string {
+	if !a.IsResourceRequest() {
+		return a.GetPath()
+	}
+	s := a.GetResource()
+	if a.GetSubresource() != "" {
+		s += "/" + a.GetSubresource()
+	}
+	if a.GetName() != "" {
+		s += " " + a.GetName()
+	}
+	if a.GetNamespace() != "" {
+		s += " in namespace " + a.GetNamespace()
+	}
+	return s
+}

@@ -1,0 +1,99 @@
+package apiserver
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apiserver/pkg/admission"
+
+	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+)
+
+// nodeRestriction is the part of the node restriction that needs the
+// objects: a node writes only Instances bound to it (their status, and
+// the agent finalizer in their metadata) and only its own Lease; the join
+// token creates a Node only with a key and sets the key only of a Node that
+// has none.
+type nodeRestriction struct{}
+
+var _ admission.ValidationInterface = nodeRestriction{}
+
+func (nodeRestriction) Handles(op admission.Operation) bool {
+	return op == admission.Create || op == admission.Update
+}
+
+func (nodeRestriction) Validate(ctx context.Context, a admission.Attributes, _ admission.ObjectInterfaces) error {
+	u := a.GetUserInfo()
+	if u == nil {
+		return nil
+	}
+	var err error
+	if node, ok := nodeName(u); ok {
+		err = validateNodeWrite(node, a)
+	} else if hasGroup(u, skiffv1alpha1.BootstrappersGroup) {
+		err = validateBootstrapWrite(a)
+	}
+	if err != nil {
+		return apierrors.NewForbidden(a.GetResource().GroupResource(), a.GetName(), err)
+	}
+	return nil
+}
+
+func validateNodeWrite(node string, a admission.Attributes) error {
+	switch obj := a.GetObject().(type) {
+	case *skiffv1alpha1.Instance:
+		old, _ := a.GetOldObject().(*skiffv1alpha1.Instance)
+		if old == nil || old.Spec.NodeName != node {
+			return fmt.Errorf("node %q may only update instances bound to it", node)
+		}
+		if a.GetSubresource() == "status" {
+			return nil
+		}
+		return onlyAgentFinalizerChanged(obj, old)
+	case *coordinationv1.Lease:
+		if obj.Name != node {
+			return fmt.Errorf("node %q may only write its own lease, not %q", node, obj.Name)
+		}
+	case *skiffv1alpha1.Node:
+		if obj.Name != node {
+			return fmt.Errorf("node %q may only write its own Node", node)
+		}
+	}
+	return nil
+}
+
+// onlyAgentFinalizerChanged allows a node to add or remove the agent
+// finalizer and nothing else in an Instance's spec and metadata.
+func onlyAgentFinalizerChanged(obj, old *skiffv1alpha1.Instance) error {
+	withoutAgent := func(fs []string) []string {
+		return slices.DeleteFunc(slices.Clone(fs), func(f string) bool { return f == skiffv1alpha1.AgentFinalizer })
+	}
+	a, b := obj.DeepCopy(), old.DeepCopy()
+	a.Finalizers, b.Finalizers = withoutAgent(a.Finalizers), withoutAgent(b.Finalizers)
+	a.Status, b.Status = skiffv1alpha1.InstanceStatus{}, skiffv1alpha1.InstanceStatus{}
+	for _, m := range []*skiffv1alpha1.Instance{a, b} {
+		m.ResourceVersion, m.ManagedFields, m.Generation = "", nil, 0
+	}
+	if !apiequality.Semantic.DeepEqual(a, b) {
+		return fmt.Errorf("a node may only change an instance's status and the %s finalizer", skiffv1alpha1.AgentFinalizer)
+	}
+	return nil
+}
+
+func validateBootstrapWrite(a admission.Attributes) error {
+	n, ok := a.GetObject().(*skiffv1alpha1.Node)
+	if !ok {
+		return fmt.Errorf("the join token may only register nodes")
+	}
+	if n.Spec.PublicKey == "" {
+		return fmt.Errorf("registering node %q needs spec.publicKey, the agent's key", n.Name)
+	}
+	if old, ok := a.GetOldObject().(*skiffv1alpha1.Node); ok && old.Spec.PublicKey != "" {
+		return fmt.Errorf("node %q is already registered with another key; delete the Node to register it again", n.Name)
+	}
+	return nil
+}

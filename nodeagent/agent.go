@@ -1,0 +1,160 @@
+package nodeagent
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+)
+
+// Agent is one node's agent.
+type Agent struct {
+	cfg    Config
+	scheme *runtime.Scheme
+}
+
+// New validates cfg and returns an agent.
+func New(cfg Config) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{skiffv1alpha1.AddToScheme, coordinationv1.AddToScheme, corev1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			return nil, err
+		}
+	}
+	return &Agent{cfg: cfg, scheme: scheme}, nil
+}
+
+// Run joins, reports the Node status and renews the Lease until ctx ends.
+func (a *Agent) Run(ctx context.Context) error {
+	j, err := join(ctx, a.cfg, a.scheme)
+	if err != nil {
+		return err
+	}
+	klog.InfoS("joined", "node", a.cfg.NodeName, "server", a.cfg.Server, "key", j.id.PublicKeyString())
+	machine, err := readMachine(a.cfg.DataDir, a.cfg.MaxInstances)
+	if err != nil {
+		return err
+	}
+	if err := a.reportStatus(ctx, j.client, machine); err != nil {
+		return err
+	}
+	lease := time.NewTicker(a.cfg.LeaseInterval)
+	defer lease.Stop()
+	status := time.NewTicker(a.cfg.StatusInterval)
+	defer status.Stop()
+	for {
+		if err := a.renewLease(ctx, j.client); err != nil && ctx.Err() == nil {
+			klog.ErrorS(err, "renew lease", "node", a.cfg.NodeName)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-lease.C:
+		case <-status.C:
+			if err := a.reportStatus(ctx, j.client, machine); err != nil && ctx.Err() == nil {
+				klog.ErrorS(err, "report node status", "node", a.cfg.NodeName)
+			}
+		}
+	}
+}
+
+// reportStatus writes capacity, allocatable, addresses, software, and the
+// Ready condition; labels and taints from the flags go into the Node.
+func (a *Agent) reportStatus(ctx context.Context, c client.Client, m *Machine) error {
+	var node skiffv1alpha1.Node
+	if err := c.Get(ctx, client.ObjectKey{Name: a.cfg.NodeName}, &node); err != nil {
+		return fmt.Errorf("node %q: %w", a.cfg.NodeName, err)
+	}
+	if a.applyFlags(&node) {
+		if err := c.Update(ctx, &node); err != nil {
+			return fmt.Errorf("node %q labels and taints: %w", a.cfg.NodeName, err)
+		}
+	}
+	node.Status.Capacity = m.Capacity
+	node.Status.Allocatable = allocatable(m.Capacity, a.cfg.Reserved)
+	node.Status.Addresses = m.Addresses
+	node.Status.NodeInfo = m.Info
+	node.Status.Phase = skiffv1alpha1.NodeReady
+	meta.SetStatusCondition(&node.Status.Conditions, metav1.Condition{
+		Type: skiffv1alpha1.NodeConditionReady, Status: metav1.ConditionTrue,
+		Reason: "AgentReady", Message: "the agent is running and renewing its lease",
+	})
+	if err := c.Status().Update(ctx, &node); err != nil {
+		return fmt.Errorf("node %q status: %w", a.cfg.NodeName, err)
+	}
+	return nil
+}
+
+// applyFlags sets --labels and --taints on the Node; it reports a change.
+func (a *Agent) applyFlags(n *skiffv1alpha1.Node) bool {
+	changed := false
+	for k, v := range a.cfg.Labels {
+		if n.Labels[k] != v {
+			if n.Labels == nil {
+				n.Labels = map[string]string{}
+			}
+			n.Labels[k] = v
+			changed = true
+		}
+	}
+	if a.cfg.Taints != nil && !taintsEqual(n.Spec.Taints, a.cfg.Taints) {
+		n.Spec.Taints = a.cfg.Taints
+		changed = true
+	}
+	return changed
+}
+
+func taintsEqual(a, b []skiffv1alpha1.Taint) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// renewLease creates or renews skiff-node-lease/NAME.
+func (a *Agent) renewLease(ctx context.Context, c client.Client) error {
+	now := metav1.NewMicroTime(time.Now())
+	seconds := int32(max(1, (3*a.cfg.LeaseInterval).Round(time.Second)/time.Second))
+	var lease coordinationv1.Lease
+	key := client.ObjectKey{Namespace: skiffv1alpha1.NodeLeaseNamespace, Name: a.cfg.NodeName}
+	err := c.Get(ctx, key, &lease)
+	if apierrors.IsNotFound(err) {
+		lease = coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name},
+			Spec: coordinationv1.LeaseSpec{
+				HolderIdentity: ptr.To(a.cfg.NodeName), LeaseDurationSeconds: ptr.To(seconds),
+				AcquireTime: &now, RenewTime: &now,
+			},
+		}
+		return c.Create(ctx, &lease)
+	}
+	if err != nil {
+		return fmt.Errorf("lease %s: %w", key, err)
+	}
+	lease.Spec.HolderIdentity = ptr.To(a.cfg.NodeName)
+	lease.Spec.LeaseDurationSeconds = ptr.To(seconds)
+	lease.Spec.RenewTime = &now
+	if err := c.Update(ctx, &lease); err != nil {
+		return fmt.Errorf("lease %s: %w", key, err)
+	}
+	return nil
+}

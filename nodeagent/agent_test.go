@@ -1,0 +1,277 @@
+package nodeagent
+
+import (
+	"context"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+	"skiff.dev/skiff/apiserver/apiservertest"
+	"skiff.dev/skiff/identity"
+)
+
+func testConfig(s *apiservertest.Server, dataDir, node string) Config {
+	cfg := DefaultConfig()
+	cfg.Server, cfg.JoinToken, cfg.DataDir, cfg.NodeName = s.URL, s.JoinTokenFile, dataDir, node
+	cfg.LeaseInterval = 100 * time.Millisecond
+	return cfg
+}
+
+func adminClient(t *testing.T, s *apiservertest.Server, a *Agent) client.Client {
+	t.Helper()
+	c, err := client.New(s.Admin, client.Options{Scheme: a.scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// runAgent runs an agent until the test ends; the returned channel gets
+// Run's result.
+func runAgent(t *testing.T, cfg Config) (*Agent, chan error) {
+	t.Helper()
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return a, done
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestAgentJoinsReportsAndRenews(t *testing.T) {
+	s := apiservertest.Start(t)
+	dataDir := t.TempDir()
+	cfg := testConfig(s, dataDir, "n1")
+	cfg.Labels = map[string]string{"topology.skiff.dev/zone": "a"}
+	cfg.Taints = []skiffv1alpha1.Taint{{Key: "dedicated", Value: "gpu", Effect: skiffv1alpha1.TaintEffectNoSchedule}}
+	cfg.Reserved = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m")}
+	a, _ := runAgent(t, cfg)
+	admin := adminClient(t, s, a)
+	ctx := context.Background()
+
+	var node skiffv1alpha1.Node
+	eventually(t, "node n1 Ready", func() bool {
+		return admin.Get(ctx, client.ObjectKey{Name: "n1"}, &node) == nil && node.Status.Phase == skiffv1alpha1.NodeReady
+	})
+	id, _, err := identity.LoadOrCreate(dataDir + "/" + keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if node.Spec.PublicKey != id.PublicKeyString() {
+		t.Errorf("spec.publicKey %q, want the agent's key %q", node.Spec.PublicKey, id.PublicKeyString())
+	}
+	wantCPU := resource.NewMilliQuantity(int64(runtime.NumCPU())*1000, resource.DecimalSI)
+	if got := node.Status.Capacity[corev1.ResourceCPU]; got.Cmp(*wantCPU) != 0 {
+		t.Errorf("capacity cpu %s, want %s", got.String(), wantCPU)
+	}
+	wantCPU.Sub(resource.MustParse("500m"))
+	if got := node.Status.Allocatable[corev1.ResourceCPU]; got.Cmp(*wantCPU) != 0 {
+		t.Errorf("allocatable cpu %s, want %s (capacity minus --reserved)", got.String(), wantCPU)
+	}
+	if mem := node.Status.Capacity[corev1.ResourceMemory]; mem.Sign() <= 0 {
+		t.Errorf("capacity memory %s", mem.String())
+	}
+	if node.Status.NodeInfo.OperatingSystem != "linux" || node.Status.NodeInfo.KernelVersion == "" {
+		t.Errorf("nodeInfo %+v", node.Status.NodeInfo)
+	}
+	if node.Labels["topology.skiff.dev/zone"] != "a" || len(node.Spec.Taints) != 1 {
+		t.Errorf("labels %v taints %v, want the flags'", node.Labels, node.Spec.Taints)
+	}
+
+	renewed := func() time.Time {
+		var l coordinationv1.Lease
+		if err := admin.Get(ctx, client.ObjectKey{Namespace: skiffv1alpha1.NodeLeaseNamespace, Name: "n1"}, &l); err != nil || l.Spec.RenewTime == nil {
+			return time.Time{}
+		}
+		return l.Spec.RenewTime.Time
+	}
+	var first time.Time
+	eventually(t, "lease skiff-node-lease/n1", func() bool { first = renewed(); return !first.IsZero() })
+	eventually(t, "lease renewal", func() bool { return renewed().After(first) })
+}
+
+func TestRegisteredAgentNeedsNoToken(t *testing.T) {
+	s := apiservertest.Start(t)
+	dataDir := t.TempDir()
+	cfg := testConfig(s, dataDir, "n1")
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := join(context.Background(), cfg, a.scheme); err != nil {
+		t.Fatalf("first join: %v", err)
+	}
+	// The token pins the server certificate; its secret is not needed again.
+	tok, err := readJoinToken(s.JoinTokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok.Secret = []byte("a-secret-the-server-never-issued")
+	cfg.JoinToken = tok.String()
+	if _, err := join(context.Background(), cfg, a.scheme); err != nil {
+		t.Fatalf("second join with a wrong secret: %v; a registered agent authenticates with its key", err)
+	}
+}
+
+func TestJoinRefusals(t *testing.T) {
+	s := apiservertest.Start(t)
+	cfg := testConfig(s, t.TempDir(), "n1")
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := join(context.Background(), cfg, a.scheme); err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := readJoinToken(s.JoinTokenFile)
+
+	wrong := tok
+	wrong.Secret = []byte("a-secret-the-server-never-issued")
+	other := testConfig(s, t.TempDir(), "n2")
+	other.JoinToken = wrong.String()
+	if _, err := join(context.Background(), other, a.scheme); err == nil || !strings.Contains(err.Error(), "refused the join token") {
+		t.Errorf("wrong token: %v, want a refusal naming the join token", err)
+	}
+
+	pinned := tok
+	pinned.CAHash = make([]byte, 32)
+	other.JoinToken = pinned.String()
+	if _, err := join(context.Background(), other, a.scheme); err == nil || !strings.Contains(err.Error(), "does not match the join token") {
+		t.Errorf("token pinning another certificate: %v", err)
+	}
+
+	impostor := testConfig(s, t.TempDir(), "n1") // same name, new key
+	if _, err := join(context.Background(), impostor, a.scheme); err == nil || !strings.Contains(err.Error(), "registered with another key") {
+		t.Errorf("second agent claiming n1: %v, want a refusal", err)
+	}
+
+	// Straight through the API: the join token cannot re-key a node either.
+	ca, err := serverCertificate(context.Background(), s.URL, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	boot, err := client.New(bootstrapConfig(s.URL, tok, ca), client.Options{Scheme: a.scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n skiffv1alpha1.Node
+	if err := boot.Get(context.Background(), client.ObjectKey{Name: "n1"}, &n); err != nil {
+		t.Fatal(err)
+	}
+	stranger, _ := identity.New()
+	n.Spec.PublicKey = stranger.PublicKeyString()
+	if err := boot.Update(context.Background(), &n); !apierrors.IsForbidden(err) && !apierrors.IsInvalid(err) {
+		t.Errorf("re-keying n1 with the join token: %v, want Forbidden", err)
+	}
+}
+
+func TestNodeRestriction(t *testing.T) {
+	s := apiservertest.Start(t)
+	ctx := context.Background()
+	cfg := testConfig(s, t.TempDir(), "n1")
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := join(ctx, cfg, a.scheme)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := adminClient(t, s, a)
+	other, _ := identity.New()
+	n2 := &skiffv1alpha1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n2"}, Spec: skiffv1alpha1.NodeSpec{PublicKey: other.PublicKeyString()}}
+	mine, theirs := boundInstance("mine", "n1"), boundInstance("theirs", "n2")
+	for _, obj := range []client.Object{n2, mine, theirs} {
+		if err := admin.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, inst := range []*skiffv1alpha1.Instance{mine, theirs} {
+		if err := admin.SubResource("binding").Create(ctx, inst, &skiffv1alpha1.Binding{NodeName: inst.Labels["node"]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	node := j.client
+	get := func(obj client.Object, name, ns string) client.Object {
+		if err := admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, obj); err != nil {
+			t.Fatal(err)
+		}
+		return obj
+	}
+	forbidden := func(what string, err error) {
+		t.Helper()
+		if !apierrors.IsForbidden(err) {
+			t.Errorf("%s: %v, want 403 Forbidden", what, err)
+		}
+	}
+	allowed := func(what string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Errorf("%s: %v, want allowed", what, err)
+		}
+	}
+
+	n2Got := get(&skiffv1alpha1.Node{}, "n2", "").(*skiffv1alpha1.Node)
+	n2Got.Status.Phase = skiffv1alpha1.NodeDown
+	forbidden("n1 writes n2's status", node.Status().Update(ctx, n2Got))
+	n1Got := get(&skiffv1alpha1.Node{}, "n1", "").(*skiffv1alpha1.Node)
+	n1Got.Status.Phase = skiffv1alpha1.NodeReady
+	allowed("n1 writes its own status", node.Status().Update(ctx, n1Got))
+	forbidden("n1 deletes n2", node.Delete(ctx, n2Got))
+
+	forbidden("n1 lists workloads", node.List(ctx, &skiffv1alpha1.WorkloadList{}))
+	forbidden("n1 lists namespaces", node.List(ctx, &corev1.NamespaceList{}))
+	allowed("n1 lists instances", node.List(ctx, &skiffv1alpha1.InstanceList{}))
+
+	theirsGot := get(&skiffv1alpha1.Instance{}, "theirs", "default").(*skiffv1alpha1.Instance)
+	theirsGot.Status.Phase = skiffv1alpha1.InstanceFailed
+	forbidden("n1 writes the status of an instance on n2", node.Status().Update(ctx, theirsGot))
+	mineGot := get(&skiffv1alpha1.Instance{}, "mine", "default").(*skiffv1alpha1.Instance)
+	mineGot.Status.Phase = skiffv1alpha1.InstanceRunning
+	allowed("n1 writes the status of its instance", node.Status().Update(ctx, mineGot))
+
+	mineGot = get(&skiffv1alpha1.Instance{}, "mine", "default").(*skiffv1alpha1.Instance)
+	mineGot.Finalizers = append(mineGot.Finalizers, skiffv1alpha1.AgentFinalizer)
+	allowed("n1 adds the agent finalizer to its instance", node.Update(ctx, mineGot))
+	mineGot = get(&skiffv1alpha1.Instance{}, "mine", "default").(*skiffv1alpha1.Instance)
+	mineGot.Labels["sneaky"] = "yes"
+	forbidden("n1 relabels its instance", node.Update(ctx, mineGot))
+
+	lease := func(name string) *coordinationv1.Lease {
+		return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: skiffv1alpha1.NodeLeaseNamespace, Name: name}}
+	}
+	allowed("n1 creates its lease", node.Create(ctx, lease("n1")))
+	forbidden("n1 creates n2's lease", node.Create(ctx, lease("n2")))
+}
+
+func boundInstance(name, node string) *skiffv1alpha1.Instance {
+	return &skiffv1alpha1.Instance{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Labels: map[string]string{"node": node}},
+		Spec: skiffv1alpha1.InstanceSpec{InstanceTemplateSpec: skiffv1alpha1.InstanceTemplateSpec{
+			Containers: []skiffv1alpha1.Container{{Name: "main", Image: "busybox:1.36"}},
+		}},
+	}
+}

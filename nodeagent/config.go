@@ -1,0 +1,91 @@
+package nodeagent
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/validation"
+
+	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+)
+
+// Config configures an agent. Every field maps to a flag of `skiff agent`.
+type Config struct {
+	// Server is the apiserver's HTTPS URL (--server).
+	Server string
+	// JoinToken is the join token, or the path of a file holding it (--join-token).
+	JoinToken string
+	// DataDir holds the agent's key (--data-dir).
+	DataDir string
+	// NodeName is the Node to register; defaults to the host name (--node-name).
+	NodeName string
+	// Labels are set on the Node (--labels).
+	Labels map[string]string
+	// Taints are set on the Node (--taints).
+	Taints []skiffv1alpha1.Taint
+	// Reserved is kept back from capacity for the system (--reserved).
+	Reserved corev1.ResourceList
+	// MaxInstances is the Node's instance capacity (--max-instances).
+	MaxInstances int64
+	// LeaseInterval is how often the Lease is renewed (--lease-interval).
+	LeaseInterval time.Duration
+	// StatusInterval is how often the Node status is refreshed (--status-interval).
+	StatusInterval time.Duration
+}
+
+// DefaultDataDir is /var/lib/skiff/agent for root, else under the XDG data home.
+func DefaultDataDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/skiff/agent"
+	}
+	base := os.Getenv("XDG_DATA_HOME")
+	if base == "" {
+		home, _ := os.UserHomeDir()
+		base = filepath.Join(home, ".local", "share")
+	}
+	return filepath.Join(base, "skiff", "agent")
+}
+
+// DefaultConfig returns the defaults of `skiff agent`.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	return Config{
+		DataDir:        DefaultDataDir(),
+		NodeName:       host,
+		MaxInstances:   110,
+		LeaseInterval:  5 * time.Second,
+		StatusInterval: time.Minute,
+	}
+}
+
+// Validate reports the first invalid field, named by its flag.
+func (c *Config) Validate() error {
+	u, err := url.Parse(c.Server)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return fmt.Errorf("--server %q: must be an https:// URL", c.Server)
+	}
+	if c.JoinToken == "" {
+		return errors.New("--join-token: must not be empty (the server's <data-dir>/join-token, or its contents)")
+	}
+	if c.DataDir == "" {
+		return errors.New("--data-dir: must not be empty")
+	}
+	if msgs := validation.NameIsDNSSubdomain(c.NodeName, false); len(msgs) > 0 {
+		return fmt.Errorf("--node-name %q: %s", c.NodeName, msgs[0])
+	}
+	if c.LeaseInterval <= 0 {
+		return fmt.Errorf("--lease-interval %s: must be positive", c.LeaseInterval)
+	}
+	if c.StatusInterval <= 0 {
+		return fmt.Errorf("--status-interval %s: must be positive", c.StatusInterval)
+	}
+	if c.MaxInstances <= 0 {
+		return fmt.Errorf("--max-instances %d: must be positive", c.MaxInstances)
+	}
+	return nil
+}

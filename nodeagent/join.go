@@ -1,0 +1,192 @@
+package nodeagent
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+	"skiff.dev/skiff/identity"
+)
+
+const keyFile = "node.key"
+
+// readJoinToken accepts the token itself or the path of a file holding it.
+func readJoinToken(s string) (identity.JoinToken, error) {
+	if tok, err := identity.ParseJoinToken(s); err == nil {
+		return tok, nil
+	}
+	data, err := os.ReadFile(s)
+	if err != nil {
+		return identity.JoinToken{}, fmt.Errorf("--join-token: neither a token nor a readable file: %w", err)
+	}
+	tok, err := identity.ParseJoinToken(string(data))
+	if err != nil {
+		return identity.JoinToken{}, fmt.Errorf("--join-token %s: %w", s, err)
+	}
+	return tok, nil
+}
+
+// serverCertificate fetches the apiserver's certificate, accepting it only
+// if it is the one the join token pins.
+func serverCertificate(ctx context.Context, server string, tok identity.JoinToken) ([]byte, error) {
+	u, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), "443")
+	}
+	d := tls.Dialer{Config: &tls.Config{
+		InsecureSkipVerify:    true, // the pin below is the whole check
+		VerifyPeerCertificate: tok.VerifyPinned,
+	}}
+	conn, err := d.DialContext(ctx, "tcp", host)
+	if err != nil {
+		return nil, fmt.Errorf("server %s: %w", server, err)
+	}
+	defer conn.Close()
+	leaf := conn.(*tls.Conn).ConnectionState().PeerCertificates[0]
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw}), nil
+}
+
+// joined is the outcome of a join: the node's identity and clients.
+type joined struct {
+	id     *identity.Identity
+	config *rest.Config
+	client client.Client
+}
+
+// join registers the Node once with the join token and returns a client
+// that authenticates as the node.
+func join(ctx context.Context, cfg Config, scheme *runtime.Scheme) (*joined, error) {
+	tok, err := readJoinToken(cfg.JoinToken)
+	if err != nil {
+		return nil, err
+	}
+	id, _, err := identity.LoadOrCreate(filepath.Join(cfg.DataDir, keyFile))
+	if err != nil {
+		return nil, err
+	}
+	ca, err := serverCertificate(ctx, cfg.Server, tok)
+	if err != nil {
+		return nil, err
+	}
+	nodeCfg, err := nodeConfig(cfg, id, ca)
+	if err != nil {
+		return nil, err
+	}
+	nodeClient, err := client.New(nodeCfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, err
+	}
+	var node skiffv1alpha1.Node
+	err = nodeClient.Get(ctx, client.ObjectKey{Name: cfg.NodeName}, &node)
+	switch {
+	case err == nil && node.Spec.PublicKey == id.PublicKeyString():
+		// Registered before: the key is all we need.
+	case err == nil:
+		return nil, fmt.Errorf("node %q is registered with another key", cfg.NodeName)
+	case apierrors.IsUnauthorized(err):
+		if err := register(ctx, cfg, tok, ca, id, scheme); err != nil {
+			return nil, err
+		}
+		if err := waitTrusted(ctx, nodeClient, cfg.NodeName); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("node %q: %w", cfg.NodeName, err)
+	}
+	return &joined{id: id, config: nodeCfg, client: nodeClient}, nil
+}
+
+func nodeConfig(cfg Config, id *identity.Identity, ca []byte) (*rest.Config, error) {
+	certPEM, err := id.ClientCertificate(skiffv1alpha1.NodeUserPrefix+cfg.NodeName, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, err := id.KeyPEM()
+	if err != nil {
+		return nil, err
+	}
+	return &rest.Config{
+		Host:            cfg.Server,
+		TLSClientConfig: rest.TLSClientConfig{CAData: ca, CertData: certPEM, KeyData: keyPEM},
+		QPS:             50, Burst: 100,
+		UserAgent: "skiff-agent/" + cfg.NodeName,
+	}, nil
+}
+
+// bootstrapConfig authenticates with the join token.
+func bootstrapConfig(server string, tok identity.JoinToken, ca []byte) *rest.Config {
+	return &rest.Config{Host: server, BearerToken: tok.String(), TLSClientConfig: rest.TLSClientConfig{CAData: ca}}
+}
+
+// register creates the Node with the agent's key, or sets the key of a
+// Node that has none, authenticating with the join token.
+func register(ctx context.Context, cfg Config, tok identity.JoinToken, ca []byte, id *identity.Identity, scheme *runtime.Scheme) error {
+	boot, err := client.New(bootstrapConfig(cfg.Server, tok, ca), client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	var node skiffv1alpha1.Node
+	err = boot.Get(ctx, client.ObjectKey{Name: cfg.NodeName}, &node)
+	switch {
+	case apierrors.IsUnauthorized(err):
+		return errors.New("the server refused the join token: check --join-token against the server's <data-dir>/join-token")
+	case apierrors.IsNotFound(err):
+		node = skiffv1alpha1.Node{
+			ObjectMeta: metav1.ObjectMeta{Name: cfg.NodeName, Labels: cfg.Labels},
+			Spec:       skiffv1alpha1.NodeSpec{PublicKey: id.PublicKeyString(), Taints: cfg.Taints},
+		}
+		err = boot.Create(ctx, &node)
+	case err != nil:
+		return fmt.Errorf("node %q: %w", cfg.NodeName, err)
+	case node.Spec.PublicKey == id.PublicKeyString():
+		return nil
+	case node.Spec.PublicKey != "":
+		return fmt.Errorf("node %q is registered with another key; delete the Node to register this agent", cfg.NodeName)
+	default:
+		node.Spec.PublicKey = id.PublicKeyString()
+		err = boot.Update(ctx, &node)
+	}
+	if err != nil {
+		return fmt.Errorf("register node %q: %w", cfg.NodeName, err)
+	}
+	return nil
+}
+
+// waitTrusted waits until the apiserver trusts the new key (it learns
+// keys by watching Nodes, so this takes milliseconds).
+func waitTrusted(ctx context.Context, c client.Client, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		err := c.Get(ctx, client.ObjectKey{Name: name}, &skiffv1alpha1.Node{})
+		if err == nil {
+			return nil
+		}
+		if !apierrors.IsUnauthorized(err) {
+			return fmt.Errorf("node %q: %w", name, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("node %q: the server did not start trusting the agent's key: %w", name, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
