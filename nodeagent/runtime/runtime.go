@@ -1,0 +1,67 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"syscall"
+	"time"
+)
+
+// Runtime runs containers. Implementations are safe for concurrent use.
+type Runtime interface {
+	// Name is the runtime's name (sim, runc, youki, ...).
+	Name() string
+	// Version is what the runtime reports of its own version.
+	Version(ctx context.Context) (string, error)
+	// Create prepares a container; it does not run it yet.
+	Create(ctx context.Context, id string, spec Spec) error
+	// Start runs a created container's process.
+	Start(ctx context.Context, id string) error
+	// Kill sends a signal to a running container's process.
+	Kill(ctx context.Context, id string, sig syscall.Signal) error
+	// Delete removes a created or stopped container.
+	Delete(ctx context.Context, id string) error
+	// State reports one container.
+	State(ctx context.Context, id string) (Status, error)
+	// List reports every container the runtime holds.
+	List(ctx context.Context) ([]Status, error)
+}
+
+// Spec is what to run. The oci runtime turns it into a bundle.
+type Spec struct {
+	Image      string
+	Args       []string
+	Env        []string
+	WorkingDir string
+	// Labels are kept with the container, e.g. the Instance it belongs to,
+	// so that an agent restart can tell whose it is.
+	Labels map[string]string
+}
+
+// State is where a container is in its lifecycle.
+type State string
+
+// Container states.
+const (
+	Created State = "created"
+	Running State = "running"
+	Stopped State = "stopped"
+)
+
+// Status is one container's observed state.
+type Status struct {
+	ID         string
+	State      State
+	Pid        int
+	ExitCode   int
+	StartedAt  time.Time
+	FinishedAt time.Time
+	Labels     map[string]string
+}
+
+// Errors, for errors.Is.
+var (
+	ErrNotFound = errors.New("container not found")
+	ErrExists   = errors.New("container already exists")
+	ErrBadState = errors.New("operation not allowed in the container's state")
+)
