@@ -10,18 +10,26 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+	cruntime "skiff.dev/skiff/nodeagent/runtime"
 )
 
 // Agent is one node's agent.
 type Agent struct {
 	cfg    Config
 	scheme *runtime.Scheme
+	rt     cruntime.Runtime
 }
 
 // New validates cfg and returns an agent.
@@ -35,7 +43,7 @@ func New(cfg Config) (*Agent, error) {
 			return nil, err
 		}
 	}
-	return &Agent{cfg: cfg, scheme: scheme}, nil
+	return &Agent{cfg: cfg, scheme: scheme, rt: cruntime.NewSim(cruntime.SimConfig{})}, nil
 }
 
 // Run joins, reports the Node status and renews the Lease until ctx ends.
@@ -49,9 +57,22 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	machine.Info.RuntimeName = a.rt.Name()
+	if machine.Info.RuntimeVersion, err = a.rt.Version(ctx); err != nil {
+		return fmt.Errorf("runtime %s: %w", a.rt.Name(), err)
+	}
 	if err := a.reportStatus(ctx, j.client, machine); err != nil {
 		return err
 	}
+	mgr, err := a.newManager(j, machine)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	mgrDone := make(chan error, 1)
+	go func() { mgrDone <- mgr.Start(ctx) }()
+	defer func() { cancel(); <-mgrDone }()
 	lease := time.NewTicker(a.cfg.LeaseInterval)
 	defer lease.Stop()
 	status := time.NewTicker(a.cfg.StatusInterval)
@@ -63,6 +84,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case err := <-mgrDone:
+			mgrDone <- err // for the deferred wait
+			return fmt.Errorf("instance controller: %w", err)
 		case <-lease.C:
 		case <-status.C:
 			if err := a.reportStatus(ctx, j.client, machine); err != nil && ctx.Err() == nil {
@@ -70,6 +94,30 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// newManager builds the controller that runs this node's Instances, with
+// a cache that holds only them (field selector spec.nodeName).
+func (a *Agent) newManager(j *joined, m *Machine) (manager.Manager, error) {
+	mgr, err := manager.New(j.config, manager.Options{
+		Scheme:  a.scheme,
+		Metrics: metricsserver.Options{BindAddress: "0"},
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&skiffv1alpha1.Instance{}: {Field: fields.OneTermEqualSelector("spec.nodeName", a.cfg.NodeName)},
+		}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("instance controller: %w", err)
+	}
+	r := &instanceReconciler{client: mgr.GetClient(), rt: a.rt, node: a.cfg.NodeName, hostIP: m.hostIP()}
+	err = builder.ControllerManagedBy(mgr).For(&skiffv1alpha1.Instance{}).
+		Named("instances-" + a.cfg.NodeName).
+		WithOptions(controller.Options{SkipNameValidation: ptr.To(true), MaxConcurrentReconciles: 4}).
+		Complete(r)
+	if err != nil {
+		return nil, fmt.Errorf("instance controller: %w", err)
+	}
+	return mgr, nil
 }
 
 // reportStatus writes capacity, allocatable, addresses, software, and the

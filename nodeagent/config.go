@@ -36,6 +36,9 @@ type Config struct {
 	LeaseInterval time.Duration
 	// StatusInterval is how often the Node status is refreshed (--status-interval).
 	StatusInterval time.Duration
+	// Runtime names the container runtime (--runtime). Only sim exists so
+	// far; the oci runtime (youki, runc, crun) is being built.
+	Runtime string
 }
 
 // DefaultDataDir is /var/lib/skiff/agent for root, else under the XDG data home.
@@ -60,6 +63,7 @@ func DefaultConfig() Config {
 		MaxInstances:   110,
 		LeaseInterval:  5 * time.Second,
 		StatusInterval: time.Minute,
+		Runtime:        "sim",
 	}
 }
 
@@ -83,6 +87,9 @@ func (c *Config) Validate() error {
 	}
 	if c.StatusInterval <= 0 {
 		return fmt.Errorf("--status-interval %s: must be positive", c.StatusInterval)
+	}
+	if c.Runtime != "sim" {
+		return fmt.Errorf("--runtime %q: only sim is available so far; the oci runtime (youki, runc, crun) is being built", c.Runtime)
 	}
 	if c.MaxInstances <= 0 {
 		return fmt.Errorf("--max-instances %d: must be positive", c.MaxInstances)

@@ -103,3 +103,13 @@ func allocatable(capacity, reserved corev1.ResourceList) corev1.ResourceList {
 	}
 	return out
 }
+
+// hostIP is the first internal address, the one Instances report.
+func (m *Machine) hostIP() string {
+	for _, a := range m.Addresses {
+		if a.Type == skiffv1alpha1.NodeInternalIP {
+			return a.Address
+		}
+	}
+	return ""
+}

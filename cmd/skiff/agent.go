@@ -14,10 +14,11 @@ func newAgentCommand() *cobra.Command {
 	var reserved map[string]string
 	cmd := &cobra.Command{
 		Use:   "agent",
-		Short: "Run a node agent: join the cluster, report the node, renew its lease",
+		Short: "Run a node agent: join the cluster, report the node, run its Instances",
 		Long: "skiff agent registers this machine as a Node with the join token (once; afterwards it\n" +
 			"authenticates with its own Ed25519 key), reports capacity and software in the Node's status,\n" +
-			"and renews its Lease. Running Instances through an OCI runtime is being built.",
+			"renews its Lease, and runs the Instances bound to the Node. Only the simulated runtime (sim)\n" +
+			"exists so far: containers are state machines, no process runs. The OCI runtime is being built.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error
@@ -46,5 +47,6 @@ func newAgentCommand() *cobra.Command {
 	fs.Int64Var(&cfg.MaxInstances, "max-instances", cfg.MaxInstances, "how many Instances the Node takes")
 	fs.DurationVar(&cfg.LeaseInterval, "lease-interval", cfg.LeaseInterval, "how often the Lease is renewed")
 	fs.DurationVar(&cfg.StatusInterval, "status-interval", cfg.StatusInterval, "how often the Node status is refreshed")
+	fs.StringVar(&cfg.Runtime, "runtime", cfg.Runtime, "container runtime; only sim (simulated containers) so far")
 	return cmd
 }
