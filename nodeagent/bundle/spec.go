@@ -1,0 +1,188 @@
+package bundle
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Input is what one container needs.
+type Input struct {
+	// ID names the container; it is also the cgroup leaf.
+	ID string
+	// Rootfs is the root file system directory.
+	Rootfs string
+	// Args, Env and Cwd start the process; Cwd defaults to /.
+	Args []string
+	Env  []string
+	Cwd  string
+	// UID and GID run the process.
+	UID, GID uint32
+	// Hostname of the container.
+	Hostname string
+	// CPUShares, CPUQuota (microseconds per CPUPeriod) and MemoryLimit
+	// (bytes) are cgroup limits; zero means unlimited.
+	CPUShares   uint64
+	CPUQuota    int64
+	MemoryLimit int64
+	// PidsLimit caps the processes in the container.
+	PidsLimit int64
+	// CgroupParent is the parent cgroup path, e.g. /skiff.
+	CgroupParent string
+	// HostNetwork shares the node's network namespace.
+	HostNetwork bool
+}
+
+// CPUPeriod is the CFS period quotas are expressed against (100 ms).
+const CPUPeriod uint64 = 100000
+
+// DefaultCapabilities are containerd's defaults; every other is dropped.
+var DefaultCapabilities = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+	"CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+	"CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+}
+
+// MaskedPaths hide kernel information from the container.
+var MaskedPaths = []string{
+	"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+	"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+	"/sys/firmware", "/sys/devices/virtual/powercap",
+}
+
+// ReadonlyPaths are kernel interfaces the container may read, not write.
+var ReadonlyPaths = []string{
+	"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+}
+
+// NoFileLimit is the RLIMIT_NOFILE of every container process.
+const NoFileLimit = 1048576
+
+// Spec returns the hardened runtime spec for in.
+func Spec(in Input) *specs.Spec {
+	caps := append([]string(nil), DefaultCapabilities...)
+	cwd := in.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	s := &specs.Spec{
+		Version:  specs.Version,
+		Hostname: in.Hostname,
+		Root:     &specs.Root{Path: in.Rootfs},
+		Process: &specs.Process{
+			Args: in.Args, Env: in.Env, Cwd: cwd,
+			User:            specs.User{UID: in.UID, GID: in.GID},
+			NoNewPrivileges: true,
+			Capabilities: &specs.LinuxCapabilities{
+				Bounding: caps, Effective: caps, Permitted: caps,
+			},
+			Rlimits: []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: NoFileLimit, Soft: NoFileLimit}},
+		},
+		Mounts: defaultMounts(),
+		Linux: &specs.Linux{
+			Namespaces:    namespaces(in.HostNetwork),
+			CgroupsPath:   filepath.Join(cgroupParent(in.CgroupParent), in.ID),
+			Resources:     resources(in),
+			MaskedPaths:   append([]string(nil), MaskedPaths...),
+			ReadonlyPaths: append([]string(nil), ReadonlyPaths...),
+		},
+	}
+	return s
+}
+
+func cgroupParent(p string) string {
+	if p == "" {
+		return "/skiff"
+	}
+	return p
+}
+
+func namespaces(hostNetwork bool) []specs.LinuxNamespace {
+	ns := []specs.LinuxNamespace{
+		{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace}, {Type: specs.UTSNamespace}, {Type: specs.MountNamespace},
+	}
+	if !hostNetwork {
+		// Loopback only until Instance networking gives it an interface.
+		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+	}
+	return ns
+}
+
+func defaultMounts() []specs.Mount {
+	return []specs.Mount{
+		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"}},
+	}
+}
+
+// standardDevices are the character devices every container may use.
+var standardDevices = []struct{ major, minor int64 }{
+	{1, 3}, {1, 5}, {1, 7}, {1, 8}, {1, 9}, // null, zero, full, random, urandom
+	{5, 0}, {5, 2}, {136, -1}, // tty, ptmx, pts
+}
+
+func resources(in Input) *specs.LinuxResources {
+	r := &specs.LinuxResources{
+		Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
+	}
+	for _, d := range standardDevices {
+		major, minor := d.major, d.minor
+		dev := specs.LinuxDeviceCgroup{Allow: true, Type: "c", Major: &major, Access: "rwm"}
+		if minor >= 0 {
+			dev.Minor = &minor
+		}
+		r.Devices = append(r.Devices, dev)
+	}
+	if in.CPUShares > 0 || in.CPUQuota > 0 {
+		r.CPU = &specs.LinuxCPU{}
+		if in.CPUShares > 0 {
+			r.CPU.Shares = &in.CPUShares
+		}
+		if in.CPUQuota > 0 {
+			period := CPUPeriod
+			r.CPU.Quota, r.CPU.Period = &in.CPUQuota, &period
+		}
+	}
+	if in.MemoryLimit > 0 {
+		r.Memory = &specs.LinuxMemory{Limit: &in.MemoryLimit}
+	}
+	if in.PidsLimit > 0 {
+		r.Pids = &specs.LinuxPids{Limit: &in.PidsLimit}
+	}
+	return r
+}
+
+// CPUShares converts a cpu request in millicores to cgroup shares (1024
+// per core, at least 2), as the kubelet does.
+func CPUShares(milli int64) uint64 {
+	shares := milli * 1024 / 1000
+	if shares < 2 {
+		shares = 2
+	}
+	return uint64(shares)
+}
+
+// CPUQuota converts a cpu limit in millicores to a quota per CPUPeriod.
+func CPUQuota(milli int64) int64 {
+	return milli * int64(CPUPeriod) / 1000
+}
+
+// Write writes spec as dir/config.json.
+func Write(dir string, spec *specs.Spec) error {
+	data, err := json.MarshalIndent(spec, "", "  ")
+	if err != nil {
+		return fmt.Errorf("bundle %q: %w", dir, err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("bundle %q: %w", dir, err)
+	}
+	return os.WriteFile(filepath.Join(dir, "config.json"), data, 0o600)
+}

@@ -1,0 +1,106 @@
+package bundle
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+func TestSpecHardening(t *testing.T) {
+	s := Spec(Input{ID: "c1", Rootfs: "/r", Args: []string{"sh"}})
+	if !s.Process.NoNewPrivileges {
+		t.Error("noNewPrivileges is off")
+	}
+	if got := s.Process.Capabilities.Bounding; len(got) != 14 || slices.Contains(got, "CAP_SYS_ADMIN") || slices.Contains(got, "CAP_NET_ADMIN") {
+		t.Errorf("bounding capabilities %v: want the 14 defaults only", got)
+	}
+	for _, p := range []string{"/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/sys/firmware", "/proc/acpi", "/proc/scsi"} {
+		if !slices.Contains(s.Linux.MaskedPaths, p) {
+			t.Errorf("%s is not masked", p)
+		}
+	}
+	for _, p := range []string{"/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs"} {
+		if !slices.Contains(s.Linux.ReadonlyPaths, p) {
+			t.Errorf("%s is not read-only", p)
+		}
+	}
+	devs := s.Linux.Resources.Devices
+	if len(devs) == 0 || devs[0].Allow || devs[0].Access != "rwm" || devs[0].Major != nil {
+		t.Errorf("device cgroup does not start by denying everything: %+v", devs)
+	}
+	if len(s.Process.Rlimits) != 1 || s.Process.Rlimits[0].Type != "RLIMIT_NOFILE" {
+		t.Errorf("rlimits %+v", s.Process.Rlimits)
+	}
+	var types []specs.LinuxNamespaceType
+	for _, ns := range s.Linux.Namespaces {
+		types = append(types, ns.Type)
+	}
+	for _, want := range []specs.LinuxNamespaceType{specs.PIDNamespace, specs.IPCNamespace, specs.UTSNamespace, specs.MountNamespace, specs.NetworkNamespace} {
+		if !slices.Contains(types, want) {
+			t.Errorf("namespaces %v lack %s", types, want)
+		}
+	}
+	if host := Spec(Input{HostNetwork: true}); slices.ContainsFunc(host.Linux.Namespaces, func(ns specs.LinuxNamespace) bool { return ns.Type == specs.NetworkNamespace }) {
+		t.Error("hostNetwork still gets its own network namespace")
+	}
+}
+
+func TestSpecResourcesAndProcess(t *testing.T) {
+	cases := []struct {
+		name  string
+		in    Input
+		check func(t *testing.T, s *specs.Spec)
+	}{
+		{"no limits", Input{ID: "a"}, func(t *testing.T, s *specs.Spec) {
+			if s.Linux.Resources.CPU != nil || s.Linux.Resources.Memory != nil || s.Linux.Resources.Pids != nil {
+				t.Errorf("limits set: %+v", s.Linux.Resources)
+			}
+			if s.Process.Cwd != "/" || s.Linux.CgroupsPath != "/skiff/a" {
+				t.Errorf("cwd %q cgroups path %q", s.Process.Cwd, s.Linux.CgroupsPath)
+			}
+		}},
+		{"cpu and memory", Input{ID: "b", CPUShares: CPUShares(250), CPUQuota: CPUQuota(500), MemoryLimit: 64 << 20, PidsLimit: 100}, func(t *testing.T, s *specs.Spec) {
+			cpu := s.Linux.Resources.CPU
+			if *cpu.Shares != 256 || *cpu.Quota != 50000 || *cpu.Period != 100000 {
+				t.Errorf("cpu shares %d quota %d period %d, want 256 50000 100000", *cpu.Shares, *cpu.Quota, *cpu.Period)
+			}
+			if *s.Linux.Resources.Memory.Limit != 64<<20 || *s.Linux.Resources.Pids.Limit != 100 {
+				t.Errorf("memory %d pids %d", *s.Linux.Resources.Memory.Limit, *s.Linux.Resources.Pids.Limit)
+			}
+		}},
+		{"process", Input{ID: "c", Args: []string{"httpd", "-f"}, Env: []string{"A=1"}, Cwd: "/srv", UID: 1000, GID: 1000, CgroupParent: "/other"}, func(t *testing.T, s *specs.Spec) {
+			p := s.Process
+			if !slices.Equal(p.Args, []string{"httpd", "-f"}) || !slices.Equal(p.Env, []string{"A=1"}) || p.Cwd != "/srv" || p.User.UID != 1000 || p.User.GID != 1000 {
+				t.Errorf("process %+v", p)
+			}
+			if s.Linux.CgroupsPath != "/other/c" {
+				t.Errorf("cgroups path %q", s.Linux.CgroupsPath)
+			}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) { tc.check(t, Spec(tc.in)) })
+	}
+	if CPUShares(1) != 2 {
+		t.Errorf("CPUShares(1) = %d, want the minimum 2", CPUShares(1))
+	}
+}
+
+func TestWrite(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "b")
+	if err := Write(dir, Spec(Input{ID: "x", Args: []string{"true"}})); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back specs.Spec
+	if err := json.Unmarshal(data, &back); err != nil || back.Process.Args[0] != "true" {
+		t.Fatalf("config.json does not read back: %v", err)
+	}
+}
