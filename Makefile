@@ -43,8 +43,18 @@ run: build ## Start skiff server (embedded etcd, API server); pass flags with RU
 
 ##@ Test
 
+.PHONY: test-deps
+test-deps: ## Install what the tests run (runc, busybox-static) from Debian's packages, as root.
+	@missing=""; command -v runc >/dev/null || missing="$$missing runc"; \
+	command -v busybox >/dev/null || missing="$$missing busybox-static"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing$$missing"; apt-get update -qq && apt-get install -y -qq $$missing; \
+		else echo "missing$$missing: the runtime tests will skip (install them as root)"; fi; \
+	fi
+
 .PHONY: test
-test: verify build ## Run verify, unit, integration and e2e tests (real etcd, real kubectl).
+test: verify build test-deps ## Run verify, unit, integration and e2e tests (real etcd, runc, kubectl).
 	SKIFF_BIN=$(BIN)/skiff $(GO) test -timeout $(TEST_TIMEOUT) ./...
 
 .PHONY: test-unit

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+	"skiff.dev/skiff/nodeagent/bundle"
 	"skiff.dev/skiff/nodeagent/runtime"
 )
 
@@ -90,7 +91,8 @@ func (r *instanceReconciler) createAndStart(ctx context.Context, inst *skiffv1al
 		env = append(env, e.Name+"="+e.Value)
 	}
 	spec := runtime.Spec{
-		Image: c.Image, Args: append(append([]string{}, c.Command...), c.Args...), Env: env, WorkingDir: c.WorkingDir,
+		Image:  c.Image,
+		Bundle: bundle.Input{Args: append(append([]string{}, c.Command...), c.Args...), Env: env, Cwd: c.WorkingDir},
 		Labels: map[string]string{labelInstance: inst.Namespace + "/" + inst.Name, labelContainer: c.Name},
 	}
 	if err := r.rt.Create(ctx, id, spec); err != nil {

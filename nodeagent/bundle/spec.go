@@ -58,8 +58,9 @@ var ReadonlyPaths = []string{
 	"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
 }
 
-// NoFileLimit is the RLIMIT_NOFILE of every container process.
-const NoFileLimit = 1048576
+// NoFileLimit is the RLIMIT_NOFILE of every container process, as in
+// containerd's default spec.
+const NoFileLimit = 1024
 
 // Spec returns the hardened runtime spec for in.
 func Spec(in Input) *specs.Spec {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"syscall"
 	"time"
+
+	"skiff.dev/skiff/nodeagent/bundle"
 )
 
 // Runtime runs containers. Implementations are safe for concurrent use.
@@ -27,12 +29,13 @@ type Runtime interface {
 	List(ctx context.Context) ([]Status, error)
 }
 
-// Spec is what to run. The oci runtime turns it into a bundle.
+// Spec is what to run.
 type Spec struct {
-	Image      string
-	Args       []string
-	Env        []string
-	WorkingDir string
+	// Image is the image reference, for status reporting.
+	Image string
+	// Process, root file system and limits; the oci runtime writes them as
+	// the bundle's config.json (ID is filled in from the container id).
+	Bundle bundle.Input
 	// Labels are kept with the container, e.g. the Instance it belongs to,
 	// so that an agent restart can tell whose it is.
 	Labels map[string]string
