@@ -55,7 +55,7 @@ test-deps: ## Install what the tests run (runc, busybox-static) from Debian's pa
 
 .PHONY: test
 test: verify build test-deps ## Run verify, unit, integration and e2e tests (real etcd, runc, kubectl).
-	SKIFF_BIN=$(BIN)/skiff $(GO) test -timeout $(TEST_TIMEOUT) ./...
+	SKIFF_BIN=$(BIN)/skiff $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 .PHONY: test-unit
 test-unit: ## Run the fast unit tests only.
