@@ -49,7 +49,7 @@ func (s *Server) build(endpoints []string) (*genericapiserver.GenericAPIServer, 
 		return withoutLoopbackCompression(withBufferedResponses(genericapiserver.DefaultBuildHandlerChain(h, c)))
 	}
 	cfg.Authorization.Authorizer = authorizer.AuthorizerFunc(authorize)
-	cfg.AdmissionControl = nodeRestriction{}
+	cfg.AdmissionControl = nodeRestriction{trust: s.trust}
 	if err := s.applyStorage(cfg, sch, endpoints); err != nil {
 		return nil, nil, err
 	}

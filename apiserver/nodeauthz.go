@@ -33,10 +33,10 @@ func isRead(verb string) bool {
 }
 
 // authorizeNode is the node restriction as far as request attributes
-// tell: a node reads Nodes and Instances, writes its own Node and its own
-// Lease, Instances' status and metadata (which Instances and which fields is
-// checked by the nodeRestriction admission, which sees the objects), and
-// Events. Everything else is denied.
+// tell: a node reads Nodes and Instances, writes its own Node's status and
+// its own Lease, Instances' status and the agent finalizer (which Instances
+// and which fields is checked by the nodeRestriction admission, which sees
+// the objects), and creates Events. Everything else is denied.
 func authorizeNode(node string, a authorizer.Attributes) (authorizer.Decision, string) {
 	if !a.IsResourceRequest() {
 		return authorizer.DecisionNoOpinion, ""
@@ -45,8 +45,11 @@ func authorizeNode(node string, a authorizer.Attributes) (authorizer.Decision, s
 	allow := false
 	switch {
 	case a.GetAPIGroup() == skiffv1alpha1.GroupName && res == "nodes":
+		// Labels, taints and unschedulable decide what lands on a node, so
+		// a node writes only its status; its spec comes from registration
+		// and from admins.
 		allow = isRead(verb) && sub == "" ||
-			(verb == "update" || verb == "patch") && a.GetName() == node && (sub == "" || sub == "status")
+			(verb == "update" || verb == "patch") && a.GetName() == node && sub == "status"
 	case a.GetAPIGroup() == skiffv1alpha1.GroupName && res == "instances":
 		allow = isRead(verb) && sub == "" ||
 			(verb == "update" || verb == "patch") && (sub == "" || sub == "status")
@@ -54,7 +57,7 @@ func authorizeNode(node string, a authorizer.Attributes) (authorizer.Decision, s
 		allow = a.GetNamespace() == skiffv1alpha1.NodeLeaseNamespace &&
 			(verb == "create" || a.GetName() == node && (isRead(verb) || verb == "update" || verb == "patch"))
 	case a.GetAPIGroup() == "" && res == "events":
-		allow = verb == "create" || verb == "update" || verb == "patch"
+		allow = verb == "create"
 	}
 	if allow {
 		return authorizer.DecisionAllow, ""

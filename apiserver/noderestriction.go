@@ -2,6 +2,8 @@ package apiserver
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"fmt"
 	"slices"
 
@@ -11,6 +13,7 @@ import (
 	"k8s.io/apiserver/pkg/admission"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+	"skiff.dev/skiff/identity"
 )
 
 // nodeRestriction is the part of the node restriction that needs the
@@ -18,7 +21,10 @@ import (
 // the agent finalizer in their metadata) and only its own Lease; the join
 // token creates a Node only with a key and sets the key only of a Node that
 // has none.
-type nodeRestriction struct{}
+type nodeRestriction struct {
+	// trust answers whether a key already belongs to someone.
+	trust *identity.Trust
+}
 
 var _ admission.ValidationInterface = nodeRestriction{}
 
@@ -26,7 +32,7 @@ func (nodeRestriction) Handles(op admission.Operation) bool {
 	return op == admission.Create || op == admission.Update
 }
 
-func (nodeRestriction) Validate(ctx context.Context, a admission.Attributes, _ admission.ObjectInterfaces) error {
+func (n nodeRestriction) Validate(ctx context.Context, a admission.Attributes, _ admission.ObjectInterfaces) error {
 	u := a.GetUserInfo()
 	if u == nil {
 		return nil
@@ -35,7 +41,7 @@ func (nodeRestriction) Validate(ctx context.Context, a admission.Attributes, _ a
 	if node, ok := nodeName(u); ok {
 		err = validateNodeWrite(node, a)
 	} else if hasGroup(u, skiffv1alpha1.BootstrappersGroup) {
-		err = validateBootstrapWrite(a)
+		err = n.validateBootstrapWrite(a)
 	}
 	if err != nil {
 		return apierrors.NewForbidden(a.GetResource().GroupResource(), a.GetName(), err)
@@ -84,16 +90,48 @@ func onlyAgentFinalizerChanged(obj, old *skiffv1alpha1.Instance) error {
 	return nil
 }
 
-func validateBootstrapWrite(a admission.Attributes) error {
-	n, ok := a.GetObject().(*skiffv1alpha1.Node)
+func (n nodeRestriction) validateBootstrapWrite(a admission.Attributes) error {
+	node, ok := a.GetObject().(*skiffv1alpha1.Node)
 	if !ok {
 		return fmt.Errorf("the join token may only register nodes")
 	}
-	if n.Spec.PublicKey == "" {
-		return fmt.Errorf("registering node %q needs spec.publicKey, the agent's key", n.Name)
+	if node.Spec.PublicKey == "" {
+		return fmt.Errorf("registering node %q needs spec.publicKey, the agent's key", node.Name)
 	}
-	if old, ok := a.GetOldObject().(*skiffv1alpha1.Node); ok && old.Spec.PublicKey != "" {
-		return fmt.Errorf("node %q is already registered with another key; delete the Node to register it again", n.Name)
+	if err := n.keyIsFree(node); err != nil {
+		return err
+	}
+	if len(node.Finalizers) > 0 || len(node.OwnerReferences) > 0 {
+		return fmt.Errorf("registering node %q: finalizers and owner references are for admins", node.Name)
+	}
+	old, ok := a.GetOldObject().(*skiffv1alpha1.Node)
+	if !ok {
+		return nil // create: labels and taints from the agent's flags
+	}
+	if old.Spec.PublicKey != "" {
+		return fmt.Errorf("node %q is already registered with another key; delete the Node to register it again", node.Name)
+	}
+	// Claiming a Node an admin created keyless sets the key and nothing else.
+	a1, b := node.DeepCopy(), old.DeepCopy()
+	a1.Spec.PublicKey, b.Spec.PublicKey = "", ""
+	for _, m := range []*skiffv1alpha1.Node{a1, b} {
+		m.ResourceVersion, m.ManagedFields, m.Generation = "", nil, 0
+		m.Status = skiffv1alpha1.NodeStatus{}
+	}
+	if !apiequality.Semantic.DeepEqual(a1, b) {
+		return fmt.Errorf("claiming node %q with the join token may only set spec.publicKey", node.Name)
+	}
+	return nil
+}
+
+// keyIsFree refuses a key that is already some principal's.
+func (n nodeRestriction) keyIsFree(node *skiffv1alpha1.Node) error {
+	key, err := base64.StdEncoding.DecodeString(node.Spec.PublicKey)
+	if err != nil || len(key) != ed25519.PublicKeySize {
+		return nil // validation reports the malformed key
+	}
+	if p, taken := n.trust.Lookup(ed25519.PublicKey(key)); taken && p.Name != skiffv1alpha1.NodeUserPrefix+node.Name {
+		return fmt.Errorf("the key of node %q already belongs to another identity", node.Name)
 	}
 	return nil
 }

@@ -57,6 +57,7 @@ func (s strategy) PrepareForCreate(ctx context.Context, obj runtime.Object) {
 func (s strategy) PrepareForUpdate(ctx context.Context, obj, old runtime.Object) {
 	if s.status {
 		setField(obj, "Spec", fieldOf(old, "Spec"))
+		keepOwnedMetadata(obj, old)
 		return
 	}
 	if s.kind.Status {
@@ -128,6 +129,21 @@ func (s strategy) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set {
 	return map[fieldpath.APIVersion]*fieldpath.Set{
 		fieldpath.APIVersion(s.kind.GVK.GroupVersion().String()): fieldpath.NewSet(fieldpath.MakePathOrDie(reset)),
 	}
+}
+
+// keepOwnedMetadata restores the metadata a status write must not change:
+// labels and annotations (selectors and tools read them), finalizers and
+// owner references (garbage collection and clean-up depend on them).
+func keepOwnedMetadata(obj, old runtime.Object) {
+	m, err1 := meta.Accessor(obj)
+	o, err2 := meta.Accessor(old)
+	if err1 != nil || err2 != nil {
+		return
+	}
+	m.SetLabels(o.GetLabels())
+	m.SetAnnotations(o.GetAnnotations())
+	m.SetFinalizers(o.GetFinalizers())
+	m.SetOwnerReferences(o.GetOwnerReferences())
 }
 
 func fieldOf(obj runtime.Object, name string) reflect.Value {

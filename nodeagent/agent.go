@@ -64,6 +64,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.reportStatus(ctx, j.client, machine); err != nil {
 		return err
 	}
+	var node skiffv1alpha1.Node
+	if err := j.client.Get(ctx, client.ObjectKey{Name: a.cfg.NodeName}, &node); err == nil {
+		a.warnOnFlagDrift(&node)
+	}
 	mgr, err := a.newManager(j, machine)
 	if err != nil {
 		return err
@@ -121,16 +125,11 @@ func (a *Agent) newManager(j *joined, m *Machine) (manager.Manager, error) {
 }
 
 // reportStatus writes capacity, allocatable, addresses, software, and the
-// Ready condition; labels and taints from the flags go into the Node.
+// Ready condition.
 func (a *Agent) reportStatus(ctx context.Context, c client.Client, m *Machine) error {
 	var node skiffv1alpha1.Node
 	if err := c.Get(ctx, client.ObjectKey{Name: a.cfg.NodeName}, &node); err != nil {
 		return fmt.Errorf("node %q: %w", a.cfg.NodeName, err)
-	}
-	if a.applyFlags(&node) {
-		if err := c.Update(ctx, &node); err != nil {
-			return fmt.Errorf("node %q labels and taints: %w", a.cfg.NodeName, err)
-		}
 	}
 	node.Status.Capacity = m.Capacity
 	node.Status.Allocatable = allocatable(m.Capacity, a.cfg.Reserved)
@@ -147,23 +146,18 @@ func (a *Agent) reportStatus(ctx context.Context, c client.Client, m *Machine) e
 	return nil
 }
 
-// applyFlags sets --labels and --taints on the Node; it reports a change.
-func (a *Agent) applyFlags(n *skiffv1alpha1.Node) bool {
-	changed := false
+// warnOnFlagDrift says when --labels or --taints differ from the Node's:
+// they are applied at registration only, since a node may not change what
+// decides which Instances land on it.
+func (a *Agent) warnOnFlagDrift(n *skiffv1alpha1.Node) {
 	for k, v := range a.cfg.Labels {
 		if n.Labels[k] != v {
-			if n.Labels == nil {
-				n.Labels = map[string]string{}
-			}
-			n.Labels[k] = v
-			changed = true
+			klog.InfoS("--labels differ from the registered Node; an admin changes them with kubectl label", "node", n.Name, "label", k)
 		}
 	}
 	if a.cfg.Taints != nil && !taintsEqual(n.Spec.Taints, a.cfg.Taints) {
-		n.Spec.Taints = a.cfg.Taints
-		changed = true
+		klog.InfoS("--taints differ from the registered Node; an admin changes them with kubectl", "node", n.Name)
 	}
-	return changed
 }
 
 func taintsEqual(a, b []skiffv1alpha1.Taint) bool {

@@ -181,6 +181,10 @@ func TestJoinRefusals(t *testing.T) {
 	if err := boot.Get(context.Background(), client.ObjectKey{Name: "n1"}, &n); err != nil {
 		t.Fatal(err)
 	}
+	dup := &skiffv1alpha1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n3"}, Spec: skiffv1alpha1.NodeSpec{PublicKey: n.Spec.PublicKey}}
+	if err := boot.Create(context.Background(), dup); !apierrors.IsForbidden(err) {
+		t.Errorf("registering n3 with n1's key: %v, want Forbidden", err)
+	}
 	stranger, _ := identity.New()
 	n.Spec.PublicKey = stranger.PublicKeyString()
 	if err := boot.Update(context.Background(), &n); !apierrors.IsForbidden(err) && !apierrors.IsInvalid(err) {
@@ -241,6 +245,10 @@ func TestNodeRestriction(t *testing.T) {
 	n1Got.Status.Phase = skiffv1alpha1.NodeReady
 	allowed("n1 writes its own status", node.Status().Update(ctx, n1Got))
 	forbidden("n1 deletes n2", node.Delete(ctx, n2Got))
+	n1Got = get(&skiffv1alpha1.Node{}, "n1", "").(*skiffv1alpha1.Node)
+	n1Got.Spec.Taints = nil
+	n1Got.Labels = map[string]string{"gpu": "yes"}
+	forbidden("n1 relabels or untaints its own Node", node.Update(ctx, n1Got))
 
 	forbidden("n1 lists workloads", node.List(ctx, &skiffv1alpha1.WorkloadList{}))
 	forbidden("n1 lists namespaces", node.List(ctx, &corev1.NamespaceList{}))
@@ -251,7 +259,11 @@ func TestNodeRestriction(t *testing.T) {
 	forbidden("n1 writes the status of an instance on n2", node.Status().Update(ctx, theirsGot))
 	mineGot := get(&skiffv1alpha1.Instance{}, "mine", "default").(*skiffv1alpha1.Instance)
 	mineGot.Status.Phase = skiffv1alpha1.InstanceRunning
+	mineGot.Labels["app"] = "hijacked"
 	allowed("n1 writes the status of its instance", node.Status().Update(ctx, mineGot))
+	if got := get(&skiffv1alpha1.Instance{}, "mine", "default").(*skiffv1alpha1.Instance); got.Labels["app"] == "hijacked" {
+		t.Error("a status write changed the instance's labels")
+	}
 
 	mineGot = get(&skiffv1alpha1.Instance{}, "mine", "default").(*skiffv1alpha1.Instance)
 	mineGot.Finalizers = append(mineGot.Finalizers, skiffv1alpha1.AgentFinalizer)

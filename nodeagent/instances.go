@@ -64,7 +64,24 @@ func (r *instanceReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	if err := r.reportStatus(ctx, &inst, statuses); err != nil {
 		return reconcile.Result{}, err
 	}
-	return reconcile.Result{}, runErr
+	// Nothing in the API changes when a container exits: look again.
+	return reconcile.Result{RequeueAfter: recheckInterval}, runErr
+}
+
+// recheckInterval is how often a running Instance's containers are
+// re-read from the runtime.
+const recheckInterval = 10 * time.Second
+
+// maxMessage bounds an error message copied into status, so a repeated
+// failure cannot grow the object.
+const maxMessage = 512
+
+func shortMessage(err error) string {
+	msg := err.Error()
+	if len(msg) > maxMessage {
+		msg = msg[:maxMessage] + "..."
+	}
+	return msg
 }
 
 // run makes sure every container of the Instance exists and runs.
@@ -74,8 +91,14 @@ func (r *instanceReconciler) run(ctx context.Context, inst *skiffv1alpha1.Instan
 	for _, c := range inst.Spec.Containers {
 		id := containerID(inst, c.Name)
 		st, err := r.rt.State(ctx, id)
-		if errors.Is(err, runtime.ErrNotFound) {
+		switch {
+		case errors.Is(err, runtime.ErrNotFound):
 			st, err = r.createAndStart(ctx, inst, &c, id)
+		case err == nil && st.State == runtime.Created:
+			// A start that failed last time is retried.
+			if err = r.rt.Start(ctx, id); err == nil {
+				st, err = r.rt.State(ctx, id)
+			}
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("instance %s/%s container %q: %w", inst.Namespace, inst.Name, c.Name, err))
@@ -108,7 +131,7 @@ func containerStatus(c *skiffv1alpha1.Container, id string, st runtime.Status, e
 	cs := skiffv1alpha1.ContainerStatus{Name: c.Name, Image: c.Image, ContainerID: id}
 	switch {
 	case err != nil:
-		cs.State.Waiting = &skiffv1alpha1.ContainerStateWaiting{Reason: "CreateContainerError", Message: err.Error()}
+		cs.State.Waiting = &skiffv1alpha1.ContainerStateWaiting{Reason: "CreateContainerError", Message: shortMessage(err)}
 	case st.State == runtime.Running:
 		cs.Ready = true
 		cs.State.Running = &skiffv1alpha1.ContainerStateRunning{StartedAt: apiTime(st.StartedAt)}
@@ -201,9 +224,19 @@ func (r *instanceReconciler) stopContainer(ctx context.Context, id string, grace
 		if err := r.rt.Kill(ctx, id, syscall.SIGTERM); err != nil && !errors.Is(err, runtime.ErrBadState) {
 			return err
 		}
-		deadline := time.Now().Add(grace)
-		for st.State == runtime.Running && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
+		deadline := time.NewTimer(grace)
+		defer deadline.Stop()
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+	wait:
+		for st.State == runtime.Running {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-deadline.C:
+				break wait
+			case <-tick.C:
+			}
 			if st, err = r.rt.State(ctx, id); err != nil {
 				return err
 			}

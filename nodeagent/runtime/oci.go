@@ -125,6 +125,7 @@ func (o *OCI) Create(ctx context.Context, id string, spec Spec) error {
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Run(); err != nil {
 		msg, _ := os.ReadFile(runtimeLog)
+		o.cleanupFailedCreate(id)
 		return fmt.Errorf("%s create %q: %w: %s", o.name, id, err, strings.TrimSpace(string(msg)))
 	}
 	data, err := os.ReadFile(pidFile)
@@ -142,17 +143,30 @@ func (o *OCI) Create(ctx context.Context, id string, spec Spec) error {
 	return nil
 }
 
+// cleanupFailedCreate removes whatever a failed create left: a
+// half-created container and the bundle, so a retry starts clean.
+func (o *OCI) cleanupFailedCreate(id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, _ = o.run(ctx, "--root", filepath.Join(o.root, "state"), "delete", "--force", id)
+	_ = os.RemoveAll(o.bundleDir(id))
+}
+
 // wait reaps the container's init process and records its exit code.
 func (o *OCI) wait(id string, pid int) {
 	var ws unix.WaitStatus
+	var err error
 	for {
-		_, err := unix.Wait4(pid, &ws, 0, nil)
+		_, err = unix.Wait4(pid, &ws, 0, nil)
 		if !errors.Is(err, unix.EINTR) {
 			break
 		}
 	}
 	code := ws.ExitStatus()
-	if ws.Signaled() {
+	switch {
+	case err != nil:
+		code = -1 // not our child after all: the code is unknown
+	case ws.Signaled():
 		code = 128 + int(ws.Signal())
 	}
 	o.mu.Lock()
@@ -205,8 +219,10 @@ func (o *OCI) Delete(ctx context.Context, id string) error {
 	delete(o.exits, id)
 	delete(o.started, id)
 	o.mu.Unlock()
-	if err := os.RemoveAll(o.bundleDir(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("container %q bundle: %w", id, err)
+	for _, dir := range []string{o.bundleDir(id), filepath.Dir(o.LogPath(id))} {
+		if err := os.RemoveAll(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("container %q: %w", id, err)
+		}
 	}
 	return nil
 }
@@ -261,7 +277,7 @@ func (o *OCI) status(s ociState) Status {
 		st.StartedAt = t
 	}
 	switch s.Status {
-	case "created":
+	case "created", "creating":
 		st.State = Created
 	case "stopped":
 		if o.reaping[s.ID] {
