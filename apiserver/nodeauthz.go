@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 
@@ -17,6 +18,21 @@ func nodeName(u user.Info) (string, bool) {
 	}
 	name, ok := strings.CutPrefix(u.GetName(), skiffv1alpha1.NodeUserPrefix)
 	return name, ok && name != ""
+}
+
+// selectsNode reports whether the request's field selector restricts it
+// to Instances with spec.nodeName=node.
+func selectsNode(a authorizer.Attributes, node string) bool {
+	reqs, err := a.GetFieldSelector()
+	if err != nil {
+		return false
+	}
+	for _, r := range reqs {
+		if r.Field == "spec.nodeName" && r.Value == node && (r.Operator == selection.Equals || r.Operator == selection.DoubleEquals) {
+			return true
+		}
+	}
+	return false
 }
 
 func hasGroup(u user.Info, group string) bool {
@@ -51,7 +67,9 @@ func authorizeNode(node string, a authorizer.Attributes) (authorizer.Decision, s
 		allow = isRead(verb) && sub == "" ||
 			(verb == "update" || verb == "patch") && a.GetName() == node && sub == "status"
 	case a.GetAPIGroup() == skiffv1alpha1.GroupName && res == "instances":
-		allow = isRead(verb) && sub == "" ||
+		// Lists and watches must select the node's own Instances.
+		allow = verb == "get" && sub == "" ||
+			(verb == "list" || verb == "watch") && sub == "" && selectsNode(a, node) ||
 			(verb == "update" || verb == "patch") && (sub == "" || sub == "status")
 	case a.GetAPIGroup() == "coordination.k8s.io" && res == "leases":
 		allow = a.GetNamespace() == skiffv1alpha1.NodeLeaseNamespace &&

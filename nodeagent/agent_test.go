@@ -252,7 +252,9 @@ func TestNodeRestriction(t *testing.T) {
 
 	forbidden("n1 lists workloads", node.List(ctx, &skiffv1alpha1.WorkloadList{}))
 	forbidden("n1 lists namespaces", node.List(ctx, &corev1.NamespaceList{}))
-	allowed("n1 lists instances", node.List(ctx, &skiffv1alpha1.InstanceList{}))
+	forbidden("n1 lists every instance", node.List(ctx, &skiffv1alpha1.InstanceList{}))
+	allowed("n1 lists its instances", node.List(ctx, &skiffv1alpha1.InstanceList{}, client.MatchingFields{"spec.nodeName": "n1"}))
+	forbidden("n1 lists n2's instances", node.List(ctx, &skiffv1alpha1.InstanceList{}, client.MatchingFields{"spec.nodeName": "n2"}))
 
 	theirsGot := get(&skiffv1alpha1.Instance{}, "theirs", "default").(*skiffv1alpha1.Instance)
 	theirsGot.Status.Phase = skiffv1alpha1.InstanceFailed
