@@ -113,7 +113,7 @@ func (a *Agent) newManager(j *joined, m *Machine) (manager.Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("instance controller: %w", err)
 	}
-	r := &instanceReconciler{client: mgr.GetClient(), rt: a.rt, node: a.cfg.NodeName, hostIP: m.hostIP()}
+	r := &instanceReconciler{client: mgr.GetClient(), rt: a.rt, node: a.cfg.NodeName, hostIP: m.hostIP(), backoff: a.cfg.Backoff}
 	err = builder.ControllerManagedBy(mgr).For(&skiffv1alpha1.Instance{}).
 		Named("instances-" + a.cfg.NodeName).
 		WithOptions(controller.Options{SkipNameValidation: ptr.To(true), MaxConcurrentReconciles: 4}).

@@ -36,6 +36,9 @@ type Config struct {
 	LeaseInterval time.Duration
 	// StatusInterval is how often the Node status is refreshed (--status-interval).
 	StatusInterval time.Duration
+	// Backoff is the crash-loop back-off of restarted containers
+	// (--backoff-base; the cap is 5 minutes).
+	Backoff Backoff
 	// Runtime names the container runtime (--runtime). Only sim exists so
 	// far; the oci runtime (youki, runc, crun) is being built.
 	Runtime string
@@ -64,6 +67,7 @@ func DefaultConfig() Config {
 		LeaseInterval:  5 * time.Second,
 		StatusInterval: time.Minute,
 		Runtime:        "sim",
+		Backoff:        DefaultBackoff,
 	}
 }
 
@@ -90,6 +94,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Runtime != "sim" {
 		return fmt.Errorf("--runtime %q: only sim is available so far; the oci runtime (youki, runc, crun) is being built", c.Runtime)
+	}
+	if c.Backoff.Base <= 0 || c.Backoff.Max < c.Backoff.Base {
+		return fmt.Errorf("--backoff-base %s: must be positive and at most %s", c.Backoff.Base, c.Backoff.Max)
 	}
 	if c.MaxInstances <= 0 {
 		return fmt.Errorf("--max-instances %d: must be positive", c.MaxInstances)

@@ -32,10 +32,11 @@ const (
 // period), deletes them and releases the finalizer. It is level-triggered:
 // every pass re-reads the Instance and the runtime.
 type instanceReconciler struct {
-	client client.Client
-	rt     runtime.Runtime
-	node   string
-	hostIP string
+	client  client.Client
+	rt      runtime.Runtime
+	node    string
+	hostIP  string
+	backoff Backoff
 }
 
 func containerID(inst *skiffv1alpha1.Instance, container string) string {
@@ -60,12 +61,19 @@ func (r *instanceReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	if inst.Status.Phase == skiffv1alpha1.InstanceSucceeded || inst.Status.Phase == skiffv1alpha1.InstanceFailed {
 		return reconcile.Result{}, nil
 	}
-	statuses, runErr := r.run(ctx, &inst)
-	if err := r.reportStatus(ctx, &inst, statuses); err != nil {
+	results, runErr := r.run(ctx, &inst)
+	if err := r.reportStatus(ctx, &inst, results); err != nil {
 		return reconcile.Result{}, err
 	}
-	// Nothing in the API changes when a container exits: look again.
-	return reconcile.Result{RequeueAfter: recheckInterval}, runErr
+	// Nothing in the API changes when a container exits: look again, or
+	// when the earliest back-off ends.
+	next := recheckInterval
+	for _, res := range results {
+		if !res.retryAt.IsZero() {
+			next = min(next, max(time.Until(res.retryAt), time.Millisecond))
+		}
+	}
+	return reconcile.Result{RequeueAfter: next}, runErr
 }
 
 // recheckInterval is how often a running Instance's containers are
@@ -84,28 +92,74 @@ func shortMessage(err error) string {
 	return msg
 }
 
-// run makes sure every container of the Instance exists and runs.
-func (r *instanceReconciler) run(ctx context.Context, inst *skiffv1alpha1.Instance) ([]skiffv1alpha1.ContainerStatus, error) {
-	var statuses []skiffv1alpha1.ContainerStatus
+// containerResult is one container's observed state after a pass.
+type containerResult struct {
+	status skiffv1alpha1.ContainerStatus
+	// done: the container exited and its restart policy says stay down.
+	done bool
+	// retryAt: the container waits in back-off until then.
+	retryAt time.Time
+}
+
+// run makes sure every container of the Instance runs, restarting exited
+// ones as the restart policy and the crash-loop back-off allow.
+func (r *instanceReconciler) run(ctx context.Context, inst *skiffv1alpha1.Instance) ([]containerResult, error) {
+	var results []containerResult
 	var errs []error
 	for _, c := range inst.Spec.Containers {
-		id := containerID(inst, c.Name)
-		st, err := r.rt.State(ctx, id)
-		switch {
-		case errors.Is(err, runtime.ErrNotFound):
-			st, err = r.createAndStart(ctx, inst, &c, id)
-		case err == nil && st.State == runtime.Created:
-			// A start that failed last time is retried.
-			if err = r.rt.Start(ctx, id); err == nil {
-				st, err = r.rt.State(ctx, id)
-			}
-		}
+		res, err := r.runContainer(ctx, inst, &c)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("instance %s/%s container %q: %w", inst.Namespace, inst.Name, c.Name, err))
 		}
-		statuses = append(statuses, containerStatus(&c, id, st, err))
+		results = append(results, res)
 	}
-	return statuses, errors.Join(errs...)
+	return results, errors.Join(errs...)
+}
+
+func (r *instanceReconciler) runContainer(ctx context.Context, inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container) (containerResult, error) {
+	id := containerID(inst, c.Name)
+	restarts := previousRestarts(inst, c.Name)
+	st, err := r.rt.State(ctx, id)
+	switch {
+	case errors.Is(err, runtime.ErrNotFound):
+		st, err = r.createAndStart(ctx, inst, c, id)
+	case err == nil && st.State == runtime.Created:
+		// A start that failed last time is retried.
+		if err = r.rt.Start(ctx, id); err == nil {
+			st, err = r.rt.State(ctx, id)
+		}
+	}
+	if err != nil {
+		return containerResult{status: containerStatus(c, id, st, restarts, err)}, err
+	}
+	if st.State != runtime.Stopped {
+		return containerResult{status: containerStatus(c, id, st, restarts, nil)}, nil
+	}
+	if !shouldRestart(inst.Spec.RestartPolicy, st.ExitCode) {
+		return containerResult{status: containerStatus(c, id, st, restarts, nil), done: true}, nil
+	}
+	if at := r.backoff.restartAt(st.FinishedAt, restarts); time.Now().Before(at) {
+		cs := containerStatus(c, id, st, restarts, nil)
+		cs.State = skiffv1alpha1.ContainerState{Waiting: &skiffv1alpha1.ContainerStateWaiting{
+			Reason:  "CrashLoopBackOff",
+			Message: fmt.Sprintf("back-off %s restarting container that exited with code %d", r.backoff.Delay(restarts), st.ExitCode),
+		}}
+		return containerResult{status: cs, retryAt: at}, nil
+	}
+	if err := r.rt.Delete(ctx, id); err != nil {
+		return containerResult{status: containerStatus(c, id, st, restarts, err)}, err
+	}
+	st, err = r.createAndStart(ctx, inst, c, id)
+	return containerResult{status: containerStatus(c, id, st, restarts+1, err)}, err
+}
+
+func previousRestarts(inst *skiffv1alpha1.Instance, name string) int32 {
+	for _, cs := range inst.Status.ContainerStatuses {
+		if cs.Name == name {
+			return cs.RestartCount
+		}
+	}
+	return 0
 }
 
 func (r *instanceReconciler) createAndStart(ctx context.Context, inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, id string) (runtime.Status, error) {
@@ -127,8 +181,8 @@ func (r *instanceReconciler) createAndStart(ctx context.Context, inst *skiffv1al
 	return r.rt.State(ctx, id)
 }
 
-func containerStatus(c *skiffv1alpha1.Container, id string, st runtime.Status, err error) skiffv1alpha1.ContainerStatus {
-	cs := skiffv1alpha1.ContainerStatus{Name: c.Name, Image: c.Image, ContainerID: id}
+func containerStatus(c *skiffv1alpha1.Container, id string, st runtime.Status, restarts int32, err error) skiffv1alpha1.ContainerStatus {
+	cs := skiffv1alpha1.ContainerStatus{Name: c.Name, Image: c.Image, ContainerID: id, RestartCount: restarts}
 	switch {
 	case err != nil:
 		cs.State.Waiting = &skiffv1alpha1.ContainerStateWaiting{Reason: "CreateContainerError", Message: shortMessage(err)}
@@ -160,24 +214,38 @@ func apiTime(t time.Time) metav1.Time {
 	return metav1.NewTime(t.Truncate(time.Second))
 }
 
-// reportStatus derives phase and Ready from the container statuses.
-func (r *instanceReconciler) reportStatus(ctx context.Context, inst *skiffv1alpha1.Instance, statuses []skiffv1alpha1.ContainerStatus) error {
+// reportStatus derives phase and Ready from the containers: Running while
+// any runs or restarts, Succeeded or Failed once every one is done for good.
+func (r *instanceReconciler) reportStatus(ctx context.Context, inst *skiffv1alpha1.Instance, results []containerResult) error {
 	before := inst.Status.DeepCopy()
 	s := &inst.Status
-	s.ContainerStatuses, s.HostIP = statuses, r.hostIP
+	s.ContainerStatuses, s.HostIP = nil, r.hostIP
 	if s.StartTime == nil {
 		now := apiTime(time.Now())
 		s.StartTime = &now
 	}
-	ready := len(statuses) > 0
-	for _, cs := range statuses {
+	ready, allDone, failed, started := len(results) > 0, len(results) > 0, false, false
+	for _, res := range results {
+		cs := res.status
+		s.ContainerStatuses = append(s.ContainerStatuses, cs)
 		ready = ready && cs.Ready
+		allDone = allDone && res.done
+		failed = failed || res.done && cs.State.Terminated != nil && cs.State.Terminated.ExitCode != 0
+		started = started || cs.State.Running != nil || cs.State.Terminated != nil || cs.RestartCount > 0
 	}
-	s.Phase = skiffv1alpha1.InstancePending
+	switch {
+	case allDone && failed:
+		s.Phase = skiffv1alpha1.InstanceFailed
+	case allDone:
+		s.Phase = skiffv1alpha1.InstanceSucceeded
+	case started:
+		s.Phase = skiffv1alpha1.InstanceRunning
+	default:
+		s.Phase = skiffv1alpha1.InstancePending
+	}
 	cond := metav1.Condition{Type: skiffv1alpha1.InstanceReady, Status: metav1.ConditionFalse, Reason: "ContainersNotReady",
 		Message: "not every container is running", ObservedGeneration: inst.Generation}
 	if ready {
-		s.Phase = skiffv1alpha1.InstanceRunning
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, "ContainersReady", "every container is running"
 	}
 	meta.SetStatusCondition(&s.Conditions, cond)

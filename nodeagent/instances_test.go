@@ -3,6 +3,7 @@ package nodeagent
 import (
 	"context"
 	"testing"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -12,6 +13,7 @@ import (
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 	"skiff.dev/skiff/apiserver/apiservertest"
+	cruntime "skiff.dev/skiff/nodeagent/runtime"
 )
 
 // TestInstanceLifecycleOnSim binds an Instance to an agent's node and
@@ -68,5 +70,59 @@ func TestInstanceLifecycleOnSim(t *testing.T) {
 	})
 	if list, _ := a.rt.List(ctx); len(list) != 0 {
 		t.Errorf("runtime still holds %d containers after delete", len(list))
+	}
+}
+
+// TestRestartPolicies drives exits through the simulated runtime's
+// SKIFF_SIM_EXIT_CODE and checks phase, exit codes, restarts and back-off.
+func TestRestartPolicies(t *testing.T) {
+	s := apiservertest.Start(t)
+	cfg := testConfig(s, t.TempDir(), "n1")
+	cfg.Backoff = Backoff{Base: 200 * time.Millisecond, Max: time.Second}
+	a, _ := runAgent(t, cfg)
+	admin := adminClient(t, s, a)
+	ctx := context.Background()
+	eventually(t, "node n1", func() bool { return admin.Get(ctx, client.ObjectKey{Name: "n1"}, &skiffv1alpha1.Node{}) == nil })
+
+	start := func(name string, policy skiffv1alpha1.RestartPolicy, code string) *skiffv1alpha1.Instance {
+		inst := boundInstance(name, "n1")
+		inst.Spec.RestartPolicy = policy
+		inst.Spec.Containers[0].Env = []skiffv1alpha1.EnvVar{{Name: cruntime.SimExitCodeEnv, Value: code}}
+		if err := admin.Create(ctx, inst); err != nil {
+			t.Fatal(err)
+		}
+		if err := admin.SubResource("binding").Create(ctx, inst, &skiffv1alpha1.Binding{NodeName: "n1"}); err != nil {
+			t.Fatal(err)
+		}
+		return inst
+	}
+	never := start("never", skiffv1alpha1.RestartPolicyNever, "3")
+	onFailure := start("on-failure-ok", skiffv1alpha1.RestartPolicyOnFailure, "0")
+	always := start("always", skiffv1alpha1.RestartPolicyAlways, "1")
+
+	var got skiffv1alpha1.Instance
+	eventually(t, "restartPolicy Never, exit 3: Failed", func() bool {
+		return admin.Get(ctx, client.ObjectKeyFromObject(never), &got) == nil && got.Status.Phase == skiffv1alpha1.InstanceFailed
+	})
+	if cs := got.Status.ContainerStatuses[0]; cs.State.Terminated == nil || cs.State.Terminated.ExitCode != 3 || cs.RestartCount != 0 {
+		t.Errorf("never: container status %+v, want terminated with 3 and no restarts", cs)
+	}
+	eventually(t, "restartPolicy OnFailure, exit 0: Succeeded", func() bool {
+		return admin.Get(ctx, client.ObjectKeyFromObject(onFailure), &got) == nil && got.Status.Phase == skiffv1alpha1.InstanceSucceeded
+	})
+	sawBackOff := false
+	eventually(t, "restartPolicy Always: restarts with back-off", func() bool {
+		if admin.Get(ctx, client.ObjectKeyFromObject(always), &got) != nil || len(got.Status.ContainerStatuses) == 0 {
+			return false
+		}
+		cs := got.Status.ContainerStatuses[0]
+		if w := cs.State.Waiting; w != nil && w.Reason == "CrashLoopBackOff" {
+			sawBackOff = true
+		}
+		return sawBackOff && cs.RestartCount >= 2
+	})
+	if got.Status.Phase != skiffv1alpha1.InstanceRunning || meta.IsStatusConditionTrue(got.Status.Conditions, skiffv1alpha1.InstanceReady) {
+		t.Errorf("crash-looping instance: phase %s, Ready %v; want Running and not Ready", got.Status.Phase,
+			meta.IsStatusConditionTrue(got.Status.Conditions, skiffv1alpha1.InstanceReady))
 	}
 }

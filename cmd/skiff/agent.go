@@ -47,6 +47,7 @@ func newAgentCommand() *cobra.Command {
 	fs.Int64Var(&cfg.MaxInstances, "max-instances", cfg.MaxInstances, "how many Instances the Node takes")
 	fs.DurationVar(&cfg.LeaseInterval, "lease-interval", cfg.LeaseInterval, "how often the Lease is renewed")
 	fs.DurationVar(&cfg.StatusInterval, "status-interval", cfg.StatusInterval, "how often the Node status is refreshed")
+	fs.DurationVar(&cfg.Backoff.Base, "backoff-base", cfg.Backoff.Base, "first crash-loop back-off; it doubles up to 5m")
 	fs.StringVar(&cfg.Runtime, "runtime", cfg.Runtime, "container runtime; only sim (simulated containers) so far")
 	return cmd
 }

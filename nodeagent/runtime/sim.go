@@ -7,6 +7,8 @@ import (
 	"maps"
 	"math/rand/v2"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -22,6 +24,10 @@ type SimConfig struct {
 
 // Sim is an in-memory runtime: containers are state machines with no
 // processes. One process can host thousands of simulated nodes with it.
+//
+// A simulated process runs until it is signalled, unless its environment
+// has SimExitCodeEnv=N: then it exits with code N as soon as it starts,
+// which lets tests drive restart policies without real processes.
 type Sim struct {
 	cfg SimConfig
 	mu  sync.Mutex
@@ -30,6 +36,9 @@ type Sim struct {
 }
 
 var _ Runtime = (*Sim)(nil)
+
+// SimExitCodeEnv makes a simulated container exit at once with its value.
+const SimExitCodeEnv = "SKIFF_SIM_EXIT_CODE"
 
 // ErrSimulatedFailure is the failure Start injects at FailureRate.
 var ErrSimulatedFailure = errors.New("simulated start failure")
@@ -49,7 +58,7 @@ func (s *Sim) Create(_ context.Context, id string, spec Spec) error {
 	if _, ok := s.ctr[id]; ok {
 		return fmt.Errorf("container %q: %w", id, ErrExists)
 	}
-	s.ctr[id] = &Status{ID: id, State: Created, Labels: maps.Clone(spec.Labels)}
+	s.ctr[id] = &Status{ID: id, State: Created, Labels: maps.Clone(spec.Labels), ExitCode: exitCodeFromEnv(spec.Bundle.Env)}
 	return nil
 }
 
@@ -76,6 +85,9 @@ func (s *Sim) Start(ctx context.Context, id string) error {
 	}
 	s.pid++
 	c.State, c.Pid, c.StartedAt = Running, s.pid, time.Now()
+	if c.ExitCode >= 0 {
+		c.State, c.Pid, c.FinishedAt = Stopped, 0, c.StartedAt
+	}
 	return nil
 }
 
@@ -141,4 +153,16 @@ func clone(c *Status) Status {
 	out := *c
 	out.Labels = maps.Clone(c.Labels)
 	return out
+}
+
+// exitCodeFromEnv is the SimExitCodeEnv value, or -1 to run until killed.
+func exitCodeFromEnv(env []string) int {
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, SimExitCodeEnv+"="); ok {
+			if code, err := strconv.Atoi(v); err == nil && code >= 0 {
+				return code
+			}
+		}
+	}
+	return -1
 }
