@@ -4,8 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
+
+	"skiff.dev/skiff/internal/xdg"
 )
 
 // Config configures the API server. Every field maps to a flag of
@@ -30,17 +30,7 @@ type Config struct {
 
 // DefaultDataDir is /var/lib/skiff/server for root and
 // $XDG_DATA_HOME/skiff/server (~/.local/share/skiff/server) otherwise.
-func DefaultDataDir() string {
-	if os.Geteuid() == 0 {
-		return "/var/lib/skiff/server"
-	}
-	base := os.Getenv("XDG_DATA_HOME")
-	if base == "" {
-		home, _ := os.UserHomeDir()
-		base = filepath.Join(home, ".local", "share")
-	}
-	return filepath.Join(base, "skiff", "server")
-}
+func DefaultDataDir() string { return xdg.DataDir("server") }
 
 // DefaultConfig returns the configuration `skiff server` starts with.
 func DefaultConfig() Config {

@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"path/filepath"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/validation"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+	"skiff.dev/skiff/internal/xdg"
 )
 
 // Config configures an agent. Every field maps to a flag of `skiff agent`.
@@ -45,17 +45,7 @@ type Config struct {
 }
 
 // DefaultDataDir is /var/lib/skiff/agent for root, else under the XDG data home.
-func DefaultDataDir() string {
-	if os.Geteuid() == 0 {
-		return "/var/lib/skiff/agent"
-	}
-	base := os.Getenv("XDG_DATA_HOME")
-	if base == "" {
-		home, _ := os.UserHomeDir()
-		base = filepath.Join(home, ".local", "share")
-	}
-	return filepath.Join(base, "skiff", "agent")
-}
+func DefaultDataDir() string { return xdg.DataDir("agent") }
 
 // DefaultConfig returns the defaults of `skiff agent`.
 func DefaultConfig() Config {
