@@ -3,6 +3,7 @@ package apiserver
 import (
 	"bufio"
 	"net/http"
+	"strings"
 	"sync"
 )
 
@@ -19,8 +20,7 @@ var responseBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil
 // they stream, or are small.
 func withBufferedResponses(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		if r.Method != http.MethodGet || r.Header.Get("Upgrade") != "" || q.Get("watch") == "true" || q.Get("watch") == "1" || q.Get("follow") == "true" {
+		if r.Method != http.MethodGet || r.Header.Get("Upgrade") != "" || streams(r) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -34,6 +34,17 @@ func withBufferedResponses(next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(bw, r)
 	})
+}
+
+// streams reports a watch or a followed log; the query is parsed only
+// when it can hold one.
+func streams(r *http.Request) bool {
+	raw := r.URL.RawQuery
+	if !strings.Contains(raw, "watch") && !strings.Contains(raw, "follow") {
+		return false
+	}
+	q := r.URL.Query()
+	return q.Get("watch") == "true" || q.Get("watch") == "1" || q.Get("follow") == "true"
 }
 
 // bufferedResponseWriter writes the body through a buffer; headers go

@@ -37,3 +37,25 @@ func TestBufferedResponsesOnlyForPlainReads(t *testing.T) {
 		}
 	}
 }
+
+func TestLoopbackResponsesAreNotCompressed(t *testing.T) {
+	var sawEncoding string
+	h := withoutLoopbackCompression(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sawEncoding = r.Header.Get("Accept-Encoding")
+	}))
+	for _, tc := range []struct {
+		remote, want string
+	}{
+		{"127.0.0.1:5555", ""},
+		{"[::1]:5555", ""},
+		{"192.0.2.10:5555", "gzip"},
+	} {
+		req := httptest.NewRequest("GET", "/apis", nil)
+		req.RemoteAddr = tc.remote
+		req.Header.Set("Accept-Encoding", "gzip")
+		h.ServeHTTP(httptest.NewRecorder(), req)
+		if sawEncoding != tc.want {
+			t.Errorf("client %s: handler saw Accept-Encoding %q, want %q", tc.remote, sawEncoding, tc.want)
+		}
+	}
+}

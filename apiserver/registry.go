@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -156,13 +155,4 @@ func (r *statusREST) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set {
 
 func (r *statusREST) ConvertToTable(ctx context.Context, obj runtime.Object, opts runtime.Object) (*metav1.Table, error) {
 	return r.store.ConvertToTable(ctx, obj, opts)
-}
-
-// notFoundIfNil turns a nil old object (the store's "does not exist")
-// into a NotFound error for subresources that cannot create.
-func notFoundIfNil(k *Kind, name string, obj runtime.Object) error {
-	if obj == nil {
-		return apierrors.NewNotFound(k.GroupResource(), name)
-	}
-	return nil
 }

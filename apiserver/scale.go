@@ -120,8 +120,9 @@ func (i *scaleUpdatedObjectInfo) Preconditions() *metav1.Preconditions {
 }
 
 func (i *scaleUpdatedObjectInfo) UpdatedObject(ctx context.Context, oldObj runtime.Object) (runtime.Object, error) {
-	if err := notFoundIfNil(i.rest.kind, i.name, oldObj); err != nil {
-		return nil, err
+	if oldObj == nil {
+		// Subresources never create: a missing parent is NotFound.
+		return nil, apierrors.NewNotFound(i.rest.kind.GroupResource(), i.name)
 	}
 	parent := oldObj.DeepCopyObject()
 	m, err := meta.Accessor(parent)

@@ -72,10 +72,6 @@ func (s *Server) URL() string {
 // KubeconfigPath is the admin kubeconfig in the data directory.
 func (s *Server) KubeconfigPath() string { return s.dir.file(AdminKubeconfigFile) }
 
-// Trust is the set of trusted client keys; other parts (the node agent's
-// join flow) add to it.
-func (s *Server) Trust() *identity.Trust { return s.trust }
-
 // Run starts storage and serves until ctx ends. Shutdown order: stop
 // accepting requests and drain them, then stop etcd.
 func (s *Server) Run(ctx context.Context) error {

@@ -3,6 +3,7 @@ package nodeagent
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -155,21 +156,9 @@ func (a *Agent) warnOnFlagDrift(n *skiffv1alpha1.Node) {
 			klog.InfoS("--labels differ from the registered Node; an admin changes them with kubectl label", "node", n.Name, "label", k)
 		}
 	}
-	if a.cfg.Taints != nil && !taintsEqual(n.Spec.Taints, a.cfg.Taints) {
+	if a.cfg.Taints != nil && !slices.Equal(n.Spec.Taints, a.cfg.Taints) {
 		klog.InfoS("--taints differ from the registered Node; an admin changes them with kubectl", "node", n.Name)
 	}
-}
-
-func taintsEqual(a, b []skiffv1alpha1.Taint) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // renewLease creates or renews skiff-node-lease/NAME.

@@ -279,6 +279,14 @@ func TestNodeRestriction(t *testing.T) {
 	}
 	allowed("n1 creates its lease", node.Create(ctx, lease("n1")))
 	forbidden("n1 creates n2's lease", node.Create(ctx, lease("n2")))
+
+	// Deleting the Node withdraws the trust in its key.
+	if err := admin.Delete(ctx, get(&skiffv1alpha1.Node{}, "n1", "")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "n1's key no longer trusted", func() bool {
+		return apierrors.IsUnauthorized(node.Get(ctx, client.ObjectKey{Name: "n2"}, &skiffv1alpha1.Node{}))
+	})
 }
 
 func boundInstance(name, node string) *skiffv1alpha1.Instance {

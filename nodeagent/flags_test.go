@@ -1,6 +1,7 @@
 package nodeagent
 
 import (
+	"slices"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -14,7 +15,7 @@ func TestParseTaints(t *testing.T) {
 		{Key: "dedicated", Value: "gpu", Effect: skiffv1alpha1.TaintEffectNoSchedule},
 		{Key: "spot", Effect: skiffv1alpha1.TaintEffectPreferNoSchedule},
 	}
-	if err != nil || !taintsEqual(got, want) {
+	if err != nil || !slices.Equal(got, want) {
 		t.Fatalf("ParseTaints: %v %v", got, err)
 	}
 	for _, bad := range []string{"dedicated=gpu", "x:Sometimes", ":NoSchedule"} {
