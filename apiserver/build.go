@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"net"
@@ -14,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	openapinamer "k8s.io/apiserver/pkg/endpoints/openapi"
@@ -183,6 +185,9 @@ func (s *Server) install(generic *genericapiserver.GenericAPIServer, sch *scheme
 			byGV[gv][path] = st
 		}
 	}
+	if err := s.installLogs(out, byGV); err != nil {
+		return nil, err
+	}
 	return out, s.installGroups(generic, sch, byGV)
 }
 
@@ -195,6 +200,9 @@ func (s *Server) installGroups(generic *genericapiserver.GenericAPIServer, sch *
 	for _, gv := range gvs {
 		info := genericapiserver.NewDefaultAPIGroupInfo(gv.Group, sch.full, metav1.ParameterCodec, sch.codecs)
 		if gv.Group == skiffv1alpha1.GroupName {
+			// Its options kinds (InstanceLogOptions) decode from queries
+			// through conversions in the full scheme.
+			info.ParameterCodec = runtime.NewParameterCodec(sch.full)
 			info.NegotiatedSerializer = withoutProtobuf{info.NegotiatedSerializer}
 		}
 		info.PrioritizedVersions = []schema.GroupVersion{gv}
@@ -266,4 +274,20 @@ func withoutLoopbackCompression(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// installLogs adds the log subresource of kinds that have one; it reaches
+// agents with the serving certificate as the client certificate.
+func (s *Server) installLogs(out *installed, byGV map[schema.GroupVersion]map[string]rest.Storage) error {
+	for k, main := range out.byKind {
+		if !k.Logs {
+			continue
+		}
+		cert, err := tls.LoadX509KeyPair(s.dir.file(servingCertFile), s.dir.file(servingKeyFile))
+		if err != nil {
+			return fmt.Errorf("log subresource: %w", err)
+		}
+		byGV[k.GVK.GroupVersion()][k.Plural+"/log"] = &logREST{instances: main, nodes: out.byKind[out.nodeKind], cert: cert}
+	}
+	return nil
 }

@@ -34,6 +34,8 @@ type Kind struct {
 	Scale *ScaleAccess
 	// Binding adds the binding subresource (Instances only).
 	Binding bool
+	// Logs adds the log subresource, served by the agents (Instances only).
+	Logs bool
 	// TTL, when non-zero, expires objects that long after their last write.
 	TTL time.Duration
 

@@ -88,6 +88,7 @@ func instanceKind() *Kind {
 		NewList:    func() runtime.Object { return &skiffv1alpha1.InstanceList{} },
 		Status:     true,
 		Binding:    true,
+		Logs:       true,
 		Columns: []metav1.TableColumnDefinition{
 			col("Phase", "string", "Lifecycle phase."),
 			col("Node", "string", "Node the Instance is bound to."),

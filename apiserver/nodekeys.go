@@ -3,7 +3,6 @@ package apiserver
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/base64"
 	"fmt"
 	"time"
 
@@ -87,12 +86,11 @@ func (k *nodeKeys) syncOnce(ctx context.Context) error {
 }
 
 func (k *nodeKeys) set(n *skiffv1alpha1.Node) {
-	key, err := base64.StdEncoding.DecodeString(n.Spec.PublicKey)
-	if err != nil || len(key) != ed25519.PublicKeySize {
+	pub, err := identity.ParsePublicKey(n.Spec.PublicKey)
+	if err != nil {
 		k.forget(n.Name)
 		return
 	}
-	pub := ed25519.PublicKey(key)
 	if p, ok := k.trust.Lookup(pub); ok && p.Name != skiffv1alpha1.NodeUserPrefix+n.Name {
 		// A key already trusted as someone else (the admin, another node)
 		// never becomes this node's identity.

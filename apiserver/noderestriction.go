@@ -2,8 +2,6 @@ package apiserver
 
 import (
 	"context"
-	"crypto/ed25519"
-	"encoding/base64"
 	"fmt"
 	"slices"
 
@@ -126,11 +124,11 @@ func (n nodeRestriction) validateBootstrapWrite(a admission.Attributes) error {
 
 // keyIsFree refuses a key that is already some principal's.
 func (n nodeRestriction) keyIsFree(node *skiffv1alpha1.Node) error {
-	key, err := base64.StdEncoding.DecodeString(node.Spec.PublicKey)
-	if err != nil || len(key) != ed25519.PublicKeySize {
+	key, err := identity.ParsePublicKey(node.Spec.PublicKey)
+	if err != nil {
 		return nil // validation reports the malformed key
 	}
-	if p, taken := n.trust.Lookup(ed25519.PublicKey(key)); taken && p.Name != skiffv1alpha1.NodeUserPrefix+node.Name {
+	if p, taken := n.trust.Lookup(key); taken && p.Name != skiffv1alpha1.NodeUserPrefix+node.Name {
 		return fmt.Errorf("the key of node %q already belongs to another identity", node.Name)
 	}
 	return nil

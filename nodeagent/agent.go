@@ -3,9 +3,13 @@ package nodeagent
 import (
 	"context"
 	"fmt"
+	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -23,6 +27,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+	"skiff.dev/skiff/nodeagent/image"
 	cruntime "skiff.dev/skiff/nodeagent/runtime"
 )
 
@@ -31,7 +36,19 @@ type Agent struct {
 	cfg    Config
 	scheme *runtime.Scheme
 	rt     cruntime.Runtime
+	// images is nil with the sim runtime.
+	images  *image.Store
+	metrics *metrics
 }
+
+// Directories under the data dir.
+const (
+	runtimeDir    = "runtime"    // the oci runtime's state, bundles and shims
+	containersDir = "containers" // ID/container.log
+	rootfsDir     = "rootfs"     // ID/rootfs overlay mounts
+	storeDir      = "store"      // the image store
+	importDir     = "images"     // image archives imported at start (air-gap)
+)
 
 // New validates cfg and returns an agent.
 func New(cfg Config) (*Agent, error) {
@@ -44,7 +61,38 @@ func New(cfg Config) (*Agent, error) {
 			return nil, err
 		}
 	}
-	return &Agent{cfg: cfg, scheme: scheme, rt: cruntime.NewSim(cruntime.SimConfig{})}, nil
+	a := &Agent{cfg: cfg, scheme: scheme, metrics: newMetrics()}
+	if cfg.Runtime == "sim" {
+		a.rt = cruntime.NewSim(cruntime.SimConfig{StartDelay: cfg.SimStartDelay, FailureRate: cfg.SimFailureRate})
+		return a, nil
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("--data-dir: %w", err)
+	}
+	oci, err := cruntime.NewOCI(cfg.Runtime, filepath.Join(cfg.DataDir, runtimeDir))
+	if err != nil {
+		return nil, fmt.Errorf("--runtime %s: %w (install it, or choose another with --runtime youki|runc|crun|sim|PATH)", cfg.Runtime, err)
+	}
+	a.rt = oci
+	if a.images, err = image.NewStore(filepath.Join(cfg.DataDir, storeDir), image.Options{InsecureRegistries: cfg.InsecureRegistries}); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// importImages imports the image archives and layouts in {data-dir}/images.
+func (a *Agent) importImages(ctx context.Context) {
+	dir := filepath.Join(a.cfg.DataDir, importDir)
+	if _, err := os.Stat(dir); err != nil {
+		return
+	}
+	refs, err := a.images.Import(ctx, dir)
+	if len(refs) > 0 {
+		klog.InfoS("imported images", "dir", dir, "images", refs)
+	}
+	if err != nil {
+		klog.ErrorS(err, "import images", "dir", dir)
+	}
 }
 
 // Run joins, reports the Node status and renews the Lease until ctx ends.
@@ -62,6 +110,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	if machine.Info.RuntimeVersion, err = a.rt.Version(ctx); err != nil {
 		return fmt.Errorf("runtime %s: %w", a.rt.Name(), err)
 	}
+	if a.images != nil {
+		a.importImages(ctx)
+	}
+	ln, err := net.Listen("tcp", a.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", a.cfg.Listen, err)
+	}
+	defer ln.Close()
+	machine.Endpoint = endpoint(ln, machine.hostIP())
 	if err := a.reportStatus(ctx, j.client, machine); err != nil {
 		return err
 	}
@@ -73,11 +130,24 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	cert, err := j.servingCertificate(a.cfg.NodeName)
+	if err != nil {
+		return err
+	}
+	srv := &server{rt: a.rt, instances: mgr.GetClient(), logDir: filepath.Join(a.cfg.DataDir, containersDir), apiserverCert: j.serverCert, metrics: a.metrics}
+	a.metrics.registry.MustRegister(newInstancesCollector(mgr.GetCache()))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	mgrDone := make(chan error, 1)
 	go func() { mgrDone <- mgr.Start(ctx) }()
 	defer func() { cancel(); <-mgrDone }()
+	srvDone := make(chan error, 1)
+	go func() { srvDone <- srv.serve(ctx, ln, cert) }()
+	defer func() { cancel(); <-srvDone }()
+	// Tell systemd (Type=notify) the agent is up; a no-op elsewhere.
+	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
+		klog.ErrorS(err, "sd_notify")
+	}
 	lease := time.NewTicker(a.cfg.LeaseInterval)
 	defer lease.Stop()
 	status := time.NewTicker(a.cfg.StatusInterval)
@@ -92,6 +162,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		case err := <-mgrDone:
 			mgrDone <- err // for the deferred wait
 			return fmt.Errorf("instance controller: %w", err)
+		case err := <-srvDone:
+			srvDone <- err // for the deferred wait
+			return err
 		case <-lease.C:
 		case <-status.C:
 			if err := a.reportStatus(ctx, j.client, machine); err != nil && ctx.Err() == nil {
@@ -114,7 +187,16 @@ func (a *Agent) newManager(j *joined, m *Machine) (manager.Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("instance controller: %w", err)
 	}
-	r := &instanceReconciler{client: mgr.GetClient(), rt: a.rt, node: a.cfg.NodeName, hostIP: m.hostIP(), backoff: a.cfg.Backoff}
+	r := &instanceReconciler{
+		client: mgr.GetClient(), rt: a.rt, node: a.cfg.NodeName, hostIP: m.hostIP(), backoff: a.cfg.Backoff,
+		logDir: filepath.Join(a.cfg.DataDir, containersDir), pidsLimit: a.cfg.PidsLimit, metrics: a.metrics,
+	}
+	if a.images != nil {
+		r.images, r.rootfsDir = a.images, filepath.Join(a.cfg.DataDir, rootfsDir)
+	}
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error { return r.sweepLoop(ctx, mgr.GetCache()) })); err != nil {
+		return nil, fmt.Errorf("instance controller: %w", err)
+	}
 	err = builder.ControllerManagedBy(mgr).For(&skiffv1alpha1.Instance{}).
 		Named("instances-" + a.cfg.NodeName).
 		WithOptions(controller.Options{SkipNameValidation: ptr.To(true), MaxConcurrentReconciles: 4}).
@@ -136,6 +218,7 @@ func (a *Agent) reportStatus(ctx context.Context, c client.Client, m *Machine) e
 	node.Status.Allocatable = allocatable(m.Capacity, a.cfg.Reserved)
 	node.Status.Addresses = m.Addresses
 	node.Status.NodeInfo = m.Info
+	node.Status.AgentEndpoint = m.Endpoint
 	node.Status.Phase = skiffv1alpha1.NodeReady
 	meta.SetStatusCondition(&node.Status.Conditions, metav1.Condition{
 		Type: skiffv1alpha1.NodeConditionReady, Status: metav1.ConditionTrue,

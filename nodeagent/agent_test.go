@@ -23,6 +23,7 @@ func testConfig(s *apiservertest.Server, dataDir, node string) Config {
 	cfg := DefaultConfig()
 	cfg.Server, cfg.JoinToken, cfg.DataDir, cfg.NodeName = s.URL, s.JoinTokenFile, dataDir, node
 	cfg.LeaseInterval = 100 * time.Millisecond
+	cfg.Runtime, cfg.Listen = "sim", "127.0.0.1:0"
 	return cfg
 }
 

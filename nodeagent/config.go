@@ -3,6 +3,7 @@ package nodeagent
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"time"
@@ -39,9 +40,21 @@ type Config struct {
 	// Backoff is the crash-loop back-off of restarted containers
 	// (--backoff-base; the cap is 5 minutes).
 	Backoff Backoff
-	// Runtime names the container runtime (--runtime). Only sim exists so
-	// far; the oci runtime (youki, runc, crun) is being built.
+	// Runtime names the container runtime (--runtime): youki, runc, crun
+	// or the path of another runc-compatible binary, or sim for simulated
+	// containers (no processes, no images).
 	Runtime string
+	// SimStartDelay and SimFailureRate tune the sim runtime
+	// (--sim-start-delay, --sim-failure-rate).
+	SimStartDelay  time.Duration
+	SimFailureRate float64
+	// InsecureRegistries are reached over plain HTTP (--insecure-registry).
+	InsecureRegistries []string
+	// Listen is the address of the agent's HTTPS endpoint, which serves
+	// logs to the apiserver, /metrics and /healthz (--listen).
+	Listen string
+	// PidsLimit caps each container's processes; 0 is no limit (--pids-limit).
+	PidsLimit int64
 }
 
 // DefaultDataDir is /var/lib/skiff/agent for root, else under the XDG data home.
@@ -56,8 +69,10 @@ func DefaultConfig() Config {
 		MaxInstances:   110,
 		LeaseInterval:  5 * time.Second,
 		StatusInterval: time.Minute,
-		Runtime:        "sim",
+		Runtime:        "youki",
 		Backoff:        DefaultBackoff,
+		Listen:         ":10250",
+		PidsLimit:      4096,
 	}
 }
 
@@ -82,8 +97,20 @@ func (c *Config) Validate() error {
 	if c.StatusInterval <= 0 {
 		return fmt.Errorf("--status-interval %s: must be positive", c.StatusInterval)
 	}
-	if c.Runtime != "sim" {
-		return fmt.Errorf("--runtime %q: only sim is available so far; the oci runtime (youki, runc, crun) is being built", c.Runtime)
+	if c.Runtime == "" {
+		return errors.New("--runtime: must name youki, runc, crun, sim or a runtime binary")
+	}
+	if c.SimFailureRate < 0 || c.SimFailureRate > 1 {
+		return fmt.Errorf("--sim-failure-rate %v: must be between 0 and 1", c.SimFailureRate)
+	}
+	if c.SimStartDelay < 0 {
+		return fmt.Errorf("--sim-start-delay %s: must not be negative", c.SimStartDelay)
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("--listen %q: %w", c.Listen, err)
+	}
+	if c.PidsLimit < 0 {
+		return fmt.Errorf("--pids-limit %d: must not be negative", c.PidsLimit)
 	}
 	if c.Backoff.Base <= 0 || c.Backoff.Max < c.Backoff.Base {
 		return fmt.Errorf("--backoff-base %s: must be positive and at most %s", c.Backoff.Base, c.Backoff.Max)

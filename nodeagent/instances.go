@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
 	"syscall"
 	"time"
 
@@ -11,20 +15,30 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 	"skiff.dev/skiff/nodeagent/bundle"
+	"skiff.dev/skiff/nodeagent/image"
+	"skiff.dev/skiff/nodeagent/logs"
 	"skiff.dev/skiff/nodeagent/runtime"
 )
 
 // Labels the agent keeps on each container, to find its Instance again.
 const (
-	labelInstance  = "skiff.dev/instance"
-	labelContainer = "skiff.dev/container"
+	labelInstance    = "skiff.dev/instance"
+	labelInstanceUID = "skiff.dev/instance-uid"
+	labelContainer   = "skiff.dev/container"
 )
+
+// imageStore is where containers' images come from.
+type imageStore interface {
+	Ensure(ctx context.Context, ref string) (*image.Image, error)
+}
 
 // instanceReconciler runs the Instances bound to this node: it holds the
 // agent finalizer, creates and starts each container, reports status, and
@@ -37,6 +51,14 @@ type instanceReconciler struct {
 	node    string
 	hostIP  string
 	backoff Backoff
+	// images is nil for the sim runtime, which runs no images.
+	images imageStore
+	// logDir holds containers' logs (ID/container.log); rootfsDir their
+	// root file system mounts (ID/rootfs).
+	logDir, rootfsDir string
+	pidsLimit         int64
+	metrics           *metrics
+	pulls             pullFailures
 }
 
 func containerID(inst *skiffv1alpha1.Instance, container string) string {
@@ -119,10 +141,50 @@ func (r *instanceReconciler) run(ctx context.Context, inst *skiffv1alpha1.Instan
 func (r *instanceReconciler) runContainer(ctx context.Context, inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container) (containerResult, error) {
 	id := containerID(inst, c.Name)
 	restarts := previousRestarts(inst, c.Name)
+	img, waiting := r.image(ctx, id, c, restarts)
+	if waiting != nil {
+		return *waiting, nil
+	}
+	res, err := r.runImage(ctx, inst, c, id, img, restarts)
+	if img != nil {
+		res.status.ImageID = img.ID
+	}
+	return res, err
+}
+
+// image returns the container's image, pulled if need be; while a pull
+// fails it returns the waiting status instead (ErrImagePull, then
+// ImagePullBackOff until the back-off ends).
+func (r *instanceReconciler) image(ctx context.Context, id string, c *skiffv1alpha1.Container, restarts int32) (*image.Image, *containerResult) {
+	if r.images == nil {
+		return nil, nil
+	}
+	waiting := func(reason, msg string, retryAt time.Time) *containerResult {
+		cs := skiffv1alpha1.ContainerStatus{Name: c.Name, Image: c.Image, RestartCount: restarts}
+		cs.State.Waiting = &skiffv1alpha1.ContainerStateWaiting{Reason: reason, Message: msg}
+		return &containerResult{status: cs, retryAt: retryAt}
+	}
+	if f, ok := r.pulls.get(id); ok && time.Now().Before(f.retryAt) {
+		return nil, waiting("ImagePullBackOff", fmt.Sprintf("Back-off pulling image %q: %s", c.Image, f.message), f.retryAt)
+	}
+	img, err := r.images.Ensure(ctx, c.Image)
+	if err != nil {
+		f := r.pulls.fail(id, shortMessage(err), r.backoff)
+		return nil, waiting("ErrImagePull", f.message, f.retryAt)
+	}
+	r.pulls.clear(id)
+	if img.PullDuration > 0 {
+		r.metrics.imagePullDuration.Observe(img.PullDuration.Seconds())
+	}
+	return img, nil
+}
+
+// runImage runs the container from img (nil for the sim runtime).
+func (r *instanceReconciler) runImage(ctx context.Context, inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, id string, img *image.Image, restarts int32) (containerResult, error) {
 	st, err := r.rt.State(ctx, id)
 	switch {
 	case errors.Is(err, runtime.ErrNotFound):
-		st, err = r.createAndStart(ctx, inst, c, id)
+		st, err = r.createAndStart(ctx, inst, c, id, img)
 	case err == nil && st.State == runtime.Created:
 		// A start that failed last time is retried.
 		if err = r.rt.Start(ctx, id); err == nil {
@@ -146,12 +208,46 @@ func (r *instanceReconciler) runContainer(ctx context.Context, inst *skiffv1alph
 		}}
 		return containerResult{status: cs, retryAt: at}, nil
 	}
-	if err := r.rt.Delete(ctx, id); err != nil {
+	if err := r.deleteContainer(ctx, id, st); err != nil {
 		return containerResult{status: containerStatus(c, id, st, restarts, err)}, err
 	}
-	st, err = r.createAndStart(ctx, inst, c, id)
+	st, err = r.createAndStart(ctx, inst, c, id, img)
 	return containerResult{status: containerStatus(c, id, st, restarts+1, err)}, err
 }
+
+// deleteContainer deletes a stopped container, keeping its log and rootfs
+// mount for a restart (or for removeContainer).
+func (r *instanceReconciler) deleteContainer(ctx context.Context, id string, st runtime.Status) error {
+	if err := r.rt.Delete(ctx, id); err != nil {
+		return err
+	}
+	if !st.StartedAt.IsZero() && !st.FinishedAt.IsZero() {
+		r.metrics.runDuration.Observe(st.FinishedAt.Sub(st.StartedAt).Seconds())
+	}
+	return nil
+}
+
+// removeContainer cleans up after a container for good: its rootfs mount
+// and its logs.
+func (r *instanceReconciler) removeContainer(id string) error {
+	if r.rootfsDir != "" {
+		if err := image.Unmount(filepath.Join(r.rootfsDir, id)); err != nil {
+			return err
+		}
+	}
+	if r.logDir != "" {
+		if err := os.RemoveAll(filepath.Join(r.logDir, id)); err != nil {
+			return fmt.Errorf("container %s logs: %w", id, err)
+		}
+	}
+	r.pulls.clear(id)
+	return nil
+}
+
+// LogPath is where a container's current log is; previousLogPath holds
+// the run before its last restart.
+func logPath(dir, id string) string         { return filepath.Join(dir, id, "container.log") }
+func previousLogPath(dir, id string) string { return filepath.Join(dir, id, "previous.log") }
 
 func previousRestarts(inst *skiffv1alpha1.Instance, name string) int32 {
 	for _, cs := range inst.Status.ContainerStatuses {
@@ -162,23 +258,61 @@ func previousRestarts(inst *skiffv1alpha1.Instance, name string) int32 {
 	return 0
 }
 
-func (r *instanceReconciler) createAndStart(ctx context.Context, inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, id string) (runtime.Status, error) {
-	env := make([]string, 0, len(c.Env))
-	for _, e := range c.Env {
-		env = append(env, e.Name+"="+e.Value)
-	}
-	spec := runtime.Spec{
-		Image:  c.Image,
-		Bundle: bundle.Input{Args: append(append([]string{}, c.Command...), c.Args...), Env: env, Cwd: c.WorkingDir},
-		Labels: map[string]string{labelInstance: inst.Namespace + "/" + inst.Name, labelContainer: c.Name},
-	}
-	if err := r.rt.Create(ctx, id, spec); err != nil {
+func (r *instanceReconciler) createAndStart(ctx context.Context, inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, id string, img *image.Image) (runtime.Status, error) {
+	spec, err := r.containerSpec(inst, c, id, img)
+	if err != nil {
+		r.metrics.creationErrors.Inc()
 		return runtime.Status{}, err
 	}
+	if err := r.rt.Create(ctx, id, spec); err != nil {
+		r.metrics.creationErrors.Inc()
+		return runtime.Status{}, err
+	}
+	r.metrics.created.Inc()
 	if err := r.rt.Start(ctx, id); err != nil {
 		return runtime.Status{}, err
 	}
 	return r.rt.State(ctx, id)
+}
+
+// containerSpec prepares what the runtime needs: the merged process, the
+// limits, a fresh rootfs mount of the image, and the log (the previous
+// run's is kept as previous.log).
+func (r *instanceReconciler) containerSpec(inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, id string, img *image.Image) (runtime.Spec, error) {
+	in := bundle.Input{Hostname: hostname(inst), HostNetwork: inst.Spec.HostNetwork, PidsLimit: r.pidsLimit}
+	limits(&in, c.Resources)
+	env := make([]string, 0, len(c.Env))
+	for _, e := range c.Env {
+		env = append(env, e.Name+"="+e.Value)
+	}
+	in.Args, in.Env, in.Cwd = append(slices.Clone(c.Command), c.Args...), env, c.WorkingDir
+	if img != nil {
+		proc, err := mergeProcess(img.Config, c)
+		if err != nil {
+			return runtime.Spec{}, err
+		}
+		in.Args, in.Env, in.Cwd = proc.Args, proc.Env, proc.Cwd
+		if in.UID, in.GID, err = image.User(img.Layers, proc.User); err != nil {
+			return runtime.Spec{}, fmt.Errorf("image %s user: %w", c.Image, err)
+		}
+		dir := filepath.Join(r.rootfsDir, id)
+		if err := image.Mount(img.Layers, dir); err != nil {
+			return runtime.Spec{}, err
+		}
+		in.Rootfs = filepath.Join(dir, "rootfs")
+	}
+	spec := runtime.Spec{
+		Image:  c.Image,
+		Bundle: in,
+		Labels: map[string]string{labelInstance: inst.Namespace + "/" + inst.Name, labelInstanceUID: string(inst.UID), labelContainer: c.Name},
+	}
+	if r.logDir != "" {
+		spec.LogPath = logPath(r.logDir, id)
+		if err := logs.Retire(spec.LogPath, previousLogPath(r.logDir, id)); err != nil {
+			return runtime.Spec{}, err
+		}
+	}
+	return spec, nil
 }
 
 func containerStatus(c *skiffv1alpha1.Container, id string, st runtime.Status, restarts int32, err error) skiffv1alpha1.ContainerStatus {
@@ -280,14 +414,19 @@ func (r *instanceReconciler) stop(ctx context.Context, inst *skiffv1alpha1.Insta
 }
 
 // stopContainer sends SIGTERM, waits up to grace, sends SIGKILL, deletes.
-func (r *instanceReconciler) stopContainer(ctx context.Context, id string, grace time.Duration) error {
+func (r *instanceReconciler) stopContainer(ctx context.Context, id string, grace time.Duration) (err error) {
 	st, err := r.rt.State(ctx, id)
 	if errors.Is(err, runtime.ErrNotFound) {
-		return nil
+		return r.removeContainer(id)
 	}
 	if err != nil {
 		return err
 	}
+	defer func() {
+		if err == nil {
+			err = r.removeContainer(id)
+		}
+	}()
 	if st.State == runtime.Running {
 		if err := r.rt.Kill(ctx, id, syscall.SIGTERM); err != nil && !errors.Is(err, runtime.ErrBadState) {
 			return err
@@ -313,10 +452,122 @@ func (r *instanceReconciler) stopContainer(ctx context.Context, id string, grace
 			if err := r.rt.Kill(ctx, id, syscall.SIGKILL); err != nil && !errors.Is(err, runtime.ErrBadState) {
 				return err
 			}
+			if st, err = r.waitStopped(ctx, id, 10*time.Second); err != nil {
+				return err
+			}
 		}
 	}
-	if err := r.rt.Delete(ctx, id); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+	if err := r.deleteContainer(ctx, id, st); err != nil && !errors.Is(err, runtime.ErrNotFound) {
 		return err
 	}
 	return nil
+}
+
+// waitStopped waits up to limit for a killed container to stop.
+func (r *instanceReconciler) waitStopped(ctx context.Context, id string, limit time.Duration) (runtime.Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	for {
+		st, err := r.rt.State(ctx, id)
+		if err != nil || st.State != runtime.Running {
+			return st, err
+		}
+		select {
+		case <-ctx.Done():
+			return st, fmt.Errorf("container %s still runs %s after SIGKILL", id, limit)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// pullFailures remembers failed pulls per container for the back-off.
+type pullFailures struct {
+	mu sync.Mutex
+	m  map[string]pullFailure
+}
+
+type pullFailure struct {
+	count   int32
+	message string
+	retryAt time.Time
+}
+
+func (p *pullFailures) get(id string) (pullFailure, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f, ok := p.m[id]
+	return f, ok
+}
+
+func (p *pullFailures) fail(id, msg string, b Backoff) pullFailure {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		p.m = map[string]pullFailure{}
+	}
+	f := p.m[id]
+	f.retryAt = time.Now().Add(b.Delay(f.count))
+	f.count++
+	f.message = msg
+	p.m[id] = f
+	return f
+}
+
+func (p *pullFailures) clear(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.m, id)
+}
+
+// sweepInterval is how often containers are checked for Instances that
+// are gone.
+const sweepInterval = time.Minute
+
+// sweepLoop removes containers whose Instance no longer exists: at start
+// (those deleted while the agent was down) and then every sweepInterval.
+func (r *instanceReconciler) sweepLoop(ctx context.Context, c cache.Cache) error {
+	if !c.WaitForCacheSync(ctx) {
+		return nil
+	}
+	tick := time.NewTicker(sweepInterval)
+	defer tick.Stop()
+	for {
+		if err := r.sweep(ctx, c); err != nil && ctx.Err() == nil {
+			log.FromContext(ctx).Error(err, "remove containers of deleted instances")
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+func (r *instanceReconciler) sweep(ctx context.Context, c client.Reader) error {
+	// Containers first: an Instance created after the list is not missed,
+	// since its containers are not in it.
+	containers, err := r.rt.List(ctx)
+	if err != nil {
+		return err
+	}
+	var list skiffv1alpha1.InstanceList
+	if err := c.List(ctx, &list); err != nil {
+		return err
+	}
+	live := map[string]bool{}
+	for _, inst := range list.Items {
+		live[string(inst.UID)] = true
+	}
+	var errs []error
+	for _, ct := range containers {
+		uid, ok := ct.Labels[labelInstanceUID]
+		if !ok || live[uid] {
+			continue
+		}
+		log.FromContext(ctx).Info("removing the container of a deleted instance", "container", ct.ID, "instance", ct.Labels[labelInstance])
+		if err := r.stopContainer(ctx, ct.ID, 10*time.Second); err != nil {
+			errs = append(errs, fmt.Errorf("container %s: %w", ct.ID, err))
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -69,6 +69,22 @@ type joined struct {
 	id     *identity.Identity
 	config *rest.Config
 	client client.Client
+	// serverCert is the DER of the apiserver's pinned certificate.
+	serverCert []byte
+}
+
+// servingCertificate is the agent's TLS certificate: self-signed with its
+// key, which the apiserver knows from the Node's spec.publicKey.
+func (j *joined) servingCertificate(nodeName string) (tls.Certificate, error) {
+	certPEM, err := j.id.ClientCertificate(skiffv1alpha1.NodeUserPrefix+nodeName, time.Now())
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	keyPEM, err := j.id.KeyPEM()
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.X509KeyPair(certPEM, keyPEM)
 }
 
 // join registers the Node once with the join token and returns a client
@@ -111,7 +127,11 @@ func join(ctx context.Context, cfg Config, scheme *runtime.Scheme) (*joined, err
 	default:
 		return nil, fmt.Errorf("node %q: %w", cfg.NodeName, err)
 	}
-	return &joined{id: id, config: nodeCfg, client: nodeClient}, nil
+	block, _ := pem.Decode(ca)
+	if block == nil {
+		return nil, fmt.Errorf("server %s: no certificate", cfg.Server)
+	}
+	return &joined{id: id, config: nodeCfg, client: nodeClient, serverCert: block.Bytes}, nil
 }
 
 func nodeConfig(cfg Config, id *identity.Identity, ca []byte) (*rest.Config, error) {

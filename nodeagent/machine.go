@@ -22,6 +22,8 @@ type Machine struct {
 	Capacity  corev1.ResourceList
 	Addresses []skiffv1alpha1.NodeAddress
 	Info      skiffv1alpha1.NodeInfo
+	// Endpoint is the agent's HTTPS address, host:port.
+	Endpoint string
 }
 
 // readMachine reads capacity (cpu in millicores, memory and the data

@@ -377,6 +377,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.InstanceAffinity{}.OpenAPIModelName():                 schema_skiff_apis_skiff_v1alpha1_InstanceAffinity(ref),
 		v1alpha1.InstanceAffinityTerm{}.OpenAPIModelName():             schema_skiff_apis_skiff_v1alpha1_InstanceAffinityTerm(ref),
 		v1alpha1.InstanceList{}.OpenAPIModelName():                     schema_skiff_apis_skiff_v1alpha1_InstanceList(ref),
+		v1alpha1.InstanceLogOptions{}.OpenAPIModelName():               schema_skiff_apis_skiff_v1alpha1_InstanceLogOptions(ref),
 		v1alpha1.InstanceSpec{}.OpenAPIModelName():                     schema_skiff_apis_skiff_v1alpha1_InstanceSpec(ref),
 		v1alpha1.InstanceStatus{}.OpenAPIModelName():                   schema_skiff_apis_skiff_v1alpha1_InstanceStatus(ref),
 		v1alpha1.InstanceTemplate{}.OpenAPIModelName():                 schema_skiff_apis_skiff_v1alpha1_InstanceTemplate(ref),
@@ -19167,6 +19168,90 @@ func schema_skiff_apis_skiff_v1alpha1_InstanceList(ref common.ReferenceCallback)
 	}
 }
 
+func schema_skiff_apis_skiff_v1alpha1_InstanceLogOptions(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "InstanceLogOptions are the query parameters of an Instance's log subresource (GET .../instances/NAME/log).",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"container": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Container to read; may be omitted when the Instance has one.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"follow": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Follow streams new output until the container stops.",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+					"previous": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Previous reads the log of the container's run before its last restart.",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+					"sinceSeconds": {
+						SchemaProps: spec.SchemaProps{
+							Description: "SinceSeconds starts at output this many seconds old.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"sinceTime": {
+						SchemaProps: spec.SchemaProps{
+							Description: "SinceTime starts at output written at or after this time.",
+							Ref:         ref(metav1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"timestamps": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Timestamps prefixes each line with its RFC 3339 time.",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+					"tailLines": {
+						SchemaProps: spec.SchemaProps{
+							Description: "TailLines starts this many lines from the end.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"limitBytes": {
+						SchemaProps: spec.SchemaProps{
+							Description: "LimitBytes stops after this many bytes.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			metav1.Time{}.OpenAPIModelName()},
+	}
+}
+
 func schema_skiff_apis_skiff_v1alpha1_InstanceSpec(ref common.ReferenceCallback) common.OpenAPIDefinition {
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
@@ -19281,6 +19366,13 @@ func schema_skiff_apis_skiff_v1alpha1_InstanceSpec(ref common.ReferenceCallback)
 							Description: "TerminationGracePeriodSeconds is how long the agent waits after SIGTERM before SIGKILL. Defaults to 30.",
 							Type:        []string{"integer"},
 							Format:      "int64",
+						},
+					},
+					"hostNetwork": {
+						SchemaProps: spec.SchemaProps{
+							Description: "HostNetwork runs the containers in the node's network namespace. Otherwise the Instance has a network namespace of its own, with loopback only until Instance networking gives it an address.",
+							Type:        []string{"boolean"},
+							Format:      "",
 						},
 					},
 				},
@@ -19521,6 +19613,13 @@ func schema_skiff_apis_skiff_v1alpha1_InstanceTemplateSpec(ref common.ReferenceC
 							Description: "TerminationGracePeriodSeconds is how long the agent waits after SIGTERM before SIGKILL. Defaults to 30.",
 							Type:        []string{"integer"},
 							Format:      "int64",
+						},
+					},
+					"hostNetwork": {
+						SchemaProps: spec.SchemaProps{
+							Description: "HostNetwork runs the containers in the node's network namespace. Otherwise the Instance has a network namespace of its own, with loopback only until Instance networking gives it an address.",
+							Type:        []string{"boolean"},
+							Format:      "",
 						},
 					},
 				},

@@ -17,8 +17,9 @@ func newAgentCommand() *cobra.Command {
 		Short: "Run a node agent: join the cluster, report the node, run its Instances",
 		Long: "skiff agent registers this machine as a Node with the join token (once; afterwards it\n" +
 			"authenticates with its own Ed25519 key), reports capacity and software in the Node's status,\n" +
-			"renews its Lease, and runs the Instances bound to the Node. Only the simulated runtime (sim)\n" +
-			"exists so far: containers are state machines, no process runs. The OCI runtime is being built.",
+			"renews its Lease, and runs the Instances bound to the Node as OCI containers through a\n" +
+			"runc-compatible runtime (youki by default; runc, crun or a path), pulling their images. With\n" +
+			"--runtime sim containers are simulated: no process runs and no image is pulled.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error
@@ -39,7 +40,7 @@ func newAgentCommand() *cobra.Command {
 	fs := cmd.Flags()
 	fs.StringVar(&cfg.Server, "server", cfg.Server, "the apiserver's https:// URL")
 	fs.StringVar(&cfg.JoinToken, "join-token", cfg.JoinToken, "the join token, or a file holding it (the server's <data-dir>/join-token)")
-	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for the agent's key")
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for the agent's key, images, container logs and runtime state")
 	fs.StringVar(&cfg.NodeName, "node-name", cfg.NodeName, "the Node's name")
 	fs.StringToStringVar(&cfg.Labels, "labels", cfg.Labels, "labels for the Node, key=value,...")
 	fs.StringSliceVar(&taints, "taints", nil, "taints for the Node, key=value:Effect,...")
@@ -48,6 +49,11 @@ func newAgentCommand() *cobra.Command {
 	fs.DurationVar(&cfg.LeaseInterval, "lease-interval", cfg.LeaseInterval, "how often the Lease is renewed")
 	fs.DurationVar(&cfg.StatusInterval, "status-interval", cfg.StatusInterval, "how often the Node status is refreshed")
 	fs.DurationVar(&cfg.Backoff.Base, "backoff-base", cfg.Backoff.Base, "first crash-loop back-off; it doubles up to 5m")
-	fs.StringVar(&cfg.Runtime, "runtime", cfg.Runtime, "container runtime; only sim (simulated containers) so far")
+	fs.StringVar(&cfg.Runtime, "runtime", cfg.Runtime, "container runtime: youki, runc, crun, the path of a runc-compatible binary, or sim")
+	fs.StringSliceVar(&cfg.InsecureRegistries, "insecure-registry", cfg.InsecureRegistries, "registries (host:port) pulled from over plain HTTP")
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address of the agent's HTTPS endpoint (logs for the apiserver, /metrics, /healthz)")
+	fs.Int64Var(&cfg.PidsLimit, "pids-limit", cfg.PidsLimit, "most processes in one container; 0 for no limit")
+	fs.DurationVar(&cfg.SimStartDelay, "sim-start-delay", cfg.SimStartDelay, "how long a simulated container takes to start (--runtime sim)")
+	fs.Float64Var(&cfg.SimFailureRate, "sim-failure-rate", cfg.SimFailureRate, "share of simulated starts that fail, 0-1 (--runtime sim)")
 	return cmd
 }

@@ -8,9 +8,13 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"skiff.dev/skiff/nodeagent/runtime"
 )
 
 func main() {
+	// The agent starts this binary as each container's shim.
+	runtime.RunShimIfAsked()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := newRootCommand().ExecuteContext(ctx); err != nil {

@@ -1,12 +1,22 @@
 package main
 
 import (
+	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"skiff.dev/skiff/apiserver"
+	"skiff.dev/skiff/nodeagent"
 )
 
 func addAPIServerFlags(fs *pflag.FlagSet, cfg *apiserver.Config) {
@@ -21,24 +31,21 @@ func addAPIServerFlags(fs *pflag.FlagSet, cfg *apiserver.Config) {
 }
 
 // newServerCommand is `skiff server`, the whole control plane in one
-// process. Today that is the API server and its embedded etcd; the
-// controllers and a local agent join it as they are built.
+// process: embedded etcd, the API server, and a local agent that makes this
+// machine a node (--disable-agent leaves it out).
 func newServerCommand() *cobra.Command {
-	return newAPIServerCommandNamed("server", "Run the control plane: embedded etcd and the API server")
-}
-
-// newAPIServerCommand is `skiff apiserver`: the API server alone, for
-// running several over an external etcd.
-func newAPIServerCommand() *cobra.Command {
-	return newAPIServerCommandNamed("apiserver", "Run only the API server (embedded etcd unless --etcd-servers)")
-}
-
-func newAPIServerCommandNamed(use, short string) *cobra.Command {
 	cfg := apiserver.DefaultConfig()
+	agentCfg := nodeagent.DefaultConfig()
+	agentCfg.Runtime = "auto"
+	var disableAgent bool
 	cmd := &cobra.Command{
-		Use:   use,
-		Short: short,
-		Args:  cobra.NoArgs,
+		Use:   "server",
+		Short: "Run the control plane (embedded etcd, the API server) and a local agent",
+		Long: "skiff server runs the API server with its embedded etcd and, unless --disable-agent, a\n" +
+			"node agent in the same process whose data lives in <data-dir>/agent. The agent's runtime\n" +
+			"is the first of youki, crun and runc found (--runtime names one); without any, or without\n" +
+			"root, it simulates containers (--runtime sim) and says so.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			srv, err := apiserver.New(cfg)
 			if err != nil {
@@ -48,6 +55,121 @@ func newAPIServerCommandNamed(use, short string) *cobra.Command {
 			fmt.Fprintf(out, "skiff server listening on %s\n", srv.URL())
 			fmt.Fprintf(out, "admin kubeconfig: %s\n", srv.KubeconfigPath())
 			fmt.Fprintf(out, "export KUBECONFIG=%s\n", srv.KubeconfigPath())
+			if disableAgent {
+				return srv.Run(cmd.Context())
+			}
+			agentCfg.Server = srv.URL()
+			agentCfg.JoinToken = filepath.Join(cfg.DataDir, apiserver.JoinTokenFile)
+			agentCfg.DataDir = filepath.Join(cfg.DataDir, "agent")
+			agentCfg.Runtime = localRuntime(cmd.ErrOrStderr(), agentCfg.Runtime)
+			agent, err := nodeagent.New(agentCfg)
+			if err != nil {
+				return err
+			}
+			return runServerAndAgent(cmd.Context(), srv, agent)
+		},
+	}
+	fs := cmd.Flags()
+	addAPIServerFlags(fs, &cfg)
+	fs.BoolVar(&disableAgent, "disable-agent", false, "run no local agent: this machine is not a node")
+	fs.StringVar(&agentCfg.Runtime, "runtime", agentCfg.Runtime, "the local agent's runtime: auto (youki, crun or runc, else sim), youki, runc, crun, a path, or sim")
+	fs.StringSliceVar(&agentCfg.InsecureRegistries, "insecure-registry", nil, "registries (host:port) the local agent pulls from over plain HTTP")
+	fs.StringVar(&agentCfg.NodeName, "node-name", agentCfg.NodeName, "the local agent's Node name")
+	fs.StringVar(&agentCfg.Listen, "agent-listen", agentCfg.Listen, "address of the local agent's HTTPS endpoint (logs, /metrics, /healthz)")
+	fs.DurationVar(&agentCfg.Backoff.Base, "backoff-base", agentCfg.Backoff.Base, "the local agent's first crash-loop back-off; it doubles up to 5m")
+	return cmd
+}
+
+// localRuntime resolves "auto": the first OCI runtime on $PATH when root,
+// else the simulated one, with a loud warning.
+func localRuntime(warn io.Writer, name string) string {
+	if name != "auto" {
+		return name
+	}
+	if os.Geteuid() == 0 {
+		for _, rt := range []string{"youki", "crun", "runc"} {
+			if _, err := exec.LookPath(rt); err == nil {
+				return rt
+			}
+		}
+	}
+	why := "no OCI runtime (youki, crun, runc) is installed"
+	if os.Geteuid() != 0 {
+		why = "skiff server is not running as root"
+	}
+	fmt.Fprintf(warn, "\nWARNING: %s: the local agent SIMULATES containers (--runtime sim).\n"+
+		"WARNING: no process will run. Install runc (apt-get install -y runc) and run as root for real containers.\n\n", why)
+	return "sim"
+}
+
+// runServerAndAgent runs the API server, starts the agent once the server
+// is ready, and stops both when ctx ends or either fails.
+func runServerAndAgent(ctx context.Context, srv *apiserver.Server, agent *nodeagent.Agent) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	srvDone := make(chan error, 1)
+	go func() { srvDone <- srv.Run(ctx) }()
+	if err := waitReady(ctx, srv.URL()); err != nil {
+		cancel()
+		return errors.Join(err, <-srvDone)
+	}
+	agentDone := make(chan error, 1)
+	go func() { agentDone <- agent.Run(ctx) }()
+	select {
+	case err := <-srvDone:
+		cancel()
+		<-agentDone
+		return err
+	case err := <-agentDone:
+		cancel()
+		srvErr := <-srvDone
+		if err != nil {
+			return fmt.Errorf("local agent: %w", err)
+		}
+		return srvErr
+	}
+}
+
+// waitReady polls the server's /readyz until it answers 200.
+func waitReady(ctx context.Context, url string) error {
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+		// Only readiness is asked, of this process's own loopback server.
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
+	}}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/readyz", nil)
+		if resp, err := client.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("server did not become ready: %w", ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// newAPIServerCommand is `skiff apiserver`: the API server alone, for
+// running several over an external etcd.
+func newAPIServerCommand() *cobra.Command {
+	cfg := apiserver.DefaultConfig()
+	cmd := &cobra.Command{
+		Use:   "apiserver",
+		Short: "Run only the API server (embedded etcd unless --etcd-servers)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			srv, err := apiserver.New(cfg)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "skiff apiserver listening on %s\n", srv.URL())
+			fmt.Fprintf(out, "admin kubeconfig: %s\n", srv.KubeconfigPath())
 			return srv.Run(cmd.Context())
 		},
 	}

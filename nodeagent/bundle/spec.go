@@ -34,6 +34,10 @@ type Input struct {
 	CgroupParent string
 	// HostNetwork shares the node's network namespace.
 	HostNetwork bool
+	// Unconfined runs the process without a seccomp filter, as a
+	// seccompProfile of type Unconfined does; capabilities and the other
+	// hardening still apply. By default the process gets DefaultSeccomp.
+	Unconfined bool
 }
 
 // CPUPeriod is the CFS period quotas are expressed against (100 ms).
@@ -90,6 +94,9 @@ func Spec(in Input) *specs.Spec {
 			MaskedPaths:   append([]string(nil), MaskedPaths...),
 			ReadonlyPaths: append([]string(nil), ReadonlyPaths...),
 		},
+	}
+	if !in.Unconfined {
+		s.Linux.Seccomp = seccompOrDenyAll(s)
 	}
 	return s
 }

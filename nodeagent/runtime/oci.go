@@ -12,40 +12,28 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"skiff.dev/skiff/nodeagent/bundle"
+	"skiff.dev/skiff/nodeagent/logs"
 )
 
 // OCI drives a runc-compatible runtime binary (youki, runc, crun) through
-// its command line: create, start, kill, delete, state, list.
-//
-// The agent process becomes a child subreaper, so each container's init
-// process is re-parented to it when the runtime's create exits; a goroutine
-// per container waits for it and keeps its exit code.
+// its command line: create, start, kill, delete, state, list. Each
+// container has a shim (see shim.go) that owns its output and exit code,
+// so the agent may restart while containers run.
 type OCI struct {
 	binary string
 	name   string
+	// shim is the executable started as each container's shim: the
+	// agent's own.
+	shim string
 	// root holds the runtime's state (state/), bundles (bundles/ID) and
-	// logs (containers/ID/container.log).
+	// the shims' records (shims/ID).
 	root string
-
-	mu      sync.Mutex
-	exits   map[string]exit
-	started map[string]time.Time
-	// reaping marks containers whose init this process waits for: one
-	// the runtime reports stopped is still Running to callers until its
-	// exit code is in.
-	reaping map[string]bool
-}
-
-type exit struct {
-	code int
-	at   time.Time
 }
 
 var _ Runtime = (*OCI)(nil)
@@ -57,15 +45,16 @@ func NewOCI(binary, root string) (*OCI, error) {
 	if err != nil {
 		return nil, fmt.Errorf("runtime %q: %w", binary, err)
 	}
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		return nil, fmt.Errorf("runtime %q: become child subreaper: %w", binary, err)
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("runtime %q: find the shim executable: %w", binary, err)
 	}
-	for _, d := range []string{"state", "bundles", "containers"} {
+	for _, d := range []string{"state", "bundles", "shims"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o700); err != nil {
 			return nil, fmt.Errorf("runtime %q: %w", binary, err)
 		}
 	}
-	return &OCI{binary: path, name: filepath.Base(binary), root: root, exits: map[string]exit{}, started: map[string]time.Time{}, reaping: map[string]bool{}}, nil
+	return &OCI{binary: path, name: filepath.Base(binary), shim: self, root: root}, nil
 }
 
 func (o *OCI) Name() string { return o.name }
@@ -84,15 +73,12 @@ func (o *OCI) Version(ctx context.Context) (string, error) {
 	return fields[len(fields)-1], nil
 }
 
-// LogPath is where a container's stdout and stderr go.
-func (o *OCI) LogPath(id string) string {
-	return filepath.Join(o.root, "containers", id, "container.log")
-}
-
 func (o *OCI) bundleDir(id string) string { return filepath.Join(o.root, "bundles", id) }
+func (o *OCI) shimDir(id string) string   { return filepath.Join(o.root, "shims", id) }
+func (o *OCI) stateRoot() string          { return filepath.Join(o.root, "state") }
 
 func (o *OCI) exists(id string) bool {
-	_, err := os.Stat(filepath.Join(o.root, "state", id))
+	_, err := os.Stat(filepath.Join(o.stateRoot(), id))
 	return err == nil
 }
 
@@ -108,39 +94,66 @@ func (o *OCI) Create(ctx context.Context, id string, spec Spec) error {
 	if err := bundle.Write(dir, s); err != nil {
 		return err
 	}
-	logPath := o.LogPath(id)
-	if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
+	shimDir := o.shimDir(id)
+	_ = os.RemoveAll(shimDir) // a record of an earlier run of this id
+	if err := os.MkdirAll(shimDir, 0o700); err != nil {
+		return fmt.Errorf("container %q: %w", id, err)
+	}
+	res, err := o.startShim(ctx, shimJob{
+		Runtime: o.binary, Root: o.stateRoot(), Bundle: dir, ID: id, Dir: shimDir,
+		Log: spec.LogPath, LogMaxSize: logs.DefaultMaxSize, LogFiles: logs.DefaultMaxFiles,
+	})
+	if err == nil && res.Error != "" {
+		err = errors.New(res.Error)
+	}
+	if err != nil {
+		o.cleanupFailedCreate(id)
 		return err
 	}
-	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("container %q log: %w", id, err)
-	}
-	defer log.Close()
-	pidFile, runtimeLog := filepath.Join(dir, "pid"), filepath.Join(dir, "runtime.log")
-	cmd := exec.CommandContext(ctx, o.binary, "--root", filepath.Join(o.root, "state"), "--log", runtimeLog,
-		"create", "--bundle", dir, "--pid-file", pidFile, id)
-	// The container inherits these: they must be files, not pipes that
-	// the agent would wait on for as long as the container runs.
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Run(); err != nil {
-		msg, _ := os.ReadFile(runtimeLog)
-		o.cleanupFailedCreate(id)
-		return fmt.Errorf("%s create %q: %w: %s", o.name, id, err, strings.TrimSpace(string(msg)))
-	}
-	data, err := os.ReadFile(pidFile)
-	if err != nil {
-		return fmt.Errorf("container %q pid: %w", id, err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil {
-		return fmt.Errorf("container %q pid %q: %w", id, data, err)
-	}
-	o.mu.Lock()
-	o.reaping[id] = true
-	o.mu.Unlock()
-	go o.wait(id, pid)
 	return nil
+}
+
+// startShim starts the container's shim in a session of its own and
+// returns what it reports once the runtime's create has run.
+func (o *OCI) startShim(ctx context.Context, job shimJob) (shimResult, error) {
+	arg, err := json.Marshal(job)
+	if err != nil {
+		return shimResult{}, err
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return shimResult{}, fmt.Errorf("container %q shim: %w", job.ID, err)
+	}
+	defer r.Close()
+	// Not CommandContext: the shim outlives this call and the agent.
+	cmd := exec.Command(o.shim)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), shimEnv + "=" + string(arg)}
+	cmd.ExtraFiles = []*os.File{w}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		return shimResult{}, fmt.Errorf("container %q shim: %w", job.ID, err)
+	}
+	go func() { _ = cmd.Wait() }() // reap it when it ends
+	done := make(chan struct{})
+	var res shimResult
+	var decodeErr error
+	go func() {
+		defer close(done)
+		decodeErr = json.NewDecoder(r).Decode(&res)
+	}()
+	select {
+	case <-ctx.Done():
+		_ = cmd.Process.Kill()
+		<-done
+		return shimResult{}, fmt.Errorf("container %q: %w", job.ID, ctx.Err())
+	case <-done:
+	}
+	if decodeErr != nil {
+		return shimResult{}, fmt.Errorf("container %q shim ended without a word: %w", job.ID, decodeErr)
+	}
+	return res, nil
 }
 
 // cleanupFailedCreate removes whatever a failed create left: a
@@ -148,31 +161,9 @@ func (o *OCI) Create(ctx context.Context, id string, spec Spec) error {
 func (o *OCI) cleanupFailedCreate(id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, _ = o.run(ctx, "--root", filepath.Join(o.root, "state"), "delete", "--force", id)
+	_, _ = o.run(ctx, "--root", o.stateRoot(), "delete", "--force", id)
 	_ = os.RemoveAll(o.bundleDir(id))
-}
-
-// wait reaps the container's init process and records its exit code.
-func (o *OCI) wait(id string, pid int) {
-	var ws unix.WaitStatus
-	var err error
-	for {
-		_, err = unix.Wait4(pid, &ws, 0, nil)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
-	code := ws.ExitStatus()
-	switch {
-	case err != nil:
-		code = -1 // not our child after all: the code is unknown
-	case ws.Signaled():
-		code = 128 + int(ws.Signal())
-	}
-	o.mu.Lock()
-	o.exits[id] = exit{code: code, at: time.Now()}
-	delete(o.reaping, id)
-	o.mu.Unlock()
+	_ = os.RemoveAll(o.shimDir(id))
 }
 
 func (o *OCI) Start(ctx context.Context, id string) error {
@@ -183,12 +174,14 @@ func (o *OCI) Start(ctx context.Context, id string) error {
 	if st.State != Created {
 		return fmt.Errorf("start container %q in state %s: %w", id, st.State, ErrBadState)
 	}
-	if _, err := o.run(ctx, "--root", filepath.Join(o.root, "state"), "start", id); err != nil {
+	now := time.Now()
+	if _, err := o.run(ctx, "--root", o.stateRoot(), "start", id); err != nil {
 		return err
 	}
-	o.mu.Lock()
-	o.started[id] = time.Now()
-	o.mu.Unlock()
+	stamp, _ := now.MarshalText()
+	if err := os.WriteFile(filepath.Join(o.shimDir(id), startedFile), stamp, 0o600); err != nil {
+		return fmt.Errorf("container %q: %w", id, err)
+	}
 	return nil
 }
 
@@ -200,7 +193,7 @@ func (o *OCI) Kill(ctx context.Context, id string, sig syscall.Signal) error {
 	if st.State != Running {
 		return fmt.Errorf("kill container %q in state %s: %w", id, st.State, ErrBadState)
 	}
-	_, err = o.run(ctx, "--root", filepath.Join(o.root, "state"), "kill", id, strconv.Itoa(int(sig)))
+	_, err = o.run(ctx, "--root", o.stateRoot(), "kill", id, strconv.Itoa(int(sig)))
 	return err
 }
 
@@ -212,14 +205,15 @@ func (o *OCI) Delete(ctx context.Context, id string) error {
 	if st.State == Running {
 		return fmt.Errorf("delete running container %q: %w", id, ErrBadState)
 	}
-	if _, err := o.run(ctx, "--root", filepath.Join(o.root, "state"), "delete", "--force", id); err != nil {
+	if _, err := o.run(ctx, "--root", o.stateRoot(), "delete", "--force", id); err != nil {
 		return err
 	}
-	o.mu.Lock()
-	delete(o.exits, id)
-	delete(o.started, id)
-	o.mu.Unlock()
-	for _, dir := range []string{o.bundleDir(id), filepath.Dir(o.LogPath(id))} {
+	// A shim still recording the exit must not write into a later run's
+	// directory.
+	if err := o.waitShim(ctx, id); err != nil {
+		return err
+	}
+	for _, dir := range []string{o.bundleDir(id), o.shimDir(id)} {
 		if err := os.RemoveAll(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("container %q: %w", id, err)
 		}
@@ -240,7 +234,7 @@ func (o *OCI) State(ctx context.Context, id string) (Status, error) {
 	if !o.exists(id) {
 		return Status{}, fmt.Errorf("container %q: %w", id, ErrNotFound)
 	}
-	out, err := o.run(ctx, "--root", filepath.Join(o.root, "state"), "state", id)
+	out, err := o.run(ctx, "--root", o.stateRoot(), "state", id)
 	if err != nil {
 		return Status{}, err
 	}
@@ -252,7 +246,7 @@ func (o *OCI) State(ctx context.Context, id string) (Status, error) {
 }
 
 func (o *OCI) List(ctx context.Context) ([]Status, error) {
-	out, err := o.run(ctx, "--root", filepath.Join(o.root, "state"), "list", "--format", "json")
+	out, err := o.run(ctx, "--root", o.stateRoot(), "list", "--format", "json")
 	if err != nil {
 		return nil, err
 	}
@@ -271,28 +265,68 @@ func (o *OCI) List(ctx context.Context) ([]Status, error) {
 
 func (o *OCI) status(s ociState) Status {
 	st := Status{ID: s.ID, Pid: s.Pid, Labels: s.Annotations, StartedAt: s.Created}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if t, ok := o.started[s.ID]; ok {
-		st.StartedAt = t
+	dir := o.shimDir(s.ID)
+	if data, err := os.ReadFile(filepath.Join(dir, startedFile)); err == nil {
+		_ = st.StartedAt.UnmarshalText(data)
 	}
 	switch s.Status {
 	case "created", "creating":
 		st.State = Created
 	case "stopped":
-		if o.reaping[s.ID] {
-			st.State = Running // exiting: its code is not in yet
+		var rec exitRecord
+		data, err := os.ReadFile(filepath.Join(dir, exitFile))
+		if err == nil && json.Unmarshal(data, &rec) == nil {
+			st.State, st.Pid, st.ExitCode, st.FinishedAt = Stopped, 0, rec.ExitCode, rec.FinishedAt
 			break
 		}
-		st.State, st.Pid = Stopped, 0
-		st.ExitCode = -1 // unknown unless this process reaped it
-		if e, ok := o.exits[s.ID]; ok {
-			st.ExitCode, st.FinishedAt = e.code, e.at
+		if o.shimAlive(s.ID) {
+			st.State = Running // exiting: the shim has not recorded its code yet
+			break
 		}
-	default: // running, paused, creating
+		st.State, st.Pid, st.ExitCode = Stopped, 0, -1 // no record: the code is unknown
+	default: // running, paused
 		st.State = Running
 	}
 	return st
+}
+
+// shimAlive reports whether the container's shim process still runs.
+func (o *OCI) shimAlive(id string) bool {
+	data, err := os.ReadFile(filepath.Join(o.shimDir(id), shimPidFile))
+	if err != nil {
+		return false
+	}
+	pid, err := strconv.Atoi(string(data))
+	if err != nil || pid <= 0 {
+		return false
+	}
+	return unix.Kill(pid, 0) == nil && !isZombie(pid)
+}
+
+func isZombie(pid int) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	// pid (comm) STATE ...: comm may hold spaces, so look after the last ')'.
+	i := bytes.LastIndexByte(data, ')')
+	return i < 0 || i+2 >= len(data) || data[i+2] == 'Z'
+}
+
+// waitShim waits for the container's shim to end, for up to ten seconds.
+func (o *OCI) waitShim(ctx context.Context, id string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for o.shimAlive(id) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("container %q: its shim has not ended 10s after delete", id)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 func (o *OCI) run(ctx context.Context, args ...string) (string, error) {

@@ -7,13 +7,20 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"skiff.dev/skiff/nodeagent/bundle"
+	"skiff.dev/skiff/nodeagent/logs"
 	"skiff.dev/skiff/nodeagent/runtime"
 	"skiff.dev/skiff/nodeagent/runtime/runtimetest"
 )
+
+func TestMain(m *testing.M) {
+	runtime.RunShimIfAsked()
+	os.Exit(m.Run())
+}
 
 // busyboxRootfs builds a root file system from Debian's busybox-static.
 func busyboxRootfs(t *testing.T) string {
@@ -88,12 +95,13 @@ func TestRuncMissingBinaryIsAClearError(t *testing.T) {
 // paths are masked and a dropped capability is absent.
 func TestRuncHardening(t *testing.T) {
 	rootfs := busyboxRootfs(t)
-	r := newRunc(t).(*runtime.OCI)
+	r := newRunc(t)
 	ctx := context.Background()
 	// A masked file is /dev/null bind-mounted over it: a character device.
 	// (/proc/kcore, masked too, does not exist on every kernel.)
 	script := "echo keys=$(ls -l /proc/keys); echo timer_list=$(ls -l /proc/timer_list); grep CapBnd /proc/self/status; echo done"
-	spec := runtime.Spec{Bundle: bundle.Input{Rootfs: rootfs, Args: []string{"sh", "-c", script}, Env: []string{"PATH=/bin"}}}
+	logPath := filepath.Join(t.TempDir(), "container.log")
+	spec := runtime.Spec{LogPath: logPath, Bundle: bundle.Input{Rootfs: rootfs, Args: []string{"sh", "-c", script}, Env: []string{"PATH=/bin"}}}
 	if err := r.Create(ctx, "hard", spec); err != nil {
 		t.Fatal(err)
 	}
@@ -112,8 +120,7 @@ func TestRuncHardening(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	out, _ := os.ReadFile(r.LogPath("hard"))
-	log := string(out)
+	log := readLog(t, logPath)
 	if st.State != runtime.Stopped || st.ExitCode != 0 || !strings.Contains(log, "done") || !strings.Contains(log, "CapBnd:") {
 		t.Fatalf("container did not finish: %+v\n%s", st, log)
 	}
@@ -136,5 +143,118 @@ func TestRuncHardening(t *testing.T) {
 				t.Errorf("CAP_CHOWN, a default, is missing from %x", mask)
 			}
 		}
+	}
+}
+
+// readLog returns the content of a container log, without the entries'
+// timestamps and stream tags.
+func readLog(t *testing.T, path string) string {
+	t.Helper()
+	var b strings.Builder
+	if err := logs.Read(context.Background(), path, logs.Options{TailLines: -1}, &b, nil); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+func waitState(t *testing.T, r runtime.Runtime, id string, want runtime.State) runtime.Status {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st, err := r.State(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.State == want {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container %s is %s, want %s", id, st.State, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRuncLogsAndExitCode: both streams reach the log as tagged entries,
+// and the exit code is the process's.
+func TestRuncLogsAndExitCode(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	r := newRunc(t)
+	ctx := context.Background()
+	logPath := filepath.Join(t.TempDir(), "container.log")
+	spec := runtime.Spec{LogPath: logPath, Bundle: bundle.Input{Rootfs: rootfs,
+		Args: []string{"sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 3"}, Env: []string{"PATH=/bin"}}}
+	if err := r.Create(ctx, "logs", spec); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(ctx, "logs"); err != nil {
+		t.Fatal(err)
+	}
+	st := waitState(t, r, "logs", runtime.Stopped)
+	if st.ExitCode != 3 || st.FinishedAt.Before(st.StartedAt) {
+		t.Errorf("stopped status %+v: want exit code 3 and finish after start", st)
+	}
+	data, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := string(data)
+	if !strings.Contains(raw, " stdout F to-stdout\n") || !strings.Contains(raw, " stderr F to-stderr\n") {
+		t.Errorf("log entries lack stream tags:\n%s", raw)
+	}
+	if _, err := time.Parse(time.RFC3339Nano, strings.Fields(raw)[0]); err != nil {
+		t.Errorf("log entry does not start with an RFC 3339 time: %v", err)
+	}
+}
+
+// TestRuncContainersOutliveTheAgent: a runtime made anew on the same root,
+// as after an agent restart, finds the running container, and its exit code
+// is recorded although the first runtime's process is gone.
+func TestRuncContainersOutliveTheAgent(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the oci runtime needs root")
+	}
+	rootfs := busyboxRootfs(t)
+	root := t.TempDir()
+	ctx := context.Background()
+	first, err := runtime.NewOCI("runc", root)
+	if err != nil {
+		t.Skip(err)
+	}
+	logPath := filepath.Join(t.TempDir(), "container.log")
+	spec := runtime.Spec{LogPath: logPath, Labels: map[string]string{"skiff.dev/instance": "default/a"},
+		Bundle: bundle.Input{Rootfs: rootfs, Args: []string{"sh", "-c", "echo up; exec sleep 1000"}, Env: []string{"PATH=/bin"}}}
+	if err := first.Create(ctx, "survivor", spec); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Start(ctx, "survivor"); err != nil {
+		t.Fatal(err)
+	}
+	before := waitState(t, first, "survivor", runtime.Running)
+
+	second, err := runtime.NewOCI("runc", root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := second.List(ctx)
+	if err != nil || len(list) != 1 || list[0].Labels["skiff.dev/instance"] != "default/a" {
+		t.Fatalf("list after restart: %+v, %v", list, err)
+	}
+	st := waitState(t, second, "survivor", runtime.Running)
+	if st.Pid != before.Pid || !st.StartedAt.Equal(before.StartedAt) {
+		t.Errorf("after restart %+v, before %+v: want the same process and start time", st, before)
+	}
+	if err := second.Kill(ctx, "survivor", syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	st = waitState(t, second, "survivor", runtime.Stopped)
+	if st.ExitCode != 128+int(syscall.SIGKILL) {
+		t.Errorf("exit code %d, want %d", st.ExitCode, 128+int(syscall.SIGKILL))
+	}
+	if log := readLog(t, logPath); log != "up\n" {
+		t.Errorf("log %q, want %q", log, "up\n")
+	}
+	if err := second.Delete(ctx, "survivor"); err != nil {
+		t.Fatal(err)
 	}
 }

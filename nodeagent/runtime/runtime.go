@@ -39,6 +39,9 @@ type Spec struct {
 	// Labels are kept with the container, e.g. the Instance it belongs to,
 	// so that an agent restart can tell whose it is.
 	Labels map[string]string
+	// LogPath is the file the container's stdout and stderr go to, in the
+	// format of package logs (rotated by size); empty discards them.
+	LogPath string
 }
 
 // State is where a container is in its lifecycle.

@@ -6,12 +6,16 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"skiff.dev/skiff/nodeagent/logs"
 )
 
 // SimConfig tunes the simulated runtime.
@@ -32,7 +36,9 @@ type Sim struct {
 	cfg SimConfig
 	mu  sync.Mutex
 	ctr map[string]*Status
-	pid int
+	// logs holds the log path and args of containers that log.
+	logs map[string]Spec
+	pid  int
 }
 
 var _ Runtime = (*Sim)(nil)
@@ -45,7 +51,7 @@ var ErrSimulatedFailure = errors.New("simulated start failure")
 
 // NewSim returns an empty simulated runtime.
 func NewSim(cfg SimConfig) *Sim {
-	return &Sim{cfg: cfg, ctr: map[string]*Status{}, pid: 1000}
+	return &Sim{cfg: cfg, ctr: map[string]*Status{}, logs: map[string]Spec{}, pid: 1000}
 }
 
 func (s *Sim) Name() string { return "sim" }
@@ -59,6 +65,9 @@ func (s *Sim) Create(_ context.Context, id string, spec Spec) error {
 		return fmt.Errorf("container %q: %w", id, ErrExists)
 	}
 	s.ctr[id] = &Status{ID: id, State: Created, Labels: maps.Clone(spec.Labels), ExitCode: exitCodeFromEnv(spec.Bundle.Env)}
+	if spec.LogPath != "" {
+		s.logs[id] = spec
+	}
 	return nil
 }
 
@@ -88,7 +97,26 @@ func (s *Sim) Start(ctx context.Context, id string) error {
 	if c.ExitCode >= 0 {
 		c.State, c.Pid, c.FinishedAt = Stopped, 0, c.StartedAt
 	}
+	if spec, ok := s.logs[id]; ok {
+		return simLog(spec, fmt.Sprintf("sim: started %q\n", spec.Bundle.Args))
+	}
 	return nil
+}
+
+// simLog appends line to the container's log as its stdout.
+func simLog(spec Spec, line string) error {
+	if err := os.MkdirAll(filepath.Dir(spec.LogPath), 0o700); err != nil {
+		return fmt.Errorf("sim log: %w", err)
+	}
+	w, err := logs.NewWriter(spec.LogPath, logs.DefaultMaxSize, logs.DefaultMaxFiles)
+	if err != nil {
+		return fmt.Errorf("sim log: %w", err)
+	}
+	if err := w.Copy(logs.Stdout, strings.NewReader(line)); err != nil {
+		w.Close()
+		return fmt.Errorf("sim log: %w", err)
+	}
+	return w.Close()
 }
 
 func (s *Sim) Kill(_ context.Context, id string, sig syscall.Signal) error {
@@ -117,6 +145,7 @@ func (s *Sim) Delete(_ context.Context, id string) error {
 		return fmt.Errorf("delete running container %q: %w", id, ErrBadState)
 	}
 	delete(s.ctr, id)
+	delete(s.logs, id)
 	return nil
 }
 

@@ -127,7 +127,9 @@ type server struct {
 
 // startServer starts `skiff server --data-dir dataDir --listen listen`, waits
 // until it prints its URL and answers /readyz, and stops it at cleanup.
-func startServer(t *testing.T, dataDir, listen string) *server {
+// startServer runs `skiff server` without its local agent; extra flags
+// (e.g. to run the agent) follow.
+func startServer(t *testing.T, dataDir, listen string, extra ...string) *server {
 	t.Helper()
 	requireE2E(t)
 	logDir := t.TempDir()
@@ -143,7 +145,11 @@ func startServer(t *testing.T, dataDir, listen string) *server {
 	}
 	s.logPath = logFile.Name()
 
-	cmd := exec.Command(skiffBin, "server", "--data-dir", dataDir, "--listen", listen)
+	args := []string{"server", "--data-dir", dataDir, "--listen", listen}
+	if len(extra) == 0 {
+		args = append(args, "--disable-agent")
+	}
+	cmd := exec.Command(skiffBin, append(args, extra...)...)
 	cmd.Stderr = logFile
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -83,6 +83,11 @@ type InstanceTemplateSpec struct {
 	// before SIGKILL. Defaults to 30.
 	// +optional
 	TerminationGracePeriodSeconds *int64 `json:"terminationGracePeriodSeconds,omitempty"`
+	// HostNetwork runs the containers in the node's network namespace.
+	// Otherwise the Instance has a network namespace of its own, with
+	// loopback only until Instance networking gives it an address.
+	// +optional
+	HostNetwork bool `json:"hostNetwork,omitempty"`
 }
 
 // RestartPolicy says when the agent restarts a container that exited.
@@ -487,4 +492,37 @@ type Binding struct {
 
 	// NodeName is the Node to bind to.
 	NodeName string `json:"nodeName"`
+}
+
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
+
+// InstanceLogOptions are the query parameters of an Instance's log
+// subresource (GET .../instances/NAME/log).
+type InstanceLogOptions struct {
+	metav1.TypeMeta `json:",inline"`
+
+	// Container to read; may be omitted when the Instance has one.
+	// +optional
+	Container string `json:"container,omitempty"`
+	// Follow streams new output until the container stops.
+	// +optional
+	Follow bool `json:"follow,omitempty"`
+	// Previous reads the log of the container's run before its last restart.
+	// +optional
+	Previous bool `json:"previous,omitempty"`
+	// SinceSeconds starts at output this many seconds old.
+	// +optional
+	SinceSeconds *int64 `json:"sinceSeconds,omitempty"`
+	// SinceTime starts at output written at or after this time.
+	// +optional
+	SinceTime *metav1.Time `json:"sinceTime,omitempty"`
+	// Timestamps prefixes each line with its RFC 3339 time.
+	// +optional
+	Timestamps bool `json:"timestamps,omitempty"`
+	// TailLines starts this many lines from the end.
+	// +optional
+	TailLines *int64 `json:"tailLines,omitempty"`
+	// LimitBytes stops after this many bytes.
+	// +optional
+	LimitBytes *int64 `json:"limitBytes,omitempty"`
 }

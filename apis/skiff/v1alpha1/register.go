@@ -18,7 +18,7 @@ var InternalGroupVersion = schema.GroupVersion{Group: GroupName, Version: runtim
 
 var (
 	// SchemeBuilder adds the external types, defaults and field labels.
-	SchemeBuilder = runtime.NewSchemeBuilder(addKnownTypes, addDefaultingFuncs, addFieldLabelConversions)
+	SchemeBuilder = runtime.NewSchemeBuilder(addKnownTypes, addDefaultingFuncs, addFieldLabelConversions, addConversionFuncs)
 	// AddToScheme registers skiff.dev/v1alpha1 in a scheme.
 	AddToScheme = SchemeBuilder.AddToScheme
 )
@@ -31,7 +31,7 @@ func Resource(resource string) schema.GroupResource {
 func knownTypes() []runtime.Object {
 	return []runtime.Object{
 		&Workload{}, &WorkloadList{},
-		&Instance{}, &InstanceList{}, &Binding{},
+		&Instance{}, &InstanceList{}, &Binding{}, &InstanceLogOptions{},
 		&Node{}, &NodeList{},
 	}
 }

@@ -92,6 +92,11 @@ func (in InstanceList) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in InstanceLogOptions) OpenAPIModelName() string {
+	return "dev.skiff.v1alpha1.InstanceLogOptions"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in InstanceSpec) OpenAPIModelName() string {
 	return "dev.skiff.v1alpha1.InstanceSpec"
 }

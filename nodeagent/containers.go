@@ -1,0 +1,96 @@
+package nodeagent
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	corev1 "k8s.io/api/core/v1"
+
+	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+	"skiff.dev/skiff/nodeagent/bundle"
+)
+
+// processSpec is what the image and the Instance say together about one
+// container's process.
+type processSpec struct {
+	Args []string
+	Env  []string
+	Cwd  string
+	User string
+}
+
+// mergeProcess applies Kubernetes' rules for an image's config and a
+// container's command and args:
+//
+//	command  args   runs
+//	-        -      image entrypoint + image cmd
+//	set      -      command
+//	-        set    image entrypoint + args
+//	set      set    command + args
+//
+// Env is the image's with the container's added or overriding by name; the
+// working directory is the container's, else the image's.
+func mergeProcess(img v1.Config, c *skiffv1alpha1.Container) (processSpec, error) {
+	var args []string
+	switch {
+	case len(c.Command) > 0:
+		args = append(slices.Clone(c.Command), c.Args...)
+	case len(c.Args) > 0:
+		args = append(slices.Clone(img.Entrypoint), c.Args...)
+	default:
+		args = append(slices.Clone(img.Entrypoint), img.Cmd...)
+	}
+	if len(args) == 0 {
+		return processSpec{}, fmt.Errorf("container %q: neither the container nor image %q says what to run (no command, args, entrypoint or cmd)", c.Name, c.Image)
+	}
+	env := slices.Clone(img.Env)
+	index := map[string]int{}
+	for i, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		index[k] = i
+	}
+	for _, e := range c.Env {
+		kv := e.Name + "=" + e.Value
+		if i, ok := index[e.Name]; ok {
+			env[i] = kv
+			continue
+		}
+		index[e.Name] = len(env)
+		env = append(env, kv)
+	}
+	if _, ok := index["PATH"]; !ok {
+		env = append(env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	}
+	cwd := c.WorkingDir
+	if cwd == "" {
+		cwd = img.WorkingDir
+	}
+	return processSpec{Args: args, Env: env, Cwd: cwd, User: img.User}, nil
+}
+
+// limits turns a container's resources into cgroup limits: cpu shares from
+// the request, cpu quota and memory from the limits, as the kubelet does.
+func limits(in *bundle.Input, r skiffv1alpha1.ResourceRequirements) {
+	if q, ok := r.Requests[corev1.ResourceCPU]; ok {
+		in.CPUShares = bundle.CPUShares(q.MilliValue())
+	} else if q, ok := r.Limits[corev1.ResourceCPU]; ok {
+		in.CPUShares = bundle.CPUShares(q.MilliValue())
+	}
+	if q, ok := r.Limits[corev1.ResourceCPU]; ok {
+		in.CPUQuota = bundle.CPUQuota(q.MilliValue())
+	}
+	if q, ok := r.Limits[corev1.ResourceMemory]; ok {
+		in.MemoryLimit = q.Value()
+	}
+}
+
+// hostname is the Instance's name as a host name (at most 63 characters).
+func hostname(inst *skiffv1alpha1.Instance) string {
+	h := inst.Name
+	if len(h) > 63 {
+		h = strings.TrimRight(h[:63], "-.")
+	}
+	return h
+}

@@ -1,0 +1,216 @@
+package runtime
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"skiff.dev/skiff/nodeagent/logs"
+)
+
+// A shim is the small process that outlives the agent for each container,
+// as conmon does for CRI-O: it runs the runtime's create with pipes for the
+// container's stdout and stderr, writes them to the container log, becomes
+// the parent of the container's init (it is a child subreaper), and records
+// its exit code. An agent restart, even kill -9, leaves containers, their
+// logs and their exit codes intact.
+//
+// The agent starts its own executable as the shim, with the job in the
+// shimEnv environment variable; RunShimIfAsked, called first thing in main
+// (and in TestMain of tests that run containers), turns the process into it.
+const shimEnv = "_SKIFF_OCI_SHIM"
+
+type shimJob struct {
+	Runtime    string `json:"runtime"`
+	Root       string `json:"root"`
+	Bundle     string `json:"bundle"`
+	ID         string `json:"id"`
+	Dir        string `json:"dir"`
+	Log        string `json:"log,omitempty"`
+	LogMaxSize int64  `json:"logMaxSize"`
+	LogFiles   int    `json:"logFiles"`
+}
+
+// shimResult is what the shim tells the agent once create has run.
+type shimResult struct {
+	Pid   int    `json:"pid,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+// exitRecord is the shim's exit.json.
+type exitRecord struct {
+	ExitCode   int       `json:"exitCode"`
+	FinishedAt time.Time `json:"finishedAt"`
+}
+
+// Files in a container's shim directory.
+const (
+	exitFile    = "exit.json"
+	shimPidFile = "shim.pid"
+	startedFile = "started"
+)
+
+// RunShimIfAsked runs the container shim and exits when this process was
+// started as one; otherwise it returns at once.
+func RunShimIfAsked() {
+	job, ok := os.LookupEnv(shimEnv)
+	if !ok {
+		return
+	}
+	os.Exit(runShim(job))
+}
+
+func runShim(arg string) int {
+	sync := os.NewFile(3, "sync")
+	report := func(res shimResult) {
+		_ = json.NewEncoder(sync).Encode(res)
+		sync.Close()
+	}
+	var job shimJob
+	if err := json.Unmarshal([]byte(arg), &job); err != nil {
+		report(shimResult{Error: fmt.Sprintf("shim: bad job: %v", err)})
+		return 2
+	}
+	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM, syscall.SIGPIPE)
+	pid, out, err := shimCreate(job)
+	if err != nil {
+		report(shimResult{Error: err.Error()})
+		return 1
+	}
+	report(shimResult{Pid: pid})
+	code := reap(pid)
+	// The container's pid namespace is gone with its init, so the pipes
+	// close; a bound keeps a leaked descriptor from holding the record.
+	drained := make(chan struct{})
+	go func() { out.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(5 * time.Second):
+	}
+	rec, _ := json.Marshal(exitRecord{ExitCode: code, FinishedAt: time.Now()})
+	tmp := filepath.Join(job.Dir, exitFile+".tmp")
+	if err := os.WriteFile(tmp, rec, 0o600); err == nil {
+		_ = os.Rename(tmp, filepath.Join(job.Dir, exitFile))
+	}
+	return 0
+}
+
+// shimCreate runs the runtime's create with the container's output piped
+// into the log, and returns the container's init pid.
+func shimCreate(job shimJob) (int, *sync.WaitGroup, error) {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return 0, nil, fmt.Errorf("shim: become child subreaper: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(job.Dir, shimPidFile), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+		return 0, nil, fmt.Errorf("shim: %w", err)
+	}
+	var w *logs.Writer
+	if job.Log != "" {
+		if err := os.MkdirAll(filepath.Dir(job.Log), 0o700); err != nil {
+			return 0, nil, fmt.Errorf("container log: %w", err)
+		}
+		var err error
+		if w, err = logs.NewWriter(job.Log, job.LogMaxSize, job.LogFiles); err != nil {
+			return 0, nil, fmt.Errorf("container log: %w", err)
+		}
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return 0, nil, fmt.Errorf("shim: %w", err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		return 0, nil, fmt.Errorf("shim: %w", err)
+	}
+	pidFile, runtimeLog := filepath.Join(job.Bundle, "pid"), filepath.Join(job.Bundle, "runtime.log")
+	cmd := exec.Command(job.Runtime, "--root", job.Root, "--log", runtimeLog,
+		"create", "--bundle", job.Bundle, "--pid-file", pidFile, job.ID)
+	// Files, not Go writers: the container inherits them as its stdout
+	// and stderr, and nothing here copies them for the runtime.
+	cmd.Stdout, cmd.Stderr = outW, errW
+	runErr := cmd.Run()
+	outW.Close()
+	errW.Close()
+	if runErr != nil {
+		msg, _ := os.ReadFile(runtimeLog)
+		return 0, nil, fmt.Errorf("%s create %q: %w: %s", filepath.Base(job.Runtime), job.ID, runErr, lastRuntimeError(msg))
+	}
+	data, err := os.ReadFile(pidFile)
+	if err != nil {
+		return 0, nil, fmt.Errorf("container %q pid: %w", job.ID, err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		return 0, nil, fmt.Errorf("container %q pid %q: %w", job.ID, data, err)
+	}
+	var wg sync.WaitGroup
+	for stream, r := range map[string]*os.File{logs.Stdout: outR, logs.Stderr: errR} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer r.Close()
+			if w == nil {
+				_, _ = io.Copy(io.Discard, r)
+				return
+			}
+			_ = w.Copy(stream, r)
+		}()
+	}
+	return pid, &wg, nil
+}
+
+// lastRuntimeError picks the message out of the runtime's JSON log, whose
+// last line says why create failed.
+func lastRuntimeError(log []byte) string {
+	lines := strings.Split(strings.TrimSpace(string(log)), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		var entry struct {
+			Msg   string `json:"msg"`
+			Level string `json:"level"`
+		}
+		if json.Unmarshal([]byte(lines[i]), &entry) == nil && entry.Msg != "" {
+			if entry.Level == "error" || entry.Level == "fatal" {
+				return entry.Msg
+			}
+			continue
+		}
+		if lines[i] != "" {
+			return lines[i]
+		}
+	}
+	return ""
+}
+
+// reap waits for pid, reaping any other orphan re-parented to the shim on
+// the way, and returns pid's exit code (128+signal when signalled).
+func reap(pid int) int {
+	for {
+		var ws unix.WaitStatus
+		got, err := unix.Wait4(-1, &ws, 0, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return -1 // no children left: pid was never ours
+		}
+		if got != pid {
+			continue
+		}
+		if ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ws.ExitStatus()
+	}
+}
