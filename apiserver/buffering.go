@@ -36,9 +36,13 @@ func withBufferedResponses(next http.Handler) http.Handler {
 	})
 }
 
-// streams reports a watch or a followed log; the query is parsed only
-// when it can hold one.
+// streams reports a watch or a log (logs stream their body, and the
+// library flushes their headers first); the query is parsed only when it
+// can hold a watch.
 func streams(r *http.Request) bool {
+	if strings.HasSuffix(r.URL.Path, "/log") {
+		return true
+	}
 	raw := r.URL.RawQuery
 	if !strings.Contains(raw, "watch") && !strings.Contains(raw, "follow") {
 		return false

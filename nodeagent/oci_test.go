@@ -1,0 +1,289 @@
+package nodeagent
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+	"skiff.dev/skiff/apiserver/apiservertest"
+	"skiff.dev/skiff/nodeagent/image/imagetest"
+	cruntime "skiff.dev/skiff/nodeagent/runtime"
+)
+
+func TestMain(m *testing.M) {
+	cruntime.RunShimIfAsked() // the OCI runtime starts this binary as the shim
+	os.Exit(m.Run())
+}
+
+// ociCluster is an apiserver, a loopback registry with a busybox image and
+// an agent on runc.
+type ociCluster struct {
+	s       *apiservertest.Server
+	admin   client.Client
+	http    *http.Client
+	cfg     Config
+	image   string
+	missing string
+}
+
+func startOCICluster(t *testing.T) *ociCluster {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("running containers needs root")
+	}
+	if _, err := exec.LookPath("runc"); err != nil {
+		t.Skip("runc is not installed (make test installs it)")
+	}
+	host := imagetest.Registry(t)
+	img := imagetest.Busybox(t, v1.Config{
+		Entrypoint: []string{"sh", "-c"}, Cmd: []string{"echo from the image"},
+		Env: []string{"PATH=/bin", "FROM_IMAGE=yes"}, WorkingDir: "/tmp", User: "app",
+	})
+	c := &ociCluster{s: apiservertest.Start(t), image: imagetest.Push(t, host, "busybox:1", img), missing: host + "/missing:1"}
+	c.cfg = testConfig(c.s, t.TempDir(), "n1")
+	c.cfg.Runtime, c.cfg.InsecureRegistries = "runc", []string{host}
+	c.cfg.Backoff = Backoff{Base: 300 * time.Millisecond, Max: 2 * time.Second}
+	a, _ := runAgent(t, c.cfg)
+	c.admin = adminClient(t, c.s, a)
+	// Before the agent stops (cleanups run last first): delete every
+	// Instance, so no container or mount outlives the test.
+	t.Cleanup(func() { c.deleteAll(t) })
+	var err error
+	if c.http, err = rest.HTTPClientFor(c.s.Admin); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "node n1 with its agent endpoint", func() bool {
+		var n skiffv1alpha1.Node
+		return c.admin.Get(context.Background(), client.ObjectKey{Name: "n1"}, &n) == nil && n.Status.AgentEndpoint != ""
+	})
+	return c
+}
+
+func (c *ociCluster) deleteAll(t *testing.T) {
+	ctx := context.Background()
+	if err := c.admin.DeleteAllOf(ctx, &skiffv1alpha1.Instance{}, client.InNamespace("default")); err != nil {
+		t.Errorf("delete instances: %v", err)
+		return
+	}
+	eventually(t, "every instance gone", func() bool {
+		var list skiffv1alpha1.InstanceList
+		return c.admin.List(ctx, &list) == nil && len(list.Items) == 0
+	})
+}
+
+func (c *ociCluster) run(t *testing.T, name string, mutate func(*skiffv1alpha1.Instance)) *skiffv1alpha1.Instance {
+	t.Helper()
+	inst := boundInstance(name, "n1")
+	inst.Spec.Containers[0].Image = c.image
+	inst.Spec.TerminationGracePeriodSeconds = ptr.To[int64](5)
+	if mutate != nil {
+		mutate(inst)
+	}
+	if err := c.admin.Create(context.Background(), inst); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.admin.SubResource("binding").Create(context.Background(), inst, &skiffv1alpha1.Binding{NodeName: "n1"}); err != nil {
+		t.Fatal(err)
+	}
+	return inst
+}
+
+// waitFor polls the Instance until cond holds and returns it.
+func (c *ociCluster) waitFor(t *testing.T, inst *skiffv1alpha1.Instance, what string, cond func(*skiffv1alpha1.Instance) bool) *skiffv1alpha1.Instance {
+	t.Helper()
+	var got skiffv1alpha1.Instance
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if err := c.admin.Get(context.Background(), client.ObjectKeyFromObject(inst), &got); err == nil && cond(&got) {
+			return &got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("instance %s: timed out waiting for %s; status %+v", inst.Name, what, got.Status)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func running(i *skiffv1alpha1.Instance) bool {
+	return i.Status.Phase == skiffv1alpha1.InstanceRunning && meta.IsStatusConditionTrue(i.Status.Conditions, skiffv1alpha1.InstanceReady)
+}
+
+// logs reads the log subresource through the apiserver.
+func (c *ociCluster) logs(ctx context.Context, name, query string) (*http.Response, error) {
+	u := fmt.Sprintf("%s/apis/skiff.dev/v1alpha1/namespaces/default/instances/%s/log?%s", c.s.URL, name, query)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	return c.http.Do(req)
+}
+
+func (c *ociCluster) logText(t *testing.T, name, query string) string {
+	t.Helper()
+	resp, err := c.logs(context.Background(), name, query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("log of %s?%s: %s: %s", name, query, resp.Status, body)
+	}
+	return string(body)
+}
+
+// TestInstancesOnRunc runs Instances as real containers from an image
+// served by a loopback registry.
+func TestInstancesOnRunc(t *testing.T) {
+	c := startOCICluster(t)
+	ctx := context.Background()
+
+	t.Run("image config, env, user and logs", func(t *testing.T) {
+		inst := c.run(t, "hello", func(i *skiffv1alpha1.Instance) {
+			i.Spec.Containers[0].Args = []string{"echo args=$0 env=$FROM_IMAGE/$MINE uid=$(id -u) cwd=$(pwd); exec sleep 1000", "x"}
+			i.Spec.Containers[0].Env = []skiffv1alpha1.EnvVar{{Name: "MINE", Value: "mine"}}
+		})
+		got := c.waitFor(t, inst, "Running and Ready", running)
+		cs := got.Status.ContainerStatuses[0]
+		if !strings.Contains(cs.ImageID, "@sha256:") || cs.ContainerID == "" || cs.State.Running == nil || got.Status.HostIP == "" {
+			t.Errorf("container status %+v, hostIP %q: want an image digest, an id, running", cs, got.Status.HostIP)
+		}
+		want := "args=x env=yes/mine uid=1000 cwd=/tmp\n"
+		var log string
+		eventually(t, "the container's output in its log", func() bool {
+			log = c.logText(t, inst.Name, "")
+			return log == want
+		})
+		if ts := c.logText(t, inst.Name, "timestamps=true"); !strings.HasSuffix(ts, " "+want) {
+			t.Errorf("log with timestamps %q", ts)
+		}
+	})
+
+	t.Run("follow", func(t *testing.T) {
+		inst := c.run(t, "ticker", func(i *skiffv1alpha1.Instance) {
+			i.Spec.Containers[0].Args = []string{"i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done"}
+		})
+		c.waitFor(t, inst, "Running", running)
+		fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		resp, err := c.logs(fctx, inst.Name, "follow=true&tailLines=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		var lines []string
+		for len(lines) < 10 && sc.Scan() {
+			lines = append(lines, sc.Text())
+		}
+		if len(lines) < 10 {
+			t.Fatalf("follow gave %q, %v", lines, sc.Err())
+		}
+		var first int
+		fmt.Sscanf(lines[0], "tick %d", &first)
+		for i, l := range lines {
+			if l != fmt.Sprintf("tick %d", first+i) {
+				t.Fatalf("followed lines %q: not consecutive ticks", lines)
+			}
+		}
+	})
+
+	t.Run("exit code with restartPolicy Never", func(t *testing.T) {
+		inst := c.run(t, "exits", func(i *skiffv1alpha1.Instance) {
+			i.Spec.RestartPolicy = skiffv1alpha1.RestartPolicyNever
+			i.Spec.Containers[0].Args = []string{"exit 3"}
+		})
+		got := c.waitFor(t, inst, "Failed", func(i *skiffv1alpha1.Instance) bool { return i.Status.Phase == skiffv1alpha1.InstanceFailed })
+		term := got.Status.ContainerStatuses[0].State.Terminated
+		if term == nil || term.ExitCode != 3 || term.Reason != "Error" || term.FinishedAt.IsZero() {
+			t.Errorf("terminated state %+v, want exit code 3, reason Error", term)
+		}
+	})
+
+	t.Run("crash loop back-off and the previous log", func(t *testing.T) {
+		inst := c.run(t, "crasher", func(i *skiffv1alpha1.Instance) {
+			i.Spec.Containers[0].Args = []string{"echo crashing; exit 1"}
+		})
+		sawBackOff := false
+		c.waitFor(t, inst, "CrashLoopBackOff and two restarts", func(i *skiffv1alpha1.Instance) bool {
+			if len(i.Status.ContainerStatuses) == 0 {
+				return false
+			}
+			cs := i.Status.ContainerStatuses[0]
+			if w := cs.State.Waiting; w != nil && w.Reason == "CrashLoopBackOff" {
+				sawBackOff = true
+			}
+			return sawBackOff && cs.RestartCount >= 2
+		})
+		if prev := c.logText(t, inst.Name, "previous=true"); prev != "crashing\n" {
+			t.Errorf("previous log %q, want %q", prev, "crashing\n")
+		}
+	})
+
+	t.Run("image pull failure", func(t *testing.T) {
+		inst := c.run(t, "no-image", func(i *skiffv1alpha1.Instance) { i.Spec.Containers[0].Image = c.missing })
+		reasons := map[string]string{}
+		c.waitFor(t, inst, "ErrImagePull then ImagePullBackOff", func(i *skiffv1alpha1.Instance) bool {
+			if len(i.Status.ContainerStatuses) > 0 && i.Status.ContainerStatuses[0].State.Waiting != nil {
+				w := i.Status.ContainerStatuses[0].State.Waiting
+				reasons[w.Reason] = w.Message
+			}
+			return reasons["ErrImagePull"] != "" && reasons["ImagePullBackOff"] != ""
+		})
+		if msg := reasons["ErrImagePull"]; !strings.Contains(msg, "NAME_UNKNOWN") || !strings.Contains(msg, c.missing) {
+			t.Errorf("ErrImagePull message %q: want the registry's words and the image", msg)
+		}
+	})
+
+	t.Run("graceful delete", func(t *testing.T) {
+		inst := c.run(t, "graceful", func(i *skiffv1alpha1.Instance) {
+			i.Spec.Containers[0].Args = []string{"trap 'echo got TERM; exit 0' TERM; echo up; while true; do sleep 0.1; done"}
+		})
+		got := c.waitFor(t, inst, "Running", running)
+		id := containerID(got, "main")
+		eventually(t, "the trap set", func() bool { return c.logText(t, inst.Name, "") == "up\n" })
+		if !controllerHolds(got) {
+			t.Fatalf("finalizers %v: want %s", got.Finalizers, skiffv1alpha1.AgentFinalizer)
+		}
+		if err := c.admin.Delete(ctx, got); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "instance gone", func() bool {
+			return apierrors.IsNotFound(c.admin.Get(ctx, client.ObjectKeyFromObject(inst), &skiffv1alpha1.Instance{}))
+		})
+		mounts, _ := os.ReadFile("/proc/self/mountinfo")
+		if strings.Contains(string(mounts), filepath.Join(c.cfg.DataDir, rootfsDir, id)) {
+			t.Errorf("rootfs of %s is still mounted", id)
+		}
+		for _, p := range []string{filepath.Join(c.cfg.DataDir, containersDir, id), filepath.Join(c.cfg.DataDir, rootfsDir, id)} {
+			if _, err := os.Stat(p); !os.IsNotExist(err) {
+				t.Errorf("%s is left behind: %v", p, err)
+			}
+		}
+	})
+}
+
+func controllerHolds(i *skiffv1alpha1.Instance) bool {
+	for _, f := range i.Finalizers {
+		if f == skiffv1alpha1.AgentFinalizer {
+			return true
+		}
+	}
+	return false
+}
