@@ -1,0 +1,194 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"skiff.dev/skiff/nodeagent/image/imagetest"
+)
+
+// requireContainers skips unless real containers can run here.
+func requireContainers(t *testing.T) {
+	t.Helper()
+	requireE2E(t)
+	if os.Geteuid() != 0 {
+		t.Skip("running containers needs root")
+	}
+	if _, err := exec.LookPath("runc"); err != nil {
+		t.Skip("runc is not installed (make test installs it)")
+	}
+}
+
+// busyboxImage serves a busybox image from a registry on loopback and
+// returns the registry's host and the image reference.
+func busyboxImage(t *testing.T) (host, ref string) {
+	host = imagetest.Registry(t)
+	img := imagetest.Busybox(t, v1.Config{Env: []string{"PATH=/bin"}, Entrypoint: []string{"sh", "-c"}})
+	return host, imagetest.Push(t, host, "busybox:e2e", img)
+}
+
+func boundInstanceYAML(name, node, image, script string) string {
+	return fmt.Sprintf(`apiVersion: skiff.dev/v1alpha1
+kind: Instance
+metadata:
+  name: %s
+  namespace: default
+spec:
+  nodeName: %s
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: main
+    image: %s
+    args: [%q]
+`, name, node, image, script)
+}
+
+func (s *server) waitPhase(t *testing.T, name, phase string) {
+	t.Helper()
+	waitFor(t, 90*time.Second, func() (bool, error) {
+		got, err := s.kubectl("get", "instance", name, "-o", "jsonpath={.status.phase}")
+		return err == nil && got == phase, nil
+	})
+}
+
+// TestServerRunsContainers: `skiff server` with its local agent runs a
+// bound Instance as a real container; kubectl shows it Running and both
+// `skiff logs` and kubectl's raw log request read its output.
+func TestServerRunsContainers(t *testing.T) {
+	requireContainers(t)
+	host, ref := busyboxImage(t)
+	s := startServer(t, t.TempDir(), "127.0.0.1:0",
+		"--runtime", "runc", "--insecure-registry", host, "--agent-listen", "127.0.0.1:0", "--node-name", "local")
+	waitFor(t, 60*time.Second, func() (bool, error) {
+		phase, err := s.kubectl("get", "node", "local", "-o", "jsonpath={.status.phase}")
+		return err == nil && phase == "Ready", nil
+	})
+	manifest := writeFile(t, "web.yaml", boundInstanceYAML("web", "local", ref, "echo hello from skiff; exec sleep 1000"))
+	s.mustKubectl(t, "apply", "-f", manifest)
+	s.waitPhase(t, "web", "Running")
+	list := s.mustKubectl(t, "get", "instances")
+	if row := rowFields(list, 0, "web"); len(row) == 0 || !strings.Contains(strings.Join(row, " "), "Running") {
+		t.Errorf("kubectl get instances:\n%s", list)
+	}
+
+	var logs string
+	waitFor(t, 30*time.Second, func() (bool, error) {
+		out, err := exec.Command(skiffBin, "logs", "--kubeconfig", s.kubeconfig, "web").CombinedOutput()
+		logs = string(out)
+		return err == nil && logs == "hello from skiff\n", nil
+	})
+
+	// kubectl's raw request with follow streams: read the first line, then stop.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "kubectl", "--kubeconfig", s.kubeconfig, "get", "--raw",
+		"/apis/skiff.dev/v1alpha1/namespaces/default/instances/web/log?follow=true")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	cancel()
+	_ = cmd.Wait()
+	if line != "hello from skiff\n" {
+		t.Errorf("kubectl get --raw .../log?follow=true: %q, %v", line, err)
+	}
+	s.mustKubectl(t, "delete", "instance", "web", "--timeout=60s")
+}
+
+// agentProcess is a `skiff agent` run by a test.
+type agentProcess struct {
+	cmd *exec.Cmd
+	out *strings.Builder
+}
+
+func startAgent(t *testing.T, s *server, args ...string) *agentProcess {
+	t.Helper()
+	base := []string{"agent", "--server", s.url, "--join-token", filepath.Join(s.dataDir, "join-token"), "--listen", "127.0.0.1:0"}
+	cmd := exec.Command(skiffBin, append(base, args...)...)
+	out := &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	a := &agentProcess{cmd: cmd, out: out}
+	t.Cleanup(func() {
+		if a.cmd.ProcessState == nil {
+			_ = a.cmd.Process.Signal(syscall.SIGTERM)
+			_ = a.cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("agent output:\n%s", out.String())
+		}
+	})
+	return a
+}
+
+func (a *agentProcess) kill9(t *testing.T) {
+	t.Helper()
+	if err := a.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = a.cmd.Wait()
+}
+
+// TestAgentKill9Readopts kills the agent with SIGKILL while containers
+// run: they keep running, and the restarted agent adopts them without a
+// restart; a container whose Instance vanished meanwhile is removed.
+func TestAgentKill9Readopts(t *testing.T) {
+	requireContainers(t)
+	host, ref := busyboxImage(t)
+	s := startServer(t, t.TempDir(), "127.0.0.1:0")
+	dataDir := t.TempDir()
+	args := []string{"--data-dir", dataDir, "--node-name", "n1", "--runtime", "runc", "--insecure-registry", host, "--lease-interval", "500ms"}
+	agent := startAgent(t, s, args...)
+	for _, name := range []string{"keeper", "orphan"} {
+		s.mustKubectl(t, "apply", "-f", writeFile(t, name+".yaml", boundInstanceYAML(name, "n1", ref, "echo started; exec sleep 1000")))
+	}
+	s.waitPhase(t, "keeper", "Running")
+	s.waitPhase(t, "orphan", "Running")
+	before := s.mustKubectl(t, "get", "instance", "keeper", "-o", "jsonpath={.status.containerStatuses[0].state.running.startedAt}")
+	runc := func(args ...string) string {
+		out, _ := exec.Command("runc", append([]string{"--root", filepath.Join(dataDir, "runtime", "state")}, args...)...).CombinedOutput()
+		return string(out)
+	}
+	orphanUID := s.mustKubectl(t, "get", "instance", "orphan", "-o", "jsonpath={.metadata.uid}")
+
+	agent.kill9(t)
+	if list := runc("list"); strings.Count(list, "running") != 2 {
+		t.Fatalf("after kill -9 of the agent, runc list:\n%s", list)
+	}
+	// The orphan's Instance vanishes while the agent is down.
+	s.mustKubectl(t, "patch", "instance", "orphan", "--type=merge", "-p", `{"metadata":{"finalizers":null}}`)
+	s.mustKubectl(t, "delete", "instance", "orphan", "--timeout=30s")
+
+	startAgent(t, s, args...)
+	t.Cleanup(func() { // before this agent stops: remove the containers
+		_, _ = s.kubectl("delete", "instances", "--all", "--timeout=60s")
+	})
+	waitFor(t, 60*time.Second, func() (bool, error) {
+		return !strings.Contains(runc("list"), orphanUID), nil
+	})
+	s.waitPhase(t, "keeper", "Running")
+	after := s.mustKubectl(t, "get", "instance", "keeper", "-o", "jsonpath={.status.containerStatuses[0].state.running.startedAt} {.status.containerStatuses[0].restartCount}")
+	if after != before+" 0" {
+		t.Errorf("after re-adoption: startedAt and restartCount %q, want %q", after, before+" 0")
+	}
+	out, err := exec.Command(skiffBin, "logs", "--kubeconfig", s.kubeconfig, "keeper").CombinedOutput()
+	if err != nil || string(out) != "started\n" {
+		t.Errorf("keeper's log after re-adoption: %q, %v (want one start)", out, err)
+	}
+}
