@@ -38,15 +38,24 @@ build: ## Build bin/skiff.
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/skiff ./cmd/skiff
 
 .PHONY: run
-run: build ## Start skiff server (embedded etcd, API server); pass flags with RUN_ARGS.
+run: build runtime-deps ## Start skiff server (embedded etcd, API server, a local agent); pass flags with RUN_ARGS.
 	$(BIN)/skiff server $(RUN_ARGS)
+
+.PHONY: runtime-deps
+runtime-deps: ## Install runc from Debian's packages when no OCI runtime (youki, crun, runc) is present and we are root.
+	@if ! command -v youki >/dev/null && ! command -v crun >/dev/null && ! command -v runc >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing runc"; apt-get update -qq && apt-get install -y -qq runc; \
+		else echo "no OCI runtime and not root: the local agent will simulate containers"; fi; \
+	fi
 
 ##@ Test
 
 .PHONY: test-deps
-test-deps: ## Install what the tests run (runc, busybox-static) from Debian's packages, as root.
+test-deps: ## Install what the tests run (runc, busybox-static, systemd-analyze) from Debian's packages, as root.
 	@missing=""; command -v runc >/dev/null || missing="$$missing runc"; \
 	command -v busybox >/dev/null || missing="$$missing busybox-static"; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			echo "installing$$missing"; apt-get update -qq && apt-get install -y -qq $$missing; \

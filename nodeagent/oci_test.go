@@ -3,6 +3,7 @@ package nodeagent
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/rest"
@@ -42,6 +45,9 @@ type ociCluster struct {
 	missing string
 }
 
+// airgapImage is only in the archive the agent imports: no registry has it.
+const airgapImage = "airgap.example/busybox:1"
+
 func startOCICluster(t *testing.T) *ociCluster {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -59,12 +65,22 @@ func startOCICluster(t *testing.T) *ociCluster {
 	c.cfg = testConfig(c.s, t.TempDir(), "n1")
 	c.cfg.Runtime, c.cfg.InsecureRegistries = "runc", []string{host}
 	c.cfg.Backoff = Backoff{Base: 300 * time.Millisecond, Max: 2 * time.Second}
+	// Air-gap: an image archive in {data-dir}/images is imported at start.
+	airgap, err := name.ParseReference(airgapImage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(c.cfg.DataDir, importDir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := tarball.WriteToFile(filepath.Join(c.cfg.DataDir, importDir, "busybox.tar"), airgap, img); err != nil {
+		t.Fatal(err)
+	}
 	a, _ := runAgent(t, c.cfg)
 	c.admin = adminClient(t, c.s, a)
 	// Before the agent stops (cleanups run last first): delete every
 	// Instance, so no container or mount outlives the test.
 	t.Cleanup(func() { c.deleteAll(t) })
-	var err error
 	if c.http, err = rest.HTTPClientFor(c.s.Admin); err != nil {
 		t.Fatal(err)
 	}
@@ -248,6 +264,57 @@ func TestInstancesOnRunc(t *testing.T) {
 		})
 		if msg := reasons["ErrImagePull"]; !strings.Contains(msg, "NAME_UNKNOWN") || !strings.Contains(msg, c.missing) {
 			t.Errorf("ErrImagePull message %q: want the registry's words and the image", msg)
+		}
+	})
+
+	t.Run("air-gapped image", func(t *testing.T) {
+		inst := c.run(t, "airgap", func(i *skiffv1alpha1.Instance) {
+			i.Spec.Containers[0].Image = airgapImage
+			i.Spec.Containers[0].Args = []string{"exec sleep 1000"}
+		})
+		c.waitFor(t, inst, "Running from the imported image", running)
+	})
+
+	t.Run("agent endpoint: metrics, health, logs only for the apiserver", func(t *testing.T) {
+		var n skiffv1alpha1.Node
+		if err := c.admin.Get(ctx, client.ObjectKey{Name: "n1"}, &n); err != nil {
+			t.Fatal(err)
+		}
+		// The test checks the agent's answers, not its certificate.
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+		get := func(path string) (int, string) {
+			resp, err := hc.Get("https://" + n.Status.AgentEndpoint + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, string(body)
+		}
+		code, metrics := get("/metrics")
+		if code != http.StatusOK {
+			t.Fatalf("/metrics: %d", code)
+		}
+		for _, want := range []string{
+			"skiff_containers_created_total ", "skiff_container_creation_errors_total ",
+			"skiff_container_run_duration_seconds_count ", "skiff_image_pull_duration_seconds_count 1\n",
+			`skiff_instances{phase="Running"} `, `skiff_instances{phase="Failed"} 1`,
+		} {
+			if !strings.Contains(metrics, want) {
+				t.Errorf("/metrics lacks %q", want)
+			}
+		}
+		if strings.Contains(metrics, "skiff_containers_created_total 0\n") {
+			t.Error("skiff_containers_created_total is 0 after containers ran")
+		}
+		if code, body := get("/healthz"); code != http.StatusOK || body != "ok\n" {
+			t.Errorf("/healthz: %d %q", code, body)
+		}
+		if code, body := get("/health"); code != http.StatusOK || !strings.Contains(body, `"runtime":{"status":"healthy","name":"runc"}`) {
+			t.Errorf("/health: %d %q", code, body)
+		}
+		if code, _ := get("/containerLogs/default/hello?container=main"); code != http.StatusForbidden {
+			t.Errorf("logs without the apiserver's certificate: %d, want 403", code)
 		}
 	})
 

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -56,7 +57,7 @@ func newServerCommand() *cobra.Command {
 			fmt.Fprintf(out, "admin kubeconfig: %s\n", srv.KubeconfigPath())
 			fmt.Fprintf(out, "export KUBECONFIG=%s\n", srv.KubeconfigPath())
 			if disableAgent {
-				return srv.Run(cmd.Context())
+				return runServerAndAgent(cmd.Context(), srv, nil)
 			}
 			agentCfg.Server = srv.URL()
 			agentCfg.JoinToken = filepath.Join(cfg.DataDir, apiserver.JoinTokenFile)
@@ -102,16 +103,33 @@ func localRuntime(warn io.Writer, name string) string {
 	return "sim"
 }
 
-// runServerAndAgent runs the API server, starts the agent once the server
-// is ready, and stops both when ctx ends or either fails.
+// runServerAndAgent runs the API server, tells systemd it is ready once it
+// is, then starts the agent (if any), and stops both when ctx ends or
+// either fails.
 func runServerAndAgent(ctx context.Context, srv *apiserver.Server, agent *nodeagent.Agent) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	srvDone := make(chan error, 1)
 	go func() { srvDone <- srv.Run(ctx) }()
-	if err := waitReady(ctx, srv.URL()); err != nil {
+	ready := make(chan error, 1)
+	go func() { ready <- waitReady(ctx, srv.URL()) }()
+	select {
+	case err := <-srvDone: // failed before it was ready
 		cancel()
-		return errors.Join(err, <-srvDone)
+		<-ready
+		return err
+	case err := <-ready:
+		if err != nil {
+			cancel()
+			return errors.Join(err, <-srvDone)
+		}
+	}
+	// Type=notify units wait for this; without NOTIFY_SOCKET it does nothing.
+	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
+		fmt.Fprintln(os.Stderr, "sd_notify:", err)
+	}
+	if agent == nil {
+		return <-srvDone
 	}
 	agentDone := make(chan error, 1)
 	go func() { agentDone <- agent.Run(ctx) }()

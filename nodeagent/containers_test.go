@@ -1,0 +1,111 @@
+package nodeagent
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+	"skiff.dev/skiff/nodeagent/bundle"
+)
+
+func TestMergeProcess(t *testing.T) {
+	img := v1.Config{
+		Entrypoint: []string{"/entry"}, Cmd: []string{"--default"},
+		Env: []string{"PATH=/usr/bin", "A=image", "B=image"}, WorkingDir: "/srv", User: "app",
+	}
+	for _, tc := range []struct {
+		name    string
+		img     v1.Config
+		c       skiffv1alpha1.Container
+		args    []string
+		env     []string
+		cwd     string
+		wantErr string
+	}{
+		{name: "image only", img: img, args: []string{"/entry", "--default"}, env: img.Env, cwd: "/srv"},
+		{name: "command replaces entrypoint and cmd", img: img, c: skiffv1alpha1.Container{Command: []string{"/bin/sh"}},
+			args: []string{"/bin/sh"}, env: img.Env, cwd: "/srv"},
+		{name: "args replace cmd only", img: img, c: skiffv1alpha1.Container{Args: []string{"-x"}},
+			args: []string{"/entry", "-x"}, env: img.Env, cwd: "/srv"},
+		{name: "command and args", img: img, c: skiffv1alpha1.Container{Command: []string{"/bin/sh"}, Args: []string{"-c", "true"}},
+			args: []string{"/bin/sh", "-c", "true"}, env: img.Env, cwd: "/srv"},
+		{name: "env overrides by name and adds in order", img: img,
+			c:    skiffv1alpha1.Container{Env: []skiffv1alpha1.EnvVar{{Name: "B", Value: "mine"}, {Name: "C", Value: "new"}}},
+			args: []string{"/entry", "--default"}, env: []string{"PATH=/usr/bin", "A=image", "B=mine", "C=new"}, cwd: "/srv"},
+		{name: "working dir from the container", img: img, c: skiffv1alpha1.Container{WorkingDir: "/work"},
+			args: []string{"/entry", "--default"}, env: img.Env, cwd: "/work"},
+		{name: "a default PATH when the image has none", img: v1.Config{Cmd: []string{"run"}},
+			args: []string{"run"}, env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}},
+		{name: "nothing to run", img: v1.Config{}, wantErr: "neither the container nor image"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tc.c
+			c.Name, c.Image = "main", "example/app:1"
+			got, err := mergeProcess(tc.img, &c)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got.Args, tc.args) || !slices.Equal(got.Env, tc.env) || got.Cwd != tc.cwd {
+				t.Errorf("got args %q env %q cwd %q\nwant args %q env %q cwd %q", got.Args, got.Env, got.Cwd, tc.args, tc.env, tc.cwd)
+			}
+			if got.User != tc.img.User {
+				t.Errorf("user %q, want the image's %q", got.User, tc.img.User)
+			}
+		})
+	}
+}
+
+func TestLimits(t *testing.T) {
+	q := resource.MustParse
+	for _, tc := range []struct {
+		name   string
+		r      skiffv1alpha1.ResourceRequirements
+		shares uint64
+		quota  int64
+		memory int64
+	}{
+		{name: "none"},
+		{name: "requests give shares", r: skiffv1alpha1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: q("500m")}}, shares: 512},
+		{name: "tiny request has the minimum shares", r: skiffv1alpha1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: q("1m")}}, shares: 2},
+		{name: "limits give quota and memory; shares from the limit without a request",
+			r:      skiffv1alpha1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceCPU: q("2"), corev1.ResourceMemory: q("64Mi")}},
+			shares: 2048, quota: 200000, memory: 64 << 20},
+		{name: "request and limit",
+			r: skiffv1alpha1.ResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceCPU: q("250m")},
+				Limits:   corev1.ResourceList{corev1.ResourceCPU: q("1500m")},
+			}, shares: 256, quota: 150000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var in bundle.Input
+			limits(&in, tc.r)
+			if in.CPUShares != tc.shares || in.CPUQuota != tc.quota || in.MemoryLimit != tc.memory {
+				t.Errorf("shares %d quota %d memory %d, want %d %d %d", in.CPUShares, in.CPUQuota, in.MemoryLimit, tc.shares, tc.quota, tc.memory)
+			}
+			spec := bundle.Spec(in)
+			if tc.quota > 0 && (spec.Linux.Resources.CPU == nil || *spec.Linux.Resources.CPU.Period != bundle.CPUPeriod) {
+				t.Errorf("quota without the %d period in the spec", bundle.CPUPeriod)
+			}
+		})
+	}
+}
+
+func TestHostname(t *testing.T) {
+	long := strings.Repeat("a", 62) + "-b"
+	inst := &skiffv1alpha1.Instance{}
+	inst.Name = long
+	if h := hostname(inst); len(h) > 63 || strings.HasSuffix(h, "-") {
+		t.Errorf("hostname %q: want at most 63 characters, no trailing dash", h)
+	}
+}
