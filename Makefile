@@ -34,8 +34,9 @@ verify: ## Fail when generated files are stale, go.mod is untidy, or code is unf
 ##@ Build
 
 .PHONY: build
-build: ## Build bin/skiff.
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/skiff ./cmd/skiff
+build: ## Build bin/skiff (with the container shim, cmd/skiff-shim, inside it).
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o nodeagent/shim/bin/skiff-shim ./cmd/skiff-shim
+	$(GO) build -tags embedshim -ldflags "$(LDFLAGS)" -o $(BIN)/skiff ./cmd/skiff
 
 .PHONY: run
 run: build runtime-deps ## Start skiff server (embedded etcd, API server, a local agent); pass flags with RUN_ARGS.

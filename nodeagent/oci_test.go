@@ -26,11 +26,11 @@ import (
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 	"skiff.dev/skiff/apiserver/apiservertest"
 	"skiff.dev/skiff/nodeagent/image/imagetest"
-	cruntime "skiff.dev/skiff/nodeagent/runtime"
+	"skiff.dev/skiff/nodeagent/shim"
 )
 
 func TestMain(m *testing.M) {
-	cruntime.RunShimIfAsked() // the OCI runtime starts this binary as the shim
+	shim.RunIfAsked() // the OCI runtime starts this binary as the shim
 	os.Exit(m.Run())
 }
 

@@ -9,12 +9,12 @@ import (
 	"os/signal"
 	"syscall"
 
-	"skiff.dev/skiff/nodeagent/runtime"
+	"skiff.dev/skiff/nodeagent/shim"
 )
 
 func main() {
 	// The agent starts this binary as each container's shim.
-	runtime.RunShimIfAsked()
+	shim.RunIfAsked()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := newRootCommand().ExecuteContext(ctx); err != nil {

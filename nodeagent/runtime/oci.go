@@ -19,6 +19,7 @@ import (
 
 	"skiff.dev/skiff/nodeagent/bundle"
 	"skiff.dev/skiff/nodeagent/logs"
+	"skiff.dev/skiff/nodeagent/shim"
 )
 
 // OCI drives a runc-compatible runtime binary (youki, runc, crun) through
@@ -28,8 +29,7 @@ import (
 type OCI struct {
 	binary string
 	name   string
-	// shim is the executable started as each container's shim: the
-	// agent's own.
+	// shim is the executable started as each container's shim.
 	shim string
 	// root holds the runtime's state (state/), bundles (bundles/ID) and
 	// the shims' records (shims/ID).
@@ -45,16 +45,16 @@ func NewOCI(binary, root string) (*OCI, error) {
 	if err != nil {
 		return nil, fmt.Errorf("runtime %q: %w", binary, err)
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("runtime %q: find the shim executable: %w", binary, err)
-	}
 	for _, d := range []string{"state", "bundles", "shims"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o700); err != nil {
 			return nil, fmt.Errorf("runtime %q: %w", binary, err)
 		}
 	}
-	return &OCI{binary: path, name: filepath.Base(binary), shim: self, root: root}, nil
+	exe, err := shim.Executable(root)
+	if err != nil {
+		return nil, fmt.Errorf("runtime %q: %w", binary, err)
+	}
+	return &OCI{binary: path, name: filepath.Base(binary), shim: exe, root: root}, nil
 }
 
 func (o *OCI) Name() string { return o.name }
@@ -72,6 +72,9 @@ func (o *OCI) Version(ctx context.Context) (string, error) {
 	}
 	return fields[len(fields)-1], nil
 }
+
+// startedFile, in a container's shim directory, holds its start time.
+const startedFile = "started"
 
 func (o *OCI) bundleDir(id string) string { return filepath.Join(o.root, "bundles", id) }
 func (o *OCI) shimDir(id string) string   { return filepath.Join(o.root, "shims", id) }
@@ -99,7 +102,7 @@ func (o *OCI) Create(ctx context.Context, id string, spec Spec) error {
 	if err := os.MkdirAll(shimDir, 0o700); err != nil {
 		return fmt.Errorf("container %q: %w", id, err)
 	}
-	res, err := o.startShim(ctx, shimJob{
+	res, err := o.startShim(ctx, shim.Job{
 		Runtime: o.binary, Root: o.stateRoot(), Bundle: dir, ID: id, Dir: shimDir,
 		Log: spec.LogPath, LogMaxSize: logs.DefaultMaxSize, LogFiles: logs.DefaultMaxFiles,
 	})
@@ -115,29 +118,29 @@ func (o *OCI) Create(ctx context.Context, id string, spec Spec) error {
 
 // startShim starts the container's shim in a session of its own and
 // returns what it reports once the runtime's create has run.
-func (o *OCI) startShim(ctx context.Context, job shimJob) (shimResult, error) {
+func (o *OCI) startShim(ctx context.Context, job shim.Job) (shim.Result, error) {
 	arg, err := json.Marshal(job)
 	if err != nil {
-		return shimResult{}, err
+		return shim.Result{}, err
 	}
 	r, w, err := os.Pipe()
 	if err != nil {
-		return shimResult{}, fmt.Errorf("container %q shim: %w", job.ID, err)
+		return shim.Result{}, fmt.Errorf("container %q shim: %w", job.ID, err)
 	}
 	defer r.Close()
 	// Not CommandContext: the shim outlives this call and the agent.
 	cmd := exec.Command(o.shim)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), shimEnv + "=" + string(arg)}
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), shim.Env + "=" + string(arg)}
 	cmd.ExtraFiles = []*os.File{w}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	err = cmd.Start()
 	w.Close()
 	if err != nil {
-		return shimResult{}, fmt.Errorf("container %q shim: %w", job.ID, err)
+		return shim.Result{}, fmt.Errorf("container %q shim: %w", job.ID, err)
 	}
 	go func() { _ = cmd.Wait() }() // reap it when it ends
 	done := make(chan struct{})
-	var res shimResult
+	var res shim.Result
 	var decodeErr error
 	go func() {
 		defer close(done)
@@ -147,11 +150,11 @@ func (o *OCI) startShim(ctx context.Context, job shimJob) (shimResult, error) {
 	case <-ctx.Done():
 		_ = cmd.Process.Kill()
 		<-done
-		return shimResult{}, fmt.Errorf("container %q: %w", job.ID, ctx.Err())
+		return shim.Result{}, fmt.Errorf("container %q: %w", job.ID, ctx.Err())
 	case <-done:
 	}
 	if decodeErr != nil {
-		return shimResult{}, fmt.Errorf("container %q shim ended without a word: %w", job.ID, decodeErr)
+		return shim.Result{}, fmt.Errorf("container %q shim ended without a word: %w", job.ID, decodeErr)
 	}
 	return res, nil
 }
@@ -273,8 +276,8 @@ func (o *OCI) status(s ociState) Status {
 	case "created", "creating":
 		st.State = Created
 	case "stopped":
-		var rec exitRecord
-		data, err := os.ReadFile(filepath.Join(dir, exitFile))
+		var rec shim.ExitRecord
+		data, err := os.ReadFile(filepath.Join(dir, shim.ExitFile))
 		if err == nil && json.Unmarshal(data, &rec) == nil {
 			st.State, st.Pid, st.ExitCode, st.FinishedAt = Stopped, 0, rec.ExitCode, rec.FinishedAt
 			break
@@ -292,7 +295,7 @@ func (o *OCI) status(s ociState) Status {
 
 // shimAlive reports whether the container's shim process still runs.
 func (o *OCI) shimAlive(id string) bool {
-	data, err := os.ReadFile(filepath.Join(o.shimDir(id), shimPidFile))
+	data, err := os.ReadFile(filepath.Join(o.shimDir(id), shim.PidFile))
 	if err != nil {
 		return false
 	}

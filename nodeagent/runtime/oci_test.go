@@ -15,10 +15,11 @@ import (
 	"skiff.dev/skiff/nodeagent/logs"
 	"skiff.dev/skiff/nodeagent/runtime"
 	"skiff.dev/skiff/nodeagent/runtime/runtimetest"
+	"skiff.dev/skiff/nodeagent/shim"
 )
 
 func TestMain(m *testing.M) {
-	runtime.RunShimIfAsked()
+	shim.RunIfAsked()
 	os.Exit(m.Run())
 }
 

@@ -167,6 +167,10 @@ func TestAgentKill9Readopts(t *testing.T) {
 	}
 	orphanUID := s.mustKubectl(t, "get", "instance", "orphan", "-o", "jsonpath={.metadata.uid}")
 
+	// The binary carries the small shim (make build embeds cmd/skiff-shim).
+	if shims, _ := filepath.Glob(filepath.Join(dataDir, "runtime", "skiff-shim-*")); len(shims) != 1 {
+		t.Errorf("shim executables in the runtime dir: %q, want the embedded one", shims)
+	}
 	agent.kill9(t)
 	if list := runc("list"); strings.Count(list, "running") != 2 {
 		t.Fatalf("after kill -9 of the agent, runc list:\n%s", list)

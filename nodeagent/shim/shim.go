@@ -1,4 +1,16 @@
-package runtime
+// Package shim is the small process that outlives the agent for each
+// container, as conmon does for CRI-O. It runs the runtime's create with
+// pipes for the container's stdout and stderr, writes them to the container
+// log, becomes the parent of the container's init (it is a child
+// subreaper), and records its exit code. An agent restart, even kill -9,
+// leaves containers, their logs and their exit codes intact.
+//
+// The shim is its own small executable (cmd/skiff-shim, a few MB of memory
+// per container): `make build` embeds it in skiff, which writes it to the
+// agent's data dir. A skiff built without it (go build, go test) starts
+// itself as the shim instead: RunIfAsked, called first thing in main and in
+// TestMain of tests that run containers, turns the process into one.
+package shim
 
 import (
 	"encoding/json"
@@ -20,19 +32,11 @@ import (
 	"skiff.dev/skiff/nodeagent/logs"
 )
 
-// A shim is the small process that outlives the agent for each container,
-// as conmon does for CRI-O: it runs the runtime's create with pipes for the
-// container's stdout and stderr, writes them to the container log, becomes
-// the parent of the container's init (it is a child subreaper), and records
-// its exit code. An agent restart, even kill -9, leaves containers, their
-// logs and their exit codes intact.
-//
-// The agent starts its own executable as the shim, with the job in the
-// shimEnv environment variable; RunShimIfAsked, called first thing in main
-// (and in TestMain of tests that run containers), turns the process into it.
-const shimEnv = "_SKIFF_OCI_SHIM"
+// Env carries the shim's job, as JSON, from the agent to the shim.
+const Env = "_SKIFF_OCI_SHIM"
 
-type shimJob struct {
+// Job is what one shim does.
+type Job struct {
 	Runtime    string `json:"runtime"`
 	Root       string `json:"root"`
 	Bundle     string `json:"bundle"`
@@ -43,53 +47,60 @@ type shimJob struct {
 	LogFiles   int    `json:"logFiles"`
 }
 
-// shimResult is what the shim tells the agent once create has run.
-type shimResult struct {
+// Result is what the shim tells the agent on its fd 3 once create has run.
+type Result struct {
 	Pid   int    `json:"pid,omitempty"`
 	Error string `json:"error,omitempty"`
 }
 
-// exitRecord is the shim's exit.json.
-type exitRecord struct {
+// ExitRecord is the shim's exit.json.
+type ExitRecord struct {
 	ExitCode   int       `json:"exitCode"`
 	FinishedAt time.Time `json:"finishedAt"`
 }
 
-// Files in a container's shim directory.
+// Files in a container's shim directory (Job.Dir).
 const (
-	exitFile    = "exit.json"
-	shimPidFile = "shim.pid"
-	startedFile = "started"
+	ExitFile = "exit.json"
+	PidFile  = "shim.pid"
 )
 
-// RunShimIfAsked runs the container shim and exits when this process was
-// started as one; otherwise it returns at once.
-func RunShimIfAsked() {
-	job, ok := os.LookupEnv(shimEnv)
-	if !ok {
-		return
+// RunIfAsked runs the shim and exits when this process was started as
+// one; otherwise it returns at once.
+func RunIfAsked() {
+	if _, ok := os.LookupEnv(Env); ok {
+		Main()
 	}
-	os.Exit(runShim(job))
 }
 
-func runShim(arg string) int {
+// Main runs the shim whose job is in the environment, and exits.
+func Main() {
+	job, ok := os.LookupEnv(Env)
+	if !ok {
+		fmt.Fprintln(os.Stderr, "skiff-shim: started by the skiff agent for each container; not meant to be run by hand")
+		os.Exit(2)
+	}
+	os.Exit(run(job))
+}
+
+func run(arg string) int {
 	sync := os.NewFile(3, "sync")
-	report := func(res shimResult) {
+	report := func(res Result) {
 		_ = json.NewEncoder(sync).Encode(res)
 		sync.Close()
 	}
-	var job shimJob
+	var job Job
 	if err := json.Unmarshal([]byte(arg), &job); err != nil {
-		report(shimResult{Error: fmt.Sprintf("shim: bad job: %v", err)})
+		report(Result{Error: fmt.Sprintf("shim: bad job: %v", err)})
 		return 2
 	}
 	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM, syscall.SIGPIPE)
-	pid, out, err := shimCreate(job)
+	pid, out, err := create(job)
 	if err != nil {
-		report(shimResult{Error: err.Error()})
+		report(Result{Error: err.Error()})
 		return 1
 	}
-	report(shimResult{Pid: pid})
+	report(Result{Pid: pid})
 	code := reap(pid)
 	// The container's pid namespace is gone with its init, so the pipes
 	// close; a bound keeps a leaked descriptor from holding the record.
@@ -99,21 +110,21 @@ func runShim(arg string) int {
 	case <-drained:
 	case <-time.After(5 * time.Second):
 	}
-	rec, _ := json.Marshal(exitRecord{ExitCode: code, FinishedAt: time.Now()})
-	tmp := filepath.Join(job.Dir, exitFile+".tmp")
+	rec, _ := json.Marshal(ExitRecord{ExitCode: code, FinishedAt: time.Now()})
+	tmp := filepath.Join(job.Dir, ExitFile+".tmp")
 	if err := os.WriteFile(tmp, rec, 0o600); err == nil {
-		_ = os.Rename(tmp, filepath.Join(job.Dir, exitFile))
+		_ = os.Rename(tmp, filepath.Join(job.Dir, ExitFile))
 	}
 	return 0
 }
 
 // shimCreate runs the runtime's create with the container's output piped
 // into the log, and returns the container's init pid.
-func shimCreate(job shimJob) (int, *sync.WaitGroup, error) {
+func create(job Job) (int, *sync.WaitGroup, error) {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return 0, nil, fmt.Errorf("shim: become child subreaper: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(job.Dir, shimPidFile), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(job.Dir, PidFile), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
 		return 0, nil, fmt.Errorf("shim: %w", err)
 	}
 	var w *logs.Writer
