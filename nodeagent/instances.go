@@ -77,8 +77,11 @@ func (r *instanceReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 		return r.stop(ctx, &inst)
 	}
 	if controllerutil.AddFinalizer(&inst, skiffv1alpha1.AgentFinalizer) {
-		// The update triggers the next pass.
-		return reconcile.Result{}, r.client.Update(ctx, &inst)
+		// Go on with the updated object: waiting for the update's own
+		// event would cost a round trip before every first start.
+		if err := r.client.Update(ctx, &inst); err != nil {
+			return reconcile.Result{}, err
+		}
 	}
 	if inst.Status.Phase == skiffv1alpha1.InstanceSucceeded || inst.Status.Phase == skiffv1alpha1.InstanceFailed {
 		return reconcile.Result{}, nil

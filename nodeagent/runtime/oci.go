@@ -237,6 +237,9 @@ func (o *OCI) State(ctx context.Context, id string) (Status, error) {
 	if !o.exists(id) {
 		return Status{}, fmt.Errorf("container %q: %w", id, ErrNotFound)
 	}
+	if st, ok := o.recordedState(id); ok {
+		return st, nil
+	}
 	out, err := o.run(ctx, "--root", o.stateRoot(), "state", id)
 	if err != nil {
 		return Status{}, err
@@ -291,6 +294,58 @@ func (o *OCI) status(s ociState) Status {
 		st.State = Running
 	}
 	return st
+}
+
+// recordedState is a container's state as its shim and Start recorded
+// them, read without running the runtime (which costs tens of
+// milliseconds): stopped once the shim recorded the exit, running once
+// started, created before. Without a live shim or its record, only the
+// runtime knows, and ok is false.
+func (o *OCI) recordedState(id string) (st Status, ok bool) {
+	dir := o.shimDir(id)
+	st = Status{ID: id}
+	if data, err := os.ReadFile(filepath.Join(dir, startedFile)); err == nil {
+		_ = st.StartedAt.UnmarshalText(data)
+	}
+	var rec shim.ExitRecord
+	if data, err := os.ReadFile(filepath.Join(dir, shim.ExitFile)); err == nil && json.Unmarshal(data, &rec) == nil {
+		st.State, st.ExitCode, st.FinishedAt = Stopped, rec.ExitCode, rec.FinishedAt
+	} else if !o.shimAlive(id) {
+		return Status{}, false
+	} else {
+		data, err := os.ReadFile(filepath.Join(o.bundleDir(id), "pid"))
+		if err != nil {
+			return Status{}, false
+		}
+		if st.Pid, err = strconv.Atoi(strings.TrimSpace(string(data))); err != nil {
+			return Status{}, false
+		}
+		st.State = Created
+		if !st.StartedAt.IsZero() {
+			st.State = Running
+		}
+	}
+	labels, err := o.labels(id)
+	if err != nil {
+		return Status{}, false
+	}
+	st.Labels = labels
+	return st, true
+}
+
+// labels are the annotations of a container's bundle.
+func (o *OCI) labels(id string) (map[string]string, error) {
+	data, err := os.ReadFile(filepath.Join(o.bundleDir(id), "config.json"))
+	if err != nil {
+		return nil, err
+	}
+	var spec struct {
+		Annotations map[string]string `json:"annotations"`
+	}
+	if err := json.Unmarshal(data, &spec); err != nil {
+		return nil, err
+	}
+	return spec.Annotations, nil
 }
 
 // shimAlive reports whether the container's shim process still runs.

@@ -35,36 +35,58 @@ func main() {
 	objects := flag.Int("objects", 10000, "objects to create")
 	clients := flag.Int("clients", 8, "concurrent create clients")
 	profile := flag.String("cpuprofile", "", "write the server's CPU profile of the create phase to this file")
+	containers := flag.Int("containers", 50, "containers the agent benchmark runs")
+	only := flag.String("only", "", "run one part: apiserver, agent or fleet")
 	flag.Parse()
-	if err := run(*objects, *clients, *profile); err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
+	bin := os.Getenv("SKIFF_BIN")
+	if bin == "" {
+		bin = "bin/skiff"
+	}
+	var all []result
+	if *only == "" || *only == "apiserver" {
+		res, err := run(bin, *objects, *clients, *profile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		all = append(all, res...)
+	}
+	if *only == "" || *only == "agent" {
+		res, err := agentBench(bin, *containers)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: agent:", err)
+			if *only == "agent" {
+				os.Exit(1)
+			}
+		}
+		all = append(all, res...)
+	}
+	fmt.Printf("\n%-48s %-22s %s\n", "figure", "measured", "target")
+	fmt.Println(strings.Repeat("-", 84))
+	for _, r := range all {
+		fmt.Printf("%-48s %-22s %s\n", r.name, r.value, r.target)
 	}
 }
 
 type result struct{ name, value, target string }
 
-func run(objects, clients int, profile string) error {
-	bin := os.Getenv("SKIFF_BIN")
-	if bin == "" {
-		bin = "bin/skiff"
-	}
+func run(bin string, objects, clients int, profile string) ([]result, error) {
 	dir, err := os.MkdirTemp("", "skiff-bench-")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer os.RemoveAll(dir)
 
 	// First start creates the data directory; the timed start reuses it.
 	srv, err := start(bin, dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	srv.stop()
 	t0 := time.Now()
 	srv, err = start(bin, dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer srv.stop()
 	ready := time.Since(t0)
@@ -73,7 +95,7 @@ func run(objects, clients int, profile string) error {
 
 	api, err := newClient(srv.kubeconfig)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var profiled chan error
 	if profile != "" {
@@ -82,20 +104,20 @@ func run(objects, clients int, profile string) error {
 	}
 	rate, err := api.createMany(objects, clients)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if profiled != nil {
 		if err := <-profiled; err != nil {
-			return err
+			return nil, err
 		}
 	}
 	listP50, listP99, err := api.listLatency(20)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	watchP50, watchP99, err := api.watchLatency(200)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	loaded := srv.rss()
 
@@ -107,12 +129,7 @@ func run(objects, clients int, profile string) error {
 		{fmt.Sprintf("RSS with %d objects", objects), mb(loaded), ""},
 		{"start to /readyz, existing data dir", ms(ready), "< 2 s"},
 	}
-	fmt.Printf("\n%-48s %-22s %s\n", "figure", "measured", "target")
-	fmt.Println(strings.Repeat("-", 84))
-	for _, r := range results {
-		fmt.Printf("%-48s %-22s %s\n", r.name, r.value, r.target)
-	}
-	return nil
+	return results, nil
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
@@ -121,10 +138,11 @@ func mb(b int64) string         { return fmt.Sprintf("%.0f MB", float64(b)/(1<<2
 type server struct {
 	cmd        *exec.Cmd
 	kubeconfig string
+	url        string
 }
 
 func start(bin, dir string) (*server, error) {
-	cmd := exec.Command(bin, "server", "--data-dir", dir, "--listen", "127.0.0.1:0")
+	cmd := exec.Command(bin, "server", "--data-dir", dir, "--listen", "127.0.0.1:0", "--disable-agent")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -146,6 +164,7 @@ func start(bin, dir string) (*server, error) {
 	var base string
 	select {
 	case base = <-url:
+		s.url = base
 	case <-time.After(60 * time.Second):
 		s.stop()
 		return nil, errors.New("server printed no URL within 60s")
