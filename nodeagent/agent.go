@@ -97,7 +97,7 @@ func (a *Agent) importImages(ctx context.Context) {
 
 // Run joins, reports the Node status and renews the Lease until ctx ends.
 func (a *Agent) Run(ctx context.Context) error {
-	j, err := join(ctx, a.cfg, a.scheme)
+	j, err := join(ctx, a.cfg, a.scheme, nil)
 	if err != nil {
 		return err
 	}
@@ -150,10 +150,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	lease := time.NewTicker(a.cfg.LeaseInterval)
 	defer lease.Stop()
+	keeper := &leaseKeeper{client: j.client, node: a.cfg.NodeName, interval: a.cfg.LeaseInterval}
 	status := time.NewTicker(a.cfg.StatusInterval)
 	defer status.Stop()
 	for {
-		if err := a.renewLease(ctx, j.client); err != nil && ctx.Err() == nil {
+		if err := keeper.renew(ctx); err != nil && ctx.Err() == nil {
 			klog.ErrorS(err, "renew lease", "node", a.cfg.NodeName)
 		}
 		select {
@@ -244,30 +245,47 @@ func (a *Agent) warnOnFlagDrift(n *skiffv1alpha1.Node) {
 	}
 }
 
-// renewLease creates or renews skiff-node-lease/NAME.
-func (a *Agent) renewLease(ctx context.Context, c client.Client) error {
+// leaseKeeper renews one node's Lease, skiff-node-lease/NAME. It keeps
+// the Lease it last wrote, so a renewal is one update; it reads the Lease
+// again only after a conflict.
+type leaseKeeper struct {
+	client   client.Client
+	node     string
+	interval time.Duration
+	lease    *coordinationv1.Lease
+}
+
+func (k *leaseKeeper) renew(ctx context.Context) error {
 	now := metav1.NewMicroTime(time.Now())
-	seconds := int32(max(1, (3*a.cfg.LeaseInterval).Round(time.Second)/time.Second))
-	var lease coordinationv1.Lease
-	key := client.ObjectKey{Namespace: skiffv1alpha1.NodeLeaseNamespace, Name: a.cfg.NodeName}
-	err := c.Get(ctx, key, &lease)
-	if apierrors.IsNotFound(err) {
-		lease = coordinationv1.Lease{
-			ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name},
-			Spec: coordinationv1.LeaseSpec{
-				HolderIdentity: ptr.To(a.cfg.NodeName), LeaseDurationSeconds: ptr.To(seconds),
-				AcquireTime: &now, RenewTime: &now,
-			},
+	seconds := int32(max(1, (3*k.interval).Round(time.Second)/time.Second))
+	key := client.ObjectKey{Namespace: skiffv1alpha1.NodeLeaseNamespace, Name: k.node}
+	if k.lease == nil {
+		var lease coordinationv1.Lease
+		err := k.client.Get(ctx, key, &lease)
+		if apierrors.IsNotFound(err) {
+			lease = coordinationv1.Lease{
+				ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name},
+				Spec: coordinationv1.LeaseSpec{
+					HolderIdentity: ptr.To(k.node), LeaseDurationSeconds: ptr.To(seconds),
+					AcquireTime: &now, RenewTime: &now,
+				},
+			}
+			if err := k.client.Create(ctx, &lease); err != nil {
+				return fmt.Errorf("lease %s: %w", key, err)
+			}
+			k.lease = &lease
+			return nil
 		}
-		return c.Create(ctx, &lease)
+		if err != nil {
+			return fmt.Errorf("lease %s: %w", key, err)
+		}
+		k.lease = &lease
 	}
-	if err != nil {
-		return fmt.Errorf("lease %s: %w", key, err)
-	}
-	lease.Spec.HolderIdentity = ptr.To(a.cfg.NodeName)
-	lease.Spec.LeaseDurationSeconds = ptr.To(seconds)
-	lease.Spec.RenewTime = &now
-	if err := c.Update(ctx, &lease); err != nil {
+	k.lease.Spec.HolderIdentity = ptr.To(k.node)
+	k.lease.Spec.LeaseDurationSeconds = ptr.To(seconds)
+	k.lease.Spec.RenewTime = &now
+	if err := k.client.Update(ctx, k.lease); err != nil {
+		k.lease = nil // read it again next time
 		return fmt.Errorf("lease %s: %w", key, err)
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -69,6 +71,8 @@ type joined struct {
 	id     *identity.Identity
 	config *rest.Config
 	client client.Client
+	// http is the client's connection, for other clients of this node.
+	http *http.Client
 	// serverCert is the DER of the apiserver's pinned certificate.
 	serverCert []byte
 }
@@ -89,7 +93,10 @@ func (j *joined) servingCertificate(nodeName string) (tls.Certificate, error) {
 
 // join registers the Node once with the join token and returns a client
 // that authenticates as the node.
-func join(ctx context.Context, cfg Config, scheme *runtime.Scheme) (*joined, error) {
+//
+// mapper, when not nil, is shared by the clients (a fleet of simulated
+// nodes would otherwise run discovery once per node).
+func join(ctx context.Context, cfg Config, scheme *runtime.Scheme, mapper meta.RESTMapper) (*joined, error) {
 	tok, err := readJoinToken(cfg.JoinToken)
 	if err != nil {
 		return nil, err
@@ -106,7 +113,11 @@ func join(ctx context.Context, cfg Config, scheme *runtime.Scheme) (*joined, err
 	if err != nil {
 		return nil, err
 	}
-	nodeClient, err := client.New(nodeCfg, client.Options{Scheme: scheme})
+	nodeHTTP, err := rest.HTTPClientFor(nodeCfg)
+	if err != nil {
+		return nil, err
+	}
+	nodeClient, err := client.New(nodeCfg, client.Options{Scheme: scheme, Mapper: mapper, HTTPClient: nodeHTTP})
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +129,7 @@ func join(ctx context.Context, cfg Config, scheme *runtime.Scheme) (*joined, err
 	case err == nil:
 		return nil, fmt.Errorf("node %q is registered with another key", cfg.NodeName)
 	case apierrors.IsUnauthorized(err):
-		if err := register(ctx, cfg, tok, ca, id, scheme); err != nil {
+		if err := register(ctx, cfg, tok, ca, id, scheme, mapper); err != nil {
 			return nil, err
 		}
 		if err := waitTrusted(ctx, nodeClient, cfg.NodeName); err != nil {
@@ -131,7 +142,7 @@ func join(ctx context.Context, cfg Config, scheme *runtime.Scheme) (*joined, err
 	if block == nil {
 		return nil, fmt.Errorf("server %s: no certificate", cfg.Server)
 	}
-	return &joined{id: id, config: nodeCfg, client: nodeClient, serverCert: block.Bytes}, nil
+	return &joined{id: id, config: nodeCfg, client: nodeClient, http: nodeHTTP, serverCert: block.Bytes}, nil
 }
 
 func nodeConfig(cfg Config, id *identity.Identity, ca []byte) (*rest.Config, error) {
@@ -158,8 +169,14 @@ func bootstrapConfig(server string, tok identity.JoinToken, ca []byte) *rest.Con
 
 // register creates the Node with the agent's key, or sets the key of a
 // Node that has none, authenticating with the join token.
-func register(ctx context.Context, cfg Config, tok identity.JoinToken, ca []byte, id *identity.Identity, scheme *runtime.Scheme) error {
-	boot, err := client.New(bootstrapConfig(cfg.Server, tok, ca), client.Options{Scheme: scheme})
+func register(ctx context.Context, cfg Config, tok identity.JoinToken, ca []byte, id *identity.Identity, scheme *runtime.Scheme, mapper meta.RESTMapper) error {
+	bootCfg := bootstrapConfig(cfg.Server, tok, ca)
+	bootHTTP, err := rest.HTTPClientFor(bootCfg)
+	if err != nil {
+		return err
+	}
+	defer bootHTTP.CloseIdleConnections() // used once
+	boot, err := client.New(bootCfg, client.Options{Scheme: scheme, Mapper: mapper, HTTPClient: bootHTTP})
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"skiff.dev/skiff/nodeagent"
 )
@@ -12,6 +13,8 @@ func newAgentCommand() *cobra.Command {
 	cfg := nodeagent.DefaultConfig()
 	var taints []string
 	var reserved map[string]string
+	var simulate int
+	var kubeconfig string
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run a node agent: join the cluster, report the node, run its Instances",
@@ -28,6 +31,18 @@ func newAgentCommand() *cobra.Command {
 			}
 			if cfg.Reserved, err = nodeagent.ParseResources(reserved); err != nil {
 				return err
+			}
+			if simulate > 0 {
+				rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+				if kubeconfig == "" || err != nil {
+					return fmt.Errorf("--simulate-nodes needs --kubeconfig (an admin's): the fleet's shared Instance watch reads every node's Instances: %v", err)
+				}
+				f, err := nodeagent.NewFleet(cfg, simulate, rc)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "skiff agent simulating %d nodes %s-0..%d joining %s\n", simulate, cfg.NodeName, simulate-1, cfg.Server)
+				return f.Run(cmd.Context())
 			}
 			a, err := nodeagent.New(cfg)
 			if err != nil {
@@ -49,6 +64,8 @@ func newAgentCommand() *cobra.Command {
 	fs.DurationVar(&cfg.LeaseInterval, "lease-interval", cfg.LeaseInterval, "how often the Lease is renewed")
 	fs.DurationVar(&cfg.StatusInterval, "status-interval", cfg.StatusInterval, "how often the Node status is refreshed")
 	fs.DurationVar(&cfg.Backoff.Base, "backoff-base", cfg.Backoff.Base, "first crash-loop back-off; it doubles up to 5m")
+	fs.IntVar(&simulate, "simulate-nodes", 0, "host this many simulated nodes named <node-name>-0..N-1 (needs --runtime sim and --kubeconfig)")
+	fs.StringVar(&kubeconfig, "kubeconfig", "", "with --simulate-nodes: the kubeconfig the fleet's shared Instance watch reads with")
 	fs.StringVar(&cfg.Runtime, "runtime", cfg.Runtime, "container runtime: youki, runc, crun, the path of a runc-compatible binary, or sim")
 	fs.StringSliceVar(&cfg.InsecureRegistries, "insecure-registry", cfg.InsecureRegistries, "registries (host:port) pulled from over plain HTTP")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address of the agent's HTTPS endpoint (logs for the apiserver, /metrics, /healthz)")
