@@ -97,7 +97,7 @@ func (a *Agent) importImages(ctx context.Context) {
 
 // Run joins, reports the Node status and renews the Lease until ctx ends.
 func (a *Agent) Run(ctx context.Context) error {
-	j, err := join(ctx, a.cfg, a.scheme, nil)
+	j, err := join(ctx, a.cfg, a.scheme, joinOptions{})
 	if err != nil {
 		return err
 	}

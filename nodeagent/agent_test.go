@@ -122,7 +122,7 @@ func TestRegisteredAgentNeedsNoToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := join(context.Background(), cfg, a.scheme, nil); err != nil {
+	if _, err := join(context.Background(), cfg, a.scheme, joinOptions{}); err != nil {
 		t.Fatalf("first join: %v", err)
 	}
 	// The token pins the server certificate; its secret is not needed again.
@@ -132,7 +132,7 @@ func TestRegisteredAgentNeedsNoToken(t *testing.T) {
 	}
 	tok.Secret = []byte("a-secret-the-server-never-issued")
 	cfg.JoinToken = tok.String()
-	if _, err := join(context.Background(), cfg, a.scheme, nil); err != nil {
+	if _, err := join(context.Background(), cfg, a.scheme, joinOptions{}); err != nil {
 		t.Fatalf("second join with a wrong secret: %v; a registered agent authenticates with its key", err)
 	}
 }
@@ -144,7 +144,7 @@ func TestJoinRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := join(context.Background(), cfg, a.scheme, nil); err != nil {
+	if _, err := join(context.Background(), cfg, a.scheme, joinOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	tok, _ := readJoinToken(s.JoinTokenFile)
@@ -153,19 +153,19 @@ func TestJoinRefusals(t *testing.T) {
 	wrong.Secret = []byte("a-secret-the-server-never-issued")
 	other := testConfig(s, t.TempDir(), "n2")
 	other.JoinToken = wrong.String()
-	if _, err := join(context.Background(), other, a.scheme, nil); err == nil || !strings.Contains(err.Error(), "refused the join token") {
+	if _, err := join(context.Background(), other, a.scheme, joinOptions{}); err == nil || !strings.Contains(err.Error(), "refused the join token") {
 		t.Errorf("wrong token: %v, want a refusal naming the join token", err)
 	}
 
 	pinned := tok
 	pinned.CAHash = make([]byte, 32)
 	other.JoinToken = pinned.String()
-	if _, err := join(context.Background(), other, a.scheme, nil); err == nil || !strings.Contains(err.Error(), "does not match the join token") {
+	if _, err := join(context.Background(), other, a.scheme, joinOptions{}); err == nil || !strings.Contains(err.Error(), "does not match the join token") {
 		t.Errorf("token pinning another certificate: %v", err)
 	}
 
 	impostor := testConfig(s, t.TempDir(), "n1") // same name, new key
-	if _, err := join(context.Background(), impostor, a.scheme, nil); err == nil || !strings.Contains(err.Error(), "registered with another key") {
+	if _, err := join(context.Background(), impostor, a.scheme, joinOptions{}); err == nil || !strings.Contains(err.Error(), "registered with another key") {
 		t.Errorf("second agent claiming n1: %v, want a refusal", err)
 	}
 
@@ -201,7 +201,7 @@ func TestNodeRestriction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	j, err := join(ctx, cfg, a.scheme, nil)
+	j, err := join(ctx, cfg, a.scheme, joinOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -58,6 +59,9 @@ func NewFleet(cfg Config, size int, kubeconfig *rest.Config) (*Fleet, error) {
 	a, err := New(cfg)
 	if err != nil {
 		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("--data-dir: %w", err)
 	}
 	return &Fleet{agent: a, size: size, kubeconfig: kubeconfig}, nil
 }
@@ -140,7 +144,7 @@ func (f *Fleet) join(ctx context.Context, mgr manager.Manager, mapper meta.RESTM
 			cfg := a.cfg
 			cfg.NodeName = a.cfg.NodeName + "-" + strconv.Itoa(i)
 			cfg.DataDir = filepath.Join(a.cfg.DataDir, "nodes", cfg.NodeName)
-			j, err := join(gctx, cfg, a.scheme, mapper)
+			j, err := join(gctx, cfg, a.scheme, joinOptions{mapper: mapper, http1: true})
 			if err != nil {
 				return fmt.Errorf("node %s: %w", cfg.NodeName, err)
 			}

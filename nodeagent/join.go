@@ -66,6 +66,17 @@ func serverCertificate(ctx context.Context, server string, tok identity.JoinToke
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw}), nil
 }
 
+// joinOptions tune joins for a fleet of simulated nodes.
+type joinOptions struct {
+	// mapper, when not nil, is shared by the clients (a fleet would
+	// otherwise run discovery once per node).
+	mapper meta.RESTMapper
+	// http1 makes the node's connection HTTP/1.1: a node of a fleet sends
+	// a request every few seconds, and an HTTP/2 connection holds several
+	// times the buffers.
+	http1 bool
+}
+
 // joined is the outcome of a join: the node's identity and clients.
 type joined struct {
 	id     *identity.Identity
@@ -93,10 +104,8 @@ func (j *joined) servingCertificate(nodeName string) (tls.Certificate, error) {
 
 // join registers the Node once with the join token and returns a client
 // that authenticates as the node.
-//
-// mapper, when not nil, is shared by the clients (a fleet of simulated
-// nodes would otherwise run discovery once per node).
-func join(ctx context.Context, cfg Config, scheme *runtime.Scheme, mapper meta.RESTMapper) (*joined, error) {
+func join(ctx context.Context, cfg Config, scheme *runtime.Scheme, opts joinOptions) (*joined, error) {
+	mapper := opts.mapper
 	tok, err := readJoinToken(cfg.JoinToken)
 	if err != nil {
 		return nil, err
@@ -112,6 +121,9 @@ func join(ctx context.Context, cfg Config, scheme *runtime.Scheme, mapper meta.R
 	nodeCfg, err := nodeConfig(cfg, id, ca)
 	if err != nil {
 		return nil, err
+	}
+	if opts.http1 {
+		nodeCfg.TLSClientConfig.NextProtos = []string{"http/1.1"}
 	}
 	nodeHTTP, err := rest.HTTPClientFor(nodeCfg)
 	if err != nil {

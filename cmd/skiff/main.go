@@ -9,12 +9,17 @@ import (
 	"os/signal"
 	"syscall"
 
+	"k8s.io/klog/v2"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
 	"skiff.dev/skiff/nodeagent/shim"
 )
 
 func main() {
 	// The agent starts this binary as each container's shim.
 	shim.RunIfAsked()
+	// controller-runtime (the agent's Instance controller) logs through klog.
+	ctrllog.SetLogger(klog.NewKlogr())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := newRootCommand().ExecuteContext(ctx); err != nil {

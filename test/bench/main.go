@@ -37,6 +37,9 @@ func main() {
 	profile := flag.String("cpuprofile", "", "write the server's CPU profile of the create phase to this file")
 	containers := flag.Int("containers", 50, "containers the agent benchmark runs")
 	only := flag.String("only", "", "run one part: apiserver, agent or fleet")
+	fleets := flag.String("fleets", "1000,5000", "simulated fleet sizes, comma-separated")
+	leaseInterval := flag.Duration("lease-interval", 5*time.Second, "the simulated nodes' lease interval")
+	window := flag.Duration("window", 30*time.Second, "how long lease renewals are sampled")
 	flag.Parse()
 	bin := os.Getenv("SKIFF_BIN")
 	if bin == "" {
@@ -60,6 +63,23 @@ func main() {
 			}
 		}
 		all = append(all, res...)
+	}
+	if *only == "" || *only == "fleet" {
+		for _, size := range strings.Split(*fleets, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(size))
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "bench: -fleets:", err)
+				os.Exit(2)
+			}
+			res, err := fleetBench(bin, n, *leaseInterval, *window)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "bench: fleet %d: %v\n", n, err)
+				if *only == "fleet" {
+					os.Exit(1)
+				}
+			}
+			all = append(all, res...)
+		}
 	}
 	fmt.Printf("\n%-48s %-22s %s\n", "figure", "measured", "target")
 	fmt.Println(strings.Repeat("-", 84))

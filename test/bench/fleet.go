@@ -1,0 +1,122 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// fleetBench runs `skiff agent --simulate-nodes n` against a server and
+// reports the time to join them all, the fleet process's RSS, and how late
+// Lease renewals are: the largest age of any of the fleet's Leases over a
+// sampling window, beyond the renewal interval.
+func fleetBench(bin string, n int, interval, window time.Duration) ([]result, error) {
+	dir, err := os.MkdirTemp("", "skiff-bench-fleet-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	srv, err := start(bin, filepath.Join(dir, "server"))
+	if err != nil {
+		return nil, err
+	}
+	defer srv.stop()
+	api, err := newClient(srv.kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	t0 := time.Now()
+	fleet := exec.Command(bin, "agent", "--simulate-nodes", fmt.Sprint(n), "--runtime", "sim", "--node-name", "fleet",
+		"--server", srv.url, "--join-token", filepath.Join(dir, "server", "join-token"), "--kubeconfig", srv.kubeconfig,
+		"--data-dir", filepath.Join(dir, "fleet"), "--lease-interval", interval.String(), "--status-interval", "1h", "--listen", "127.0.0.1:0")
+	fleet.Stdout, fleet.Stderr = io.Discard, io.Discard
+	if err := fleet.Start(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		_ = fleet.Process.Signal(syscall.SIGTERM)
+		_ = fleet.Wait()
+	}()
+	if err := api.waitLeases(n, 10*time.Minute); err != nil {
+		return nil, err
+	}
+	joined := time.Since(t0)
+	var worst time.Duration
+	deadline := time.Now().Add(window)
+	for time.Now().Before(deadline) {
+		ages, err := api.leaseAges()
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range ages {
+			worst = max(worst, a)
+		}
+		time.Sleep(time.Second)
+	}
+	// Lease times are stored to the microsecond, sampling adds up to the
+	// time of one list: a lease is late when older than its interval.
+	late := max(worst-interval, 0)
+	rss := rssOf(fleet.Process.Pid)
+	return []result{
+		{fmt.Sprintf("fleet %d nodes: time to join all", n), fmt.Sprintf("%.1f s", joined.Seconds()), ""},
+		{fmt.Sprintf("fleet %d nodes: RSS", n), mb(rss), "<= 1 GB at 5000"},
+		{fmt.Sprintf("fleet %d nodes: oldest lease (interval %s)", n, interval), fmt.Sprintf("%s (late by %s)", ms(worst), ms(late)), "late by 0"},
+	}, nil
+}
+
+func (c *client) leases() (map[string]time.Time, error) {
+	resp, err := c.hc.Get(c.host + "/apis/coordination.k8s.io/v1/namespaces/skiff-node-lease/leases")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var list struct {
+		Items []struct {
+			Metadata struct{ Name string } `json:"metadata"`
+			Spec     struct {
+				RenewTime time.Time `json:"renewTime"`
+			} `json:"spec"`
+		} `json:"items"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		return nil, err
+	}
+	out := map[string]time.Time{}
+	for _, l := range list.Items {
+		if strings.HasPrefix(l.Metadata.Name, "fleet-") {
+			out[l.Metadata.Name] = l.Spec.RenewTime
+		}
+	}
+	return out, nil
+}
+
+func (c *client) waitLeases(n int, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if l, err := c.leases(); err == nil && len(l) >= n {
+			return nil
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	return fmt.Errorf("%d leases not there within %s", n, limit)
+}
+
+// leaseAges is how long ago each fleet Lease was renewed.
+func (c *client) leaseAges() ([]time.Duration, error) {
+	l, err := c.leases()
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	ages := make([]time.Duration, 0, len(l))
+	for _, t := range l {
+		ages = append(ages, now.Sub(t))
+	}
+	return ages, nil
+}
