@@ -47,6 +47,9 @@ func fleetBench(bin string, n int, interval, window time.Duration) ([]result, er
 		return nil, err
 	}
 	joined := time.Since(t0)
+	// Leases renewed while the others joined are as old as the join took:
+	// let every node renew once before sampling.
+	time.Sleep(2 * interval)
 	var worst time.Duration
 	deadline := time.Now().Add(window)
 	for time.Now().Before(deadline) {
@@ -107,13 +110,14 @@ func (c *client) waitLeases(n int, limit time.Duration) error {
 	return fmt.Errorf("%d leases not there within %s", n, limit)
 }
 
-// leaseAges is how long ago each fleet Lease was renewed.
+// leaseAges is how long ago each fleet Lease was renewed, as of when the
+// list was asked for (the list's own latency is not the fleet's lateness).
 func (c *client) leaseAges() ([]time.Duration, error) {
+	now := time.Now()
 	l, err := c.leases()
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
 	ages := make([]time.Duration, 0, len(l))
 	for _, t := range l {
 		ages = append(ages, now.Sub(t))
