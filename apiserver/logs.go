@@ -99,6 +99,9 @@ func (r *logREST) Get(ctx context.Context, name string, options runtime.Object) 
 // agentClient accepts only the agent holding key pub.
 func (r *logREST) agentClient(pub ed25519.PublicKey) *http.Client {
 	return &http.Client{Transport: &http.Transport{
+		// One connection per log request: a transport made per request
+		// must not keep idle connections it will never reuse.
+		DisableKeepAlives: true,
 		TLSClientConfig: &tls.Config{
 			Certificates:       []tls.Certificate{r.cert},
 			InsecureSkipVerify: true, // replaced by the key check below

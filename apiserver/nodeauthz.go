@@ -49,7 +49,7 @@ func isRead(verb string) bool {
 }
 
 // authorizeNode is the node restriction as far as request attributes
-// tell: a node reads Nodes and Instances, writes its own Node's status and
+// tell: a node reads Nodes and its own Instances, writes its own Node's status and
 // its own Lease, Instances' status and the agent finalizer (which Instances
 // and which fields is checked by the nodeRestriction admission, which sees
 // the objects), and creates Events. Everything else is denied.
@@ -67,9 +67,9 @@ func authorizeNode(node string, a authorizer.Attributes) (authorizer.Decision, s
 		allow = isRead(verb) && sub == "" ||
 			(verb == "update" || verb == "patch") && a.GetName() == node && sub == "status"
 	case a.GetAPIGroup() == skiffv1alpha1.GroupName && res == "instances":
-		// Lists and watches must select the node's own Instances.
-		allow = verb == "get" && sub == "" ||
-			(verb == "list" || verb == "watch") && sub == "" && selectsNode(a, node) ||
+		// A node reads Instances only through lists and watches that
+		// select its own (a get by name would show any Instance).
+		allow = (verb == "list" || verb == "watch") && sub == "" && selectsNode(a, node) ||
 			(verb == "update" || verb == "patch") && (sub == "" || sub == "status")
 	case a.GetAPIGroup() == "coordination.k8s.io" && res == "leases":
 		allow = a.GetNamespace() == skiffv1alpha1.NodeLeaseNamespace &&

@@ -80,6 +80,15 @@ omitStages: ["RequestReceived"]
 rules:
 - level: None
   nonResourceURLs: ["/livez*", "/readyz*", "/healthz*", "/health", "/live", "/ready", "/metrics"]
+# Nodes renew their Lease every few seconds: thousands of records a minute
+# that say only that the node is alive.
+- level: None
+  userGroups: ["skiff:nodes"]
+  verbs: ["get", "update", "patch"]
+  namespaces: ["skiff-node-lease"]
+  resources:
+  - group: coordination.k8s.io
+    resources: ["leases"]
 - level: Metadata
 `
 

@@ -256,6 +256,7 @@ func TestNodeRestriction(t *testing.T) {
 	forbidden("n1 lists every instance", node.List(ctx, &skiffv1alpha1.InstanceList{}))
 	allowed("n1 lists its instances", node.List(ctx, &skiffv1alpha1.InstanceList{}, client.MatchingFields{"spec.nodeName": "n1"}))
 	forbidden("n1 lists n2's instances", node.List(ctx, &skiffv1alpha1.InstanceList{}, client.MatchingFields{"spec.nodeName": "n2"}))
+	forbidden("n1 gets n2's instance by name", node.Get(ctx, client.ObjectKeyFromObject(theirs), &skiffv1alpha1.Instance{}))
 
 	theirsGot := get(&skiffv1alpha1.Instance{}, "theirs", "default").(*skiffv1alpha1.Instance)
 	theirsGot.Status.Phase = skiffv1alpha1.InstanceFailed

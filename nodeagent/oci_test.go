@@ -191,6 +191,25 @@ func TestInstancesOnRunc(t *testing.T) {
 		}
 	})
 
+	t.Run("bad log requests name what is wrong", func(t *testing.T) {
+		for query, want := range map[string]string{
+			"tailLines=-1":      "tailLines",
+			"sinceSeconds=soon": "sinceSeconds",
+			"container=nope":    "container nope is not valid for instance hello, choose one of: [main]",
+			"sinceSeconds=5&sinceTime=2026-01-01T00:00:00Z": "sinceTime",
+		} {
+			resp, err := c.logs(ctx, "hello", query)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode < 400 || resp.StatusCode >= 500 || !strings.Contains(string(body), want) {
+				t.Errorf("log?%s: %s %s, want a client error naming %q", query, resp.Status, body, want)
+			}
+		}
+	})
+
 	t.Run("follow", func(t *testing.T) {
 		inst := c.run(t, "ticker", func(i *skiffv1alpha1.Instance) {
 			i.Spec.Containers[0].Args = []string{"i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done"}

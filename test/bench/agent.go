@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"skiff.dev/skiff/nodeagent/bundle"
 )
@@ -29,7 +30,7 @@ import (
 const benchImage = "bench.local/busybox:1"
 
 // agentBench measures the node agent on runc: its overhead over bare
-// `runc create` + `runc start` of the same container (bind to Running,
+// `runc create` + `runc start` of the same bundles (bind to Running,
 // median and p99 over n containers, warm image) and its RSS idle and with n
 // running containers.
 func agentBench(bin string, n int) ([]result, error) {
@@ -49,11 +50,6 @@ func agentBench(bin string, n int) ([]result, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-
-	bare, err := bareRunc(runc, busybox, filepath.Join(dir, "bare"), n)
-	if err != nil {
-		return nil, fmt.Errorf("bare runc: %w", err)
-	}
 
 	srv, err := start(bin, filepath.Join(dir, "server"))
 	if err != nil {
@@ -92,6 +88,12 @@ func agentBench(bin string, n int) ([]result, error) {
 	}
 	loaded, loadedAnon := rssOf(agent.Process.Pid), anonOf(agent.Process.Pid)
 	shims := shimRSS()
+	// The baseline: bare runc create + start of the agent's own bundles
+	// (same config.json, same overlay rootfs), in a cgroup of their own.
+	bare, err := bareRunc(runc, filepath.Join(agentDir, "runtime", "bundles"), filepath.Join(dir, "bare"))
+	if err != nil {
+		return nil, fmt.Errorf("bare runc: %w", err)
+	}
 	if err := api.deleteInstances(n, 2*time.Minute); err != nil {
 		return nil, err
 	}
@@ -108,27 +110,28 @@ func agentBench(bin string, n int) ([]result, error) {
 	}, nil
 }
 
-// bareRunc times runc create + start of a busybox container with skiff's
-// hardened bundle, n times, with the rootfs a plain directory.
-func bareRunc(runc, busybox, dir string, n int) ([]time.Duration, error) {
-	rootfs := filepath.Join(dir, "rootfs")
-	if err := os.MkdirAll(filepath.Join(rootfs, "bin"), 0o755); err != nil {
-		return nil, err
-	}
-	data, err := os.ReadFile(busybox)
+// bareRunc times runc create + start of a copy of each bundle in bundles
+// (the agent's), with another id and cgroup, then deletes it.
+func bareRunc(runc, bundles, dir string) ([]time.Duration, error) {
+	entries, err := os.ReadDir(bundles)
 	if err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(rootfs, "bin", "sh"), data, 0o755); err != nil {
 		return nil, err
 	}
 	state := filepath.Join(dir, "state")
 	var samples []time.Duration
-	for i := 0; i < n; i++ {
+	for i, e := range entries {
+		data, err := os.ReadFile(filepath.Join(bundles, e.Name(), "config.json"))
+		if err != nil {
+			return nil, err
+		}
+		var spec specs.Spec
+		if err := json.Unmarshal(data, &spec); err != nil {
+			return nil, err
+		}
 		id := fmt.Sprintf("bare-%d", i)
+		spec.Linux.CgroupsPath = "/skiff-bench/" + id
 		b := filepath.Join(dir, "bundles", id)
-		spec := bundle.Spec(bundle.Input{ID: id, Rootfs: rootfs, Args: []string{"sh", "-c", "exec sleep 1000"}, Env: []string{"PATH=/bin"}, PidsLimit: 4096})
-		if err := bundle.Write(b, spec); err != nil {
+		if err := bundle.Write(b, &spec); err != nil {
 			return nil, err
 		}
 		null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -52,11 +53,16 @@ func fleetBench(bin string, n int, interval, window time.Duration) ([]result, er
 	time.Sleep(2 * interval)
 	var worst time.Duration
 	deadline := time.Now().Add(window)
+	samples := 0
 	for time.Now().Before(deadline) {
 		ages, err := api.leaseAges()
 		if err != nil {
 			return nil, err
 		}
+		if len(ages) < n {
+			return nil, fmt.Errorf("%d of %d leases listed", len(ages), n)
+		}
+		samples++
 		for _, a := range ages {
 			worst = max(worst, a)
 		}
@@ -69,7 +75,7 @@ func fleetBench(bin string, n int, interval, window time.Duration) ([]result, er
 	return []result{
 		{fmt.Sprintf("fleet %d nodes: time to join all", n), fmt.Sprintf("%.1f s", joined.Seconds()), ""},
 		{fmt.Sprintf("fleet %d nodes: RSS", n), mb(rss), "<= 1 GB at 5000"},
-		{fmt.Sprintf("fleet %d nodes: oldest lease (interval %s)", n, interval), fmt.Sprintf("%s (late by %s)", ms(worst), ms(late)), "late by 0"},
+		{fmt.Sprintf("fleet %d nodes: oldest of %d lease lists (interval %s)", n, samples, interval), fmt.Sprintf("%s (late by %s)", ms(worst), ms(late)), "late by 0"},
 	}, nil
 }
 
@@ -79,6 +85,9 @@ func (c *client) leases() (map[string]time.Time, error) {
 		return nil, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("list leases: %s", resp.Status)
+	}
 	var list struct {
 		Items []struct {
 			Metadata struct{ Name string } `json:"metadata"`
