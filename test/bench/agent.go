@@ -237,7 +237,7 @@ func (c *client) bindToRunning(node string, n int) ([]time.Duration, error) {
 		for {
 			var ev struct {
 				Object struct {
-					Metadata struct{ Name string } `json:"metadata"`
+					Metadata struct{ Name string }  `json:"metadata"`
 					Status   struct{ Phase string } `json:"status"`
 				} `json:"object"`
 			}
