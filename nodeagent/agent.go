@@ -285,7 +285,9 @@ func (k *leaseKeeper) renew(ctx context.Context) error {
 	k.lease.Spec.LeaseDurationSeconds = ptr.To(seconds)
 	k.lease.Spec.RenewTime = &now
 	if err := k.client.Update(ctx, k.lease); err != nil {
-		k.lease = nil // read it again next time
+		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+			k.lease = nil // read it again next time
+		}
 		return fmt.Errorf("lease %s: %w", key, err)
 	}
 	return nil
