@@ -1,0 +1,114 @@
+package scheduler
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strings"
+
+	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+)
+
+// Result is where an Instance goes, or why it goes nowhere.
+type Result struct {
+	// Node is the chosen node; empty when none fits.
+	Node string
+	// Feasible counts the nodes that passed every filter.
+	Feasible int
+	// Reasons counts the nodes each filter reason ruled out.
+	Reasons map[string]int
+	// PerNode is the reason each ruled-out node failed, by node name.
+	PerNode map[string]string
+	// Scores are the feasible nodes' total scores.
+	Scores map[string]int
+}
+
+// Scheduler holds the filters and scores to run.
+type Scheduler struct {
+	Filters []Filter
+	Scores  []Score
+	// Rand breaks ties; nil uses the global source.
+	Rand *rand.Rand
+}
+
+// New returns a scheduler with the default filters and the strategy's scores.
+func New(s Strategy) *Scheduler {
+	return &Scheduler{Filters: DefaultFilters, Scores: Scores(s)}
+}
+
+// Schedule picks a node for inst among nodes.
+func (s *Scheduler) Schedule(inst *skiffv1alpha1.Instance, nodes []*NodeInfo) Result {
+	res := Result{Reasons: map[string]int{}, PerNode: map[string]string{}, Scores: map[string]int{}}
+	var best []string
+	top := -1
+	for _, n := range nodes {
+		if reason := s.filter(inst, n, nodes); reason != "" {
+			res.Reasons[reason]++
+			res.PerNode[n.Node.Name] = reason
+			continue
+		}
+		res.Feasible++
+		score := 0
+		for _, sc := range s.Scores {
+			score += sc.Weight * sc.Fn(inst, n)
+		}
+		res.Scores[n.Node.Name] = score
+		switch {
+		case score > top:
+			top, best = score, []string{n.Node.Name}
+		case score == top:
+			best = append(best, n.Node.Name)
+		}
+	}
+	if len(best) > 0 {
+		sort.Strings(best) // the tie-break is random, not map order
+		i := 0
+		if len(best) > 1 {
+			if s.Rand != nil {
+				i = s.Rand.IntN(len(best))
+			} else {
+				i = rand.IntN(len(best))
+			}
+		}
+		res.Node = best[i]
+	}
+	return res
+}
+
+func (s *Scheduler) filter(inst *skiffv1alpha1.Instance, n *NodeInfo, all []*NodeInfo) string {
+	for _, f := range s.Filters {
+		if reason := f.Fn(inst, n, all); reason != "" {
+			return reason
+		}
+	}
+	return ""
+}
+
+// Message says why no node fits, as Kubernetes does: "0/6 nodes are
+// available: 3 insufficient cpu, 2 untolerated taint {dedicated=gpu}, 1 not
+// ready." Reasons are ordered by count, then name.
+func (r Result) Message(total int) string {
+	type count struct {
+		reason string
+		n      int
+	}
+	var counts []count
+	for reason, n := range r.Reasons {
+		counts = append(counts, count{reason, n})
+	}
+	sort.Slice(counts, func(i, j int) bool {
+		if counts[i].n != counts[j].n {
+			return counts[i].n > counts[j].n
+		}
+		return counts[i].reason < counts[j].reason
+	})
+	parts := make([]string, len(counts))
+	for i, c := range counts {
+		parts[i] = fmt.Sprintf("%d %s", c.n, c.reason)
+	}
+	msg := fmt.Sprintf("%d/%d nodes are available", r.Feasible, total)
+	if len(parts) > 0 {
+		msg += ": " + strings.Join(parts, ", ")
+	}
+	return msg + "."
+}

@@ -1,0 +1,67 @@
+package scheduler
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+)
+
+// NodeInfo is one Node with what is already placed on it.
+type NodeInfo struct {
+	Node *skiffv1alpha1.Node
+	// Requested sums the requests of the Instances on the node.
+	Requested corev1.ResourceList
+	// Instances are the Instances on the node (bound and assumed).
+	Instances []*skiffv1alpha1.Instance
+}
+
+// NewNodeInfo returns the node with the given Instances placed on it.
+func NewNodeInfo(node *skiffv1alpha1.Node, instances ...*skiffv1alpha1.Instance) *NodeInfo {
+	n := &NodeInfo{Node: node, Requested: corev1.ResourceList{}}
+	for _, inst := range instances {
+		n.Add(inst)
+	}
+	return n
+}
+
+// Add places inst on the node.
+func (n *NodeInfo) Add(inst *skiffv1alpha1.Instance) {
+	for name, q := range Requests(inst) {
+		sum := n.Requested[name]
+		sum.Add(q)
+		n.Requested[name] = sum
+	}
+	n.Instances = append(n.Instances, inst)
+}
+
+// Requests sums an Instance's container requests.
+func Requests(inst *skiffv1alpha1.Instance) corev1.ResourceList {
+	out := corev1.ResourceList{}
+	for _, c := range inst.Spec.Containers {
+		for name, q := range c.Resources.Requests {
+			sum := out[name]
+			sum.Add(q)
+			out[name] = sum
+		}
+	}
+	return out
+}
+
+// ready reports the Node's Ready condition.
+func ready(node *skiffv1alpha1.Node) bool {
+	return meta.IsStatusConditionTrue(node.Status.Conditions, skiffv1alpha1.NodeConditionReady)
+}
+
+// free is allocatable minus requested for one resource, and whether the
+// node has the resource at all.
+func (n *NodeInfo) free(name corev1.ResourceName) (resource.Quantity, bool) {
+	alloc, ok := n.Node.Status.Allocatable[name]
+	if !ok {
+		return resource.Quantity{}, false
+	}
+	free := alloc.DeepCopy()
+	free.Sub(n.Requested[name])
+	return free, true
+}
