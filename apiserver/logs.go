@@ -9,9 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -102,6 +104,10 @@ func (r *logREST) agentClient(pub ed25519.PublicKey) *http.Client {
 		// One connection per log request: a transport made per request
 		// must not keep idle connections it will never reuse.
 		DisableKeepAlives: true,
+		// An unreachable node fails in seconds, not the kernel's minutes.
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second}).DialContext,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: 30 * time.Second,
 		TLSClientConfig: &tls.Config{
 			Certificates:       []tls.Certificate{r.cert},
 			InsecureSkipVerify: true, // replaced by the key check below

@@ -86,6 +86,28 @@ func limits(in *bundle.Input, r skiffv1alpha1.ResourceRequirements) {
 	}
 }
 
+// oomScoreAdj ranks an Instance for the kernel's OOM killer by QoS class,
+// as the kubelet does: Guaranteed last (-997), BestEffort first (1000),
+// Burstable in between, the more memory it requests of the node's the later.
+func oomScoreAdj(inst *skiffv1alpha1.Instance, nodeMemory int64) int {
+	switch inst.Status.QOSClass {
+	case skiffv1alpha1.QOSGuaranteed:
+		return -997
+	case skiffv1alpha1.QOSBestEffort:
+		return 1000
+	}
+	var request int64
+	for _, c := range inst.Spec.Containers {
+		if q, ok := c.Resources.Requests[corev1.ResourceMemory]; ok {
+			request += q.Value()
+		}
+	}
+	if nodeMemory <= 0 {
+		return 999
+	}
+	return int(min(max(1000-1000*request/nodeMemory, 2), 999))
+}
+
 // hostname is the Instance's name as a host name (at most 63 characters).
 func hostname(inst *skiffv1alpha1.Instance) string {
 	h := inst.Name

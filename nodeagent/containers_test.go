@@ -101,6 +101,35 @@ func TestLimits(t *testing.T) {
 	}
 }
 
+func TestOOMScoreAdj(t *testing.T) {
+	inst := func(qos skiffv1alpha1.QOSClass, memory string) *skiffv1alpha1.Instance {
+		i := &skiffv1alpha1.Instance{}
+		i.Status.QOSClass = qos
+		c := skiffv1alpha1.Container{Name: "main"}
+		if memory != "" {
+			c.Resources.Requests = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse(memory)}
+		}
+		i.Spec.Containers = []skiffv1alpha1.Container{c}
+		return i
+	}
+	const node = 8 << 30
+	for _, tc := range []struct {
+		name string
+		inst *skiffv1alpha1.Instance
+		want int
+	}{
+		{"guaranteed", inst(skiffv1alpha1.QOSGuaranteed, "1Gi"), -997},
+		{"best effort", inst(skiffv1alpha1.QOSBestEffort, ""), 1000},
+		{"burstable with a quarter of the node", inst(skiffv1alpha1.QOSBurstable, "2Gi"), 750},
+		{"burstable asking for all of it", inst(skiffv1alpha1.QOSBurstable, "16Gi"), 2},
+		{"burstable asking for nothing", inst(skiffv1alpha1.QOSBurstable, ""), 999},
+	} {
+		if got := oomScoreAdj(tc.inst, node); got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
+
 func TestHostname(t *testing.T) {
 	long := strings.Repeat("a", 62) + "-b"
 	inst := &skiffv1alpha1.Instance{}

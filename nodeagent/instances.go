@@ -57,8 +57,10 @@ type instanceReconciler struct {
 	// root file system mounts (ID/rootfs).
 	logDir, rootfsDir string
 	pidsLimit         int64
-	metrics           *metrics
-	pulls             pullFailures
+	// nodeMemory is the node's memory capacity in bytes, for OOM scores.
+	nodeMemory int64
+	metrics    *metrics
+	pulls      pullFailures
 }
 
 func containerID(inst *skiffv1alpha1.Instance, container string) string {
@@ -100,6 +102,9 @@ func (r *instanceReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	}
 	return reconcile.Result{RequeueAfter: next}, runErr
 }
+
+// pullTimeout bounds one image pull with its unpacking.
+const pullTimeout = 10 * time.Minute
 
 // recheckInterval is how often a running Instance's containers are
 // re-read from the runtime.
@@ -170,7 +175,11 @@ func (r *instanceReconciler) image(ctx context.Context, id string, c *skiffv1alp
 	if f, ok := r.pulls.get(id); ok && time.Now().Before(f.retryAt) {
 		return nil, waiting("ImagePullBackOff", fmt.Sprintf("Back-off pulling image %q: %s", c.Image, f.message), f.retryAt)
 	}
-	img, err := r.images.Ensure(ctx, c.Image)
+	// A stalled registry must not hold a worker (and the image's lock)
+	// for ever.
+	pullCtx, cancel := context.WithTimeout(ctx, pullTimeout)
+	img, err := r.images.Ensure(pullCtx, c.Image)
+	cancel()
 	if err != nil {
 		f := r.pulls.fail(id, shortMessage(err), r.backoff)
 		return nil, waiting("ErrImagePull", f.message, f.retryAt)
@@ -282,7 +291,8 @@ func (r *instanceReconciler) createAndStart(ctx context.Context, inst *skiffv1al
 // limits, a fresh rootfs mount of the image, and the log (the previous
 // run's is kept as previous.log).
 func (r *instanceReconciler) containerSpec(inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, id string, img *image.Image) (runtime.Spec, error) {
-	in := bundle.Input{Hostname: hostname(inst), HostNetwork: inst.Spec.HostNetwork, PidsLimit: r.pidsLimit}
+	in := bundle.Input{Hostname: hostname(inst), HostNetwork: inst.Spec.HostNetwork, PidsLimit: r.pidsLimit,
+		OOMScoreAdj: oomScoreAdj(inst, r.nodeMemory)}
 	limits(&in, c.Resources)
 	env := make([]string, 0, len(c.Env))
 	for _, e := range c.Env {

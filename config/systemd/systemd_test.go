@@ -97,7 +97,9 @@ func TestUnitsSettings(t *testing.T) {
 			"EnvironmentFile": "-/etc/default/skiff-agent",
 		}, installedBinary + " agent ", "$SKIFF_AGENT_ARGS"},
 		{"skiff-server.service", map[string]string{
-			"KillMode":        "mixed",
+			// The local agent's containers outlive a server restart.
+			"Delegate":        "yes",
+			"KillMode":        "process",
 			"EnvironmentFile": "-/etc/default/skiff-server",
 		}, installedBinary + " server ", "$SKIFF_SERVER_ARGS"},
 	}

@@ -34,6 +34,10 @@ type Input struct {
 	CgroupParent string
 	// HostNetwork shares the node's network namespace.
 	HostNetwork bool
+	// OOMScoreAdj is the process's oom_score_adj (-1000 to 1000), so the
+	// kernel's OOM killer picks containers by QoS, not the agent's value
+	// they would inherit.
+	OOMScoreAdj int
 	// Unconfined runs the process without a seccomp filter, as a
 	// seccompProfile of type Unconfined does; capabilities and the other
 	// hardening still apply. By default the process gets DefaultSeccomp.
@@ -81,6 +85,7 @@ func Spec(in Input) *specs.Spec {
 			Args: in.Args, Env: in.Env, Cwd: cwd,
 			User:            specs.User{UID: in.UID, GID: in.GID},
 			NoNewPrivileges: true,
+			OOMScoreAdj:     &in.OOMScoreAdj,
 			Capabilities: &specs.LinuxCapabilities{
 				Bounding: caps, Effective: caps, Permitted: caps,
 			},

@@ -38,7 +38,15 @@ func Read(ctx context.Context, path string, opts Options, w io.Writer, running f
 
 func read(ctx context.Context, path string, opts Options, w io.Writer, running func() bool) error {
 	lw := &limitWriter{w: w, limited: opts.LimitBytes > 0, left: opts.LimitBytes}
-	files := rotated(path)
+	cur, older, err := openAll(path)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cur != nil {
+			cur.Close()
+		}
+	}()
 	var tail *ring
 	if opts.TailLines >= 0 {
 		tail = &ring{max: int(opts.TailLines)}
@@ -54,19 +62,16 @@ func read(ctx context.Context, path string, opts Options, w io.Writer, running f
 		return write(lw, e, opts.Timestamps)
 	}
 	// Read every rotated file whole, then the current one up to its end.
-	for _, f := range files {
-		if err := readFile(f, emit); err != nil {
+	for _, f := range older {
+		err := readFile(f, emit)
+		f.Close()
+		if err != nil {
 			return err
 		}
 	}
-	cur, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
+	if cur == nil {
 		return flushTail(lw, tail, opts.Timestamps)
 	}
-	if err != nil {
-		return fmt.Errorf("log: %w", err)
-	}
-	defer func() { cur.Close() }()
 	br := bufio.NewReaderSize(cur, maxLine+128)
 	var pending []byte
 	drain := func() error {
@@ -159,15 +164,40 @@ func moved(f *os.File, path string) bool {
 	return !os.SameFile(a, b)
 }
 
-func readFile(path string, emit func(entry) error) error {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil // rotated away meanwhile
+// openAll opens the current log (nil if there is none yet) and its rotated
+// files, oldest first, as one consistent set: opened newest first, and
+// again if the writer rotated meanwhile (a file would be read twice or
+// not at all).
+func openAll(path string) (cur *os.File, older []*os.File, err error) {
+	for attempt := 1; ; attempt++ {
+		cur, err = os.Open(path)
+		if errors.Is(err, os.ErrNotExist) {
+			cur = nil
+		} else if err != nil {
+			return nil, nil, fmt.Errorf("log: %w", err)
+		}
+		older = nil
+		names := rotated(path)
+		for i := len(names) - 1; i >= 0; i-- {
+			f, err := os.Open(names[i])
+			if err != nil {
+				continue // rotated away meanwhile: caught below
+			}
+			older = append([]*os.File{f}, older...)
+		}
+		// After three tries the writer rotates faster than this can open
+		// files: read what is open.
+		if cur == nil || attempt == 3 || !moved(cur, path) {
+			return cur, older, nil
+		}
+		cur.Close()
+		for _, f := range older {
+			f.Close()
+		}
 	}
-	if err != nil {
-		return fmt.Errorf("log: %w", err)
-	}
-	defer f.Close()
+}
+
+func readFile(f *os.File, emit func(entry) error) error {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 64*1024), 2*maxLine)
 	for sc.Scan() {

@@ -160,8 +160,11 @@ func (w *Writer) Close() error {
 // Retire moves the log at path and its rotated files to previous (and
 // previous.1, ...), replacing what previous held: the log of a container's
 // run before its restart, as `logs --previous` reads it.
+//
+// An empty log is left alone: a start that failed before the container wrote
+// anything must not replace the log of the run that crashed.
 func Retire(path, previous string) error {
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+	if fi, err := os.Stat(path); errors.Is(err, os.ErrNotExist) || err == nil && fi.Size() == 0 && len(rotated(path)) == 0 {
 		return nil
 	}
 	for _, p := range append(rotated(previous), previous) {

@@ -73,6 +73,9 @@ func (o *OCI) Version(ctx context.Context) (string, error) {
 	return fields[len(fields)-1], nil
 }
 
+// shimCreateTimeout bounds the runtime's create run by a shim.
+const shimCreateTimeout = 2 * time.Minute
+
 // startedFile, in a container's shim directory, holds its start time.
 const startedFile = "started"
 
@@ -146,11 +149,14 @@ func (o *OCI) startShim(ctx context.Context, job shim.Job) (shim.Result, error) 
 		defer close(done)
 		decodeErr = json.NewDecoder(r).Decode(&res)
 	}()
+	// Not ctx: the shim's create must finish or fail before anything is
+	// cleaned up, or a container would be left with nobody reading its
+	// output. The runtime's create is bounded by this instead.
 	select {
-	case <-ctx.Done():
-		_ = cmd.Process.Kill()
+	case <-time.After(shimCreateTimeout):
+		_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL) // the shim's session: it and the runtime
 		<-done
-		return shim.Result{}, fmt.Errorf("container %q: %w", job.ID, ctx.Err())
+		return shim.Result{}, fmt.Errorf("container %q: no word from its shim within %s", job.ID, shimCreateTimeout)
 	case <-done:
 	}
 	if decodeErr != nil {
@@ -170,15 +176,17 @@ func (o *OCI) cleanupFailedCreate(id string) {
 }
 
 func (o *OCI) Start(ctx context.Context, id string) error {
-	st, err := o.State(ctx, id)
-	if err != nil {
-		return err
+	if !o.exists(id) {
+		return fmt.Errorf("container %q: %w", id, ErrNotFound)
 	}
-	if st.State != Created {
+	if st, ok := o.recordedState(id); ok { // recorded: started already
 		return fmt.Errorf("start container %q in state %s: %w", id, st.State, ErrBadState)
 	}
 	now := time.Now()
 	if _, err := o.run(ctx, "--root", o.stateRoot(), "start", id); err != nil {
+		if st, serr := o.State(ctx, id); serr == nil && st.State != Created {
+			return fmt.Errorf("start container %q in state %s: %w", id, st.State, ErrBadState)
+		}
 		return err
 	}
 	stamp, _ := now.MarshalText()
@@ -299,7 +307,7 @@ func (o *OCI) status(s ociState) Status {
 // recordedState is a container's state as its shim and Start recorded
 // them, read without running the runtime (which costs tens of
 // milliseconds): stopped once the shim recorded the exit, running once
-// started, created before. Without a live shim or its record, only the
+// started. Before the start is recorded, or without a live shim, only the
 // runtime knows, and ok is false.
 func (o *OCI) recordedState(id string) (st Status, ok bool) {
 	dir := o.shimDir(id)
@@ -320,10 +328,12 @@ func (o *OCI) recordedState(id string) (st Status, ok bool) {
 		if st.Pid, err = strconv.Atoi(strings.TrimSpace(string(data))); err != nil {
 			return Status{}, false
 		}
-		st.State = Created
-		if !st.StartedAt.IsZero() {
-			st.State = Running
+		if st.StartedAt.IsZero() {
+			// Created, or started by a Start whose record was never
+			// written (the agent stopped in between): the runtime knows.
+			return Status{}, false
 		}
+		st.State = Running
 	}
 	labels, err := o.labels(id)
 	if err != nil {
@@ -354,21 +364,8 @@ func (o *OCI) shimAlive(id string) bool {
 	if err != nil {
 		return false
 	}
-	pid, err := strconv.Atoi(string(data))
-	if err != nil || pid <= 0 {
-		return false
-	}
-	return unix.Kill(pid, 0) == nil && !isZombie(pid)
-}
-
-func isZombie(pid int) bool {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	// pid (comm) STATE ...: comm may hold spaces, so look after the last ')'.
-	i := bytes.LastIndexByte(data, ')')
-	return i < 0 || i+2 >= len(data) || data[i+2] == 'Z'
+	p, err := shim.ParseProcess(string(data))
+	return err == nil && p.Alive()
 }
 
 // waitShim waits for the container's shim to end, for up to ten seconds.

@@ -124,7 +124,11 @@ func create(job Job) (int, *sync.WaitGroup, error) {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return 0, nil, fmt.Errorf("shim: become child subreaper: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(job.Dir, PidFile), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+	self, err := Self()
+	if err != nil {
+		return 0, nil, fmt.Errorf("shim: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(job.Dir, PidFile), []byte(self.String()), 0o600); err != nil {
 		return 0, nil, fmt.Errorf("shim: %w", err)
 	}
 	var w *logs.Writer
@@ -172,11 +176,15 @@ func create(job Job) (int, *sync.WaitGroup, error) {
 		go func() {
 			defer wg.Done()
 			defer r.Close()
-			if w == nil {
-				_, _ = io.Copy(io.Discard, r)
-				return
+			if w != nil {
+				if err := w.Copy(stream, r); err != nil {
+					fmt.Fprintf(os.Stderr, "skiff-shim %s: container log: %v; discarding its output from now on\n", job.ID, err)
+				}
 			}
-			_ = w.Copy(stream, r)
+			// Whatever is left (all of it without a log, the rest after a
+			// failed write) is read and dropped: a pipe nobody reads would
+			// kill the container with SIGPIPE.
+			_, _ = io.Copy(io.Discard, r)
 		}()
 	}
 	return pid, &wg, nil

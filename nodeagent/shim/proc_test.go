@@ -1,0 +1,36 @@
+package shim
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+)
+
+func TestProcessIdentity(t *testing.T) {
+	self, err := Self()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if self.Pid != os.Getpid() || !self.Alive() {
+		t.Fatalf("self %v: want this live process", self)
+	}
+	back, err := ParseProcess(self.String())
+	if err != nil || back != self {
+		t.Fatalf("round trip %v -> %q -> %v, %v", self, self.String(), back, err)
+	}
+	// Same pid, another start time: a pid reused by another process.
+	if (Process{Pid: self.Pid, Start: self.Start + 1}).Alive() {
+		t.Error("a record with another start time counts as alive")
+	}
+	// A process that ended, once reaped, is gone.
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Skip(err)
+	}
+	if (Process{Pid: cmd.Process.Pid, Start: 1}).Alive() {
+		t.Error("an ended process counts as alive")
+	}
+	if _, err := ParseProcess("garbage"); err == nil {
+		t.Error("garbage parses")
+	}
+}
