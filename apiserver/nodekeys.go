@@ -7,6 +7,7 @@ import (
 	"time"
 
 	metainternalversion "k8s.io/apimachinery/pkg/apis/meta/internalversion"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/klog/v2"
@@ -72,10 +73,16 @@ func (k *nodeKeys) syncOnce(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
-			node, isNode := ev.Object.(*skiffv1alpha1.Node)
+			obj := ev.Object
+			// The watch cache hands out objects wrapped with their
+			// serializations.
+			if c, ok := obj.(runtime.CacheableObject); ok {
+				obj = c.GetObject()
+			}
+			node, isNode := obj.(*skiffv1alpha1.Node)
 			switch {
 			case !isNode:
-				return fmt.Errorf("watch nodes: unexpected %T", ev.Object)
+				return fmt.Errorf("watch nodes: unexpected %s event with %T", ev.Type, ev.Object)
 			case ev.Type == watch.Deleted:
 				k.forget(node.Name)
 			default:
