@@ -43,10 +43,15 @@ type keyAuthenticator struct {
 	joinToken identity.JoinToken
 	now       func() time.Time
 	// verified caches certificates whose self-signature checked out, by
-	// their DER bytes: an HTTP/2 connection presents the same certificate
-	// on every request, and the signature check is the costly part.
+	// their DER bytes: a connection presents the same certificate on every
+	// request, and the signature check is the costly part.
 	verified *lru.Cache
 }
+
+// verifiedCacheSize holds a certificate for each of several thousand
+// clients (about 0.5 KB each): with fewer entries than active nodes, every
+// node's request would miss and verify again.
+const verifiedCacheSize = 16384
 
 type verifiedCert struct {
 	key      ed25519.PublicKey
@@ -54,7 +59,7 @@ type verifiedCert struct {
 }
 
 func newKeyAuthenticator(trust *identity.Trust, joinToken identity.JoinToken, now func() time.Time) keyAuthenticator {
-	return keyAuthenticator{trust: trust, joinToken: joinToken, now: now, verified: lru.New(1024)}
+	return keyAuthenticator{trust: trust, joinToken: joinToken, now: now, verified: lru.New(verifiedCacheSize)}
 }
 
 func (a keyAuthenticator) AuthenticateRequest(req *http.Request) (*authenticator.Response, bool, error) {
