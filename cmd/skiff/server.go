@@ -48,14 +48,11 @@ func newServerCommand() *cobra.Command {
 			"root, it simulates containers (--runtime sim) and says so.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			srv, err := apiserver.New(cfg)
+			srv, err := newAPIServer(cmd.OutOrStdout(), "server", cfg)
 			if err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "skiff server listening on %s\n", srv.URL())
-			fmt.Fprintf(out, "admin kubeconfig: %s\n", srv.KubeconfigPath())
-			fmt.Fprintf(out, "export KUBECONFIG=%s\n", srv.KubeconfigPath())
+			fmt.Fprintf(cmd.OutOrStdout(), "export KUBECONFIG=%s\n", srv.KubeconfigPath())
 			if disableAgent {
 				return runServerAndAgent(cmd.Context(), srv, nil)
 			}
@@ -181,16 +178,25 @@ func newAPIServerCommand() *cobra.Command {
 		Short: "Run only the API server (embedded etcd unless --etcd-servers)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			srv, err := apiserver.New(cfg)
+			srv, err := newAPIServer(cmd.OutOrStdout(), "apiserver", cfg)
 			if err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "skiff apiserver listening on %s\n", srv.URL())
-			fmt.Fprintf(out, "admin kubeconfig: %s\n", srv.KubeconfigPath())
 			return srv.Run(cmd.Context())
 		},
 	}
 	addAPIServerFlags(cmd.Flags(), &cfg)
 	return cmd
+}
+
+// newAPIServer makes the API server and prints where it listens and where
+// its admin kubeconfig is (tests and scripts read these lines).
+func newAPIServer(out io.Writer, command string, cfg apiserver.Config) (*apiserver.Server, error) {
+	srv, err := apiserver.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(out, "skiff %s listening on %s\n", command, srv.URL())
+	fmt.Fprintf(out, "admin kubeconfig: %s\n", srv.KubeconfigPath())
+	return srv, nil
 }

@@ -45,16 +45,11 @@ func agentBench(bin string, n int) ([]result, error) {
 	if err != nil {
 		return nil, errors.New("needs busybox-static")
 	}
-	dir, err := os.MkdirTemp("", "skiff-bench-agent-")
+	dir, srv, api, err := tempServer(bin, "skiff-bench-agent-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-
-	srv, err := start(bin, filepath.Join(dir, "server"))
-	if err != nil {
-		return nil, err
-	}
 	defer srv.stop()
 	agentDir := filepath.Join(dir, "agent")
 	// A warm image: imported at start from the air-gap directory.
@@ -72,10 +67,6 @@ func agentBench(bin string, n int) ([]result, error) {
 		_ = agent.Process.Signal(syscall.SIGTERM)
 		_ = agent.Wait()
 	}()
-	api, err := newClient(srv.kubeconfig)
-	if err != nil {
-		return nil, err
-	}
 	if err := api.waitNodeReady("bench", 60*time.Second); err != nil {
 		return nil, err
 	}

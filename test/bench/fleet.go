@@ -18,20 +18,12 @@ import (
 // Lease renewals are: the largest age of any of the fleet's Leases over a
 // sampling window, beyond the renewal interval.
 func fleetBench(bin string, n int, interval, window time.Duration) ([]result, error) {
-	dir, err := os.MkdirTemp("", "skiff-bench-fleet-")
+	dir, srv, api, err := tempServer(bin, "skiff-bench-fleet-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	srv, err := start(bin, filepath.Join(dir, "server"))
-	if err != nil {
-		return nil, err
-	}
 	defer srv.stop()
-	api, err := newClient(srv.kubeconfig)
-	if err != nil {
-		return nil, err
-	}
 	t0 := time.Now()
 	fleet := exec.Command(bin, "agent", "--simulate-nodes", fmt.Sprint(n), "--runtime", "sim", "--node-name", "fleet",
 		"--server", srv.url, "--join-token", filepath.Join(dir, "server", "join-token"), "--kubeconfig", srv.kubeconfig,
@@ -132,4 +124,25 @@ func (c *client) leaseAges() ([]time.Duration, error) {
 		ages = append(ages, now.Sub(t))
 	}
 	return ages, nil
+}
+
+// tempServer starts a server (without its local agent) in a new temporary
+// directory, whose server/ subdirectory is its data dir.
+func tempServer(bin, prefix string) (string, *server, *client, error) {
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	srv, err := start(bin, filepath.Join(dir, "server"))
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", nil, nil, err
+	}
+	api, err := newClient(srv.kubeconfig)
+	if err != nil {
+		srv.stop()
+		os.RemoveAll(dir)
+		return "", nil, nil, err
+	}
+	return dir, srv, api, nil
 }
