@@ -1,0 +1,102 @@
+package scheduler
+
+import (
+	"sort"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+)
+
+// Cache remembers the Instances the scheduler has bound but the informer
+// does not show bound yet ("assumed"), so that binds in quick succession
+// never over-commit a node. An assumption ends when the informer shows the
+// Instance bound, when it is forgotten (the bind failed), or after its TTL
+// (the bind's event was lost: the informer is the truth again).
+type Cache struct {
+	ttl time.Duration
+	now func() time.Time
+
+	mu      sync.Mutex
+	assumed map[types.UID]assumption
+}
+
+type assumption struct {
+	inst     *skiffv1alpha1.Instance // with spec.nodeName set
+	deadline time.Time
+}
+
+// NewCache returns a cache whose assumptions last ttl.
+func NewCache(ttl time.Duration) *Cache {
+	return &Cache{ttl: ttl, now: time.Now, assumed: map[types.UID]assumption{}}
+}
+
+// Assume records inst as placed on node.
+func (c *Cache) Assume(inst *skiffv1alpha1.Instance, node string) {
+	placed := inst.DeepCopy()
+	placed.Spec.NodeName = node
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.assumed[inst.UID] = assumption{inst: placed, deadline: c.now().Add(c.ttl)}
+}
+
+// Forget drops an assumption, e.g. after its bind failed.
+func (c *Cache) Forget(uid types.UID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.assumed, uid)
+}
+
+// Assumed counts the live assumptions.
+func (c *Cache) Assumed() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.assumed)
+}
+
+// Snapshot places instances (as the informer shows them) and the live
+// assumptions on nodes, in node name order. Instances that have finished
+// (Succeeded, Failed) hold nothing. Assumptions the informer has caught up
+// with, or that expired, are dropped.
+func (c *Cache) Snapshot(nodes []*skiffv1alpha1.Node, instances []*skiffv1alpha1.Instance) []*NodeInfo {
+	byName := make(map[string]*NodeInfo, len(nodes))
+	out := make([]*NodeInfo, 0, len(nodes))
+	for _, n := range nodes {
+		info := NewNodeInfo(n)
+		byName[n.Name] = info
+		out = append(out, info)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Node.Name < out[j].Node.Name })
+	place := func(inst *skiffv1alpha1.Instance) {
+		if n, ok := byName[inst.Spec.NodeName]; ok && !finished(inst) {
+			n.Add(inst)
+		}
+	}
+	seen := make(map[types.UID]bool, len(instances))
+	for _, inst := range instances {
+		seen[inst.UID] = inst.Spec.NodeName != ""
+		place(inst)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now()
+	for uid, a := range c.assumed {
+		bound, known := seen[uid]
+		switch {
+		case bound, now.After(a.deadline):
+			delete(c.assumed, uid) // caught up, or lost
+		case known:
+			place(a.inst)
+		default:
+			// The informer no longer has the Instance: deleted.
+			delete(c.assumed, uid)
+		}
+	}
+	return out
+}
+
+func finished(inst *skiffv1alpha1.Instance) bool {
+	return inst.Status.Phase == skiffv1alpha1.InstanceSucceeded || inst.Status.Phase == skiffv1alpha1.InstanceFailed
+}
