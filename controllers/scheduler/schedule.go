@@ -50,7 +50,7 @@ func (s *Scheduler) Schedule(inst *skiffv1alpha1.Instance, nodes []*NodeInfo) Re
 		res.Feasible++
 		score := 0
 		for _, sc := range s.Scores {
-			score += sc.Weight * sc.Fn(inst, n)
+			score += sc.Weight * sc.Fn(inst, n, nodes)
 		}
 		res.Scores[n.Node.Name] = score
 		switch {

@@ -213,3 +213,45 @@ func TestTieBreakIsRandom(t *testing.T) {
 		t.Errorf("100 ties went to %v, want all three nodes", seen)
 	}
 }
+
+func TestPreferredInstanceAffinityAndSpreadAnyway(t *testing.T) {
+	zone := func(z string) func(*skiffv1alpha1.Node) { return func(n *skiffv1alpha1.Node) { n.Labels["zone"] = z } }
+	withDB := NewNodeInfo(node("a1", "4", "8Gi", zone("a")), instance("db-0", "1", "1Gi", func(i *skiffv1alpha1.Instance) { i.Labels = map[string]string{"app": "db"} }))
+	empty := NewNodeInfo(node("b1", "4", "8Gi", zone("b")))
+	nodes := []*NodeInfo{withDB, empty}
+	term := skiffv1alpha1.WeightedInstanceAffinityTerm{Weight: 50, InstanceAffinityTerm: skiffv1alpha1.InstanceAffinityTerm{
+		LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}}, TopologyKey: "zone",
+	}}
+	near := instance("near", "", "", func(i *skiffv1alpha1.Instance) {
+		i.Spec.Affinity = &skiffv1alpha1.Affinity{InstanceAffinity: &skiffv1alpha1.InstanceAffinity{
+			PreferredDuringSchedulingIgnoredDuringExecution: []skiffv1alpha1.WeightedInstanceAffinityTerm{term},
+		}}
+	})
+	if got := New(Spread).Schedule(near, nodes).Node; got != "a1" {
+		t.Errorf("preferred affinity to db: chose %q, want a1 (its zone has db) although b1 is emptier", got)
+	}
+	away := instance("away", "", "", func(i *skiffv1alpha1.Instance) {
+		i.Spec.Affinity = &skiffv1alpha1.Affinity{InstanceAntiAffinity: &skiffv1alpha1.InstanceAffinity{
+			PreferredDuringSchedulingIgnoredDuringExecution: []skiffv1alpha1.WeightedInstanceAffinityTerm{term},
+		}}
+	})
+	if got := New(BinPack).Schedule(away, nodes).Node; got != "b1" {
+		t.Errorf("preferred anti-affinity to db: chose %q, want b1 although bin-packing favours a1", got)
+	}
+
+	web := func(name string) *skiffv1alpha1.Instance { return instance(name, "", "") }
+	crowded := NewNodeInfo(node("c1", "4", "8Gi", zone("c")), web("web-0"), web("web-1"))
+	quiet := NewNodeInfo(node("d1", "4", "8Gi", zone("d")))
+	anyway := instance("web-2", "", "", func(i *skiffv1alpha1.Instance) {
+		i.Spec.TopologySpreadConstraints = []skiffv1alpha1.TopologySpreadConstraint{{
+			MaxSkew: 1, TopologyKey: "zone", WhenUnsatisfiable: skiffv1alpha1.ScheduleAnyway,
+			LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
+		}}
+	})
+	if got := New(BinPack).Schedule(anyway, []*NodeInfo{crowded, quiet}).Node; got != "d1" {
+		t.Errorf("ScheduleAnyway spread: chose %q, want the quiet zone", got)
+	}
+	if got := New(Spread).Schedule(anyway, []*NodeInfo{crowded}).Node; got != "c1" {
+		t.Errorf("ScheduleAnyway with one crowded zone: chose %q, want it placed anyway", got)
+	}
+}
