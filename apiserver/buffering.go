@@ -36,13 +36,9 @@ func withBufferedResponses(next http.Handler) http.Handler {
 	})
 }
 
-// streams reports a watch or a log (logs stream their body, and the
-// library flushes their headers first); the query is parsed only when it
-// can hold a watch.
+// streams reports a watch or a followed log; the query is parsed only
+// when it can hold one.
 func streams(r *http.Request) bool {
-	if strings.HasSuffix(r.URL.Path, "/log") {
-		return true
-	}
 	raw := r.URL.RawQuery
 	if !strings.Contains(raw, "watch") && !strings.Contains(raw, "follow") {
 		return false
@@ -52,12 +48,31 @@ func streams(r *http.Request) bool {
 }
 
 // bufferedResponseWriter writes the body through a buffer; headers go
-// straight through. It deliberately hides Flusher, Hijacker and Unwrap
-// (a flush that skipped the buffer would reorder the body): only
-// non-streaming requests get it.
+// straight through. It hides Hijacker and Unwrap (a write that skipped the
+// buffer would reorder the body); Flush empties the buffer first. The
+// library's filters assume every response writer is a Flusher and a
+// CloseNotifier, as net/http's are.
 type bufferedResponseWriter struct {
 	http.ResponseWriter
 	buf *bufio.Writer
 }
 
 func (b *bufferedResponseWriter) Write(p []byte) (int, error) { return b.buf.Write(p) }
+
+// CloseNotify is the underlying writer's; a writer without one never
+// reports a close.
+func (b *bufferedResponseWriter) CloseNotify() <-chan bool {
+	//nolint:staticcheck // the library's response writer wrappers want it
+	if cn, ok := b.ResponseWriter.(http.CloseNotifier); ok {
+		return cn.CloseNotify()
+	}
+	return nil
+}
+
+// Flush sends what is buffered, then flushes the connection.
+func (b *bufferedResponseWriter) Flush() {
+	_ = b.buf.Flush()
+	if f, ok := b.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}

@@ -73,13 +73,7 @@ func (k *nodeKeys) syncOnce(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
-			obj := ev.Object
-			// The watch cache hands out objects wrapped with their
-			// serializations.
-			if c, ok := obj.(runtime.CacheableObject); ok {
-				obj = c.GetObject()
-			}
-			node, isNode := obj.(*skiffv1alpha1.Node)
+			node, isNode := eventNode(ev.Object)
 			switch {
 			case !isNode:
 				return fmt.Errorf("watch nodes: unexpected %s event with %T", ev.Type, ev.Object)
@@ -120,4 +114,14 @@ func (k *nodeKeys) forget(name string) {
 		k.trust.Remove(old)
 		delete(k.byName, name)
 	}
+}
+
+// eventNode is the Node of a watch event: the watch cache hands out
+// objects wrapped with their serializations.
+func eventNode(obj runtime.Object) (*skiffv1alpha1.Node, bool) {
+	if c, ok := obj.(runtime.CacheableObject); ok {
+		obj = c.GetObject()
+	}
+	n, ok := obj.(*skiffv1alpha1.Node)
+	return n, ok
 }

@@ -148,15 +148,9 @@ func (r *instanceReconciler) run(ctx context.Context, inst *skiffv1alpha1.Instan
 
 func (r *instanceReconciler) runContainer(ctx context.Context, inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container) (containerResult, error) {
 	id := containerID(inst, c.Name)
-	restarts := previousRestarts(inst, c.Name)
-	img, waiting := r.image(ctx, id, c, restarts)
-	if waiting != nil {
-		return *waiting, nil
-	}
-	res, err := r.runImage(ctx, inst, c, id, img, restarts)
-	if img != nil {
-		res.status.ImageID = img.ID
-	}
+	restarts, imageID := previous(inst, c.Name)
+	res, err := r.runImage(ctx, inst, c, id, restarts, &imageID)
+	res.status.ImageID = imageID // of the container that ran last
 	return res, err
 }
 
@@ -191,11 +185,19 @@ func (r *instanceReconciler) image(ctx context.Context, id string, c *skiffv1alp
 	return img, nil
 }
 
-// runImage runs the container from img (nil for the sim runtime).
-func (r *instanceReconciler) runImage(ctx context.Context, inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, id string, img *image.Image, restarts int32) (containerResult, error) {
+// runImage runs the container. The image is looked up (and pulled) only
+// when a container is to be made: a pass over a running one reads nothing
+// but the runtime's state. imageID is the image's digest, updated when a
+// container is made.
+func (r *instanceReconciler) runImage(ctx context.Context, inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, id string, restarts int32, imageID *string) (containerResult, error) {
 	st, err := r.rt.State(ctx, id)
 	switch {
 	case errors.Is(err, runtime.ErrNotFound):
+		img, waiting := r.image(ctx, id, c, restarts)
+		if waiting != nil {
+			return *waiting, nil
+		}
+		*imageID = imageDigest(img)
 		st, err = r.createAndStart(ctx, inst, c, id, img)
 	case err == nil && st.State == runtime.Created:
 		// A start that failed last time is retried.
@@ -220,6 +222,12 @@ func (r *instanceReconciler) runImage(ctx context.Context, inst *skiffv1alpha1.I
 		}}
 		return containerResult{status: cs, retryAt: at}, nil
 	}
+	// The image first: while it cannot be had, the exited container stays.
+	img, waiting := r.image(ctx, id, c, restarts)
+	if waiting != nil {
+		return *waiting, nil
+	}
+	*imageID = imageDigest(img)
 	if err := r.deleteContainer(ctx, id, st); err != nil {
 		return containerResult{status: containerStatus(c, id, st, restarts, err)}, err
 	}
@@ -256,18 +264,28 @@ func (r *instanceReconciler) removeContainer(id string) error {
 	return nil
 }
 
-// LogPath is where a container's current log is; previousLogPath holds
+// logPath is where a container's current log is; previousLogPath holds
 // the run before its last restart.
 func logPath(dir, id string) string         { return filepath.Join(dir, id, "container.log") }
 func previousLogPath(dir, id string) string { return filepath.Join(dir, id, "previous.log") }
 
-func previousRestarts(inst *skiffv1alpha1.Instance, name string) int32 {
+// previous is what the last status said of a container: its restarts and
+// its image's digest.
+func previous(inst *skiffv1alpha1.Instance, name string) (restarts int32, imageID string) {
 	for _, cs := range inst.Status.ContainerStatuses {
 		if cs.Name == name {
-			return cs.RestartCount
+			return cs.RestartCount, cs.ImageID
 		}
 	}
-	return 0
+	return 0, ""
+}
+
+// imageDigest is img's ID; the sim runtime runs no image.
+func imageDigest(img *image.Image) string {
+	if img == nil {
+		return ""
+	}
+	return img.ID
 }
 
 func (r *instanceReconciler) createAndStart(ctx context.Context, inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, id string, img *image.Image) (runtime.Status, error) {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/apiserver/pkg/util/flushwriter"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -53,7 +55,6 @@ func (s *server) serve(ctx context.Context, ln net.Listener, cert tls.Certificat
 			ClientAuth:   tls.RequestClientCert, // checked per route
 			MinVersion:   tls.VersionTLS12,
 		},
-		ErrorLog: nil,
 	}
 	go func() {
 		<-ctx.Done()
@@ -120,28 +121,13 @@ func (s *server) containerLogs(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
-	out := &flushWriter{w: w}
-	if f, ok := w.(http.Flusher); ok && lo.Follow {
-		out.flush = f.Flush
+	out := io.Writer(w)
+	if lo.Follow { // lines reach the reader as they are written
+		out = flushwriter.Wrap(w)
 	}
 	if err := logs.Read(r.Context(), path, lo, out, running); err != nil && r.Context().Err() == nil {
 		klog.ErrorS(err, "serve log", "instance", key, "container", opts.Container)
 	}
-}
-
-// flushWriter flushes after each write while following, so lines reach
-// the reader as they are written.
-type flushWriter struct {
-	w     http.ResponseWriter
-	flush func()
-}
-
-func (f *flushWriter) Write(p []byte) (int, error) {
-	n, err := f.w.Write(p)
-	if f.flush != nil {
-		f.flush()
-	}
-	return n, err
 }
 
 // check asks the runtime for its version, the cheapest call that proves

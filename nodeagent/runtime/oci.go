@@ -279,17 +279,14 @@ func (o *OCI) List(ctx context.Context) ([]Status, error) {
 
 func (o *OCI) status(s ociState) Status {
 	st := Status{ID: s.ID, Pid: s.Pid, Labels: s.Annotations, StartedAt: s.Created}
-	dir := o.shimDir(s.ID)
-	if data, err := os.ReadFile(filepath.Join(dir, startedFile)); err == nil {
-		_ = st.StartedAt.UnmarshalText(data)
+	if t := o.startedAt(s.ID); !t.IsZero() {
+		st.StartedAt = t
 	}
 	switch s.Status {
 	case "created", "creating":
 		st.State = Created
 	case "stopped":
-		var rec shim.ExitRecord
-		data, err := os.ReadFile(filepath.Join(dir, shim.ExitFile))
-		if err == nil && json.Unmarshal(data, &rec) == nil {
+		if rec, ok := o.exitRecord(s.ID); ok {
 			st.State, st.Pid, st.ExitCode, st.FinishedAt = Stopped, 0, rec.ExitCode, rec.FinishedAt
 			break
 		}
@@ -310,27 +307,20 @@ func (o *OCI) status(s ociState) Status {
 // started. Before the start is recorded, or without a live shim, only the
 // runtime knows, and ok is false.
 func (o *OCI) recordedState(id string) (st Status, ok bool) {
-	dir := o.shimDir(id)
-	st = Status{ID: id}
-	if data, err := os.ReadFile(filepath.Join(dir, startedFile)); err == nil {
-		_ = st.StartedAt.UnmarshalText(data)
-	}
-	var rec shim.ExitRecord
-	if data, err := os.ReadFile(filepath.Join(dir, shim.ExitFile)); err == nil && json.Unmarshal(data, &rec) == nil {
+	st = Status{ID: id, StartedAt: o.startedAt(id)}
+	if rec, ok := o.exitRecord(id); ok {
 		st.State, st.ExitCode, st.FinishedAt = Stopped, rec.ExitCode, rec.FinishedAt
-	} else if !o.shimAlive(id) {
-		return Status{}, false
 	} else {
+		// Not started on record (created, or started by a Start whose
+		// record was never written), or no shim: the runtime knows.
+		if st.StartedAt.IsZero() || !o.shimAlive(id) {
+			return Status{}, false
+		}
 		data, err := os.ReadFile(filepath.Join(o.bundleDir(id), "pid"))
 		if err != nil {
 			return Status{}, false
 		}
 		if st.Pid, err = strconv.Atoi(strings.TrimSpace(string(data))); err != nil {
-			return Status{}, false
-		}
-		if st.StartedAt.IsZero() {
-			// Created, or started by a Start whose record was never
-			// written (the agent stopped in between): the runtime knows.
 			return Status{}, false
 		}
 		st.State = Running
@@ -341,6 +331,22 @@ func (o *OCI) recordedState(id string) (st Status, ok bool) {
 	}
 	st.Labels = labels
 	return st, true
+}
+
+// startedAt is when Start recorded starting the container (zero if not).
+func (o *OCI) startedAt(id string) time.Time {
+	var t time.Time
+	if data, err := os.ReadFile(filepath.Join(o.shimDir(id), startedFile)); err == nil {
+		_ = t.UnmarshalText(data)
+	}
+	return t
+}
+
+// exitRecord is the container's exit as its shim recorded it.
+func (o *OCI) exitRecord(id string) (shim.ExitRecord, bool) {
+	var rec shim.ExitRecord
+	data, err := os.ReadFile(filepath.Join(o.shimDir(id), shim.ExitFile))
+	return rec, err == nil && json.Unmarshal(data, &rec) == nil
 }
 
 // labels are the annotations of a container's bundle.

@@ -217,19 +217,7 @@ func (s *server) stop() {
 }
 
 // rss reads the server's resident set size from /proc.
-func (s *server) rss() int64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
-	if err != nil {
-		return -1
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10
-		}
-	}
-	return -1
-}
+func (s *server) rss() int64 { return rssOf(s.cmd.Process.Pid) }
 
 type client struct {
 	host string
