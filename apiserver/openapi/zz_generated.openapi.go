@@ -387,6 +387,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.NodeAffinity{}.OpenAPIModelName():                     schema_skiff_apis_skiff_v1alpha1_NodeAffinity(ref),
 		v1alpha1.NodeInfo{}.OpenAPIModelName():                         schema_skiff_apis_skiff_v1alpha1_NodeInfo(ref),
 		v1alpha1.NodeList{}.OpenAPIModelName():                         schema_skiff_apis_skiff_v1alpha1_NodeList(ref),
+		v1alpha1.NodeSchedulingFailure{}.OpenAPIModelName():            schema_skiff_apis_skiff_v1alpha1_NodeSchedulingFailure(ref),
 		v1alpha1.NodeSelector{}.OpenAPIModelName():                     schema_skiff_apis_skiff_v1alpha1_NodeSelector(ref),
 		v1alpha1.NodeSelectorRequirement{}.OpenAPIModelName():          schema_skiff_apis_skiff_v1alpha1_NodeSelectorRequirement(ref),
 		v1alpha1.NodeSelectorTerm{}.OpenAPIModelName():                 schema_skiff_apis_skiff_v1alpha1_NodeSelectorTerm(ref),
@@ -19468,11 +19469,50 @@ func schema_skiff_apis_skiff_v1alpha1_InstanceStatus(ref common.ReferenceCallbac
 							Enum:        []interface{}{"BestEffort", "Burstable", "Guaranteed"},
 						},
 					},
+					"reason": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Reason says in one CamelCase word why the Instance is in its phase when a controller ended it, e.g. NodeLost or Preempted.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"message": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Message says the same for people.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"nominatedNodeName": {
+						SchemaProps: spec.SchemaProps{
+							Description: "NominatedNodeName is the node the scheduler freed room on by preemption and will bind to once the victims are gone.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"schedulingFailures": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "SchedulingFailures names, for the first nodes, the filter that rejected the Instance, when it fits nowhere.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.NodeSchedulingFailure{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
 				},
 			},
 		},
 		Dependencies: []string{
-			metav1.Condition{}.OpenAPIModelName(), metav1.Time{}.OpenAPIModelName(), v1alpha1.ContainerStatus{}.OpenAPIModelName()},
+			metav1.Condition{}.OpenAPIModelName(), metav1.Time{}.OpenAPIModelName(), v1alpha1.ContainerStatus{}.OpenAPIModelName(), v1alpha1.NodeSchedulingFailure{}.OpenAPIModelName()},
 	}
 }
 
@@ -19850,6 +19890,36 @@ func schema_skiff_apis_skiff_v1alpha1_NodeList(ref common.ReferenceCallback) com
 		},
 		Dependencies: []string{
 			metav1.ListMeta{}.OpenAPIModelName(), v1alpha1.Node{}.OpenAPIModelName()},
+	}
+}
+
+func schema_skiff_apis_skiff_v1alpha1_NodeSchedulingFailure(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "NodeSchedulingFailure is why one node cannot take an Instance.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"node": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Node is the node's name.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"reason": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Reason is the failing filter's message, e.g. \"insufficient cpu\".",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"node", "reason"},
+			},
+		},
 	}
 }
 
@@ -20342,6 +20412,13 @@ func schema_skiff_apis_skiff_v1alpha1_Toleration(ref common.ReferenceCallback) c
 							Enum:        []interface{}{"NoExecute", "NoSchedule", "PreferNoSchedule"},
 						},
 					},
+					"tolerationSeconds": {
+						SchemaProps: spec.SchemaProps{
+							Description: "TolerationSeconds bounds how long a NoExecute taint is tolerated before the Instance is evicted; unset tolerates it for ever. Only with effect NoExecute.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
 				},
 			},
 		},
@@ -20735,11 +20812,30 @@ func schema_skiff_apis_skiff_v1alpha1_WorkloadStatus(ref common.ReferenceCallbac
 							Ref:         ref(v1alpha1.WorkloadPlan{}.OpenAPIModelName()),
 						},
 					},
+					"lastAvailableRevision": {
+						SchemaProps: spec.SchemaProps{
+							Description: "LastAvailableRevision is the newest revision that became Available; autoRollback returns to it.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"lastAvailableTemplate": {
+						SchemaProps: spec.SchemaProps{
+							Description: "LastAvailableTemplate is the template of LastAvailableRevision.",
+							Ref:         ref(v1alpha1.InstanceTemplate{}.OpenAPIModelName()),
+						},
+					},
+					"progressTime": {
+						SchemaProps: spec.SchemaProps{
+							Description: "ProgressTime is when the rollout last made progress; the progress deadline counts from it.",
+							Ref:         ref(metav1.Time{}.OpenAPIModelName()),
+						},
+					},
 				},
 			},
 		},
 		Dependencies: []string{
-			metav1.Condition{}.OpenAPIModelName(), v1alpha1.WorkloadPlan{}.OpenAPIModelName()},
+			metav1.Condition{}.OpenAPIModelName(), metav1.Time{}.OpenAPIModelName(), v1alpha1.InstanceTemplate{}.OpenAPIModelName(), v1alpha1.WorkloadPlan{}.OpenAPIModelName()},
 	}
 }
 

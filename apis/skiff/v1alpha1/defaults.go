@@ -151,6 +151,25 @@ func setDefaultsToleration(t *Toleration) {
 // a templated one.
 func SetDefaults_Instance(i *Instance) {
 	SetDefaults_InstanceTemplateSpec(&i.Spec.InstanceTemplateSpec)
+	setDefaultUnreachableToleration(&i.Spec.InstanceTemplateSpec)
+}
+
+// setDefaultUnreachableToleration lets an Instance ride out a node that
+// stops answering for DefaultTolerationSeconds before it is replaced, unless
+// it tolerates the unreachable taint itself (Kubernetes' DefaultToleration-
+// Seconds admission does the same for pods). Templates are left alone, so
+// the Workload a user wrote reads back as written.
+func setDefaultUnreachableToleration(spec *InstanceTemplateSpec) {
+	for _, t := range spec.Tolerations {
+		if (t.Key == TaintUnreachable || (t.Key == "" && t.Operator == TolerationOpExists)) &&
+			(t.Effect == "" || t.Effect == TaintEffectNoExecute) {
+			return
+		}
+	}
+	spec.Tolerations = append(spec.Tolerations, Toleration{
+		Key: TaintUnreachable, Operator: TolerationOpExists,
+		Effect: TaintEffectNoExecute, TolerationSeconds: ptrTo(DefaultTolerationSeconds),
+	})
 }
 
 // SetDefaults_Node fills the unset fields of a Node. Nothing needs a

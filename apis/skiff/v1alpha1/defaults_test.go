@@ -125,6 +125,22 @@ func TestSetDefaultsInstance(t *testing.T) {
 	SetDefaults_Instance(i)
 	assertEqual(t, RestartPolicyAlways, i.Spec.RestartPolicy)
 	assertEqual(t, ptrTo(int64(30)), i.Spec.TerminationGracePeriodSeconds)
+	assertEqual(t, []Toleration{{Key: TaintUnreachable, Operator: TolerationOpExists, Effect: TaintEffectNoExecute, TolerationSeconds: ptrTo(int64(30))}}, i.Spec.Tolerations)
+
+	// An Instance that already tolerates the taint keeps its own terms.
+	for _, own := range []Toleration{
+		{Key: TaintUnreachable, Operator: TolerationOpExists, Effect: TaintEffectNoExecute, TolerationSeconds: ptrTo(int64(300))},
+		{Key: TaintUnreachable, Operator: TolerationOpExists},
+		{Operator: TolerationOpExists},
+	} {
+		i := &Instance{Spec: InstanceSpec{InstanceTemplateSpec: InstanceTemplateSpec{Tolerations: []Toleration{own}}}}
+		SetDefaults_Instance(i)
+		assertEqual(t, 1, len(i.Spec.Tolerations))
+	}
+	// A template is left as written.
+	spec := &InstanceTemplateSpec{}
+	SetDefaults_InstanceTemplateSpec(spec)
+	assertEqual(t, 0, len(spec.Tolerations))
 }
 
 func TestComputeQOSClass(t *testing.T) {

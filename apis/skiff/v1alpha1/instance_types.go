@@ -324,6 +324,11 @@ type Toleration struct {
 	// Effect to match; empty matches every effect.
 	// +optional
 	Effect TaintEffect `json:"effect,omitempty"`
+	// TolerationSeconds bounds how long a NoExecute taint is tolerated
+	// before the Instance is evicted; unset tolerates it for ever. Only with
+	// effect NoExecute.
+	// +optional
+	TolerationSeconds *int64 `json:"tolerationSeconds,omitempty"`
 }
 
 // UnsatisfiableConstraintAction says what to do when a spread cannot hold.
@@ -411,7 +416,44 @@ type InstanceStatus struct {
 	// QOSClass is computed from the containers' resources at creation.
 	// +optional
 	QOSClass QOSClass `json:"qosClass,omitempty"`
+	// Reason says in one CamelCase word why the Instance is in its phase
+	// when a controller ended it, e.g. NodeLost or Preempted.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// Message says the same for people.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// NominatedNodeName is the node the scheduler freed room on by
+	// preemption and will bind to once the victims are gone.
+	// +optional
+	NominatedNodeName string `json:"nominatedNodeName,omitempty"`
+	// SchedulingFailures names, for the first nodes, the filter that
+	// rejected the Instance, when it fits nowhere.
+	// +optional
+	// +listType=atomic
+	SchedulingFailures []NodeSchedulingFailure `json:"schedulingFailures,omitempty"`
 }
+
+// NodeSchedulingFailure is why one node cannot take an Instance.
+type NodeSchedulingFailure struct {
+	// Node is the node's name.
+	Node string `json:"node"`
+	// Reason is the failing filter's message, e.g. "insufficient cpu".
+	Reason string `json:"reason"`
+}
+
+// MaxSchedulingFailures bounds InstanceStatus.SchedulingFailures.
+const MaxSchedulingFailures = 20
+
+// Reasons controllers give for ending an Instance.
+const (
+	// ReasonNodeLost: the Instance's node stopped renewing its Lease for
+	// longer than the Instance tolerates.
+	ReasonNodeLost = "NodeLost"
+	// ReasonPreempted: the scheduler evicted the Instance to place one of
+	// higher priority.
+	ReasonPreempted = "Preempted"
+)
 
 // ContainerStatus is the observed state of one container.
 type ContainerStatus struct {

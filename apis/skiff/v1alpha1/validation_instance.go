@@ -77,7 +77,7 @@ func validateTolerationsUpdate(newTols, oldTols []Toleration, fldPath *field.Pat
 
 func containsToleration(tols []Toleration, t Toleration) bool {
 	for _, candidate := range tols {
-		if candidate == t {
+		if apiequality.Semantic.DeepEqual(candidate, t) {
 			return true
 		}
 	}

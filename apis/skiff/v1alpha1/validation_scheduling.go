@@ -205,6 +205,14 @@ func validateToleration(t *Toleration, fldPath *field.Path) field.ErrorList {
 	if t.Effect != "" {
 		allErrs = append(allErrs, validateTaintEffect(t.Effect, fldPath.Child("effect"))...)
 	}
+	if t.TolerationSeconds != nil {
+		if t.Effect != TaintEffectNoExecute {
+			allErrs = append(allErrs, field.Invalid(fldPath.Child("effect"), t.Effect, "effect must be 'NoExecute' when `tolerationSeconds` is set"))
+		}
+		if *t.TolerationSeconds < 0 {
+			allErrs = append(allErrs, field.Invalid(fldPath.Child("tolerationSeconds"), *t.TolerationSeconds, "must be greater than or equal to 0"))
+		}
+	}
 	return allErrs
 }
 

@@ -378,6 +378,10 @@ func TestValidateInstancePlacement(t *testing.T) {
 		{"toleration Exists with value", func(i *Instance) { i.Spec.Tolerations[1].Value = "x" }, invalid, "spec.tolerations[1].value"},
 		{"toleration empty key with Equal", func(i *Instance) { i.Spec.Tolerations[2].Operator = TolerationOpEqual }, invalid, "spec.tolerations[2].operator"},
 		{"toleration empty key and operator", func(i *Instance) { i.Spec.Tolerations[2].Operator = "" }, invalid, "spec.tolerations[2].operator"},
+		{"tolerationSeconds without NoExecute", func(i *Instance) { i.Spec.Tolerations[0].TolerationSeconds = ptrTo(int64(5)) }, invalid, "spec.tolerations[0].effect"},
+		{"tolerationSeconds negative", func(i *Instance) {
+			i.Spec.Tolerations[1].Effect, i.Spec.Tolerations[1].TolerationSeconds = TaintEffectNoExecute, ptrTo(int64(-1))
+		}, invalid, "spec.tolerations[1].tolerationSeconds"},
 		{"toleration key invalid", func(i *Instance) { i.Spec.Tolerations[0].Key = "bad key" }, invalid, "spec.tolerations[0].key"},
 		{"toleration value invalid", func(i *Instance) { i.Spec.Tolerations[0].Value = "bad value" }, invalid, "spec.tolerations[0].value"},
 		{"toleration effect unknown", func(i *Instance) { i.Spec.Tolerations[0].Effect = "NoRun" }, notSupported, "spec.tolerations[0].effect"},

@@ -16,4 +16,12 @@ const (
 	BootstrapUser = "skiff:bootstrap"
 	// BootstrappersGroup is the group of the join token's user.
 	BootstrappersGroup = "skiff:bootstrappers"
+	// RevisionLabel carries the template revision an Instance was made from.
+	RevisionLabel = "skiff.dev/revision"
+	// TaintUnreachable is put on a Node, with effect NoExecute, while its
+	// agent stops renewing its Lease.
+	TaintUnreachable = "node.skiff.dev/unreachable"
+	// DefaultTolerationSeconds is how long an Instance stays on an
+	// unreachable node unless it says otherwise.
+	DefaultTolerationSeconds int64 = 30
 )

@@ -163,6 +163,17 @@ type WorkloadStatus struct {
 	// Plan summarises the last reconciliation plan.
 	// +optional
 	Plan *WorkloadPlan `json:"plan,omitempty"`
+	// LastAvailableRevision is the newest revision that became Available;
+	// autoRollback returns to it.
+	// +optional
+	LastAvailableRevision string `json:"lastAvailableRevision,omitempty"`
+	// LastAvailableTemplate is the template of LastAvailableRevision.
+	// +optional
+	LastAvailableTemplate *InstanceTemplate `json:"lastAvailableTemplate,omitempty"`
+	// ProgressTime is when the rollout last made progress; the progress
+	// deadline counts from it.
+	// +optional
+	ProgressTime *metav1.Time `json:"progressTime,omitempty"`
 }
 
 // Urgency ranks how far a Workload is from its desired state.

@@ -142,6 +142,11 @@ func (in NodeList) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in NodeSchedulingFailure) OpenAPIModelName() string {
+	return "dev.skiff.v1alpha1.NodeSchedulingFailure"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in NodeSelector) OpenAPIModelName() string {
 	return "dev.skiff.v1alpha1.NodeSelector"
 }
