@@ -20325,10 +20325,18 @@ func schema_skiff_apis_skiff_v1alpha1_Taint(ref common.ReferenceCallback) common
 							Enum:        []interface{}{"NoExecute", "NoSchedule", "PreferNoSchedule"},
 						},
 					},
+					"timeAdded": {
+						SchemaProps: spec.SchemaProps{
+							Description: "TimeAdded is when a NoExecute taint was put on; tolerationSeconds count from it.",
+							Ref:         ref(metav1.Time{}.OpenAPIModelName()),
+						},
+					},
 				},
 				Required: []string{"key", "effect"},
 			},
 		},
+		Dependencies: []string{
+			metav1.Time{}.OpenAPIModelName()},
 	}
 }
 

@@ -60,6 +60,10 @@ type Taint struct {
 	Value string `json:"value,omitempty"`
 	// Effect is NoSchedule, PreferNoSchedule or NoExecute.
 	Effect TaintEffect `json:"effect"`
+	// TimeAdded is when a NoExecute taint was put on; tolerationSeconds
+	// count from it.
+	// +optional
+	TimeAdded *metav1.Time `json:"timeAdded,omitempty"`
 }
 
 // NodePhase is the seed's NodeStatus.
