@@ -1,0 +1,156 @@
+package workload
+
+import (
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+)
+
+// Comparison is COMPARE's verdict: the owned Instances sorted against the
+// desired state, with the strategy's budgets resolved to numbers.
+type Comparison struct {
+	// Replicas is the number of Instances wanted.
+	Replicas int32
+	// Strategy is RollingUpdate or Recreate.
+	Strategy skiffv1alpha1.WorkloadStrategyType
+	// MaxSurge and MaxUnavailable are the rolling update's budgets in
+	// Instances (MaxUnavailable is at least 1 when both would be 0).
+	MaxSurge, MaxUnavailable int32
+	// UpdateRevision is the revision of the current template.
+	UpdateRevision string
+
+	// Current are live Instances of the update revision: unchanged, or
+	// surplus when there are more than Replicas.
+	Current []*skiffv1alpha1.Instance
+	// Outdated are live Instances of another revision: modifications.
+	Outdated []*skiffv1alpha1.Instance
+	// Finished ended Failed or Succeeded (lost with their node, preempted,
+	// crashed under restartPolicy Never): each is replaced.
+	Finished []*skiffv1alpha1.Instance
+	// Terminating are being deleted; they count for nothing but Recreate
+	// waits for them.
+	Terminating []*skiffv1alpha1.Instance
+
+	// Additions, Modifications, Deletions and Replacements are the drift:
+	// Instances missing, of an old revision, surplus, and finished.
+	Additions, Modifications, Deletions, Replacements int32
+	// Urgency ranks the drift.
+	Urgency skiffv1alpha1.Urgency
+}
+
+// Magnitude is the number of changes between desired and observed.
+func (c *Comparison) Magnitude() int32 {
+	return c.Additions + c.Modifications + c.Deletions + c.Replacements
+}
+
+// Alive counts the live Instances of every revision.
+func (c *Comparison) Alive() int32 { return int32(len(c.Current) + len(c.Outdated)) }
+
+// Ready counts the live Instances that are Ready.
+func (c *Comparison) Ready() int32 { return countReady(c.Current) + countReady(c.Outdated) }
+
+// MinAvailable is how many Instances must stay ready during a rollout.
+func (c *Comparison) MinAvailable() int32 { return max(c.Replicas-c.MaxUnavailable, 0) }
+
+// Compare sorts a snapshot's Instances against its Workload's desired state.
+func Compare(s *Snapshot) *Comparison {
+	w := s.Workload
+	c := &Comparison{
+		Replicas:       replicas(w),
+		Strategy:       w.Spec.Strategy.Type,
+		UpdateRevision: Revision(&w.Spec.Template),
+	}
+	if c.Strategy == "" {
+		c.Strategy = skiffv1alpha1.RollingUpdateStrategy
+	}
+	c.MaxSurge, c.MaxUnavailable = budgets(w, c.Replicas)
+	for _, inst := range s.Instances {
+		switch {
+		case !inst.DeletionTimestamp.IsZero():
+			c.Terminating = append(c.Terminating, inst)
+		case Finished(inst):
+			c.Finished = append(c.Finished, inst)
+		case inst.Labels[skiffv1alpha1.RevisionLabel] == c.UpdateRevision:
+			c.Current = append(c.Current, inst)
+		default:
+			c.Outdated = append(c.Outdated, inst)
+		}
+	}
+	cur, old := int32(len(c.Current)), int32(len(c.Outdated))
+	c.Replacements = int32(len(c.Finished))
+	c.Modifications = old
+	c.Deletions = max(cur-c.Replicas, 0)
+	c.Additions = max(c.Replicas-cur-old-c.Replacements, 0)
+	c.Urgency = c.urgency()
+	return c
+}
+
+func (c *Comparison) urgency() skiffv1alpha1.Urgency {
+	ready := c.Ready()
+	switch {
+	case c.Replicas > 0 && ready == 0:
+		return skiffv1alpha1.UrgencyCritical
+	case ready < c.MinAvailable():
+		return skiffv1alpha1.UrgencyHigh
+	case c.Magnitude() > 0:
+		return skiffv1alpha1.UrgencyMedium
+	case ready != c.Replicas:
+		// Everything exists as wanted; some of it is still starting.
+		return skiffv1alpha1.UrgencyLow
+	}
+	return skiffv1alpha1.UrgencyNone
+}
+
+func replicas(w *skiffv1alpha1.Workload) int32 {
+	if w.Spec.Replicas == nil {
+		return 1
+	}
+	return *w.Spec.Replicas
+}
+
+// budgets resolves maxSurge (rounded up) and maxUnavailable (rounded down)
+// against replicas, as Kubernetes Deployments do; both zero would block a
+// rollout, so maxUnavailable becomes 1 then. Recreate has no budgets.
+func budgets(w *skiffv1alpha1.Workload, replicas int32) (surge, unavailable int32) {
+	ru := w.Spec.Strategy.RollingUpdate
+	if w.Spec.Strategy.Type == skiffv1alpha1.RecreateStrategy {
+		return 0, replicas
+	}
+	surgeBound, unavailBound := intstr.FromString("25%"), intstr.FromString("25%")
+	if ru != nil && ru.MaxSurge != nil {
+		surgeBound = *ru.MaxSurge
+	}
+	if ru != nil && ru.MaxUnavailable != nil {
+		unavailBound = *ru.MaxUnavailable
+	}
+	// Validation admitted both; a bad value here can only mean zero.
+	s, _ := intstr.GetScaledValueFromIntOrPercent(&surgeBound, int(replicas), true)
+	u, _ := intstr.GetScaledValueFromIntOrPercent(&unavailBound, int(replicas), false)
+	if s == 0 && u == 0 {
+		u = 1
+	}
+	return int32(s), int32(u)
+}
+
+// Finished reports whether inst ended and will not run again.
+func Finished(inst *skiffv1alpha1.Instance) bool {
+	return inst.Status.Phase == skiffv1alpha1.InstanceFailed || inst.Status.Phase == skiffv1alpha1.InstanceSucceeded
+}
+
+// Ready reports whether inst is running and passes its readiness.
+func Ready(inst *skiffv1alpha1.Instance) bool {
+	return inst.Status.Phase == skiffv1alpha1.InstanceRunning &&
+		meta.IsStatusConditionPresentAndEqual(inst.Status.Conditions, skiffv1alpha1.InstanceReady, metav1.ConditionTrue)
+}
+
+func countReady(insts []*skiffv1alpha1.Instance) int32 {
+	var n int32
+	for _, inst := range insts {
+		if Ready(inst) {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,240 @@
+package workload
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+	"skiff.dev/skiff/controllers/events"
+	"skiff.dev/skiff/controllers/metrics"
+)
+
+// Component names the workload controller in Events.
+const Component = "skiff-workload-controller"
+
+// name is the controller's name in metrics and logs.
+const name = "workload"
+
+// Controller reconciles Workloads: SENSE, COMPARE, PLAN, ACTUATE.
+type Controller struct {
+	Client client.Client
+	// Concurrency bounds one reconciliation's writes in flight.
+	Concurrency int
+	// Workers is how many Workloads reconcile at once (default 4).
+	Workers int
+	// Metrics records cycles and drift; may be nil.
+	Metrics *metrics.Metrics
+	// Clock is the time source; the real clock if nil.
+	Clock clock.PassiveClock
+
+	expect *expectations
+}
+
+// SetupWithManager registers the controller and the owner index it reads
+// Instances by.
+func (c *Controller) SetupWithManager(mgr manager.Manager) error {
+	c.expect = newExpectations()
+	if c.Clock == nil {
+		c.Clock = clock.RealClock{}
+	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &skiffv1alpha1.Instance{}, ownerIndex, controllerUID); err != nil {
+		return fmt.Errorf("indexing instances by owner: %w", err)
+	}
+	workers := c.Workers
+	if workers <= 0 {
+		workers = 4
+	}
+	return builder.ControllerManagedBy(mgr).Named(name).
+		For(&skiffv1alpha1.Workload{}).
+		Owns(&skiffv1alpha1.Instance{}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
+		Complete(c)
+}
+
+// Reconcile moves one Workload a step toward its desired state.
+func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (res reconcile.Result, err error) {
+	start := time.Now()
+	defer func() { c.Metrics.Reconciled(name, time.Since(start).Seconds(), err) }()
+
+	var w skiffv1alpha1.Workload
+	if err := c.Client.Get(ctx, req.NamespacedName, &w); err != nil {
+		if apierrors.IsNotFound(err) {
+			c.expect.forget(req.NamespacedName)
+			c.Metrics.ForgetWorkload(req.Namespace, req.Name)
+			return reconcile.Result{}, nil
+		}
+		return reconcile.Result{}, err
+	}
+	if !w.DeletionTimestamp.IsZero() {
+		// The garbage collector removes the Instances as the deletion asks.
+		return reconcile.Result{}, nil
+	}
+	snap, err := Sensor{Reader: c.Client, Indexed: true}.Sense(ctx, &w)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	now := c.Clock.Now()
+	if ok, wait := c.expect.satisfied(req.NamespacedName, snap.Instances, now); !ok {
+		// Our own writes are on their way to the cache; their events bring
+		// us back. wait bounds it should one be lost.
+		return reconcile.Result{RequeueAfter: wait}, nil
+	}
+	cmp := Compare(snap)
+	actions := Plan(cmp)
+	c.Metrics.Drift(w.Namespace, w.Name, int(cmp.Magnitude()))
+
+	act := Actuator{Client: c.Client, Concurrency: c.Concurrency}
+	out := act.Actuate(ctx, &w, actions)
+	c.expect.expect(req.NamespacedName, out.Created, out.Deleted, now)
+
+	obs := Observe(&w, cmp, actions, selectorString(&w), now)
+	if err := c.record(ctx, &w, cmp, actions, out, obs); err != nil {
+		log.FromContext(ctx).Error(err, "recording events")
+	}
+	if err := c.writeStatus(ctx, &w, obs.Status); err != nil {
+		return reconcile.Result{}, err
+	}
+	if obs.Stalled && w.Spec.AutoRollback {
+		if err := c.rollback(ctx, &w, obs); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
+	if out.Err != nil {
+		return reconcile.Result{}, out.Err
+	}
+	if !obs.Deadline.IsZero() {
+		return reconcile.Result{RequeueAfter: obs.Deadline.Sub(now) + time.Second}, nil
+	}
+	return reconcile.Result{}, nil
+}
+
+func (c *Controller) writeStatus(ctx context.Context, w *skiffv1alpha1.Workload, st skiffv1alpha1.WorkloadStatus) error {
+	if apiequality.Semantic.DeepEqual(w.Status, st) {
+		return nil
+	}
+	w.Status = st
+	if err := c.Client.Status().Update(ctx, w); err != nil {
+		return fmt.Errorf("workload %s/%s: writing status: %w", w.Namespace, w.Name, err)
+	}
+	return nil
+}
+
+// rollback returns the template to the last revision that became
+// Available, when the rollout of another one stalled.
+func (c *Controller) rollback(ctx context.Context, w *skiffv1alpha1.Workload, obs Observation) error {
+	st := obs.Status
+	if st.LastAvailableTemplate == nil || st.LastAvailableRevision == st.UpdateRevision {
+		return c.event(ctx, w, corev1.EventTypeWarning, "RollbackSkipped",
+			fmt.Sprintf("revision %s stalled and no earlier revision was ever available to roll back to", st.UpdateRevision))
+	}
+	bad := st.UpdateRevision
+	w.Spec.Template = *st.LastAvailableTemplate.DeepCopy()
+	if err := c.Client.Update(ctx, w); err != nil {
+		return fmt.Errorf("workload %s/%s: rolling back to revision %s: %w", w.Namespace, w.Name, st.LastAvailableRevision, err)
+	}
+	return c.event(ctx, w, corev1.EventTypeWarning, "RolledBack",
+		fmt.Sprintf("rolled back from revision %s to revision %s: %s", bad, st.LastAvailableRevision, progressingMessage(st)))
+}
+
+func progressingMessage(st skiffv1alpha1.WorkloadStatus) string {
+	for _, cond := range st.Conditions {
+		if cond.Type == skiffv1alpha1.WorkloadProgressing {
+			return cond.Message
+		}
+	}
+	return ""
+}
+
+// record writes the Events of one reconciliation.
+func (c *Controller) record(ctx context.Context, w *skiffv1alpha1.Workload, cmp *Comparison, actions []Action, out Outcome, obs Observation) error {
+	var msgs []struct{ typ, reason, msg string }
+	add := func(typ, reason, msg string) {
+		msgs = append(msgs, struct{ typ, reason, msg string }{typ, reason, msg})
+	}
+	if obs.RolloutStarted {
+		add(corev1.EventTypeNormal, "RolloutStarted", fmt.Sprintf("rolling out revision %s (was %s) by %s", cmp.UpdateRevision, w.Status.UpdateRevision, cmp.Strategy))
+	}
+	if n := len(out.Created) - out.Replaced; n > 0 {
+		add(corev1.EventTypeNormal, "ScalingUp", fmt.Sprintf("created %d instance(s) of revision %s (%s): %s",
+			n, cmp.UpdateRevision, reasonOf(actions, Create), abbreviate(out.Created)))
+	}
+	if out.Replaced > 0 {
+		add(corev1.EventTypeNormal, "InstanceReplaced", fmt.Sprintf("replaced %d finished instance(s): %s", out.Replaced, namesOf(actions, Replace)))
+	}
+	if n := len(out.Deleted) - out.Replaced; n > 0 {
+		add(corev1.EventTypeNormal, "ScalingDown", fmt.Sprintf("deleted %d instance(s) (%s): %s", n, reasonOf(actions, Delete), namesOf(actions, Delete)))
+	}
+	if obs.RolloutCompleted {
+		add(corev1.EventTypeNormal, "RolloutComplete", fmt.Sprintf("revision %s is available on all %d instance(s)", cmp.UpdateRevision, cmp.Replicas))
+	}
+	if obs.Stalled {
+		add(corev1.EventTypeWarning, ReasonDeadlineExceeded, progressingMessage(obs.Status))
+	}
+	if out.Err != nil {
+		add(corev1.EventTypeWarning, "FailedActuation", out.Err.Error())
+	}
+	for _, m := range msgs {
+		if err := c.event(ctx, w, m.typ, m.reason, m.msg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Controller) event(ctx context.Context, w *skiffv1alpha1.Workload, typ, reason, msg string) error {
+	return events.Recorder{Client: c.Client, Component: Component}.Event(ctx, w, typ, reason, msg)
+}
+
+func reasonOf(actions []Action, t ActionType) string {
+	for _, a := range actions {
+		if a.Type == t {
+			return a.Reason
+		}
+	}
+	return ""
+}
+
+func namesOf(actions []Action, t ActionType) string {
+	var names []string
+	for _, a := range actions {
+		if a.Type == t && a.Instance != nil {
+			names = append(names, a.Instance.Name)
+		}
+	}
+	return abbreviate(names)
+}
+
+// abbreviate lists a few names and counts the rest: an Event stays short
+// when a hundred Instances change at once.
+func abbreviate(names []string) string {
+	const shown = 5
+	if len(names) <= shown {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:shown], ", "), len(names)-shown)
+}
+
+func selectorString(w *skiffv1alpha1.Workload) string {
+	if w.Spec.Selector == nil {
+		return ""
+	}
+	sel, err := metav1.LabelSelectorAsSelector(w.Spec.Selector)
+	if err != nil {
+		return ""
+	}
+	return sel.String()
+}

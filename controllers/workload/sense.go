@@ -1,0 +1,75 @@
+package workload
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+)
+
+// ownerIndex indexes Instances by the UID of their controlling owner.
+const ownerIndex = "skiff.dev/controller-uid"
+
+// Snapshot is SENSE's reading of the cache: one Workload, the Instances
+// it owns and the Nodes they may run on.
+type Snapshot struct {
+	Workload  *skiffv1alpha1.Workload
+	Instances []*skiffv1alpha1.Instance
+	Nodes     []*skiffv1alpha1.Node
+}
+
+// Sensor reads snapshots.
+type Sensor struct {
+	// Reader is the manager's cache, or a live client for `skiff plan`.
+	Reader client.Reader
+	// Indexed says Reader has the ownerIndex field index (a cache does;
+	// the apiserver has no such field selector).
+	Indexed bool
+	// WithNodes also reads the Nodes, for placements.
+	WithNodes bool
+}
+
+// Sense reads the snapshot for w. Instances are the ones w controls by
+// ownerReference (matched by UID, so a namesake's are not counted), in name
+// order.
+func (s Sensor) Sense(ctx context.Context, w *skiffv1alpha1.Workload) (*Snapshot, error) {
+	snap := &Snapshot{Workload: w}
+	opts := []client.ListOption{client.InNamespace(w.Namespace)}
+	if s.Indexed {
+		opts = append(opts, client.MatchingFields{ownerIndex: string(w.UID)})
+	}
+	var list skiffv1alpha1.InstanceList
+	if err := s.Reader.List(ctx, &list, opts...); err != nil {
+		return nil, fmt.Errorf("workload %s/%s: listing instances: %w", w.Namespace, w.Name, err)
+	}
+	for i := range list.Items {
+		if uids := controllerUID(&list.Items[i]); len(uids) == 1 && uids[0] == string(w.UID) {
+			snap.Instances = append(snap.Instances, &list.Items[i])
+		}
+	}
+	sort.Slice(snap.Instances, func(i, j int) bool { return snap.Instances[i].Name < snap.Instances[j].Name })
+	if s.WithNodes {
+		var nodes skiffv1alpha1.NodeList
+		if err := s.Reader.List(ctx, &nodes); err != nil {
+			return nil, fmt.Errorf("listing nodes: %w", err)
+		}
+		for i := range nodes.Items {
+			snap.Nodes = append(snap.Nodes, &nodes.Items[i])
+		}
+	}
+	return snap, nil
+}
+
+// controllerUID is the index function behind ownerIndex.
+func controllerUID(o client.Object) []string {
+	for _, ref := range o.GetOwnerReferences() {
+		if ref.Controller != nil && *ref.Controller && ref.Kind == "Workload" &&
+			ref.APIVersion == skiffv1alpha1.SchemeGroupVersion.String() {
+			return []string{string(ref.UID)}
+		}
+	}
+	return nil
+}
