@@ -55,6 +55,13 @@ func (s *Server) installObservability(generic *genericapiserver.GenericAPIServer
 			store, h.Status = ComponentHealth{Status: "failed", Error: err.Error()}, "failed"
 		}
 		h.Components["state_store"] = store
+		for name, check := range s.checks {
+			c := ComponentHealth{Status: "ok"}
+			if err := check(ctx); err != nil {
+				c, h.Status = ComponentHealth{Status: "failed", Error: err.Error()}, "failed"
+			}
+			h.Components[name] = c
+		}
 		w.Header().Set("Content-Type", "application/json")
 		if h.Status != "ok" {
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -74,7 +81,7 @@ func (s *Server) installObservability(generic *genericapiserver.GenericAPIServer
 	registerLibraryMetrics()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(&objectCounter{etcd: etcd, prefix: s.cfg.EtcdPrefix, stores: stores})
-	gather := prometheus.Gatherers{legacyregistry.DefaultGatherer, reg}
+	gather := append(prometheus.Gatherers{legacyregistry.DefaultGatherer, reg}, s.gatherers...)
 	mux.Handle("/metrics", promhttp.HandlerFor(gather, promhttp.HandlerOpts{}))
 }
 

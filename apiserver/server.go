@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 
 	"skiff.dev/skiff/identity"
@@ -23,6 +24,24 @@ type Server struct {
 	trust    *identity.Trust
 	// joinToken is what node agents present to register their Node.
 	joinToken identity.JoinToken
+	// gatherers and checks are other parts' metrics and health in the
+	// same process, added before Run.
+	gatherers prometheus.Gatherers
+	checks    map[string]HealthCheck
+}
+
+// HealthCheck reports whether a part is healthy; its error says why not.
+type HealthCheck func(ctx context.Context) error
+
+// AddMetrics serves g's metrics on /metrics too. Call it before Run.
+func (s *Server) AddMetrics(g prometheus.Gatherer) { s.gatherers = append(s.gatherers, g) }
+
+// AddHealth reports check as component name on /health. Call it before Run.
+func (s *Server) AddHealth(name string, check HealthCheck) {
+	if s.checks == nil {
+		s.checks = map[string]HealthCheck{}
+	}
+	s.checks[name] = check
 }
 
 // New validates cfg, prepares the data directory (first start creates the

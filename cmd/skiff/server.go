@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"skiff.dev/skiff/apiserver"
+	"skiff.dev/skiff/controllers"
 	"skiff.dev/skiff/nodeagent"
 )
 
@@ -38,10 +39,11 @@ func newServerCommand() *cobra.Command {
 	cfg := apiserver.DefaultConfig()
 	agentCfg := nodeagent.DefaultConfig()
 	agentCfg.Runtime = "auto"
-	var disableAgent bool
+	ctrlCfg := controllers.DefaultConfig()
+	var disableAgent, disableControllers bool
 	cmd := &cobra.Command{
 		Use:   "server",
-		Short: "Run the control plane (embedded etcd, the API server) and a local agent",
+		Short: "Run the control plane (embedded etcd, the API server, the controllers) and a local agent",
 		Long: "skiff server runs the API server with its embedded etcd and, unless --disable-agent, a\n" +
 			"node agent in the same process whose data lives in <data-dir>/agent. The agent's runtime\n" +
 			"is the first of youki, crun and runc found (--runtime names one); without any, or without\n" +
@@ -53,8 +55,12 @@ func newServerCommand() *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "export KUBECONFIG=%s\n", srv.KubeconfigPath())
+			parts, err := serverControllers(srv, ctrlCfg, disableControllers)
+			if err != nil {
+				return err
+			}
 			if disableAgent {
-				return runServerAndAgent(cmd.Context(), srv, nil)
+				return runServer(cmd.Context(), srv, parts...)
 			}
 			agentCfg.Server = srv.URL()
 			agentCfg.JoinToken = filepath.Join(cfg.DataDir, apiserver.JoinTokenFile)
@@ -64,11 +70,13 @@ func newServerCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return runServerAndAgent(cmd.Context(), srv, agent)
+			return runServer(cmd.Context(), srv, append(parts, part{"local agent", agent.Run})...)
 		},
 	}
 	fs := cmd.Flags()
 	addAPIServerFlags(fs, &cfg)
+	addControllerFlags(fs, &ctrlCfg)
+	fs.BoolVar(&disableControllers, "disable-controllers", false, "run no controllers (run `skiff controllers` elsewhere)")
 	fs.BoolVar(&disableAgent, "disable-agent", false, "run no local agent: this machine is not a node")
 	fs.StringVar(&agentCfg.Runtime, "runtime", agentCfg.Runtime, "the local agent's runtime: auto (youki, crun or runc, else sim), youki, runc, crun, a path, or sim")
 	fs.StringSliceVar(&agentCfg.InsecureRegistries, "insecure-registry", nil, "registries (host:port) the local agent pulls from over plain HTTP")
@@ -100,10 +108,16 @@ func localRuntime(warn io.Writer, name string) string {
 	return "sim"
 }
 
-// runServerAndAgent runs the API server, tells systemd it is ready once it
-// is, then starts the agent (if any), and stops both when ctx ends or
-// either fails.
-func runServerAndAgent(ctx context.Context, srv *apiserver.Server, agent *nodeagent.Agent) error {
+// part is something that runs beside the API server until ctx ends.
+type part struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
+// runServer runs the API server, tells systemd it is ready once it is,
+// then starts the other parts, and stops everything when ctx ends or any
+// part fails.
+func runServer(ctx context.Context, srv *apiserver.Server, parts ...part) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	srvDone := make(chan error, 1)
@@ -125,24 +139,36 @@ func runServerAndAgent(ctx context.Context, srv *apiserver.Server, agent *nodeag
 	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
 		fmt.Fprintln(os.Stderr, "sd_notify:", err)
 	}
-	if agent == nil {
-		return <-srvDone
+	type result struct {
+		name string
+		err  error
 	}
-	agentDone := make(chan error, 1)
-	go func() { agentDone <- agent.Run(ctx) }()
+	done := make(chan result, len(parts))
+	for _, p := range parts {
+		go func() { done <- result{p.name, p.run(ctx)} }()
+	}
+	var errs []error
 	select {
 	case err := <-srvDone:
 		cancel()
-		<-agentDone
-		return err
-	case err := <-agentDone:
-		cancel()
-		srvErr := <-srvDone
-		if err != nil {
-			return fmt.Errorf("local agent: %w", err)
+		errs = append(errs, err)
+		for range parts {
+			<-done
 		}
-		return srvErr
+	case r := <-done:
+		// A part that ends ends the server: nothing restarts it here.
+		cancel()
+		if r.err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", r.name, r.err))
+		} else if ctx.Err() == nil {
+			errs = append(errs, fmt.Errorf("%s stopped", r.name))
+		}
+		for range parts[1:] {
+			<-done
+		}
+		errs = append(errs, <-srvDone)
 	}
+	return errors.Join(errs...)
 }
 
 // waitReady polls the server's /readyz until it answers 200.

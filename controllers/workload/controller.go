@@ -102,11 +102,18 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (res 
 	c.expect.expect(req.NamespacedName, out.Created, out.Deleted, now)
 
 	obs := Observe(&w, cmp, actions, selectorString(&w), now)
-	if err := c.record(ctx, &w, cmp, actions, out, obs); err != nil {
+	prev := w.Status
+	statusErr := c.writeStatus(ctx, &w, obs.Status)
+	if statusErr != nil {
+		// The transitions are told once, by the reconciliation whose
+		// status records them; the actions were done either way.
+		obs.RolloutStarted, obs.RolloutCompleted, obs.Stalled = false, false, false
+	}
+	if err := c.record(ctx, &w, prev, cmp, actions, out, obs); err != nil {
 		log.FromContext(ctx).Error(err, "recording events")
 	}
-	if err := c.writeStatus(ctx, &w, obs.Status); err != nil {
-		return reconcile.Result{}, err
+	if statusErr != nil {
+		return reconcile.Result{}, statusErr
 	}
 	if obs.Stalled && w.Spec.AutoRollback {
 		if err := c.rollback(ctx, &w, obs); err != nil {
@@ -160,13 +167,13 @@ func progressingMessage(st skiffv1alpha1.WorkloadStatus) string {
 }
 
 // record writes the Events of one reconciliation.
-func (c *Controller) record(ctx context.Context, w *skiffv1alpha1.Workload, cmp *Comparison, actions []Action, out Outcome, obs Observation) error {
+func (c *Controller) record(ctx context.Context, w *skiffv1alpha1.Workload, prev skiffv1alpha1.WorkloadStatus, cmp *Comparison, actions []Action, out Outcome, obs Observation) error {
 	var msgs []struct{ typ, reason, msg string }
 	add := func(typ, reason, msg string) {
 		msgs = append(msgs, struct{ typ, reason, msg string }{typ, reason, msg})
 	}
 	if obs.RolloutStarted {
-		add(corev1.EventTypeNormal, "RolloutStarted", fmt.Sprintf("rolling out revision %s (was %s) by %s", cmp.UpdateRevision, w.Status.UpdateRevision, cmp.Strategy))
+		add(corev1.EventTypeNormal, "RolloutStarted", fmt.Sprintf("rolling out revision %s (was %s) by %s", cmp.UpdateRevision, prev.UpdateRevision, cmp.Strategy))
 	}
 	if n := len(out.Created) - out.Replaced; n > 0 {
 		add(corev1.EventTypeNormal, "ScalingUp", fmt.Sprintf("created %d instance(s) of revision %s (%s): %s",

@@ -58,7 +58,8 @@ func Observe(w *skiffv1alpha1.Workload, c *Comparison, actions []Action, selecto
 	o := Observation{}
 	o.Complete = len(c.Outdated) == 0 && int32(len(c.Current)) == c.Replicas && countReady(c.Current) == c.Replicas
 	o.RolloutStarted = old.UpdateRevision != "" && old.UpdateRevision != c.UpdateRevision && len(c.Outdated) > 0
-	o.RolloutCompleted = o.Complete && old.CurrentRevision != "" && old.CurrentRevision != c.UpdateRevision
+	// LastAvailableRevision still names the revision rolled out from.
+	o.RolloutCompleted = o.Complete && old.LastAvailableRevision != "" && old.LastAvailableRevision != c.UpdateRevision
 
 	available := metav1.Condition{Type: skiffv1alpha1.WorkloadAvailable, Status: metav1.ConditionTrue, Reason: ReasonMinimumAvailable,
 		Message:            fmt.Sprintf("%d of %d instances ready (at least %d needed)", st.ReadyReplicas, c.Replicas, c.MinAvailable()),

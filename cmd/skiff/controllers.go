@@ -1,0 +1,93 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"skiff.dev/skiff/apiserver"
+	"skiff.dev/skiff/controllers"
+	"skiff.dev/skiff/controllers/scheduler"
+)
+
+func addControllerFlags(fs *pflag.FlagSet, cfg *controllers.Config) {
+	fs.Var((*strategyFlag)(&cfg.Scoring), "scoring", "how the scheduler packs: spread (least allocated) or binpack (most allocated)")
+	fs.DurationVar(&cfg.NodeGracePeriod, "node-grace-period", cfg.NodeGracePeriod, "how long a node may miss Lease renewals before it is unreachable and tainted")
+	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "Workloads reconciled at once")
+	fs.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "writes in flight per Workload reconciliation")
+}
+
+// strategyFlag is a scheduler.Strategy as a flag value.
+type strategyFlag scheduler.Strategy
+
+func (f *strategyFlag) String() string     { return string(*f) }
+func (f *strategyFlag) Set(v string) error { *f = strategyFlag(v); return nil }
+func (f *strategyFlag) Type() string       { return "spread|binpack" }
+
+// serverControllers builds the in-process controllers of `skiff server`,
+// which use its admin identity; their metrics and health join the server's.
+func serverControllers(srv *apiserver.Server, cfg controllers.Config, disabled bool) ([]part, error) {
+	if disabled {
+		return nil, nil
+	}
+	kubeconfig, err := clientcmd.BuildConfigFromFlags("", srv.KubeconfigPath())
+	if err != nil {
+		return nil, fmt.Errorf("controllers: %w", err)
+	}
+	c, err := controllers.New(cfg, kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	srv.AddMetrics(c.Gatherer())
+	srv.AddHealth("controllers", c.Check)
+	srv.AddHealth("scheduler", c.Check)
+	return []part{{"controllers", c.Start}}, nil
+}
+
+// newControllersCommand is `skiff controllers`: the controllers alone,
+// against a server elsewhere, usually several with --leader-elect.
+func newControllersCommand() *cobra.Command {
+	cfg := controllers.DefaultConfig()
+	var server, kubeconfig string
+	cmd := &cobra.Command{
+		Use:   "controllers",
+		Short: "Run only the controllers (workload, scheduler, node lifecycle, garbage collector) against a server",
+		Long: "skiff controllers connects to a skiff API server with an admin kubeconfig (--kubeconfig,\n" +
+			"else $KUBECONFIG, else the local server's) and runs the controllers. With --leader-elect,\n" +
+			"several may run: one leads (Lease skiff-system/" + controllers.LeaderElectionID + "), the others stand by.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			rules := clientcmd.NewDefaultClientConfigLoadingRules()
+			if kubeconfig != "" {
+				rules.ExplicitPath = kubeconfig
+			} else if os.Getenv(clientcmd.RecommendedConfigPathEnvVar) == "" {
+				rules.ExplicitPath = filepath.Join(apiserver.DefaultDataDir(), apiserver.AdminKubeconfigFile)
+			}
+			overrides := &clientcmd.ConfigOverrides{}
+			overrides.ClusterInfo.Server = server
+			rc, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides).ClientConfig()
+			if err != nil {
+				return fmt.Errorf("--kubeconfig: %w", err)
+			}
+			c, err := controllers.New(cfg, rc)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "skiff controllers against %s (leader election: %v)\n", rc.Host, cfg.LeaderElect)
+			return c.Start(cmd.Context())
+		},
+	}
+	fs := cmd.Flags()
+	addControllerFlags(fs, &cfg)
+	fs.StringVar(&server, "server", "", "the API server's URL (overrides the kubeconfig's)")
+	fs.StringVar(&kubeconfig, "kubeconfig", "", "an admin kubeconfig")
+	fs.BoolVar(&cfg.LeaderElect, "leader-elect", false, "elect a leader among several controller processes on a Lease in skiff-system")
+	fs.DurationVar(&cfg.LeaseDuration, "leader-elect-lease-duration", cfg.LeaseDuration, "how long a leader's Lease lasts unrenewed")
+	fs.DurationVar(&cfg.RenewDeadline, "leader-elect-renew-deadline", cfg.RenewDeadline, "how long a leader tries to renew before it gives up leading")
+	fs.DurationVar(&cfg.RetryPeriod, "leader-elect-retry-period", cfg.RetryPeriod, "how often candidates try to acquire or renew")
+	return cmd
+}

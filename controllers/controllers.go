@@ -1,0 +1,162 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+	"skiff.dev/skiff/controllers/metrics"
+	"skiff.dev/skiff/controllers/scheduler"
+	"skiff.dev/skiff/controllers/workload"
+)
+
+// LeaderElectionID names the Lease in skiff-system the controllers elect a
+// leader on.
+const LeaderElectionID = "skiff-controllers"
+
+// Config configures the controllers.
+type Config struct {
+	// Scoring is spread (least allocated, default) or binpack (--scoring).
+	Scoring scheduler.Strategy
+	// NodeGracePeriod is how long a node may miss Lease renewals before it
+	// is unreachable (--node-grace-period).
+	NodeGracePeriod time.Duration
+	// LeaderElect makes the controllers elect a leader on a Lease, so that
+	// several processes may run them (--leader-elect).
+	LeaderElect bool
+	// LeaseDuration, RenewDeadline and RetryPeriod tune the election: a
+	// killed leader is replaced within about LeaseDuration+RetryPeriod.
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	// Workers is how many Workloads reconcile at once.
+	Workers int
+	// Concurrency bounds one Workload's writes in flight.
+	Concurrency int
+	// SkipNameValidation lets tests build several managers in one process.
+	SkipNameValidation bool
+}
+
+// DefaultConfig returns the configuration `skiff server` runs with.
+func DefaultConfig() Config {
+	return Config{
+		Scoring:         scheduler.Spread,
+		NodeGracePeriod: 15 * time.Second,
+		LeaseDuration:   8 * time.Second,
+		RenewDeadline:   5 * time.Second,
+		RetryPeriod:     time.Second,
+		Workers:         4,
+		Concurrency:     workload.DefaultConcurrency,
+	}
+}
+
+// Validate reports the first invalid field, named by its flag.
+func (c *Config) Validate() error {
+	if c.Scoring != scheduler.Spread && c.Scoring != scheduler.BinPack {
+		return fmt.Errorf("--scoring %q: must be spread or binpack", c.Scoring)
+	}
+	if c.NodeGracePeriod <= 0 {
+		return fmt.Errorf("--node-grace-period %s: must be positive", c.NodeGracePeriod)
+	}
+	if c.LeaderElect && !(c.RetryPeriod > 0 && c.RetryPeriod < c.RenewDeadline && c.RenewDeadline < c.LeaseDuration) {
+		return errors.New("--leader-elect: need 0 < retry period < renew deadline < lease duration")
+	}
+	if c.Workers < 1 || c.Concurrency < 1 {
+		return errors.New("--workers and --concurrency must be at least 1")
+	}
+	return nil
+}
+
+// Controllers is the controllers in one manager.
+type Controllers struct {
+	mgr      manager.Manager
+	registry *prometheus.Registry
+	running  atomic.Bool
+}
+
+// New builds the controllers against the API server kubeconfig points at.
+func New(cfg Config, kubeconfig *rest.Config) (*Controllers, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{skiffv1alpha1.AddToScheme, corev1.AddToScheme, coordinationv1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			return nil, err
+		}
+	}
+	opts := manager.Options{
+		Scheme:  scheme,
+		Metrics: metricsserver.Options{BindAddress: "0"}, // served by the API server
+		// The health of each part is reported on the API server's /health.
+		HealthProbeBindAddress:        "0",
+		LeaderElection:                cfg.LeaderElect,
+		LeaderElectionID:              LeaderElectionID,
+		LeaderElectionNamespace:       "skiff-system",
+		LeaderElectionResourceLock:    "leases",
+		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 ptr.To(cfg.LeaseDuration),
+		RenewDeadline:                 ptr.To(cfg.RenewDeadline),
+		RetryPeriod:                   ptr.To(cfg.RetryPeriod),
+	}
+	if cfg.SkipNameValidation {
+		opts.Controller = config.Controller{SkipNameValidation: ptr.To(true)}
+	}
+	mgr, err := manager.New(kubeconfig, opts)
+	if err != nil {
+		return nil, fmt.Errorf("controller manager: %w", err)
+	}
+	c := &Controllers{mgr: mgr, registry: prometheus.NewRegistry()}
+	m := metrics.New(c.registry)
+	sched := &scheduler.Controller{Client: mgr.GetClient(), Scheduler: scheduler.New(cfg.Scoring), Cache: scheduler.NewCache(30 * time.Second)}
+	if err := sched.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("scheduler: %w", err)
+	}
+	wl := &workload.Controller{Client: mgr.GetClient(), Workers: cfg.Workers, Concurrency: cfg.Concurrency, Metrics: m}
+	if err := wl.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("workload controller: %w", err)
+	}
+	return c, nil
+}
+
+// Start runs the controllers until ctx ends. With leader election it waits
+// to be elected first.
+func (c *Controllers) Start(ctx context.Context) error {
+	c.running.Store(true)
+	defer c.running.Store(false)
+	return c.mgr.Start(ctx)
+}
+
+// Elected is closed once this process leads (at once without election).
+func (c *Controllers) Elected() <-chan struct{} { return c.mgr.Elected() }
+
+// Gatherer serves the controllers' metrics and controller-runtime's own.
+func (c *Controllers) Gatherer() prometheus.Gatherer {
+	return prometheus.Gatherers{c.registry, ctrlmetrics.Registry}
+}
+
+// Check reports the controllers healthy once they run with synced caches
+// (a standby waiting for election is healthy too).
+func (c *Controllers) Check(ctx context.Context) error {
+	if !c.running.Load() {
+		return errors.New("not running")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if !c.mgr.GetCache().WaitForCacheSync(ctx) {
+		return errors.New("informer caches not synced yet")
+	}
+	return nil
+}
