@@ -2,6 +2,8 @@
 
 GO       ?= go
 BIN      ?= $(CURDIR)/bin
+# DATA_DIR is where `make run` keeps its state: skiff server's default data directory.
+DATA_DIR ?= $(if $(filter 0,$(shell id -u)),/var/lib/skiff/server,$(or $(XDG_DATA_HOME),$(HOME)/.local/share)/skiff/server)
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo v0.1.0-dev)
 # kubectl version reads the Kubernetes version from component-base.
 LDFLAGS  := -X skiff.dev/skiff/version.Version=$(VERSION) \
@@ -39,11 +41,15 @@ build: ## Build bin/skiff (with the container shim, cmd/skiff-shim, inside it).
 	$(GO) build -tags embedshim -ldflags "$(LDFLAGS)" -o $(BIN)/skiff ./cmd/skiff
 
 .PHONY: run
-run: build runtime-deps ## Start skiff server (embedded etcd, API server, a local agent); pass flags with RUN_ARGS.
-	$(BIN)/skiff server $(RUN_ARGS)
+run: build runtime-deps ## Start skiff server (etcd, API server, controllers, a local agent) with the samples' image; flags in RUN_ARGS.
+	@$(GO) run ./hack/busybox-image -o $(DATA_DIR)/agent/images/busybox.tar || \
+		echo "no static busybox: config/samples will not find skiff.local/busybox (apt-get install busybox-static)"
+	$(BIN)/skiff server --data-dir $(DATA_DIR) $(RUN_ARGS)
 
 .PHONY: runtime-deps
-runtime-deps: ## Install runc from Debian's packages when no OCI runtime (youki, crun, runc) is present and we are root.
+runtime-deps: ## Install runc (when no OCI runtime is present) and busybox-static (for the samples' image) from Debian's packages, as root.
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v busybox >/dev/null; then \
+		echo "installing busybox-static"; apt-get update -qq && apt-get install -y -qq busybox-static; fi
 	@if ! command -v youki >/dev/null && ! command -v crun >/dev/null && ! command -v runc >/dev/null; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			echo "installing runc"; apt-get update -qq && apt-get install -y -qq runc; \
