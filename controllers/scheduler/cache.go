@@ -58,7 +58,7 @@ func (c *Cache) Assumed() int {
 
 // Snapshot places instances (as the informer shows them) and the live
 // assumptions on nodes, in node name order. Instances that have finished
-// (Succeeded, Failed) hold nothing. Assumptions the informer has caught up
+// (Succeeded, Failed but not preempted) hold nothing. Assumptions the informer has caught up
 // with, or that expired, are dropped.
 func (c *Cache) Snapshot(nodes []*skiffv1alpha1.Node, instances []*skiffv1alpha1.Instance) []*NodeInfo {
 	byName := make(map[string]*NodeInfo, len(nodes))
@@ -97,6 +97,17 @@ func (c *Cache) Snapshot(nodes []*skiffv1alpha1.Node, instances []*skiffv1alpha1
 	return out
 }
 
+// finished reports whether an Instance holds nothing on its node any more.
+// A preempted Instance is Failed from the moment the scheduler evicts it,
+// but its containers run until the node agent has stopped them and let the
+// object go: it holds its room until it is deleted, so that the preemptor
+// is not bound beside it.
 func finished(inst *skiffv1alpha1.Instance) bool {
-	return inst.Status.Phase == skiffv1alpha1.InstanceSucceeded || inst.Status.Phase == skiffv1alpha1.InstanceFailed
+	switch inst.Status.Phase {
+	case skiffv1alpha1.InstanceSucceeded:
+		return true
+	case skiffv1alpha1.InstanceFailed:
+		return inst.Status.Reason != skiffv1alpha1.ReasonPreempted
+	}
+	return false
 }

@@ -85,3 +85,19 @@ func TestFinishedInstancesHoldNothing(t *testing.T) {
 		t.Errorf("a finished instance still holds its cpu: %s", res.Message(1))
 	}
 }
+
+// TestPreemptedInstancesHoldUntilDeleted: a preempted victim is Failed at
+// once but its containers still run; its room is free only once it is gone.
+func TestPreemptedInstancesHoldUntilDeleted(t *testing.T) {
+	c := NewCache(time.Minute)
+	victim := withUID(instance("victim", "1", ""), "1")
+	victim.Spec.NodeName = "a"
+	victim.Status.Phase, victim.Status.Reason = skiffv1alpha1.InstanceFailed, skiffv1alpha1.ReasonPreempted
+	nodes := []*skiffv1alpha1.Node{node("a", "1", "4Gi")}
+	if res := New(Spread).Schedule(instance("next", "1", ""), c.Snapshot(nodes, []*skiffv1alpha1.Instance{victim})); res.Node != "" {
+		t.Errorf("a preempted instance still on the node holds nothing: bound to %s", res.Node)
+	}
+	if res := New(Spread).Schedule(instance("next", "1", ""), c.Snapshot(nodes, nil)); res.Node != "a" {
+		t.Errorf("room not free once the victim is gone: %s", res.Message(1))
+	}
+}

@@ -7,7 +7,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -18,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+	"skiff.dev/skiff/controllers/metrics"
 )
 
 // Component names the scheduler in Events.
@@ -25,12 +25,17 @@ const Component = "skiff-scheduler"
 
 // Controller binds pending Instances (no spec.nodeName) to nodes through
 // the binding subresource. Instances that fit nowhere get Scheduled=False
-// with the no-fit message and a FailedScheduling Event, and are tried again
-// when Nodes or other Instances change, and every retryInterval.
+// with the no-fit message, the failing filter of each node and a
+// FailedScheduling Event; if evicting lower-priority Instances on some node
+// would make room, it preempts them and binds there once they are gone.
+// Pending Instances are tried again when Nodes or other Instances change,
+// and every retryInterval.
 type Controller struct {
 	Client    client.Client
 	Scheduler *Scheduler
 	Cache     *Cache
+	// Metrics records every scheduling attempt; nil records nothing.
+	Metrics *metrics.Metrics
 }
 
 // retryInterval bounds how long an unschedulable Instance waits for a
@@ -63,8 +68,10 @@ func (c *Controller) SetupWithManager(mgr manager.Manager) error {
 		DeleteFunc:  func(event.DeleteEvent) bool { return true },
 		GenericFunc: func(event.GenericEvent) bool { return false },
 		UpdateFunc: func(e event.UpdateEvent) bool {
-			inst, ok := e.ObjectNew.(*skiffv1alpha1.Instance)
-			return ok && finished(inst)
+			old, ok1 := e.ObjectOld.(*skiffv1alpha1.Instance)
+			inst, ok2 := e.ObjectNew.(*skiffv1alpha1.Instance)
+			// A nomination that moved or ended frees the room it reserved.
+			return ok1 && ok2 && (finished(inst) || old.Status.NominatedNodeName != "" && old.Status.NominatedNodeName != inst.Status.NominatedNodeName)
 		},
 	}
 	return builder.ControllerManagedBy(mgr).Named("scheduler").
@@ -74,22 +81,52 @@ func (c *Controller) SetupWithManager(mgr manager.Manager) error {
 		Complete(c)
 }
 
-// Reconcile schedules one pending Instance.
+// Reconcile schedules one pending Instance and records the attempt, from
+// here to its bind or verdict.
 func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	start := time.Now()
 	var inst skiffv1alpha1.Instance
 	if err := c.Client.Get(ctx, req.NamespacedName, &inst); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
-	if inst.Spec.NodeName != "" || !inst.DeletionTimestamp.IsZero() {
+	if !inst.DeletionTimestamp.IsZero() {
 		return reconcile.Result{}, nil
 	}
+	if inst.Spec.NodeName != "" {
+		return reconcile.Result{}, c.clearPlacementStatus(ctx, &inst)
+	}
+	result, node, err := c.schedule(ctx, &inst)
+	c.Metrics.ScheduleAttempt(result, time.Since(start).Seconds())
+	switch {
+	case apierrors.IsConflict(err):
+		// Bound, or changed, meanwhile: look again at the new state.
+		return reconcile.Result{Requeue: true}, nil
+	case err != nil:
+		return reconcile.Result{}, err
+	case node == "":
+		return reconcile.Result{RequeueAfter: retryInterval}, nil
+	}
+	// Bookkeeping; on error, retried by the bound branch above (the event
+	// is best effort).
+	if err := c.clearPlacementStatus(ctx, &inst); err != nil {
+		return reconcile.Result{}, err
+	}
+	return reconcile.Result{}, c.event(ctx, &inst, corev1.EventTypeNormal, "Scheduled",
+		fmt.Sprintf("Successfully assigned %s/%s to %s", inst.Namespace, inst.Name, node))
+}
+
+// schedule binds inst and names its node, or records why it fits nowhere
+// (preempting for it when that helps); and it says which of the metrics'
+// results the attempt had: a bind, a verdict, or an error (a bind that
+// lost a race included).
+func (c *Controller) schedule(ctx context.Context, inst *skiffv1alpha1.Instance) (result, node string, err error) {
 	var nodes skiffv1alpha1.NodeList
 	if err := c.Client.List(ctx, &nodes); err != nil {
-		return reconcile.Result{}, err
+		return metrics.ResultError, "", fmt.Errorf("list nodes: %w", err)
 	}
 	var instances skiffv1alpha1.InstanceList
 	if err := c.Client.List(ctx, &instances); err != nil {
-		return reconcile.Result{}, err
+		return metrics.ResultError, "", fmt.Errorf("list instances: %w", err)
 	}
 	nodePtrs := make([]*skiffv1alpha1.Node, len(nodes.Items))
 	for i := range nodes.Items {
@@ -99,40 +136,47 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	for i := range instances.Items {
 		instPtrs[i] = &instances.Items[i]
 	}
-	res := c.Scheduler.Schedule(&inst, c.Cache.Snapshot(nodePtrs, instPtrs))
+	infos := Reserve(inst, c.Cache.Snapshot(nodePtrs, instPtrs), instPtrs)
+	res := c.Scheduler.Schedule(inst, infos)
 	if res.Node == "" {
-		return reconcile.Result{RequeueAfter: retryInterval}, c.unschedulable(ctx, &inst, res.Message(len(nodePtrs)))
+		if err := c.noFit(ctx, inst, res, infos); err != nil {
+			return metrics.ResultError, "", err
+		}
+		return metrics.ResultUnschedulable, "", nil
 	}
-	c.Cache.Assume(&inst, res.Node)
-	err := c.Client.SubResource("binding").Create(ctx, &inst, &skiffv1alpha1.Binding{
+	if err := c.bind(ctx, inst, res.Node); err != nil {
+		return metrics.ResultError, "", err
+	}
+	return metrics.ResultScheduled, res.Node, nil
+}
+
+// bind posts the binding, assuming the placement meanwhile; a failed bind
+// (a Conflict when the Instance was bound or deleted meanwhile) forgets it.
+func (c *Controller) bind(ctx context.Context, inst *skiffv1alpha1.Instance, node string) error {
+	c.Cache.Assume(inst, node)
+	err := c.Client.SubResource("binding").Create(ctx, inst, &skiffv1alpha1.Binding{
 		ObjectMeta: metav1.ObjectMeta{Name: inst.Name, Namespace: inst.Namespace, UID: inst.UID},
-		NodeName:   res.Node,
+		NodeName:   node,
 	})
 	if err != nil {
 		c.Cache.Forget(inst.UID)
-		if apierrors.IsConflict(err) {
-			return reconcile.Result{Requeue: true}, nil // bound or changed meanwhile: look again
-		}
-		return reconcile.Result{}, fmt.Errorf("bind %s/%s to %s: %w", inst.Namespace, inst.Name, res.Node, err)
+		return fmt.Errorf("bind instance %s/%s to node %q: %w", inst.Namespace, inst.Name, node, err)
 	}
-	return reconcile.Result{}, c.event(ctx, &inst, corev1.EventTypeNormal, "Scheduled",
-		fmt.Sprintf("Successfully assigned %s/%s to %s", inst.Namespace, inst.Name, res.Node))
+	return nil
 }
 
-// unschedulable records why inst fits nowhere, once per distinct reason.
-func (c *Controller) unschedulable(ctx context.Context, inst *skiffv1alpha1.Instance, msg string) error {
-	cond := meta.FindStatusCondition(inst.Status.Conditions, skiffv1alpha1.InstanceScheduled)
-	if cond != nil && cond.Status == metav1.ConditionFalse && cond.Message == msg {
+// clearPlacementStatus drops what only a pending Instance needs, the
+// per-node failures and the nominated node, once it is bound.
+func (c *Controller) clearPlacementStatus(ctx context.Context, inst *skiffv1alpha1.Instance) error {
+	if len(inst.Status.SchedulingFailures) == 0 && inst.Status.NominatedNodeName == "" {
 		return nil
 	}
-	meta.SetStatusCondition(&inst.Status.Conditions, metav1.Condition{
-		Type: skiffv1alpha1.InstanceScheduled, Status: metav1.ConditionFalse, Reason: "Unschedulable",
-		Message: msg, ObservedGeneration: inst.Generation,
-	})
-	if err := c.Client.Status().Update(ctx, inst); err != nil {
-		return client.IgnoreNotFound(err)
+	base := inst.DeepCopy()
+	inst.Status.SchedulingFailures, inst.Status.NominatedNodeName = nil, ""
+	if err := c.Client.Status().Patch(ctx, inst, client.MergeFrom(base)); err != nil {
+		return client.IgnoreNotFound(fmt.Errorf("clear scheduling status of instance %s/%s: %w", inst.Namespace, inst.Name, err))
 	}
-	return c.event(ctx, inst, corev1.EventTypeWarning, "FailedScheduling", msg)
+	return nil
 }
 
 // event records an Event about inst, as Kubernetes' scheduler does.
@@ -150,7 +194,7 @@ func (c *Controller) event(ctx context.Context, inst *skiffv1alpha1.Instance, ki
 		Source: corev1.EventSource{Component: Component},
 	}
 	if err := c.Client.Create(ctx, ev); err != nil {
-		return fmt.Errorf("event %s for %s/%s: %w", reason, inst.Namespace, inst.Name, err)
+		return fmt.Errorf("event %s for instance %s/%s: %w", reason, inst.Namespace, inst.Name, err)
 	}
 	return nil
 }

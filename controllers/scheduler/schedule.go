@@ -3,6 +3,7 @@ package scheduler
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 
@@ -13,7 +14,8 @@ import (
 type Result struct {
 	// Node is the chosen node; empty when none fits.
 	Node string
-	// Feasible counts the nodes that passed every filter.
+	// Feasible counts the nodes that passed every filter (only the
+	// nominated node when the Instance went there).
 	Feasible int
 	// Reasons counts the nodes each filter reason ruled out.
 	Reasons map[string]int
@@ -36,9 +38,19 @@ func New(s Strategy) *Scheduler {
 	return &Scheduler{Filters: DefaultFilters, Scores: Scores(s)}
 }
 
-// Schedule picks a node for inst among nodes.
+// Schedule picks a node for inst among nodes. An Instance that preempted
+// others goes to its nominated node when it fits there, without scoring:
+// the room was made for it.
 func (s *Scheduler) Schedule(inst *skiffv1alpha1.Instance, nodes []*NodeInfo) Result {
 	res := Result{Reasons: map[string]int{}, PerNode: map[string]string{}, Scores: map[string]int{}}
+	if name := inst.Status.NominatedNodeName; name != "" {
+		for _, n := range nodes {
+			if n.Node.Name == name && s.filter(inst, n, nodes) == "" {
+				res.Node, res.Feasible = name, 1
+				return res
+			}
+		}
+	}
 	var best []string
 	top := -1
 	for _, n := range nodes {
@@ -111,4 +123,21 @@ func (r Result) Message(total int) string {
 		msg += ": " + strings.Join(parts, ", ")
 	}
 	return msg + "."
+}
+
+// Failures lists, by node name, the filter reason of the first
+// MaxSchedulingFailures nodes that ruled the Instance out: the detail that
+// Message's counts leave out.
+func (r Result) Failures() []skiffv1alpha1.NodeSchedulingFailure {
+	names := make([]string, 0, len(r.PerNode))
+	for name := range r.PerNode {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	names = names[:min(len(names), skiffv1alpha1.MaxSchedulingFailures)]
+	out := make([]skiffv1alpha1.NodeSchedulingFailure, len(names))
+	for i, name := range names {
+		out[i] = skiffv1alpha1.NodeSchedulingFailure{Node: name, Reason: r.PerNode[name]}
+	}
+	return out
 }

@@ -1,0 +1,175 @@
+package scheduler
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+	"skiff.dev/skiff/apiserver/apiservertest"
+	"skiff.dev/skiff/controllers/metrics"
+)
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// cluster is a real apiserver and its admin client; with run, the
+// scheduler runs against it until the test ends.
+type cluster struct {
+	t       *testing.T
+	ctx     context.Context
+	server  *apiservertest.Server
+	scheme  *runtime.Scheme
+	admin   client.Client
+	metrics *metrics.Metrics
+}
+
+func newCluster(t *testing.T) *cluster {
+	s := apiservertest.Start(t)
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{skiffv1alpha1.AddToScheme, corev1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admin, err := client.New(s.Admin, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	return &cluster{t: t, ctx: ctx, server: s, scheme: scheme, admin: admin, metrics: metrics.New(prometheus.NewRegistry())}
+}
+
+// runScheduler starts a cluster with the scheduler running in a manager.
+func runScheduler(t *testing.T) *cluster {
+	c := newCluster(t)
+	mgr, err := manager.New(c.server.Admin, manager.Options{
+		Scheme: c.scheme, Metrics: metricsserver.Options{BindAddress: "0"},
+		// Controller names are unique per process; -count=N runs this again.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctrl := &Controller{Client: mgr.GetClient(), Scheduler: New(Spread), Cache: NewCache(30 * time.Second), Metrics: c.metrics}
+	if err := ctrl.SetupWithManager(mgr); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(c.ctx)
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	})
+	return c
+}
+
+// addNode creates n with its status (conditions, allocatable), as its
+// agent would report it.
+func (c *cluster) addNode(n *skiffv1alpha1.Node) {
+	c.t.Helper()
+	for i := range n.Status.Conditions {
+		n.Status.Conditions[i].Reason, n.Status.Conditions[i].LastTransitionTime = "Test", metav1.Now()
+	}
+	status := n.Status
+	if err := c.admin.Create(c.ctx, n); err != nil {
+		c.t.Fatal(err)
+	}
+	n.Status = status
+	if err := c.admin.Status().Update(c.ctx, n); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *cluster) create(insts ...*skiffv1alpha1.Instance) {
+	c.t.Helper()
+	for _, inst := range insts {
+		if err := c.admin.Create(c.ctx, inst); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+}
+
+// get reads an Instance; nil when it does not exist.
+func (c *cluster) get(name string) *skiffv1alpha1.Instance {
+	c.t.Helper()
+	var inst skiffv1alpha1.Instance
+	err := c.admin.Get(c.ctx, client.ObjectKey{Namespace: "default", Name: name}, &inst)
+	if err != nil {
+		if client.IgnoreNotFound(err) == nil {
+			return nil
+		}
+		c.t.Fatal(err)
+	}
+	return &inst
+}
+
+// boundTo waits for the Instance to be bound and returns its node.
+func (c *cluster) boundTo(name string) string {
+	c.t.Helper()
+	var node string
+	eventually(c.t, name+" bound", func() bool {
+		if inst := c.get(name); inst != nil {
+			node = inst.Spec.NodeName
+		}
+		return node != ""
+	})
+	return node
+}
+
+// unschedulable waits for the Instance's Scheduled=False verdict and
+// returns the Instance.
+func (c *cluster) unschedulable(name string) *skiffv1alpha1.Instance {
+	c.t.Helper()
+	var inst *skiffv1alpha1.Instance
+	eventually(c.t, name+" unschedulable", func() bool {
+		inst = c.get(name)
+		return inst != nil && meta.IsStatusConditionFalse(inst.Status.Conditions, skiffv1alpha1.InstanceScheduled)
+	})
+	return inst
+}
+
+// hasEvent reports whether the scheduler recorded an Event with reason
+// about the named Instance.
+func (c *cluster) hasEvent(name, reason, contains string) bool {
+	var evs corev1.EventList
+	if c.admin.List(c.ctx, &evs, client.InNamespace("default")) != nil {
+		return false
+	}
+	for _, ev := range evs.Items {
+		if ev.InvolvedObject.Name == name && ev.Reason == reason && ev.Source.Component == Component && strings.Contains(ev.Message, contains) {
+			return true
+		}
+	}
+	return false
+}
+
+// attempts counts the scheduling attempts with a result so far.
+func (c *cluster) attempts(result string) float64 {
+	return testutil.ToFloat64(c.metrics.ScheduleAttempts.WithLabelValues(result))
+}
