@@ -15,7 +15,6 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
-	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
@@ -81,16 +80,39 @@ func (c *Config) Validate() error {
 
 // Controllers is the controllers in one manager.
 type Controllers struct {
-	mgr      manager.Manager
-	registry *prometheus.Registry
-	running  atomic.Bool
+	cfg        Config
+	kubeconfig *rest.Config
+	registry   *prometheus.Registry
+	metrics    *metrics.Metrics
+	// mgr is set while Start runs.
+	mgr atomic.Pointer[manager.Manager]
 }
 
-// New builds the controllers against the API server kubeconfig points at.
+// New prepares the controllers for the API server kubeconfig points at.
+// Nothing is contacted until Start: the server may still be starting.
 func New(cfg Config, kubeconfig *rest.Config) (*Controllers, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	c := &Controllers{cfg: cfg, kubeconfig: kubeconfig, registry: prometheus.NewRegistry()}
+	c.metrics = metrics.New(c.registry)
+	return c, nil
+}
+
+// Start builds the manager and runs the controllers until ctx ends. With
+// leader election they wait to be elected first.
+func (c *Controllers) Start(ctx context.Context) error {
+	mgr, err := c.build()
+	if err != nil {
+		return err
+	}
+	c.mgr.Store(&mgr)
+	defer c.mgr.Store(nil)
+	return mgr.Start(ctx)
+}
+
+func (c *Controllers) build() (manager.Manager, error) {
+	cfg := c.cfg
 	scheme := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{skiffv1alpha1.AddToScheme, corev1.AddToScheme, coordinationv1.AddToScheme} {
 		if err := add(scheme); err != nil {
@@ -114,48 +136,35 @@ func New(cfg Config, kubeconfig *rest.Config) (*Controllers, error) {
 	if cfg.SkipNameValidation {
 		opts.Controller = config.Controller{SkipNameValidation: ptr.To(true)}
 	}
-	mgr, err := manager.New(kubeconfig, opts)
+	mgr, err := manager.New(c.kubeconfig, opts)
 	if err != nil {
 		return nil, fmt.Errorf("controller manager: %w", err)
 	}
-	c := &Controllers{mgr: mgr, registry: prometheus.NewRegistry()}
-	m := metrics.New(c.registry)
-	sched := &scheduler.Controller{Client: mgr.GetClient(), Scheduler: scheduler.New(cfg.Scoring), Cache: scheduler.NewCache(30 * time.Second)}
+	sched := &scheduler.Controller{Client: mgr.GetClient(), Scheduler: scheduler.New(cfg.Scoring), Cache: scheduler.NewCache(30 * time.Second), Metrics: c.metrics}
 	if err := sched.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("scheduler: %w", err)
 	}
-	wl := &workload.Controller{Client: mgr.GetClient(), Workers: cfg.Workers, Concurrency: cfg.Concurrency, Metrics: m}
+	wl := &workload.Controller{Client: mgr.GetClient(), Workers: cfg.Workers, Concurrency: cfg.Concurrency, Metrics: c.metrics}
 	if err := wl.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("workload controller: %w", err)
 	}
-	return c, nil
+	return mgr, nil
 }
 
-// Start runs the controllers until ctx ends. With leader election it waits
-// to be elected first.
-func (c *Controllers) Start(ctx context.Context) error {
-	c.running.Store(true)
-	defer c.running.Store(false)
-	return c.mgr.Start(ctx)
-}
-
-// Elected is closed once this process leads (at once without election).
-func (c *Controllers) Elected() <-chan struct{} { return c.mgr.Elected() }
-
-// Gatherer serves the controllers' metrics and controller-runtime's own.
-func (c *Controllers) Gatherer() prometheus.Gatherer {
-	return prometheus.Gatherers{c.registry, ctrlmetrics.Registry}
-}
+// Gatherer serves the controllers' metrics. (controller-runtime's own
+// registry repeats the process and Go collectors the API server serves.)
+func (c *Controllers) Gatherer() prometheus.Gatherer { return c.registry }
 
 // Check reports the controllers healthy once they run with synced caches
 // (a standby waiting for election is healthy too).
 func (c *Controllers) Check(ctx context.Context) error {
-	if !c.running.Load() {
+	mgr := c.mgr.Load()
+	if mgr == nil {
 		return errors.New("not running")
 	}
 	ctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
-	if !c.mgr.GetCache().WaitForCacheSync(ctx) {
+	if !(*mgr).GetCache().WaitForCacheSync(ctx) {
 		return errors.New("informer caches not synced yet")
 	}
 	return nil

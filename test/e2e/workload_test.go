@@ -1,0 +1,147 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"skiff.dev/skiff/nodeagent/image/imagebuild"
+)
+
+// sampleImages writes the samples' image (as `make run` does) and a
+// second tag of it into the local agent's air-gap images of dataDir.
+func sampleImages(t *testing.T, dataDir string) {
+	t.Helper()
+	bin, err := imagebuild.StaticBusybox()
+	if err != nil {
+		t.Skip(err)
+	}
+	layer, err := imagebuild.BusyboxLayer(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := imagebuild.Image(v1.Config{Cmd: []string{"sh"}, Env: []string{"PATH=/bin"}}, layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(dataDir, "agent", "images")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for file, ref := range map[string]string{"busybox.tar": "skiff.local/busybox:latest", "busybox-v2.tar": "skiff.local/busybox:v2"} {
+		tag, err := name.NewTag(ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tarball.WriteToFile(filepath.Join(dir, file), tag, img); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// instancesOf lists "phase image" of every live Instance of app.
+func (s *server) instancesOf(t *testing.T, app string) []string {
+	t.Helper()
+	out, err := s.kubectl("get", "instances", "-l", "app="+app, "-o",
+		`jsonpath={range .items[?(@.metadata.deletionTimestamp)]}{"terminating "}{end}{range .items[*]}{.status.phase}{" "}{.spec.containers[0].image}{"\n"}{end}`)
+	if err != nil {
+		return nil
+	}
+	var rows []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if line != "" && !strings.HasPrefix(line, "terminating") {
+			rows = append(rows, line)
+		}
+	}
+	return rows
+}
+
+func (s *server) waitInstances(t *testing.T, app string, n int, phase, image string) {
+	t.Helper()
+	waitFor(t, 120*time.Second, func() (bool, error) {
+		out, err := s.kubectl("get", "instances", "-l", "app="+app, "-o",
+			`jsonpath={range .items[*]}{.metadata.deletionTimestamp}{"|"}{.status.phase}{"|"}{.spec.containers[0].image}{"\n"}{end}`)
+		if err != nil {
+			return false, nil
+		}
+		match, total := 0, 0
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			f := strings.Split(line, "|")
+			if len(f) != 3 || f[0] != "" {
+				continue
+			}
+			total++
+			if f[1] == phase && f[2] == image {
+				match++
+			}
+		}
+		return total == n && match == n, nil
+	})
+}
+
+// TestWorkloadWithKubectl is the tour: the sample Workload applied with
+// kubectl runs 3 real containers under runc, scales to 5, rolls out a new
+// image, tells its story in `kubectl describe`, and goes with its Instances
+// on `kubectl delete`.
+func TestWorkloadWithKubectl(t *testing.T) {
+	requireContainers(t)
+	dataDir := t.TempDir()
+	sampleImages(t, dataDir)
+	s := startServer(t, dataDir, "127.0.0.1:0", "--runtime", "runc", "--agent-listen", "127.0.0.1:0", "--node-name", "local")
+	waitFor(t, 60*time.Second, func() (bool, error) {
+		phase, err := s.kubectl("get", "node", "local", "-o", "jsonpath={.status.phase}")
+		return err == nil && phase == "Ready", nil
+	})
+	s.mustKubectl(t, "apply", "-f", "../../config/samples/workload.yaml")
+	s.waitInstances(t, "web", 3, "Running", "skiff.local/busybox:latest")
+	get := s.mustKubectl(t, "get", "workload", "web")
+	if row := rowFields(get, 0, "web"); len(row) < 3 || row[1] != "3" || row[2] != "3" {
+		waitFor(t, 30*time.Second, func() (bool, error) {
+			get = s.mustKubectl(t, "get", "workload", "web")
+			row := rowFields(get, 0, "web")
+			return len(row) >= 3 && row[1] == "3" && row[2] == "3", nil
+		})
+	}
+
+	s.mustKubectl(t, "scale", "workload", "web", "--replicas=5")
+	s.waitInstances(t, "web", 5, "Running", "skiff.local/busybox:latest")
+
+	s.mustKubectl(t, "patch", "workload", "web", "--type=json", "-p",
+		`[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"skiff.local/busybox:v2"}]`)
+	// The rollout, watched from outside: never more than 5+2 live (25%
+	// surge of 5 rounds up to 2), and it ends with every Instance on v2.
+	waitFor(t, 120*time.Second, func() (bool, error) {
+		rows := s.instancesOf(t, "web")
+		if len(rows) > 7 {
+			t.Fatalf("%d live instances during the rollout, above 5 + maxSurge 2:\n%s", len(rows), strings.Join(rows, "\n"))
+		}
+		v2 := 0
+		for _, r := range rows {
+			if r == "Running skiff.local/busybox:v2" {
+				v2++
+			}
+		}
+		return len(rows) == 5 && v2 == 5, nil
+	})
+	waitFor(t, 60*time.Second, func() (bool, error) {
+		out := s.mustKubectl(t, "describe", "workload", "web")
+		for _, reason := range []string{"ScalingUp", "RolloutStarted", "ScalingDown", "RolloutComplete"} {
+			if !strings.Contains(out, reason) {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+
+	s.mustKubectl(t, "delete", "workload", "web", "--timeout=120s")
+	waitFor(t, 120*time.Second, func() (bool, error) {
+		out, err := s.kubectl("get", "instances", "-l", "app=web", "-o", "name")
+		return err == nil && strings.TrimSpace(out) == "", nil
+	})
+}
