@@ -21,6 +21,8 @@ import (
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 	"skiff.dev/skiff/apiserver/apiservertest"
 	"skiff.dev/skiff/controllers"
+	"skiff.dev/skiff/controllers/scheduler"
+	"skiff.dev/skiff/controllers/workload"
 	"skiff.dev/skiff/nodeagent"
 	"skiff.dev/skiff/nodeagent/runtime"
 )
@@ -362,3 +364,67 @@ func TestWorkloadReplacesFailedInstances(t *testing.T) {
 }
 
 func resourceQuantity(s string) resource.Quantity { return resource.MustParse(s) }
+
+// TestPlanPreviewAgrees: `skiff plan`'s preview (the same PLAN and
+// scheduler functions, run against the live cluster without writing)
+// predicts what the controllers then do: the Instances made, the node they
+// land on, and the exact no-fit message of one that fits nowhere.
+func TestPlanPreviewAgrees(t *testing.T) {
+	p := startPlane(t, 1, controllers.DefaultConfig())
+	w := webWorkload("small", 2, "registry.local/small:1")
+	if err := p.admin.Create(p.ctx, w, client.DryRunAll); err != nil {
+		t.Fatal(err)
+	}
+	preview, err := workload.PreviewPlan(p.ctx, p.admin, w, scheduler.New(scheduler.Spread))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(preview.Actions) != 2 || preview.Actions[0].Type != workload.Create || preview.Placements[0].Node != "sim-0" || preview.Placements[1].Node != "sim-0" {
+		t.Fatalf("preview %+v %+v", preview.Actions, preview.Placements)
+	}
+	w = webWorkload("small", 2, "registry.local/small:1")
+	if err := p.admin.Create(p.ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	p.waitRunning(t, w, 2, "")
+	for _, inst := range p.owned(t, w) {
+		if inst.Spec.NodeName != preview.Placements[0].Node || inst.Labels[skiffv1alpha1.RevisionLabel] != preview.Actions[0].Revision {
+			t.Errorf("instance %s on %q, revision %s; preview said %q, %s", inst.Name, inst.Spec.NodeName,
+				inst.Labels[skiffv1alpha1.RevisionLabel], preview.Placements[0].Node, preview.Actions[0].Revision)
+		}
+	}
+
+	huge := webWorkload("huge", 1, "registry.local/huge:1")
+	huge.Spec.Template.Spec.Containers[0].Resources.Requests[corev1.ResourceCPU] = resourceQuantity("1000")
+	if err := p.admin.Create(p.ctx, huge, client.DryRunAll); err != nil {
+		t.Fatal(err)
+	}
+	preview, err = workload.PreviewPlan(p.ctx, p.admin, huge, scheduler.New(scheduler.Spread))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(preview.Placements) != 1 || preview.Placements[0].Node != "" || preview.Placements[0].WhyNot == "" {
+		t.Fatalf("preview placements %+v", preview.Placements)
+	}
+	huge = webWorkload("huge", 1, "registry.local/huge:1")
+	huge.Spec.Template.Spec.Containers[0].Resources.Requests[corev1.ResourceCPU] = resourceQuantity("1000")
+	if err := p.admin.Create(p.ctx, huge); err != nil {
+		t.Fatal(err)
+	}
+	var msg string
+	eventually(t, "the huge instance unschedulable", func() bool {
+		insts := p.owned(t, huge)
+		if len(insts) != 1 {
+			return false
+		}
+		cond := meta.FindStatusCondition(insts[0].Status.Conditions, skiffv1alpha1.InstanceScheduled)
+		if cond == nil || cond.Status != metav1.ConditionFalse {
+			return false
+		}
+		msg = cond.Message
+		return true
+	})
+	if msg != preview.Placements[0].WhyNot {
+		t.Errorf("scheduler says %q; preview said %q", msg, preview.Placements[0].WhyNot)
+	}
+}
