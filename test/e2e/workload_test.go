@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -45,18 +46,19 @@ func sampleImages(t *testing.T, dataDir string) {
 	}
 }
 
-// instancesOf lists "phase image" of every live Instance of app.
+// instancesOf lists "phase image" of every live (not terminating)
+// Instance of app.
 func (s *server) instancesOf(t *testing.T, app string) []string {
 	t.Helper()
 	out, err := s.kubectl("get", "instances", "-l", "app="+app, "-o",
-		`jsonpath={range .items[?(@.metadata.deletionTimestamp)]}{"terminating "}{end}{range .items[*]}{.status.phase}{" "}{.spec.containers[0].image}{"\n"}{end}`)
+		`jsonpath={range .items[*]}{.metadata.deletionTimestamp}{"|"}{.status.phase}{"|"}{.spec.containers[0].image}{"\n"}{end}`)
 	if err != nil {
 		return nil
 	}
 	var rows []string
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		if line != "" && !strings.HasPrefix(line, "terminating") {
-			rows = append(rows, line)
+		if f := strings.Split(line, "|"); len(f) == 3 && f[0] == "" {
+			rows = append(rows, f[1]+" "+f[2])
 		}
 	}
 	return rows
@@ -65,23 +67,14 @@ func (s *server) instancesOf(t *testing.T, app string) []string {
 func (s *server) waitInstances(t *testing.T, app string, n int, phase, image string) {
 	t.Helper()
 	waitFor(t, 120*time.Second, func() (bool, error) {
-		out, err := s.kubectl("get", "instances", "-l", "app="+app, "-o",
-			`jsonpath={range .items[*]}{.metadata.deletionTimestamp}{"|"}{.status.phase}{"|"}{.spec.containers[0].image}{"\n"}{end}`)
-		if err != nil {
-			return false, nil
-		}
-		match, total := 0, 0
-		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-			f := strings.Split(line, "|")
-			if len(f) != 3 || f[0] != "" {
-				continue
-			}
-			total++
-			if f[1] == phase && f[2] == image {
+		rows := s.instancesOf(t, app)
+		match := 0
+		for _, r := range rows {
+			if r == phase+" "+image {
 				match++
 			}
 		}
-		return total == n && match == n, nil
+		return len(rows) == n && match == n, nil
 	})
 }
 
@@ -98,6 +91,10 @@ func TestWorkloadWithKubectl(t *testing.T) {
 		phase, err := s.kubectl("get", "node", "local", "-o", "jsonpath={.status.phase}")
 		return err == nil && phase == "Ready", nil
 	})
+	plan, err := exec.Command(skiffBin, "plan", "--kubeconfig", s.kubeconfig, "-f", "../../config/samples/workload.yaml").CombinedOutput()
+	if err != nil || strings.Count(string(plan), "Create  (new)") != 3 || !strings.Contains(string(plan), "local") {
+		t.Fatalf("skiff plan -f config/samples/workload.yaml: %v\n%s", err, plan)
+	}
 	s.mustKubectl(t, "apply", "-f", "../../config/samples/workload.yaml")
 	s.waitInstances(t, "web", 3, "Running", "skiff.local/busybox:latest")
 	get := s.mustKubectl(t, "get", "workload", "web")
