@@ -154,8 +154,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	status := time.NewTicker(a.cfg.StatusInterval)
 	defer status.Stop()
 	for {
-		if err := keeper.renew(ctx); err != nil && ctx.Err() == nil {
-			klog.ErrorS(err, "renew lease", "node", a.cfg.NodeName)
+		if err := keeper.renew(ctx); err != nil {
+			if ctx.Err() == nil {
+				klog.ErrorS(err, "renew lease", "node", a.cfg.NodeName)
+			}
+		} else if a.readyLost(ctx, mgr.GetClient()) {
+			// Renewing again after the node lifecycle controller gave the
+			// node up: say Ready now, not at the next status tick.
+			if err := a.reportStatus(ctx, j.client, machine); err != nil && ctx.Err() == nil {
+				klog.ErrorS(err, "report node status", "node", a.cfg.NodeName)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -183,6 +191,7 @@ func (a *Agent) newManager(j *joined, m *Machine) (manager.Manager, error) {
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			&skiffv1alpha1.Instance{}: {Field: fields.OneTermEqualSelector("spec.nodeName", a.cfg.NodeName)},
+			&skiffv1alpha1.Node{}:     {Field: fields.OneTermEqualSelector("metadata.name", a.cfg.NodeName)},
 		}},
 	})
 	if err != nil {
@@ -230,6 +239,27 @@ func (a *Agent) reportStatus(ctx context.Context, c client.Client, m *Machine) e
 		return fmt.Errorf("node %q status: %w", a.cfg.NodeName, err)
 	}
 	return nil
+}
+
+// readyLost reports whether the Node, as the cache last saw it, no longer
+// says Ready: the node lifecycle controller marks a node whose Lease went
+// unrenewed Unknown, and leaves it to the agent to say Ready again. A Node
+// the cache cannot show within a lease interval (not synced yet) counts
+// as Ready: the status written at start said so.
+func (a *Agent) readyLost(ctx context.Context, c client.Reader) bool {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.LeaseInterval)
+	defer cancel()
+	var node skiffv1alpha1.Node
+	if err := c.Get(ctx, client.ObjectKey{Name: a.cfg.NodeName}, &node); err != nil {
+		return false
+	}
+	return !nodeReady(&node.Status)
+}
+
+// nodeReady reports whether the status says what the agent writes while
+// it runs: phase Ready and Ready=True.
+func nodeReady(s *skiffv1alpha1.NodeStatus) bool {
+	return s.Phase == skiffv1alpha1.NodeReady && meta.IsStatusConditionTrue(s.Conditions, skiffv1alpha1.NodeConditionReady)
 }
 
 // warnOnFlagDrift says when --labels or --taints differ from the Node's:

@@ -78,6 +78,12 @@ func (r *instanceReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	if !inst.DeletionTimestamp.IsZero() {
 		return r.stop(ctx, &inst)
 	}
+	if endedByController(&inst.Status) {
+		// Replaced elsewhere (or about to be): stop it so that no
+		// duplicate runs, and leave the controller's status alone. The
+		// finalizer stays until the Instance is deleted.
+		return reconcile.Result{}, r.stopContainers(ctx, &inst)
+	}
 	if controllerutil.AddFinalizer(&inst, skiffv1alpha1.AgentFinalizer) {
 		// Go on with the updated object: waiting for the update's own
 		// event would cost a round trip before every first start.
@@ -423,25 +429,44 @@ func (r *instanceReconciler) reportStatus(ctx context.Context, inst *skiffv1alph
 	return nil
 }
 
+// endedByController reports whether a controller, not the agent, ended
+// the Instance: the node lifecycle controller when the node was lost
+// (NodeLost), the scheduler when it preempted it (Preempted). The agent
+// writes no reason of its own, so a Failed phase with a reason is a
+// controller's verdict, while the containers may still run.
+func endedByController(s *skiffv1alpha1.InstanceStatus) bool {
+	return s.Phase == skiffv1alpha1.InstanceFailed && s.Reason != ""
+}
+
 // stop ends the Instance's containers gracefully and releases the finalizer.
 func (r *instanceReconciler) stop(ctx context.Context, inst *skiffv1alpha1.Instance) (reconcile.Result, error) {
 	if !controllerutil.ContainsFinalizer(inst, skiffv1alpha1.AgentFinalizer) {
 		return reconcile.Result{}, nil
 	}
-	grace := 30 * time.Second
-	if inst.Spec.TerminationGracePeriodSeconds != nil {
-		grace = time.Duration(*inst.Spec.TerminationGracePeriodSeconds) * time.Second
-	}
-	for _, c := range inst.Spec.Containers {
-		if err := r.stopContainer(ctx, containerID(inst, c.Name), grace); err != nil {
-			return reconcile.Result{}, fmt.Errorf("instance %s/%s container %q: %w", inst.Namespace, inst.Name, c.Name, err)
-		}
+	if err := r.stopContainers(ctx, inst); err != nil {
+		return reconcile.Result{}, err
 	}
 	controllerutil.RemoveFinalizer(inst, skiffv1alpha1.AgentFinalizer)
 	if err := r.client.Update(ctx, inst); err != nil && !apierrors.IsNotFound(err) {
 		return reconcile.Result{}, fmt.Errorf("instance %s/%s finalizer: %w", inst.Namespace, inst.Name, err)
 	}
 	return reconcile.Result{}, nil
+}
+
+// stopContainers stops and removes each of the Instance's containers,
+// within its termination grace period. Containers already gone are fine,
+// so a second call costs a runtime lookup per container.
+func (r *instanceReconciler) stopContainers(ctx context.Context, inst *skiffv1alpha1.Instance) error {
+	grace := 30 * time.Second
+	if inst.Spec.TerminationGracePeriodSeconds != nil {
+		grace = time.Duration(*inst.Spec.TerminationGracePeriodSeconds) * time.Second
+	}
+	for _, c := range inst.Spec.Containers {
+		if err := r.stopContainer(ctx, containerID(inst, c.Name), grace); err != nil {
+			return fmt.Errorf("instance %s/%s container %q: %w", inst.Namespace, inst.Name, c.Name, err)
+		}
+	}
+	return nil
 }
 
 // stopContainer sends SIGTERM, waits up to grace, sends SIGKILL, deletes.

@@ -1,0 +1,162 @@
+package nodelifecycle
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+)
+
+// Reasons the controller writes into conditions.
+const (
+	// ReasonNodeStatusUnknown is the Ready condition's reason on a node
+	// that has not been seen for the grace period (Kubernetes' word).
+	ReasonNodeStatusUnknown = "NodeStatusUnknown"
+)
+
+// lost reports whether a node last seen at seen is lost at now, and if
+// not, how long until it is unless it is seen again.
+func lost(seen, now time.Time, grace time.Duration) (bool, time.Duration) {
+	left := seen.Add(grace).Sub(now)
+	return left <= 0, left
+}
+
+// unseenMessage says how long a node has not been seen.
+func unseenMessage(seen, now time.Time, grace time.Duration) string {
+	return fmt.Sprintf("the node has not been seen for %s: its lease was not renewed within the grace period of %s",
+		now.Sub(seen).Round(time.Second), grace)
+}
+
+// markUnknown sets Ready=Unknown and phase NotReady, and reports whether
+// that changed anything. The message is not compared: it names an age
+// that grows with every pass.
+func markUnknown(s *skiffv1alpha1.NodeStatus, msg string) bool {
+	c := meta.FindStatusCondition(s.Conditions, skiffv1alpha1.NodeConditionReady)
+	if s.Phase == skiffv1alpha1.NodeNotReady && c != nil && c.Status == metav1.ConditionUnknown && c.Reason == ReasonNodeStatusUnknown {
+		return false
+	}
+	s.Phase = skiffv1alpha1.NodeNotReady
+	meta.SetStatusCondition(&s.Conditions, metav1.Condition{
+		Type: skiffv1alpha1.NodeConditionReady, Status: metav1.ConditionUnknown,
+		Reason: ReasonNodeStatusUnknown, Message: msg,
+	})
+	return true
+}
+
+// isUnreachable reports whether t is the taint this controller manages.
+func isUnreachable(t skiffv1alpha1.Taint) bool {
+	return t.Key == skiffv1alpha1.TaintUnreachable && t.Effect == skiffv1alpha1.TaintEffectNoExecute
+}
+
+// withUnreachable returns taints with the unreachable taint, added at now
+// when missing, and the taint. An unreachable taint without timeAdded (put
+// on by hand) gets now, since tolerationSeconds count from it. changed
+// says whether the Node must be written. The time is in whole seconds, as
+// the API stores it, so that this pass and the next count from the same
+// moment.
+func withUnreachable(taints []skiffv1alpha1.Taint, now time.Time) (out []skiffv1alpha1.Taint, taint skiffv1alpha1.Taint, changed bool) {
+	out = slices.Clone(taints)
+	added := metav1.NewTime(now.Truncate(time.Second))
+	i := slices.IndexFunc(out, isUnreachable)
+	if i < 0 {
+		taint = skiffv1alpha1.Taint{Key: skiffv1alpha1.TaintUnreachable, Effect: skiffv1alpha1.TaintEffectNoExecute, TimeAdded: &added}
+		return append(out, taint), taint, true
+	}
+	if out[i].TimeAdded == nil {
+		out[i].TimeAdded = &added
+		changed = true
+	}
+	return out, out[i], changed
+}
+
+// withoutUnreachable returns taints without the unreachable taint, and
+// whether there was one.
+func withoutUnreachable(taints []skiffv1alpha1.Taint) ([]skiffv1alpha1.Taint, bool) {
+	out := slices.DeleteFunc(slices.Clone(taints), isUnreachable)
+	return out, len(out) != len(taints)
+}
+
+// tolerates reports whether tol matches taint, by the scheduler's rules:
+// an empty effect matches every effect, Exists with an empty key every
+// key, Exists ignores the value.
+func tolerates(tol skiffv1alpha1.Toleration, taint skiffv1alpha1.Taint) bool {
+	if tol.Effect != "" && tol.Effect != taint.Effect {
+		return false
+	}
+	if tol.Operator == skiffv1alpha1.TolerationOpExists {
+		return tol.Key == "" || tol.Key == taint.Key
+	}
+	return tol.Key == taint.Key && tol.Value == taint.Value
+}
+
+// evictionTime returns when an Instance with tols must leave a node with
+// the NoExecute taint, which was added at added; ok is false when it may
+// stay for ever. As in Kubernetes' taint manager: without a matching
+// toleration it goes at once; otherwise after the smallest
+// tolerationSeconds of the matching tolerations; and never if none of
+// them sets seconds.
+func evictionTime(tols []skiffv1alpha1.Toleration, taint skiffv1alpha1.Taint, added time.Time) (at time.Time, ok bool) {
+	matched, bounded := false, false
+	var least int64
+	for _, tol := range tols {
+		if !tolerates(tol, taint) {
+			continue
+		}
+		matched = true
+		if s := tol.TolerationSeconds; s != nil && (!bounded || *s < least) {
+			bounded, least = true, *s
+		}
+	}
+	switch {
+	case !matched:
+		return added, true
+	case !bounded:
+		return time.Time{}, false
+	}
+	return added.Add(time.Duration(max(least, 0)) * time.Second), true
+}
+
+// evictions returns the Instances on the node (bound there, neither
+// finished nor being deleted) whose toleration of taint has run out at
+// now, and when the next of the others runs out (zero if none will).
+func evictions(instances []skiffv1alpha1.Instance, taint skiffv1alpha1.Taint, now time.Time) (due []*skiffv1alpha1.Instance, next time.Time) {
+	added := now
+	if taint.TimeAdded != nil {
+		added = taint.TimeAdded.Time
+	}
+	for i := range instances {
+		inst := &instances[i]
+		if finished(inst) || !inst.DeletionTimestamp.IsZero() {
+			continue
+		}
+		at, ok := evictionTime(inst.Spec.Tolerations, taint, added)
+		switch {
+		case !ok:
+		case !at.After(now):
+			due = append(due, inst)
+		case next.IsZero() || at.Before(next):
+			next = at
+		}
+	}
+	return due, next
+}
+
+func finished(inst *skiffv1alpha1.Instance) bool {
+	return inst.Status.Phase == skiffv1alpha1.InstanceSucceeded || inst.Status.Phase == skiffv1alpha1.InstanceFailed
+}
+
+// markLost ends an Instance's status: Failed, NodeLost, not Ready. The
+// agent, should the node come back, stops such an Instance and leaves the
+// status alone.
+func markLost(inst *skiffv1alpha1.Instance, msg string) {
+	s := &inst.Status
+	s.Phase, s.Reason, s.Message = skiffv1alpha1.InstanceFailed, skiffv1alpha1.ReasonNodeLost, msg
+	meta.SetStatusCondition(&s.Conditions, metav1.Condition{
+		Type: skiffv1alpha1.InstanceReady, Status: metav1.ConditionFalse,
+		Reason: skiffv1alpha1.ReasonNodeLost, Message: msg, ObservedGeneration: inst.Generation,
+	})
+}

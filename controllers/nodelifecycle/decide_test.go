@@ -1,0 +1,168 @@
+package nodelifecycle
+
+import (
+	"math"
+	"slices"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+)
+
+var t0 = time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
+
+// t0Frac is t0 with a fraction of a second, which the API would drop.
+var t0Frac = t0.Add(300 * time.Millisecond)
+
+func TestLost(t *testing.T) {
+	grace := 15 * time.Second
+	for _, tc := range []struct {
+		name     string
+		seen     time.Time
+		wantLost bool
+		wantLeft time.Duration
+	}{
+		{"just seen", t0, false, 15 * time.Second},
+		{"seen within the grace period", t0.Add(-10 * time.Second), false, 5 * time.Second},
+		{"grace period just over", t0.Add(-15 * time.Second), true, 0},
+		{"long gone", t0.Add(-time.Hour), true, -time.Hour + 15*time.Second},
+		{"never seen", time.Time{}, true, math.MinInt64}, // Sub saturates
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			isLost, left := lost(tc.seen, t0, grace)
+			if isLost != tc.wantLost || left != tc.wantLeft {
+				t.Errorf("lost = %v, %s; want %v, %s", isLost, left, tc.wantLost, tc.wantLeft)
+			}
+		})
+	}
+}
+
+func TestEvictionTime(t *testing.T) {
+	taint := skiffv1alpha1.Taint{Key: skiffv1alpha1.TaintUnreachable, Effect: skiffv1alpha1.TaintEffectNoExecute}
+	exists := func(key string, effect skiffv1alpha1.TaintEffect, seconds *int64) skiffv1alpha1.Toleration {
+		return skiffv1alpha1.Toleration{Key: key, Operator: skiffv1alpha1.TolerationOpExists, Effect: effect, TolerationSeconds: seconds}
+	}
+	for _, tc := range []struct {
+		name   string
+		tols   []skiffv1alpha1.Toleration
+		want   time.Time
+		wantOK bool
+	}{
+		{"no toleration: at once", nil, t0, true},
+		{"another key: at once", []skiffv1alpha1.Toleration{exists("dedicated", "", nil)}, t0, true},
+		{"another effect: at once", []skiffv1alpha1.Toleration{exists(skiffv1alpha1.TaintUnreachable, skiffv1alpha1.TaintEffectNoSchedule, nil)}, t0, true},
+		{"Equal with a value the taint lacks: at once", []skiffv1alpha1.Toleration{{Key: skiffv1alpha1.TaintUnreachable, Operator: skiffv1alpha1.TolerationOpEqual, Value: "x"}}, t0, true},
+		{"the default 30 s", []skiffv1alpha1.Toleration{exists(skiffv1alpha1.TaintUnreachable, skiffv1alpha1.TaintEffectNoExecute, ptr.To(skiffv1alpha1.DefaultTolerationSeconds))}, t0.Add(30 * time.Second), true},
+		{"zero seconds: at once", []skiffv1alpha1.Toleration{exists(skiffv1alpha1.TaintUnreachable, "", ptr.To[int64](0))}, t0, true},
+		{"no seconds: never", []skiffv1alpha1.Toleration{exists(skiffv1alpha1.TaintUnreachable, skiffv1alpha1.TaintEffectNoExecute, nil)}, time.Time{}, false},
+		{"keyless Exists tolerates everything for ever", []skiffv1alpha1.Toleration{exists("", "", nil)}, time.Time{}, false},
+		{"Equal with the empty value matches", []skiffv1alpha1.Toleration{{Key: skiffv1alpha1.TaintUnreachable, Operator: skiffv1alpha1.TolerationOpEqual, TolerationSeconds: ptr.To[int64](5)}}, t0.Add(5 * time.Second), true},
+		{"the smallest bound wins, also over an unbounded one", []skiffv1alpha1.Toleration{
+			exists(skiffv1alpha1.TaintUnreachable, "", nil),
+			exists(skiffv1alpha1.TaintUnreachable, skiffv1alpha1.TaintEffectNoExecute, ptr.To[int64](60)),
+			exists("", "", ptr.To[int64](10)),
+		}, t0.Add(10 * time.Second), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := evictionTime(tc.tols, taint, t0)
+			if ok != tc.wantOK || !got.Equal(tc.want) {
+				t.Errorf("evictionTime = %s, %v; want %s, %v", got, ok, tc.want, tc.wantOK)
+			}
+		})
+	}
+}
+
+func TestEvictions(t *testing.T) {
+	added := metav1.NewTime(t0)
+	taint := skiffv1alpha1.Taint{Key: skiffv1alpha1.TaintUnreachable, Effect: skiffv1alpha1.TaintEffectNoExecute, TimeAdded: &added}
+	inst := func(name string, seconds *int64, forever bool) skiffv1alpha1.Instance {
+		i := skiffv1alpha1.Instance{ObjectMeta: metav1.ObjectMeta{Name: name}}
+		if seconds != nil || forever {
+			i.Spec.Tolerations = []skiffv1alpha1.Toleration{{Key: skiffv1alpha1.TaintUnreachable, Operator: skiffv1alpha1.TolerationOpExists,
+				Effect: skiffv1alpha1.TaintEffectNoExecute, TolerationSeconds: seconds}}
+		}
+		return i
+	}
+	failed := inst("failed", nil, false)
+	failed.Status.Phase = skiffv1alpha1.InstanceFailed
+	succeeded := inst("succeeded", nil, false)
+	succeeded.Status.Phase = skiffv1alpha1.InstanceSucceeded
+	deleting := inst("deleting", nil, false)
+	deleting.DeletionTimestamp = &added
+	all := []skiffv1alpha1.Instance{
+		inst("intolerant", nil, false), inst("thirty", ptr.To[int64](30), false), inst("two", ptr.To[int64](2), false),
+		inst("forever", nil, true), failed, succeeded, deleting,
+	}
+	names := func(insts []*skiffv1alpha1.Instance) []string {
+		var out []string
+		for _, i := range insts {
+			out = append(out, i.Name)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name     string
+		now      time.Time
+		wantDue  []string
+		wantNext time.Time
+	}{
+		{"when tainted", t0, []string{"intolerant"}, t0.Add(2 * time.Second)},
+		{"a second later", t0.Add(time.Second), []string{"intolerant"}, t0.Add(2 * time.Second)},
+		{"two seconds on", t0.Add(2 * time.Second), []string{"intolerant", "two"}, t0.Add(30 * time.Second)},
+		{"a minute on", t0.Add(time.Minute), []string{"intolerant", "thirty", "two"}, time.Time{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			due, next := evictions(all, taint, tc.now)
+			if got := names(due); !slices.Equal(got, tc.wantDue) || !next.Equal(tc.wantNext) {
+				t.Errorf("evictions = %v, next %s; want %v, next %s", got, next, tc.wantDue, tc.wantNext)
+			}
+		})
+	}
+}
+
+func TestUnreachableTaint(t *testing.T) {
+	noSchedule := skiffv1alpha1.Taint{Key: "dedicated", Value: "gpu", Effect: skiffv1alpha1.TaintEffectNoSchedule}
+	earlier := metav1.NewTime(t0.Add(-time.Minute))
+	mine := skiffv1alpha1.Taint{Key: skiffv1alpha1.TaintUnreachable, Effect: skiffv1alpha1.TaintEffectNoExecute, TimeAdded: &earlier}
+
+	taints, taint, changed := withUnreachable([]skiffv1alpha1.Taint{noSchedule}, t0Frac)
+	if !changed || len(taints) != 2 || taints[0] != noSchedule || !isUnreachable(taint) || !taint.TimeAdded.Time.Equal(t0) {
+		t.Errorf("adding: %+v, %+v, %v; want the taint added at now in whole seconds, others kept", taints, taint, changed)
+	}
+	if _, taint, changed := withUnreachable([]skiffv1alpha1.Taint{noSchedule, mine}, t0); changed || !taint.TimeAdded.Equal(&earlier) {
+		t.Errorf("present: %+v, %v; want it kept with its timeAdded", taint, changed)
+	}
+	byHand := mine
+	byHand.TimeAdded = nil
+	if _, taint, changed := withUnreachable([]skiffv1alpha1.Taint{byHand}, t0Frac); !changed || taint.TimeAdded == nil || !taint.TimeAdded.Time.Equal(t0) {
+		t.Errorf("without timeAdded: %+v, %v; want timeAdded now", taint, changed)
+	}
+	sameKeyNoSchedule := skiffv1alpha1.Taint{Key: skiffv1alpha1.TaintUnreachable, Effect: skiffv1alpha1.TaintEffectNoSchedule}
+	taints, had := withoutUnreachable([]skiffv1alpha1.Taint{noSchedule, mine, sameKeyNoSchedule})
+	if !had || !slices.Equal(taints, []skiffv1alpha1.Taint{noSchedule, sameKeyNoSchedule}) {
+		t.Errorf("removing: %+v, %v; want only the NoExecute unreachable taint gone", taints, had)
+	}
+	if _, had := withoutUnreachable([]skiffv1alpha1.Taint{noSchedule}); had {
+		t.Error("removing from a node without it reports a change")
+	}
+}
+
+func TestMarkUnknown(t *testing.T) {
+	s := skiffv1alpha1.NodeStatus{Phase: skiffv1alpha1.NodeReady, Conditions: []metav1.Condition{{
+		Type: skiffv1alpha1.NodeConditionReady, Status: metav1.ConditionTrue, Reason: "AgentReady", LastTransitionTime: metav1.NewTime(t0),
+	}}}
+	if !markUnknown(&s, "not seen for 15s") {
+		t.Fatal("a Ready node reported unchanged")
+	}
+	c := meta.FindStatusCondition(s.Conditions, skiffv1alpha1.NodeConditionReady)
+	if s.Phase != skiffv1alpha1.NodeNotReady || c.Status != metav1.ConditionUnknown || c.Reason != ReasonNodeStatusUnknown || c.Message != "not seen for 15s" {
+		t.Errorf("status %+v; want NotReady, Ready=Unknown/%s", s, ReasonNodeStatusUnknown)
+	}
+	if markUnknown(&s, "not seen for 20s") {
+		t.Error("an unknown node reported changed by a new age in the message: every pass would write")
+	}
+}
