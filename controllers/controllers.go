@@ -18,7 +18,9 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+	"skiff.dev/skiff/controllers/gc"
 	"skiff.dev/skiff/controllers/metrics"
+	"skiff.dev/skiff/controllers/nodelifecycle"
 	"skiff.dev/skiff/controllers/scheduler"
 	"skiff.dev/skiff/controllers/workload"
 )
@@ -96,6 +98,7 @@ func New(cfg Config, kubeconfig *rest.Config) (*Controllers, error) {
 	}
 	c := &Controllers{cfg: cfg, kubeconfig: kubeconfig, registry: prometheus.NewRegistry()}
 	c.metrics = metrics.New(c.registry)
+	c.registry.MustRegister(clusterGauges{c})
 	return c, nil
 }
 
@@ -148,7 +151,30 @@ func (c *Controllers) build() (manager.Manager, error) {
 	if err := wl.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("workload controller: %w", err)
 	}
+	nodes := &nodelifecycle.Controller{
+		Client: mgr.GetClient(), Liveness: nodelifecycle.NewLeases(mgr.GetClient()),
+		Config: nodelifecycle.Config{GracePeriod: cfg.NodeGracePeriod},
+	}
+	if err := nodes.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("node lifecycle controller: %w", err)
+	}
+	collector := &gc.Collector{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Kinds: gc.DefaultKinds()}
+	if err := collector.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("garbage collector: %w", err)
+	}
 	return mgr, nil
+}
+
+// clusterGauges reports the cluster gauges from the running manager's
+// cache, and nothing while none runs.
+type clusterGauges struct{ c *Controllers }
+
+func (g clusterGauges) Describe(ch chan<- *prometheus.Desc) { metrics.NewCluster(nil).Describe(ch) }
+
+func (g clusterGauges) Collect(ch chan<- prometheus.Metric) {
+	if mgr := g.c.mgr.Load(); mgr != nil {
+		metrics.NewCluster((*mgr).GetCache()).Collect(ch)
+	}
 }
 
 // Gatherer serves the controllers' metrics. (controller-runtime's own

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -427,4 +428,96 @@ func TestPlanPreviewAgrees(t *testing.T) {
 	if msg != preview.Placements[0].WhyNot {
 		t.Errorf("scheduler says %q; preview said %q", msg, preview.Placements[0].WhyNot)
 	}
+}
+
+// TestNodeLostReplacement: a node whose agent stops renewing its Lease is
+// given up after the grace period; its Instance is marked Failed/NodeLost
+// once its toleration runs out and replaced on a live node. When the agent
+// comes back, the taint goes and the replaced Instance is cleaned up: no
+// duplicates are left.
+func TestNodeLostReplacement(t *testing.T) {
+	cfg := controllers.DefaultConfig()
+	cfg.NodeGracePeriod = 2 * time.Second
+	p := startPlane(t, 1, cfg)
+
+	acfg := nodeagent.DefaultConfig()
+	acfg.Server, acfg.JoinToken, acfg.DataDir, acfg.NodeName = p.s.URL, p.s.JoinTokenFile, t.TempDir(), "lonely"
+	acfg.LeaseInterval, acfg.Runtime, acfg.Listen = 500*time.Millisecond, "sim", "127.0.0.1:0"
+	runLonely := func() (stop func()) {
+		a, err := nodeagent.New(acfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(p.ctx)
+		done := make(chan error, 1)
+		go func() { done <- a.Run(ctx) }()
+		return func() { cancel(); <-done }
+	}
+	stop := runLonely()
+	defer func() { stop() }()
+
+	w := webWorkload("svc", 2, "registry.local/svc:1")
+	w.Spec.Template.Spec.Tolerations = []skiffv1alpha1.Toleration{{
+		Key: skiffv1alpha1.TaintUnreachable, Operator: skiffv1alpha1.TolerationOpExists,
+		Effect: skiffv1alpha1.TaintEffectNoExecute, TolerationSeconds: ptr.To[int64](1),
+	}}
+	if err := p.admin.Create(p.ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	var lost string
+	eventually(t, "one running instance on each node", func() bool {
+		insts := p.owned(t, w)
+		lost = ""
+		for _, inst := range insts {
+			if inst.Spec.NodeName == "lonely" {
+				lost = inst.Name
+			}
+		}
+		return len(insts) == 2 && running(insts, "") == 2 && lost != ""
+	})
+
+	stop()
+	eventually(t, "the lost instance replaced on the live node", func() bool {
+		var inst skiffv1alpha1.Instance
+		err := p.admin.Get(p.ctx, client.ObjectKey{Namespace: "default", Name: lost}, &inst)
+		marked := err == nil && inst.Status.Phase == skiffv1alpha1.InstanceFailed && inst.Status.Reason == skiffv1alpha1.ReasonNodeLost
+		insts := p.owned(t, w)
+		onLive := 0
+		for _, i := range insts {
+			if i.Spec.NodeName == "sim-0" && i.Status.Phase == skiffv1alpha1.InstanceRunning {
+				onLive++
+			}
+		}
+		return (marked || err != nil) && len(insts) == 2 && onLive == 2
+	})
+	var node skiffv1alpha1.Node
+	if err := p.admin.Get(p.ctx, client.ObjectKey{Name: "lonely"}, &node); err != nil {
+		t.Fatal(err)
+	}
+	if node.Status.Phase == skiffv1alpha1.NodeReady || !hasTaint(&node, skiffv1alpha1.TaintUnreachable) {
+		t.Fatalf("lost node: phase %s, taints %+v", node.Status.Phase, node.Spec.Taints)
+	}
+
+	stop = runLonely()
+	eventually(t, "the node back without its taint, the replaced instance gone", func() bool {
+		var node skiffv1alpha1.Node
+		if p.admin.Get(p.ctx, client.ObjectKey{Name: "lonely"}, &node) != nil {
+			return false
+		}
+		var inst skiffv1alpha1.Instance
+		gone := apierrors.IsNotFound(p.admin.Get(p.ctx, client.ObjectKey{Namespace: "default", Name: lost}, &inst))
+		return node.Status.Phase == skiffv1alpha1.NodeReady && !hasTaint(&node, skiffv1alpha1.TaintUnreachable) && gone
+	})
+	if insts := p.owned(t, w); len(insts) != 2 || running(insts, "") != 2 {
+		t.Fatalf("after the node came back: %d live instances, %d running", len(insts), running(insts, ""))
+	}
+}
+
+func hasTaint(n *skiffv1alpha1.Node, key string) bool {
+	for _, t := range n.Spec.Taints {
+		if t.Key == key {
+			return true
+		}
+	}
+	return false
 }

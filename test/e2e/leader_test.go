@@ -1,0 +1,90 @@
+package e2e
+
+import (
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// lockedBuffer collects a process's output while tests read it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func startControllers(t *testing.T, s *server) (*exec.Cmd, *lockedBuffer) {
+	t.Helper()
+	out := &lockedBuffer{}
+	cmd := exec.Command(skiffBin, "controllers", "--kubeconfig", s.kubeconfig, "--leader-elect")
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			_ = cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("skiff controllers pid %d:\n%s", cmd.Process.Pid, out.String())
+		}
+	})
+	return cmd, out
+}
+
+const acquired = "successfully acquired lease skiff-system/skiff-controllers"
+
+// TestControllersLeaderElection runs two `skiff controllers
+// --leader-elect` against a server without its own: one leads and
+// reconciles; killed with SIGKILL, the other takes over within 15 s and
+// reconciles in its place.
+func TestControllersLeaderElection(t *testing.T) {
+	s := startServer(t, t.TempDir(), "127.0.0.1:0", "--disable-agent", "--disable-controllers")
+	a, aOut := startControllers(t, s)
+	b, bOut := startControllers(t, s)
+	var leader *exec.Cmd
+	var standbyOut *lockedBuffer
+	waitFor(t, 60*time.Second, func() (bool, error) {
+		switch {
+		case strings.Contains(aOut.String(), acquired):
+			leader, standbyOut = a, bOut
+		case strings.Contains(bOut.String(), acquired):
+			leader, standbyOut = b, aOut
+		}
+		return leader != nil, nil
+	})
+	s.mustKubectl(t, "apply", "-f", writeFile(t, "w.yaml", workloadYAML("elected", "", "elected", "replicas: 1")))
+	waitFor(t, 60*time.Second, func() (bool, error) { return len(s.instancesOf(t, "elected")) == 1, nil })
+	if strings.Contains(standbyOut.String(), acquired) {
+		t.Fatal("both controllers lead")
+	}
+
+	if err := leader.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = leader.Wait()
+	killed := time.Now()
+	waitFor(t, 30*time.Second, func() (bool, error) { return strings.Contains(standbyOut.String(), acquired), nil })
+	handover := time.Since(killed)
+	t.Logf("hand-over after SIGKILL of the leader: %s", handover.Round(time.Millisecond))
+	if handover > 15*time.Second {
+		t.Errorf("hand-over took %s, want within 15s", handover)
+	}
+	s.mustKubectl(t, "scale", "workload", "elected", "--replicas=3")
+	waitFor(t, 60*time.Second, func() (bool, error) { return len(s.instancesOf(t, "elected")) == 3, nil })
+}
