@@ -47,7 +47,8 @@ func startControllers(t *testing.T, s *server) (*exec.Cmd, *lockedBuffer) {
 	return cmd, out
 }
 
-const acquired = "successfully acquired lease skiff-system/skiff-controllers"
+// acquired is what client-go's leader election logs on winning.
+const acquired = `"Successfully acquired lease"`
 
 // TestControllersLeaderElection runs two `skiff controllers
 // --leader-elect` against a server without its own: one leads and
@@ -87,4 +88,36 @@ func TestControllersLeaderElection(t *testing.T) {
 	}
 	s.mustKubectl(t, "scale", "workload", "elected", "--replicas=3")
 	waitFor(t, 60*time.Second, func() (bool, error) { return len(s.instancesOf(t, "elected")) == 3, nil })
+}
+
+// TestCascadeWithKubectl: `kubectl delete --cascade=orphan|foreground|
+// background` of a Workload leave or take its Instances as in Kubernetes.
+func TestCascadeWithKubectl(t *testing.T) {
+	s := startServer(t, t.TempDir(), "127.0.0.1:0")
+	for _, name := range []string{"orphaned", "foreground", "background"} {
+		s.mustKubectl(t, "apply", "-f", writeFile(t, name+".yaml", workloadYAML(name, "", name, "replicas: 2")))
+	}
+	for _, name := range []string{"orphaned", "foreground", "background"} {
+		waitFor(t, 60*time.Second, func() (bool, error) { return len(s.instancesOf(t, name)) == 2, nil })
+	}
+	s.mustKubectl(t, "delete", "workload", "orphaned", "--cascade=orphan", "--timeout=60s")
+	s.absent(t, "workload", "orphaned")
+	owners := s.mustKubectl(t, "get", "instances", "-l", "app=orphaned", "-o", "jsonpath={range .items[*]}{.metadata.name}={.metadata.ownerReferences}{\"\\n\"}{end}")
+	if lines := strings.Split(strings.TrimSpace(owners), "\n"); len(lines) != 2 || strings.Contains(owners, "Workload") {
+		t.Fatalf("orphaned instances:\n%s", owners)
+	}
+
+	// kubectl waits for a foreground deletion to finish: the Instances
+	// are gone by the time the Workload is.
+	s.mustKubectl(t, "delete", "workload", "foreground", "--cascade=foreground", "--timeout=60s")
+	s.absent(t, "workload", "foreground")
+	if rows := s.instancesOf(t, "foreground"); len(rows) != 0 {
+		t.Fatalf("instances left after a foreground delete: %v", rows)
+	}
+
+	s.mustKubectl(t, "delete", "workload", "background", "--cascade=background", "--timeout=60s")
+	waitFor(t, 60*time.Second, func() (bool, error) {
+		out, err := s.kubectl("get", "instances", "-l", "app=background", "-o", "name")
+		return err == nil && strings.TrimSpace(out) == "", nil
+	})
 }
