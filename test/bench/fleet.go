@@ -128,12 +128,12 @@ func (c *client) leaseAges() ([]time.Duration, error) {
 
 // tempServer starts a server (without its local agent) in a new temporary
 // directory, whose server/ subdirectory is its data dir.
-func tempServer(bin, prefix string) (string, *server, *client, error) {
+func tempServer(bin, prefix string, extra ...string) (string, *server, *client, error) {
 	dir, err := os.MkdirTemp("", prefix)
 	if err != nil {
 		return "", nil, nil, err
 	}
-	srv, err := start(bin, filepath.Join(dir, "server"))
+	srv, err := start(bin, filepath.Join(dir, "server"), extra...)
 	if err != nil {
 		os.RemoveAll(dir)
 		return "", nil, nil, err

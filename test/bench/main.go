@@ -36,7 +36,10 @@ func main() {
 	clients := flag.Int("clients", 8, "concurrent create clients")
 	profile := flag.String("cpuprofile", "", "write the server's CPU profile of the create phase to this file")
 	containers := flag.Int("containers", 50, "containers the agent benchmark runs")
-	only := flag.String("only", "", "run one part: apiserver, agent or fleet")
+	only := flag.String("only", "", "run one part: apiserver, agent, fleet or controllers")
+	ctrlNodes := flag.String("controller-fleets", "1000,5000", "fleet sizes of the controllers benchmark, comma-separated")
+	workloads := flag.Int("workloads", 100, "Workloads of the controllers benchmark")
+	replicas := flag.Int("replicas", 100, "replicas of each Workload of the controllers benchmark")
 	fleets := flag.String("fleets", "1000,5000", "simulated fleet sizes, comma-separated")
 	leaseInterval := flag.Duration("lease-interval", 5*time.Second, "the simulated nodes' lease interval")
 	window := flag.Duration("window", 30*time.Second, "how long lease renewals are sampled")
@@ -75,6 +78,28 @@ func main() {
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "bench: fleet %d: %v\n", n, err)
 				if *only == "fleet" {
+					os.Exit(1)
+				}
+			}
+			all = append(all, res...)
+		}
+	}
+	if *only == "" || *only == "controllers" {
+		for i, size := range strings.Split(*ctrlNodes, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(size))
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "bench: -controller-fleets:", err)
+				os.Exit(2)
+			}
+			w := *workloads
+			if i > 0 {
+				// Beyond the first fleet only binds/s is asked: half the load.
+				w = max(w/2, 1)
+			}
+			res, err := controllersBench(bin, n, w, *replicas)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "bench: controllers at %d nodes: %v\n", n, err)
+				if *only == "controllers" {
 					os.Exit(1)
 				}
 			}
@@ -161,8 +186,13 @@ type server struct {
 	url        string
 }
 
-func start(bin, dir string) (*server, error) {
-	cmd := exec.Command(bin, "server", "--data-dir", dir, "--listen", "127.0.0.1:0", "--disable-agent")
+// start runs a server without agent, and without controllers unless
+// extra flags say otherwise: the apiserver's figures are its own.
+func start(bin, dir string, extra ...string) (*server, error) {
+	if len(extra) == 0 {
+		extra = []string{"--disable-controllers"}
+	}
+	cmd := exec.Command(bin, append([]string{"server", "--data-dir", dir, "--listen", "127.0.0.1:0", "--disable-agent"}, extra...)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err

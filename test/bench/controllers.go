@@ -1,0 +1,216 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// controllersBench runs a server with its controllers and a simulated
+// fleet of n nodes, applies workloads Workloads of replicas each, and
+// watches every Instance from creation to Running: the time until all run,
+// the scheduler's binds/s, create-to-Running latency, and the control
+// plane's RSS and CPU seconds.
+func controllersBench(bin string, n, workloads, replicas int) ([]result, error) {
+	dir, srv, api, err := tempServer(bin, "skiff-bench-controllers-", "--workers", "8")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	defer srv.stop()
+	fleet := exec.Command(bin, "agent", "--simulate-nodes", fmt.Sprint(n), "--runtime", "sim", "--node-name", "fleet",
+		"--server", srv.url, "--join-token", filepath.Join(dir, "server", "join-token"), "--kubeconfig", srv.kubeconfig,
+		"--data-dir", filepath.Join(dir, "fleet"), "--lease-interval", "10s", "--status-interval", "1h", "--listen", "127.0.0.1:0")
+	fleet.Stdout, fleet.Stderr = io.Discard, io.Discard
+	if err := fleet.Start(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		_ = fleet.Process.Signal(syscall.SIGTERM)
+		_ = fleet.Wait()
+	}()
+	if err := api.waitLeases(n, 10*time.Minute); err != nil {
+		return nil, err
+	}
+	// Let the node lifecycle controller see every node renew once.
+	time.Sleep(12 * time.Second)
+
+	rv, err := api.instancesRV()
+	if err != nil {
+		return nil, err
+	}
+	events, stop, err := api.watchInstances(rv)
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+	cpu0 := cpuSeconds(srv.cmd.Process.Pid)
+	t0 := time.Now()
+	for i := range workloads {
+		if err := api.createWorkload(fmt.Sprintf("load-%d", i), replicas); err != nil {
+			return nil, err
+		}
+	}
+	total := workloads * replicas
+	type seen struct{ added, bound, running time.Time }
+	by := map[string]*seen{}
+	runningCount := 0
+	var firstBind, lastBind time.Time
+	deadline := time.After(10 * time.Minute)
+	for runningCount < total {
+		var ev instanceEvent
+		select {
+		case ev = <-events:
+		case <-deadline:
+			return nil, fmt.Errorf("%d of %d instances running after 10 minutes", runningCount, total)
+		}
+		if ev.err != nil {
+			return nil, ev.err
+		}
+		s := by[ev.name]
+		if s == nil {
+			s = &seen{added: ev.at}
+			by[ev.name] = s
+		}
+		if ev.node != "" && s.bound.IsZero() {
+			s.bound = ev.at
+			if firstBind.IsZero() {
+				firstBind = ev.at
+			}
+			lastBind = ev.at
+		}
+		if ev.phase == "Running" && s.running.IsZero() {
+			s.running = ev.at
+			runningCount++
+		}
+	}
+	allRunning := time.Since(t0)
+	cpu := cpuSeconds(srv.cmd.Process.Pid) - cpu0
+	var lat []time.Duration
+	for _, s := range by {
+		if !s.running.IsZero() {
+			lat = append(lat, s.running.Sub(s.added))
+		}
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	p50, p99 := lat[len(lat)/2], lat[len(lat)*99/100]
+	binds := float64(total) / lastBind.Sub(firstBind).Seconds()
+	label := fmt.Sprintf("controllers %d nodes, %dx%d", n, workloads, replicas)
+	return []result{
+		{label + ": all Running", fmt.Sprintf("%.1f s", allRunning.Seconds()), "<= 30 s (1000 nodes, 10k)"},
+		{label + ": scheduler binds/s", fmt.Sprintf("%.0f", binds), ">= 1000 at 5000 nodes"},
+		{label + ": create-to-Running p50/p99", ms(p50) + " / " + ms(p99), "p99 <= 2 s at 1000 nodes"},
+		{label + ": control plane RSS", mb(srv.rss()), "<= 1 GB at 10k instances"},
+		{label + ": control plane CPU", fmt.Sprintf("%.1f s", cpu), ""},
+	}, nil
+}
+
+func (c *client) createWorkload(name string, replicas int) error {
+	body := fmt.Sprintf(`{"apiVersion":"skiff.dev/v1alpha1","kind":"Workload","metadata":{"name":%q},"spec":{"replicas":%d,"template":{"metadata":{"labels":{"app":%q}},"spec":{"containers":[{"name":"main","image":"registry.local/load:1","resources":{"requests":{"cpu":"10m","memory":"16Mi"}}}]}}}}`,
+		name, replicas, name)
+	resp, err := c.hc.Post(c.base, "application/json", bytes.NewReader([]byte(body)))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusCreated {
+		return fmt.Errorf("create workload %s: %s", name, resp.Status)
+	}
+	return nil
+}
+
+func (c *client) instancesURL() string {
+	return c.host + "/apis/skiff.dev/v1alpha1/namespaces/default/instances"
+}
+
+func (c *client) instancesRV() (string, error) {
+	resp, err := c.hc.Get(c.instancesURL() + "?limit=1")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var list struct {
+		Metadata struct {
+			ResourceVersion string `json:"resourceVersion"`
+		} `json:"metadata"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		return "", err
+	}
+	return list.Metadata.ResourceVersion, nil
+}
+
+// instanceEvent is what the benchmark reads of one watch event.
+type instanceEvent struct {
+	name, node, phase string
+	at                time.Time
+	err               error
+}
+
+// watchInstances streams Instance events from rv, timestamped on arrival.
+func (c *client) watchInstances(rv string) (<-chan instanceEvent, func(), error) {
+	hc := *c.hc
+	hc.Timeout = 0
+	resp, err := hc.Get(c.instancesURL() + "?watch=true&resourceVersion=" + rv + "&timeoutSeconds=" + strconv.Itoa(1200))
+	if err != nil {
+		return nil, nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, nil, fmt.Errorf("watch instances: %s", resp.Status)
+	}
+	out := make(chan instanceEvent, 4096)
+	go func() {
+		defer close(out)
+		dec := json.NewDecoder(bufio.NewReaderSize(resp.Body, 1<<20))
+		for {
+			var ev struct {
+				Type   string `json:"type"`
+				Object struct {
+					Metadata struct {
+						Name string `json:"name"`
+					} `json:"metadata"`
+					Spec struct {
+						NodeName string `json:"nodeName"`
+					} `json:"spec"`
+					Status struct {
+						Phase string `json:"phase"`
+					} `json:"status"`
+				} `json:"object"`
+			}
+			if err := dec.Decode(&ev); err != nil {
+				if !strings.Contains(err.Error(), "closed") {
+					out <- instanceEvent{err: fmt.Errorf("watch instances: %w", err)}
+				}
+				return
+			}
+			out <- instanceEvent{name: ev.Object.Metadata.Name, node: ev.Object.Spec.NodeName, phase: ev.Object.Status.Phase, at: time.Now()}
+		}
+	}()
+	return out, func() { resp.Body.Close() }, nil
+}
+
+// cpuSeconds reads a process's user and system CPU time from /proc.
+func cpuSeconds(pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses.
+	f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+2:]))
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100 // USER_HZ
+}
