@@ -46,6 +46,10 @@ type Config struct {
 	Workers int
 	// Concurrency bounds one Workload's writes in flight.
 	Concurrency int
+	// QPS and Burst bound the controllers' requests to the API server
+	// (client-go's default of 5/s would make 10,000 Instances take an hour).
+	QPS   float32
+	Burst int
 	// SkipNameValidation lets tests build several managers in one process.
 	SkipNameValidation bool
 }
@@ -60,6 +64,8 @@ func DefaultConfig() Config {
 		RetryPeriod:     time.Second,
 		Workers:         4,
 		Concurrency:     workload.DefaultConcurrency,
+		QPS:             2000,
+		Burst:           4000,
 	}
 }
 
@@ -76,6 +82,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Workers < 1 || c.Concurrency < 1 {
 		return errors.New("--workers and --concurrency must be at least 1")
+	}
+	if c.QPS <= 0 || c.Burst < 1 {
+		return errors.New("--kube-api-qps and --kube-api-burst must be positive")
 	}
 	return nil
 }
@@ -96,6 +105,8 @@ func New(cfg Config, kubeconfig *rest.Config) (*Controllers, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	kubeconfig = rest.CopyConfig(kubeconfig)
+	kubeconfig.QPS, kubeconfig.Burst = cfg.QPS, cfg.Burst
 	c := &Controllers{cfg: cfg, kubeconfig: kubeconfig, registry: prometheus.NewRegistry()}
 	c.metrics = metrics.New(c.registry)
 	c.registry.MustRegister(clusterGauges{c})

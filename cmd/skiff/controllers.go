@@ -19,6 +19,8 @@ func addControllerFlags(fs *pflag.FlagSet, cfg *controllers.Config) {
 	fs.DurationVar(&cfg.NodeGracePeriod, "node-grace-period", cfg.NodeGracePeriod, "how long a node may miss Lease renewals before it is unreachable and tainted")
 	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "Workloads reconciled at once")
 	fs.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "writes in flight per Workload reconciliation")
+	fs.Float32Var(&cfg.QPS, "kube-api-qps", cfg.QPS, "requests per second the controllers may send the API server")
+	fs.IntVar(&cfg.Burst, "kube-api-burst", cfg.Burst, "requests the controllers may send the API server in a burst")
 }
 
 // strategyFlag is a scheduler.Strategy as a flag value.

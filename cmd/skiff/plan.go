@@ -52,7 +52,7 @@ func newPlanCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			workloads, err := readWorkloads(file, scheme, ns)
+			workloads, err := readWorkloads(cmd.InOrStdin(), file, scheme, ns)
 			if err != nil {
 				return err
 			}
@@ -71,8 +71,8 @@ func newPlanCommand() *cobra.Command {
 }
 
 // readWorkloads decodes the Workloads of file; other kinds are an error.
-func readWorkloads(file string, scheme *runtime.Scheme, ns string) ([]*skiffv1alpha1.Workload, error) {
-	var r io.Reader = os.Stdin
+func readWorkloads(stdin io.Reader, file string, scheme *runtime.Scheme, ns string) ([]*skiffv1alpha1.Workload, error) {
+	r := stdin
 	if file != "-" {
 		f, err := os.Open(file)
 		if err != nil {

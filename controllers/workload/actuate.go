@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 )
@@ -127,22 +128,36 @@ func (a *Actuator) delete(ctx context.Context, act Action) error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("deleting instance %s/%s: %w", inst.Namespace, inst.Name, err)
+		return fmt.Errorf("deleting instance %q in %q: %w", inst.Name, inst.Namespace, err)
 	}
 	return nil
 }
 
 func (a *Actuator) create(ctx context.Context, w *skiffv1alpha1.Workload, rev string) (string, error) {
-	var name string
+	inst := NewInstance(w, rev)
+	// ambiguous: the last attempt at this name failed in a way that may
+	// have stored it anyway (a timeout), so the name is retried, not redrawn.
+	ambiguous := false
 	err := retry.OnError(backoff, func(err error) bool { return transient(err) || apierrors.IsAlreadyExists(err) }, func() error {
-		inst := NewInstance(w, rev)
-		name = inst.Name
-		return a.Client.Create(ctx, inst)
+		err := a.Client.Create(ctx, inst.DeepCopy())
+		switch {
+		case apierrors.IsAlreadyExists(err) && ambiguous:
+			return nil // stored by the attempt that seemed to fail
+		case apierrors.IsAlreadyExists(err):
+			inst = NewInstance(w, rev) // a namesake from the random suffix
+		}
+		ambiguous = transient(err)
+		return err
 	})
 	if err != nil {
-		return "", fmt.Errorf("workload %s/%s: creating an instance of revision %s: %w", w.Namespace, w.Name, rev, err)
+		err = fmt.Errorf("workload %q in %q: creating an instance of revision %s: %w", w.Name, w.Namespace, rev, err)
+		if apierrors.IsInvalid(err) || apierrors.IsForbidden(err) || apierrors.IsBadRequest(err) {
+			// The template cannot make a valid Instance: retrying will not help.
+			return "", reconcile.TerminalError(err)
+		}
+		return "", err
 	}
-	return name, nil
+	return inst.Name, nil
 }
 
 // transient reports whether a write may succeed if tried again.

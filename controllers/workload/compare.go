@@ -112,11 +112,12 @@ func replicas(w *skiffv1alpha1.Workload) int32 {
 
 // budgets resolves maxSurge (rounded up) and maxUnavailable (rounded down)
 // against replicas, as Kubernetes Deployments do; both zero would block a
-// rollout, so maxUnavailable becomes 1 then. Recreate has no budgets.
+// rollout, so maxUnavailable becomes 1 then. Recreate has no budgets: it
+// is Available only with every replica ready, as in Kubernetes.
 func budgets(w *skiffv1alpha1.Workload, replicas int32) (surge, unavailable int32) {
 	ru := w.Spec.Strategy.RollingUpdate
 	if w.Spec.Strategy.Type == skiffv1alpha1.RecreateStrategy {
-		return 0, replicas
+		return 0, 0
 	}
 	surgeBound, unavailBound := intstr.FromString("25%"), intstr.FromString("25%")
 	if ru != nil && ru.MaxSurge != nil {

@@ -9,13 +9,17 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
@@ -31,6 +35,7 @@ const name = "workload"
 
 // Controller reconciles Workloads: SENSE, COMPARE, PLAN, ACTUATE.
 type Controller struct {
+	// Client reads from the manager's cache and writes to the apiserver.
 	Client client.Client
 	// Concurrency bounds one reconciliation's writes in flight.
 	Concurrency int
@@ -59,11 +64,28 @@ func (c *Controller) SetupWithManager(mgr manager.Manager) error {
 		workers = 4
 	}
 	return builder.ControllerManagedBy(mgr).Named(name).
-		For(&skiffv1alpha1.Workload{}).
-		Owns(&skiffv1alpha1.Instance{}).
+		// Status writes are the controller's own: only spec changes (and
+		// creates and deletes) need a look.
+		For(&skiffv1alpha1.Workload{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Owns(&skiffv1alpha1.Instance{}, builder.WithPredicates(instanceChanged)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
 		Complete(c)
 }
+
+// instanceChanged passes the Instance updates that can change a plan or a
+// status: phase, readiness, deletion, revision, binding. The agents' other
+// status writes (restart counts, container states) do not.
+var instanceChanged = predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+	a, okA := e.ObjectOld.(*skiffv1alpha1.Instance)
+	b, okB := e.ObjectNew.(*skiffv1alpha1.Instance)
+	if !okA || !okB {
+		return true
+	}
+	return a.Status.Phase != b.Status.Phase || Ready(a) != Ready(b) ||
+		a.DeletionTimestamp.IsZero() != b.DeletionTimestamp.IsZero() ||
+		a.Labels[skiffv1alpha1.RevisionLabel] != b.Labels[skiffv1alpha1.RevisionLabel] ||
+		a.Spec.NodeName != b.Spec.NodeName
+}}
 
 // Reconcile moves one Workload a step toward its desired state.
 func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (res reconcile.Result, err error) {
@@ -81,6 +103,7 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (res 
 	}
 	if !w.DeletionTimestamp.IsZero() {
 		// The garbage collector removes the Instances as the deletion asks.
+		c.expect.forget(req.NamespacedName)
 		return reconcile.Result{}, nil
 	}
 	snap, err := Sensor{Reader: c.Client, Indexed: true}.Sense(ctx, &w)
@@ -88,7 +111,7 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (res 
 		return reconcile.Result{}, err
 	}
 	now := c.Clock.Now()
-	if ok, wait := c.expect.satisfied(req.NamespacedName, snap.Instances, now); !ok {
+	if ok, wait := c.expect.satisfied(req.NamespacedName, w.UID, snap.Instances, now); !ok {
 		// Our own writes are on their way to the cache; their events bring
 		// us back. wait bounds it should one be lost.
 		return reconcile.Result{RequeueAfter: wait}, nil
@@ -99,7 +122,7 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (res 
 
 	act := Actuator{Client: c.Client, Concurrency: c.Concurrency}
 	out := act.Actuate(ctx, &w, actions)
-	c.expect.expect(req.NamespacedName, out.Created, out.Deleted, now)
+	c.expect.expect(req.NamespacedName, w.UID, out.Created, out.Deleted, now)
 
 	obs := Observe(&w, cmp, actions, selectorString(&w), now)
 	prev := w.Status
@@ -112,10 +135,14 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (res 
 	if err := c.record(ctx, &w, prev, cmp, actions, out, obs); err != nil {
 		log.FromContext(ctx).Error(err, "recording events")
 	}
+	if apierrors.IsConflict(statusErr) {
+		// The cache is behind a newer Workload; its event brings us back.
+		return reconcile.Result{}, out.Err
+	}
 	if statusErr != nil {
 		return reconcile.Result{}, statusErr
 	}
-	if obs.Stalled && w.Spec.AutoRollback {
+	if w.Spec.AutoRollback && stalled(obs.Status) {
 		if err := c.rollback(ctx, &w, obs); err != nil {
 			return reconcile.Result{}, err
 		}
@@ -135,26 +162,37 @@ func (c *Controller) writeStatus(ctx context.Context, w *skiffv1alpha1.Workload,
 	}
 	w.Status = st
 	if err := c.Client.Status().Update(ctx, w); err != nil {
-		return fmt.Errorf("workload %s/%s: writing status: %w", w.Namespace, w.Name, err)
+		return fmt.Errorf("workload %q in %q: writing status: %w", w.Name, w.Namespace, err)
 	}
 	return nil
 }
 
+// stalled reports whether the rollout is past its progress deadline.
+func stalled(st skiffv1alpha1.WorkloadStatus) bool {
+	cond := meta.FindStatusCondition(st.Conditions, skiffv1alpha1.WorkloadProgressing)
+	return cond != nil && cond.Status == metav1.ConditionFalse && cond.Reason == ReasonDeadlineExceeded
+}
+
 // rollback returns the template to the last revision that became
-// Available, when the rollout of another one stalled.
+// Available, when the rollout of another one stalled. It is decided from
+// the status on every reconciliation, not from the moment of the stall, so
+// a rollback whose write failed is tried again.
 func (c *Controller) rollback(ctx context.Context, w *skiffv1alpha1.Workload, obs Observation) error {
 	st := obs.Status
-	if st.LastAvailableTemplate == nil || st.LastAvailableRevision == st.UpdateRevision {
+	if st.LastAvailableTemplate == nil || Revision(st.LastAvailableTemplate) == st.UpdateRevision {
+		if !obs.Stalled {
+			return nil
+		}
 		return c.event(ctx, w, corev1.EventTypeWarning, "RollbackSkipped",
-			fmt.Sprintf("revision %s stalled and no earlier revision was ever available to roll back to", st.UpdateRevision))
+			fmt.Sprintf("revision %s stalled and there is no other revision that was available to roll back to", st.UpdateRevision))
 	}
-	bad := st.UpdateRevision
+	bad, target := st.UpdateRevision, Revision(st.LastAvailableTemplate)
 	w.Spec.Template = *st.LastAvailableTemplate.DeepCopy()
 	if err := c.Client.Update(ctx, w); err != nil {
-		return fmt.Errorf("workload %s/%s: rolling back to revision %s: %w", w.Namespace, w.Name, st.LastAvailableRevision, err)
+		return fmt.Errorf("workload %q in %q: rolling back to revision %s: %w", w.Name, w.Namespace, target, err)
 	}
 	return c.event(ctx, w, corev1.EventTypeWarning, "RolledBack",
-		fmt.Sprintf("rolled back from revision %s to revision %s: %s", bad, st.LastAvailableRevision, progressingMessage(st)))
+		fmt.Sprintf("rolled back from revision %s to revision %s: %s", bad, target, progressingMessage(st)))
 }
 
 func progressingMessage(st skiffv1alpha1.WorkloadStatus) string {
@@ -182,8 +220,8 @@ func (c *Controller) record(ctx context.Context, w *skiffv1alpha1.Workload, prev
 	if out.Replaced > 0 {
 		add(corev1.EventTypeNormal, "InstanceReplaced", fmt.Sprintf("replaced %d finished instance(s): %s", out.Replaced, namesOf(actions, Replace)))
 	}
-	if n := len(out.Deleted) - out.Replaced; n > 0 {
-		add(corev1.EventTypeNormal, "ScalingDown", fmt.Sprintf("deleted %d instance(s) (%s): %s", n, reasonOf(actions, Delete), namesOf(actions, Delete)))
+	if names := deletedNames(actions, out.Deleted); len(names) > 0 {
+		add(corev1.EventTypeNormal, "ScalingDown", fmt.Sprintf("deleted %d instance(s) (%s): %s", len(names), reasonOf(actions, Delete), abbreviate(names)))
 	}
 	if obs.RolloutCompleted {
 		add(corev1.EventTypeNormal, "RolloutComplete", fmt.Sprintf("revision %s is available on all %d instance(s)", cmp.UpdateRevision, cmp.Replicas))
@@ -223,6 +261,21 @@ func namesOf(actions []Action, t ActionType) string {
 		}
 	}
 	return abbreviate(names)
+}
+
+// deletedNames names the Delete actions that took effect.
+func deletedNames(actions []Action, deleted []types.UID) []string {
+	done := map[types.UID]bool{}
+	for _, uid := range deleted {
+		done[uid] = true
+	}
+	var names []string
+	for _, a := range actions {
+		if a.Type == Delete && done[a.Precondition] {
+			names = append(names, a.Instance.Name)
+		}
+	}
+	return names
 }
 
 // abbreviate lists a few names and counts the rest: an Event stays short

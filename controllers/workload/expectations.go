@@ -23,6 +23,9 @@ type expectations struct {
 }
 
 type pending struct {
+	// uid is the Workload's: a namesake created after a deletion starts
+	// a ledger of its own.
+	uid     types.UID
 	creates sets.Set[string]
 	deletes sets.Set[types.UID]
 	until   time.Time
@@ -33,15 +36,15 @@ func newExpectations() *expectations {
 }
 
 // expect records writes just made for key.
-func (e *expectations) expect(key types.NamespacedName, created []string, deleted []types.UID, now time.Time) {
+func (e *expectations) expect(key types.NamespacedName, uid types.UID, created []string, deleted []types.UID, now time.Time) {
 	if len(created) == 0 && len(deleted) == 0 {
 		return
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	p := e.m[key]
-	if p == nil {
-		p = &pending{creates: sets.New[string](), deletes: sets.New[types.UID]()}
+	if p == nil || p.uid != uid {
+		p = &pending{uid: uid, creates: sets.New[string](), deletes: sets.New[types.UID]()}
 		e.m[key] = p
 	}
 	p.creates.Insert(created...)
@@ -51,11 +54,12 @@ func (e *expectations) expect(key types.NamespacedName, created []string, delete
 
 // satisfied reports whether the snapshot shows every write made for key,
 // forgetting those it shows; otherwise how long to wait at most.
-func (e *expectations) satisfied(key types.NamespacedName, insts []*skiffv1alpha1.Instance, now time.Time) (bool, time.Duration) {
+func (e *expectations) satisfied(key types.NamespacedName, uid types.UID, insts []*skiffv1alpha1.Instance, now time.Time) (bool, time.Duration) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	p := e.m[key]
-	if p == nil {
+	if p == nil || p.uid != uid {
+		delete(e.m, key)
 		return true, 0
 	}
 	live := sets.New[types.UID]()

@@ -106,7 +106,9 @@ func planRollingUpdate(c *Comparison) []Action {
 // then creates the new ones.
 func planRecreate(c *Comparison) []Action {
 	var actions []Action
-	if len(c.Outdated) > 0 || hasOtherRevision(c.Terminating, c.UpdateRevision) {
+	// Finished old Instances count too: one lost with its node may still
+	// run there until the node answers again.
+	if len(c.Outdated) > 0 || hasOtherRevision(c.Terminating, c.UpdateRevision) || hasOtherRevision(c.Finished, c.UpdateRevision) {
 		for _, inst := range deletionOrder(c.Outdated) {
 			actions = append(actions, deleteAction(inst, "recreate"))
 		}

@@ -39,11 +39,13 @@ func (s Sensor) Sense(ctx context.Context, w *skiffv1alpha1.Workload) (*Snapshot
 	snap := &Snapshot{Workload: w}
 	opts := []client.ListOption{client.InNamespace(w.Namespace)}
 	if s.Indexed {
-		opts = append(opts, client.MatchingFields{ownerIndex: string(w.UID)})
+		// The snapshot is read, never written: no copies of the cache's
+		// objects (a reconciliation per Instance change must stay cheap).
+		opts = append(opts, client.MatchingFields{ownerIndex: string(w.UID)}, client.UnsafeDisableDeepCopy)
 	}
 	var list skiffv1alpha1.InstanceList
 	if err := s.Reader.List(ctx, &list, opts...); err != nil {
-		return nil, fmt.Errorf("workload %s/%s: listing instances: %w", w.Namespace, w.Name, err)
+		return nil, fmt.Errorf("workload %q in %q: listing instances: %w", w.Name, w.Namespace, err)
 	}
 	for i := range list.Items {
 		if uids := controllerUID(&list.Items[i]); len(uids) == 1 && uids[0] == string(w.UID) {
@@ -54,7 +56,7 @@ func (s Sensor) Sense(ctx context.Context, w *skiffv1alpha1.Workload) (*Snapshot
 	if s.WithNodes {
 		var nodes skiffv1alpha1.NodeList
 		if err := s.Reader.List(ctx, &nodes); err != nil {
-			return nil, fmt.Errorf("listing nodes: %w", err)
+			return nil, fmt.Errorf("workload %q in %q: listing nodes: %w", w.Name, w.Namespace, err)
 		}
 		for i := range nodes.Items {
 			snap.Nodes = append(snap.Nodes, &nodes.Items[i])

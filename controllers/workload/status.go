@@ -59,7 +59,7 @@ func Observe(w *skiffv1alpha1.Workload, c *Comparison, actions []Action, selecto
 	o.Complete = len(c.Outdated) == 0 && int32(len(c.Current)) == c.Replicas && countReady(c.Current) == c.Replicas
 	o.RolloutStarted = old.UpdateRevision != "" && old.UpdateRevision != c.UpdateRevision && len(c.Outdated) > 0
 	// LastAvailableRevision still names the revision rolled out from.
-	o.RolloutCompleted = o.Complete && old.LastAvailableRevision != "" && old.LastAvailableRevision != c.UpdateRevision
+	o.RolloutCompleted = o.Complete && c.Replicas > 0 && old.LastAvailableRevision != "" && old.LastAvailableRevision != c.UpdateRevision
 
 	available := metav1.Condition{Type: skiffv1alpha1.WorkloadAvailable, Status: metav1.ConditionTrue, Reason: ReasonMinimumAvailable,
 		Message:            fmt.Sprintf("%d of %d instances ready (at least %d needed)", st.ReadyReplicas, c.Replicas, c.MinAvailable()),
@@ -69,7 +69,9 @@ func Observe(w *skiffv1alpha1.Workload, c *Comparison, actions []Action, selecto
 	}
 	setCondition(&st.Conditions, available, now)
 
-	if o.Complete && available.Status == metav1.ConditionTrue {
+	// At zero replicas every template is trivially complete: only one that
+	// ran ready is worth rolling back to.
+	if o.Complete && c.Replicas > 0 && available.Status == metav1.ConditionTrue {
 		st.LastAvailableRevision = c.UpdateRevision
 		st.LastAvailableTemplate = w.Spec.Template.DeepCopy()
 	}
@@ -101,11 +103,15 @@ func Observe(w *skiffv1alpha1.Workload, c *Comparison, actions []Action, selecto
 	return o
 }
 
-// progressed reports whether a rollout moved since the last status: a new
-// generation, or a change in how many Instances exist, are updated or ready.
+// progressed reports whether a rollout moved forward since the last
+// status, as Kubernetes counts it: a new generation or revision, more
+// Instances updated, ready or available, or fewer old ones. Losses are not
+// progress: a rollout whose Instances keep failing must still stall.
 func progressed(old, st *skiffv1alpha1.WorkloadStatus) bool {
 	return old.ObservedGeneration != st.ObservedGeneration || old.UpdateRevision != st.UpdateRevision ||
-		old.UpdatedReplicas != st.UpdatedReplicas || old.ReadyReplicas != st.ReadyReplicas || old.Replicas != st.Replicas
+		st.UpdatedReplicas > old.UpdatedReplicas || st.ReadyReplicas > old.ReadyReplicas ||
+		st.AvailableReplicas > old.AvailableReplicas ||
+		st.Replicas-st.UpdatedReplicas < old.Replicas-old.UpdatedReplicas
 }
 
 func progressMessage(c *Comparison) string {
