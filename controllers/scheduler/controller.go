@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -10,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -34,8 +36,13 @@ type Controller struct {
 	Client    client.Client
 	Scheduler *Scheduler
 	Cache     *Cache
+	// Workers bind at once (default 8); decisions are still taken one
+	// at a time.
+	Workers int
 	// Metrics records every scheduling attempt; nil records nothing.
 	Metrics *metrics.Metrics
+
+	decisions sync.Mutex
 }
 
 // retryInterval bounds how long an unschedulable Instance waits for a
@@ -52,7 +59,7 @@ func (c *Controller) SetupWithManager(mgr manager.Manager) error {
 	// round again.
 	retryAll := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
 		var list skiffv1alpha1.InstanceList
-		if err := c.Client.List(ctx, &list); err != nil {
+		if err := c.Client.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 			return nil
 		}
 		var reqs []reconcile.Request
@@ -74,10 +81,15 @@ func (c *Controller) SetupWithManager(mgr manager.Manager) error {
 			return ok1 && ok2 && (finished(inst) || old.Status.NominatedNodeName != "" && old.Status.NominatedNodeName != inst.Status.NominatedNodeName)
 		},
 	}
+	workers := c.Workers
+	if workers <= 0 {
+		workers = 8
+	}
 	return builder.ControllerManagedBy(mgr).Named("scheduler").
 		For(&skiffv1alpha1.Instance{}, builder.WithPredicates(pending)).
 		Watches(&skiffv1alpha1.Node{}, retryAll).
 		Watches(&skiffv1alpha1.Instance{}, retryAll, builder.WithPredicates(freed)).
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
 		Complete(c)
 }
 
@@ -120,13 +132,40 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (reco
 // results the attempt had: a bind, a verdict, or an error (a bind that
 // lost a race included).
 func (c *Controller) schedule(ctx context.Context, inst *skiffv1alpha1.Instance) (result, node string, err error) {
+	node, res, infos, err := c.decide(ctx, inst)
+	if err != nil {
+		return metrics.ResultError, "", err
+	}
+	if node == "" {
+		// Preemption decides from the same view: one verdict at a time.
+		c.decisions.Lock()
+		defer c.decisions.Unlock()
+		if err := c.noFit(ctx, inst, res, infos); err != nil {
+			return metrics.ResultError, "", err
+		}
+		return metrics.ResultUnschedulable, "", nil
+	}
+	// The placement is assumed: binds run in parallel, decisions do not.
+	if err := c.bind(ctx, inst, node); err != nil {
+		return metrics.ResultError, "", err
+	}
+	return metrics.ResultScheduled, node, nil
+}
+
+// decide picks inst's node, one decision at a time (as kube-scheduler's
+// scheduling cycle), and assumes the placement before it returns, so the
+// next decision sees it while the bind is still in flight.
+func (c *Controller) decide(ctx context.Context, inst *skiffv1alpha1.Instance) (string, Result, []*NodeInfo, error) {
+	c.decisions.Lock()
+	defer c.decisions.Unlock()
+	// The cache's objects are read, never written, here: no copies.
 	var nodes skiffv1alpha1.NodeList
-	if err := c.Client.List(ctx, &nodes); err != nil {
-		return metrics.ResultError, "", fmt.Errorf("list nodes: %w", err)
+	if err := c.Client.List(ctx, &nodes, client.UnsafeDisableDeepCopy); err != nil {
+		return "", Result{}, nil, fmt.Errorf("list nodes: %w", err)
 	}
 	var instances skiffv1alpha1.InstanceList
-	if err := c.Client.List(ctx, &instances); err != nil {
-		return metrics.ResultError, "", fmt.Errorf("list instances: %w", err)
+	if err := c.Client.List(ctx, &instances, client.UnsafeDisableDeepCopy); err != nil {
+		return "", Result{}, nil, fmt.Errorf("list instances: %w", err)
 	}
 	nodePtrs := make([]*skiffv1alpha1.Node, len(nodes.Items))
 	for i := range nodes.Items {
@@ -138,22 +177,15 @@ func (c *Controller) schedule(ctx context.Context, inst *skiffv1alpha1.Instance)
 	}
 	infos := Reserve(inst, c.Cache.Snapshot(nodePtrs, instPtrs), instPtrs)
 	res := c.Scheduler.Schedule(inst, infos)
-	if res.Node == "" {
-		if err := c.noFit(ctx, inst, res, infos); err != nil {
-			return metrics.ResultError, "", err
-		}
-		return metrics.ResultUnschedulable, "", nil
+	if res.Node != "" {
+		c.Cache.Assume(inst, res.Node)
 	}
-	if err := c.bind(ctx, inst, res.Node); err != nil {
-		return metrics.ResultError, "", err
-	}
-	return metrics.ResultScheduled, res.Node, nil
+	return res.Node, res, infos, nil
 }
 
-// bind posts the binding, assuming the placement meanwhile; a failed bind
-// (a Conflict when the Instance was bound or deleted meanwhile) forgets it.
+// bind posts the binding of an assumed placement; a failed bind (a
+// Conflict when the Instance was bound or deleted meanwhile) forgets it.
 func (c *Controller) bind(ctx context.Context, inst *skiffv1alpha1.Instance, node string) error {
-	c.Cache.Assume(inst, node)
 	err := c.Client.SubResource("binding").Create(ctx, inst, &skiffv1alpha1.Binding{
 		ObjectMeta: metav1.ObjectMeta{Name: inst.Name, Namespace: inst.Namespace, UID: inst.UID},
 		NodeName:   node,

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -68,9 +69,14 @@ func controllersBench(bin string, n, workloads, replicas int) ([]result, error) 
 	runningCount := 0
 	var firstBind, lastBind time.Time
 	deadline := time.After(10 * time.Minute)
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
 	for runningCount < total {
 		var ev instanceEvent
 		select {
+		case <-tick.C:
+			fmt.Fprintf(os.Stderr, "bench: %s: %d instances seen, %d running\n", time.Since(t0).Round(time.Second), len(by), runningCount)
+			continue
 		case ev = <-events:
 		case <-deadline:
 			return nil, fmt.Errorf("%d of %d instances running after 10 minutes", runningCount, total)
@@ -160,46 +166,78 @@ type instanceEvent struct {
 }
 
 // watchInstances streams Instance events from rv, timestamped on arrival.
+// The apiserver may end a watch (a slow reader, its timeout): it is
+// resumed from the last resourceVersion seen.
 func (c *client) watchInstances(rv string) (<-chan instanceEvent, func(), error) {
 	hc := *c.hc
 	hc.Timeout = 0
-	resp, err := hc.Get(c.instancesURL() + "?watch=true&resourceVersion=" + rv + "&timeoutSeconds=" + strconv.Itoa(1200))
+	out := make(chan instanceEvent, 1<<16)
+	done := make(chan struct{})
+	var once sync.Once
+	stop := func() { once.Do(func() { close(done) }) }
+	open := func(rv string) (io.ReadCloser, error) {
+		resp, err := hc.Get(c.instancesURL() + "?watch=true&allowWatchBookmarks=true&resourceVersion=" + rv + "&timeoutSeconds=1200")
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode != http.StatusOK {
+			resp.Body.Close()
+			return nil, fmt.Errorf("watch instances: %s", resp.Status)
+		}
+		return resp.Body, nil
+	}
+	body, err := open(rv)
 	if err != nil {
 		return nil, nil, err
 	}
-	if resp.StatusCode != http.StatusOK {
-		resp.Body.Close()
-		return nil, nil, fmt.Errorf("watch instances: %s", resp.Status)
-	}
-	out := make(chan instanceEvent, 4096)
 	go func() {
 		defer close(out)
-		dec := json.NewDecoder(bufio.NewReaderSize(resp.Body, 1<<20))
 		for {
-			var ev struct {
-				Type   string `json:"type"`
-				Object struct {
-					Metadata struct {
-						Name string `json:"name"`
-					} `json:"metadata"`
-					Spec struct {
-						NodeName string `json:"nodeName"`
-					} `json:"spec"`
-					Status struct {
-						Phase string `json:"phase"`
-					} `json:"status"`
-				} `json:"object"`
+			go func(b io.ReadCloser) { <-done; b.Close() }(body)
+			rv = decodeEvents(body, rv, out)
+			select {
+			case <-done:
+				return
+			default:
 			}
-			if err := dec.Decode(&ev); err != nil {
-				if !strings.Contains(err.Error(), "closed") {
-					out <- instanceEvent{err: fmt.Errorf("watch instances: %w", err)}
-				}
+			if body, err = open(rv); err != nil {
+				out <- instanceEvent{err: err}
 				return
 			}
-			out <- instanceEvent{name: ev.Object.Metadata.Name, node: ev.Object.Spec.NodeName, phase: ev.Object.Status.Phase, at: time.Now()}
 		}
 	}()
-	return out, func() { resp.Body.Close() }, nil
+	return out, stop, nil
+}
+
+// decodeEvents sends the events of one watch response until it ends and
+// returns the last resourceVersion seen.
+func decodeEvents(body io.Reader, rv string, out chan<- instanceEvent) string {
+	dec := json.NewDecoder(bufio.NewReaderSize(body, 1<<20))
+	for {
+		var ev struct {
+			Type   string `json:"type"`
+			Object struct {
+				Metadata struct {
+					Name            string `json:"name"`
+					ResourceVersion string `json:"resourceVersion"`
+				} `json:"metadata"`
+				Spec struct {
+					NodeName string `json:"nodeName"`
+				} `json:"spec"`
+				Status struct {
+					Phase string `json:"phase"`
+				} `json:"status"`
+			} `json:"object"`
+		}
+		if err := dec.Decode(&ev); err != nil {
+			return rv
+		}
+		rv = ev.Object.Metadata.ResourceVersion
+		if ev.Type == "BOOKMARK" || ev.Type == "ERROR" {
+			continue
+		}
+		out <- instanceEvent{name: ev.Object.Metadata.Name, node: ev.Object.Spec.NodeName, phase: ev.Object.Status.Phase, at: time.Now()}
+	}
 }
 
 // cpuSeconds reads a process's user and system CPU time from /proc.
