@@ -13,7 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	kruntimepkg "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/utils/ptr"
@@ -68,8 +67,7 @@ func startPlane(t *testing.T, nodes int, cfg controllers.Config) *plane {
 		t.Fatal(err)
 	}
 	start(c.Start)
-	scheme := kruntime()
-	admin, err := client.NewWithWatch(s.Admin, client.Options{Scheme: scheme})
+	admin, err := client.NewWithWatch(s.Admin, client.Options{Scheme: apiservertest.Scheme(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,23 +88,7 @@ func startPlane(t *testing.T, nodes int, cfg controllers.Config) *plane {
 	return p
 }
 
-func kruntime() *kruntimepkg.Scheme {
-	scheme := kruntimepkg.NewScheme()
-	_ = skiffv1alpha1.AddToScheme(scheme)
-	_ = corev1.AddToScheme(scheme)
-	return scheme
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
+var eventually = apiservertest.Eventually
 
 func webWorkload(name string, replicas int32, image string) *skiffv1alpha1.Workload {
 	return &skiffv1alpha1.Workload{

@@ -6,16 +6,11 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 	"skiff.dev/skiff/apiserver/apiservertest"
@@ -29,12 +24,7 @@ const hold = "test.skiff.dev/hold"
 // propagation policies, dangling owners, and shared ownership.
 func TestCollector(t *testing.T) {
 	s := apiservertest.Start(t)
-	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{skiffv1alpha1.AddToScheme, corev1.AddToScheme} {
-		if err := add(scheme); err != nil {
-			t.Fatal(err)
-		}
-	}
+	scheme := apiservertest.Scheme(t)
 	admin, err := client.New(s.Admin, client.Options{Scheme: scheme})
 	if err != nil {
 		t.Fatal(err)
@@ -62,14 +52,7 @@ func TestCollector(t *testing.T) {
 		}
 	}
 
-	mgr, err := manager.New(s.Admin, manager.Options{
-		Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"},
-		// Controller names are unique per process; -count=N runs this again.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	mgr := s.Manager(t, scheme)
 	gc := &Collector{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Kinds: DefaultKinds()}
 	if err := gc.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)

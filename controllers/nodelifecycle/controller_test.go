@@ -12,27 +12,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 	"skiff.dev/skiff/apiserver/apiservertest"
 )
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+var eventually = apiservertest.Eventually
 
 // throughout checks cond for d and fails at the first time it is false:
 // for what must not happen while something holds.
@@ -57,20 +44,8 @@ const grace = time.Second
 
 func start(t *testing.T) *harness {
 	s := apiservertest.Start(t)
-	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{skiffv1alpha1.AddToScheme, corev1.AddToScheme, coordinationv1.AddToScheme} {
-		if err := add(scheme); err != nil {
-			t.Fatal(err)
-		}
-	}
-	mgr, err := manager.New(s.Admin, manager.Options{
-		Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"},
-		// Controller names are unique per process; -count=N runs this again.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	scheme := apiservertest.Scheme(t)
+	mgr := s.Manager(t, scheme)
 	c := &Controller{Client: mgr.GetClient(), Liveness: NewLeases(mgr.GetClient()), Config: Config{GracePeriod: grace}}
 	if err := c.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)

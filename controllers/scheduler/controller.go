@@ -7,8 +7,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
@@ -43,6 +45,9 @@ type Controller struct {
 	Metrics *metrics.Metrics
 
 	decisions sync.Mutex
+	// nodeStore and instanceStore are the informers' stores, read without
+	// copies; nil when the cache does not expose them.
+	nodeStore, instanceStore toolscache.Store
 }
 
 // retryInterval bounds how long an unschedulable Instance waits for a
@@ -57,19 +62,30 @@ func (c *Controller) SetupWithManager(mgr manager.Manager) error {
 	})
 	// Anything that can free or add room sends every pending Instance
 	// round again.
+	if err := c.openStores(mgr); err != nil {
+		return err
+	}
 	retryAll := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
-		var list skiffv1alpha1.InstanceList
-		if err := c.Client.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
+		instances, err := c.listInstances(ctx)
+		if err != nil {
 			return nil
 		}
 		var reqs []reconcile.Request
-		for _, inst := range list.Items {
-			if inst.Spec.NodeName == "" {
-				reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&inst)})
+		for _, inst := range instances {
+			if inst.Spec.NodeName == "" && inst.DeletionTimestamp.IsZero() {
+				reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(inst)})
 			}
 		}
 		return reqs
 	})
+	// Node updates that cannot change a verdict (most status writes) do
+	// not send every pending Instance round.
+	nodeChanged := predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		old, ok1 := e.ObjectOld.(*skiffv1alpha1.Node)
+		n, ok2 := e.ObjectNew.(*skiffv1alpha1.Node)
+		return !ok1 || !ok2 || ready(old) != ready(n) || !equality.Semantic.DeepEqual(old.Spec, n.Spec) ||
+			!equality.Semantic.DeepEqual(old.Labels, n.Labels) || !equality.Semantic.DeepEqual(old.Status.Allocatable, n.Status.Allocatable)
+	}}
 	freed := predicate.Funcs{
 		CreateFunc:  func(event.CreateEvent) bool { return false },
 		DeleteFunc:  func(event.DeleteEvent) bool { return true },
@@ -87,7 +103,7 @@ func (c *Controller) SetupWithManager(mgr manager.Manager) error {
 	}
 	return builder.ControllerManagedBy(mgr).Named("scheduler").
 		For(&skiffv1alpha1.Instance{}, builder.WithPredicates(pending)).
-		Watches(&skiffv1alpha1.Node{}, retryAll).
+		Watches(&skiffv1alpha1.Node{}, retryAll, builder.WithPredicates(nodeChanged)).
 		Watches(&skiffv1alpha1.Instance{}, retryAll, builder.WithPredicates(freed)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
 		Complete(c)
@@ -158,22 +174,13 @@ func (c *Controller) schedule(ctx context.Context, inst *skiffv1alpha1.Instance)
 func (c *Controller) decide(ctx context.Context, inst *skiffv1alpha1.Instance) (string, Result, []*NodeInfo, error) {
 	c.decisions.Lock()
 	defer c.decisions.Unlock()
-	// The cache's objects are read, never written, here: no copies.
-	var nodes skiffv1alpha1.NodeList
-	if err := c.Client.List(ctx, &nodes, client.UnsafeDisableDeepCopy); err != nil {
-		return "", Result{}, nil, fmt.Errorf("list nodes: %w", err)
+	nodePtrs, err := c.listNodes(ctx)
+	if err != nil {
+		return "", Result{}, nil, err
 	}
-	var instances skiffv1alpha1.InstanceList
-	if err := c.Client.List(ctx, &instances, client.UnsafeDisableDeepCopy); err != nil {
-		return "", Result{}, nil, fmt.Errorf("list instances: %w", err)
-	}
-	nodePtrs := make([]*skiffv1alpha1.Node, len(nodes.Items))
-	for i := range nodes.Items {
-		nodePtrs[i] = &nodes.Items[i]
-	}
-	instPtrs := make([]*skiffv1alpha1.Instance, len(instances.Items))
-	for i := range instances.Items {
-		instPtrs[i] = &instances.Items[i]
+	instPtrs, err := c.listInstances(ctx)
+	if err != nil {
+		return "", Result{}, nil, err
 	}
 	infos := Reserve(inst, c.Cache.Snapshot(nodePtrs, instPtrs), instPtrs)
 	res := c.Scheduler.Schedule(inst, infos)

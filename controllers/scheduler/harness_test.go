@@ -12,27 +12,14 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 	"skiff.dev/skiff/apiserver/apiservertest"
 	"skiff.dev/skiff/controllers/metrics"
 )
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+var eventually = apiservertest.Eventually
 
 // cluster is a real apiserver and its admin client; with run, the
 // scheduler runs against it until the test ends.
@@ -47,12 +34,7 @@ type cluster struct {
 
 func newCluster(t *testing.T) *cluster {
 	s := apiservertest.Start(t)
-	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{skiffv1alpha1.AddToScheme, corev1.AddToScheme} {
-		if err := add(scheme); err != nil {
-			t.Fatal(err)
-		}
-	}
+	scheme := apiservertest.Scheme(t)
 	admin, err := client.New(s.Admin, client.Options{Scheme: scheme})
 	if err != nil {
 		t.Fatal(err)
@@ -65,14 +47,7 @@ func newCluster(t *testing.T) *cluster {
 // runScheduler starts a cluster with the scheduler running in a manager.
 func runScheduler(t *testing.T) *cluster {
 	c := newCluster(t)
-	mgr, err := manager.New(c.server.Admin, manager.Options{
-		Scheme: c.scheme, Metrics: metricsserver.Options{BindAddress: "0"},
-		// Controller names are unique per process; -count=N runs this again.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	mgr := c.server.Manager(t, c.scheme)
 	ctrl := &Controller{Client: mgr.GetClient(), Scheduler: New(Spread), Cache: NewCache(30 * time.Second), Metrics: c.metrics}
 	if err := ctrl.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
