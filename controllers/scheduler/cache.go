@@ -42,6 +42,17 @@ func (c *Cache) Assume(inst *skiffv1alpha1.Instance, node string) {
 	c.assumed[inst.UID] = assumption{inst: placed, deadline: c.now().Add(c.ttl)}
 }
 
+// AssumedNode returns the node inst's live assumption placed it on.
+func (c *Cache) AssumedNode(uid types.UID) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a, ok := c.assumed[uid]
+	if !ok || c.now().After(a.deadline) {
+		return "", false
+	}
+	return a.inst.Spec.NodeName, true
+}
+
 // Forget drops an assumption, e.g. after its bind failed.
 func (c *Cache) Forget(uid types.UID) {
 	c.mu.Lock()

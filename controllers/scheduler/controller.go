@@ -148,6 +148,13 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (reco
 // results the attempt had: a bind, a verdict, or an error (a bind that
 // lost a race included).
 func (c *Controller) schedule(ctx context.Context, inst *skiffv1alpha1.Instance) (result, node string, err error) {
+	if node, ok := c.Cache.AssumedNode(inst.UID); ok {
+		// Placed by an earlier decision's batch: only the bind is left.
+		if err := c.bind(ctx, inst, node); err != nil {
+			return metrics.ResultError, "", err
+		}
+		return metrics.ResultScheduled, node, nil
+	}
 	node, res, infos, err := c.decide(ctx, inst)
 	if err != nil {
 		return metrics.ResultError, "", err
@@ -186,8 +193,51 @@ func (c *Controller) decide(ctx context.Context, inst *skiffv1alpha1.Instance) (
 	res := c.Scheduler.Schedule(inst, infos)
 	if res.Node != "" {
 		c.Cache.Assume(inst, res.Node)
+		c.placeBatch(inst, res.Node, infos, instPtrs)
 	}
 	return res.Node, res, infos, nil
+}
+
+// batchSize is how many more pending Instances one decision places on the
+// snapshot it built (which costs as much as all of them together).
+const batchSize = 64
+
+// placeBatch places up to batchSize other pending Instances of inst's
+// priority on the same snapshot, one after the other, each seeing the
+// ones before: the same verdicts as one decision each, for one snapshot.
+// Their own reconciliations find the assumption and only bind. With any
+// nomination pending, room is reserved per priority: no batch then.
+func (c *Controller) placeBatch(inst *skiffv1alpha1.Instance, node string, infos []*NodeInfo, instances []*skiffv1alpha1.Instance) {
+	byName := make(map[string]*NodeInfo, len(infos))
+	for _, n := range infos {
+		byName[n.Node.Name] = n
+	}
+	var batch []*skiffv1alpha1.Instance
+	for _, other := range instances {
+		if other.Spec.NodeName != "" || !other.DeletionTimestamp.IsZero() {
+			continue
+		}
+		if other.Status.NominatedNodeName != "" {
+			return
+		}
+		if len(batch) < batchSize && other.UID != inst.UID && Priority(other) == Priority(inst) {
+			if _, assumed := c.Cache.AssumedNode(other.UID); !assumed {
+				batch = append(batch, other)
+			}
+		}
+	}
+	place := func(i *skiffv1alpha1.Instance, node string) {
+		placed := i.DeepCopy()
+		placed.Spec.NodeName = node
+		byName[node].Add(placed)
+	}
+	place(inst, node)
+	for _, other := range batch {
+		if res := c.Scheduler.Schedule(other, infos); res.Node != "" {
+			c.Cache.Assume(other, res.Node)
+			place(other, res.Node)
+		}
+	}
 }
 
 // bind posts the binding of an assumed placement; a failed bind (a
