@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 )
@@ -31,6 +32,22 @@ type Scheduler struct {
 	Scores  []Score
 	// Rand breaks ties; nil uses the global source.
 	Rand *rand.Rand
+	// next is where the next search for feasible nodes starts, so that
+	// searches that stop early still visit every node in turn.
+	next atomic.Uint64
+}
+
+// feasibleToFind is how many feasible nodes a search looks for before it
+// stops and scores them: every node in small clusters, a share shrinking
+// from half to 5% (but at least 100) in large ones. These are
+// kube-scheduler's numbers (percentageOfNodesToScore); a search that finds
+// fewer goes through every node, so a no-fit verdict always saw them all.
+func feasibleToFind(total int) int {
+	if total <= 100 {
+		return total
+	}
+	pct := max(50-total/125, 5)
+	return max(total*pct/100, 100)
 }
 
 // New returns a scheduler with the default filters and the strategy's scores.
@@ -53,7 +70,18 @@ func (s *Scheduler) Schedule(inst *skiffv1alpha1.Instance, nodes []*NodeInfo) Re
 	}
 	var best []string
 	top := -1
-	for _, n := range nodes {
+	want := feasibleToFind(len(nodes))
+	start := 0
+	if len(nodes) > 0 && want < len(nodes) {
+		start = int(s.next.Load() % uint64(len(nodes)))
+	}
+	visited := 0
+	for i := range nodes {
+		if res.Feasible >= want {
+			break
+		}
+		visited = i + 1
+		n := nodes[(start+i)%len(nodes)]
 		if reason := s.filter(inst, n, nodes); reason != "" {
 			res.Reasons[reason]++
 			res.PerNode[n.Node.Name] = reason
@@ -71,6 +99,9 @@ func (s *Scheduler) Schedule(inst *skiffv1alpha1.Instance, nodes []*NodeInfo) Re
 		case score == top:
 			best = append(best, n.Node.Name)
 		}
+	}
+	if len(nodes) > 0 && want < len(nodes) {
+		s.next.Store(uint64((start + visited) % len(nodes)))
 	}
 	if len(best) > 0 {
 		sort.Strings(best) // the tie-break is random, not map order

@@ -36,8 +36,13 @@ func (n *NodeInfo) Add(inst *skiffv1alpha1.Instance) {
 	n.Instances = append(n.Instances, inst)
 }
 
-// Requests sums an Instance's container requests.
+// Requests sums an Instance's container requests. The result is read,
+// never written: with one container it is that container's own list (the
+// scheduler asks for it once per node and Instance).
 func Requests(inst *skiffv1alpha1.Instance) corev1.ResourceList {
+	if len(inst.Spec.Containers) == 1 {
+		return inst.Spec.Containers[0].Resources.Requests
+	}
 	out := corev1.ResourceList{}
 	for _, c := range inst.Spec.Containers {
 		for name, q := range c.Resources.Requests {
