@@ -32,7 +32,7 @@ var DefaultFilters = []Filter{
 }
 
 func nodeReady(_ *skiffv1alpha1.Instance, n *NodeInfo, _ []*NodeInfo) string {
-	if !ready(n.Node) {
+	if !n.ready() {
 		return "not ready"
 	}
 	return ""

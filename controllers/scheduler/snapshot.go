@@ -15,6 +15,21 @@ type NodeInfo struct {
 	Requested corev1.ResourceList
 	// Instances are the Instances on the node (bound and assumed).
 	Instances []*skiffv1alpha1.Instance
+
+	// readiness caches the Ready condition, asked once per node and
+	// Instance: 0 not yet looked at, 1 ready, 2 not.
+	readiness int8
+}
+
+// ready reports the node's Ready condition.
+func (n *NodeInfo) ready() bool {
+	if n.readiness == 0 {
+		n.readiness = 2
+		if ready(n.Node) {
+			n.readiness = 1
+		}
+	}
+	return n.readiness == 1
 }
 
 // NewNodeInfo returns the node with the given Instances placed on it.

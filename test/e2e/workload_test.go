@@ -80,8 +80,8 @@ func (s *server) waitInstances(t *testing.T, app string, n int, phase, image str
 
 // TestWorkloadWithKubectl is the tour: the sample Workload applied with
 // kubectl runs 3 real containers under runc, scales to 5, rolls out a new
-// image, tells its story in `kubectl describe`, and goes with its Instances
-// on `kubectl delete`.
+// image, tells its story in `kubectl describe`, rolls back from an image
+// that does not exist, and goes with its Instances on `kubectl delete`.
 func TestWorkloadWithKubectl(t *testing.T) {
 	requireContainers(t)
 	dataDir := t.TempDir()
@@ -135,6 +135,20 @@ func TestWorkloadWithKubectl(t *testing.T) {
 		}
 		return true, nil
 	})
+
+	// A bad image never becomes ready: with autoRollback the Workload
+	// goes back to the revision that ran, once the deadline passes.
+	s.mustKubectl(t, "patch", "workload", "web", "--type=merge", "-p", `{"spec":{"autoRollback":true,"progressDeadlineSeconds":5}}`)
+	s.mustKubectl(t, "patch", "workload", "web", "--type=json", "-p",
+		`[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"skiff.local/busybox:missing"}]`)
+	waitFor(t, 120*time.Second, func() (bool, error) {
+		image, err := s.kubectl("get", "workload", "web", "-o", "jsonpath={.spec.template.spec.containers[0].image}")
+		return err == nil && image == "skiff.local/busybox:v2", nil
+	})
+	if out := s.mustKubectl(t, "describe", "workload", "web"); !strings.Contains(out, "RolledBack") || !strings.Contains(out, "ProgressDeadlineExceeded") {
+		t.Errorf("kubectl describe after the rollback:\n%s", out)
+	}
+	s.waitInstances(t, "web", 5, "Running", "skiff.local/busybox:v2")
 
 	s.mustKubectl(t, "delete", "workload", "web", "--timeout=120s")
 	waitFor(t, 120*time.Second, func() (bool, error) {
