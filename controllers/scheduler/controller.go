@@ -181,6 +181,10 @@ func (c *Controller) schedule(ctx context.Context, inst *skiffv1alpha1.Instance)
 func (c *Controller) decide(ctx context.Context, inst *skiffv1alpha1.Instance) (string, Result, []*NodeInfo, error) {
 	c.decisions.Lock()
 	defer c.decisions.Unlock()
+	if node, ok := c.Cache.AssumedNode(inst.UID); ok {
+		// Placed by the batch of a decision taken while this one waited.
+		return node, Result{Node: node}, nil, nil
+	}
 	nodePtrs, err := c.listNodes(ctx)
 	if err != nil {
 		return "", Result{}, nil, err
