@@ -30,6 +30,10 @@ import (
 // Component names the workload controller in Events.
 const Component = "skiff-workload-controller"
 
+// conflictRetry is how soon a reconciliation whose status write met a
+// newer Workload runs again.
+const conflictRetry = 100 * time.Millisecond
+
 // name is the controller's name in metrics and logs.
 const name = "workload"
 
@@ -136,8 +140,9 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (res 
 		log.FromContext(ctx).Error(err, "recording events")
 	}
 	if apierrors.IsConflict(statusErr) {
-		// The cache is behind a newer Workload; its event brings us back.
-		return reconcile.Result{}, out.Err
+		// The cache is behind our own last status write, whose event the
+		// generation filter drops: look again shortly, without an error.
+		return reconcile.Result{RequeueAfter: conflictRetry}, out.Err
 	}
 	if statusErr != nil {
 		return reconcile.Result{}, statusErr
