@@ -8,13 +8,10 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -33,20 +30,11 @@ func controllersBench(bin string, n, workloads, replicas int) ([]result, error) 
 	}
 	defer os.RemoveAll(dir)
 	defer srv.stop()
-	fleet := exec.Command(bin, "agent", "--simulate-nodes", fmt.Sprint(n), "--runtime", "sim", "--node-name", "fleet",
-		"--server", srv.url, "--join-token", filepath.Join(dir, "server", "join-token"), "--kubeconfig", srv.kubeconfig,
-		"--data-dir", filepath.Join(dir, "fleet"), "--lease-interval", "10s", "--status-interval", "1h", "--listen", "127.0.0.1:0")
-	fleet.Stdout, fleet.Stderr = io.Discard, io.Discard
-	if err := fleet.Start(); err != nil {
+	fleet, err := startFleet(bin, dir, srv, api, n, 10*time.Second)
+	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		_ = fleet.Process.Signal(syscall.SIGTERM)
-		_ = fleet.Wait()
-	}()
-	if err := api.waitLeases(n, 10*time.Minute); err != nil {
-		return nil, err
-	}
+	defer fleet.stop()
 	// Let the node lifecycle controller see every node renew once.
 	time.Sleep(12 * time.Second)
 

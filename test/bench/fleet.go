@@ -25,20 +25,11 @@ func fleetBench(bin string, n int, interval, window time.Duration) ([]result, er
 	defer os.RemoveAll(dir)
 	defer srv.stop()
 	t0 := time.Now()
-	fleet := exec.Command(bin, "agent", "--simulate-nodes", fmt.Sprint(n), "--runtime", "sim", "--node-name", "fleet",
-		"--server", srv.url, "--join-token", filepath.Join(dir, "server", "join-token"), "--kubeconfig", srv.kubeconfig,
-		"--data-dir", filepath.Join(dir, "fleet"), "--lease-interval", interval.String(), "--status-interval", "1h", "--listen", "127.0.0.1:0")
-	fleet.Stdout, fleet.Stderr = io.Discard, io.Discard
-	if err := fleet.Start(); err != nil {
+	fleet, err := startFleet(bin, dir, srv, api, n, interval)
+	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		_ = fleet.Process.Signal(syscall.SIGTERM)
-		_ = fleet.Wait()
-	}()
-	if err := api.waitLeases(n, 10*time.Minute); err != nil {
-		return nil, err
-	}
+	defer fleet.stop()
 	joined := time.Since(t0)
 	// Leases renewed while the others joined are as old as the join took:
 	// let every node renew once before sampling.
@@ -69,6 +60,32 @@ func fleetBench(bin string, n int, interval, window time.Duration) ([]result, er
 		{fmt.Sprintf("fleet %d nodes: RSS", n), mb(rss), "<= 1 GB at 5000"},
 		{fmt.Sprintf("fleet %d nodes: oldest of %d lease lists (interval %s)", n, samples, interval), fmt.Sprintf("%s (late by %s)", ms(worst), ms(late)), "late by 0"},
 	}, nil
+}
+
+// fleetProcess is a `skiff agent --simulate-nodes` run by a benchmark.
+type fleetProcess struct{ *exec.Cmd }
+
+// startFleet runs n simulated nodes against srv and waits until each has
+// a Lease.
+func startFleet(bin, dir string, srv *server, api *client, n int, interval time.Duration) (*fleetProcess, error) {
+	cmd := exec.Command(bin, "agent", "--simulate-nodes", fmt.Sprint(n), "--runtime", "sim", "--node-name", "fleet",
+		"--server", srv.url, "--join-token", filepath.Join(dir, "server", "join-token"), "--kubeconfig", srv.kubeconfig,
+		"--data-dir", filepath.Join(dir, "fleet"), "--lease-interval", interval.String(), "--status-interval", "1h", "--listen", "127.0.0.1:0")
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	f := &fleetProcess{cmd}
+	if err := api.waitLeases(n, 10*time.Minute); err != nil {
+		f.stop()
+		return nil, err
+	}
+	return f, nil
+}
+
+func (f *fleetProcess) stop() {
+	_ = f.Process.Signal(syscall.SIGTERM)
+	_ = f.Wait()
 }
 
 func (c *client) leases() (map[string]time.Time, error) {
