@@ -56,11 +56,19 @@ func TestInstanceLifecycleOnSim(t *testing.T) {
 		t.Fatalf("runtime holds %d containers, want 2", len(list))
 	}
 
-	if err := admin.Delete(ctx, &got); err != nil {
+	deleteAndWaitGone(t, admin, a, &got)
+}
+
+// deleteAndWaitGone deletes inst and waits until the agent has let it go,
+// its containers removed.
+func deleteAndWaitGone(t *testing.T, admin client.Client, a *Agent, inst *skiffv1alpha1.Instance) {
+	t.Helper()
+	ctx := context.Background()
+	if err := admin.Delete(ctx, inst); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "instance gone after the agent released it", func() bool {
-		return apierrors.IsNotFound(admin.Get(ctx, client.ObjectKeyFromObject(inst), &got))
+		return apierrors.IsNotFound(admin.Get(ctx, client.ObjectKeyFromObject(inst), &skiffv1alpha1.Instance{}))
 	})
 	if list, _ := a.rt.List(ctx); len(list) != 0 {
 		t.Errorf("runtime still holds %d containers after delete", len(list))

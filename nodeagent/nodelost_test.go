@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -82,20 +81,24 @@ func TestInstanceEndedByControllerIsStopped(t *testing.T) {
 		t.Errorf("finalizers %v: the agent holds %s until the instance is deleted", got.Finalizers, skiffv1alpha1.AgentFinalizer)
 	}
 
-	// A later pass (any change sends one) neither restarts nor rewrites it.
+	// A later pass (any change sends one) neither restarts nor rewrites
+	// it: watched for well over a pass, the containers stay gone and the
+	// controller's verdict stays.
 	got.Annotations = map[string]string{"touched": "yes"}
 	if err := admin.Update(ctx, &got); err != nil {
 		t.Fatal(err)
 	}
-	if err := admin.Delete(ctx, &got); err != nil {
-		t.Fatal(err)
+	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		var now skiffv1alpha1.Instance
+		if err := admin.Get(ctx, client.ObjectKeyFromObject(inst), &now); err != nil {
+			t.Fatal(err)
+		}
+		list, _ := a.rt.List(ctx)
+		if len(list) != 0 || now.Status.Phase != skiffv1alpha1.InstanceFailed || now.Status.Reason != skiffv1alpha1.ReasonNodeLost {
+			t.Fatalf("after a later pass: %d containers, phase %s reason %q", len(list), now.Status.Phase, now.Status.Reason)
+		}
 	}
-	eventually(t, "instance gone after the agent released it", func() bool {
-		return apierrors.IsNotFound(admin.Get(ctx, client.ObjectKeyFromObject(inst), &got))
-	})
-	if list, _ := a.rt.List(ctx); len(list) != 0 {
-		t.Errorf("runtime holds %d containers of a lost instance", len(list))
-	}
+	deleteAndWaitGone(t, admin, a, &got)
 }
 
 // TestAgentSaysReadyAgain: once the node lifecycle controller marked the

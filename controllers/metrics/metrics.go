@@ -85,8 +85,10 @@ func (m *Metrics) Reconciled(controller string, seconds float64, err error) {
 	}
 	m.ReconcileCycles.WithLabelValues(controller).Inc()
 	m.ReconcileDuration.WithLabelValues(controller).Observe(seconds)
+	// The series exists from the first cycle on, at 0 until an error.
+	errs := m.ReconcileErrors.WithLabelValues(controller)
 	if err != nil {
-		m.ReconcileErrors.WithLabelValues(controller).Inc()
+		errs.Inc()
 	}
 }
 

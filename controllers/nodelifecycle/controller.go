@@ -9,7 +9,6 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -19,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+	"skiff.dev/skiff/controllers/events"
 )
 
 // Component names the controller in Events.
@@ -198,19 +198,5 @@ func (c *Controller) evict(ctx context.Context, inst *skiffv1alpha1.Instance, no
 
 // event records a Warning about inst, as Kubernetes' controllers do.
 func (c *Controller) event(ctx context.Context, inst *skiffv1alpha1.Instance, reason, msg string) error {
-	now := metav1.Now()
-	ev := &corev1.Event{
-		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s.%x", inst.Name, now.UnixNano()), Namespace: inst.Namespace},
-		InvolvedObject: corev1.ObjectReference{
-			APIVersion: skiffv1alpha1.SchemeGroupVersion.String(), Kind: "Instance",
-			Namespace: inst.Namespace, Name: inst.Name, UID: inst.UID, ResourceVersion: inst.ResourceVersion,
-		},
-		Reason: reason, Message: msg, Type: corev1.EventTypeWarning, Count: 1,
-		FirstTimestamp: now, LastTimestamp: now,
-		Source: corev1.EventSource{Component: Component},
-	}
-	if err := c.Client.Create(ctx, ev); err != nil {
-		return fmt.Errorf("event %s for instance %s/%s: %w", reason, inst.Namespace, inst.Name, err)
-	}
-	return nil
+	return events.Recorder{Client: c.Client, Component: Component}.Event(ctx, inst, corev1.EventTypeWarning, reason, msg)
 }

@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+	"skiff.dev/skiff/controllers/events"
 	"skiff.dev/skiff/controllers/metrics"
 )
 
@@ -274,20 +275,5 @@ func (c *Controller) clearPlacementStatus(ctx context.Context, inst *skiffv1alph
 
 // event records an Event about inst, as Kubernetes' scheduler does.
 func (c *Controller) event(ctx context.Context, inst *skiffv1alpha1.Instance, kind, reason, msg string) error {
-	now := metav1.Now()
-	ev := &corev1.Event{
-		// Named as client-go names events: the object and a nanosecond time.
-		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s.%x", inst.Name, now.UnixNano()), Namespace: inst.Namespace},
-		InvolvedObject: corev1.ObjectReference{
-			APIVersion: skiffv1alpha1.SchemeGroupVersion.String(), Kind: "Instance",
-			Namespace: inst.Namespace, Name: inst.Name, UID: inst.UID, ResourceVersion: inst.ResourceVersion,
-		},
-		Reason: reason, Message: msg, Type: kind, Count: 1,
-		FirstTimestamp: now, LastTimestamp: now,
-		Source: corev1.EventSource{Component: Component},
-	}
-	if err := c.Client.Create(ctx, ev); err != nil {
-		return fmt.Errorf("event %s for instance %s/%s: %w", reason, inst.Namespace, inst.Name, err)
-	}
-	return nil
+	return events.Recorder{Client: c.Client, Component: Component}.Event(ctx, inst, kind, reason, msg)
 }

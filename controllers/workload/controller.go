@@ -223,9 +223,9 @@ func (c *Controller) record(ctx context.Context, w *skiffv1alpha1.Workload, prev
 			n, cmp.UpdateRevision, reasonOf(actions, Create), abbreviate(out.Created)))
 	}
 	if out.Replaced > 0 {
-		add(corev1.EventTypeNormal, "InstanceReplaced", fmt.Sprintf("replaced %d finished instance(s): %s", out.Replaced, namesOf(actions, Replace)))
+		add(corev1.EventTypeNormal, "InstanceReplaced", fmt.Sprintf("replaced %d finished instance(s): %s", out.Replaced, abbreviate(doneNames(actions, Replace, out.Deleted))))
 	}
-	if names := deletedNames(actions, out.Deleted); len(names) > 0 {
+	if names := doneNames(actions, Delete, out.Deleted); len(names) > 0 {
 		add(corev1.EventTypeNormal, "ScalingDown", fmt.Sprintf("deleted %d instance(s) (%s): %s", len(names), reasonOf(actions, Delete), abbreviate(names)))
 	}
 	if obs.RolloutCompleted {
@@ -258,25 +258,15 @@ func reasonOf(actions []Action, t ActionType) string {
 	return ""
 }
 
-func namesOf(actions []Action, t ActionType) string {
-	var names []string
-	for _, a := range actions {
-		if a.Type == t && a.Instance != nil {
-			names = append(names, a.Instance.Name)
-		}
-	}
-	return abbreviate(names)
-}
-
-// deletedNames names the Delete actions that took effect.
-func deletedNames(actions []Action, deleted []types.UID) []string {
+// doneNames names the Instances that actions of type t removed.
+func doneNames(actions []Action, t ActionType, deleted []types.UID) []string {
 	done := map[types.UID]bool{}
 	for _, uid := range deleted {
 		done[uid] = true
 	}
 	var names []string
 	for _, a := range actions {
-		if a.Type == Delete && done[a.Precondition] {
+		if a.Type == t && done[a.Precondition] {
 			names = append(names, a.Instance.Name)
 		}
 	}

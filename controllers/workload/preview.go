@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
@@ -43,15 +44,15 @@ func PreviewPlan(ctx context.Context, r client.Reader, w *skiffv1alpha1.Workload
 	if err := r.List(ctx, &all); err != nil {
 		return nil, fmt.Errorf("listing instances: %w", err)
 	}
-	deleted := map[string]bool{}
+	deleted := map[types.UID]bool{}
 	for _, a := range p.Actions {
 		if a.Instance != nil {
-			deleted[string(a.Instance.UID)] = true
+			deleted[a.Precondition] = true
 		}
 	}
 	var remaining []*skiffv1alpha1.Instance
 	for i := range all.Items {
-		if !deleted[string(all.Items[i].UID)] {
+		if !deleted[all.Items[i].UID] {
 			remaining = append(remaining, &all.Items[i])
 		}
 	}

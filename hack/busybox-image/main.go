@@ -9,11 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
-
-	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"skiff.dev/skiff/nodeagent/image/imagebuild"
 )
@@ -29,28 +24,9 @@ func main() {
 }
 
 func write(out, ref string) error {
-	tag, err := name.NewTag(ref)
-	if err != nil {
-		return fmt.Errorf("-ref %q: %w", ref, err)
-	}
-	bin, err := imagebuild.StaticBusybox()
+	img, err := imagebuild.Busybox()
 	if err != nil {
 		return err
 	}
-	layer, err := imagebuild.BusyboxLayer(bin)
-	if err != nil {
-		return err
-	}
-	img, err := imagebuild.Image(v1.Config{Cmd: []string{"sh"}, Env: []string{"PATH=/bin"}}, layer)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(out), 0o700); err != nil {
-		return err
-	}
-	tmp := out + ".tmp"
-	if err := tarball.WriteToFile(tmp, tag, img); err != nil {
-		return fmt.Errorf("-o %q: %w", out, err)
-	}
-	return os.Rename(tmp, out)
+	return imagebuild.WriteTarball(out, ref, img)
 }

@@ -91,7 +91,8 @@ func TestControllersLeaderElection(t *testing.T) {
 }
 
 // TestCascadeWithKubectl: `kubectl delete --cascade=orphan|foreground|
-// background` of a Workload leave or take its Instances as in Kubernetes.
+// background` of a Workload leave or take its Instances as in Kubernetes;
+// the controllers' health and metrics are on the server's endpoints.
 func TestCascadeWithKubectl(t *testing.T) {
 	s := startServer(t, t.TempDir(), "127.0.0.1:0")
 	for _, name := range []string{"orphaned", "foreground", "background"} {
@@ -113,6 +114,24 @@ func TestCascadeWithKubectl(t *testing.T) {
 	s.absent(t, "workload", "foreground")
 	if rows := s.instancesOf(t, "foreground"); len(rows) != 0 {
 		t.Fatalf("instances left after a foreground delete: %v", rows)
+	}
+
+	// The controllers report on the server's /health and /metrics.
+	waitFor(t, 30*time.Second, func() (bool, error) {
+		health, err := s.kubectl("get", "--raw", "/health")
+		return err == nil && strings.Contains(health, `"controllers":{"status":"ok"}`) && strings.Contains(health, `"scheduler":{"status":"ok"}`), nil
+	})
+	metrics := s.mustKubectl(t, "get", "--raw", "/metrics")
+	for _, name := range []string{
+		`skiff_schedule_attempts_total{result="unschedulable"}`, "skiff_scheduling_duration_seconds_count",
+		`skiff_reconciliation_cycles_total{controller="workload"}`, "skiff_reconciliation_duration_seconds_count",
+		"skiff_reconciliation_errors_total", "skiff_drift_magnitude", "skiff_workloads 1", `skiff_instances{phase="Pending"} 4`,
+		"skiff_nodes 0", "skiff_nodes_ready 0", "skiff_cluster_capacity_cpu_cores", "skiff_cluster_allocatable_cpu_cores",
+		"skiff_cluster_allocatable_memory_bytes",
+	} {
+		if !strings.Contains(metrics, name) {
+			t.Errorf("/metrics lacks %s", name)
+		}
 	}
 
 	s.mustKubectl(t, "delete", "workload", "background", "--cascade=background", "--timeout=60s")

@@ -1,16 +1,12 @@
 package e2e
 
 import (
-	"os"
+	"errors"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"skiff.dev/skiff/nodeagent/image/imagebuild"
 )
@@ -19,28 +15,16 @@ import (
 // second tag of it into the local agent's air-gap images of dataDir.
 func sampleImages(t *testing.T, dataDir string) {
 	t.Helper()
-	bin, err := imagebuild.StaticBusybox()
-	if err != nil {
+	img, err := imagebuild.Busybox()
+	if errors.Is(err, imagebuild.ErrNoStaticBusybox) {
 		t.Skip(err)
 	}
-	layer, err := imagebuild.BusyboxLayer(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := imagebuild.Image(v1.Config{Cmd: []string{"sh"}, Env: []string{"PATH=/bin"}}, layer)
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(dataDir, "agent", "images")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
 	for file, ref := range map[string]string{"busybox.tar": "skiff.local/busybox:latest", "busybox-v2.tar": "skiff.local/busybox:v2"} {
-		tag, err := name.NewTag(ref)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := tarball.WriteToFile(filepath.Join(dir, file), tag, img); err != nil {
+		if err := imagebuild.WriteTarball(filepath.Join(dir, file), ref, img); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -11,9 +11,11 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -149,4 +151,37 @@ func StaticBusybox() ([]byte, error) {
 		}
 	}
 	return os.ReadFile(p)
+}
+
+// Busybox is the image of the host's static busybox the samples run
+// (`make run` writes it as skiff.local/busybox:latest): the busybox layer,
+// sh as its command, /bin on the PATH.
+func Busybox() (v1.Image, error) {
+	bin, err := StaticBusybox()
+	if err != nil {
+		return nil, err
+	}
+	layer, err := BusyboxLayer(bin)
+	if err != nil {
+		return nil, err
+	}
+	return Image(v1.Config{Cmd: []string{"sh"}, Env: []string{"PATH=/bin"}}, layer)
+}
+
+// WriteTarball writes img as a tarball under ref at path (as `docker save`
+// does; what the agent imports from its images directory), through a
+// temporary file so that an importer never reads half of it.
+func WriteTarball(path, ref string, img v1.Image) error {
+	tag, err := name.NewTag(ref)
+	if err != nil {
+		return fmt.Errorf("image reference %q: %w", ref, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := tarball.WriteToFile(tmp, tag, img); err != nil {
+		return fmt.Errorf("writing %q: %w", path, err)
+	}
+	return os.Rename(tmp, path)
 }
