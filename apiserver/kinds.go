@@ -137,6 +137,7 @@ func nodeKind() *Kind {
 			wide(col("Version", "string", "Agent version.")),
 			wide(col("Runtime", "string", "OCI runtime and version.")),
 			wide(col("Address", "string", "First address.")),
+			wide(col("Instance CIDR", "string", "The subnet the Node's Instances get addresses from.")),
 		},
 		Row:                  typed(nodeRow),
 		Validate:             typed(skiffv1alpha1.ValidateNode),
@@ -159,6 +160,7 @@ func nodeRow(n *skiffv1alpha1.Node) []interface{} {
 	return []interface{}{
 		orNone(string(n.Status.Phase)), quantityString(&cpu, hasCPU), quantityString(&mem, hasMem),
 		age(n.CreationTimestamp), orNone(n.Status.NodeInfo.AgentVersion), orNone(runtimeName), orNone(address),
+		orNone(n.Spec.InstanceCIDR),
 	}
 }
 

@@ -18741,7 +18741,7 @@ func schema_skiff_apis_skiff_v1alpha1_ContainerPort(ref common.ReferenceCallback
 					},
 					"hostPort": {
 						SchemaProps: spec.SchemaProps{
-							Description: "HostPort publishes the port on the node, 1-65535 (optional).",
+							Description: "HostPort publishes the port on the node, 1-65535 (optional): the node forwards what reaches it there to ContainerPort in the Instance. Two Instances asking for the same host port, protocol and address are never placed on one node. With hostNetwork it must equal ContainerPort.",
 							Type:        []string{"integer"},
 							Format:      "int32",
 						},
@@ -18753,6 +18753,13 @@ func schema_skiff_apis_skiff_v1alpha1_ContainerPort(ref common.ReferenceCallback
 							Type:        []string{"string"},
 							Format:      "",
 							Enum:        []interface{}{"SCTP", "TCP", "UDP"},
+						},
+					},
+					"hostIP": {
+						SchemaProps: spec.SchemaProps{
+							Description: "HostIP is the node address HostPort is published on; empty is every address of the node.",
+							Type:        []string{"string"},
+							Format:      "",
 						},
 					},
 				},
@@ -19371,7 +19378,7 @@ func schema_skiff_apis_skiff_v1alpha1_InstanceSpec(ref common.ReferenceCallback)
 					},
 					"hostNetwork": {
 						SchemaProps: spec.SchemaProps{
-							Description: "HostNetwork runs the containers in the node's network namespace. Otherwise the Instance has a network namespace of its own, with loopback only until Instance networking gives it an address.",
+							Description: "HostNetwork runs the containers in the node's network namespace. Otherwise the Instance has a network namespace of its own, shared by its containers, with an address from its node's instanceCIDR.",
 							Type:        []string{"boolean"},
 							Format:      "",
 						},
@@ -19432,7 +19439,7 @@ func schema_skiff_apis_skiff_v1alpha1_InstanceStatus(ref common.ReferenceCallbac
 					},
 					"instanceIP": {
 						SchemaProps: spec.SchemaProps{
-							Description: "InstanceIP is the Instance's own address, when it has one.",
+							Description: "InstanceIP is the Instance's own address, from its node's instanceCIDR; with hostNetwork, the node's address.",
 							Type:        []string{"string"},
 							Format:      "",
 						},
@@ -19657,7 +19664,7 @@ func schema_skiff_apis_skiff_v1alpha1_InstanceTemplateSpec(ref common.ReferenceC
 					},
 					"hostNetwork": {
 						SchemaProps: spec.SchemaProps{
-							Description: "HostNetwork runs the containers in the node's network namespace. Otherwise the Instance has a network namespace of its own, with loopback only until Instance networking gives it an address.",
+							Description: "HostNetwork runs the containers in the node's network namespace. Otherwise the Instance has a network namespace of its own, shared by its containers, with an address from its node's instanceCIDR.",
 							Type:        []string{"boolean"},
 							Format:      "",
 						},
@@ -20075,6 +20082,13 @@ func schema_skiff_apis_skiff_v1alpha1_NodeSpec(ref common.ReferenceCallback) com
 					"publicKey": {
 						SchemaProps: spec.SchemaProps{
 							Description: "PublicKey is the agent's Ed25519 public key, base64 (the seed's NodeId).",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"instanceCIDR": {
+						SchemaProps: spec.SchemaProps{
+							Description: "InstanceCIDR is the subnet the Node's Instances get their addresses from: a share of the cluster CIDR given by the control plane (or set by an admin), immutable once set.",
 							Type:        []string{"string"},
 							Format:      "",
 						},

@@ -84,8 +84,8 @@ type InstanceTemplateSpec struct {
 	// +optional
 	TerminationGracePeriodSeconds *int64 `json:"terminationGracePeriodSeconds,omitempty"`
 	// HostNetwork runs the containers in the node's network namespace.
-	// Otherwise the Instance has a network namespace of its own, with
-	// loopback only until Instance networking gives it an address.
+	// Otherwise the Instance has a network namespace of its own, shared
+	// by its containers, with an address from its node's instanceCIDR.
 	// +optional
 	HostNetwork bool `json:"hostNetwork,omitempty"`
 }
@@ -166,13 +166,21 @@ type ContainerPort struct {
 	Name string `json:"name,omitempty"`
 	// ContainerPort is the port in the container, 1-65535.
 	ContainerPort int32 `json:"containerPort"`
-	// HostPort publishes the port on the node, 1-65535 (optional).
+	// HostPort publishes the port on the node, 1-65535 (optional): the
+	// node forwards what reaches it there to ContainerPort in the
+	// Instance. Two Instances asking for the same host port, protocol and
+	// address are never placed on one node. With hostNetwork it must
+	// equal ContainerPort.
 	// +optional
 	HostPort int32 `json:"hostPort,omitempty"`
 	// Protocol is TCP (default), UDP or SCTP.
 	// +optional
 	// +default="TCP"
 	Protocol Protocol `json:"protocol,omitempty"`
+	// HostIP is the node address HostPort is published on; empty is every
+	// address of the node.
+	// +optional
+	HostIP string `json:"hostIP,omitempty"`
 }
 
 // ResourceRequirements are a container's requests and limits: cpu, memory
@@ -403,7 +411,8 @@ type InstanceStatus struct {
 	// HostIP is the address of the Node running the Instance.
 	// +optional
 	HostIP string `json:"hostIP,omitempty"`
-	// InstanceIP is the Instance's own address, when it has one.
+	// InstanceIP is the Instance's own address, from its node's
+	// instanceCIDR; with hostNetwork, the node's address.
 	// +optional
 	InstanceIP string `json:"instanceIP,omitempty"`
 	// StartTime is when the agent accepted the Instance.

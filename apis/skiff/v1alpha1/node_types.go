@@ -49,6 +49,11 @@ type NodeSpec struct {
 	// PublicKey is the agent's Ed25519 public key, base64 (the seed's NodeId).
 	// +optional
 	PublicKey string `json:"publicKey,omitempty"`
+	// InstanceCIDR is the subnet the Node's Instances get their addresses
+	// from: a share of the cluster CIDR given by the control plane (or set
+	// by an admin), immutable once set.
+	// +optional
+	InstanceCIDR string `json:"instanceCIDR,omitempty"`
 }
 
 // Taint marks a Node so that only tolerating Instances land there.

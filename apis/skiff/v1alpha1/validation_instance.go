@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -97,6 +98,13 @@ func ValidateInstanceStatusUpdate(newI, oldI *Instance) field.ErrorList {
 	for i, cs := range s.ContainerStatuses {
 		allErrs = append(allErrs, apivalidation.ValidateNonnegativeField(int64(cs.RestartCount), statusPath.Child("containerStatuses").Index(i).Child("restartCount"))...)
 	}
+	for _, ip := range []struct {
+		name, value string
+	}{{"hostIP", s.HostIP}, {"instanceIP", s.InstanceIP}} {
+		if _, err := netip.ParseAddr(ip.value); ip.value != "" && err != nil {
+			allErrs = append(allErrs, field.Invalid(statusPath.Child(ip.name), ip.value, "must be an IP address"))
+		}
+	}
 	qosPath := statusPath.Child("qosClass")
 	allErrs = append(allErrs, validateOptionalEnum(s.QOSClass, []QOSClass{QOSGuaranteed, QOSBurstable, QOSBestEffort}, qosPath)...)
 	if oldI.Status.QOSClass != "" && s.QOSClass != oldI.Status.QOSClass {
@@ -112,6 +120,7 @@ func ValidateInstanceTemplateSpec(spec *InstanceTemplateSpec, fldPath *field.Pat
 	allErrs := validateContainers(spec.Containers, fldPath.Child("containers"))
 	allErrs = append(allErrs, validateRestartPolicy(spec.RestartPolicy, fldPath.Child("restartPolicy"))...)
 	allErrs = append(allErrs, validatePlacement(spec, fldPath)...)
+	allErrs = append(allErrs, validateHostPorts(spec, fldPath)...)
 	if g := spec.TerminationGracePeriodSeconds; g != nil {
 		allErrs = append(allErrs, apivalidation.ValidateNonnegativeField(*g, fldPath.Child("terminationGracePeriodSeconds"))...)
 	}
@@ -219,7 +228,48 @@ func validateContainerPort(p *ContainerPort, fldPath *field.Path) field.ErrorLis
 	if p.HostPort != 0 {
 		allErrs = append(allErrs, validatePortNum(p.HostPort, fldPath.Child("hostPort"))...)
 	}
+	if p.HostIP != "" {
+		switch addr, err := netip.ParseAddr(p.HostIP); {
+		case err != nil || addr.Zone() != "":
+			allErrs = append(allErrs, field.Invalid(fldPath.Child("hostIP"), p.HostIP, "must be an IP address"))
+		case p.HostPort == 0:
+			allErrs = append(allErrs, field.Forbidden(fldPath.Child("hostIP"), "needs hostPort: it is the address hostPort is published on"))
+		}
+	}
 	return append(allErrs, validateProtocol(p.Protocol, fldPath.Child("protocol"))...)
+}
+
+// validateHostPorts refuses two ports of the Instance that would publish
+// the same host port, protocol and address (an empty hostIP is every
+// address, so it clashes with any), and, with hostNetwork, a hostPort
+// other than the containerPort: the container listens on the node itself.
+func validateHostPorts(spec *InstanceTemplateSpec, fldPath *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	type published struct {
+		port     int32
+		protocol Protocol
+		ip       string
+	}
+	var seen []published
+	for i := range spec.Containers {
+		for j, p := range spec.Containers[i].Ports {
+			if p.HostPort == 0 {
+				continue
+			}
+			portPath := fldPath.Child("containers").Index(i).Child("ports").Index(j)
+			if spec.HostNetwork && p.HostPort != p.ContainerPort {
+				allErrs = append(allErrs, field.Invalid(portPath.Child("hostPort"), p.HostPort, "must equal containerPort with hostNetwork"))
+			}
+			for _, s := range seen {
+				if s.port == p.HostPort && s.protocol == p.Protocol && (s.ip == p.HostIP || s.ip == "" || p.HostIP == "") {
+					allErrs = append(allErrs, field.Duplicate(portPath.Child("hostPort"), fmt.Sprintf("%d/%s", p.HostPort, p.Protocol)))
+					break
+				}
+			}
+			seen = append(seen, published{p.HostPort, p.Protocol, p.HostIP})
+		}
+	}
+	return allErrs
 }
 
 func validatePortNum(port int32, fldPath *field.Path) field.ErrorList {

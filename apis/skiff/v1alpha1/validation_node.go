@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"fmt"
+	"net/netip"
 	"slices"
 
 	apivalidation "k8s.io/apimachinery/pkg/api/validation"
@@ -18,7 +19,28 @@ func ValidateNode(n *Node) field.ErrorList {
 	allErrs := apivalidation.ValidateObjectMeta(&n.ObjectMeta, false, apivalidation.NameIsDNSSubdomain, field.NewPath("metadata"))
 	specPath := field.NewPath("spec")
 	allErrs = append(allErrs, validateTaints(n.Spec.Taints, specPath.Child("taints"))...)
+	allErrs = append(allErrs, validateInstanceCIDR(n.Spec.InstanceCIDR, specPath.Child("instanceCIDR"))...)
 	return append(allErrs, validatePublicKey(n.Spec.PublicKey, specPath.Child("publicKey"))...)
+}
+
+// validateInstanceCIDR accepts an empty CIDR (none given yet) or an IPv4
+// network in canonical form, with room for a gateway and Instances.
+func validateInstanceCIDR(cidr string, fldPath *field.Path) field.ErrorList {
+	if cidr == "" {
+		return nil
+	}
+	prefix, err := netip.ParsePrefix(cidr)
+	switch {
+	case err != nil:
+		return field.ErrorList{field.Invalid(fldPath, cidr, "must be a CIDR such as 10.88.3.0/24")}
+	case !prefix.Addr().Is4():
+		return field.ErrorList{field.Invalid(fldPath, cidr, "must be an IPv4 network")}
+	case prefix.Masked() != prefix:
+		return field.ErrorList{field.Invalid(fldPath, cidr, fmt.Sprintf("must be the network's own address, %s", prefix.Masked()))}
+	case prefix.Bits() > 29:
+		return field.ErrorList{field.Invalid(fldPath, cidr, "must be /29 or larger: the gateway and at least one Instance need addresses")}
+	}
+	return nil
 }
 
 // ValidateNodeUpdate checks a Node update. The public key is the node's
@@ -30,6 +52,10 @@ func ValidateNodeUpdate(newN, oldN *Node) field.ErrorList {
 	allErrs = append(allErrs, ValidateNode(newN)...)
 	if oldN.Spec.PublicKey != "" && newN.Spec.PublicKey != oldN.Spec.PublicKey {
 		allErrs = append(allErrs, field.Invalid(field.NewPath("spec", "publicKey"), newN.Spec.PublicKey, "field is immutable once set"))
+	}
+	if oldN.Spec.InstanceCIDR != "" && newN.Spec.InstanceCIDR != oldN.Spec.InstanceCIDR {
+		// Running Instances hold addresses from it.
+		allErrs = append(allErrs, field.Invalid(field.NewPath("spec", "instanceCIDR"), newN.Spec.InstanceCIDR, "field is immutable once set"))
 	}
 	return allErrs
 }

@@ -33,6 +33,7 @@ func validTemplateSpec() InstanceTemplateSpec {
 				Ports: []ContainerPort{
 					{Name: "http", ContainerPort: 8080, Protocol: ProtocolTCP},
 					{Name: "dns", ContainerPort: 8080, HostPort: 53, Protocol: ProtocolUDP},
+					{Name: "admin", ContainerPort: 9090, HostPort: 53, Protocol: ProtocolTCP, HostIP: "127.0.0.1"},
 				},
 				Resources: ResourceRequirements{
 					Requests: resources("cpu", "500m", "memory", "256Mi", "skiff.dev/gpu", "1"),
@@ -120,7 +121,8 @@ func validNode() *Node {
 				{Key: "dedicated", Value: "web", Effect: TaintEffectNoExecute},
 				{Key: "skiff.dev/maintenance", Effect: TaintEffectPreferNoSchedule},
 			},
-			PublicKey: testPublicKey(1),
+			PublicKey:    testPublicKey(1),
+			InstanceCIDR: "10.88.3.0/24",
 		},
 	}
 }
@@ -337,6 +339,13 @@ func TestValidateInstance(t *testing.T) {
 		{"containerPort out of range", func(i *Instance) { i.Spec.Containers[0].Ports[0].ContainerPort = 65536 }, invalid, c0 + ".ports[0].containerPort"},
 		{"containerPort negative", func(i *Instance) { i.Spec.Containers[0].Ports[0].ContainerPort = -1 }, invalid, c0 + ".ports[0].containerPort"},
 		{"hostPort out of range", func(i *Instance) { i.Spec.Containers[0].Ports[1].HostPort = 70000 }, invalid, c0 + ".ports[1].hostPort"},
+		{"hostIP not an IP", func(i *Instance) { i.Spec.Containers[0].Ports[2].HostIP = "localhost" }, invalid, c0 + ".ports[2].hostIP"},
+		{"hostIP without hostPort", func(i *Instance) { i.Spec.Containers[0].Ports[0].HostIP = "127.0.0.1" }, forbidden, c0 + ".ports[0].hostIP"},
+		{"hostPort published twice", func(i *Instance) {
+			i.Spec.Containers[1].Ports = []ContainerPort{{ContainerPort: 53, HostPort: 53, Protocol: ProtocolUDP}}
+		}, duplicate, "spec.containers[1].ports[0].hostPort"},
+		{"hostPort on every address and on one", func(i *Instance) { i.Spec.Containers[0].Ports[1].Protocol = ProtocolTCP; i.Spec.Containers[0].Ports[1].ContainerPort = 7070 }, duplicate, c0 + ".ports[2].hostPort"},
+		{"hostPort other than containerPort with hostNetwork", func(i *Instance) { i.Spec.HostNetwork = true }, invalid, c0 + ".ports[1].hostPort"},
 		{"protocol unknown", func(i *Instance) { i.Spec.Containers[0].Ports[0].Protocol = "HTTP" }, notSupported, c0 + ".ports[0].protocol"},
 		{"protocol missing", func(i *Instance) { i.Spec.Containers[0].Ports[0].Protocol = "" }, required, c0 + ".ports[0].protocol"},
 		{"port name not IANA", func(i *Instance) { i.Spec.Containers[0].Ports[0].Name = "http_alt" }, invalid, c0 + ".ports[0].name"},
@@ -475,6 +484,9 @@ func TestValidateInstanceStatusUpdate(t *testing.T) {
 			}
 		}, "", ""},
 		{"phase unknown", func(n, _ *Instance) { n.Status.Phase = "Exploded" }, notSupported, "status.phase"},
+		{"addresses", func(n, _ *Instance) { n.Status.HostIP, n.Status.InstanceIP = "10.0.0.1", "10.88.3.7" }, "", ""},
+		{"instanceIP not an IP", func(n, _ *Instance) { n.Status.InstanceIP = "10.88.3" }, invalid, "status.instanceIP"},
+		{"hostIP not an IP", func(n, _ *Instance) { n.Status.HostIP = "node-1" }, invalid, "status.hostIP"},
 		{"restartCount negative", func(n, _ *Instance) { n.Status.ContainerStatuses = []ContainerStatus{{Name: "web", RestartCount: -1}} }, invalid, "status.containerStatuses[0].restartCount"},
 		{"qosClass changed", func(n, o *Instance) { o.Status.QOSClass, n.Status.QOSClass = QOSBurstable, QOSGuaranteed }, invalid, "status.qosClass"},
 		{"qosClass cleared", func(n, o *Instance) { o.Status.QOSClass, n.Status.QOSClass = QOSBurstable, "" }, invalid, "status.qosClass"},
@@ -503,6 +515,10 @@ func TestValidateNode(t *testing.T) {
 		{"publicKey not base64", func(n *Node) { n.Spec.PublicKey = "not base64!" }, invalid, "spec.publicKey"},
 		{"publicKey URL-safe base64", func(n *Node) { n.Spec.PublicKey = base64.URLEncoding.EncodeToString(make([]byte, 32)) + "-_" }, invalid, "spec.publicKey"},
 		{"publicKey wrong length", func(n *Node) { n.Spec.PublicKey = base64.StdEncoding.EncodeToString(make([]byte, 31)) }, invalid, "spec.publicKey"},
+		{"instanceCIDR not a CIDR", func(n *Node) { n.Spec.InstanceCIDR = "10.88.3.0" }, invalid, "spec.instanceCIDR"},
+		{"instanceCIDR not the network address", func(n *Node) { n.Spec.InstanceCIDR = "10.88.3.1/24" }, invalid, "spec.instanceCIDR"},
+		{"instanceCIDR IPv6", func(n *Node) { n.Spec.InstanceCIDR = "fd00::/64" }, invalid, "spec.instanceCIDR"},
+		{"instanceCIDR too small", func(n *Node) { n.Spec.InstanceCIDR = "10.88.3.0/30" }, invalid, "spec.instanceCIDR"},
 	}
 	runErrorCases(t, tests, validNode, ValidateNode)
 }
@@ -516,6 +532,9 @@ func TestValidateNodeUpdate(t *testing.T) {
 		}, "", ""},
 		{"publicKey changed", func(n, _ *Node) { n.Spec.PublicKey = testPublicKey(2) }, invalid, "spec.publicKey"},
 		{"publicKey cleared", func(n, _ *Node) { n.Spec.PublicKey = "" }, invalid, "spec.publicKey"},
+		{"instanceCIDR given", func(n, o *Node) { o.Spec.InstanceCIDR = "" }, "", ""},
+		{"instanceCIDR changed", func(n, _ *Node) { n.Spec.InstanceCIDR = "10.88.4.0/24" }, invalid, "spec.instanceCIDR"},
+		{"instanceCIDR cleared", func(n, _ *Node) { n.Spec.InstanceCIDR = "" }, invalid, "spec.instanceCIDR"},
 		{"new object invalid", func(n, _ *Node) { n.Spec.Taints[0].Effect = "" }, required, "spec.taints[0].effect"},
 		{"name changed", func(n, _ *Node) { n.Name = "node-2" }, invalid, "metadata.name"},
 	}
