@@ -20,6 +20,7 @@ import (
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 	"skiff.dev/skiff/controllers/gc"
 	"skiff.dev/skiff/controllers/metrics"
+	"skiff.dev/skiff/controllers/nodeipam"
 	"skiff.dev/skiff/controllers/nodelifecycle"
 	"skiff.dev/skiff/controllers/scheduler"
 	"skiff.dev/skiff/controllers/workload"
@@ -36,6 +37,13 @@ type Config struct {
 	// NodeGracePeriod is how long a node may miss Lease renewals before it
 	// is unreachable (--node-grace-period).
 	NodeGracePeriod time.Duration
+	// ClusterCIDR is the IPv4 network the Nodes' subnets are cut from
+	// (--cluster-cidr).
+	ClusterCIDR string
+	// NodeCIDRMaskSize is the prefix length of each Node's subnet
+	// (--node-cidr-mask-size): the cluster CIDR holds
+	// 2^(NodeCIDRMaskSize - its prefix length) Nodes.
+	NodeCIDRMaskSize int
 	// LeaderElect makes the controllers elect a leader on a Lease, so that
 	// several processes may run them (--leader-elect).
 	LeaderElect bool
@@ -57,15 +65,17 @@ type Config struct {
 // DefaultConfig returns the configuration `skiff server` runs with.
 func DefaultConfig() Config {
 	return Config{
-		Scoring:         scheduler.Spread,
-		NodeGracePeriod: 15 * time.Second,
-		LeaseDuration:   8 * time.Second,
-		RenewDeadline:   5 * time.Second,
-		RetryPeriod:     time.Second,
-		Workers:         4,
-		Concurrency:     workload.DefaultConcurrency,
-		QPS:             2000,
-		Burst:           4000,
+		Scoring:          scheduler.Spread,
+		NodeGracePeriod:  15 * time.Second,
+		ClusterCIDR:      nodeipam.DefaultClusterCIDR,
+		NodeCIDRMaskSize: nodeipam.DefaultNodeCIDRMaskSize,
+		LeaseDuration:    8 * time.Second,
+		RenewDeadline:    5 * time.Second,
+		RetryPeriod:      time.Second,
+		Workers:          4,
+		Concurrency:      workload.DefaultConcurrency,
+		QPS:              2000,
+		Burst:            4000,
 	}
 }
 
@@ -77,6 +87,9 @@ func (c *Config) Validate() error {
 	if c.NodeGracePeriod <= 0 {
 		return fmt.Errorf("--node-grace-period %s: must be positive", c.NodeGracePeriod)
 	}
+	if err := c.ipam().Validate(); err != nil {
+		return err
+	}
 	if c.LeaderElect && !(c.RetryPeriod > 0 && c.RetryPeriod < c.RenewDeadline && c.RenewDeadline < c.LeaseDuration) {
 		return errors.New("--leader-elect: need 0 < retry period < renew deadline < lease duration")
 	}
@@ -87,6 +100,11 @@ func (c *Config) Validate() error {
 		return errors.New("--kube-api-qps and --kube-api-burst must be positive")
 	}
 	return nil
+}
+
+// ipam is the node IPAM controller's share of the configuration.
+func (c *Config) ipam() nodeipam.Config {
+	return nodeipam.Config{ClusterCIDR: c.ClusterCIDR, NodeCIDRMaskSize: c.NodeCIDRMaskSize}
 }
 
 // Controllers is the controllers in one manager.
@@ -168,6 +186,10 @@ func (c *Controllers) build() (manager.Manager, error) {
 	}
 	if err := nodes.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("node lifecycle controller: %w", err)
+	}
+	ipam := &nodeipam.Controller{Client: mgr.GetClient(), Config: cfg.ipam()}
+	if err := ipam.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("node IPAM controller: %w", err)
 	}
 	collector := &gc.Collector{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Kinds: gc.DefaultKinds()}
 	if err := collector.SetupWithManager(mgr); err != nil {

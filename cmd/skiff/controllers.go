@@ -17,6 +17,8 @@ import (
 func addControllerFlags(fs *pflag.FlagSet, cfg *controllers.Config) {
 	fs.Var((*strategyFlag)(&cfg.Scoring), "scoring", "how the scheduler packs: spread (least allocated) or binpack (most allocated)")
 	fs.DurationVar(&cfg.NodeGracePeriod, "node-grace-period", cfg.NodeGracePeriod, "how long a node may miss Lease renewals before it is unreachable and tainted")
+	fs.StringVar(&cfg.ClusterCIDR, "cluster-cidr", cfg.ClusterCIDR, "IPv4 network the Nodes' instance subnets are allocated from")
+	fs.IntVar(&cfg.NodeCIDRMaskSize, "node-cidr-mask-size", cfg.NodeCIDRMaskSize, "prefix length of each Node's instance subnet (the cluster CIDR holds 2^(size - its prefix length) Nodes)")
 	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "Workloads reconciled at once")
 	fs.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "writes in flight per Workload reconciliation")
 	fs.Float32Var(&cfg.QPS, "kube-api-qps", cfg.QPS, "requests per second the controllers may send the API server")
@@ -57,7 +59,7 @@ func newControllersCommand() *cobra.Command {
 	var server, kubeconfig string
 	cmd := &cobra.Command{
 		Use:   "controllers",
-		Short: "Run only the controllers (workload, scheduler, node lifecycle, garbage collector) against a server",
+		Short: "Run only the controllers (workload, scheduler, node lifecycle, node IPAM, garbage collector) against a server",
 		Long: "skiff controllers connects to a skiff API server with an admin kubeconfig (--kubeconfig,\n" +
 			"else $KUBECONFIG, else the local server's) and runs the controllers. With --leader-elect,\n" +
 			"several may run: one leads (Lease skiff-system/" + controllers.LeaderElectionID + "), the others stand by.",
