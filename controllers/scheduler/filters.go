@@ -26,6 +26,7 @@ var DefaultFilters = []Filter{
 	{"NodeUnschedulable", nodeUnschedulable},
 	{"NodeSelector", nodeSelector},
 	{"TaintToleration", taintToleration},
+	{"NodePorts", nodePorts},
 	{"Fit", fit},
 	{"InstanceAntiAffinity", instanceAntiAffinity},
 	{"TopologySpread", topologySpread},

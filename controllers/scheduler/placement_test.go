@@ -133,3 +133,40 @@ func TestControllerTopologySpread(t *testing.T) {
 		t.Errorf("per zone %v, want 3 and 3", perZone)
 	}
 }
+
+// TestControllerHostPorts: two Instances asking for the same host port
+// never share a node; the second waits, saying why, until another node
+// comes; one asking for the port over UDP is no conflict.
+func TestControllerHostPorts(t *testing.T) {
+	c := runScheduler(t)
+	c.addNode(node("n1", "4", "4Gi"))
+	c.create(instance("web-0", "", "", publish(8080, "", "")), instance("web-1", "", "", publish(8080, "", "")))
+	eventually(t, "one of web-0 and web-1 bound, the other unschedulable", func() bool {
+		a, b := c.get("web-0"), c.get("web-1")
+		return (a.Spec.NodeName == "") != (b.Spec.NodeName == "") &&
+			meta.IsStatusConditionFalse(a.Status.Conditions, skiffv1alpha1.InstanceScheduled) != meta.IsStatusConditionFalse(b.Status.Conditions, skiffv1alpha1.InstanceScheduled)
+	})
+	waiting := "web-1"
+	if c.get("web-0").Spec.NodeName == "" {
+		waiting = "web-0"
+	}
+	inst := c.get(waiting)
+	want := "0/1 nodes are available: 1 node(s) didn't have free ports for the requested instance ports."
+	if got := noFitMessage(inst); got != want {
+		t.Errorf("message %q, want %q", got, want)
+	}
+	wantFailures := []skiffv1alpha1.NodeSchedulingFailure{{Node: "n1", Reason: ReasonPortsTaken}}
+	if !slices.Equal(inst.Status.SchedulingFailures, wantFailures) {
+		t.Errorf("scheduling failures %v, want %v", inst.Status.SchedulingFailures, wantFailures)
+	}
+
+	c.create(instance("dns", "", "", publish(8080, skiffv1alpha1.ProtocolUDP, "")))
+	if got := c.boundTo("dns"); got != "n1" {
+		t.Errorf("dns bound to %q, want n1: 8080/UDP is free there", got)
+	}
+
+	c.addNode(node("n2", "4", "4Gi"))
+	if got := c.boundTo(waiting); got != "n2" {
+		t.Errorf("%s bound to %q, want n2, the node where 8080/TCP is free", waiting, got)
+	}
+}

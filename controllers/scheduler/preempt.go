@@ -16,10 +16,11 @@ func Priority(inst *skiffv1alpha1.Instance) int32 {
 }
 
 // preemptible names the filters that evicting Instances from the node can
-// satisfy: room (resources and instance slots) and required anti-affinity
-// against what runs on the node itself. Every other filter (readiness,
-// cordon, selectors, taints, topology spread) must pass as things are.
-var preemptible = map[string]bool{"Fit": true, "InstanceAntiAffinity": true}
+// satisfy: room (resources and instance slots), host ports the Instances
+// there publish, and required anti-affinity against what runs on the node
+// itself. Every other filter (readiness, cordon, selectors, taints,
+// topology spread) must pass as things are.
+var preemptible = map[string]bool{"Fit": true, "NodePorts": true, "InstanceAntiAffinity": true}
 
 // Preemption is where to make room for an Instance that fits nowhere, and
 // whom to evict for it.

@@ -16,6 +16,9 @@ type NodeInfo struct {
 	// Instances are the Instances on the node (bound and assumed).
 	Instances []*skiffv1alpha1.Instance
 
+	// hostPorts are the ports the Instances publish on the node.
+	hostPorts []hostPort
+
 	// readiness caches the Ready condition, asked once per node and
 	// Instance: 0 not yet looked at, 1 ready, 2 not.
 	readiness int8
@@ -49,6 +52,7 @@ func (n *NodeInfo) Add(inst *skiffv1alpha1.Instance) {
 		n.Requested[name] = sum
 	}
 	n.Instances = append(n.Instances, inst)
+	n.hostPorts = appendHostPorts(n.hostPorts, inst)
 }
 
 // Requests sums an Instance's container requests. The result is read,
