@@ -79,12 +79,12 @@ func (c *Controller) SetupWithManager(mgr manager.Manager) error {
 		}
 		return reqs
 	})
-	// Node updates that cannot change a verdict (most status writes) do
-	// not send every pending Instance round.
+	// Node updates that cannot change a verdict (most status writes, the
+	// node IPAM's subnet) do not send every pending Instance round.
 	nodeChanged := predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
 		old, ok1 := e.ObjectOld.(*skiffv1alpha1.Node)
 		n, ok2 := e.ObjectNew.(*skiffv1alpha1.Node)
-		return !ok1 || !ok2 || ready(old) != ready(n) || !equality.Semantic.DeepEqual(old.Spec, n.Spec) ||
+		return !ok1 || !ok2 || ready(old) != ready(n) || !equality.Semantic.DeepEqual(schedulingSpec(old), schedulingSpec(n)) ||
 			!equality.Semantic.DeepEqual(old.Labels, n.Labels) || !equality.Semantic.DeepEqual(old.Status.Allocatable, n.Status.Allocatable)
 	}}
 	freed := predicate.Funcs{
@@ -108,6 +108,13 @@ func (c *Controller) SetupWithManager(mgr manager.Manager) error {
 		Watches(&skiffv1alpha1.Instance{}, retryAll, builder.WithPredicates(freed)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
 		Complete(c)
+}
+
+// schedulingSpec is the part of a Node's spec the filters and scores read.
+func schedulingSpec(n *skiffv1alpha1.Node) skiffv1alpha1.NodeSpec {
+	spec := n.Spec
+	spec.InstanceCIDR = ""
+	return spec
 }
 
 // Reconcile schedules one pending Instance and records the attempt, from
