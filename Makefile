@@ -4,6 +4,7 @@ GO       ?= go
 BIN      ?= $(CURDIR)/bin
 # DATA_DIR is where `make run` keeps its state: skiff server's default data directory.
 DATA_DIR ?= $(if $(filter 0,$(shell id -u)),/var/lib/skiff/server,$(or $(XDG_DATA_HOME),$(HOME)/.local/share)/skiff/server)
+CNI_PLUGIN_DIR ?= /usr/lib/cni
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo v0.1.0-dev)
 # kubectl version reads the Kubernetes version from component-base.
 LDFLAGS  := -X skiff.dev/skiff/version.Version=$(VERSION) \
@@ -47,9 +48,12 @@ run: build runtime-deps ## Start skiff server (etcd, API server, controllers, a 
 	$(BIN)/skiff server --data-dir $(DATA_DIR) $(RUN_ARGS)
 
 .PHONY: runtime-deps
-runtime-deps: ## Install runc (when no OCI runtime is present) and busybox-static (for the samples' image) from Debian's packages, as root.
-	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v busybox >/dev/null; then \
-		echo "installing busybox-static"; apt-get update -qq && apt-get install -y -qq busybox-static; fi
+runtime-deps: ## Install runc (when no OCI runtime is present), the CNI plugins and iptables (Instance networking) and busybox-static (the samples' image) from Debian's packages, as root.
+	@missing=""; command -v busybox >/dev/null || missing="$$missing busybox-static"; \
+	[ -x $(CNI_PLUGIN_DIR)/bridge ] || missing="$$missing containernetworking-plugins"; \
+	command -v iptables >/dev/null || missing="$$missing iptables"; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing$$missing"; apt-get update -qq && apt-get install -y -qq $$missing; fi
 	@if ! command -v youki >/dev/null && ! command -v crun >/dev/null && ! command -v runc >/dev/null; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			echo "installing runc"; apt-get update -qq && apt-get install -y -qq runc; \
@@ -59,9 +63,12 @@ runtime-deps: ## Install runc (when no OCI runtime is present) and busybox-stati
 ##@ Test
 
 .PHONY: test-deps
-test-deps: ## Install what the tests run (runc, busybox-static, systemd-analyze) from Debian's packages, as root.
+test-deps: ## Install what the tests run (runc, busybox-static, systemd-analyze, the CNI plugins, iptables, iproute2) from Debian's packages, as root.
 	@missing=""; command -v runc >/dev/null || missing="$$missing runc"; \
 	command -v busybox >/dev/null || missing="$$missing busybox-static"; \
+	[ -x $(CNI_PLUGIN_DIR)/bridge ] || missing="$$missing containernetworking-plugins"; \
+	command -v iptables >/dev/null || missing="$$missing iptables"; \
+	command -v ip >/dev/null || missing="$$missing iproute2"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -28,6 +29,7 @@ import (
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 	"skiff.dev/skiff/nodeagent/image"
+	"skiff.dev/skiff/nodeagent/network"
 	cruntime "skiff.dev/skiff/nodeagent/runtime"
 )
 
@@ -36,8 +38,9 @@ type Agent struct {
 	cfg    Config
 	scheme *runtime.Scheme
 	rt     cruntime.Runtime
-	// images is nil with the sim runtime.
+	// images and network are nil with the sim runtime.
 	images  *image.Store
+	network *network.Manager
 	metrics *metrics
 }
 
@@ -48,6 +51,7 @@ const (
 	rootfsDir     = "rootfs"     // ID/rootfs overlay mounts
 	storeDir      = "store"      // the image store
 	importDir     = "images"     // image archives imported at start (air-gap)
+	networkDir    = "network"    // CNI configuration, cache, leases, Instances' namespaces
 )
 
 // New validates cfg and returns an agent.
@@ -77,6 +81,13 @@ func New(cfg Config) (*Agent, error) {
 	if a.images, err = image.NewStore(filepath.Join(cfg.DataDir, storeDir), image.Options{InsecureRegistries: cfg.InsecureRegistries}); err != nil {
 		return nil, err
 	}
+	a.network, err = network.New(network.Config{
+		PluginDir: cfg.CNIPluginDir, DataDir: filepath.Join(cfg.DataDir, networkDir),
+		ClusterCIDR: netip.MustParsePrefix(cfg.ClusterCIDR), HostNetNS: network.ResolveNetNS(cfg.NetNS),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("instance networking: %w", err)
+	}
 	return a, nil
 }
 
@@ -102,7 +113,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	klog.InfoS("joined", "node", a.cfg.NodeName, "server", a.cfg.Server, "key", j.id.PublicKeyString())
-	machine, err := readMachine(a.cfg.DataDir, a.cfg.MaxInstances)
+	machine, err := readMachine(a.cfg.DataDir, a.cfg.MaxInstances, network.ResolveNetNS(a.cfg.NetNS))
 	if err != nil {
 		return err
 	}
@@ -184,14 +195,14 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 // newManager builds the controller that runs this node's Instances, with
-// a cache that holds only them (field selector spec.nodeName).
+// a cache that holds only them (field selector spec.nodeName), and the
+// one that routes to other nodes' Instances (from every Node).
 func (a *Agent) newManager(j *joined, m *Machine) (manager.Manager, error) {
 	mgr, err := manager.New(j.config, manager.Options{
 		Scheme:  a.scheme,
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			&skiffv1alpha1.Instance{}: {Field: fields.OneTermEqualSelector("spec.nodeName", a.cfg.NodeName)},
-			&skiffv1alpha1.Node{}:     {Field: fields.OneTermEqualSelector("metadata.name", a.cfg.NodeName)},
 		}},
 	})
 	if err != nil {
@@ -204,6 +215,12 @@ func (a *Agent) newManager(j *joined, m *Machine) (manager.Manager, error) {
 	}
 	if a.images != nil {
 		r.images, r.rootfsDir = a.images, filepath.Join(a.cfg.DataDir, rootfsDir)
+	}
+	if a.network != nil {
+		r.network, r.hostNetNS = a.network, network.ResolveNetNS(a.cfg.NetNS)
+		if err := addNodeNetwork(mgr, a.cfg.NodeName, a.network); err != nil {
+			return nil, err
+		}
 	}
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error { return r.sweepLoop(ctx, mgr.GetCache()) })); err != nil {
 		return nil, fmt.Errorf("instance controller: %w", err)

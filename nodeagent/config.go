@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"time"
@@ -13,6 +14,7 @@ import (
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 	"skiff.dev/skiff/internal/xdg"
+	"skiff.dev/skiff/nodeagent/network"
 )
 
 // Config configures an agent. Every field maps to a flag of `skiff agent`.
@@ -55,7 +57,23 @@ type Config struct {
 	Listen string
 	// PidsLimit caps each container's processes; 0 is no limit (--pids-limit).
 	PidsLimit int64
+	// CNIPluginDir holds the CNI plugins: bridge, host-local, portmap,
+	// loopback (--cni-plugin-dir).
+	CNIPluginDir string
+	// ClusterCIDR is the network every node's instanceCIDR is cut from;
+	// Instances' traffic to it is not masqueraded (--cluster-cidr, the
+	// same as the control plane's).
+	ClusterCIDR string
+	// NetNS is the network namespace the node's side of Instance
+	// networking lives in: bridge, routes, rules, hostPorts, and the
+	// addresses the Node reports. A path or a name of `ip netns`; empty is
+	// the agent's own (--netns). It lets several agents act as separate
+	// hosts on one machine.
+	NetNS string
 }
+
+// DefaultClusterCIDR is the control plane's default --cluster-cidr.
+const DefaultClusterCIDR = "10.88.0.0/16"
 
 // DefaultDataDir is /var/lib/skiff/agent for root, else under the XDG data home.
 func DefaultDataDir() string { return xdg.DataDir("agent") }
@@ -73,6 +91,8 @@ func DefaultConfig() Config {
 		Backoff:        DefaultBackoff,
 		Listen:         ":10250",
 		PidsLimit:      4096,
+		CNIPluginDir:   network.DefaultPluginDir,
+		ClusterCIDR:    DefaultClusterCIDR,
 	}
 }
 
@@ -114,6 +134,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Backoff.Base <= 0 || c.Backoff.Max < c.Backoff.Base {
 		return fmt.Errorf("--backoff-base %s: must be positive and at most %s", c.Backoff.Base, c.Backoff.Max)
+	}
+	if p, err := netip.ParsePrefix(c.ClusterCIDR); err != nil || !p.Addr().Is4() || p.Masked() != p {
+		return fmt.Errorf("--cluster-cidr %q: must be an IPv4 network such as %s", c.ClusterCIDR, DefaultClusterCIDR)
+	}
+	if c.CNIPluginDir == "" {
+		return errors.New("--cni-plugin-dir: must not be empty")
 	}
 	if c.MaxInstances <= 0 {
 		return fmt.Errorf("--max-instances %d: must be positive", c.MaxInstances)

@@ -78,7 +78,7 @@ type simNode struct {
 // until ctx ends.
 func (f *Fleet) Run(ctx context.Context) error {
 	a := f.agent
-	machine, err := readMachine(a.cfg.DataDir, a.cfg.MaxInstances)
+	machine, err := readMachine(a.cfg.DataDir, a.cfg.MaxInstances, "")
 	if err != nil {
 		return err
 	}

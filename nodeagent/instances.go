@@ -25,6 +25,7 @@ import (
 	"skiff.dev/skiff/nodeagent/bundle"
 	"skiff.dev/skiff/nodeagent/image"
 	"skiff.dev/skiff/nodeagent/logs"
+	"skiff.dev/skiff/nodeagent/network"
 	"skiff.dev/skiff/nodeagent/runtime"
 )
 
@@ -34,6 +35,13 @@ const (
 	labelInstanceUID = "skiff.dev/instance-uid"
 	labelContainer   = "skiff.dev/container"
 )
+
+// instanceNetwork gives Instances their network namespaces and addresses.
+type instanceNetwork interface {
+	Setup(ctx context.Context, id string, ports []network.Port) (network.Attachment, error)
+	Teardown(ctx context.Context, id string) error
+	Attached() ([]string, error)
+}
 
 // imageStore is where containers' images come from.
 type imageStore interface {
@@ -61,6 +69,11 @@ type instanceReconciler struct {
 	nodeMemory int64
 	metrics    *metrics
 	pulls      pullFailures
+	// network is nil for the sim runtime: its Instances get no address.
+	network instanceNetwork
+	// hostNetNS is the node's network namespace when it is not the
+	// agent's own (--netns): where hostNetwork Instances run.
+	hostNetNS string
 }
 
 func containerID(inst *skiffv1alpha1.Instance, container string) string {
@@ -82,7 +95,10 @@ func (r *instanceReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 		// Replaced elsewhere (or about to be): stop it so that no
 		// duplicate runs, and leave the controller's status alone. The
 		// finalizer stays until the Instance is deleted.
-		return reconcile.Result{}, r.stopContainers(ctx, &inst)
+		if err := r.stopContainers(ctx, &inst); err != nil {
+			return reconcile.Result{}, err
+		}
+		return reconcile.Result{}, r.detach(ctx, &inst)
 	}
 	if controllerutil.AddFinalizer(&inst, skiffv1alpha1.AgentFinalizer) {
 		// Go on with the updated object: waiting for the update's own
@@ -92,10 +108,25 @@ func (r *instanceReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 		}
 	}
 	if inst.Status.Phase == skiffv1alpha1.InstanceSucceeded || inst.Status.Phase == skiffv1alpha1.InstanceFailed {
-		return reconcile.Result{}, nil
+		// Done for good: its address and hostPorts go back to the node.
+		return reconcile.Result{}, r.detach(ctx, &inst)
 	}
-	results, runErr := r.run(ctx, &inst)
-	if err := r.reportStatus(ctx, &inst, results); err != nil {
+	sandbox, waiting := r.attach(ctx, &inst)
+	if waiting != nil {
+		// No container can run without the Instance's network.
+		results := make([]containerResult, 0, len(inst.Spec.Containers))
+		for _, c := range inst.Spec.Containers {
+			restarts, imageID := previous(&inst, c.Name)
+			cs := skiffv1alpha1.ContainerStatus{Name: c.Name, Image: c.Image, RestartCount: restarts, ImageID: imageID, State: skiffv1alpha1.ContainerState{Waiting: waiting}}
+			results = append(results, containerResult{status: cs})
+		}
+		if err := r.reportStatus(ctx, &inst, results, ""); err != nil {
+			return reconcile.Result{}, err
+		}
+		return reconcile.Result{RequeueAfter: networkRetry}, nil
+	}
+	results, runErr := r.run(ctx, &inst, sandbox.netns)
+	if err := r.reportStatus(ctx, &inst, results, sandbox.ip); err != nil {
 		return reconcile.Result{}, err
 	}
 	// Nothing in the API changes when a container exits: look again, or
@@ -107,6 +138,63 @@ func (r *instanceReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 		}
 	}
 	return reconcile.Result{RequeueAfter: next}, runErr
+}
+
+// networkRetry is how soon an Instance waiting for its network is
+// looked at again.
+const networkRetry = 2 * time.Second
+
+// sandbox is where an Instance's containers run: the network namespace
+// they share (empty: a new one, or the runtime's own with hostNetwork)
+// and the Instance's address.
+type sandbox struct {
+	netns, ip string
+}
+
+// attach gives the Instance its network: with hostNetwork the node's,
+// else a namespace of its own with an address from the node's subnet and
+// its hostPorts published. While that cannot be had it returns why, as
+// the containers' waiting state.
+func (r *instanceReconciler) attach(ctx context.Context, inst *skiffv1alpha1.Instance) (sandbox, *skiffv1alpha1.ContainerStateWaiting) {
+	if inst.Spec.HostNetwork {
+		return sandbox{netns: r.hostNetNS, ip: r.hostIP}, nil
+	}
+	if r.network == nil {
+		return sandbox{}, nil
+	}
+	att, err := r.network.Setup(ctx, string(inst.UID), hostPorts(inst))
+	switch {
+	case errors.Is(err, network.ErrNoSubnet):
+		return sandbox{}, &skiffv1alpha1.ContainerStateWaiting{Reason: "NetworkNotReady", Message: err.Error()}
+	case err != nil:
+		log.FromContext(ctx).Error(err, "instance network", "instance", inst.Namespace+"/"+inst.Name)
+		return sandbox{}, &skiffv1alpha1.ContainerStateWaiting{Reason: "CreateNetworkError", Message: shortMessage(err)}
+	}
+	return sandbox{netns: att.NetNS, ip: att.IP.String()}, nil
+}
+
+// detach releases the Instance's network, once its containers are gone.
+func (r *instanceReconciler) detach(ctx context.Context, inst *skiffv1alpha1.Instance) error {
+	if r.network == nil || inst.Spec.HostNetwork {
+		return nil
+	}
+	if err := r.network.Teardown(ctx, string(inst.UID)); err != nil {
+		return fmt.Errorf("instance %s/%s: %w", inst.Namespace, inst.Name, err)
+	}
+	return nil
+}
+
+// hostPorts are the ports the Instance publishes on the node.
+func hostPorts(inst *skiffv1alpha1.Instance) []network.Port {
+	var out []network.Port
+	for _, c := range inst.Spec.Containers {
+		for _, p := range c.Ports {
+			if p.HostPort != 0 {
+				out = append(out, network.Port{HostPort: p.HostPort, ContainerPort: p.ContainerPort, Protocol: string(p.Protocol), HostIP: p.HostIP})
+			}
+		}
+	}
+	return out
 }
 
 // pullTimeout bounds one image pull with its unpacking.
@@ -139,11 +227,11 @@ type containerResult struct {
 
 // run makes sure every container of the Instance runs, restarting exited
 // ones as the restart policy and the crash-loop back-off allow.
-func (r *instanceReconciler) run(ctx context.Context, inst *skiffv1alpha1.Instance) ([]containerResult, error) {
+func (r *instanceReconciler) run(ctx context.Context, inst *skiffv1alpha1.Instance, netns string) ([]containerResult, error) {
 	var results []containerResult
 	var errs []error
 	for _, c := range inst.Spec.Containers {
-		res, err := r.runContainer(ctx, inst, &c)
+		res, err := r.runContainer(ctx, inst, &c, netns)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("instance %s/%s container %q: %w", inst.Namespace, inst.Name, c.Name, err))
 		}
@@ -152,10 +240,10 @@ func (r *instanceReconciler) run(ctx context.Context, inst *skiffv1alpha1.Instan
 	return results, errors.Join(errs...)
 }
 
-func (r *instanceReconciler) runContainer(ctx context.Context, inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container) (containerResult, error) {
+func (r *instanceReconciler) runContainer(ctx context.Context, inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, netns string) (containerResult, error) {
 	id := containerID(inst, c.Name)
 	restarts, imageID := previous(inst, c.Name)
-	res, err := r.runImage(ctx, inst, c, id, restarts, &imageID)
+	res, err := r.runImage(ctx, inst, c, id, netns, restarts, &imageID)
 	res.status.ImageID = imageID // of the container that ran last
 	return res, err
 }
@@ -195,7 +283,7 @@ func (r *instanceReconciler) image(ctx context.Context, id string, c *skiffv1alp
 // when a container is to be made: a pass over a running one reads nothing
 // but the runtime's state. imageID is the image's digest, updated when a
 // container is made.
-func (r *instanceReconciler) runImage(ctx context.Context, inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, id string, restarts int32, imageID *string) (containerResult, error) {
+func (r *instanceReconciler) runImage(ctx context.Context, inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, id, netns string, restarts int32, imageID *string) (containerResult, error) {
 	st, err := r.rt.State(ctx, id)
 	switch {
 	case errors.Is(err, runtime.ErrNotFound):
@@ -204,7 +292,7 @@ func (r *instanceReconciler) runImage(ctx context.Context, inst *skiffv1alpha1.I
 			return *waiting, nil
 		}
 		*imageID = imageDigest(img)
-		st, err = r.createAndStart(ctx, inst, c, id, img)
+		st, err = r.createAndStart(ctx, inst, c, id, netns, img)
 	case err == nil && st.State == runtime.Created:
 		// A start that failed last time is retried.
 		if err = r.rt.Start(ctx, id); err == nil {
@@ -237,7 +325,7 @@ func (r *instanceReconciler) runImage(ctx context.Context, inst *skiffv1alpha1.I
 	if err := r.deleteContainer(ctx, id, st); err != nil {
 		return containerResult{status: containerStatus(c, id, st, restarts, err)}, err
 	}
-	st, err = r.createAndStart(ctx, inst, c, id, img)
+	st, err = r.createAndStart(ctx, inst, c, id, netns, img)
 	return containerResult{status: containerStatus(c, id, st, restarts+1, err)}, err
 }
 
@@ -294,8 +382,8 @@ func imageDigest(img *image.Image) string {
 	return img.ID
 }
 
-func (r *instanceReconciler) createAndStart(ctx context.Context, inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, id string, img *image.Image) (runtime.Status, error) {
-	spec, err := r.containerSpec(inst, c, id, img)
+func (r *instanceReconciler) createAndStart(ctx context.Context, inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, id, netns string, img *image.Image) (runtime.Status, error) {
+	spec, err := r.containerSpec(inst, c, id, netns, img)
 	if err != nil {
 		r.metrics.creationErrors.Inc()
 		return runtime.Status{}, err
@@ -313,9 +401,10 @@ func (r *instanceReconciler) createAndStart(ctx context.Context, inst *skiffv1al
 
 // containerSpec prepares what the runtime needs: the merged process, the
 // limits, a fresh rootfs mount of the image, and the log (the previous
-// run's is kept as previous.log).
-func (r *instanceReconciler) containerSpec(inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, id string, img *image.Image) (runtime.Spec, error) {
-	in := bundle.Input{Hostname: hostname(inst), HostNetwork: inst.Spec.HostNetwork, PidsLimit: r.pidsLimit,
+// run's is kept as previous.log). The containers of an Instance share its
+// network namespace, netns.
+func (r *instanceReconciler) containerSpec(inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, id, netns string, img *image.Image) (runtime.Spec, error) {
+	in := bundle.Input{Hostname: hostname(inst), HostNetwork: inst.Spec.HostNetwork, NetNS: netns, PidsLimit: r.pidsLimit,
 		OOMScoreAdj: oomScoreAdj(inst, r.nodeMemory)}
 	limits(&in, c.Resources)
 	env := make([]string, 0, len(c.Env))
@@ -387,10 +476,10 @@ func apiTime(t time.Time) metav1.Time {
 
 // reportStatus derives phase and Ready from the containers: Running while
 // any runs or restarts, Succeeded or Failed once every one is done for good.
-func (r *instanceReconciler) reportStatus(ctx context.Context, inst *skiffv1alpha1.Instance, results []containerResult) error {
+func (r *instanceReconciler) reportStatus(ctx context.Context, inst *skiffv1alpha1.Instance, results []containerResult, ip string) error {
 	before := inst.Status.DeepCopy()
 	s := &inst.Status
-	s.ContainerStatuses, s.HostIP = nil, r.hostIP
+	s.ContainerStatuses, s.HostIP, s.InstanceIP = nil, r.hostIP, ip
 	if s.StartTime == nil {
 		now := apiTime(time.Now())
 		s.StartTime = &now
@@ -444,6 +533,9 @@ func (r *instanceReconciler) stop(ctx context.Context, inst *skiffv1alpha1.Insta
 		return reconcile.Result{}, nil
 	}
 	if err := r.stopContainers(ctx, inst); err != nil {
+		return reconcile.Result{}, err
+	}
+	if err := r.detach(ctx, inst); err != nil {
 		return reconcile.Result{}, err
 	}
 	controllerutil.RemoveFinalizer(inst, skiffv1alpha1.AgentFinalizer)
@@ -606,6 +698,12 @@ func (r *instanceReconciler) sweep(ctx context.Context, c client.Reader) error {
 	if err != nil {
 		return err
 	}
+	var attached []string
+	if r.network != nil {
+		if attached, err = r.network.Attached(); err != nil {
+			return err
+		}
+	}
 	var list skiffv1alpha1.InstanceList
 	if err := c.List(ctx, &list); err != nil {
 		return err
@@ -623,6 +721,15 @@ func (r *instanceReconciler) sweep(ctx context.Context, c client.Reader) error {
 		log.FromContext(ctx).Info("removing the container of a deleted instance", "container", ct.ID, "instance", ct.Labels[labelInstance])
 		if err := r.stopContainer(ctx, ct.ID, 10*time.Second); err != nil {
 			errs = append(errs, fmt.Errorf("container %s: %w", ct.ID, err))
+		}
+	}
+	for _, uid := range attached {
+		if live[uid] {
+			continue
+		}
+		log.FromContext(ctx).Info("removing the network of a deleted instance", "uid", uid)
+		if err := r.network.Teardown(ctx, uid); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)

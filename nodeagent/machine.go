@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+	"skiff.dev/skiff/nodeagent/network"
 	"skiff.dev/skiff/version"
 )
 
@@ -28,7 +29,7 @@ type Machine struct {
 
 // readMachine reads capacity (cpu in millicores, memory and the data
 // directory's file system in bytes, instance slots), addresses and software.
-func readMachine(dataDir string, maxInstances int64) (*Machine, error) {
+func readMachine(dataDir string, maxInstances int64, netns string) (*Machine, error) {
 	mem, err := memTotal()
 	if err != nil {
 		return nil, err
@@ -38,6 +39,12 @@ func readMachine(dataDir string, maxInstances int64) (*Machine, error) {
 		return nil, fmt.Errorf("statfs %q: %w", dataDir, err)
 	}
 	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	// The node's addresses are those of the namespace its Instances'
+	// networking lives in.
+	var addrs []skiffv1alpha1.NodeAddress
+	if err := network.InNetNS(netns, func() error { addrs = addresses(); return nil }); err != nil {
+		return nil, err
+	}
 	return &Machine{
 		Capacity: corev1.ResourceList{
 			corev1.ResourceCPU:              *resource.NewMilliQuantity(int64(runtime.NumCPU())*1000, resource.DecimalSI),
@@ -45,7 +52,7 @@ func readMachine(dataDir string, maxInstances int64) (*Machine, error) {
 			corev1.ResourceEphemeralStorage: *resource.NewQuantity(int64(fs.Blocks)*fs.Bsize, resource.BinarySI),
 			corev1.ResourcePods:             *resource.NewQuantity(maxInstances, resource.DecimalSI),
 		},
-		Addresses: addresses(),
+		Addresses: addrs,
 		Info: skiffv1alpha1.NodeInfo{
 			AgentVersion:    version.Version,
 			OperatingSystem: runtime.GOOS,

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +27,7 @@ import (
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 	"skiff.dev/skiff/apiserver/apiservertest"
 	"skiff.dev/skiff/nodeagent/image/imagetest"
+	"skiff.dev/skiff/nodeagent/network/nettest"
 	"skiff.dev/skiff/nodeagent/shim"
 )
 
@@ -37,12 +39,18 @@ func TestMain(m *testing.M) {
 // ociCluster is an apiserver, a loopback registry with a busybox image and
 // an agent on runc.
 type ociCluster struct {
-	s       *apiservertest.Server
-	admin   client.Client
-	http    *http.Client
-	cfg     Config
-	image   string
-	missing string
+	s        *apiservertest.Server
+	admin    client.Client
+	http     *http.Client
+	cfg      Config
+	registry string
+	img      v1.Image
+	image    string
+	// rootImage is busybox run as root, with no entrypoint.
+	rootImage string
+	missing   string
+	// stops stops each node's agent.
+	stops map[string]func()
 }
 
 // airgapImage is only in the archive the agent imports: no registry has it.
@@ -50,21 +58,9 @@ const airgapImage = "airgap.example/busybox:1"
 
 func startOCICluster(t *testing.T) *ociCluster {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("running containers needs root")
-	}
-	if _, err := exec.LookPath("runc"); err != nil {
-		t.Skip("runc is not installed (make test installs it)")
-	}
-	host := imagetest.Registry(t)
-	img := imagetest.Busybox(t, v1.Config{
-		Entrypoint: []string{"sh", "-c"}, Cmd: []string{"echo from the image"},
-		Env: []string{"PATH=/bin", "FROM_IMAGE=yes"}, WorkingDir: "/tmp", User: "app",
-	})
-	c := &ociCluster{s: apiservertest.Start(t), image: imagetest.Push(t, host, "busybox:1", img), missing: host + "/missing:1"}
-	c.cfg = testConfig(c.s, t.TempDir(), "n1")
-	c.cfg.Runtime, c.cfg.InsecureRegistries = "runc", []string{host}
-	c.cfg.Backoff = Backoff{Base: 300 * time.Millisecond, Max: 2 * time.Second}
+	c := newOCICluster(t)
+	c.cfg = c.nodeConfig(t, "n1")
+	nettest.Uplink(t, c.cfg.NetNS, "10.250.1.1/24")
 	// Air-gap: an image archive in {data-dir}/images is imported at start.
 	airgap, err := name.ParseReference(airgapImage)
 	if err != nil {
@@ -73,22 +69,96 @@ func startOCICluster(t *testing.T) *ociCluster {
 	if err := os.MkdirAll(filepath.Join(c.cfg.DataDir, importDir), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := tarball.WriteToFile(filepath.Join(c.cfg.DataDir, importDir, "busybox.tar"), airgap, img); err != nil {
+	if err := tarball.WriteToFile(filepath.Join(c.cfg.DataDir, importDir, "busybox.tar"), airgap, c.img); err != nil {
 		t.Fatal(err)
 	}
-	a, _ := runAgent(t, c.cfg)
-	c.admin = adminClient(t, c.s, a)
-	// Before the agent stops (cleanups run last first): delete every
-	// Instance, so no container or mount outlives the test.
-	t.Cleanup(func() { c.deleteAll(t) })
+	c.startNode(t, c.cfg, "10.244.1.0/24")
+	return c
+}
+
+// newOCICluster is the apiserver and the registry, without nodes.
+func newOCICluster(t *testing.T) *ociCluster {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("running containers needs root")
+	}
+	if _, err := exec.LookPath("runc"); err != nil {
+		t.Skip("runc is not installed (make test installs it)")
+	}
+	nettest.Skip(t)
+	registry := imagetest.Registry(t)
+	img := imagetest.Busybox(t, v1.Config{
+		Entrypoint: []string{"sh", "-c"}, Cmd: []string{"echo from the image"},
+		Env: []string{"PATH=/bin", "FROM_IMAGE=yes"}, WorkingDir: "/tmp", User: "app",
+	})
+	c := &ociCluster{
+		s: apiservertest.Start(t), registry: registry, img: img, image: imagetest.Push(t, registry, "busybox:1", img), missing: registry + "/missing:1",
+		rootImage: imagetest.Push(t, registry, "busybox-root:1", imagetest.Busybox(t, v1.Config{Env: []string{"PATH=/bin"}})),
+	}
+	var err error
 	if c.http, err = rest.HTTPClientFor(c.s.Admin); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "node n1 with its agent endpoint", func() bool {
-		var n skiffv1alpha1.Node
-		return c.admin.Get(context.Background(), client.ObjectKey{Name: "n1"}, &n) == nil && n.Status.AgentEndpoint != ""
-	})
 	return c
+}
+
+// nodeConfig is an agent on runc whose networking lives in a namespace
+// of its own, acting as its host.
+func (c *ociCluster) nodeConfig(t *testing.T, node string) Config {
+	cfg := testConfig(c.s, t.TempDir(), node)
+	cfg.Runtime, cfg.InsecureRegistries = "runc", []string{c.registry}
+	cfg.Backoff = Backoff{Base: 300 * time.Millisecond, Max: 2 * time.Second}
+	cfg.ClusterCIDR, cfg.NetNS = "10.244.0.0/16", nettest.Host(t, node)
+	return cfg
+}
+
+// runNode runs the agent cfg until the test ends or restartAgent.
+func (c *ociCluster) runNode(t *testing.T, cfg Config) {
+	t.Helper()
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	if c.admin == nil {
+		c.admin = adminClient(t, c.s, a)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	if c.stops == nil {
+		c.stops = map[string]func(){}
+	}
+	c.stops[cfg.NodeName] = stop
+	// Before the agent stops (cleanups run last first): delete every
+	// Instance, so no container, mount or network outlives the test.
+	t.Cleanup(func() { c.deleteAll(t) })
+}
+
+// restartAgent stops n1's agent and runs it again with the same data.
+func (c *ociCluster) restartAgent(t *testing.T) {
+	t.Helper()
+	c.stops["n1"]()
+	c.runNode(t, c.cfg)
+}
+
+// startNode runs an agent and gives its Node a subnet, as the control
+// plane's node IPAM would.
+func (c *ociCluster) startNode(t *testing.T, cfg Config, subnet string) {
+	t.Helper()
+	c.runNode(t, cfg)
+	ctx := context.Background()
+	var n skiffv1alpha1.Node
+	eventually(t, "node "+cfg.NodeName+" with its agent endpoint", func() bool {
+		return c.admin.Get(ctx, client.ObjectKey{Name: cfg.NodeName}, &n) == nil && n.Status.AgentEndpoint != ""
+	})
+	patch := client.MergeFrom(n.DeepCopy())
+	n.Spec.InstanceCIDR = subnet
+	if err := c.admin.Patch(ctx, &n, patch); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (c *ociCluster) deleteAll(t *testing.T) {
@@ -105,7 +175,12 @@ func (c *ociCluster) deleteAll(t *testing.T) {
 
 func (c *ociCluster) run(t *testing.T, name string, mutate func(*skiffv1alpha1.Instance)) *skiffv1alpha1.Instance {
 	t.Helper()
-	inst := boundInstance(name, "n1")
+	return c.runOn(t, "n1", name, mutate)
+}
+
+func (c *ociCluster) runOn(t *testing.T, node, name string, mutate func(*skiffv1alpha1.Instance)) *skiffv1alpha1.Instance {
+	t.Helper()
+	inst := boundInstance(name, node)
 	inst.Spec.Containers[0].Image = c.image
 	inst.Spec.TerminationGracePeriodSeconds = ptr.To[int64](5)
 	if mutate != nil {
@@ -114,7 +189,7 @@ func (c *ociCluster) run(t *testing.T, name string, mutate func(*skiffv1alpha1.I
 	if err := c.admin.Create(context.Background(), inst); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.admin.SubResource("binding").Create(context.Background(), inst, &skiffv1alpha1.Binding{NodeName: "n1"}); err != nil {
+	if err := c.admin.SubResource("binding").Create(context.Background(), inst, &skiffv1alpha1.Binding{NodeName: node}); err != nil {
 		t.Fatal(err)
 	}
 	return inst

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"skiff.dev/skiff/nodeagent"
@@ -70,7 +71,16 @@ func newAgentCommand() *cobra.Command {
 	fs.StringSliceVar(&cfg.InsecureRegistries, "insecure-registry", cfg.InsecureRegistries, "registries (host:port) pulled from over plain HTTP")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address of the agent's HTTPS endpoint (logs for the apiserver, /metrics, /healthz)")
 	fs.Int64Var(&cfg.PidsLimit, "pids-limit", cfg.PidsLimit, "most processes in one container; 0 for no limit")
+	addNetworkFlags(fs, &cfg, "")
+	fs.StringVar(&cfg.ClusterCIDR, "cluster-cidr", cfg.ClusterCIDR, "the control plane's --cluster-cidr: Instances' traffic leaving it is masqueraded")
 	fs.DurationVar(&cfg.SimStartDelay, "sim-start-delay", cfg.SimStartDelay, "how long a simulated container takes to start (--runtime sim)")
 	fs.Float64Var(&cfg.SimFailureRate, "sim-failure-rate", cfg.SimFailureRate, "share of simulated starts that fail, 0-1 (--runtime sim)")
 	return cmd
+}
+
+// addNetworkFlags adds the agent's networking flags; prefix is "agent-"
+// for the server's local agent where a name would be ambiguous.
+func addNetworkFlags(fs *pflag.FlagSet, cfg *nodeagent.Config, prefix string) {
+	fs.StringVar(&cfg.CNIPluginDir, "cni-plugin-dir", cfg.CNIPluginDir, "directory of the CNI plugins bridge, host-local, portmap and loopback (Debian: apt-get install containernetworking-plugins)")
+	fs.StringVar(&cfg.NetNS, prefix+"netns", cfg.NetNS, "network namespace (a path, or a name of `ip netns`) for the node's side of Instance networking: bridge, routes, rules, hostPorts and the addresses the Node reports; empty is the agent's own")
 }

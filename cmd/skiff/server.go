@@ -66,6 +66,7 @@ func newServerCommand() *cobra.Command {
 			agentCfg.JoinToken = filepath.Join(cfg.DataDir, apiserver.JoinTokenFile)
 			agentCfg.DataDir = filepath.Join(cfg.DataDir, "agent")
 			agentCfg.Runtime = localRuntime(cmd.ErrOrStderr(), agentCfg.Runtime)
+			agentCfg.ClusterCIDR = ctrlCfg.ClusterCIDR
 			agent, err := nodeagent.New(agentCfg)
 			if err != nil {
 				return err
@@ -83,6 +84,7 @@ func newServerCommand() *cobra.Command {
 	fs.StringVar(&agentCfg.NodeName, "node-name", agentCfg.NodeName, "the local agent's Node name")
 	fs.StringVar(&agentCfg.Listen, "agent-listen", agentCfg.Listen, "address of the local agent's HTTPS endpoint (logs, /metrics, /healthz)")
 	fs.DurationVar(&agentCfg.Backoff.Base, "backoff-base", agentCfg.Backoff.Base, "the local agent's first crash-loop back-off; it doubles up to 5m")
+	addNetworkFlags(fs, &agentCfg, "agent-")
 	return cmd
 }
 

@@ -34,6 +34,11 @@ type Input struct {
 	CgroupParent string
 	// HostNetwork shares the node's network namespace.
 	HostNetwork bool
+	// NetNS is the path of a network namespace to join: the Instance's
+	// own, which its containers share, or with HostNetwork the node's when
+	// that is not the runtime's own. Empty without HostNetwork is a new
+	// namespace with loopback only.
+	NetNS string
 	// OOMScoreAdj is the process's oom_score_adj (-1000 to 1000), so the
 	// kernel's OOM killer picks containers by QoS, not the agent's value
 	// they would inherit.
@@ -93,7 +98,7 @@ func Spec(in Input) *specs.Spec {
 		},
 		Mounts: defaultMounts(),
 		Linux: &specs.Linux{
-			Namespaces:    namespaces(in.HostNetwork),
+			Namespaces:    namespaces(in.HostNetwork, in.NetNS),
 			CgroupsPath:   filepath.Join(cgroupParent(in.CgroupParent), in.ID),
 			Resources:     resources(in),
 			MaskedPaths:   append([]string(nil), MaskedPaths...),
@@ -113,12 +118,14 @@ func cgroupParent(p string) string {
 	return p
 }
 
-func namespaces(hostNetwork bool) []specs.LinuxNamespace {
+func namespaces(hostNetwork bool, netns string) []specs.LinuxNamespace {
 	ns := []specs.LinuxNamespace{
 		{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace}, {Type: specs.UTSNamespace}, {Type: specs.MountNamespace},
 	}
-	if !hostNetwork {
-		// Loopback only until Instance networking gives it an interface.
+	switch {
+	case netns != "":
+		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: netns})
+	case !hostNetwork:
 		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace})
 	}
 	return ns

@@ -47,6 +47,14 @@ func TestSpecHardening(t *testing.T) {
 	if host := Spec(Input{HostNetwork: true}); slices.ContainsFunc(host.Linux.Namespaces, func(ns specs.LinuxNamespace) bool { return ns.Type == specs.NetworkNamespace }) {
 		t.Error("hostNetwork still gets its own network namespace")
 	}
+	netns := func(in Input) []specs.LinuxNamespace {
+		return slices.DeleteFunc(Spec(in).Linux.Namespaces, func(ns specs.LinuxNamespace) bool { return ns.Type != specs.NetworkNamespace })
+	}
+	for _, in := range []Input{{NetNS: "/var/lib/skiff/agent/network/netns/uid"}, {HostNetwork: true, NetNS: "/run/netns/host-a"}} {
+		if got := netns(in); len(got) != 1 || got[0].Path != in.NetNS {
+			t.Errorf("%+v: network namespaces %+v, want to join %s", in, got, in.NetNS)
+		}
+	}
 }
 
 func TestSpecResourcesAndProcess(t *testing.T) {

@@ -1,0 +1,182 @@
+package network_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"skiff.dev/skiff/nodeagent/network"
+	"skiff.dev/skiff/nodeagent/network/nettest"
+)
+
+var cluster = netip.MustParsePrefix("10.244.0.0/16")
+
+// node is a host namespace with a network manager on a subnet.
+func node(t *testing.T, host, subnet string) *network.Manager {
+	t.Helper()
+	m, err := network.New(network.Config{
+		PluginDir: network.DefaultPluginDir, DataDir: t.TempDir(), ClusterCIDR: cluster, HostNetNS: host,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.SetSubnet(netip.MustParsePrefix(subnet)); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func setup(t *testing.T, m *network.Manager, id string, ports ...network.Port) network.Attachment {
+	t.Helper()
+	att, err := m.Setup(context.Background(), id, ports)
+	if err != nil {
+		t.Fatalf("setup %s: %v", id, err)
+	}
+	t.Cleanup(func() {
+		if err := m.Teardown(context.Background(), id); err != nil {
+			t.Error(err)
+		}
+	})
+	return att
+}
+
+func TestInstancesOnOneNode(t *testing.T) {
+	nettest.Skip(t)
+	host := nettest.Host(t, "one")
+	m := node(t, host, "10.244.1.0/24")
+	a := setup(t, m, "a", network.Port{HostPort: 8080, ContainerPort: 80, Protocol: "TCP"})
+	b := setup(t, m, "b")
+	if !netip.MustParsePrefix("10.244.1.0/24").Contains(a.IP) || a.IP == b.IP {
+		t.Fatalf("addresses %s and %s: want two in 10.244.1.0/24", a.IP, b.IP)
+	}
+	if again := setup(t, m, "a"); again != a {
+		t.Fatalf("a second setup gave %+v, want the first %+v", again, a)
+	}
+	nettest.Serve(t, a.NetNS, ":80", "from a")
+	nettest.Serve(t, b.NetNS, ":80", "from b")
+	// From the node, by address.
+	nettest.Eventually(t, host, fmt.Sprintf("http://%s/", a.IP), "from a")
+	// Instance to instance.
+	nettest.Eventually(t, b.NetNS, fmt.Sprintf("http://%s/", a.IP), "from a")
+	nettest.Eventually(t, a.NetNS, fmt.Sprintf("http://%s/", b.IP), "from b")
+	// Loopback inside an Instance.
+	nettest.Eventually(t, a.NetNS, "http://127.0.0.1:80/", "from a")
+	// The hostPort, on the node's loopback and from another Instance
+	// through the node's bridge address (hairpin).
+	nettest.Eventually(t, host, "http://127.0.0.1:8080/", "from a")
+	gw := nettest.Addr(t, host, network.DefaultBridge)
+	nettest.Eventually(t, b.NetNS, fmt.Sprintf("http://%s:8080/", gw), "from a")
+
+	if err := m.Teardown(context.Background(), "a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nettest.Get(host, "http://127.0.0.1:8080/"); err == nil {
+		t.Fatal("the hostPort still answers after teardown")
+	}
+	if _, err := os.Stat(a.NetNS); !os.IsNotExist(err) {
+		t.Fatalf("namespace %s still there: %v", a.NetNS, err)
+	}
+	if err := m.Teardown(context.Background(), "a"); err != nil {
+		t.Fatalf("a second teardown: %v", err)
+	}
+}
+
+func TestInstancesOnTwoNodes(t *testing.T) {
+	nettest.Skip(t)
+	hostA, hostB := nettest.Host(t, "a"), nettest.Host(t, "b")
+	nettest.Link(t, hostA, hostB, "10.250.0.1/24", "10.250.0.2/24")
+	ma, mb := node(t, hostA, "10.244.1.0/24"), node(t, hostB, "10.244.2.0/24")
+	peers := []network.Peer{
+		{Name: "a", Subnet: netip.MustParsePrefix("10.244.1.0/24"), Address: netip.MustParseAddr("10.250.0.1")},
+		{Name: "b", Subnet: netip.MustParsePrefix("10.244.2.0/24"), Address: netip.MustParseAddr("10.250.0.2")},
+	}
+	for _, m := range []*network.Manager{ma, mb} {
+		if err := m.SetPeers(peers); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, b := setup(t, ma, "a"), setup(t, mb, "b")
+	nettest.Serve(t, a.NetNS, ":80", "from a")
+	nettest.Serve(t, b.NetNS, ":80", "from b")
+	nettest.Eventually(t, a.NetNS, fmt.Sprintf("http://%s/", b.IP), "from b")
+	nettest.Eventually(t, b.NetNS, fmt.Sprintf("http://%s/", a.IP), "from a")
+	// Within the cluster an Instance sees the other's own address: no
+	// masquerading between nodes.
+	nettest.ServeRemoteAddr(t, b.NetNS, ":81")
+	nettest.Eventually(t, a.NetNS, fmt.Sprintf("http://%s:81/", b.IP), a.IP.String()+":")
+	routes, err := ma.Routes()
+	if err != nil || len(routes) != 1 || routes[peers[1].Subnet] != peers[1].Address {
+		t.Fatalf("node a's routes %v (%v), want only %s via %s", routes, err, peers[1].Subnet, peers[1].Address)
+	}
+	// A node that goes loses its route.
+	if err := ma.SetPeers(peers[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if routes, err := ma.Routes(); err != nil || len(routes) != 0 {
+		t.Fatalf("routes after node b went: %v, %v", routes, err)
+	}
+	if _, err := nettest.Get(a.NetNS, fmt.Sprintf("http://%s/", b.IP)); err == nil {
+		t.Fatal("node b's instance still reachable without a route")
+	}
+}
+
+// TestNoLeaks sets up and tears down 100 Instances and counts what the
+// node holds: addresses, rules, namespaces, veths and cache files.
+func TestNoLeaks(t *testing.T) {
+	nettest.Skip(t)
+	host := nettest.Host(t, "leak")
+	dataDir := t.TempDir()
+	m, err := network.New(network.Config{PluginDir: network.DefaultPluginDir, DataDir: dataDir, ClusterCIDR: cluster, HostNetNS: host})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.SetSubnet(netip.MustParsePrefix("10.244.7.0/24")); err != nil {
+		t.Fatal(err)
+	}
+	// One Instance first, so that the bridge and the plugins' chains exist
+	// before counting.
+	setup(t, m, "warm", network.Port{HostPort: 9000, ContainerPort: 80, Protocol: "TCP"})
+	if err := m.Teardown(context.Background(), "warm"); err != nil {
+		t.Fatal(err)
+	}
+	before := census(t, host, dataDir)
+	for i := range 100 {
+		id := fmt.Sprintf("i%d", i)
+		setup(t, m, id, network.Port{HostPort: int32(9000 + i%3), ContainerPort: 80, Protocol: []string{"TCP", "UDP"}[i%2]})
+		if err := m.Teardown(context.Background(), id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := census(t, host, dataDir); after != before {
+		t.Fatalf("after 100 cycles the node holds\n%s\nwant as before\n%s", after, before)
+	}
+}
+
+// census counts what Instances leave on a node.
+func census(t *testing.T, host, dataDir string) string {
+	t.Helper()
+	count := func(dir string) int {
+		n := 0
+		filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				n++
+			}
+			return nil
+		})
+		return n
+	}
+	rules := 0
+	for _, line := range strings.Split(nettest.Run(t, host, "iptables-save"), "\n") {
+		if strings.HasPrefix(line, "-A ") || strings.HasPrefix(line, ":") {
+			rules++
+		}
+	}
+	veths := strings.Count(nettest.Run(t, host, "ip", "-o", "link", "show", "type", "veth"), "\n")
+	addrs := strings.Count(nettest.Run(t, host, "ip", "-o", "-4", "addr"), "\n")
+	return fmt.Sprintf("ipam files %d, cache files %d, namespaces %d, iptables rules and chains %d, veths %d, addresses %d",
+		count(filepath.Join(dataDir, "ipam")), count(filepath.Join(dataDir, "cache")), count(filepath.Join(dataDir, "netns")), rules, veths, addrs)
+}
