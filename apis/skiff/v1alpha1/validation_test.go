@@ -344,7 +344,10 @@ func TestValidateInstance(t *testing.T) {
 		{"hostPort published twice", func(i *Instance) {
 			i.Spec.Containers[1].Ports = []ContainerPort{{ContainerPort: 53, HostPort: 53, Protocol: ProtocolUDP}}
 		}, duplicate, "spec.containers[1].ports[0].hostPort"},
-		{"hostPort on every address and on one", func(i *Instance) { i.Spec.Containers[0].Ports[1].Protocol = ProtocolTCP; i.Spec.Containers[0].Ports[1].ContainerPort = 7070 }, duplicate, c0 + ".ports[2].hostPort"},
+		{"hostPort on every address and on one", func(i *Instance) {
+			i.Spec.Containers[0].Ports[1].Protocol = ProtocolTCP
+			i.Spec.Containers[0].Ports[1].ContainerPort = 7070
+		}, duplicate, c0 + ".ports[2].hostPort"},
 		{"hostPort other than containerPort with hostNetwork", func(i *Instance) { i.Spec.HostNetwork = true }, invalid, c0 + ".ports[1].hostPort"},
 		{"protocol unknown", func(i *Instance) { i.Spec.Containers[0].Ports[0].Protocol = "HTTP" }, notSupported, c0 + ".ports[0].protocol"},
 		{"protocol missing", func(i *Instance) { i.Spec.Containers[0].Ports[0].Protocol = "" }, required, c0 + ".ports[0].protocol"},
