@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"skiff.dev/skiff/nodeagent/image/imagetest"
+	"skiff.dev/skiff/nodeagent/network/nettest"
 )
 
 // requireContainers skips unless real containers can run here.
@@ -27,6 +29,18 @@ func requireContainers(t *testing.T) {
 	if _, err := exec.LookPath("runc"); err != nil {
 		t.Skip("runc is not installed (make test installs it)")
 	}
+	nettest.Skip(t)
+}
+
+// nodeHost is a network namespace that acts as an agent's host: the
+// bridge, rules, routes and hostPorts of Instance networking live there
+// rather than on the machine. Its node address, addr (a CIDR such as
+// 10.250.1.1/24), is on a link of its own.
+func nodeHost(t *testing.T, addr string) string {
+	t.Helper()
+	host := nettest.Host(t, "e2e")
+	nettest.Uplink(t, host, addr)
+	return host
 }
 
 // busyboxImage serves a busybox image from a registry on loopback and
@@ -68,7 +82,8 @@ func TestServerRunsContainers(t *testing.T) {
 	requireContainers(t)
 	host, ref := busyboxImage(t)
 	s := startServer(t, t.TempDir(), "127.0.0.1:0",
-		"--runtime", "runc", "--insecure-registry", host, "--agent-listen", "127.0.0.1:0", "--node-name", "local")
+		"--runtime", "runc", "--insecure-registry", host, "--agent-listen", "127.0.0.1:0", "--node-name", "local",
+		"--agent-netns", nodeHost(t, "10.250.1.1/24"))
 	waitFor(t, 60*time.Second, func() (bool, error) {
 		phase, err := s.kubectl("get", "node", "local", "-o", "jsonpath={.status.phase}")
 		return err == nil && phase == "Ready", nil
@@ -153,7 +168,8 @@ func TestAgentKill9Readopts(t *testing.T) {
 	host, ref := busyboxImage(t)
 	s := startServer(t, t.TempDir(), "127.0.0.1:0")
 	dataDir := t.TempDir()
-	args := []string{"--data-dir", dataDir, "--node-name", "n1", "--runtime", "runc", "--insecure-registry", host, "--lease-interval", "500ms"}
+	args := []string{"--data-dir", dataDir, "--node-name", "n1", "--runtime", "runc", "--insecure-registry", host, "--lease-interval", "500ms",
+		"--netns", nodeHost(t, "10.250.1.1/24")}
 	agent := startAgent(t, s, args...)
 	for _, name := range []string{"keeper", "orphan"} {
 		s.mustKubectl(t, "apply", "-f", writeFile(t, name+".yaml", boundInstanceYAML(name, "n1", ref, "echo started; exec sleep 1000")))
@@ -161,6 +177,10 @@ func TestAgentKill9Readopts(t *testing.T) {
 	s.waitPhase(t, "keeper", "Running")
 	s.waitPhase(t, "orphan", "Running")
 	before := s.mustKubectl(t, "get", "instance", "keeper", "-o", "jsonpath={.status.containerStatuses[0].state.running.startedAt}")
+	keeperIP := s.mustKubectl(t, "get", "instance", "keeper", "-o", "jsonpath={.status.instanceIP}")
+	if _, err := netip.ParseAddr(keeperIP); err != nil {
+		t.Fatalf("keeper's instanceIP %q: %v", keeperIP, err)
+	}
 	runc := func(args ...string) string {
 		out, _ := exec.Command("runc", append([]string{"--root", filepath.Join(dataDir, "runtime", "state")}, args...)...).CombinedOutput()
 		return string(out)
@@ -186,7 +206,15 @@ func TestAgentKill9Readopts(t *testing.T) {
 	waitFor(t, 60*time.Second, func() (bool, error) {
 		return !strings.Contains(runc("list"), orphanUID), nil
 	})
+	// Its network goes with it; the keeper keeps its address.
+	waitFor(t, 60*time.Second, func() (bool, error) {
+		_, err := os.Stat(filepath.Join(dataDir, "network", "netns", orphanUID))
+		return os.IsNotExist(err), nil
+	})
 	s.waitPhase(t, "keeper", "Running")
+	if ip := s.mustKubectl(t, "get", "instance", "keeper", "-o", "jsonpath={.status.instanceIP}"); ip != keeperIP {
+		t.Errorf("keeper's instanceIP after re-adoption %q, want %q", ip, keeperIP)
+	}
 	after := s.mustKubectl(t, "get", "instance", "keeper", "-o", "jsonpath={.status.containerStatuses[0].state.running.startedAt} {.status.containerStatuses[0].restartCount}")
 	if after != before+" 0" {
 		t.Errorf("after re-adoption: startedAt and restartCount %q, want %q", after, before+" 0")

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"skiff.dev/skiff/nodeagent/image/imagebuild"
+	"skiff.dev/skiff/nodeagent/network/nettest"
 )
 
 // sampleImages writes the samples' image (as `make run` does) and a
@@ -70,7 +71,8 @@ func TestWorkloadWithKubectl(t *testing.T) {
 	requireContainers(t)
 	dataDir := t.TempDir()
 	sampleImages(t, dataDir)
-	s := startServer(t, dataDir, "127.0.0.1:0", "--runtime", "runc", "--agent-listen", "127.0.0.1:0", "--node-name", "local")
+	host := nodeHost(t, "10.250.1.1/24")
+	s := startServer(t, dataDir, "127.0.0.1:0", "--runtime", "runc", "--agent-listen", "127.0.0.1:0", "--node-name", "local", "--agent-netns", host)
 	waitFor(t, 60*time.Second, func() (bool, error) {
 		phase, err := s.kubectl("get", "node", "local", "-o", "jsonpath={.status.phase}")
 		return err == nil && phase == "Ready", nil
@@ -81,6 +83,10 @@ func TestWorkloadWithKubectl(t *testing.T) {
 	}
 	s.mustKubectl(t, "apply", "-f", "../../config/samples/workload.yaml")
 	s.waitInstances(t, "web", 3, "Running", "skiff.local/busybox:latest")
+	// Each serves on its own address, reached from the node.
+	for _, ip := range s.instanceIPs(t, "app=web", 3) {
+		nettest.Eventually(t, host, "http://"+ip+":8080/", "hello from skiff")
+	}
 	get := s.mustKubectl(t, "get", "workload", "web")
 	if row := rowFields(get, 0, "web"); len(row) < 3 || row[1] != "3" || row[2] != "3" {
 		waitFor(t, 30*time.Second, func() (bool, error) {
