@@ -24,7 +24,7 @@ func controllersBench(bin string, n, workloads, replicas int) ([]result, error) 
 	// A fleet in the same process as the load shares the two cores with
 	// the control plane; its renewals can lag past the 15 s default grace
 	// and its nodes would be given up: the benchmark measures scheduling.
-	dir, srv, api, err := tempServer(bin, "skiff-bench-controllers-", "--workers", "8", "--node-grace-period", "60s")
+	dir, srv, api, err := tempServer(bin, "skiff-bench-controllers-", "--workers", "8", "--node-grace-period", "60s", "--cluster-cidr", "10.0.0.0/8")
 	if err != nil {
 		return nil, err
 	}

@@ -36,7 +36,8 @@ func main() {
 	clients := flag.Int("clients", 8, "concurrent create clients")
 	profile := flag.String("cpuprofile", "", "write the server's CPU profile of the create phase to this file")
 	containers := flag.Int("containers", 50, "containers the agent benchmark runs")
-	only := flag.String("only", "", "run one part: apiserver, agent, fleet or controllers")
+	only := flag.String("only", "", "run one part: apiserver, agent, network, fleet or controllers")
+	netInstances := flag.Int("network-instances", 50, "Instances the network benchmark sets up")
 	ctrlNodes := flag.String("controller-fleets", "1000,5000", "fleet sizes of the controllers benchmark, comma-separated")
 	workloads := flag.Int("workloads", 100, "Workloads of the controllers benchmark")
 	replicas := flag.Int("replicas", 100, "replicas of each Workload of the controllers benchmark")
@@ -62,6 +63,16 @@ func main() {
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench: agent:", err)
 			if *only == "agent" {
+				os.Exit(1)
+			}
+		}
+		all = append(all, res...)
+	}
+	if *only == "" || *only == "network" {
+		res, err := networkBench(*netInstances)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: network:", err)
+			if *only == "network" {
 				os.Exit(1)
 			}
 		}
