@@ -108,6 +108,10 @@ func TestInstancesOnTwoNodes(t *testing.T) {
 	// masquerading between nodes.
 	nettest.ServeRemoteAddr(t, b.NetNS, ":81")
 	nettest.Eventually(t, a.NetNS, fmt.Sprintf("http://%s:81/", b.IP), a.IP.String()+":")
+	// Leaving the cluster CIDR (node b's own address is outside it), an
+	// Instance's traffic is masqueraded to its node's address.
+	nettest.ServeRemoteAddr(t, hostB, "10.250.0.2:82")
+	nettest.Eventually(t, a.NetNS, "http://10.250.0.2:82/", "10.250.0.1:")
 	routes, err := ma.Routes()
 	if err != nil || len(routes) != 1 || routes[peers[1].Subnet] != peers[1].Address {
 		t.Fatalf("node a's routes %v (%v), want only %s via %s", routes, err, peers[1].Subnet, peers[1].Address)
@@ -146,7 +150,14 @@ func TestNoLeaks(t *testing.T) {
 	before := census(t, host, dataDir)
 	for i := range 100 {
 		id := fmt.Sprintf("i%d", i)
-		setup(t, m, id, network.Port{HostPort: int32(9000 + i%3), ContainerPort: 80, Protocol: []string{"TCP", "UDP"}[i%2]})
+		// Every fourth publishes a port: portmap's rules must go too.
+		var ports []network.Port
+		if i%4 == 0 {
+			ports = []network.Port{{HostPort: int32(9000 + i%3), ContainerPort: 80, Protocol: []string{"TCP", "UDP"}[i%8/4]}}
+		}
+		if _, err := m.Setup(context.Background(), id, ports); err != nil {
+			t.Fatal(err)
+		}
 		if err := m.Teardown(context.Background(), id); err != nil {
 			t.Fatal(err)
 		}
