@@ -152,6 +152,24 @@ func setDefaultsToleration(t *Toleration) {
 func SetDefaults_Instance(i *Instance) {
 	SetDefaults_InstanceTemplateSpec(&i.Spec.InstanceTemplateSpec)
 	setDefaultUnreachableToleration(&i.Spec.InstanceTemplateSpec)
+	setDefaultHostNetworkPorts(&i.Spec.InstanceTemplateSpec)
+}
+
+// setDefaultHostNetworkPorts publishes a hostNetwork Instance's container
+// ports as host ports, which they are: the container listens on the node,
+// and the scheduler must not put a second one there (as Kubernetes
+// defaults a hostNetwork Pod's ports). Templates are left alone.
+func setDefaultHostNetworkPorts(spec *InstanceTemplateSpec) {
+	if !spec.HostNetwork {
+		return
+	}
+	for i := range spec.Containers {
+		for j := range spec.Containers[i].Ports {
+			if p := &spec.Containers[i].Ports[j]; p.HostPort == 0 {
+				p.HostPort = p.ContainerPort
+			}
+		}
+	}
 }
 
 // setDefaultUnreachableToleration lets an Instance ride out a node that

@@ -141,6 +141,15 @@ func TestSetDefaultsInstance(t *testing.T) {
 	spec := &InstanceTemplateSpec{}
 	SetDefaults_InstanceTemplateSpec(spec)
 	assertEqual(t, 0, len(spec.Tolerations))
+
+	// With hostNetwork the container ports are the node's: published.
+	ports := []ContainerPort{{ContainerPort: 8080}, {ContainerPort: 53, HostPort: 53, Protocol: ProtocolUDP}}
+	host := &Instance{Spec: InstanceSpec{InstanceTemplateSpec: InstanceTemplateSpec{HostNetwork: true, Containers: []Container{{Name: "c", Ports: ports}}}}}
+	SetDefaults_Instance(host)
+	assertEqual(t, []ContainerPort{{ContainerPort: 8080, HostPort: 8080, Protocol: ProtocolTCP}, {ContainerPort: 53, HostPort: 53, Protocol: ProtocolUDP}}, host.Spec.Containers[0].Ports)
+	own := &Instance{Spec: InstanceSpec{InstanceTemplateSpec: InstanceTemplateSpec{Containers: []Container{{Name: "c", Ports: []ContainerPort{{ContainerPort: 8080}}}}}}}
+	SetDefaults_Instance(own)
+	assertEqual(t, int32(0), own.Spec.Containers[0].Ports[0].HostPort)
 }
 
 func TestComputeQOSClass(t *testing.T) {
