@@ -93,6 +93,15 @@ func TestInstanceNetworkOnRunc(t *testing.T) {
 		t.Fatalf("two Instances share %s", ip)
 	}
 
+	// An Instance bound here by hand past the scheduler, on web's
+	// hostPort, waits for the port.
+	taken := c.run(t, "taken", c.webServer(8080, 30080))
+	c.waitFor(t, taken, "waiting for the port", func(i *skiffv1alpha1.Instance) bool {
+		cs := i.Status.ContainerStatuses
+		return len(cs) == 1 && cs[0].State.Waiting != nil && cs[0].State.Waiting.Reason == "HostPortConflict" &&
+			strings.Contains(cs[0].State.Waiting.Message, "host port 30080/TCP")
+	})
+
 	// hostNetwork keeps the node's namespace: served on the node itself.
 	hostnet := c.run(t, "hostnet", func(inst *skiffv1alpha1.Instance) {
 		c.webServer(8081, 8081)(inst)
@@ -128,9 +137,8 @@ func TestInstanceNetworkOnRunc(t *testing.T) {
 		var got skiffv1alpha1.Instance
 		return c.admin.Get(context.Background(), client.ObjectKeyFromObject(web), &got) != nil
 	})
-	if _, err := nettest.Get(host, "http://127.0.0.1:30080/"); err == nil {
-		t.Fatal("the hostPort still answers after the Instance is gone")
-	}
+	// The port is free: the Instance that waited for it gets it.
+	nettest.Eventually(t, host, "http://127.0.0.1:30080/", "served by taken")
 	if got := ipamLeases(t, c.cfg.DataDir); strings.Contains(got, ip.String()) {
 		t.Fatalf("address %s still leased: %s", ip, got)
 	}

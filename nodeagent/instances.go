@@ -166,6 +166,10 @@ func (r *instanceReconciler) attach(ctx context.Context, inst *skiffv1alpha1.Ins
 	switch {
 	case errors.Is(err, network.ErrNoSubnet):
 		return sandbox{}, &skiffv1alpha1.ContainerStateWaiting{Reason: "NetworkNotReady", Message: err.Error()}
+	case errors.As(err, new(*network.PortConflictError)):
+		// Bound here past the scheduler (spec.nodeName set by hand): it
+		// waits for the port rather than take it from the other.
+		return sandbox{}, &skiffv1alpha1.ContainerStateWaiting{Reason: "HostPortConflict", Message: err.Error()}
 	case err != nil:
 		log.FromContext(ctx).Error(err, "instance network", "instance", inst.Namespace+"/"+inst.Name)
 		return sandbox{}, &skiffv1alpha1.ContainerStateWaiting{Reason: "CreateNetworkError", Message: shortMessage(err)}

@@ -90,6 +90,9 @@ type Manager struct {
 	// known caches attachments, so a pass over a running Instance reads
 	// no file.
 	known map[string]Attachment
+	// published holds the hostPorts of every Instance with a network on
+	// the node (read from the plugins' cache at start).
+	published map[string][]Port
 	// locks serializes setup and teardown per Instance.
 	locks keyLocks
 }
@@ -116,12 +119,76 @@ func New(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Manager{
-		cfg:      cfg,
-		cni:      libcni.NewCNIConfigWithCacheDir([]string{cfg.PluginDir}, filepath.Join(cfg.DataDir, cacheDir), nil),
-		loopback: loopback,
-		known:    map[string]Attachment{},
-	}, nil
+	m := &Manager{
+		cfg:       cfg,
+		cni:       libcni.NewCNIConfigWithCacheDir([]string{cfg.PluginDir}, filepath.Join(cfg.DataDir, cacheDir), nil),
+		loopback:  loopback,
+		known:     map[string]Attachment{},
+		published: map[string][]Port{},
+	}
+	ids, err := m.Attached()
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		if _, rt, err := m.cni.GetNetworkListCachedConfig(cacheKey, m.runtimeConf(id, m.netnsPath(id), nil)); err == nil && rt != nil {
+			m.published[id] = portsOf(rt.CapabilityArgs)
+		}
+	}
+	return m, nil
+}
+
+// cacheKey finds the chain's cached results and configurations: libcni
+// keys them by network name (and version) and container.
+var cacheKey = &libcni.NetworkConfigList{Name: networkName, CNIVersion: cniVersion}
+
+// portsOf reads the port mappings back from cached runtime arguments.
+func portsOf(args map[string]any) []Port {
+	list, _ := args["portMappings"].([]any)
+	var out []Port
+	for _, item := range list {
+		pm, _ := item.(map[string]any)
+		host, _ := pm["hostPort"].(float64)
+		container, _ := pm["containerPort"].(float64)
+		protocol, _ := pm["protocol"].(string)
+		ip, _ := pm["hostIP"].(string)
+		out = append(out, Port{HostPort: int32(host), ContainerPort: int32(container), Protocol: strings.ToUpper(protocol), HostIP: ip})
+	}
+	return out
+}
+
+// PortConflictError says a hostPort is published on the node already.
+type PortConflictError struct {
+	Port Port
+	// Holder is the UID of the Instance that publishes it.
+	Holder string
+}
+
+func (e *PortConflictError) Error() string {
+	on := "every address"
+	if e.Port.HostIP != "" {
+		on = e.Port.HostIP
+	}
+	return fmt.Sprintf("host port %d/%s on %s is published on this node by Instance %s", e.Port.HostPort, e.Port.Protocol, on, e.Holder)
+}
+
+// conflict finds a port of ports that another Instance publishes.
+func (m *Manager) conflict(id string, ports []Port) error {
+	wildcard := func(ip string) bool { return ip == "" || ip == "0.0.0.0" || ip == "::" }
+	for other, theirs := range m.published {
+		if other == id {
+			continue
+		}
+		for _, p := range ports {
+			for _, q := range theirs {
+				if p.HostPort == q.HostPort && strings.EqualFold(p.Protocol, q.Protocol) &&
+					(wildcard(p.HostIP) || wildcard(q.HostIP) || p.HostIP == q.HostIP) {
+					return &PortConflictError{Port: p, Holder: other}
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // Subnet is the node's instanceCIDR, once SetSubnet has been called.
@@ -232,15 +299,14 @@ func (m *Manager) Setup(ctx context.Context, id string, ports []Port) (Attachmen
 	if ok {
 		return att, nil
 	}
-	if conf == nil {
-		return Attachment{}, ErrNoSubnet
-	}
 	nsPath := m.netnsPath(id)
 	rt := m.runtimeConf(id, nsPath, ports)
 	if _, err := os.Stat(nsPath); err == nil {
-		if res, err := m.cni.GetNetworkListCachedResult(conf, rt); err == nil && res != nil {
+		// Set up before (this agent's earlier run): the plugins' cache
+		// has it, whether or not the node's subnet is known yet.
+		if res, err := m.cni.GetNetworkListCachedResult(cacheKey, rt); err == nil && res != nil {
 			if att, err := attachment(nsPath, res); err == nil {
-				m.remember(id, att)
+				m.remember(id, att, ports)
 				return att, nil
 			}
 		}
@@ -249,7 +315,22 @@ func (m *Manager) Setup(ctx context.Context, id string, ports []Port) (Attachmen
 			return Attachment{}, err
 		}
 	}
+	if conf == nil {
+		return Attachment{}, ErrNoSubnet
+	}
+	// Claim the ports before the plugins run, so that two Instances set
+	// up at once cannot both take one.
+	m.mu.Lock()
+	err := m.conflict(id, ports)
+	if err == nil {
+		m.published[id] = ports
+	}
+	m.mu.Unlock()
+	if err != nil {
+		return Attachment{}, err
+	}
 	if err := newNetNS(nsPath); err != nil {
+		m.forget(id)
 		return Attachment{}, err
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cniTimeout)
@@ -262,7 +343,7 @@ func (m *Manager) Setup(ctx context.Context, id string, ports []Port) (Attachmen
 		loErr <- err
 	}()
 	var res types.Result
-	err := inNetNS(m.cfg.HostNetNS, func() error {
+	err = inNetNS(m.cfg.HostNetNS, func() error {
 		var err error
 		res, err = m.cni.AddNetworkList(ctx, conf, rt)
 		return err
@@ -274,14 +355,22 @@ func (m *Manager) Setup(ctx context.Context, id string, ports []Port) (Attachmen
 	if err != nil {
 		return Attachment{}, errors.Join(err, m.teardown(ctx, id))
 	}
-	m.remember(id, att)
+	m.remember(id, att, ports)
 	return att, nil
 }
 
-func (m *Manager) remember(id string, att Attachment) {
+func (m *Manager) remember(id string, att Attachment, ports []Port) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.known[id] = att
+	m.published[id] = ports
+}
+
+func (m *Manager) forget(id string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.known, id)
+	delete(m.published, id)
 }
 
 func (m *Manager) loopbackConf(id, nsPath string) *libcni.RuntimeConf {
@@ -317,16 +406,21 @@ func (m *Manager) Teardown(ctx context.Context, id string) error {
 	return m.teardown(ctx, id)
 }
 
-func (m *Manager) teardown(ctx context.Context, id string) error {
+func (m *Manager) teardown(ctx context.Context, id string) (err error) {
 	m.mu.Lock()
 	delete(m.known, id)
 	current := m.conf
 	m.mu.Unlock()
+	defer func() {
+		if err == nil {
+			m.forget(id) // its ports are free once the rules are gone
+		}
+	}()
 	nsPath := m.netnsPath(id)
 	// The configuration and port mappings of the setup, from the cache:
 	// the node's may have changed since, or not be known yet.
 	conf, rt := current, m.runtimeConf(id, nsPath, nil)
-	raw, cachedRT, err := m.cni.GetNetworkListCachedConfig(&libcni.NetworkConfigList{Name: networkName, CNIVersion: cniVersion}, rt)
+	raw, cachedRT, err := m.cni.GetNetworkListCachedConfig(cacheKey, rt)
 	cached := err == nil && raw != nil
 	if cached {
 		if c, err := libcni.ConfListFromBytes(raw); err == nil {

@@ -2,6 +2,7 @@ package network_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -53,6 +54,13 @@ func TestInstancesOnOneNode(t *testing.T) {
 	if !netip.MustParsePrefix("10.244.1.0/24").Contains(a.IP) || a.IP == b.IP {
 		t.Fatalf("addresses %s and %s: want two in 10.244.1.0/24", a.IP, b.IP)
 	}
+	// Another Instance asking for a's hostPort waits for it; on another
+	// protocol or after a is gone it gets it.
+	_, err := m.Setup(context.Background(), "c", []network.Port{{HostPort: 8080, ContainerPort: 80, Protocol: "TCP", HostIP: "127.0.0.1"}})
+	if conflict := new(network.PortConflictError); !errors.As(err, &conflict) || conflict.Holder != "a" {
+		t.Fatalf("a second Instance on hostPort 8080/TCP: %v, want a conflict with a", err)
+	}
+	setup(t, m, "udp", network.Port{HostPort: 8080, ContainerPort: 80, Protocol: "UDP"})
 	if again := setup(t, m, "a"); again != a {
 		t.Fatalf("a second setup gave %+v, want the first %+v", again, a)
 	}
@@ -77,6 +85,7 @@ func TestInstancesOnOneNode(t *testing.T) {
 	if _, err := nettest.Get(host, "http://127.0.0.1:8080/"); err == nil {
 		t.Fatal("the hostPort still answers after teardown")
 	}
+	setup(t, m, "c", network.Port{HostPort: 8080, ContainerPort: 80, Protocol: "TCP"})
 	if _, err := os.Stat(a.NetNS); !os.IsNotExist(err) {
 		t.Fatalf("namespace %s still there: %v", a.NetNS, err)
 	}
@@ -190,4 +199,37 @@ func census(t *testing.T, host, dataDir string) string {
 	addrs := strings.Count(nettest.Run(t, host, "ip", "-o", "-4", "addr"), "\n")
 	return fmt.Sprintf("ipam files %d, cache files %d, namespaces %d, iptables rules and chains %d, veths %d, addresses %d",
 		count(filepath.Join(dataDir, "ipam")), count(filepath.Join(dataDir, "cache")), count(filepath.Join(dataDir, "netns")), rules, veths, addrs)
+}
+
+// TestRestart: a new manager on the same data (an agent restart) finds the
+// Instances' networks in the plugins' cache, before it knows the node's
+// subnet, and the ports they publish.
+func TestRestart(t *testing.T) {
+	nettest.Skip(t)
+	cfg := network.Config{PluginDir: network.DefaultPluginDir, DataDir: t.TempDir(), ClusterCIDR: cluster, HostNetNS: nettest.Host(t, "restart")}
+	first, err := network.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.SetSubnet(netip.MustParsePrefix("10.244.3.0/24")); err != nil {
+		t.Fatal(err)
+	}
+	port := network.Port{HostPort: 8080, ContainerPort: 80, Protocol: "TCP"}
+	a, err := first.Setup(context.Background(), "a", []network.Port{port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := network.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again := setup(t, second, "a", port); again != a {
+		t.Fatalf("after a restart a has %+v, want %+v", again, a)
+	}
+	if err := second.SetSubnet(netip.MustParsePrefix("10.244.3.0/24")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := second.Setup(context.Background(), "b", []network.Port{port}); !errors.As(err, new(*network.PortConflictError)) {
+		t.Fatalf("b on a's port after a restart: %v, want a conflict", err)
+	}
 }
