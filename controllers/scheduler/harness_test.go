@@ -30,6 +30,8 @@ type cluster struct {
 	scheme  *runtime.Scheme
 	admin   client.Client
 	metrics *metrics.Metrics
+	// view reads the scheduler's informers; nil before runScheduler.
+	view client.Reader
 }
 
 func newCluster(t *testing.T) *cluster {
@@ -49,6 +51,7 @@ func runScheduler(t *testing.T) *cluster {
 	c := newCluster(t)
 	mgr := c.server.Manager(t, c.scheme)
 	ctrl := &Controller{Client: mgr.GetClient(), Scheduler: New(Spread), Cache: NewCache(30 * time.Second), Metrics: c.metrics}
+	c.view = mgr.GetClient()
 	if err := ctrl.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
@@ -79,6 +82,16 @@ func (c *cluster) addNode(n *skiffv1alpha1.Node) {
 	if err := c.admin.Status().Update(c.ctx, n); err != nil {
 		c.t.Fatal(err)
 	}
+	if c.view == nil {
+		return
+	}
+	// Instances created next are decided on the scheduler's view: wait
+	// until it has the node as written, or a test's placements would race
+	// the informer (a node seen not ready yet fits nothing).
+	eventually(c.t, "the scheduler's view of node "+n.Name, func() bool {
+		var seen skiffv1alpha1.Node
+		return c.view.Get(c.ctx, client.ObjectKeyFromObject(n), &seen) == nil && seen.ResourceVersion == n.ResourceVersion
+	})
 }
 
 func (c *cluster) create(insts ...*skiffv1alpha1.Instance) {

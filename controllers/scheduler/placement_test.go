@@ -33,16 +33,18 @@ func TestControllerTaints(t *testing.T) {
 			i.Spec.Tolerations = append(i.Spec.Tolerations, skiffv1alpha1.Toleration{Key: key, Operator: skiffv1alpha1.TolerationOpExists})
 		}
 	}
+	// plain first: anywhere tolerates every taint, so it may take spot's
+	// room when decided before plain.
+	c.create(instance("plain", "2", "")) // only spot: PreferNoSchedule filters nothing
+	if got := c.boundTo("plain"); got != "spot" {
+		t.Errorf("plain bound to %q, want spot, the one node without a hard taint", got)
+	}
 	c.create(
-		instance("plain", "2", ""), // only spot: PreferNoSchedule filters nothing
 		instance("trainer", "", "", tolerate("dedicated"), func(i *skiffv1alpha1.Instance) {
 			i.Spec.NodeSelector = map[string]string{"name": "gpu"}
 		}),
 		instance("anywhere", "3", "", tolerate("dedicated"), tolerate("maintenance"), tolerate("spot")),
 	)
-	if got := c.boundTo("plain"); got != "spot" {
-		t.Errorf("plain bound to %q, want spot, the one node without a hard taint", got)
-	}
 	if got := c.boundTo("trainer"); got != "gpu" {
 		t.Errorf("trainer bound to %q, want gpu, whose taint it tolerates", got)
 	}
