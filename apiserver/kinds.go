@@ -137,7 +137,7 @@ func nodeKind() *Kind {
 			wide(col("Version", "string", "Agent version.")),
 			wide(col("Runtime", "string", "OCI runtime and version.")),
 			wide(col("Address", "string", "First address.")),
-			wide(col("Instance CIDR", "string", "The subnet the Node's Instances get addresses from.")),
+			wide(col("CIDR", "string", "spec.instanceCIDR: the subnet the Node's Instances get addresses from.")),
 		},
 		Row:                  typed(nodeRow),
 		Validate:             typed(skiffv1alpha1.ValidateNode),

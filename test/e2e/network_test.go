@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -44,7 +45,7 @@ func TestPublishedSample(t *testing.T) {
 	if cidr != "10.99.0.0/24" {
 		t.Fatalf("node's instanceCIDR %q, want the first /24 of --cluster-cidr 10.99.0.0/16", cidr)
 	}
-	if wide := s.mustKubectl(t, "get", "nodes", "-o", "wide"); !strings.Contains(wide, "INSTANCE CIDR") || !strings.Contains(wide, cidr) {
+	if wide := s.mustKubectl(t, "get", "nodes", "-o", "wide"); !slices.Contains(headerFields(wide), "CIDR") || !strings.Contains(wide, cidr) {
 		t.Errorf("kubectl get nodes -o wide does not show the CIDR:\n%s", wide)
 	}
 
