@@ -43,6 +43,13 @@ func newNetNS(path string) error {
 	return nil
 }
 
+// isNetNS reports whether a namespace is pinned on path: after a reboot
+// the file stays and the mount does not.
+func isNetNS(path string) bool {
+	var fs unix.Statfs_t
+	return unix.Statfs(path, &fs) == nil && fs.Type == unix.NSFS_MAGIC
+}
+
 // removeNetNS unpins a namespace newNetNS made; the kernel frees it once
 // no process is left in it. A missing path is not an error.
 func removeNetNS(path string) error {

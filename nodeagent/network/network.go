@@ -15,6 +15,7 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
+	"k8s.io/klog/v2"
 )
 
 // Config configures a node's Instance networking.
@@ -205,39 +206,50 @@ func (m *Manager) SetSubnet(subnet netip.Prefix) error {
 	if !subnet.IsValid() || !subnet.Addr().Is4() {
 		return fmt.Errorf("instance CIDR %s: must be an IPv4 network", subnet)
 	}
+	if !m.cfg.ClusterCIDR.Contains(subnet.Addr()) || subnet.Bits() < m.cfg.ClusterCIDR.Bits() {
+		// Its Instances' traffic to each other would be masqueraded.
+		klog.InfoS("the node's instance CIDR is not inside --cluster-cidr: Instances' traffic to other nodes is masqueraded", "instanceCIDR", subnet, "clusterCIDR", m.cfg.ClusterCIDR)
+	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.subnet.IsValid() && m.subnet != subnet {
-		return fmt.Errorf("instance CIDR %s: the node already has %s", subnet, m.subnet)
+	current := m.subnet
+	m.mu.Unlock()
+	if current.IsValid() && current != subnet {
+		return fmt.Errorf("instance CIDR %s: the node already has %s", subnet, current)
 	}
-	if m.conf == nil {
-		raw, err := m.confList(subnet, true)
-		if err != nil {
-			return err
-		}
-		portsConf, err := libcni.ConfListFromBytes(raw)
-		if err != nil {
-			return fmt.Errorf("CNI configuration: %w", err)
-		}
-		if err := os.WriteFile(filepath.Join(m.cfg.DataDir, confFile), raw, 0o600); err != nil {
-			return fmt.Errorf("CNI configuration: %w", err)
-		}
-		raw, err = m.confList(subnet, false)
-		if err != nil {
-			return err
-		}
-		conf, err := libcni.ConfListFromBytes(raw)
-		if err != nil {
-			return fmt.Errorf("CNI configuration: %w", err)
-		}
-		m.subnet, m.conf, m.portsConf = subnet, conf, portsConf
-	}
-	return inNetNS(m.cfg.HostNetNS, func() error {
+	// The rules first: no Instance starts before its traffic is forwarded
+	// and masqueraded.
+	err := inNetNS(m.cfg.HostNetNS, func() error {
 		if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644); err != nil {
 			return fmt.Errorf("enable forwarding: %w", err)
 		}
 		return ensureRules(subnet, m.cfg.ClusterCIDR)
 	})
+	if err != nil || current.IsValid() {
+		return err
+	}
+	raw, err := m.confList(subnet, true)
+	if err != nil {
+		return err
+	}
+	portsConf, err := libcni.ConfListFromBytes(raw)
+	if err != nil {
+		return fmt.Errorf("CNI configuration: %w", err)
+	}
+	// Written for people and other CNI tools; skiff keeps its own copy.
+	if err := os.WriteFile(filepath.Join(m.cfg.DataDir, confFile), raw, 0o600); err != nil {
+		return fmt.Errorf("CNI configuration: %w", err)
+	}
+	if raw, err = m.confList(subnet, false); err != nil {
+		return err
+	}
+	conf, err := libcni.ConfListFromBytes(raw)
+	if err != nil {
+		return fmt.Errorf("CNI configuration: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.subnet, m.conf, m.portsConf = subnet, conf, portsConf
+	return nil
 }
 
 // confList is the node's CNI chain (written to the data dir with
@@ -303,15 +315,20 @@ func (m *Manager) Setup(ctx context.Context, id string, ports []Port) (Attachmen
 	rt := m.runtimeConf(id, nsPath, ports)
 	if _, err := os.Stat(nsPath); err == nil {
 		// Set up before (this agent's earlier run): the plugins' cache
-		// has it, whether or not the node's subnet is known yet.
-		if res, err := m.cni.GetNetworkListCachedResult(cacheKey, rt); err == nil && res != nil {
-			if att, err := attachment(nsPath, res); err == nil {
-				m.remember(id, att, ports)
-				return att, nil
+		// has it, whether or not the node's subnet is known yet. After a
+		// reboot the file is there but no namespace is pinned on it: the
+		// network is gone and is made again.
+		if isNetNS(nsPath) {
+			if res, err := m.cni.GetNetworkListCachedResult(cacheKey, rt); err == nil && res != nil {
+				if att, err := attachment(nsPath, res); err == nil {
+					m.remember(id, att, ports)
+					return att, nil
+				}
 			}
 		}
-		// A setup that did not finish: start again from nothing.
-		if err := m.teardown(ctx, id); err != nil {
+		// A setup that did not finish, or lost to a reboot: release what
+		// is left and start again from nothing.
+		if err := m.teardownWithin(ctx, id, nil, nil); err != nil {
 			return Attachment{}, err
 		}
 	}
@@ -353,7 +370,9 @@ func (m *Manager) Setup(ctx context.Context, id string, ports []Port) (Attachmen
 		att, err = attachment(nsPath, res)
 	}
 	if err != nil {
-		return Attachment{}, errors.Join(err, m.teardown(ctx, id))
+		// What the plugins did before failing is undone with the chain
+		// and port mappings they ran with, in time of its own.
+		return Attachment{}, errors.Join(err, m.teardownWithin(ctx, id, conf, rt))
 	}
 	m.remember(id, att, ports)
 	return att, nil
@@ -401,15 +420,26 @@ func attachment(nsPath string, res types.Result) (Attachment, error) {
 func (m *Manager) Teardown(ctx context.Context, id string) error {
 	unlock := m.locks.lock(id)
 	defer unlock()
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cniTimeout)
-	defer cancel()
-	return m.teardown(ctx, id)
+	return m.teardownWithin(ctx, id, nil, nil)
 }
 
-func (m *Manager) teardown(ctx context.Context, id string) (err error) {
+// teardownWithin runs teardown in time of its own: ctx may have run out
+// (a timed-out setup) and what is left must still go.
+func (m *Manager) teardownWithin(ctx context.Context, id string, conf *libcni.NetworkConfigList, rt *libcni.RuntimeConf) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cniTimeout)
+	defer cancel()
+	return m.teardown(ctx, id, conf, rt)
+}
+
+// teardown undoes id's network. The chain and runtime arguments are the
+// ones its setup cached, else conf and rt (a setup that failed before the
+// cache was written), else the node's chain.
+func (m *Manager) teardown(ctx context.Context, id string, conf *libcni.NetworkConfigList, rt *libcni.RuntimeConf) (err error) {
 	m.mu.Lock()
 	delete(m.known, id)
-	current := m.conf
+	if conf == nil {
+		conf = m.conf
+	}
 	m.mu.Unlock()
 	defer func() {
 		if err == nil {
@@ -417,9 +447,9 @@ func (m *Manager) teardown(ctx context.Context, id string) (err error) {
 		}
 	}()
 	nsPath := m.netnsPath(id)
-	// The configuration and port mappings of the setup, from the cache:
-	// the node's may have changed since, or not be known yet.
-	conf, rt := current, m.runtimeConf(id, nsPath, nil)
+	if rt == nil {
+		rt = m.runtimeConf(id, nsPath, nil)
+	}
 	raw, cachedRT, err := m.cni.GetNetworkListCachedConfig(cacheKey, rt)
 	cached := err == nil && raw != nil
 	if cached {
@@ -430,15 +460,18 @@ func (m *Manager) teardown(ctx context.Context, id string) (err error) {
 			}
 		}
 	}
-	if _, err := os.Stat(nsPath); err != nil {
-		if !cached {
-			return nil // nothing left of it
-		}
-		// Without its namespace the plugins still release the address
-		// and the rules (bridge and portmap accept a missing netns).
+	_, statErr := os.Stat(nsPath)
+	if !isNetNS(nsPath) {
+		// Without its namespace (gone, or lost to a reboot) the plugins
+		// still release the address and the rules: bridge and portmap
+		// accept an empty netns on DEL.
 		rt.NetNS = ""
 	}
-	var errs []error
+	if !cached && statErr != nil {
+		// Never set up as far as the plugins know, and no namespace:
+		// nothing to undo.
+		return nil
+	}
 	err = inNetNS(m.cfg.HostNetNS, func() error {
 		if conf != nil {
 			if err := m.cni.DelNetworkList(ctx, conf, rt); err != nil {
@@ -448,12 +481,9 @@ func (m *Manager) teardown(ctx context.Context, id string) (err error) {
 		return m.cni.DelNetworkList(ctx, m.loopback, m.loopbackConf(id, rt.NetNS))
 	})
 	if err != nil {
-		errs = append(errs, fmt.Errorf("network of %s: %w", id, err))
+		return fmt.Errorf("network of %s: %w", id, err)
 	}
-	if len(errs) == 0 {
-		errs = append(errs, removeNetNS(nsPath))
-	}
-	return errors.Join(errs...)
+	return removeNetNS(nsPath)
 }
 
 // Attached lists the Instances (UIDs) that have a network on this node.

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"skiff.dev/skiff/nodeagent/network"
 	"skiff.dev/skiff/nodeagent/network/nettest"
 )
@@ -232,4 +234,20 @@ func TestRestart(t *testing.T) {
 	if _, err := second.Setup(context.Background(), "b", []network.Port{port}); !errors.As(err, new(*network.PortConflictError)) {
 		t.Fatalf("b on a's port after a restart: %v, want a conflict", err)
 	}
+
+	// A reboot: the pinned namespace is gone, its file stays. The next
+	// agent makes the network again, and it works.
+	if err := unix.Unmount(a.NetNS, unix.MNT_DETACH); err != nil {
+		t.Fatal(err)
+	}
+	third, err := network.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := third.SetSubnet(netip.MustParsePrefix("10.244.3.0/24")); err != nil {
+		t.Fatal(err)
+	}
+	again := setup(t, third, "a", port)
+	nettest.Serve(t, again.NetNS, ":80", "after the reboot")
+	nettest.Eventually(t, cfg.HostNetNS, "http://127.0.0.1:8080/", "after the reboot")
 }
