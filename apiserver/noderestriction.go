@@ -102,12 +102,14 @@ func (n nodeRestriction) validateBootstrapWrite(a admission.Attributes) error {
 	if len(node.Finalizers) > 0 || len(node.OwnerReferences) > 0 {
 		return fmt.Errorf("registering node %q: finalizers and owner references are for admins", node.Name)
 	}
-	if node.Spec.InstanceCIDR != "" {
-		return fmt.Errorf("registering node %q: spec.instanceCIDR is given by the control plane", node.Name)
-	}
 	old, ok := a.GetOldObject().(*skiffv1alpha1.Node)
 	if !ok {
-		return nil // create: labels and taints from the agent's flags
+		// Create: labels and taints from the agent's flags; the subnet
+		// is the control plane's to give.
+		if node.Spec.InstanceCIDR != "" {
+			return fmt.Errorf("registering node %q: spec.instanceCIDR is given by the control plane", node.Name)
+		}
+		return nil
 	}
 	if old.Spec.PublicKey != "" {
 		return fmt.Errorf("node %q is already registered with another key; delete the Node to register it again", node.Name)

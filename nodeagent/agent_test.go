@@ -137,6 +137,32 @@ func TestRegisteredAgentNeedsNoToken(t *testing.T) {
 	}
 }
 
+// TestJoinClaimsAdminNode: an agent claims a keyless Node an admin made,
+// which the control plane has already given a subnet; the subnet stays.
+func TestJoinClaimsAdminNode(t *testing.T) {
+	s := apiservertest.Start(t)
+	cfg := testConfig(s, t.TempDir(), "pre")
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := adminClient(t, s, a)
+	pre := &skiffv1alpha1.Node{ObjectMeta: metav1.ObjectMeta{Name: "pre"}, Spec: skiffv1alpha1.NodeSpec{InstanceCIDR: "10.88.7.0/24"}}
+	if err := admin.Create(context.Background(), pre); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := join(context.Background(), cfg, a.scheme, joinOptions{}); err != nil {
+		t.Fatalf("claiming a keyless Node with a subnet: %v", err)
+	}
+	var got skiffv1alpha1.Node
+	if err := admin.Get(context.Background(), client.ObjectKey{Name: "pre"}, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Spec.PublicKey == "" || got.Spec.InstanceCIDR != "10.88.7.0/24" {
+		t.Fatalf("claimed Node: key %q, instanceCIDR %q", got.Spec.PublicKey, got.Spec.InstanceCIDR)
+	}
+}
+
 func TestJoinRefusals(t *testing.T) {
 	s := apiservertest.Start(t)
 	cfg := testConfig(s, t.TempDir(), "n1")
