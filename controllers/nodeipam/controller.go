@@ -2,6 +2,7 @@ package nodeipam
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -110,7 +111,8 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 	if node.Spec.InstanceCIDR != "" {
 		c.occupy(ctx, &node)
-		return reconcile.Result{}, nil
+		// Given a subnet by an admin while it waited: schedulable now.
+		return reconcile.Result{}, c.writeSubnet(ctx, &node, "")
 	}
 	if !node.DeletionTimestamp.IsZero() {
 		return reconcile.Result{}, nil
@@ -178,8 +180,7 @@ func (c *Controller) allocate(ctx context.Context, node *skiffv1alpha1.Node) (re
 	if errors.Is(err, ErrFull) {
 		return reconcile.Result{RequeueAfter: fullRetry}, c.reportFull(ctx, node)
 	}
-	patch := fmt.Appendf(nil, `{"spec":{"instanceCIDR":%q}}`, p.String())
-	err = c.Client.Patch(ctx, node, client.RawPatch(types.MergePatchType, patch))
+	err = c.writeSubnet(ctx, node, p.String())
 	switch {
 	case err == nil:
 		delete(c.waiting, node.Name)
@@ -194,8 +195,54 @@ func (c *Controller) allocate(ctx context.Context, node *skiffv1alpha1.Node) (re
 	return reconcile.Result{}, fmt.Errorf("node %q: write instanceCIDR %s: %w", node.Name, p, err)
 }
 
-// reportFull records a Warning Event, once while the Node waits.
+// writeSubnet sets the Node's instanceCIDR (unless cidr is empty) and
+// takes the network-unavailable taint off, in one write. A Node with a
+// subnet and without the taint is not written.
+func (c *Controller) writeSubnet(ctx context.Context, node *skiffv1alpha1.Node, cidr string) error {
+	taints := slices.DeleteFunc(slices.Clone(node.Spec.Taints), isNetworkUnavailable)
+	untaint := len(taints) != len(node.Spec.Taints)
+	if cidr == "" && !untaint {
+		return nil
+	}
+	spec := map[string]any{}
+	if cidr != "" {
+		spec["instanceCIDR"] = cidr
+	}
+	if untaint {
+		spec["taints"] = taints
+	}
+	return c.patchSpec(ctx, node, spec)
+}
+
+// patchSpec merge-patches spec fields of the Node; with taints in it the
+// patch carries the resourceVersion, so that an admin's concurrent
+// taint is not overwritten (a Conflict retries).
+func (c *Controller) patchSpec(ctx context.Context, node *skiffv1alpha1.Node, spec map[string]any) error {
+	body := map[string]any{"spec": spec}
+	if _, ok := spec["taints"]; ok {
+		body["metadata"] = map[string]any{"resourceVersion": node.ResourceVersion}
+	}
+	patch, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	return c.Client.Patch(ctx, node, client.RawPatch(types.MergePatchType, patch))
+}
+
+func isNetworkUnavailable(t skiffv1alpha1.Taint) bool {
+	return t.Key == skiffv1alpha1.TaintNetworkUnavailable
+}
+
+// reportFull taints the Node network-unavailable (NoSchedule: the
+// scheduler keeps Instances off a node that could give them no address)
+// and records a Warning Event, once while the Node waits.
 func (c *Controller) reportFull(ctx context.Context, node *skiffv1alpha1.Node) error {
+	if !slices.ContainsFunc(node.Spec.Taints, isNetworkUnavailable) {
+		taints := append(slices.Clone(node.Spec.Taints), skiffv1alpha1.Taint{Key: skiffv1alpha1.TaintNetworkUnavailable, Effect: skiffv1alpha1.TaintEffectNoSchedule})
+		if err := c.patchSpec(ctx, node, map[string]any{"taints": taints}); err != nil {
+			return fmt.Errorf("node %q: taint %s: %w", node.Name, skiffv1alpha1.TaintNetworkUnavailable, err)
+		}
+	}
 	if c.waiting[node.Name] {
 		return nil
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -96,6 +97,18 @@ func (h *harness) cidr(name string) string {
 	return n.Spec.InstanceCIDR
 }
 
+// tainted reports whether the Node has the network-unavailable taint.
+func (h *harness) tainted(name string) bool {
+	h.t.Helper()
+	var n skiffv1alpha1.Node
+	if err := h.admin.Get(h.ctx, client.ObjectKey{Name: name}, &n); err != nil {
+		h.t.Fatal(err)
+	}
+	return slices.ContainsFunc(n.Spec.Taints, func(t skiffv1alpha1.Taint) bool {
+		return t.Key == skiffv1alpha1.TaintNetworkUnavailable && t.Effect == skiffv1alpha1.TaintEffectNoSchedule
+	})
+}
+
 // waitCIDR waits for the Node's CIDR and returns it.
 func (h *harness) waitCIDR(name string) string {
 	h.t.Helper()
@@ -163,6 +176,10 @@ func TestControllerFullClusterCIDR(t *testing.T) {
 	if got := h.cidr("c"); got != "" {
 		t.Fatalf("c got %s in a full cluster CIDR", got)
 	}
+	// No Instance should land where it could get no address.
+	if !h.tainted("c") || h.tainted("a") {
+		t.Fatalf("network-unavailable taint: c %v, a %v; want only c", h.tainted("c"), h.tainted("a"))
+	}
 	h.deleteNode("a")
 	deadline := time.Now().Add(fullRetry / 3)
 	for h.cidr("c") == "" {
@@ -173,6 +190,9 @@ func TestControllerFullClusterCIDR(t *testing.T) {
 	}
 	if got := h.cidr("c"); got != freed {
 		t.Errorf("c got %s, want a's %s", got, freed)
+	}
+	if h.tainted("c") {
+		t.Error("c keeps the network-unavailable taint with its subnet")
 	}
 }
 

@@ -21,6 +21,11 @@ const (
 	// TaintUnreachable is put on a Node, with effect NoExecute, while its
 	// agent stops renewing its Lease.
 	TaintUnreachable = "node.skiff.dev/unreachable"
+	// TaintNetworkUnavailable is put on a Node, with effect NoSchedule,
+	// while the cluster CIDR has no subnet left for it: its Instances
+	// could get no address. The node IPAM controller removes it with the
+	// subnet it gives.
+	TaintNetworkUnavailable = "node.skiff.dev/network-unavailable"
 	// DefaultTolerationSeconds is how long an Instance stays on an
 	// unreachable node unless it says otherwise.
 	DefaultTolerationSeconds int64 = 30
