@@ -13,6 +13,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -242,6 +243,7 @@ func (a *Agent) reportStatus(ctx context.Context, c client.Client, m *Machine) e
 	if err := c.Get(ctx, client.ObjectKey{Name: a.cfg.NodeName}, &node); err != nil {
 		return fmt.Errorf("node %q: %w", a.cfg.NodeName, err)
 	}
+	before := node.Status.DeepCopy()
 	node.Status.Capacity = m.Capacity
 	node.Status.Allocatable = allocatable(m.Capacity, a.cfg.Reserved)
 	node.Status.Addresses = m.Addresses
@@ -252,6 +254,11 @@ func (a *Agent) reportStatus(ctx context.Context, c client.Client, m *Machine) e
 		Type: skiffv1alpha1.NodeConditionReady, Status: metav1.ConditionTrue,
 		Reason: "AgentReady", Message: "the agent is running and renewing its lease",
 	})
+	if apiequality.Semantic.DeepEqual(before, &node.Status) {
+		// Every agent watches every Node (for routes): a write that
+		// changes nothing would still reach all of them.
+		return nil
+	}
 	if err := c.Status().Update(ctx, &node); err != nil {
 		return fmt.Errorf("node %q status: %w", a.cfg.NodeName, err)
 	}

@@ -69,6 +69,7 @@ func TestAgentJoinsReportsAndRenews(t *testing.T) {
 	cfg.Labels = map[string]string{"topology.skiff.dev/zone": "a"}
 	cfg.Taints = []skiffv1alpha1.Taint{{Key: "dedicated", Value: "gpu", Effect: skiffv1alpha1.TaintEffectNoSchedule}}
 	cfg.Reserved = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m")}
+	cfg.StatusInterval = cfg.LeaseInterval
 	a, _ := runAgent(t, cfg)
 	admin := adminClient(t, s, a)
 	ctx := context.Background()
@@ -112,6 +113,18 @@ func TestAgentJoinsReportsAndRenews(t *testing.T) {
 	var first time.Time
 	eventually(t, "lease skiff-node-lease/n1", func() bool { first = renewed(); return !first.IsZero() })
 	eventually(t, "lease renewal", func() bool { return renewed().After(first) })
+
+	// A status refresh that changes nothing writes nothing (the agent does
+	// not send it; the apiserver would drop it): every agent watches every
+	// Node. Several refreshes and renewals pass meanwhile.
+	if err := admin.Get(ctx, client.ObjectKey{Name: "n1"}, &node); err != nil {
+		t.Fatal(err)
+	}
+	rv, since := node.ResourceVersion, renewed()
+	eventually(t, "three lease renewals", func() bool { return renewed().After(since.Add(3 * cfg.LeaseInterval)) })
+	if err := admin.Get(ctx, client.ObjectKey{Name: "n1"}, &node); err != nil || node.ResourceVersion != rv {
+		t.Errorf("node n1 rewritten by unchanged status refreshes: resourceVersion %s, was %s (%v)", node.ResourceVersion, rv, err)
+	}
 }
 
 func TestRegisteredAgentNeedsNoToken(t *testing.T) {
