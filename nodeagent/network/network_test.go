@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -126,6 +127,21 @@ func TestInstancesOnTwoNodes(t *testing.T) {
 	routes, err := ma.Routes()
 	if err != nil || len(routes) != 1 || routes[peers[1].Subnet] != peers[1].Address {
 		t.Fatalf("node a's routes %v (%v), want only %s via %s", routes, err, peers[1].Subnet, peers[1].Address)
+	}
+	// A subnet outside the cluster CIDR, or one the node already routes
+	// otherwise, is not touched.
+	nettest.Run(t, hostA, "ip", "route", "add", "10.244.9.0/24", "via", "10.250.0.2")
+	odd := append(slices.Clone(peers),
+		network.Peer{Name: "outside", Subnet: netip.MustParsePrefix("192.168.7.0/24"), Address: netip.MustParseAddr("10.250.0.2")},
+		network.Peer{Name: "taken", Subnet: netip.MustParsePrefix("10.244.9.0/24"), Address: netip.MustParseAddr("10.250.0.3")})
+	if err := ma.SetPeers(odd); err == nil || !strings.Contains(err.Error(), "outside --cluster-cidr") || !strings.Contains(err.Error(), "already routes it") {
+		t.Errorf("SetPeers with odd subnets: %v, want both refused", err)
+	}
+	if got := nettest.Run(t, hostA, "ip", "route", "show", "10.244.9.0/24"); !strings.Contains(got, "via 10.250.0.2") {
+		t.Errorf("the node's own route to 10.244.9.0/24 was changed: %q", got)
+	}
+	if got := nettest.Run(t, hostA, "ip", "route", "show", "192.168.7.0/24"); strings.TrimSpace(got) != "" {
+		t.Errorf("a subnet outside the cluster CIDR was routed: %q", got)
 	}
 	// A node that goes loses its route.
 	if err := ma.SetPeers(peers[:1]); err != nil {

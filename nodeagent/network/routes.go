@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -24,7 +25,10 @@ type Peer struct {
 
 // SetPeers makes the node's routes to other nodes' subnets exactly
 // peers (host-gateway routing: the nodes share a link). Peers without a
-// subnet or an address, and the node's own subnet, are skipped.
+// subnet or an address, the node's own subnet, and subnets outside the
+// cluster CIDR (an admin's, which could cover the node's own networks)
+// are skipped; a destination that already has a route of someone else's
+// is left to it and reported.
 func (m *Manager) SetPeers(peers []Peer) error {
 	own := m.Subnet()
 	h, err := m.netlinkHandle()
@@ -33,17 +37,30 @@ func (m *Manager) SetPeers(peers []Peer) error {
 	}
 	defer h.Close()
 	want := map[netip.Prefix]netip.Addr{}
+	var errs []error
 	for _, p := range peers {
 		if !p.Subnet.IsValid() || !p.Address.IsValid() || p.Subnet == own || !p.Address.Is4() {
 			continue
 		}
+		if !m.cfg.ClusterCIDR.Contains(p.Subnet.Addr()) || p.Subnet.Bits() < m.cfg.ClusterCIDR.Bits() {
+			errs = append(errs, fmt.Errorf("node %s: instanceCIDR %s is outside --cluster-cidr %s: not routed", p.Name, p.Subnet, m.cfg.ClusterCIDR))
+			continue
+		}
 		want[p.Subnet] = p.Address
 	}
-	var errs []error
 	for subnet, gw := range want {
+		existing, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: ipNet(subnet)}, netlink.RT_FILTER_DST)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("routes to %s: %w", subnet, err))
+			continue
+		}
+		if i := slices.IndexFunc(existing, func(r netlink.Route) bool { return r.Protocol != routeProtocol }); i >= 0 {
+			errs = append(errs, fmt.Errorf("route to %s: the node already routes it (%s), not through skiff", subnet, existing[i].String()))
+			continue
+		}
 		r := &netlink.Route{Dst: ipNet(subnet), Gw: net.IP(gw.AsSlice()), Protocol: routeProtocol}
 		if err := h.RouteReplace(r); err != nil {
-			errs = append(errs, fmt.Errorf("route %s via %s: %w", subnet, gw, err))
+			errs = append(errs, fmt.Errorf("route to %s via %s: %w", subnet, gw, err))
 		}
 	}
 	routes, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: routeProtocol}, netlink.RT_FILTER_PROTOCOL)
