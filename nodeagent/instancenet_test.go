@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -117,15 +118,20 @@ func TestInstanceNetworkOnRunc(t *testing.T) {
 	// no restart, still served.
 	leases := ipamLeases(t, c.cfg.DataDir)
 	c.restartAgent(t)
-	time.Sleep(time.Second) // let the new agent pass over every Instance
+	// The new agent's queue holds the Instances it found before one made
+	// after its start: once that one runs, it has passed over the others.
+	after := c.run(t, "after", func(i *skiffv1alpha1.Instance) { i.Spec.Containers[0].Command = []string{"sleep", "1000"} })
+	after = c.waitFor(t, after, "running with an address", hasIP)
 	for _, inst := range []*skiffv1alpha1.Instance{web, fetch} {
 		got := c.waitFor(t, inst, "running", running)
 		if got.Status.InstanceIP != inst.Status.InstanceIP || got.Status.ContainerStatuses[0].RestartCount != 0 {
 			t.Fatalf("%s after an agent restart: %s (restarts %d), want %s and no restart", inst.Name, got.Status.InstanceIP, got.Status.ContainerStatuses[0].RestartCount, inst.Status.InstanceIP)
 		}
 	}
-	if after := ipamLeases(t, c.cfg.DataDir); after != leases {
-		t.Fatalf("address leases after restart %q, want %q", after, leases)
+	want := strings.Split(leases+","+after.Status.InstanceIP, ",")
+	slices.Sort(want)
+	if got := strings.Split(ipamLeases(t, c.cfg.DataDir), ","); !slices.Equal(got, want) {
+		t.Fatalf("address leases after restart %q, want %q: the old ones and the new Instance's", got, want)
 	}
 	nettest.Eventually(t, host, "http://127.0.0.1:30080/", "served by web")
 
@@ -137,6 +143,10 @@ func TestInstanceNetworkOnRunc(t *testing.T) {
 		var got skiffv1alpha1.Instance
 		return c.admin.Get(context.Background(), client.ObjectKeyFromObject(web), &got) != nil
 	})
+	// No rule of web's is left (portmap's DNAT named its address).
+	if rules := nettest.Run(t, host, "iptables-save", "-t", "nat"); strings.Contains(rules, ip.String()+":8080") {
+		t.Fatalf("web's port mapping to %s:8080 is still in the node's rules:\n%s", ip, rules)
+	}
 	// The port is free: the Instance that waited for it gets it.
 	nettest.Eventually(t, host, "http://127.0.0.1:30080/", "served by taken")
 	if got := ipamLeases(t, c.cfg.DataDir); strings.Contains(got, ip.String()) {
@@ -160,6 +170,7 @@ func ipamLeases(t *testing.T, dataDir string) string {
 			ips = append(ips, e.Name())
 		}
 	}
+	slices.Sort(ips)
 	return strings.Join(ips, ",")
 }
 

@@ -88,6 +88,9 @@ func TestInstancesOnOneNode(t *testing.T) {
 	if _, err := nettest.Get(host, "http://127.0.0.1:8080/"); err == nil {
 		t.Fatal("the hostPort still answers after teardown")
 	}
+	if rules := nettest.Run(t, host, "iptables-save", "-t", "nat"); strings.Contains(rules, a.IP.String()+":80") {
+		t.Fatalf("a's port mapping to %s:80 is still in the node's rules:\n%s", a.IP, rules)
+	}
 	setup(t, m, "c", network.Port{HostPort: 8080, ContainerPort: 80, Protocol: "TCP"})
 	if _, err := os.Stat(a.NetNS); !os.IsNotExist(err) {
 		t.Fatalf("namespace %s still there: %v", a.NetNS, err)

@@ -76,4 +76,7 @@ func TestPublishedSample(t *testing.T) {
 	if _, err := nettest.Get(host, "http://127.0.0.1:30080/"); err == nil {
 		t.Error("the hostPort still answers after the Workload is gone")
 	}
+	if rules := nettest.Run(t, host, "iptables-save", "-t", "nat"); strings.Contains(rules, "30080") {
+		t.Errorf("the port mapping of 30080 is still in the node's rules:\n%s", rules)
+	}
 }
