@@ -230,8 +230,8 @@ func validateContainerPort(p *ContainerPort, fldPath *field.Path) field.ErrorLis
 	}
 	if p.HostIP != "" {
 		switch addr, err := netip.ParseAddr(p.HostIP); {
-		case err != nil || addr.Zone() != "":
-			allErrs = append(allErrs, field.Invalid(fldPath.Child("hostIP"), p.HostIP, "must be an IP address"))
+		case err != nil || !addr.Is4():
+			allErrs = append(allErrs, field.Invalid(fldPath.Child("hostIP"), p.HostIP, "must be an IPv4 address (Instance networking is IPv4)"))
 		case p.HostPort == 0:
 			allErrs = append(allErrs, field.Forbidden(fldPath.Child("hostIP"), "needs hostPort: it is the address hostPort is published on"))
 		}
@@ -240,8 +240,8 @@ func validateContainerPort(p *ContainerPort, fldPath *field.Path) field.ErrorLis
 }
 
 // validateHostPorts refuses two ports of the Instance that would publish
-// the same host port, protocol and address (an empty hostIP is every
-// address, so it clashes with any), and, with hostNetwork, a hostPort
+// the same host port, protocol and address (an empty hostIP or 0.0.0.0 is
+// every address, so it clashes with any), and, with hostNetwork, a hostPort
 // other than the containerPort: the container listens on the node itself.
 func validateHostPorts(spec *InstanceTemplateSpec, fldPath *field.Path) field.ErrorList {
 	var allErrs field.ErrorList
@@ -261,7 +261,7 @@ func validateHostPorts(spec *InstanceTemplateSpec, fldPath *field.Path) field.Er
 				allErrs = append(allErrs, field.Invalid(portPath.Child("hostPort"), p.HostPort, "must equal containerPort with hostNetwork"))
 			}
 			for _, s := range seen {
-				if s.port == p.HostPort && s.protocol == p.Protocol && (s.ip == p.HostIP || s.ip == "" || p.HostIP == "") {
+				if s.port == p.HostPort && s.protocol == p.Protocol && (s.ip == p.HostIP || everyAddress(s.ip) || everyAddress(p.HostIP)) {
 					allErrs = append(allErrs, field.Duplicate(portPath.Child("hostPort"), fmt.Sprintf("%d/%s", p.HostPort, p.Protocol)))
 					break
 				}
@@ -271,6 +271,10 @@ func validateHostPorts(spec *InstanceTemplateSpec, fldPath *field.Path) field.Er
 	}
 	return allErrs
 }
+
+// everyAddress reports whether a hostIP publishes on every address of
+// the node, as the scheduler and the agent read it.
+func everyAddress(hostIP string) bool { return hostIP == "" || hostIP == "0.0.0.0" }
 
 func validatePortNum(port int32, fldPath *field.Path) field.ErrorList {
 	var allErrs field.ErrorList

@@ -340,6 +340,10 @@ func TestValidateInstance(t *testing.T) {
 		{"containerPort negative", func(i *Instance) { i.Spec.Containers[0].Ports[0].ContainerPort = -1 }, invalid, c0 + ".ports[0].containerPort"},
 		{"hostPort out of range", func(i *Instance) { i.Spec.Containers[0].Ports[1].HostPort = 70000 }, invalid, c0 + ".ports[1].hostPort"},
 		{"hostIP not an IP", func(i *Instance) { i.Spec.Containers[0].Ports[2].HostIP = "localhost" }, invalid, c0 + ".ports[2].hostIP"},
+		{"hostIP IPv6", func(i *Instance) { i.Spec.Containers[0].Ports[2].HostIP = "::1" }, invalid, c0 + ".ports[2].hostIP"},
+		{"hostPort on 0.0.0.0 and on one address", func(i *Instance) {
+			i.Spec.Containers[0].Ports[1].Protocol, i.Spec.Containers[0].Ports[1].ContainerPort, i.Spec.Containers[0].Ports[1].HostIP = ProtocolTCP, 7070, "0.0.0.0"
+		}, duplicate, c0 + ".ports[2].hostPort"},
 		{"hostIP without hostPort", func(i *Instance) { i.Spec.Containers[0].Ports[0].HostIP = "127.0.0.1" }, forbidden, c0 + ".ports[0].hostIP"},
 		{"hostPort published twice", func(i *Instance) {
 			i.Spec.Containers[1].Ports = []ContainerPort{{ContainerPort: 53, HostPort: 53, Protocol: ProtocolUDP}}
