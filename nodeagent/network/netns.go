@@ -1,8 +1,10 @@
 package network
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -106,6 +108,32 @@ func inNetNS(path string, fn func() error) error {
 // InNetNS is inNetNS for other packages: the agent reads the node's
 // addresses in its host namespace, tests reach Instances from it.
 func InNetNS(path string, fn func() error) error { return inNetNS(path, fn) }
+
+// Listen opens a listener inside the namespace at path: what it accepts
+// arrives there.
+func Listen(path, netw, addr string) (net.Listener, error) {
+	var ln net.Listener
+	err := inNetNS(path, func() error {
+		var err error
+		ln, err = net.Listen(netw, addr)
+		return err
+	})
+	return ln, err
+}
+
+// DialContext returns d's DialContext with connections made inside the
+// namespace at path, for an http.Transport.
+func DialContext(path string, d *net.Dialer) func(ctx context.Context, netw, addr string) (net.Conn, error) {
+	return func(ctx context.Context, netw, addr string) (net.Conn, error) {
+		var conn net.Conn
+		err := inNetNS(path, func() error {
+			var err error
+			conn, err = d.DialContext(ctx, netw, addr)
+			return err
+		})
+		return conn, err
+	}
+}
 
 // ResolveNetNS turns a name of `ip netns` into its path under /run/netns;
 // paths (anything with a slash) are returned as they are.

@@ -128,12 +128,7 @@ func benchNetNS(name string) (string, func(), error) {
 // and measures requests/s over 8 keep-alive connections made inside the
 // namespace client, for 5 seconds.
 func httpRate(server, client, addr string) (float64, error) {
-	var ln net.Listener
-	err := network.InNetNS(server, func() error {
-		var err error
-		ln, err = net.Listen("tcp", addr)
-		return err
-	})
+	ln, err := network.Listen(server, "tcp", addr)
 	if err != nil {
 		return 0, err
 	}
@@ -141,18 +136,9 @@ func httpRate(server, client, addr string) (float64, error) {
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(body) })}
 	go srv.Serve(ln)
 	defer srv.Close()
-	dialer := &net.Dialer{Timeout: 2 * time.Second}
 	tr := &http.Transport{
 		MaxIdleConnsPerHost: 8,
-		DialContext: func(ctx context.Context, netw, a string) (net.Conn, error) {
-			var conn net.Conn
-			err := network.InNetNS(client, func() error {
-				var err error
-				conn, err = dialer.DialContext(ctx, netw, a)
-				return err
-			})
-			return conn, err
-		},
+		DialContext:         network.DialContext(client, &net.Dialer{Timeout: 2 * time.Second}),
 	}
 	defer tr.CloseIdleConnections()
 	c := &http.Client{Transport: tr, Timeout: 5 * time.Second}

@@ -4,7 +4,6 @@
 package nettest
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -111,12 +110,7 @@ func Serve(t testing.TB, path, addr, body string) {
 
 func serve(t testing.TB, path, addr string, h http.Handler) {
 	t.Helper()
-	var ln net.Listener
-	err := network.InNetNS(path, func() error {
-		var err error
-		ln, err = net.Listen("tcp", addr)
-		return err
-	})
+	ln, err := network.Listen(path, "tcp", addr)
 	if err != nil {
 		t.Fatalf("listen on %s in %s: %v", addr, path, err)
 	}
@@ -135,20 +129,11 @@ func ServeRemoteAddr(t testing.TB, path, addr string) {
 // Client is an HTTP client whose connections are made inside the
 // namespace at path.
 func Client(path string) *http.Client {
-	dialer := &net.Dialer{Timeout: 2 * time.Second}
 	return &http.Client{
 		Timeout: 3 * time.Second,
 		Transport: &http.Transport{
 			DisableKeepAlives: true,
-			DialContext: func(ctx context.Context, netw, addr string) (net.Conn, error) {
-				var conn net.Conn
-				err := network.InNetNS(path, func() error {
-					var err error
-					conn, err = dialer.DialContext(ctx, netw, addr)
-					return err
-				})
-				return conn, err
-			},
+			DialContext:       network.DialContext(path, &net.Dialer{Timeout: 2 * time.Second}),
 		},
 	}
 }
