@@ -107,11 +107,11 @@ func (r *nodeNetwork) Reconcile(ctx context.Context, _ reconcile.Request) (recon
 	return reconcile.Result{RequeueAfter: networkResync}, nil
 }
 
-// internalIP is a Node's first InternalIP address, the one other nodes
-// route its subnet through.
+// internalIP is a Node's first IPv4 InternalIP address, the one other
+// nodes route its subnet through.
 func internalIP(n *skiffv1alpha1.Node) string {
 	for _, a := range n.Status.Addresses {
-		if a.Type == skiffv1alpha1.NodeInternalIP {
+		if ip, err := netip.ParseAddr(a.Address); err == nil && ip.Is4() && a.Type == skiffv1alpha1.NodeInternalIP {
 			return a.Address
 		}
 	}
