@@ -120,8 +120,18 @@ func TestInstanceNetworkOnRunc(t *testing.T) {
 	c.restartAgent(t)
 	// The new agent's queue holds the Instances it found before one made
 	// after its start: once that one runs, it has passed over the others.
-	after := c.run(t, "after", func(i *skiffv1alpha1.Instance) { i.Spec.Containers[0].Command = []string{"sleep", "1000"} })
+	// It also shows what a container sees in /etc: its name at its
+	// address, and the node's resolvers.
+	after := c.run(t, "after", func(i *skiffv1alpha1.Instance) {
+		i.Spec.Containers[0].Command = []string{"sh", "-c", "cat /etc/hosts /etc/resolv.conf; exec sleep 1000"}
+	})
 	after = c.waitFor(t, after, "running with an address", hasIP)
+	c.logShows(t, "after", "main", after.Status.InstanceIP+"\tafter\n")
+	if resolv, err := instanceResolvConf(hostResolvConf, systemdResolved); err != nil {
+		t.Fatal(err)
+	} else if len(resolv) > 0 {
+		c.logShows(t, "after", "main", string(resolv))
+	}
 	for _, inst := range []*skiffv1alpha1.Instance{web, fetch} {
 		got := c.waitFor(t, inst, "running", running)
 		if got.Status.InstanceIP != inst.Status.InstanceIP || got.Status.ContainerStatuses[0].RestartCount != 0 {

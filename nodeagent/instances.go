@@ -125,7 +125,7 @@ func (r *instanceReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 		}
 		return reconcile.Result{RequeueAfter: networkRetry}, nil
 	}
-	results, runErr := r.run(ctx, &inst, sandbox.netns)
+	results, runErr := r.run(ctx, &inst, sandbox)
 	if err := r.reportStatus(ctx, &inst, results, sandbox.ip); err != nil {
 		return reconcile.Result{}, err
 	}
@@ -231,11 +231,11 @@ type containerResult struct {
 
 // run makes sure every container of the Instance runs, restarting exited
 // ones as the restart policy and the crash-loop back-off allow.
-func (r *instanceReconciler) run(ctx context.Context, inst *skiffv1alpha1.Instance, netns string) ([]containerResult, error) {
+func (r *instanceReconciler) run(ctx context.Context, inst *skiffv1alpha1.Instance, sb sandbox) ([]containerResult, error) {
 	var results []containerResult
 	var errs []error
 	for _, c := range inst.Spec.Containers {
-		res, err := r.runContainer(ctx, inst, &c, netns)
+		res, err := r.runContainer(ctx, inst, &c, sb)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("instance %s/%s container %q: %w", inst.Namespace, inst.Name, c.Name, err))
 		}
@@ -244,10 +244,10 @@ func (r *instanceReconciler) run(ctx context.Context, inst *skiffv1alpha1.Instan
 	return results, errors.Join(errs...)
 }
 
-func (r *instanceReconciler) runContainer(ctx context.Context, inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, netns string) (containerResult, error) {
+func (r *instanceReconciler) runContainer(ctx context.Context, inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, sb sandbox) (containerResult, error) {
 	id := containerID(inst, c.Name)
 	restarts, imageID := previous(inst, c.Name)
-	res, err := r.runImage(ctx, inst, c, id, netns, restarts, &imageID)
+	res, err := r.runImage(ctx, inst, c, id, sb, restarts, &imageID)
 	res.status.ImageID = imageID // of the container that ran last
 	return res, err
 }
@@ -287,7 +287,7 @@ func (r *instanceReconciler) image(ctx context.Context, id string, c *skiffv1alp
 // when a container is to be made: a pass over a running one reads nothing
 // but the runtime's state. imageID is the image's digest, updated when a
 // container is made.
-func (r *instanceReconciler) runImage(ctx context.Context, inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, id, netns string, restarts int32, imageID *string) (containerResult, error) {
+func (r *instanceReconciler) runImage(ctx context.Context, inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, id string, sb sandbox, restarts int32, imageID *string) (containerResult, error) {
 	st, err := r.rt.State(ctx, id)
 	switch {
 	case errors.Is(err, runtime.ErrNotFound):
@@ -296,7 +296,7 @@ func (r *instanceReconciler) runImage(ctx context.Context, inst *skiffv1alpha1.I
 			return *waiting, nil
 		}
 		*imageID = imageDigest(img)
-		st, err = r.createAndStart(ctx, inst, c, id, netns, img)
+		st, err = r.createAndStart(ctx, inst, c, id, sb, img)
 	case err == nil && st.State == runtime.Created:
 		// A start that failed last time is retried.
 		if err = r.rt.Start(ctx, id); err == nil {
@@ -329,7 +329,7 @@ func (r *instanceReconciler) runImage(ctx context.Context, inst *skiffv1alpha1.I
 	if err := r.deleteContainer(ctx, id, st); err != nil {
 		return containerResult{status: containerStatus(c, id, st, restarts, err)}, err
 	}
-	st, err = r.createAndStart(ctx, inst, c, id, netns, img)
+	st, err = r.createAndStart(ctx, inst, c, id, sb, img)
 	return containerResult{status: containerStatus(c, id, st, restarts+1, err)}, err
 }
 
@@ -386,8 +386,8 @@ func imageDigest(img *image.Image) string {
 	return img.ID
 }
 
-func (r *instanceReconciler) createAndStart(ctx context.Context, inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, id, netns string, img *image.Image) (runtime.Status, error) {
-	spec, err := r.containerSpec(inst, c, id, netns, img)
+func (r *instanceReconciler) createAndStart(ctx context.Context, inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, id string, sb sandbox, img *image.Image) (runtime.Status, error) {
+	spec, err := r.containerSpec(inst, c, id, sb, img)
 	if err != nil {
 		r.metrics.creationErrors.Inc()
 		return runtime.Status{}, err
@@ -406,9 +406,9 @@ func (r *instanceReconciler) createAndStart(ctx context.Context, inst *skiffv1al
 // containerSpec prepares what the runtime needs: the merged process, the
 // limits, a fresh rootfs mount of the image, and the log (the previous
 // run's is kept as previous.log). The containers of an Instance share its
-// network namespace, netns.
-func (r *instanceReconciler) containerSpec(inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, id, netns string, img *image.Image) (runtime.Spec, error) {
-	in := bundle.Input{Hostname: hostname(inst), HostNetwork: inst.Spec.HostNetwork, NetNS: netns, PidsLimit: r.pidsLimit,
+// network namespace, and see its name and the node's resolvers in /etc.
+func (r *instanceReconciler) containerSpec(inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, id string, sb sandbox, img *image.Image) (runtime.Spec, error) {
+	in := bundle.Input{Hostname: hostname(inst), HostNetwork: inst.Spec.HostNetwork, NetNS: sb.netns, PidsLimit: r.pidsLimit,
 		OOMScoreAdj: oomScoreAdj(inst, r.nodeMemory)}
 	limits(&in, c.Resources)
 	env := make([]string, 0, len(c.Env))
@@ -430,6 +430,9 @@ func (r *instanceReconciler) containerSpec(inst *skiffv1alpha1.Instance, c *skif
 			return runtime.Spec{}, err
 		}
 		in.Rootfs = filepath.Join(dir, "rootfs")
+		if in.Files, err = etcFiles(dir, inst, sb.ip); err != nil {
+			return runtime.Spec{}, err
+		}
 	}
 	spec := runtime.Spec{
 		Image:  c.Image,

@@ -43,6 +43,9 @@ type Input struct {
 	// kernel's OOM killer picks containers by QoS, not the agent's value
 	// they would inherit.
 	OOMScoreAdj int
+	// Files are host files bind-mounted read-only into the container,
+	// such as the Instance's /etc/hosts and /etc/resolv.conf.
+	Files []File
 	// Unconfined runs the process without a seccomp filter, as a
 	// seccompProfile of type Unconfined does; capabilities and the other
 	// hardening still apply. By default the process gets DefaultSeccomp.
@@ -96,7 +99,7 @@ func Spec(in Input) *specs.Spec {
 			},
 			Rlimits: []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: NoFileLimit, Soft: NoFileLimit}},
 		},
-		Mounts: defaultMounts(),
+		Mounts: append(defaultMounts(), fileMounts(in.Files)...),
 		Linux: &specs.Linux{
 			Namespaces:    namespaces(in.HostNetwork, in.NetNS),
 			CgroupsPath:   filepath.Join(cgroupParent(in.CgroupParent), in.ID),
@@ -141,6 +144,20 @@ func defaultMounts() []specs.Mount {
 		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
 		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"}},
 	}
+}
+
+// File is a host file (Source) shown read-only at Destination.
+type File struct {
+	Source, Destination string
+}
+
+func fileMounts(files []File) []specs.Mount {
+	var out []specs.Mount
+	for _, f := range files {
+		out = append(out, specs.Mount{Destination: f.Destination, Type: "bind", Source: f.Source,
+			Options: []string{"rbind", "ro", "nosuid", "nodev", "noexec"}})
+	}
+	return out
 }
 
 // standardDevices are the character devices every container may use.

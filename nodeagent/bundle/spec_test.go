@@ -47,6 +47,10 @@ func TestSpecHardening(t *testing.T) {
 	if host := Spec(Input{HostNetwork: true}); slices.ContainsFunc(host.Linux.Namespaces, func(ns specs.LinuxNamespace) bool { return ns.Type == specs.NetworkNamespace }) {
 		t.Error("hostNetwork still gets its own network namespace")
 	}
+	files := Spec(Input{Files: []File{{Source: "/var/lib/skiff/agent/rootfs/id/hosts", Destination: "/etc/hosts"}}}).Mounts
+	if m := files[len(files)-1]; m.Destination != "/etc/hosts" || m.Type != "bind" || !slices.Contains(m.Options, "ro") {
+		t.Errorf("file mount %+v, want /etc/hosts bound read-only", m)
+	}
 	netns := func(in Input) []specs.LinuxNamespace {
 		return slices.DeleteFunc(Spec(in).Linux.Namespaces, func(ns specs.LinuxNamespace) bool { return ns.Type != specs.NetworkNamespace })
 	}
