@@ -82,5 +82,5 @@ func newAgentCommand() *cobra.Command {
 // for the server's local agent where a name would be ambiguous.
 func addNetworkFlags(fs *pflag.FlagSet, cfg *nodeagent.Config, prefix string) {
 	fs.StringVar(&cfg.CNIPluginDir, "cni-plugin-dir", cfg.CNIPluginDir, "directory of the CNI plugins bridge, host-local, portmap and loopback (Debian: apt-get install containernetworking-plugins)")
-	fs.StringVar(&cfg.NetNS, prefix+"netns", cfg.NetNS, "network namespace (a path, or a name of `ip netns`) for the node's side of Instance networking: bridge, routes, rules, hostPorts and the addresses the Node reports; empty is the agent's own")
+	fs.StringVar(&cfg.NetNS, prefix+"netns", cfg.NetNS, "network namespace (a path, or a name under /run/netns) for the node's side of Instance networking: bridge, routes, rules, hostPorts and the addresses the Node reports; empty is the agent's own")
 }
