@@ -437,6 +437,12 @@ func TestNodeLostReplacement(t *testing.T) {
 	}
 	stop := runLonely()
 	defer func() { stop() }()
+	// Both nodes Ready before the Workload: else both Instances may land
+	// on the one that is.
+	eventually(t, "node lonely Ready", func() bool {
+		var n skiffv1alpha1.Node
+		return p.admin.Get(p.ctx, client.ObjectKey{Name: "lonely"}, &n) == nil && n.Status.Phase == skiffv1alpha1.NodeReady
+	})
 
 	w := webWorkload("svc", 2, "registry.local/svc:1")
 	w.Spec.Template.Spec.Tolerations = []skiffv1alpha1.Toleration{{
