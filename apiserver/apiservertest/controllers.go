@@ -1,6 +1,8 @@
 package apiservertest
 
 import (
+	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -40,6 +42,27 @@ func (s *Server) Manager(t testing.TB, scheme *runtime.Scheme) manager.Manager {
 		t.Fatal(err)
 	}
 	return mgr
+}
+
+// Run starts mgr until stop is called or the test ends, and fails the
+// test if the manager ends with an error. stop may be called more than
+// once.
+func Run(t testing.TB, ctx context.Context, mgr manager.Manager) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("manager: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 // Eventually waits up to a minute for cond, checking it every 20 ms, and

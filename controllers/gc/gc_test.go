@@ -28,7 +28,7 @@ func TestCollector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx := context.Background()
 	e := env{t: t, ctx: ctx, c: admin}
 
 	// The apiserver's half: asked for Orphan or Foreground, it leaves the
@@ -56,14 +56,7 @@ func TestCollector(t *testing.T) {
 	if err := gc.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	})
+	apiservertest.Run(t, ctx, mgr)
 
 	// Level-triggered: finalizers set before the collector started are
 	// finished when it does.

@@ -54,22 +54,7 @@ func (h *harness) run(cfg Config) (stop func()) {
 	if err := c.SetupWithManager(mgr); err != nil {
 		h.t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(h.ctx)
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-done; err != nil {
-			h.t.Errorf("manager: %v", err)
-		}
-	}
-	h.t.Cleanup(stop)
-	return stop
+	return apiservertest.Run(h.t, h.ctx, mgr)
 }
 
 // addNode registers a Node, with a CIDR if an admin gives one.

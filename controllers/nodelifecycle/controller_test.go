@@ -50,15 +50,8 @@ func start(t *testing.T) *harness {
 	if err := c.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	})
+	ctx := context.Background()
+	apiservertest.Run(t, ctx, mgr)
 	admin, err := client.New(s.Admin, client.Options{Scheme: scheme})
 	if err != nil {
 		t.Fatal(err)

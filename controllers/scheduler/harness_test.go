@@ -55,15 +55,7 @@ func runScheduler(t *testing.T) *cluster {
 	if err := ctrl.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(c.ctx)
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	})
+	apiservertest.Run(t, c.ctx, mgr)
 	return c
 }
 
