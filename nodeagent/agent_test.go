@@ -4,6 +4,7 @@ import (
 	"context"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,9 +37,8 @@ func adminClient(t *testing.T, s *apiservertest.Server, a *Agent) client.Client 
 	return c
 }
 
-// runAgent runs an agent until the test ends; the returned channel gets
-// Run's result.
-func runAgent(t *testing.T, cfg Config) (*Agent, chan error) {
+// runAgent runs an agent until stop is called or the test ends.
+func runAgent(t *testing.T, cfg Config) (a *Agent, stop func()) {
 	t.Helper()
 	a, err := New(cfg)
 	if err != nil {
@@ -47,8 +47,22 @@ func runAgent(t *testing.T, cfg Config) (*Agent, chan error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return a, done
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return a, stop
+}
+
+// createBound creates inst and binds it to node, as the scheduler would.
+func createBound(t *testing.T, c client.Client, inst *skiffv1alpha1.Instance, node string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := c.Create(ctx, inst); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SubResource("binding").Create(ctx, inst, &skiffv1alpha1.Binding{NodeName: node}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func eventually(t *testing.T, what string, cond func() bool) {

@@ -68,12 +68,7 @@ func TestFleet(t *testing.T) {
 
 	for _, node := range []string{"sim-3", "sim-17"} {
 		inst := boundInstance("on-"+node, node)
-		if err := admin.Create(ctx, inst); err != nil {
-			t.Fatal(err)
-		}
-		if err := admin.SubResource("binding").Create(ctx, inst, &skiffv1alpha1.Binding{NodeName: node}); err != nil {
-			t.Fatal(err)
-		}
+		createBound(t, admin, inst, node)
 		var got skiffv1alpha1.Instance
 		eventually(t, "instance on "+node+" Running", func() bool {
 			return admin.Get(ctx, client.ObjectKeyFromObject(inst), &got) == nil && got.Status.Phase == skiffv1alpha1.InstanceRunning

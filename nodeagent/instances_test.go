@@ -28,12 +28,7 @@ func TestInstanceLifecycleOnSim(t *testing.T) {
 	inst := boundInstance("web", "n1")
 	inst.Spec.Containers = append(inst.Spec.Containers, skiffv1alpha1.Container{Name: "sidecar", Image: "busybox:1.36"})
 	inst.Spec.TerminationGracePeriodSeconds = ptr.To[int64](1)
-	if err := admin.Create(ctx, inst); err != nil {
-		t.Fatal(err)
-	}
-	if err := admin.SubResource("binding").Create(ctx, inst, &skiffv1alpha1.Binding{NodeName: "n1"}); err != nil {
-		t.Fatal(err)
-	}
+	createBound(t, admin, inst, "n1")
 	var got skiffv1alpha1.Instance
 	eventually(t, "instance Running and Ready", func() bool {
 		return admin.Get(ctx, client.ObjectKeyFromObject(inst), &got) == nil &&
@@ -90,12 +85,7 @@ func TestRestartPolicies(t *testing.T) {
 		inst := boundInstance(name, "n1")
 		inst.Spec.RestartPolicy = policy
 		inst.Spec.Containers[0].Env = []skiffv1alpha1.EnvVar{{Name: cruntime.SimExitCodeEnv, Value: code}}
-		if err := admin.Create(ctx, inst); err != nil {
-			t.Fatal(err)
-		}
-		if err := admin.SubResource("binding").Create(ctx, inst, &skiffv1alpha1.Binding{NodeName: "n1"}); err != nil {
-			t.Fatal(err)
-		}
+		createBound(t, admin, inst, "n1")
 		return inst
 	}
 	never := start("never", skiffv1alpha1.RestartPolicyNever, "3")

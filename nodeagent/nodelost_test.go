@@ -47,12 +47,7 @@ func TestInstanceEndedByControllerIsStopped(t *testing.T) {
 
 	inst := boundInstance("web", "n1")
 	inst.Spec.TerminationGracePeriodSeconds = ptr.To[int64](1)
-	if err := admin.Create(ctx, inst); err != nil {
-		t.Fatal(err)
-	}
-	if err := admin.SubResource("binding").Create(ctx, inst, &skiffv1alpha1.Binding{NodeName: "n1"}); err != nil {
-		t.Fatal(err)
-	}
+	createBound(t, admin, inst, "n1")
 	var got skiffv1alpha1.Instance
 	eventually(t, "instance Running", func() bool {
 		return admin.Get(ctx, client.ObjectKeyFromObject(inst), &got) == nil && got.Status.Phase == skiffv1alpha1.InstanceRunning

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -115,19 +114,10 @@ func (c *ociCluster) nodeConfig(t *testing.T, node string) Config {
 // runNode runs the agent cfg until the test ends or restartAgent.
 func (c *ociCluster) runNode(t *testing.T, cfg Config) {
 	t.Helper()
-	a, err := New(cfg)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
+	a, stop := runAgent(t, cfg)
 	if c.admin == nil {
 		c.admin = adminClient(t, c.s, a)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	var once sync.Once
-	stop := func() { once.Do(func() { cancel(); <-done }) }
-	t.Cleanup(stop)
 	if c.stops == nil {
 		c.stops = map[string]func(){}
 	}
@@ -186,12 +176,7 @@ func (c *ociCluster) runOn(t *testing.T, node, name string, mutate func(*skiffv1
 	if mutate != nil {
 		mutate(inst)
 	}
-	if err := c.admin.Create(context.Background(), inst); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.admin.SubResource("binding").Create(context.Background(), inst, &skiffv1alpha1.Binding{NodeName: node}); err != nil {
-		t.Fatal(err)
-	}
+	createBound(t, c.admin, inst, node)
 	return inst
 }
 
