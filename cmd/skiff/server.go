@@ -141,6 +141,14 @@ func runServer(ctx context.Context, srv *apiserver.Server, parts ...part) error 
 	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
 		fmt.Fprintln(os.Stderr, "sd_notify:", err)
 	}
+	return runParts(ctx, cancel, srvDone, parts)
+}
+
+// runParts runs the parts beside the API server until ctx ends, the
+// server ends (srvDone), or a part ends: a part that ends ends them all
+// (nothing restarts it here), and it is an error unless the server was
+// already stopping.
+func runParts(ctx context.Context, cancel context.CancelFunc, srvDone <-chan error, parts []part) error {
 	type result struct {
 		name string
 		err  error
@@ -158,11 +166,11 @@ func runServer(ctx context.Context, srv *apiserver.Server, parts ...part) error 
 			<-done
 		}
 	case r := <-done:
-		// A part that ends ends the server: nothing restarts it here.
+		stopping := ctx.Err() != nil
 		cancel()
 		if r.err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", r.name, r.err))
-		} else if ctx.Err() == nil {
+		} else if !stopping {
 			errs = append(errs, fmt.Errorf("%s stopped", r.name))
 		}
 		for range parts[1:] {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,5 +32,31 @@ func TestLocalRuntime(t *testing.T) {
 	}
 	if got := localRuntime(&warn, "runc"); got != "runc" {
 		t.Errorf("an explicit runtime is kept: %q", got)
+	}
+}
+
+// TestRunParts: a part that returns ends the server, and says so unless
+// the server was stopping; the other parts and the server are waited for.
+func TestRunParts(t *testing.T) {
+	waiter := part{"waiter", func(ctx context.Context) error { <-ctx.Done(); return nil }}
+	run := func(parent context.Context, parts ...part) error {
+		ctx, cancel := context.WithCancel(parent)
+		defer cancel()
+		srvDone := make(chan error, 1)
+		go func() { <-ctx.Done(); srvDone <- nil }()
+		return runParts(ctx, cancel, srvDone, parts)
+	}
+	quitter := part{"quitter", func(context.Context) error { return nil }}
+	if err := run(context.Background(), waiter, quitter); err == nil || err.Error() != "quitter stopped" {
+		t.Errorf("a part that returned nil: %v, want \"quitter stopped\"", err)
+	}
+	failer := part{"failer", func(context.Context) error { return errors.New("boom") }}
+	if err := run(context.Background(), waiter, failer); err == nil || err.Error() != "failer: boom" {
+		t.Errorf("a failed part: %v, want \"failer: boom\"", err)
+	}
+	stopped, cancel := context.WithCancel(context.Background())
+	cancel() // SIGTERM: every part returns nil
+	if err := run(stopped, waiter, waiter); err != nil {
+		t.Errorf("shutdown: %v, want nil", err)
 	}
 }
