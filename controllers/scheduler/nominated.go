@@ -16,6 +16,17 @@ import (
 // served). nodes are not modified; the nodes that gain a reservation are
 // copies.
 func Reserve(inst *skiffv1alpha1.Instance, nodes []*NodeInfo, instances []*skiffv1alpha1.Instance) []*NodeInfo {
+	var nominated []*skiffv1alpha1.Instance
+	for _, other := range instances {
+		if other.Status.NominatedNodeName == "" || other.Spec.NodeName != "" || other.DeletionTimestamp != nil ||
+			key(other) == key(inst) || Priority(other) < Priority(inst) {
+			continue
+		}
+		nominated = append(nominated, other)
+	}
+	if len(nominated) == 0 {
+		return nodes // the common case: no map of every placed Instance
+	}
 	placed := map[types.NamespacedName]bool{} // assumed bound already
 	for _, n := range nodes {
 		for _, p := range n.Instances {
@@ -23,13 +34,10 @@ func Reserve(inst *skiffv1alpha1.Instance, nodes []*NodeInfo, instances []*skiff
 		}
 	}
 	byNode := map[string][]*skiffv1alpha1.Instance{}
-	for _, other := range instances {
-		nominated := other.Status.NominatedNodeName
-		if nominated == "" || other.Spec.NodeName != "" || other.DeletionTimestamp != nil ||
-			key(other) == key(inst) || placed[key(other)] || Priority(other) < Priority(inst) {
-			continue
+	for _, other := range nominated {
+		if !placed[key(other)] {
+			byNode[other.Status.NominatedNodeName] = append(byNode[other.Status.NominatedNodeName], other)
 		}
-		byNode[nominated] = append(byNode[nominated], other)
 	}
 	if len(byNode) == 0 {
 		return nodes

@@ -17,7 +17,9 @@ import (
 // Nothing here writes to what they return.
 
 // storeOf is the store behind a controller-runtime informer, when it is
-// client-go's shared informer (it is, for the manager's cache).
+// client-go's shared informer (it is, for the manager's cache). A
+// Controller built without a manager (as unit tests do) lists through
+// its Client instead.
 func storeOf(inf any) toolscache.Store {
 	if s, ok := inf.(interface{ GetStore() toolscache.Store }); ok {
 		return s.GetStore()
