@@ -78,7 +78,7 @@ func (c *Cluster) Collect(ch chan<- prometheus.Metric) {
 
 func (c *Cluster) collectWorkloads(ctx context.Context, ch chan<- prometheus.Metric) {
 	var list skiffv1alpha1.WorkloadList
-	if err := c.reader.List(ctx, &list); err != nil {
+	if err := c.reader.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 		ch <- prometheus.NewInvalidMetric(c.workloads, fmt.Errorf("list workloads: %w", err))
 		return
 	}
@@ -87,7 +87,7 @@ func (c *Cluster) collectWorkloads(ctx context.Context, ch chan<- prometheus.Met
 
 func (c *Cluster) collectInstances(ctx context.Context, ch chan<- prometheus.Metric) {
 	var list skiffv1alpha1.InstanceList
-	if err := c.reader.List(ctx, &list); err != nil {
+	if err := c.reader.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 		ch <- prometheus.NewInvalidMetric(c.instances, fmt.Errorf("list instances: %w", err))
 		return
 	}
@@ -98,7 +98,7 @@ func (c *Cluster) collectInstances(ctx context.Context, ch chan<- prometheus.Met
 
 func (c *Cluster) collectNodes(ctx context.Context, ch chan<- prometheus.Metric) {
 	var list skiffv1alpha1.NodeList
-	if err := c.reader.List(ctx, &list); err != nil {
+	if err := c.reader.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 		err = fmt.Errorf("list nodes: %w", err)
 		for _, d := range []*prometheus.Desc{c.nodes, c.nodesReady, c.capacityCPU, c.allocatableCPU, c.allocatableMemory} {
 			ch <- prometheus.NewInvalidMetric(d, err)
