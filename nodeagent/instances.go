@@ -107,7 +107,7 @@ func (r *instanceReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 			return reconcile.Result{}, err
 		}
 	}
-	if inst.Status.Phase == skiffv1alpha1.InstanceSucceeded || inst.Status.Phase == skiffv1alpha1.InstanceFailed {
+	if inst.Finished() {
 		// Done for good: its address and hostPorts go back to the node.
 		return reconcile.Result{}, r.detach(ctx, &inst)
 	}

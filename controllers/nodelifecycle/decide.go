@@ -80,19 +80,6 @@ func withoutUnreachable(taints []skiffv1alpha1.Taint) ([]skiffv1alpha1.Taint, bo
 	return out, len(out) != len(taints)
 }
 
-// tolerates reports whether tol matches taint, by the scheduler's rules:
-// an empty effect matches every effect, Exists with an empty key every
-// key, Exists ignores the value.
-func tolerates(tol skiffv1alpha1.Toleration, taint skiffv1alpha1.Taint) bool {
-	if tol.Effect != "" && tol.Effect != taint.Effect {
-		return false
-	}
-	if tol.Operator == skiffv1alpha1.TolerationOpExists {
-		return tol.Key == "" || tol.Key == taint.Key
-	}
-	return tol.Key == taint.Key && tol.Value == taint.Value
-}
-
 // evictionTime returns when an Instance with tols must leave a node with
 // the NoExecute taint, which was added at added; ok is false when it may
 // stay for ever. As in Kubernetes' taint manager: without a matching
@@ -103,7 +90,7 @@ func evictionTime(tols []skiffv1alpha1.Toleration, taint skiffv1alpha1.Taint, ad
 	matched, bounded := false, false
 	var least int64
 	for _, tol := range tols {
-		if !tolerates(tol, taint) {
+		if !tol.ToleratesTaint(&taint) {
 			continue
 		}
 		matched = true
@@ -130,7 +117,7 @@ func evictions(instances []skiffv1alpha1.Instance, taint skiffv1alpha1.Taint, no
 	}
 	for i := range instances {
 		inst := &instances[i]
-		if finished(inst) || !inst.DeletionTimestamp.IsZero() {
+		if inst.Finished() || !inst.DeletionTimestamp.IsZero() {
 			continue
 		}
 		at, ok := evictionTime(inst.Spec.Tolerations, taint, added)
@@ -143,10 +130,6 @@ func evictions(instances []skiffv1alpha1.Instance, taint skiffv1alpha1.Taint, no
 		}
 	}
 	return due, next
-}
-
-func finished(inst *skiffv1alpha1.Instance) bool {
-	return inst.Status.Phase == skiffv1alpha1.InstanceSucceeded || inst.Status.Phase == skiffv1alpha1.InstanceFailed
 }
 
 // markLost ends an Instance's status: Failed, NodeLost, not Ready. The

@@ -115,15 +115,7 @@ func taintString(t skiffv1alpha1.Taint) string {
 }
 
 func tolerated(tols []skiffv1alpha1.Toleration, t skiffv1alpha1.Taint) bool {
-	return slices.ContainsFunc(tols, func(tol skiffv1alpha1.Toleration) bool {
-		if tol.Effect != "" && tol.Effect != t.Effect {
-			return false
-		}
-		if tol.Operator == skiffv1alpha1.TolerationOpExists {
-			return tol.Key == "" || tol.Key == t.Key
-		}
-		return tol.Key == t.Key && tol.Value == t.Value
-	})
+	return slices.ContainsFunc(tols, func(tol skiffv1alpha1.Toleration) bool { return tol.ToleratesTaint(&t) })
 }
 
 // fit rules out nodes without room for the Instance's requests (cpu,

@@ -70,7 +70,7 @@ func Compare(s *Snapshot) *Comparison {
 		switch {
 		case !inst.DeletionTimestamp.IsZero():
 			c.Terminating = append(c.Terminating, inst)
-		case Finished(inst):
+		case inst.Finished():
 			c.Finished = append(c.Finished, inst)
 		case inst.Labels[skiffv1alpha1.RevisionLabel] == c.UpdateRevision:
 			c.Current = append(c.Current, inst)
@@ -133,11 +133,6 @@ func budgets(w *skiffv1alpha1.Workload, replicas int32) (surge, unavailable int3
 		u = 1
 	}
 	return int32(s), int32(u)
-}
-
-// Finished reports whether inst ended and will not run again.
-func Finished(inst *skiffv1alpha1.Instance) bool {
-	return inst.Status.Phase == skiffv1alpha1.InstanceFailed || inst.Status.Phase == skiffv1alpha1.InstanceSucceeded
 }
 
 // Ready reports whether inst is running and passes its readiness.

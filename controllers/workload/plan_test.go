@@ -196,10 +196,10 @@ func checkRollouts(t *testing.T, rng *rand.Rand, seed uint64) {
 		for _, a := range actions {
 			if a.Instance != nil {
 				deleted[a.Instance.Name] = true
-				if Ready(a.Instance) && !Finished(a.Instance) {
+				if Ready(a.Instance) && !a.Instance.Finished() {
 					readyBefore--
 				}
-				if !Finished(a.Instance) {
+				if !a.Instance.Finished() {
 					alive--
 				}
 			}
@@ -226,9 +226,9 @@ func checkRollouts(t *testing.T, rng *rand.Rand, seed uint64) {
 		// The world moves: some Instances start, some become ready, a few fail.
 		for _, inst := range next {
 			switch r := rng.IntN(20); {
-			case settled && !Finished(inst):
+			case settled && !inst.Finished():
 				*inst = *instanceOf(instState{rev: inst.Labels[skiffv1alpha1.RevisionLabel], ready: true})
-			case r < 8 && !Finished(inst):
+			case r < 8 && !inst.Finished():
 				name := inst.Name
 				*inst = *instanceOf(instState{rev: inst.Labels[skiffv1alpha1.RevisionLabel], ready: true})
 				inst.Name = name
