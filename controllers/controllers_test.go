@@ -38,19 +38,8 @@ type plane struct {
 func startPlane(t *testing.T, nodes int, cfg controllers.Config) *plane {
 	t.Helper()
 	s := apiservertest.Start(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	var running []chan error
-	t.Cleanup(func() {
-		cancel()
-		for _, done := range running {
-			<-done
-		}
-	})
-	start := func(run func(context.Context) error) {
-		done := make(chan error, 1)
-		go func() { done <- run(ctx) }()
-		running = append(running, done)
-	}
+	ctx := context.Background()
+	start := func(run func(context.Context) error) { apiservertest.Run(t, ctx, run) }
 	if nodes > 0 {
 		acfg := nodeagent.DefaultConfig()
 		acfg.Server, acfg.JoinToken, acfg.DataDir, acfg.NodeName = s.URL, s.JoinTokenFile, filepath.Join(t.TempDir(), "fleet"), "sim"

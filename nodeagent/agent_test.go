@@ -4,7 +4,6 @@ import (
 	"context"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -37,20 +36,15 @@ func adminClient(t *testing.T, s *apiservertest.Server, a *Agent) client.Client 
 	return c
 }
 
-// runAgent runs an agent until stop is called or the test ends.
+// runAgent runs an agent until stop is called or the test ends; an error
+// it ends with fails the test.
 func runAgent(t *testing.T, cfg Config) (a *Agent, stop func()) {
 	t.Helper()
 	a, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); <-done }) }
-	t.Cleanup(stop)
-	return a, stop
+	return a, apiservertest.Run(t, context.Background(), a.Run)
 }
 
 // createBound creates inst and binds it to node, as the scheduler would.

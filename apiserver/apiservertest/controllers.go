@@ -44,20 +44,20 @@ func (s *Server) Manager(t testing.TB, scheme *runtime.Scheme) manager.Manager {
 	return mgr
 }
 
-// Run starts mgr until stop is called or the test ends, and fails the
-// test if the manager ends with an error. stop may be called more than
-// once.
-func Run(t testing.TB, ctx context.Context, mgr manager.Manager) (stop func()) {
+// Run runs run (a manager's Start, an agent's Run) until stop is called
+// or the test ends, and fails the test if it ends with an error. stop may
+// be called more than once.
+func Run(t testing.TB, ctx context.Context, run func(context.Context) error) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
+	go func() { done <- run(ctx) }()
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
 			cancel()
 			if err := <-done; err != nil {
-				t.Errorf("manager: %v", err)
+				t.Errorf("%v", err)
 			}
 		})
 	}

@@ -56,7 +56,7 @@ func TestCollector(t *testing.T) {
 	if err := gc.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
-	apiservertest.Run(t, ctx, mgr)
+	apiservertest.Run(t, ctx, mgr.Start)
 
 	// Level-triggered: finalizers set before the collector started are
 	// finished when it does.

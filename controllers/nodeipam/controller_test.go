@@ -54,7 +54,7 @@ func (h *harness) run(cfg Config) (stop func()) {
 	if err := c.SetupWithManager(mgr); err != nil {
 		h.t.Fatal(err)
 	}
-	return apiservertest.Run(h.t, h.ctx, mgr)
+	return apiservertest.Run(h.t, h.ctx, mgr.Start)
 }
 
 // addNode registers a Node, with a CIDR if an admin gives one.

@@ -51,7 +51,7 @@ func start(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	apiservertest.Run(t, ctx, mgr)
+	apiservertest.Run(t, ctx, mgr.Start)
 	admin, err := client.New(s.Admin, client.Options{Scheme: scheme})
 	if err != nil {
 		t.Fatal(err)

@@ -55,7 +55,7 @@ func runScheduler(t *testing.T) *cluster {
 	if err := ctrl.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
-	apiservertest.Run(t, c.ctx, mgr)
+	apiservertest.Run(t, c.ctx, mgr.Start)
 	return c
 }
 
