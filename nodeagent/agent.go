@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -239,6 +240,12 @@ func (a *Agent) newManager(j *joined, m *Machine) (manager.Manager, error) {
 // reportStatus writes capacity, allocatable, addresses, software, and the
 // Ready condition.
 func (a *Agent) reportStatus(ctx context.Context, c client.Client, m *Machine) error {
+	// The control plane writes the Node too (its subnet, taints): a
+	// conflict reads it again.
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error { return a.writeStatus(ctx, c, m) })
+}
+
+func (a *Agent) writeStatus(ctx context.Context, c client.Client, m *Machine) error {
 	var node skiffv1alpha1.Node
 	if err := c.Get(ctx, client.ObjectKey{Name: a.cfg.NodeName}, &node); err != nil {
 		return fmt.Errorf("node %q: %w", a.cfg.NodeName, err)

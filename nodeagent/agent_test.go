@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 	"skiff.dev/skiff/apiserver/apiservertest"
@@ -344,5 +345,56 @@ func boundInstance(name, node string) *skiffv1alpha1.Instance {
 		Spec: skiffv1alpha1.InstanceSpec{InstanceTemplateSpec: skiffv1alpha1.InstanceTemplateSpec{
 			Containers: []skiffv1alpha1.Container{{Name: "main", Image: "busybox:1.36"}},
 		}},
+	}
+}
+
+// TestReportStatusRetriesConflict: the control plane writes a Node's spec
+// (its subnet) while the agent reports its status; the agent reads the
+// Node again rather than fail (a failed first report ended the agent).
+func TestReportStatusRetriesConflict(t *testing.T) {
+	s := apiservertest.Start(t)
+	cfg := testConfig(s, t.TempDir(), "n1")
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := join(context.Background(), cfg, a.scheme, joinOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := adminClient(t, s, a)
+	node, err := client.NewWithWatch(j.config, client.Options{Scheme: a.scheme, HTTPClient: j.http})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conflicts := 0
+	racing := interceptor.NewClient(node, interceptor.Funcs{
+		SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+			if conflicts == 0 {
+				// The node IPAM controller's subnet lands first.
+				conflicts++
+				var n skiffv1alpha1.Node
+				if err := admin.Get(ctx, client.ObjectKey{Name: "n1"}, &n); err != nil {
+					return err
+				}
+				patch := client.MergeFrom(n.DeepCopy())
+				n.Spec.InstanceCIDR = "10.88.1.0/24"
+				if err := admin.Patch(ctx, &n, patch); err != nil {
+					return err
+				}
+			}
+			return c.SubResource(sub).Update(ctx, obj, opts...)
+		},
+	})
+	m, err := readMachine(cfg.DataDir, cfg.MaxInstances, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.reportStatus(context.Background(), racing, m); err != nil {
+		t.Fatalf("report status across a spec write: %v", err)
+	}
+	var n skiffv1alpha1.Node
+	if err := admin.Get(context.Background(), client.ObjectKey{Name: "n1"}, &n); err != nil || n.Status.Phase != skiffv1alpha1.NodeReady || n.Spec.InstanceCIDR == "" {
+		t.Fatalf("node after the report: phase %q, instanceCIDR %q (%v)", n.Status.Phase, n.Spec.InstanceCIDR, err)
 	}
 }

@@ -35,8 +35,11 @@ func controllersBench(bin string, n, workloads, replicas int) ([]result, error) 
 		return nil, err
 	}
 	defer fleet.stop()
-	// Let the node lifecycle controller see every node renew once.
-	time.Sleep(12 * time.Second)
+	// Every node Ready, with its subnet, before the load: the scheduler
+	// places on all of them from the first Instance.
+	if err := api.waitNodesReady(n, 5*time.Minute); err != nil {
+		return nil, err
+	}
 
 	rv, err := api.instancesRV()
 	if err != nil {

@@ -128,6 +128,45 @@ func (c *client) waitLeases(n int, limit time.Duration) error {
 	return fmt.Errorf("%d leases not there within %s", n, limit)
 }
 
+// waitNodesReady waits for n fleet Nodes in phase Ready with an
+// instanceCIDR.
+func (c *client) waitNodesReady(n int, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	ready := 0
+	for time.Now().Before(deadline) {
+		if ready = c.readyNodes(); ready >= n {
+			return nil
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	return fmt.Errorf("%d of %d nodes Ready with a subnet within %s", ready, n, limit)
+}
+
+func (c *client) readyNodes() int {
+	resp, err := c.hc.Get(c.host + "/apis/skiff.dev/v1alpha1/nodes")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	var list struct {
+		Items []struct {
+			Metadata struct{ Name string }         `json:"metadata"`
+			Spec     struct{ InstanceCIDR string } `json:"spec"`
+			Status   struct{ Phase string }        `json:"status"`
+		} `json:"items"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&list) != nil {
+		return 0
+	}
+	ready := 0
+	for _, n := range list.Items {
+		if strings.HasPrefix(n.Metadata.Name, "fleet-") && n.Status.Phase == "Ready" && n.Spec.InstanceCIDR != "" {
+			ready++
+		}
+	}
+	return ready
+}
+
 // leaseAges is how long ago each fleet Lease was renewed, as of when the
 // list was asked for (the list's own latency is not the fleet's lateness).
 func (c *client) leaseAges() ([]time.Duration, error) {
