@@ -66,7 +66,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Scoring:          scheduler.Spread,
-		NodeGracePeriod:  15 * time.Second,
+		NodeGracePeriod:  nodelifecycle.DefaultGracePeriod,
 		ClusterCIDR:      nodeipam.DefaultClusterCIDR,
 		NodeCIDRMaskSize: nodeipam.DefaultNodeCIDRMaskSize,
 		LeaseDuration:    8 * time.Second,
@@ -84,8 +84,8 @@ func (c *Config) Validate() error {
 	if c.Scoring != scheduler.Spread && c.Scoring != scheduler.BinPack {
 		return fmt.Errorf("--scoring %q: must be spread or binpack", c.Scoring)
 	}
-	if c.NodeGracePeriod <= 0 {
-		return fmt.Errorf("--node-grace-period %s: must be positive", c.NodeGracePeriod)
+	if err := c.lifecycle().Validate(); err != nil {
+		return err
 	}
 	if err := c.ipam().Validate(); err != nil {
 		return err
@@ -103,6 +103,10 @@ func (c *Config) Validate() error {
 }
 
 // ipam is the node IPAM controller's share of the configuration.
+func (c *Config) lifecycle() nodelifecycle.Config {
+	return nodelifecycle.Config{GracePeriod: c.NodeGracePeriod}
+}
+
 func (c *Config) ipam() nodeipam.Config {
 	return nodeipam.Config{ClusterCIDR: c.ClusterCIDR, NodeCIDRMaskSize: c.NodeCIDRMaskSize}
 }
@@ -182,7 +186,7 @@ func (c *Controllers) build() (manager.Manager, error) {
 	}
 	nodes := &nodelifecycle.Controller{
 		Client: mgr.GetClient(), Liveness: nodelifecycle.NewLeases(mgr.GetClient()),
-		Config: nodelifecycle.Config{GracePeriod: cfg.NodeGracePeriod},
+		Config: cfg.lifecycle(),
 	}
 	if err := nodes.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("node lifecycle controller: %w", err)
