@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -56,26 +54,18 @@ func serverControllers(srv *apiserver.Server, cfg controllers.Config, disabled b
 // against a server elsewhere, usually several with --leader-elect.
 func newControllersCommand() *cobra.Command {
 	cfg := controllers.DefaultConfig()
-	var server, kubeconfig string
+	var cf clientFlags
 	cmd := &cobra.Command{
 		Use:   "controllers",
 		Short: "Run only the controllers (workload, scheduler, node lifecycle, node IPAM, garbage collector) against a server",
 		Long: "skiff controllers connects to a skiff API server with an admin kubeconfig (--kubeconfig,\n" +
-			"else $KUBECONFIG, else the local server's) and runs the controllers. With --leader-elect,\n" +
+			"else $KUBECONFIG, ~/.kube/config, else the local server's) and runs the controllers. With --leader-elect,\n" +
 			"several may run: one leads (Lease skiff-system/" + controllers.LeaderElectionID + "), the others stand by.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			rules := clientcmd.NewDefaultClientConfigLoadingRules()
-			if kubeconfig != "" {
-				rules.ExplicitPath = kubeconfig
-			} else if os.Getenv(clientcmd.RecommendedConfigPathEnvVar) == "" {
-				rules.ExplicitPath = filepath.Join(apiserver.DefaultDataDir(), apiserver.AdminKubeconfigFile)
-			}
-			overrides := &clientcmd.ConfigOverrides{}
-			overrides.ClusterInfo.Server = server
-			rc, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides).ClientConfig()
+			rc, _, err := cf.config()
 			if err != nil {
-				return fmt.Errorf("--kubeconfig: %w", err)
+				return err
 			}
 			c, err := controllers.New(cfg, rc)
 			if err != nil {
@@ -87,8 +77,8 @@ func newControllersCommand() *cobra.Command {
 	}
 	fs := cmd.Flags()
 	addControllerFlags(fs, &cfg)
-	fs.StringVar(&server, "server", "", "the API server's URL (overrides the kubeconfig's)")
-	fs.StringVar(&kubeconfig, "kubeconfig", "", "an admin kubeconfig")
+	fs.StringVar(&cf.server, "server", "", "the API server's URL (overrides the kubeconfig's)")
+	fs.StringVar(&cf.kubeconfig, "kubeconfig", "", "an admin kubeconfig (default $KUBECONFIG, ~/.kube/config, or the local server's admin.kubeconfig)")
 	fs.BoolVar(&cfg.LeaderElect, "leader-elect", false, "elect a leader among several controller processes on a Lease in skiff-system")
 	fs.DurationVar(&cfg.LeaseDuration, "leader-elect-lease-duration", cfg.LeaseDuration, "how long a leader's Lease lasts unrenewed")
 	fs.DurationVar(&cfg.RenewDeadline, "leader-elect-renew-deadline", cfg.RenewDeadline, "how long a leader tries to renew before it gives up leading")

@@ -28,6 +28,8 @@ import (
 type clientFlags struct {
 	kubeconfig string
 	namespace  string
+	// server overrides the kubeconfig's server URL, when set.
+	server string
 }
 
 func (f *clientFlags) add(cmd *cobra.Command) {
@@ -43,7 +45,9 @@ func (f *clientFlags) config() (*rest.Config, string, error) {
 			rules.ExplicitPath = filepath.Join(apiserver.DefaultDataDir(), apiserver.AdminKubeconfigFile)
 		}
 	}
-	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{Context: clientcmdapi.Context{Namespace: f.namespace}})
+	overrides := &clientcmd.ConfigOverrides{Context: clientcmdapi.Context{Namespace: f.namespace}}
+	overrides.ClusterInfo.Server = f.server
+	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides)
 	cfg, err := cc.ClientConfig()
 	if err != nil {
 		return nil, "", fmt.Errorf("kubeconfig: %w", err)
