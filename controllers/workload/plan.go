@@ -68,19 +68,9 @@ func order(t ActionType) int {
 func planRollingUpdate(c *Comparison) []Action {
 	cur := int32(len(c.Current))
 	alive := c.Alive()
-	creates := max(min(c.Replicas-cur, c.Replicas+c.MaxSurge-alive), 0)
-	actions := replaceFinished(c, creates)
-	for range creates - int32(len(actions)) {
-		actions = append(actions, Action{Type: Create, Revision: c.UpdateRevision, Reason: createReason(c)})
-	}
-	actions = append(actions, deleteFinishedBeyond(c, creates)...)
-
 	// Instances of the update revision beyond Replicas go first: they
 	// cost no rollout progress.
-	surplus := deletionOrder(c.Current)[:max(cur-c.Replicas, 0)]
-	for _, inst := range surplus {
-		actions = append(actions, deleteAction(inst, "scale down"))
-	}
+	actions, surplus := scale(c, max(min(c.Replicas-cur, c.Replicas+c.MaxSurge-alive), 0))
 	// Old Instances go while enough stay ready. An Instance that is not
 	// ready costs nothing; a ready one only what the budget allows.
 	// Surplus deletions above come out of the same budget.
@@ -115,17 +105,24 @@ func planRecreate(c *Comparison) []Action {
 		// Finished Instances are removed but not yet succeeded.
 		return append(actions, deleteFinishedBeyond(c, 0)...)
 	}
-	cur := int32(len(c.Current))
-	creates := max(c.Replicas-cur, 0)
+	actions, _ = scale(c, max(c.Replicas-int32(len(c.Current)), 0))
+	return actions
+}
+
+// scale makes creates new Instances of the update revision (successors
+// of finished ones first), removes the finished ones left over, and
+// deletes current Instances beyond Replicas (surplus), in deletion order.
+func scale(c *Comparison, creates int32) (actions []Action, surplus []*skiffv1alpha1.Instance) {
 	actions = replaceFinished(c, creates)
 	for range creates - int32(len(actions)) {
 		actions = append(actions, Action{Type: Create, Revision: c.UpdateRevision, Reason: createReason(c)})
 	}
 	actions = append(actions, deleteFinishedBeyond(c, creates)...)
-	for _, inst := range deletionOrder(c.Current)[:max(cur-c.Replicas, 0)] {
+	surplus = deletionOrder(c.Current)[:max(int32(len(c.Current))-c.Replicas, 0)]
+	for _, inst := range surplus {
 		actions = append(actions, deleteAction(inst, "scale down"))
 	}
-	return actions
+	return actions, surplus
 }
 
 // replaceFinished pairs up to n finished Instances with a successor.
