@@ -56,6 +56,16 @@ const (
 	ifName       = "eth0"
 )
 
+// CheckPlugins reports the first of Plugins missing from dir.
+func CheckPlugins(dir string) error {
+	for _, p := range Plugins {
+		if _, err := os.Stat(filepath.Join(dir, p)); err != nil {
+			return fmt.Errorf("CNI plugin %s: %w (install them: apt-get install -y containernetworking-plugins, or point --cni-plugin-dir at them)", p, err)
+		}
+	}
+	return nil
+}
+
 // ErrNoSubnet says the node has no instanceCIDR yet.
 var ErrNoSubnet = errors.New("the node has no spec.instanceCIDR yet: the control plane gives one from its --cluster-cidr")
 
@@ -106,10 +116,8 @@ func New(cfg Config) (*Manager, error) {
 	if !cfg.ClusterCIDR.IsValid() || !cfg.ClusterCIDR.Addr().Is4() {
 		return nil, fmt.Errorf("cluster CIDR %s: must be an IPv4 network", cfg.ClusterCIDR)
 	}
-	for _, p := range Plugins {
-		if _, err := os.Stat(filepath.Join(cfg.PluginDir, p)); err != nil {
-			return nil, fmt.Errorf("CNI plugin %s: %w (install them: apt-get install -y containernetworking-plugins, or point --cni-plugin-dir at them)", p, err)
-		}
+	if err := CheckPlugins(cfg.PluginDir); err != nil {
+		return nil, err
 	}
 	for _, d := range []string{netnsDir, cacheDir, ipamDir} {
 		if err := os.MkdirAll(filepath.Join(cfg.DataDir, d), 0o700); err != nil {

@@ -27,10 +27,8 @@ func networkBench(n int) ([]result, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("needs root")
 	}
-	for _, p := range network.Plugins {
-		if _, err := os.Stat(filepath.Join(network.DefaultPluginDir, p)); err != nil {
-			return nil, fmt.Errorf("needs the CNI plugins (apt-get install containernetworking-plugins): %w", err)
-		}
+	if err := network.CheckPlugins(network.DefaultPluginDir); err != nil {
+		return nil, err
 	}
 	host, cleanup, err := benchNetNS("skiff-bench-net")
 	if err != nil {

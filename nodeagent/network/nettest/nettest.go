@@ -29,10 +29,8 @@ func Skip(t testing.TB) {
 	if os.Geteuid() != 0 {
 		t.Skip("network namespaces need root")
 	}
-	for _, p := range network.Plugins {
-		if _, err := os.Stat(filepath.Join(network.DefaultPluginDir, p)); err != nil {
-			t.Skipf("CNI plugin %s is not installed (make test installs containernetworking-plugins)", p)
-		}
+	if err := network.CheckPlugins(network.DefaultPluginDir); err != nil {
+		t.Skipf("%v (make test installs them)", err)
 	}
 	if _, err := exec.LookPath("iptables"); err != nil {
 		t.Skip("iptables is not installed (make test installs it)")
