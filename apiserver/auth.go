@@ -123,7 +123,8 @@ func (a keyAuthenticator) verify(cert *x509.Certificate) (ed25519.PublicKey, err
 }
 
 // authorize is skiff's authorization: admins (system:masters) may do
-// anything; any authenticated user may read discovery, OpenAPI and the
+// anything; nodes what the node authorizer allows; the MCP bridge may
+// impersonate key users; any authenticated user may read discovery, OpenAPI and the
 // version; anonymous users reach only the public probe paths.
 func authorize(ctx context.Context, a authorizer.Attributes) (authorizer.Decision, string, error) {
 	u := a.GetUser()
@@ -139,6 +140,9 @@ func authorize(ctx context.Context, a authorizer.Attributes) (authorizer.Decisio
 		if d, reason := authorizeNode(node, a); d != authorizer.DecisionNoOpinion {
 			return d, reason, nil
 		}
+	}
+	if d, reason := authorizeImpersonation(u, a); d != authorizer.DecisionNoOpinion {
+		return d, reason, nil
 	}
 	if hasGroup(u, skiffv1alpha1.BootstrappersGroup) && a.IsResourceRequest() {
 		d, reason := authorizeBootstrap(a)

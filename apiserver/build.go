@@ -17,7 +17,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apiserver/pkg/authorization/authorizer"
 	openapinamer "k8s.io/apiserver/pkg/endpoints/openapi"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/rest"
@@ -48,9 +47,9 @@ func (s *Server) build(endpoints []string) (*genericapiserver.GenericAPIServer, 
 	}
 	cfg.Authentication.Authenticator = newKeyAuthenticator(s.trust, s.joinToken, time.Now)
 	cfg.BuildHandlerChainFunc = func(h http.Handler, c *genericapiserver.Config) http.Handler {
-		return withoutLoopbackCompression(withBufferedResponses(genericapiserver.DefaultBuildHandlerChain(h, c)))
+		return withoutLoopbackCompression(withBufferedResponses(genericapiserver.DefaultBuildHandlerChain(withKeyUsers(h, s.trust), c)))
 	}
-	cfg.Authorization.Authorizer = authorizer.AuthorizerFunc(authorize)
+	cfg.Authorization.Authorizer = newAuthorizer(s.trust)
 	cfg.AdmissionControl = nodeRestriction{trust: s.trust}
 	if err := s.applyStorage(cfg, sch, endpoints); err != nil {
 		return nil, nil, err

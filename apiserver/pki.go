@@ -28,6 +28,7 @@ const (
 	servingCertFile = "serving.crt"
 	servingKeyFile  = "serving.key"
 	adminKeyFile    = "admin.key"
+	mcpKeyFile      = "mcp.key"
 	// AdminKubeconfigFile is the admin's kubeconfig, rewritten at each start.
 	AdminKubeconfigFile = "admin.kubeconfig"
 	// JoinTokenFile holds the token node agents join with.

@@ -72,6 +72,16 @@ func New(cfg Config) (*Server, error) {
 		ln.Close()
 		return nil, err
 	}
+	bridge, _, err := identity.LoadOrCreate(dir.file(mcpKeyFile))
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	s.trust.Add(bridge.Public(), identity.Principal{Name: MCPUser, Groups: []string{MCPGroup}})
+	if err := dir.writeKubeconfig(dir.file(MCPKubeconfigFile), s.URL(), MCPUser, bridge); err != nil {
+		ln.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -87,6 +97,9 @@ func (s *Server) URL() string {
 	}
 	return "https://" + net.JoinHostPort(host, strconv.Itoa(addr.Port))
 }
+
+// MCPKubeconfigPath is the MCP bridge's kubeconfig in the data directory.
+func (s *Server) MCPKubeconfigPath() string { return s.dir.file(MCPKubeconfigFile) }
 
 // KubeconfigPath is the admin kubeconfig in the data directory.
 func (s *Server) KubeconfigPath() string { return s.dir.file(AdminKubeconfigFile) }

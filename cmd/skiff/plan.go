@@ -11,7 +11,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -114,24 +113,9 @@ func readWorkloads(stdin io.Reader, file string, scheme *runtime.Scheme, ns stri
 	return out, nil
 }
 
-// planOne previews one Workload: a dry-run create (new) or update
-// (existing) gives the object as the server would store it, defaults and
-// validation included.
+// planOne previews one Workload as the server would store it.
 func planOne(ctx context.Context, out io.Writer, c client.Client, w *skiffv1alpha1.Workload, sched *scheduler.Scheduler) error {
-	var live skiffv1alpha1.Workload
-	err := c.Get(ctx, client.ObjectKeyFromObject(w), &live)
-	switch {
-	case apierrors.IsNotFound(err):
-		err = c.Create(ctx, w, client.DryRunAll)
-	case err == nil:
-		live.Spec = w.Spec
-		w = &live
-		err = c.Update(ctx, w, client.DryRunAll)
-	}
-	if err != nil {
-		return fmt.Errorf("workload %s/%s: %w", w.Namespace, w.Name, err)
-	}
-	p, err := workload.PreviewPlan(ctx, c, w, sched)
+	w, p, err := workload.PreviewApply(ctx, c, w, sched)
 	if err != nil {
 		return err
 	}

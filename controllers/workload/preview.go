@@ -3,6 +3,7 @@ package workload
 import (
 	"context"
 	"fmt"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -26,6 +27,32 @@ type Placement struct {
 	Node string
 	// WhyNot is the scheduler's no-fit message when Node is empty.
 	WhyNot string
+}
+
+// PreviewApply previews w as if it were applied: a dry-run create (new)
+// or update (existing) gives the object as the server would store it,
+// defaults and validation included, and PreviewPlan runs on that. It
+// returns the stored form and the preview; nothing is written.
+func PreviewApply(ctx context.Context, c client.Client, w *skiffv1alpha1.Workload, sched *scheduler.Scheduler) (*skiffv1alpha1.Workload, *Preview, error) {
+	w = w.DeepCopy()
+	var live skiffv1alpha1.Workload
+	err := c.Get(ctx, client.ObjectKeyFromObject(w), &live)
+	switch {
+	case apierrors.IsNotFound(err):
+		err = c.Create(ctx, w, client.DryRunAll)
+	case err == nil:
+		live.Spec = w.Spec
+		w = &live
+		err = c.Update(ctx, w, client.DryRunAll)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("workload %s/%s: %w", w.Namespace, w.Name, err)
+	}
+	p, err := PreviewPlan(ctx, c, w, sched)
+	if err != nil {
+		return nil, nil, err
+	}
+	return w, p, nil
 }
 
 // PreviewPlan runs SENSE (through r, a live client), COMPARE and PLAN for w

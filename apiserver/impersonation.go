@@ -1,0 +1,106 @@
+package apiserver
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"k8s.io/apiserver/pkg/audit"
+	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
+	"k8s.io/apiserver/pkg/endpoints/request"
+
+	"skiff.dev/skiff/identity"
+)
+
+// The MCP bridge's own identity, made at first start (mcp.key) and
+// written as mcp.kubeconfig. By itself it may read discovery and
+// impersonate key users (identity.KeyUserName): over HTTP the bridge acts
+// as each caller, so authorization and audit see the caller.
+const (
+	MCPUser  = "skiff:mcp"
+	MCPGroup = "skiff:mcp"
+	// MCPKubeconfigFile is the bridge's kubeconfig, rewritten at each start.
+	MCPKubeconfigFile = "mcp.kubeconfig"
+	// CallerAuditAnnotation names, in the audit log, the principal a key
+	// user was resolved to; the event's user is the bridge and its
+	// impersonatedUser the key user.
+	CallerAuditAnnotation = "skiff.dev/caller"
+)
+
+// resolveKeyUser turns an impersonated key user into the principal its
+// key is trusted as. isKey is false for every other user; err says why a
+// key user is refused (its key is not trusted).
+func resolveKeyUser(trust *identity.Trust, u user.Info) (resolved user.Info, isKey bool, err error) {
+	pub, ok := identity.ParseKeyUserName(u.GetName())
+	if !ok {
+		return u, false, nil
+	}
+	p, ok := trust.Lookup(pub)
+	if !ok {
+		return nil, true, fmt.Errorf("key %s is not trusted", identity.EncodePublicKey(pub))
+	}
+	groups := append(append([]string{}, p.Groups...), user.AllAuthenticated)
+	return &user.DefaultInfo{Name: p.Name, Groups: groups}, true, nil
+}
+
+// attributesAs are a request's attributes with another user.
+type attributesAs struct {
+	authorizer.Attributes
+	user user.Info
+}
+
+func (a attributesAs) GetUser() user.Info { return a.user }
+
+// newAuthorizer is authorize, deciding for an impersonated key user as for
+// the principal of its key.
+func newAuthorizer(trust *identity.Trust) authorizer.Authorizer {
+	return authorizer.AuthorizerFunc(func(ctx context.Context, a authorizer.Attributes) (authorizer.Decision, string, error) {
+		if u := a.GetUser(); u != nil {
+			resolved, isKey, err := resolveKeyUser(trust, u)
+			if err != nil {
+				return authorizer.DecisionDeny, err.Error(), nil
+			}
+			if isKey {
+				a = attributesAs{Attributes: a, user: resolved}
+			}
+		}
+		return authorize(ctx, a)
+	})
+}
+
+// authorizeImpersonation lets the bridge impersonate key users and nothing
+// else: not other users, groups, extras or service accounts.
+func authorizeImpersonation(u user.Info, a authorizer.Attributes) (authorizer.Decision, string) {
+	if a.GetVerb() != "impersonate" || !hasGroup(u, MCPGroup) {
+		return authorizer.DecisionNoOpinion, ""
+	}
+	if a.GetAPIGroup() == "" && a.GetResource() == "users" && a.GetSubresource() == "" {
+		if _, ok := identity.ParseKeyUserName(a.GetName()); ok {
+			return authorizer.DecisionAllow, ""
+		}
+	}
+	return authorizer.DecisionDeny, fmt.Sprintf("%s may impersonate only key users (%s...), not %s", u.GetName(), identity.KeyUserPrefix, resourceString(a))
+}
+
+// withKeyUsers puts the resolved principal of an impersonated key user in
+// the request context, after authorization and before admission and the
+// handlers, so that admission (the node restriction) sees who acts, and
+// names that principal in the audit event.
+func withKeyUsers(next http.Handler, trust *identity.Trust) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, ok := request.UserFrom(r.Context()); ok {
+			resolved, isKey, err := resolveKeyUser(trust, u)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusForbidden)
+				return
+			}
+			if isKey {
+				ctx := request.WithUser(r.Context(), resolved)
+				audit.AddAuditAnnotation(ctx, CallerAuditAnnotation, resolved.GetName())
+				r = r.WithContext(ctx)
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}

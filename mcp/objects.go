@@ -1,0 +1,94 @@
+package mcp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// lastAppliedAnnotation is kubectl's copy of the last applied object:
+// noise for a model, and as large as the object.
+const lastAppliedAnnotation = "kubectl.kubernetes.io/last-applied-configuration"
+
+// cleanObject is obj as JSON, without managed fields and other noise.
+func cleanObject(obj client.Object) (map[string]any, error) {
+	obj = obj.DeepCopyObject().(client.Object)
+	obj.SetManagedFields(nil)
+	if ann := obj.GetAnnotations(); ann[lastAppliedAnnotation] != "" {
+		delete(ann, lastAppliedAnnotation)
+		obj.SetAnnotations(ann)
+	}
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		return nil, fmt.Errorf("encoding %s: %w", obj.GetName(), err)
+	}
+	return m, nil
+}
+
+// apiError is a tool error carrying the API server's message (with the
+// field path for invalid objects), as kubectl prints it.
+func apiError(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var status apierrors.APIStatus
+	if errors.As(err, &status) {
+		return fmt.Errorf("%s: %s", what, status.Status().Message)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// ns is the namespace of a call: the argument, else the bridge's.
+func (b *Bridge) ns(arg string) string {
+	if arg != "" {
+		return arg
+	}
+	return b.cfg.Namespace
+}
+
+// limit is a list's page size argument: default 50, at most 500.
+func limit(arg int) (int, error) {
+	switch {
+	case arg == 0:
+		return 50, nil
+	case arg < 0 || arg > 500:
+		return 0, fmt.Errorf("argument limit: must be 1 to 500 (got %d)", arg)
+	}
+	return arg, nil
+}
+
+// checkKind refuses kinds on the deny list.
+func (b *Bridge) checkKind(kind string) error {
+	if b.cfg.denied(kind) {
+		return refuse("kind %s is denied to this bridge (--deny-kinds)", kind)
+	}
+	return nil
+}
+
+// fetchList pages through list objects of one kind with the API server's
+// own continue tokens.
+func fetchList[L client.ObjectList, R any](c client.Reader, newList func() L, items func(L) []R, opts ...client.ListOption) fetchFunc[R] {
+	return func(ctx context.Context, cont string, limit int64) ([]R, string, error) {
+		list := newList()
+		all := append([]client.ListOption{client.Limit(limit), client.Continue(cont)}, opts...)
+		if err := c.List(ctx, list, all...); err != nil {
+			return nil, "", err
+		}
+		return items(list), list.GetContinue(), nil
+	}
+}
+
+func jsonString(v any) string {
+	data, _ := json.MarshalIndent(v, "", "  ")
+	return string(data)
+}
+
+func containsFold(s, sub string) bool {
+	return strings.Contains(strings.ToLower(s), strings.ToLower(sub))
+}

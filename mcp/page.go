@@ -1,0 +1,101 @@
+package mcp
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+)
+
+// A page token says where a listing goes on: the API server's continue
+// token of the page it was cut from (its own snapshot), and how many of
+// that page's objects were already given. A page cut short by the byte
+// budget goes on from the object it stopped at.
+type pageToken struct {
+	C string `json:"c,omitempty"`
+	S int    `json:"s,omitempty"`
+}
+
+func (t pageToken) encode() string {
+	data, _ := json.Marshal(t)
+	return base64.RawURLEncoding.EncodeToString(data)
+}
+
+func decodePageToken(s string) (pageToken, error) {
+	var t pageToken
+	if s == "" {
+		return t, nil
+	}
+	data, err := base64.RawURLEncoding.DecodeString(s)
+	if err == nil {
+		err = json.Unmarshal(data, &t)
+	}
+	if err != nil || t.S < 0 {
+		return pageToken{}, fmt.Errorf("argument continue: not a token this bridge gave (%q)", s)
+	}
+	return t, nil
+}
+
+// fetchFunc lists one page of raw objects from the API server, going on
+// from cont, at most limit of them; it returns the next page's token.
+type fetchFunc[R any] func(ctx context.Context, cont string, limit int64) (items []R, next string, err error)
+
+// Page is one page of summaries.
+type Page[T any] struct {
+	Items []T `json:"items"`
+	// Continue fetches the next page; empty on the last.
+	Continue string `json:"continue,omitempty"`
+	// Note says why the page is short or cut, and how to get the rest.
+	Note string `json:"note,omitempty"`
+}
+
+// apiPageSize is how many objects are fetched a request while paging.
+const apiPageSize = 500
+
+// paginate fills a page of at most limit summaries of at most budget
+// bytes (JSON), starting at token, keeping the raw objects keep accepts.
+// At least one summary is given when any is left, so paging always moves.
+func paginate[R, T any](ctx context.Context, fetch fetchFunc[R], keep func(*R) (T, bool), limit, budget int, token string) (Page[T], error) {
+	tok, err := decodePageToken(token)
+	if err != nil {
+		return Page[T]{}, err
+	}
+	page := Page[T]{Items: []T{}}
+	used := 0
+	for {
+		raw, next, err := fetch(ctx, tok.C, apiPageSize)
+		if err != nil {
+			return Page[T]{}, err
+		}
+		for i := tok.S; i < len(raw); i++ {
+			if len(page.Items) == limit {
+				page.Continue = pageToken{C: tok.C, S: i}.encode()
+				return page, nil
+			}
+			sum, ok := keep(&raw[i])
+			if !ok {
+				continue
+			}
+			size := jsonSize(sum) + 1
+			if used+size > budget && len(page.Items) > 0 {
+				page.Continue = pageToken{C: tok.C, S: i}.encode()
+				page.Note = fmt.Sprintf("cut at %d items to stay within the response cap; call again with continue to get the rest", len(page.Items))
+				return page, nil
+			}
+			page.Items = append(page.Items, sum)
+			used += size
+		}
+		if next == "" {
+			return page, nil
+		}
+		tok = pageToken{C: next}
+	}
+}
+
+func jsonSize(v any) int {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return 0
+	}
+	return len(data)
+}
