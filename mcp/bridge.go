@@ -69,6 +69,9 @@ type toolSpec struct {
 	kind                     toolKind
 	// idempotent: calling again with the same arguments changes nothing more.
 	idempotent bool
+	// mayDestroy marks a write that can destroy (scaling down) without
+	// being hidden by DisableDestructive; the tool refuses what it must.
+	mayDestroy bool
 	// kinds are the API kinds the tool touches (refused by DenyKinds).
 	kinds []string
 }
@@ -87,7 +90,7 @@ func addTool[In, Out any](b *Bridge, spec toolSpec, h sdk.ToolHandlerFor[In, Out
 	tool := &sdk.Tool{Name: spec.name, Title: spec.title, Description: spec.description, Annotations: &sdk.ToolAnnotations{
 		Title:           spec.title,
 		ReadOnlyHint:    spec.kind == readTool,
-		DestructiveHint: ptr(spec.kind == destructiveTool),
+		DestructiveHint: ptr(spec.kind == destructiveTool || spec.mayDestroy),
 		IdempotentHint:  spec.idempotent || spec.kind == readTool,
 		OpenWorldHint:   ptr(false),
 	}}

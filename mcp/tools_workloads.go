@@ -9,6 +9,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
@@ -87,7 +88,7 @@ func (b *Bridge) addWorkloadTools() {
 		description: "Create a Workload of one container (server-side apply, field manager skiff-mcp). cpu_cores and memory_mb are both requested and the limit. Refused if it exists: use update_workload. Preview with plan_workload first."}, b.createWorkload)
 	addTool(b, toolSpec{name: "update_workload", title: "Update a Workload", kind: writeTool, idempotent: true, kinds: wl,
 		description: "Change a Workload's image, environment, resources or labels; only what is given changes (a patch). A new image or resources roll out gradually."}, b.updateWorkload)
-	addTool(b, toolSpec{name: "scale_workload", title: "Scale a Workload", kind: destructiveTool, idempotent: true, kinds: wl,
+	addTool(b, toolSpec{name: "scale_workload", title: "Scale a Workload", kind: writeTool, mayDestroy: true, idempotent: true, kinds: wl,
 		description: "Set a Workload's replicas. Scaling down stops Instances; scaling to zero asks for confirmation."}, b.scaleWorkload)
 	addTool(b, toolSpec{name: "delete_workload", title: "Delete a Workload", kind: destructiveTool, idempotent: true, kinds: wl,
 		description: "Delete a Workload and its Instances. Asks the user to confirm (or needs confirm: true)."}, b.deleteWorkload)
@@ -304,24 +305,33 @@ func (b *Bridge) deleteWorkload(ctx context.Context, req *sdk.CallToolRequest, i
 }
 
 func (b *Bridge) rollbackWorkload(ctx context.Context, req *sdk.CallToolRequest, in NamedIn) (*sdk.CallToolResult, WorkloadOut, error) {
-	conn, w, err := b.workload(ctx, req, in.Name, in.Namespace)
+	var w *skiffv1alpha1.Workload
+	var from string
+	// The template goes back as it was read: a write in between (the
+	// controller's status) conflicts, and the rollback reads again.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		conn, live, err := b.workload(ctx, req, in.Name, in.Namespace)
+		if err != nil {
+			return err
+		}
+		w = live
+		last := w.Status.LastAvailableTemplate
+		if last == nil {
+			return fmt.Errorf("workload %s/%s has no revision that became available to roll back to", w.Namespace, w.Name)
+		}
+		if w.Status.LastAvailableRevision == w.Status.UpdateRevision {
+			return fmt.Errorf("workload %s/%s already runs revision %s, its last available one", w.Namespace, w.Name, w.Status.LastAvailableRevision)
+		}
+		before := w.DeepCopy()
+		from = before.Status.UpdateRevision
+		w.Spec.Template = *last.DeepCopy()
+		return conn.Patch(ctx, w, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}), client.FieldOwner(FieldManager))
+	})
 	if err != nil {
-		return nil, WorkloadOut{}, err
-	}
-	last := w.Status.LastAvailableTemplate
-	if last == nil {
-		return nil, WorkloadOut{}, fmt.Errorf("workload %s/%s has no revision that became available to roll back to", w.Namespace, w.Name)
-	}
-	if w.Status.LastAvailableRevision == w.Status.UpdateRevision {
-		return nil, WorkloadOut{}, fmt.Errorf("workload %s/%s already runs revision %s, its last available one", w.Namespace, w.Name, w.Status.LastAvailableRevision)
-	}
-	before := w.DeepCopy()
-	w.Spec.Template = *last.DeepCopy()
-	if err := conn.Patch(ctx, w, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}), client.FieldOwner(FieldManager)); err != nil {
-		return nil, WorkloadOut{}, apiError("rolling back workload "+w.Namespace+"/"+w.Name, err)
+		return nil, WorkloadOut{}, apiError("rolling back workload "+b.ns(in.Namespace)+"/"+in.Name, err)
 	}
 	return nil, WorkloadOut{Workload: summarizeWorkload(w, b.now()),
-		Message: fmt.Sprintf("rolling back from revision %s to %s", before.Status.UpdateRevision, w.Status.LastAvailableRevision)}, nil
+		Message: fmt.Sprintf("rolling back from revision %s to %s", from, w.Status.LastAvailableRevision)}, nil
 }
 
 // RestartedAtAnnotation on a Workload's template makes a new revision,

@@ -1,5 +1,5 @@
 // Command skiff is the one skiff binary: the control plane (server), and
-// the tools around it (kubeconfig, version; agent, mcp, plan as they land).
+// the tools around it (agent, controllers, kubeconfig, logs, mcp, plan, version).
 package main
 
 import (
