@@ -2,7 +2,6 @@ package mcp
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -127,14 +126,10 @@ func (r refusal) Error() string { return r.msg }
 func refuse(format string, args ...any) error { return refusal{msg: fmt.Sprintf(format, args...)} }
 
 // capResult checks that a tool's answer fits the response cap as sent
-// (the SDK sends the output twice: structured and as text). Tools size
+// (the SDK sends the output twice: structured, and as JSON text). Tools size
 // their own answers (pages, log bytes) to fit; this is the backstop.
 func (b *Bridge) capResult(res *sdk.CallToolResult, out any) (*sdk.CallToolResult, error) {
-	data, err := json.Marshal(out)
-	if err != nil {
-		return nil, fmt.Errorf("encoding the answer: %w", err)
-	}
-	if size := 2*len(data) + resultOverhead; size > b.cfg.MaxResponseBytes {
+	if size := wireSize(out) + resultOverhead; size > b.cfg.MaxResponseBytes {
 		return nil, fmt.Errorf("the answer is %d bytes, over the response cap of %d: ask for less (a smaller limit, fewer lines, a filter)", size, b.cfg.MaxResponseBytes)
 	}
 	return res, nil
@@ -143,7 +138,8 @@ func (b *Bridge) capResult(res *sdk.CallToolResult, out any) (*sdk.CallToolResul
 // resultOverhead is the JSON-RPC envelope around a tool's output.
 const resultOverhead = 256
 
-// budget is how many bytes of summaries or text one answer may carry.
-func (b *Bridge) budget() int { return (b.cfg.MaxResponseBytes-resultOverhead)/2 - 1024 }
+// budget is how many bytes (wireSize) of summaries or text one answer
+// may carry, leaving room for its notes.
+func (b *Bridge) budget() int { return b.cfg.MaxResponseBytes - resultOverhead - 2048 }
 
 func ptr[T any](v T) *T { return &v }

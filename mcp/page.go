@@ -53,7 +53,7 @@ type Page[T any] struct {
 const apiPageSize = 500
 
 // paginate fills a page of at most limit summaries of at most budget
-// bytes (JSON), starting at token, keeping the raw objects keep accepts.
+// bytes (wireSize), starting at token, keeping the raw objects keep accepts.
 // At least one summary is given when any is left, so paging always moves.
 func paginate[R, T any](ctx context.Context, fetch fetchFunc[R], keep func(*R) (T, bool), limit, budget int, token string) (Page[T], error) {
 	tok, err := decodePageToken(token)
@@ -76,7 +76,7 @@ func paginate[R, T any](ctx context.Context, fetch fetchFunc[R], keep func(*R) (
 			if !ok {
 				continue
 			}
-			size := jsonSize(sum) + 1
+			size := wireSize(sum) + 3
 			if used+size > budget && len(page.Items) > 0 {
 				page.Continue = pageToken{C: tok.C, S: i}.encode()
 				page.Note = fmt.Sprintf("cut at %d items to stay within the response cap; call again with continue to get the rest", len(page.Items))
@@ -92,10 +92,13 @@ func paginate[R, T any](ctx context.Context, fetch fetchFunc[R], keep func(*R) (
 	}
 }
 
-func jsonSize(v any) int {
+// wireSize is what v costs in a tool result: its JSON as structured
+// content, and that JSON again as a JSON string in the text content.
+func wireSize(v any) int {
 	data, err := json.Marshal(v)
 	if err != nil {
 		return 0
 	}
-	return len(data)
+	quoted, _ := json.Marshal(string(data))
+	return len(data) + len(quoted)
 }

@@ -49,7 +49,7 @@ func TestPaginateVisitsEveryObjectOnce(t *testing.T) {
 				if len(p.Items) > tc.limit {
 					t.Fatalf("page of %d, limit %d", len(p.Items), tc.limit)
 				}
-				if size := jsonSize(p.Items); size > tc.cap+20 {
+				if size := wireSize(p.Items); size > tc.cap+20 {
 					t.Fatalf("page of %d bytes, budget %d", size, tc.cap)
 				}
 				for _, it := range p.Items {

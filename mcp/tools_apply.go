@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -149,8 +150,19 @@ func (b *Bridge) applyManifest(ctx context.Context, req *sdk.CallToolRequest, in
 	}
 	// Every document passes a dry run before any is written.
 	out := ApplyOut{DryRun: in.DryRun, Documents: []AppliedDocument{}}
+	// A namespace the manifest itself makes does not exist during the dry
+	// run: its objects are checked when they are written.
+	newNamespaces := map[string]int{}
 	for i, obj := range objs {
+		if ns, by := obj.GetNamespace(), newNamespaces[obj.GetNamespace()]; by > 0 && !namespaceExists(ctx, conn, ns) {
+			out.Documents = append(out.Documents, AppliedDocument{Index: i + 1, Object: describeObj(obj),
+				Action: fmt.Sprintf("would be created in namespace %s, which document %d makes (not checked by the dry run)", ns, by)})
+			continue
+		}
 		doc, err := b.applyOne(ctx, conn, obj.DeepCopy(), true)
+		if obj.GetKind() == "Namespace" && obj.GetAPIVersion() == "v1" {
+			newNamespaces[obj.GetName()] = i + 1
+		}
 		if err != nil {
 			return nil, ApplyOut{}, fmt.Errorf("document %d (%s): %w; nothing was applied", i+1, describeObj(obj), err)
 		}
@@ -171,6 +183,11 @@ func (b *Bridge) applyManifest(ctx context.Context, req *sdk.CallToolRequest, in
 	}
 	out.Message = fmt.Sprintf("applied %d documents", len(objs))
 	return nil, out, nil
+}
+
+func namespaceExists(ctx context.Context, c client.Reader, name string) bool {
+	var ns corev1.Namespace
+	return c.Get(ctx, client.ObjectKey{Name: name}, &ns) == nil
 }
 
 func describeObj(obj *unstructured.Unstructured) string {
@@ -346,7 +363,7 @@ func planOut(w *skiffv1alpha1.Workload, p *workload.Preview, budget int) PlanOut
 				out.Unplaceable++
 			}
 		}
-		if used += jsonSize(act); used > budget-2048 {
+		if used += wireSize(act); used > budget {
 			out.Message = fmt.Sprintf("%d of %d actions shown (the response cap); ", len(out.Actions), len(p.Actions))
 			break
 		}

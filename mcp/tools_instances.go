@@ -193,9 +193,9 @@ func (b *Bridge) getLogs(ctx context.Context, req *sdk.CallToolRequest, in GetLo
 	if tail == 0 {
 		tail = 100
 	}
-	capBytes := b.budget() - 512
-	if in.MaxBytes > 0 && in.MaxBytes < capBytes {
-		capBytes = in.MaxBytes
+	capBytes, maxRaw := b.budget()-1024, in.MaxBytes
+	if maxRaw == 0 {
+		maxRaw = capBytes
 	}
 	conn, err := b.conns.For(ctx, req.Extra)
 	if err != nil {
@@ -218,15 +218,16 @@ func (b *Bridge) getLogs(ctx context.Context, req *sdk.CallToolRequest, in GetLo
 	if int64(len(lines)) > tail {
 		lines = lines[int64(len(lines))-tail:]
 	}
-	// Keep the newest lines that fit.
-	size, first := 0, len(lines)
-	for first > 0 && size+len(lines[first-1])+1 <= capBytes {
+	// Keep the newest lines that fit, as sent (escaped, twice).
+	size, raw, first := 0, 0, len(lines)
+	for first > 0 && size+wireSize(lines[first-1]) <= capBytes && raw+len(lines[first-1])+1 <= maxRaw {
 		first--
-		size += len(lines[first]) + 1
+		size += wireSize(lines[first])
+		raw += len(lines[first]) + 1
 	}
 	if first > 0 {
 		out.Truncated = true
-		out.Note = fmt.Sprintf("the %d oldest of %d lines were cut to stay within %d bytes; ask for fewer lines or a grep", first, len(lines), capBytes)
+		out.Note = fmt.Sprintf("the %d oldest of %d lines were cut to stay within max_bytes or the response cap; ask for fewer lines or a grep", first, len(lines))
 		lines = lines[first:]
 	}
 	out.Lines = len(lines)
@@ -323,8 +324,8 @@ func (b *Bridge) eventsOut(events []corev1.Event, n int) EventsOut {
 	used, now := 0, b.now()
 	for i := range events {
 		s := summarizeEvent(&events[i], now)
-		size := jsonSize(s) + 1
-		if len(out.Events) == n || used+size > b.budget()-1024 {
+		size := wireSize(s) + 1
+		if len(out.Events) == n || used+size > b.budget() {
 			out.Note = fmt.Sprintf("%d of %d events shown (warnings first, then the newest); narrow by kind and name, or raise limit", len(out.Events), len(events))
 			break
 		}
@@ -380,12 +381,12 @@ func (b *Bridge) describe(ctx context.Context, req *sdk.CallToolRequest, in Desc
 		return nil, DescribeOut{}, err
 	}
 	// The object comes first; its events get what room is left.
-	room := b.budget() - jsonSize(out.Object) - 1024
+	room := b.budget() - wireSize(out.Object)
 	out.Events = []EventSummary{}
 	now := b.now()
 	for i := range events {
 		s := summarizeEvent(&events[i], now)
-		if room -= jsonSize(s) + 1; room < 0 || len(out.Events) == 50 {
+		if room -= wireSize(s) + 1; room < 0 || len(out.Events) == 50 {
 			break
 		}
 		out.Events = append(out.Events, s)
