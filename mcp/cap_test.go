@@ -49,7 +49,7 @@ func TestAnswersFitWith10000Instances(t *testing.T) {
 	createMany(t, c.admin, instances, func(i int) client.Object {
 		return &skiffv1alpha1.Instance{
 			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("inst-%05d-with-a-fairly-long-name", i), Namespace: "default", Labels: map[string]string{"app": fmt.Sprintf("app-%d", i%50)}},
-			Spec: skiffv1alpha1.InstanceSpec{InstanceTemplateSpec: skiffv1alpha1.InstanceTemplateSpec{Containers: []skiffv1alpha1.Container{{Name: "main", Image: "registry.example/team/app:1.2.3"}}}},
+			Spec:       skiffv1alpha1.InstanceSpec{InstanceTemplateSpec: skiffv1alpha1.InstanceTemplateSpec{Containers: []skiffv1alpha1.Container{{Name: "main", Image: "registry.example/team/app:1.2.3"}}}},
 		}
 	})
 	createMany(t, c.admin, 200, func(i int) client.Object {

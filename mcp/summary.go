@@ -157,14 +157,14 @@ func summarizeInstance(i *skiffv1alpha1.Instance, now time.Time) InstanceSummary
 		switch {
 		case s.Reason != "":
 		case cs.State.Waiting != nil && cs.State.Waiting.Reason != "":
-			s.Reason = cs.State.Waiting.Reason
+			s.Reason = withMessage(cs.State.Waiting.Reason, cs.State.Waiting.Message)
 		case cs.State.Terminated != nil && cs.State.Terminated.Reason != "" && i.Status.Phase != skiffv1alpha1.InstanceSucceeded:
-			s.Reason = cs.State.Terminated.Reason
+			s.Reason = withMessage(cs.State.Terminated.Reason, cs.State.Terminated.Message)
 		}
 	}
 	s.Ready = fmt.Sprintf("%d/%d", ready, len(i.Spec.Containers))
 	if c := meta.FindStatusCondition(i.Status.Conditions, skiffv1alpha1.InstanceScheduled); c != nil && c.Status == metav1.ConditionFalse {
-		s.Reason = c.Reason + ": " + c.Message
+		s.Reason = withMessage(c.Reason, c.Message)
 	} else if s.Reason == "" {
 		s.Reason = i.Status.Reason
 	}
@@ -172,6 +172,16 @@ func summarizeInstance(i *skiffv1alpha1.Instance, now time.Time) InstanceSummary
 		s.Phase = "Terminating"
 	}
 	return s
+}
+
+// maxReasonBytes caps a reason's message in a summary.
+const maxReasonBytes = 200
+
+func withMessage(reason, message string) string {
+	if message == "" {
+		return reason
+	}
+	return reason + ": " + truncate(message, maxReasonBytes)
 }
 
 // nodeUsage sums what the unfinished Instances bound to each node request.

@@ -213,7 +213,7 @@ func (a *Agent) newManager(j *joined, m *Machine) (manager.Manager, error) {
 	r := &instanceReconciler{
 		client: mgr.GetClient(), rt: a.rt, node: a.cfg.NodeName, hostIP: m.hostIP(), backoff: a.cfg.Backoff,
 		logDir: filepath.Join(a.cfg.DataDir, containersDir), pidsLimit: a.cfg.PidsLimit, metrics: a.metrics,
-		nodeMemory: m.Capacity.Memory().Value(),
+		oom: newOOMPolicy(m.Capacity.Memory().Value()),
 	}
 	if a.images != nil {
 		r.images, r.rootfsDir = a.images, filepath.Join(a.cfg.DataDir, rootfsDir)

@@ -2,7 +2,9 @@ package nodeagent
 
 import (
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -84,6 +86,55 @@ func limits(in *bundle.Input, r skiffv1alpha1.ResourceRequirements) {
 	if q, ok := r.Limits[corev1.ResourceMemory]; ok {
 		in.MemoryLimit = q.Value()
 	}
+}
+
+// oomPolicy ranks Instances for the kernel's OOM killer.
+type oomPolicy struct {
+	// nodeMemory is the node's memory capacity in bytes.
+	nodeMemory int64
+	// floor is the lowest oom_score_adj the agent may give: a process
+	// without CAP_SYS_RESOURCE cannot go below its own (runc's create then
+	// fails, and a Guaranteed Instance would never start).
+	floor int
+}
+
+// newOOMPolicy reads the floor from the agent's own process.
+func newOOMPolicy(nodeMemory int64) oomPolicy {
+	return oomPolicy{nodeMemory: nodeMemory, floor: ownOOMFloor()}
+}
+
+// capSysResource is CAP_SYS_RESOURCE's bit in /proc/self/status CapEff.
+const capSysResource = 24
+
+// ownOOMFloor is -1000 with CAP_SYS_RESOURCE, else this process's own
+// oom_score_adj (what a child may not go below).
+func ownOOMFloor() int {
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1000
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			if err == nil && caps&(1<<capSysResource) != 0 {
+				return -1000
+			}
+		}
+	}
+	own, err := os.ReadFile("/proc/self/oom_score_adj")
+	if err != nil {
+		return 0
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(own)))
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+// score is oomScoreAdj, never below the floor.
+func (p oomPolicy) score(inst *skiffv1alpha1.Instance) int {
+	return max(oomScoreAdj(inst, p.nodeMemory), p.floor)
 }
 
 // oomScoreAdj ranks an Instance for the kernel's OOM killer by QoS class,

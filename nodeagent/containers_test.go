@@ -130,6 +130,22 @@ func TestOOMScoreAdj(t *testing.T) {
 	}
 }
 
+// TestOOMPolicyFloor: without CAP_SYS_RESOURCE (as in many containers
+// and sandboxes) a Guaranteed Instance gets the agent's own score, which
+// runc can set, instead of -997, which it cannot.
+func TestOOMPolicyFloor(t *testing.T) {
+	guaranteed := &skiffv1alpha1.Instance{Status: skiffv1alpha1.InstanceStatus{QOSClass: skiffv1alpha1.QOSGuaranteed}}
+	if got := (oomPolicy{nodeMemory: 1 << 30, floor: 0}).score(guaranteed); got != 0 {
+		t.Errorf("floor 0: %d, want 0", got)
+	}
+	if got := (oomPolicy{nodeMemory: 1 << 30, floor: -1000}).score(guaranteed); got != -997 {
+		t.Errorf("floor -1000: %d, want -997", got)
+	}
+	if floor := ownOOMFloor(); floor < -1000 || floor > 1000 {
+		t.Errorf("own floor %d out of range", floor)
+	}
+}
+
 func TestHostname(t *testing.T) {
 	long := strings.Repeat("a", 62) + "-b"
 	inst := &skiffv1alpha1.Instance{}

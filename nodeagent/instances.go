@@ -65,10 +65,10 @@ type instanceReconciler struct {
 	// root file system mounts (ID/rootfs).
 	logDir, rootfsDir string
 	pidsLimit         int64
-	// nodeMemory is the node's memory capacity in bytes, for OOM scores.
-	nodeMemory int64
-	metrics    *metrics
-	pulls      pullFailures
+	// oom ranks Instances for the OOM killer.
+	oom     oomPolicy
+	metrics *metrics
+	pulls   pullFailures
 	// network is nil for the sim runtime: its Instances get no address.
 	network instanceNetwork
 	// hostNetNS is the node's network namespace when it is not the
@@ -409,7 +409,7 @@ func (r *instanceReconciler) createAndStart(ctx context.Context, inst *skiffv1al
 // network namespace, and see its name and the node's resolvers in /etc.
 func (r *instanceReconciler) containerSpec(inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, id string, sb sandbox, img *image.Image) (runtime.Spec, error) {
 	in := bundle.Input{Hostname: hostname(inst), HostNetwork: inst.Spec.HostNetwork, NetNS: sb.netns, PidsLimit: r.pidsLimit,
-		OOMScoreAdj: oomScoreAdj(inst, r.nodeMemory)}
+		OOMScoreAdj: r.oom.score(inst)}
 	limits(&in, c.Resources)
 	env := make([]string, 0, len(c.Env))
 	for _, e := range c.Env {
