@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -145,6 +146,17 @@ func TestHTTPActsAsTheCaller(t *testing.T) {
 			resp.Body.Close()
 			if resp.StatusCode != http.StatusUnauthorized {
 				t.Fatalf("a call without a certificate: %s, want 401", resp.Status)
+			}
+			for path, want := range map[string]string{"/healthz": "ok", "/metrics": "skiff_mcp_tool_duration_seconds"} {
+				resp, err := h.httpClient(t, nil).Get(strings.TrimSuffix(h.url, mcp.MCPPath) + path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK || (path == "/healthz" && !strings.Contains(string(body), want)) {
+					t.Fatalf("%s: %s %s", path, resp.Status, body)
+				}
 			}
 			if _, err := h.connect(t, nil, mode.protocols[0]); err == nil {
 				t.Fatal("connected without a certificate")

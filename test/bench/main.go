@@ -36,7 +36,10 @@ func main() {
 	clients := flag.Int("clients", 8, "concurrent create clients")
 	profile := flag.String("cpuprofile", "", "write the server's CPU profile of the create phase to this file")
 	containers := flag.Int("containers", 50, "containers the agent benchmark runs")
-	only := flag.String("only", "", "run one part: apiserver, agent, network, fleet or controllers")
+	only := flag.String("only", "", "run one part: apiserver, agent, network, fleet, controllers or mcp")
+	mcpNodes := flag.Int("mcp-nodes", 1000, "simulated nodes of the MCP benchmark")
+	mcpInstances := flag.Int("mcp-instances", 10000, "Instances of the MCP benchmark")
+	mcpCalls := flag.Int("mcp-calls", 50, "calls of each tool the MCP benchmark times")
 	netInstances := flag.Int("network-instances", 50, "Instances the network benchmark sets up")
 	ctrlNodes := flag.String("controller-fleets", "1000,5000", "fleet sizes of the controllers benchmark, comma-separated")
 	workloads := flag.Int("workloads", 100, "Workloads of the controllers benchmark")
@@ -116,6 +119,16 @@ func main() {
 			}
 			all = append(all, res...)
 		}
+	}
+	if *only == "" || *only == "mcp" {
+		res, err := mcpBench(bin, *mcpNodes, *mcpInstances, *mcpCalls)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: mcp:", err)
+			if *only == "mcp" {
+				os.Exit(1)
+			}
+		}
+		all = append(all, res...)
 	}
 	fmt.Printf("\n%-48s %-22s %s\n", "figure", "measured", "target")
 	fmt.Println(strings.Repeat("-", 84))
