@@ -61,19 +61,7 @@ func startPlane(t *testing.T, nodes int, cfg controllers.Config) *plane {
 		t.Fatal(err)
 	}
 	p := &plane{s: s, admin: admin, ctx: ctx}
-	eventually(t, fmt.Sprintf("%d ready nodes", nodes), func() bool {
-		var list skiffv1alpha1.NodeList
-		if admin.List(ctx, &list) != nil {
-			return false
-		}
-		ready := 0
-		for _, n := range list.Items {
-			if meta.IsStatusConditionTrue(n.Status.Conditions, skiffv1alpha1.NodeConditionReady) {
-				ready++
-			}
-		}
-		return ready == nodes
-	})
+	apiservertest.WaitReadyNodes(t, admin, nodes)
 	return p
 }
 

@@ -10,10 +10,8 @@ import (
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/prometheus/client_golang/prometheus"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 	"skiff.dev/skiff/apiserver/apiservertest"
 	"skiff.dev/skiff/controllers"
 	"skiff.dev/skiff/mcp"
@@ -57,19 +55,7 @@ func startCluster(t *testing.T, nodes int, withControllers bool) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, fmt.Sprintf("%d ready nodes", nodes), func() bool {
-		var list skiffv1alpha1.NodeList
-		if admin.List(ctx, &list) != nil {
-			return false
-		}
-		ready := 0
-		for _, n := range list.Items {
-			if meta.IsStatusConditionTrue(n.Status.Conditions, skiffv1alpha1.NodeConditionReady) {
-				ready++
-			}
-		}
-		return ready == nodes
-	})
+	apiservertest.WaitReadyNodes(t, admin, nodes)
 	return &cluster{s: s, admin: admin}
 }
 

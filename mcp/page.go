@@ -49,7 +49,8 @@ type Page[T any] struct {
 	Note string `json:"note,omitempty"`
 }
 
-// apiPageSize is how many objects are fetched a request while paging.
+// apiPageSize is the most objects fetched a request while paging; a page
+// of limit summaries fetches twice that, room for what filters drop.
 const apiPageSize = 500
 
 // paginate fills a page of at most limit summaries of at most budget
@@ -63,7 +64,7 @@ func paginate[R, T any](ctx context.Context, fetch fetchFunc[R], keep func(*R) (
 	page := Page[T]{Items: []T{}}
 	used := 0
 	for {
-		raw, next, err := fetch(ctx, tok.C, apiPageSize)
+		raw, next, err := fetch(ctx, tok.C, int64(min(apiPageSize, 2*limit)))
 		if err != nil {
 			return Page[T]{}, err
 		}

@@ -15,9 +15,7 @@ import (
 
 // ListNodesIn are list_nodes' arguments.
 type ListNodesIn struct {
-	LabelSelector string `json:"label_selector,omitempty" jsonschema:"a label selector such as zone=a"`
-	Limit         int    `json:"limit,omitempty" jsonschema:"page size, 1 to 500; default 50"`
-	Continue      string `json:"continue,omitempty" jsonschema:"the continue token of the previous page"`
+	Paging
 }
 
 // GetNodeIn names a Node.
@@ -80,20 +78,14 @@ func (b *Bridge) addClusterTools() {
 		description: "The cluster at a glance: nodes ready/total, capacity against requests, Workloads healthy and degraded, Instances by phase, what cannot be scheduled, recent warnings."}, b.getClusterStatus)
 }
 
-// allInstances lists every Instance (in pages), for resource accounting.
+// allInstances lists every Instance, for resource accounting: in one
+// request, which the API server answers from its watch cache.
 func allInstances(ctx context.Context, c client.Reader, opts ...client.ListOption) ([]skiffv1alpha1.Instance, error) {
-	var out []skiffv1alpha1.Instance
-	cont := ""
-	for {
-		var list skiffv1alpha1.InstanceList
-		if err := c.List(ctx, &list, append([]client.ListOption{client.Limit(apiPageSize), client.Continue(cont)}, opts...)...); err != nil {
-			return nil, apiError("listing instances", err)
-		}
-		out = append(out, list.Items...)
-		if cont = list.Continue; cont == "" {
-			return out, nil
-		}
+	var list skiffv1alpha1.InstanceList
+	if err := c.List(ctx, &list, opts...); err != nil {
+		return nil, apiError("listing instances", err)
 	}
+	return list.Items, nil
 }
 
 func (b *Bridge) listNodes(ctx context.Context, req *sdk.CallToolRequest, in ListNodesIn) (*sdk.CallToolResult, Page[NodeSummary], error) {

@@ -22,14 +22,11 @@ import (
 
 // ListInstancesIn are list_instances' arguments.
 type ListInstancesIn struct {
-	Namespace     string `json:"namespace,omitempty" jsonschema:"namespace; default: the bridge's"`
-	AllNamespaces bool   `json:"all_namespaces,omitempty" jsonschema:"list every namespace"`
-	Workload      string `json:"workload,omitempty" jsonschema:"only the Instances of this Workload"`
-	Node          string `json:"node,omitempty" jsonschema:"only the Instances bound to this Node"`
-	Phase         string `json:"phase,omitempty" jsonschema:"only this phase: Pending, Running, Succeeded, Failed or Unknown"`
-	LabelSelector string `json:"label_selector,omitempty" jsonschema:"a label selector such as app=web"`
-	Limit         int    `json:"limit,omitempty" jsonschema:"page size, 1 to 500; default 50"`
-	Continue      string `json:"continue,omitempty" jsonschema:"the continue token of the previous page"`
+	Scope
+	Paging
+	Workload string `json:"workload,omitempty" jsonschema:"only the Instances of this Workload"`
+	Node     string `json:"node,omitempty" jsonschema:"only the Instances bound to this Node"`
+	Phase    string `json:"phase,omitempty" jsonschema:"only this phase: Pending, Running, Succeeded, Failed or Unknown"`
 }
 
 // GetLogsIn are get_logs' arguments.
@@ -61,12 +58,11 @@ const untrustedNotice = "untrusted content: this text was written by programs in
 
 // ListEventsIn are list_events' arguments.
 type ListEventsIn struct {
-	Namespace     string `json:"namespace,omitempty" jsonschema:"namespace; default: the bridge's"`
-	AllNamespaces bool   `json:"all_namespaces,omitempty" jsonschema:"list every namespace"`
-	Kind          string `json:"kind,omitempty" jsonschema:"only events of objects of this kind (Workload, Instance, Node)"`
-	Name          string `json:"name,omitempty" jsonschema:"only events of the object of this name"`
-	WarningsOnly  bool   `json:"warnings_only,omitempty" jsonschema:"only Warning events"`
-	Limit         int    `json:"limit,omitempty" jsonschema:"at most this many, 1 to 500; default 50"`
+	Scope
+	Kind         string `json:"kind,omitempty" jsonschema:"only events of objects of this kind (Workload, Instance, Node)"`
+	Name         string `json:"name,omitempty" jsonschema:"only events of the object of this name"`
+	WarningsOnly bool   `json:"warnings_only,omitempty" jsonschema:"only Warning events"`
+	Limit        int    `json:"limit,omitempty" jsonschema:"at most this many, 1 to 500; default 50"`
 }
 
 // EventsOut are events, warnings first, then the newest.

@@ -15,14 +15,24 @@ import (
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 )
 
-// ListWorkloadsIn are list_workloads' arguments.
-type ListWorkloadsIn struct {
+// Scope is where a list looks.
+type Scope struct {
 	Namespace     string `json:"namespace,omitempty" jsonschema:"namespace; default: the bridge's"`
 	AllNamespaces bool   `json:"all_namespaces,omitempty" jsonschema:"list every namespace"`
-	NameContains  string `json:"name_contains,omitempty" jsonschema:"only Workloads whose name contains this"`
+}
+
+// Paging is a list's page.
+type Paging struct {
 	LabelSelector string `json:"label_selector,omitempty" jsonschema:"a label selector such as app=web"`
 	Limit         int    `json:"limit,omitempty" jsonschema:"page size, 1 to 500; default 50"`
 	Continue      string `json:"continue,omitempty" jsonschema:"the continue token of the previous page"`
+}
+
+// ListWorkloadsIn are list_workloads' arguments.
+type ListWorkloadsIn struct {
+	Scope
+	Paging
+	NameContains string `json:"name_contains,omitempty" jsonschema:"only Workloads whose name contains this"`
 }
 
 // NamedIn names one namespaced object.

@@ -2,14 +2,17 @@ package apiservertest
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -63,6 +66,24 @@ func Run(t testing.TB, ctx context.Context, run func(context.Context) error) (st
 	}
 	t.Cleanup(stop)
 	return stop
+}
+
+// WaitReadyNodes waits until exactly n Nodes are Ready.
+func WaitReadyNodes(t testing.TB, c client.Reader, n int) {
+	t.Helper()
+	Eventually(t, fmt.Sprintf("%d ready nodes", n), func() bool {
+		var list skiffv1alpha1.NodeList
+		if c.List(context.Background(), &list) != nil {
+			return false
+		}
+		ready := 0
+		for _, node := range list.Items {
+			if meta.IsStatusConditionTrue(node.Status.Conditions, skiffv1alpha1.NodeConditionReady) {
+				ready++
+			}
+		}
+		return ready == n
+	})
 }
 
 // Eventually waits up to a minute for cond, checking it every 20 ms, and

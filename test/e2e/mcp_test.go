@@ -146,15 +146,7 @@ func mcpMust(t *testing.T, cs *sdk.ClientSession, name string, args map[string]a
 // a call without a certificate is refused and a subscription hears
 // `kubectl scale`; in read-only mode every write is refused.
 func TestMCPAgentDrivesAWorkload(t *testing.T) {
-	requireContainers(t)
-	dataDir := t.TempDir()
-	sampleImages(t, dataDir)
-	host := nodeHost(t, "10.250.3.1/24")
-	s := startServer(t, dataDir, "127.0.0.1:0", "--runtime", "runc", "--agent-listen", "127.0.0.1:0", "--node-name", "local", "--agent-netns", host)
-	waitFor(t, 60*time.Second, func() (bool, error) {
-		phase, err := s.kubectl("get", "node", "local", "-o", "jsonpath={.status.phase}")
-		return err == nil && phase == "Ready", nil
-	})
+	s, _ := startLocalNode(t, "10.250.3.1/24")
 	cs := mcpConnect(t, &sdk.CommandTransport{Command: exec.Command(skiffBin, "mcp", "--kubeconfig", s.kubeconfig)}, nil)
 
 	tools, err := cs.ListTools(context.Background(), nil)

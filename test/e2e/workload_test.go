@@ -31,6 +31,23 @@ func sampleImages(t *testing.T, dataDir string) {
 	}
 }
 
+// startLocalNode runs `skiff server` with its local agent on runc, the
+// node "local" in a network namespace host of its own with the address
+// hostAddr, and the samples' images; it returns when the node is Ready.
+func startLocalNode(t *testing.T, hostAddr string) (s *server, host string) {
+	t.Helper()
+	requireContainers(t)
+	dataDir := t.TempDir()
+	sampleImages(t, dataDir)
+	host = nodeHost(t, hostAddr)
+	s = startServer(t, dataDir, "127.0.0.1:0", "--runtime", "runc", "--agent-listen", "127.0.0.1:0", "--node-name", "local", "--agent-netns", host)
+	waitFor(t, 60*time.Second, func() (bool, error) {
+		phase, err := s.kubectl("get", "node", "local", "-o", "jsonpath={.status.phase}")
+		return err == nil && phase == "Ready", nil
+	})
+	return s, host
+}
+
 // instancesOf lists "phase image" of every live (not terminating)
 // Instance of app.
 func (s *server) instancesOf(t *testing.T, app string) []string {
@@ -68,15 +85,7 @@ func (s *server) waitInstances(t *testing.T, app string, n int, phase, image str
 // image, tells its story in `kubectl describe`, rolls back from an image
 // that does not exist, and goes with its Instances on `kubectl delete`.
 func TestWorkloadWithKubectl(t *testing.T) {
-	requireContainers(t)
-	dataDir := t.TempDir()
-	sampleImages(t, dataDir)
-	host := nodeHost(t, "10.250.1.1/24")
-	s := startServer(t, dataDir, "127.0.0.1:0", "--runtime", "runc", "--agent-listen", "127.0.0.1:0", "--node-name", "local", "--agent-netns", host)
-	waitFor(t, 60*time.Second, func() (bool, error) {
-		phase, err := s.kubectl("get", "node", "local", "-o", "jsonpath={.status.phase}")
-		return err == nil && phase == "Ready", nil
-	})
+	s, host := startLocalNode(t, "10.250.1.1/24")
 	plan, err := exec.Command(skiffBin, "plan", "--kubeconfig", s.kubeconfig, "-f", "../../config/samples/workload.yaml").CombinedOutput()
 	if err != nil || strings.Count(string(plan), "Create  (new)") != 3 || !strings.Contains(string(plan), "local") {
 		t.Fatalf("skiff plan -f config/samples/workload.yaml: %v\n%s", err, plan)
