@@ -133,7 +133,12 @@ async function main(argv) {
 main(process.argv.slice(2)).then(
   () => process.exit(0),
   (err) => {
-    process.stderr.write(`mcpclient: ${err?.stack ?? err}\n`);
+    let message = `mcpclient: ${err?.stack ?? err}`;
+    // fetch failures carry the reason (TLS, connection) as their cause.
+    for (let cause = err?.cause; cause; cause = cause.cause) {
+      message += `\ncaused by: ${cause?.stack ?? cause}`;
+    }
+    process.stderr.write(message + "\n");
     process.exit(1);
   },
 );
