@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"time"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -15,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/lru"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
@@ -29,6 +32,67 @@ type Conn struct {
 	// (an Instance's log).
 	HTTP *http.Client
 	Host string
+	// cluster, when set, answers whole-cluster lists (every Instance,
+	// Node and Workload) from an informer cache.
+	cluster *clusterCache
+}
+
+// clusterReader reads whole-cluster lists: from the cache of the
+// bridge's own identity (stdio), else from the API server as the caller.
+func (c *Conn) clusterReader(ctx context.Context) client.Reader {
+	if c.cluster != nil {
+		if r, err := c.cluster.reader(ctx); err == nil {
+			return r
+		}
+	}
+	return c
+}
+
+// clusterCache is an informer cache started on first use: the first
+// whole-cluster answer waits for its lists, later ones read memory
+// instead of decoding every Instance again (seconds at 10,000).
+type clusterCache struct {
+	cfg  *rest.Config
+	opts cache.Options
+
+	once  sync.Once
+	cache cache.Cache
+	err   error
+	stop  context.CancelFunc
+	done  chan struct{}
+}
+
+// cacheSyncTimeout bounds the first wait for the cache.
+const cacheSyncTimeout = time.Minute
+
+func (c *clusterCache) reader(ctx context.Context) (client.Reader, error) {
+	c.once.Do(func() {
+		c.cache, c.err = cache.New(c.cfg, c.opts)
+		if c.err != nil {
+			return
+		}
+		runCtx, stop := context.WithCancel(context.Background())
+		c.stop, c.done = stop, make(chan struct{})
+		go func() {
+			defer close(c.done)
+			if err := c.cache.Start(runCtx); err != nil {
+				klog.ErrorS(err, "mcp: cluster cache")
+			}
+		}()
+		syncCtx, cancel := context.WithTimeout(ctx, cacheSyncTimeout)
+		defer cancel()
+		if !c.cache.WaitForCacheSync(syncCtx) {
+			c.err = errors.New("cluster cache did not sync")
+		}
+	})
+	return c.cache, c.err
+}
+
+func (c *clusterCache) close() {
+	if c.stop != nil {
+		c.stop()
+		<-c.done
+	}
 }
 
 // Connections hand out a Conn per caller: the kubeconfig's own identity,
@@ -109,9 +173,19 @@ func (c *Connections) ownConn() (*Conn, error) {
 		if err != nil {
 			return nil, err
 		}
+		conn.cluster = &clusterCache{cfg: c.base, opts: cache.Options{Scheme: c.scheme, Mapper: c.mapper}}
 		c.own = conn
 	}
 	return c.own, nil
+}
+
+// Close stops the cluster cache, if one was started.
+func (c *Connections) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.own != nil && c.own.cluster != nil {
+		c.own.cluster.close()
+	}
 }
 
 func (c *Connections) connect(cfg *rest.Config) (*Conn, error) {

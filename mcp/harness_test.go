@@ -85,6 +85,7 @@ func (c *cluster) connect(t *testing.T, o sessionOpts) *session {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(conns.Close)
 	reg := prometheus.NewRegistry()
 	b, err := mcp.New(cfg, conns, reg)
 	if err != nil {

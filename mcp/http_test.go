@@ -41,6 +41,7 @@ func startHTTPBridge(t *testing.T, c *cluster, stateless bool) *httpBridge {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(conns.Close)
 	cfg := mcp.DefaultConfig()
 	cfg.Stateless = stateless
 	reg := prometheus.NewRegistry()

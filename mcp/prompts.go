@@ -3,6 +3,7 @@ package mcp
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
@@ -126,14 +127,16 @@ func (b *Bridge) capacityPrompt(ctx context.Context, req *sdk.GetPromptRequest) 
 	if err != nil {
 		return nil, err
 	}
+	r := conn.clusterReader(ctx)
 	var nodes skiffv1alpha1.NodeList
-	if err := conn.List(ctx, &nodes); err != nil {
+	if err := r.List(ctx, &nodes); err != nil {
 		return nil, apiError("listing nodes", err)
 	}
-	insts, err := allInstances(ctx, conn)
+	insts, err := allInstances(ctx, r)
 	if err != nil {
 		return nil, err
 	}
+	sort.Slice(nodes.Items, func(i, j int) bool { return nodes.Items[i].Name < nodes.Items[j].Name })
 	usage := usageByNode(insts)
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "Where is there room on the skiff cluster, and what does not fit? The cluster now:\n\nTotals: %s\nNodes ready: %d of %d\n", jsonString(st.Resources), st.Nodes.Ready, st.Nodes.Total)

@@ -102,7 +102,7 @@ func (b *Bridge) listNodes(ctx context.Context, req *sdk.CallToolRequest, in Lis
 	if err != nil {
 		return nil, zero, err
 	}
-	insts, err := allInstances(ctx, conn)
+	insts, err := allInstances(ctx, conn.clusterReader(ctx))
 	if err != nil {
 		return nil, zero, err
 	}
@@ -154,16 +154,17 @@ func (b *Bridge) getClusterStatus(ctx context.Context, req *sdk.CallToolRequest,
 
 // clusterStatus reads the cluster as the caller sees it.
 func (b *Bridge) clusterStatus(ctx context.Context, conn *Conn) (ClusterStatus, error) {
+	r := conn.clusterReader(ctx)
 	var nodes skiffv1alpha1.NodeList
-	if err := conn.List(ctx, &nodes); err != nil {
+	if err := r.List(ctx, &nodes); err != nil {
 		return ClusterStatus{}, apiError("listing nodes", err)
 	}
-	insts, err := allInstances(ctx, conn)
+	insts, err := allInstances(ctx, r)
 	if err != nil {
 		return ClusterStatus{}, err
 	}
 	var workloads skiffv1alpha1.WorkloadList
-	if err := conn.List(ctx, &workloads); err != nil {
+	if err := r.List(ctx, &workloads); err != nil {
 		return ClusterStatus{}, apiError("listing workloads", err)
 	}
 	now := b.now()

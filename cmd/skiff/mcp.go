@@ -49,6 +49,7 @@ func newMCPCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer conns.Close()
 			reg := prometheus.NewRegistry()
 			b, err := mcp.New(cfg, conns, reg)
 			if err != nil {
