@@ -85,5 +85,5 @@ test-unit: ## Run the fast unit tests only.
 	$(GO) test -short ./apis/... ./identity/...
 
 .PHONY: bench
-bench: build ## Print the performance table (apiserver creates/s, list and watch latency, RSS, time to ready).
+bench: build ## Print the performance table (apiserver, agent, network, fleet, controllers, MCP bridge).
 	SKIFF_BIN=$(BIN)/skiff $(GO) run ./test/bench

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -10,7 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"regexp"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,49 +25,12 @@ type mcpProcess struct {
 	certFile string
 }
 
-var mcpServingLine = regexp.MustCompile(`skiff mcp serving (https://\S+) \(serving certificate (\S+)\)`)
-
 // startMCPOverHTTP runs `skiff mcp --http 127.0.0.1:0` with the bridge's
 // own kubeconfig of s, until the test ends.
 func startMCPOverHTTP(t *testing.T, s *server, extra ...string) *mcpProcess {
 	t.Helper()
-	args := append([]string{"mcp", "--http", "127.0.0.1:0", "--kubeconfig", s.dataDir + "/mcp.kubeconfig", "--data-dir", t.TempDir()}, extra...)
-	cmd := exec.Command(skiffBin, args...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(shutdownTimeout):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	found := make(chan *mcpProcess, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			t.Logf("skiff mcp: %s", sc.Text())
-			if m := mcpServingLine.FindStringSubmatch(sc.Text()); m != nil {
-				found <- &mcpProcess{url: m[1], certFile: m[2]}
-			}
-		}
-	}()
-	select {
-	case p := <-found:
-		return p
-	case <-time.After(startupTimeout):
-		t.Fatal("skiff mcp --http did not say where it serves")
-	}
-	return nil
+	url, cert := startMCPHTTP(t, filepath.Join(s.dataDir, "mcp.kubeconfig"), t.TempDir(), extra...)
+	return &mcpProcess{url: url, certFile: cert}
 }
 
 // client is an HTTP client trusting p's certificate and presenting the

@@ -45,7 +45,7 @@ func TestMCPTypeScriptClient(t *testing.T) {
 	tsEnsureNodeModules(t, npmBin, clientDir)
 
 	s := startServer(t, t.TempDir(), "127.0.0.1:0")
-	mcpURL, caFile := tsStartMCPHTTP(t, filepath.Join(s.dataDir, "mcp.kubeconfig"), t.TempDir())
+	mcpURL, caFile := startMCPHTTP(t, filepath.Join(s.dataDir, "mcp.kubeconfig"), t.TempDir())
 	certFile, keyFile := tsWriteClientCert(t, s.kubeconfig)
 
 	ctx, cancel := context.WithTimeout(context.Background(), tsClientTimeout)
@@ -108,12 +108,13 @@ func tsEnsureNodeModules(t *testing.T, npmBin, dir string) {
 	t.Logf("npm ci in %s:\n%s", dir, out)
 }
 
-// tsStartMCPHTTP starts `skiff mcp --http 127.0.0.1:0`, killed at cleanup,
-// and returns its endpoint URL and serving certificate file from the line
-// it prints on stderr.
-func tsStartMCPHTTP(t *testing.T, kubeconfig, dataDir string) (mcpURL, certFile string) {
+// startMCPHTTP starts `skiff mcp --http 127.0.0.1:0` (and extra flags),
+// killed at cleanup, and returns its endpoint URL and serving certificate
+// file from the line it prints on stderr.
+func startMCPHTTP(t *testing.T, kubeconfig, dataDir string, extra ...string) (mcpURL, certFile string) {
 	t.Helper()
-	cmd := exec.Command(skiffBin, "mcp", "--http", "127.0.0.1:0", "--kubeconfig", kubeconfig, "--data-dir", dataDir)
+	args := append([]string{"mcp", "--http", "127.0.0.1:0", "--kubeconfig", kubeconfig, "--data-dir", dataDir}, extra...)
+	cmd := exec.Command(skiffBin, args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatalf("stderr pipe: %v", err)
