@@ -78,6 +78,10 @@ func (b *Bridge) addClusterTools() {
 		description: "The cluster at a glance: nodes ready/total, capacity against requests, Workloads healthy and degraded, Instances by phase, what cannot be scheduled, recent warnings."}, b.getClusterStatus)
 }
 
+// readOnly lists from the cache without copying: what is listed is only
+// read (the API server's answers ignore it).
+var readOnly = client.UnsafeDisableDeepCopy
+
 // allInstances lists every Instance, for resource accounting: in one
 // request, which the API server answers from its watch cache.
 func allInstances(ctx context.Context, c client.Reader, opts ...client.ListOption) ([]skiffv1alpha1.Instance, error) {
@@ -102,7 +106,7 @@ func (b *Bridge) listNodes(ctx context.Context, req *sdk.CallToolRequest, in Lis
 	if err != nil {
 		return nil, zero, err
 	}
-	insts, err := allInstances(ctx, conn.clusterReader(ctx))
+	insts, err := allInstances(ctx, conn.clusterReader(ctx), readOnly)
 	if err != nil {
 		return nil, zero, err
 	}
@@ -156,15 +160,15 @@ func (b *Bridge) getClusterStatus(ctx context.Context, req *sdk.CallToolRequest,
 func (b *Bridge) clusterStatus(ctx context.Context, conn *Conn) (ClusterStatus, error) {
 	r := conn.clusterReader(ctx)
 	var nodes skiffv1alpha1.NodeList
-	if err := r.List(ctx, &nodes); err != nil {
+	if err := r.List(ctx, &nodes, readOnly); err != nil {
 		return ClusterStatus{}, apiError("listing nodes", err)
 	}
-	insts, err := allInstances(ctx, r)
+	insts, err := allInstances(ctx, r, readOnly)
 	if err != nil {
 		return ClusterStatus{}, err
 	}
 	var workloads skiffv1alpha1.WorkloadList
-	if err := r.List(ctx, &workloads); err != nil {
+	if err := r.List(ctx, &workloads, readOnly); err != nil {
 		return ClusterStatus{}, apiError("listing workloads", err)
 	}
 	now := b.now()

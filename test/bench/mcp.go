@@ -67,6 +67,10 @@ func mcpBench(bin string, nodes, instances, calls int) ([]result, error) {
 		{"list_instances", map[string]any{"all_namespaces": true}, kubectlSize["/apis/skiff.dev/v1alpha1/instances"], "kubectl get instances -A -o json"},
 		{"list_instances", map[string]any{"all_namespaces": true, "limit": 500}, kubectlSize["/apis/skiff.dev/v1alpha1/instances"], "kubectl get instances -A -o json"},
 	} {
+		first, _, err := timeTool(ctx, cs, tc.tool, tc.args, 1)
+		if err != nil {
+			return nil, err
+		}
 		lat, size, err := timeTool(ctx, cs, tc.tool, tc.args, calls)
 		if err != nil {
 			return nil, err
@@ -77,6 +81,7 @@ func mcpBench(bin string, nodes, instances, calls int) ([]result, error) {
 		}
 		out = append(out,
 			result{fmt.Sprintf("%s p50 / p99 (%d nodes, %d Instances)", label, nodes, instances), ms(lat[len(lat)/2]) + " / " + ms(lat[len(lat)*99/100]), ""},
+			result{label + ": first call", ms(first[0]), ""},
 			result{label + ": answer", fmt.Sprintf("%d B, ~%d tokens", size, size/4), "<= 64 KiB cap"},
 			result{"  next to " + tc.what, fmt.Sprintf("%d B, ~%d tokens", tc.kubectl, tc.kubectl/4), ""},
 		)
