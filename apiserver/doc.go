@@ -9,7 +9,10 @@
 // Adding a kind is its Go types, one entry, and `make generate`.
 //
 // Clients authenticate with self-signed Ed25519 client certificates, trusted
-// by public key (see package identity). Use it as:
+// by public key (see package identity): the admin's, the MCP bridge's and
+// each Node's. The bridge may impersonate key users (identity.KeyUserName),
+// which authorization, admission and audit see as whoever the key is
+// trusted as (impersonation.go). Use it as:
 //
 //	cfg := apiserver.DefaultConfig()
 //	cfg.DataDir = dir
