@@ -21,13 +21,14 @@ const (
 	asking
 )
 
-// confirm decides whether a destructive call may go ahead. confirm: true
-// in the arguments goes ahead. Otherwise a client that can elicit is
-// asked (the SDK sends older clients an elicitation request and newer
-// ones an input request, and calls the tool again with the answer); a
-// client that cannot is refused with a message saying to pass confirm.
+// confirm decides whether a destructive call may go ahead. A client that
+// can elicit is asked, whatever the arguments say (the SDK sends older
+// clients an elicitation request and newer ones an input request, and
+// calls the tool again with the answer): a model cannot skip the user.
+// For a client that cannot be asked, confirm: true in the arguments goes
+// ahead, and without it the call is refused with a message saying so.
 func (b *Bridge) confirm(req *sdk.CallToolRequest, argConfirm bool, question string) (confirmation, *sdk.CallToolResult, error) {
-	if argConfirm {
+	if !b.canElicit(req) && argConfirm {
 		return confirmed, nil, nil
 	}
 	if answer, ok := req.Params.InputResponses[confirmKey].(*sdk.ElicitResult); ok && answer != nil {

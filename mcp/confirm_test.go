@@ -31,6 +31,10 @@ func TestDeleteAsksTheUser(t *testing.T) {
 			s.must("create_workload", map[string]any{"name": name, "image": "busybox"})
 			_, err := s.call("delete_workload", map[string]any{"name": name})
 			wantError(t, err, "not confirmed", "decline")
+			// A model cannot skip a user who can be asked.
+			_, err = s.call("delete_workload", map[string]any{"name": name, "confirm": true})
+			wantError(t, err, "not confirmed", "decline")
+			asked = asked[1:]
 			if len(asked) != 1 {
 				t.Fatalf("asked %d times: %q", len(asked), asked)
 			}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -74,13 +75,18 @@ func (b *Bridge) checkKind(kind string) error {
 // fetchList pages through list objects of one kind with the API server's
 // own continue tokens.
 func fetchList[L client.ObjectList, R any](c client.Reader, newList func() L, items func(L) []R, opts ...client.ListOption) fetchFunc[R] {
-	return func(ctx context.Context, cont string, limit int64) ([]R, string, error) {
+	return func(ctx context.Context, cont, rv string, limit int64) ([]R, string, string, error) {
 		list := newList()
 		all := append([]client.ListOption{client.Limit(limit), client.Continue(cont)}, opts...)
-		if err := c.List(ctx, list, all...); err != nil {
-			return nil, "", err
+		if cont == "" && rv != "" {
+			// The first page again, as it was: the same snapshot as the
+			// pages after it (within etcd's compaction window).
+			all = append(all, &client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: rv, ResourceVersionMatch: metav1.ResourceVersionMatchExact}})
 		}
-		return items(list), list.GetContinue(), nil
+		if err := c.List(ctx, list, all...); err != nil {
+			return nil, "", "", err
+		}
+		return items(list), list.GetContinue(), list.GetResourceVersion(), nil
 	}
 }
 

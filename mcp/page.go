@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 )
 
@@ -14,6 +15,10 @@ import (
 type pageToken struct {
 	C string `json:"c,omitempty"`
 	S int    `json:"s,omitempty"`
+	// N is the API page size S counts in; R the resource version of the
+	// first API page (later ones carry theirs in C).
+	N int64  `json:"n,omitempty"`
+	R string `json:"r,omitempty"`
 }
 
 func (t pageToken) encode() string {
@@ -30,15 +35,17 @@ func decodePageToken(s string) (pageToken, error) {
 	if err == nil {
 		err = json.Unmarshal(data, &t)
 	}
-	if err != nil || t.S < 0 {
-		return pageToken{}, fmt.Errorf("argument continue: not a token this bridge gave (%q)", s)
+	if err != nil || t.S < 0 || t.N < 0 {
+		return pageToken{}, errors.New("argument continue: not a token this bridge gave")
 	}
 	return t, nil
 }
 
 // fetchFunc lists one page of raw objects from the API server, going on
-// from cont, at most limit of them; it returns the next page's token.
-type fetchFunc[R any] func(ctx context.Context, cont string, limit int64) (items []R, next string, err error)
+// from cont (or, for a first page, at resource version rv when set), at
+// most limit of them; it returns the next page's token and the list's
+// resource version.
+type fetchFunc[R any] func(ctx context.Context, cont, rv string, limit int64) (items []R, next, listRV string, err error)
 
 // Page is one page of summaries.
 type Page[T any] struct {
@@ -63,14 +70,21 @@ func paginate[R, T any](ctx context.Context, fetch fetchFunc[R], keep func(*R) (
 	}
 	page := Page[T]{Items: []T{}}
 	used := 0
+	if tok.N == 0 {
+		tok.N = int64(min(apiPageSize, 2*limit))
+	}
 	for {
-		raw, next, err := fetch(ctx, tok.C, int64(min(apiPageSize, 2*limit)))
+		raw, next, rv, err := fetch(ctx, tok.C, tok.R, tok.N)
 		if err != nil {
 			return Page[T]{}, err
 		}
+		if tok.C == "" {
+			tok.R = rv
+		}
+		here := func(i int) string { return pageToken{C: tok.C, S: i, N: tok.N, R: tok.R}.encode() }
 		for i := tok.S; i < len(raw); i++ {
 			if len(page.Items) == limit {
-				page.Continue = pageToken{C: tok.C, S: i}.encode()
+				page.Continue = here(i)
 				return page, nil
 			}
 			sum, ok := keep(&raw[i])
@@ -79,7 +93,7 @@ func paginate[R, T any](ctx context.Context, fetch fetchFunc[R], keep func(*R) (
 			}
 			size := wireSize(sum) + 3
 			if used+size > budget && len(page.Items) > 0 {
-				page.Continue = pageToken{C: tok.C, S: i}.encode()
+				page.Continue = here(i)
 				page.Note = fmt.Sprintf("cut at %d items to stay within the response cap; call again with continue to get the rest", len(page.Items))
 				return page, nil
 			}
@@ -89,7 +103,7 @@ func paginate[R, T any](ctx context.Context, fetch fetchFunc[R], keep func(*R) (
 		if next == "" {
 			return page, nil
 		}
-		tok = pageToken{C: next}
+		tok = pageToken{C: next, N: tok.N}
 	}
 }
 

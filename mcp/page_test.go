@@ -9,7 +9,7 @@ import (
 
 // fakeAPI serves n numbered objects in API pages of at most limit.
 func fakeAPI(n int) fetchFunc[int] {
-	return func(_ context.Context, cont string, limit int64) ([]int, string, error) {
+	return func(_ context.Context, cont, _ string, limit int64) ([]int, string, string, error) {
 		start := 0
 		if cont != "" {
 			fmt.Sscanf(cont, "at-%d", &start)
@@ -22,7 +22,7 @@ func fakeAPI(n int) fetchFunc[int] {
 		if start+len(out) < n {
 			next = fmt.Sprintf("at-%d", start+len(out))
 		}
-		return out, next, nil
+		return out, next, "1", nil
 	}
 }
 
@@ -80,5 +80,31 @@ func TestPaginateRefusesForeignTokens(t *testing.T) {
 	_, err := paginate(context.Background(), fakeAPI(3), func(i *int) (int, bool) { return *i, true }, 10, 1000, "not-a-token!")
 	if err == nil || !strings.Contains(err.Error(), "argument continue") {
 		t.Fatalf("error %v, want one naming the continue argument", err)
+	}
+}
+
+// TestPaginateWithChangingLimits: a caller may ask for pages of other
+// sizes as it goes; each object still comes once.
+func TestPaginateWithChangingLimits(t *testing.T) {
+	keep := func(i *int) (int, bool) { return *i, true }
+	seen := map[int]bool{}
+	token := ""
+	for _, n := range []int{100, 10, 250, 3, 500, 500, 500} {
+		p, err := paginate(context.Background(), fakeAPI(1200), keep, n, 1<<20, token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range p.Items {
+			if seen[it] {
+				t.Fatalf("object %d given twice (limit %d)", it, n)
+			}
+			seen[it] = true
+		}
+		if token = p.Continue; token == "" {
+			break
+		}
+	}
+	if len(seen) != 1200 {
+		t.Fatalf("saw %d of 1200", len(seen))
 	}
 }

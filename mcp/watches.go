@@ -15,23 +15,29 @@ import (
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 )
 
-// watches feed resource subscriptions: one API watch (as the first
-// subscriber) per subscribed URI, telling every subscribed session
-// (notifications/resources/updated) when the object changes. Each watch
-// runs until its last subscriber unsubscribes or the bridge closes.
+// watches feed resource subscriptions: one API watch per caller and URI,
+// made as that caller, telling the subscribed sessions
+// (notifications/resources/updated) when the object changes. A session
+// unsubscribes only its own subscription; a watch stops when its last
+// session unsubscribes or closes, or the bridge closes.
 type watches struct {
 	b      *Bridge
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu    sync.Mutex
-	byURI map[string]*uriWatch
+	mu sync.Mutex
+	// byKey is keyed by caller and URI.
+	byKey map[watchKey]*uriWatch
+	// watching are the sessions whose end is being waited for.
+	watching map[*sdk.ServerSession]bool
 }
 
+type watchKey struct{ caller, uri string }
+
 type uriWatch struct {
-	subscribers int
-	cancel      context.CancelFunc
+	sessions map[*sdk.ServerSession]bool
+	cancel   context.CancelFunc
 }
 
 // notifyEvery coalesces the cluster status' notifications: every object
@@ -40,14 +46,24 @@ const notifyEvery = time.Second
 
 func newWatches(b *Bridge) *watches {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &watches{b: b, ctx: ctx, cancel: cancel, byURI: map[string]*uriWatch{}}
+	return &watches{b: b, ctx: ctx, cancel: cancel, byKey: map[watchKey]*uriWatch{}, watching: map[*sdk.ServerSession]bool{}}
+}
+
+// callerID names the caller of a request for the watch table: its key
+// over HTTP, "" for the bridge's own identity.
+func callerID(ctx context.Context, extra *sdk.RequestExtra) string {
+	key, _ := callerKey(ctx, extra)
+	return string(key)
 }
 
 // subscribe is the SDK's SubscribeHandler: the caller must be able to
-// read the resource; the first subscriber starts its watch.
+// read the resource; the caller's first subscription to it starts a watch.
 func (w *watches) subscribe(ctx context.Context, req *sdk.SubscribeRequest) error {
 	ref, err := parseResourceURI(req.Params.URI)
 	if err != nil {
+		return err
+	}
+	if err := w.b.checkKind(ref.kind); ref.kind != "Cluster" && err != nil {
 		return err
 	}
 	conn, err := w.b.conns.For(ctx, req.Extra)
@@ -57,14 +73,23 @@ func (w *watches) subscribe(ctx context.Context, req *sdk.SubscribeRequest) erro
 	if _, err := w.b.resourceBody(ctx, conn, ref); err != nil {
 		return err
 	}
+	key := watchKey{caller: callerID(ctx, req.Extra), uri: ref.uri}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if uw := w.byURI[ref.uri]; uw != nil {
-		uw.subscribers++
+	if ss := req.Session; ss != nil && !w.watching[ss] {
+		w.watching[ss] = true
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			w.endWith(ss)
+		}()
+	}
+	if uw := w.byKey[key]; uw != nil {
+		uw.sessions[req.Session] = true
 		return nil
 	}
 	wctx, cancel := context.WithCancel(w.ctx)
-	w.byURI[ref.uri] = &uriWatch{subscribers: 1, cancel: cancel}
+	w.byKey[key] = &uriWatch{sessions: map[*sdk.ServerSession]bool{req.Session: true}, cancel: cancel}
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
@@ -73,19 +98,47 @@ func (w *watches) subscribe(ctx context.Context, req *sdk.SubscribeRequest) erro
 	return nil
 }
 
-// unsubscribe is the SDK's UnsubscribeHandler.
-func (w *watches) unsubscribe(_ context.Context, req *sdk.UnsubscribeRequest) error {
+// unsubscribe is the SDK's UnsubscribeHandler: only the session's own
+// subscription goes.
+func (w *watches) unsubscribe(ctx context.Context, req *sdk.UnsubscribeRequest) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	uw := w.byURI[req.Params.URI]
-	if uw == nil {
-		return nil
-	}
-	if uw.subscribers--; uw.subscribers <= 0 {
-		uw.cancel()
-		delete(w.byURI, req.Params.URI)
-	}
+	w.drop(watchKey{caller: callerID(ctx, req.Extra), uri: req.Params.URI}, req.Session)
 	return nil
+}
+
+// drop removes session's subscription under key; the caller holds mu.
+func (w *watches) drop(key watchKey, session *sdk.ServerSession) {
+	uw := w.byKey[key]
+	if uw == nil || !uw.sessions[session] {
+		return
+	}
+	delete(uw.sessions, session)
+	if len(uw.sessions) == 0 {
+		uw.cancel()
+		delete(w.byKey, key)
+	}
+}
+
+// endWith drops a session's subscriptions once it ends (the SDK does not
+// unsubscribe a session that goes away).
+func (w *watches) endWith(ss *sdk.ServerSession) {
+	done := make(chan struct{})
+	go func() {
+		_ = ss.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-w.ctx.Done():
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.watching, ss)
+	for key := range w.byKey {
+		w.drop(key, ss)
+	}
 }
 
 func (w *watches) close() {
@@ -149,7 +202,14 @@ func (w *watches) watchList(ctx context.Context, conn *Conn, ref resourceRef, ne
 	if ref.key.Namespace != "" {
 		opts = append(opts, client.InNamespace(ref.key.Namespace))
 	}
-	for ctx.Err() == nil {
+	for first := true; ctx.Err() == nil; first = false {
+		if !first {
+			// What changed between two watches is not lost.
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		}
 		if err := w.watchOnce(ctx, conn, newList, opts, changed); err != nil && ctx.Err() == nil {
 			klog.V(2).InfoS("resource subscription: watch ended", "uri", ref.uri, "err", err)
 			select {
