@@ -111,6 +111,12 @@ func addTool[In, Out any](b *Bridge, spec toolSpec, h sdk.ToolHandlerFor[In, Out
 				out = zero
 			}
 		}
+		if err != nil {
+			// An error is an answer too: a long validation list is cut.
+			if msg := err.Error(); len(msg) > b.budget()/2 {
+				err = fmt.Errorf("%s", truncate(msg, b.budget()/2))
+			}
+		}
 		b.metrics.calls.WithLabelValues(spec.name, result).Inc()
 		b.metrics.duration.WithLabelValues(spec.name).Observe(time.Since(start).Seconds())
 		return res, out, err

@@ -2,9 +2,11 @@ package mcp_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -108,6 +110,13 @@ spec:
 	wantError(t, err, "document 2", "spec.replicas: Invalid value: -3", "nothing was applied")
 	if err := c.admin.Get(ctx, client.ObjectKey{Namespace: "default", Name: "first"}, &skiffv1alpha1.Workload{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("the failed manifest's first document was written: %v", err)
+	}
+	// Also when the invalid document is in a namespace the manifest makes.
+	_, err = s.call("apply_manifest", map[string]any{"manifest": "apiVersion: v1\nkind: Namespace\nmetadata: {name: fresh}\n---\n" +
+		strings.Replace(strings.SplitN(manifest, "---\n", 2)[1], "metadata: {name: second}", "metadata: {name: second, namespace: fresh}", 1)})
+	wantError(t, err, "document 2", "spec.replicas: Invalid value: -3", "nothing was applied")
+	if err := c.admin.Get(ctx, client.ObjectKey{Name: "fresh"}, &corev1.Namespace{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("the failed manifest's namespace was made: %v", err)
 	}
 }
 

@@ -29,6 +29,10 @@ func cleanObject(obj client.Object) (map[string]any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoding %s: %w", obj.GetName(), err)
 	}
+	// A second copy of the template, for rollback_workload.
+	if st, ok := m["status"].(map[string]any); ok && st["lastAvailableTemplate"] != nil {
+		st["lastAvailableTemplate"] = "(omitted: the template of lastAvailableRevision, which rollback_workload returns to)"
+	}
 	return m, nil
 }
 

@@ -76,8 +76,8 @@ func (b *Bridge) readResource(ctx context.Context, req *sdk.ReadResourceRequest)
 	if err != nil {
 		return nil, err
 	}
-	if len(data) > b.cfg.MaxResponseBytes-resultOverhead {
-		return nil, fmt.Errorf("resource %s is %d bytes, over the response cap of %d", ref.uri, len(data), b.cfg.MaxResponseBytes)
+	if size := wireSize(string(data)); size > b.cfg.MaxResponseBytes-resultOverhead {
+		return nil, fmt.Errorf("resource %s is %d bytes as sent, over the response cap of %d", ref.uri, size, b.cfg.MaxResponseBytes)
 	}
 	return &sdk.ReadResourceResult{Contents: []*sdk.ResourceContents{{URI: ref.uri, MIMEType: "application/json", Text: string(data)}}}, nil
 }

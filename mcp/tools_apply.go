@@ -29,6 +29,7 @@ type ApplyIn struct {
 	Manifest  string `json:"manifest" jsonschema:"YAML or JSON of one or more objects, documents separated by ---"`
 	Namespace string `json:"namespace,omitempty" jsonschema:"namespace of documents that name none; default: the bridge's"`
 	DryRun    bool   `json:"dry_run,omitempty" jsonschema:"report what would change, changing nothing"`
+	Confirm   bool   `json:"confirm,omitempty" jsonschema:"true once the user agreed to scale a Workload to zero, for clients that cannot be asked"`
 }
 
 // ApplyOut says what each document did or would do.
@@ -84,8 +85,8 @@ type PlanAction struct {
 }
 
 func (b *Bridge) addApplyTools() {
-	addTool(b, toolSpec{name: "apply_manifest", title: "Apply a manifest", kind: writeTool, idempotent: true,
-		description: "Server-side apply of one or more YAML documents (field manager skiff-mcp). Every document is checked by a dry run first; nothing is written unless all pass. dry_run reports what would change."}, b.applyManifest)
+	addTool(b, toolSpec{name: "apply_manifest", title: "Apply a manifest", kind: writeTool, mayDestroy: true, idempotent: true,
+		description: "Server-side apply of one or more YAML documents (field manager skiff-mcp). Every document is checked by a dry run first; nothing is written unless all pass. dry_run reports what would change. Scaling a Workload to zero asks for confirmation."}, b.applyManifest)
 	addTool(b, toolSpec{name: "plan_workload", title: "Plan a Workload", kinds: []string{"Workload", "Node", "Instance"},
 		description: "What the controllers would do next if a Workload were applied, changing nothing (as skiff plan): actions, the node for each new Instance, and for one that fits nowhere the scheduler's reason per node."}, b.planWorkload)
 }
@@ -154,12 +155,19 @@ func (b *Bridge) applyManifest(ctx context.Context, req *sdk.CallToolRequest, in
 	// run: its objects are checked when they are written.
 	newNamespaces := map[string]int{}
 	for i, obj := range objs {
-		if ns, by := obj.GetNamespace(), newNamespaces[obj.GetNamespace()]; by > 0 && !namespaceExists(ctx, conn, ns) {
-			out.Documents = append(out.Documents, AppliedDocument{Index: i + 1, Object: describeObj(obj),
-				Action: fmt.Sprintf("would be created in namespace %s, which document %d makes (not checked by the dry run)", ns, by)})
-			continue
+		check := obj.DeepCopy()
+		ns, by := obj.GetNamespace(), newNamespaces[obj.GetNamespace()]
+		inNewNamespace := by > 0 && !namespaceExists(ctx, conn, ns)
+		if inNewNamespace {
+			// Checked in a namespace that exists: validation does not
+			// depend on which.
+			check.SetNamespace(b.cfg.Namespace)
 		}
-		doc, err := b.applyOne(ctx, conn, obj.DeepCopy(), true)
+		doc, err := b.applyOne(ctx, conn, check, true)
+		if inNewNamespace {
+			doc = AppliedDocument{Object: describeObj(obj),
+				Action: fmt.Sprintf("would be created in namespace %s, which document %d makes (checked by a dry run in namespace %s)", ns, by, b.cfg.Namespace)}
+		}
 		if obj.GetKind() == "Namespace" && obj.GetAPIVersion() == "v1" {
 			newNamespaces[obj.GetName()] = i + 1
 		}
@@ -173,8 +181,22 @@ func (b *Bridge) applyManifest(ctx context.Context, req *sdk.CallToolRequest, in
 		out.Message = fmt.Sprintf("dry run: %d documents would apply; nothing was changed", len(objs))
 		return nil, out, nil
 	}
+	if zeroed := scaledToZero(ctx, conn, objs); len(zeroed) > 0 {
+		if b.cfg.DisableDestructive {
+			return nil, ApplyOut{}, refuse("the manifest scales %s to zero, which is disabled on this bridge (--disable-destructive); nothing was applied", strings.Join(zeroed, ", "))
+		}
+		switch c, res, err := b.confirm(req, in.Confirm, "Apply a manifest that scales "+strings.Join(zeroed, ", ")+" to zero, stopping all their Instances?"); {
+		case err != nil:
+			return nil, ApplyOut{}, err
+		case c == asking:
+			return res, ApplyOut{}, nil
+		}
+	}
 	for i, obj := range objs {
 		doc, err := b.applyOne(ctx, conn, obj, false)
+		if err != nil && i == 0 {
+			return nil, ApplyOut{}, fmt.Errorf("document 1 (%s): %w; nothing was applied", describeObj(obj), err)
+		}
 		if err != nil {
 			return nil, ApplyOut{}, fmt.Errorf("document %d (%s): %w; documents 1 to %d were applied, the rest were not", i+1, describeObj(obj), err, i)
 		}
@@ -183,6 +205,23 @@ func (b *Bridge) applyManifest(ctx context.Context, req *sdk.CallToolRequest, in
 	}
 	out.Message = fmt.Sprintf("applied %d documents", len(objs))
 	return nil, out, nil
+}
+
+// scaledToZero names the Workloads of objs that run Instances now and
+// that the manifest scales to zero.
+func scaledToZero(ctx context.Context, c client.Reader, objs []*unstructured.Unstructured) []string {
+	var out []string
+	for _, obj := range objs {
+		replicas, found, _ := unstructured.NestedInt64(obj.Object, "spec", "replicas")
+		if obj.GetKind() != "Workload" || !found || replicas != 0 {
+			continue
+		}
+		var live skiffv1alpha1.Workload
+		if err := c.Get(ctx, client.ObjectKeyFromObject(obj), &live); err == nil && (live.Spec.Replicas == nil || *live.Spec.Replicas > 0) {
+			out = append(out, "Workload "+obj.GetNamespace()+"/"+obj.GetName())
+		}
+	}
+	return out
 }
 
 func namespaceExists(ctx context.Context, c client.Reader, name string) bool {
@@ -323,6 +362,11 @@ func (b *Bridge) planned(ctx context.Context, c client.Client, in PlanIn) (*skif
 		if u, err = in.Workload.applyObject(b.ns(orDefault(in.Workload.Namespace, in.Namespace))); err != nil {
 			return nil, fmt.Errorf("argument workload: %w", err)
 		}
+		var w skiffv1alpha1.Workload
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(u.Object, &w, true); err != nil {
+			return nil, fmt.Errorf("argument workload: %w", err)
+		}
+		return &w, nil
 	default:
 		objs, err := decodeManifest(in.Manifest, ns)
 		if err != nil {
@@ -348,6 +392,11 @@ func planOut(w *skiffv1alpha1.Workload, p *workload.Preview, budget int) PlanOut
 			cmp.Magnitude(), cmp.Urgency, cmp.Additions, cmp.Modifications, cmp.Deletions, cmp.Replacements),
 		Actions: []PlanAction{},
 	}
+	for _, pl := range p.Placements {
+		if pl.Node == "" {
+			out.Unplaceable++
+		}
+	}
 	placed, used := 0, 0
 	for _, a := range p.Actions {
 		act := PlanAction{Type: string(a.Type), Revision: a.Revision, Reason: a.Reason}
@@ -359,9 +408,6 @@ func planOut(w *skiffv1alpha1.Workload, p *workload.Preview, budget int) PlanOut
 			pl := p.Placements[placed]
 			placed++
 			act.Node, act.WhyNot = pl.Node, pl.WhyNot
-			if pl.Node == "" {
-				out.Unplaceable++
-			}
 		}
 		if used += wireSize(act); used > budget {
 			out.Message = fmt.Sprintf("%d of %d actions shown (the response cap); ", len(out.Actions), len(p.Actions))

@@ -168,8 +168,12 @@ func ownedBy(obj metav1.Object, uid types.UID) bool {
 	return false
 }
 
-// maxLogFetchBytes bounds what is read from the API server to grep.
-const maxLogFetchBytes = 8 << 20
+// maxLogFetchBytes bounds what is read from the API server to grep, and
+// grepTailLines how many of the newest lines are searched.
+const (
+	maxLogFetchBytes = 8 << 20
+	grepTailLines    = 50000
+)
 
 func (b *Bridge) getLogs(ctx context.Context, req *sdk.CallToolRequest, in GetLogsIn) (*sdk.CallToolResult, LogsOut, error) {
 	if in.Instance == "" {
@@ -197,9 +201,10 @@ func (b *Bridge) getLogs(ctx context.Context, req *sdk.CallToolRequest, in GetLo
 	if err != nil {
 		return nil, LogsOut{}, err
 	}
-	opts := skiffv1alpha1.InstanceLogOptions{Container: in.Container, Previous: in.Previous, LimitBytes: ptr(int64(maxLogFetchBytes))}
-	if grep == nil {
-		opts.TailLines = &tail
+	opts := skiffv1alpha1.InstanceLogOptions{Container: in.Container, Previous: in.Previous, LimitBytes: ptr(int64(maxLogFetchBytes)), TailLines: &tail}
+	if grep != nil {
+		// The newest lines are searched, not the oldest.
+		opts.TailLines = ptr(int64(grepTailLines))
 	}
 	if in.SinceSeconds > 0 {
 		opts.SinceSeconds = &in.SinceSeconds
@@ -211,6 +216,9 @@ func (b *Bridge) getLogs(ctx context.Context, req *sdk.CallToolRequest, in GetLo
 	}
 	lines := splitLines(body, grep)
 	out := LogsOut{Instance: ns + "/" + in.Instance, Container: in.Container, Untrusted: untrustedNotice}
+	if grep != nil {
+		out.Note = fmt.Sprintf("searched the newest %d lines (at most %d MiB)", grepTailLines, maxLogFetchBytes>>20)
+	}
 	if int64(len(lines)) > tail {
 		lines = lines[int64(len(lines))-tail:]
 	}
@@ -223,7 +231,7 @@ func (b *Bridge) getLogs(ctx context.Context, req *sdk.CallToolRequest, in GetLo
 	}
 	if first > 0 {
 		out.Truncated = true
-		out.Note = fmt.Sprintf("the %d oldest of %d lines were cut to stay within max_bytes or the response cap; ask for fewer lines or a grep", first, len(lines))
+		out.Note = strings.TrimPrefix(out.Note+"; ", "; ") + fmt.Sprintf("the %d oldest of %d lines were cut to stay within max_bytes or the response cap; ask for fewer lines or a grep", first, len(lines))
 		lines = lines[first:]
 	}
 	out.Lines = len(lines)

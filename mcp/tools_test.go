@@ -97,6 +97,8 @@ func TestToolsAndModes(t *testing.T) {
 		_, err := nd.call("scale_workload", map[string]any{"name": "keep", "replicas": 0, "confirm": true})
 		wantError(t, err, "scaling to zero is disabled")
 		nd.must("scale_workload", map[string]any{"name": "keep", "replicas": 2})
+		_, err = nd.call("apply_manifest", map[string]any{"confirm": true, "manifest": "apiVersion: skiff.dev/v1alpha1\nkind: Workload\nmetadata: {name: keep}\nspec:\n  replicas: 0\n  template:\n    metadata: {labels: {app: keep}}\n    spec: {containers: [{name: main, image: busybox}]}\n"})
+		wantError(t, err, "scales Workload default/keep to zero", "--disable-destructive")
 	})
 	t.Run("denied kinds", func(t *testing.T) {
 		cfg := mcp.DefaultConfig()

@@ -2,10 +2,12 @@ package mcp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
@@ -327,18 +329,26 @@ func (b *Bridge) rollbackWorkload(ctx context.Context, req *sdk.CallToolRequest,
 		w = live
 		last := w.Status.LastAvailableTemplate
 		if last == nil {
-			return fmt.Errorf("workload %s/%s has no revision that became available to roll back to", w.Namespace, w.Name)
+			return refuse("workload %s/%s has no revision that became available to roll back to", w.Namespace, w.Name)
 		}
-		if w.Status.LastAvailableRevision == w.Status.UpdateRevision {
-			return fmt.Errorf("workload %s/%s already runs revision %s, its last available one", w.Namespace, w.Name, w.Status.LastAvailableRevision)
+		// The template, not the revision the controller last saw: a bad
+		// update may not be observed yet.
+		if apiequality.Semantic.DeepEqual(w.Spec.Template, *last) {
+			return refuse("workload %s/%s already has the template of revision %s, its last available one", w.Namespace, w.Name, w.Status.LastAvailableRevision)
 		}
 		before := w.DeepCopy()
 		from = before.Status.UpdateRevision
 		w.Spec.Template = *last.DeepCopy()
 		return conn.Patch(ctx, w, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}), client.FieldOwner(FieldManager))
 	})
-	if err != nil {
-		return nil, WorkloadOut{}, apiError("rolling back workload "+b.ns(in.Namespace)+"/"+in.Name, err)
+	var r refusal
+	switch {
+	case errors.As(err, &r):
+		return nil, WorkloadOut{}, err
+	case err != nil && w != nil:
+		return nil, WorkloadOut{}, apiError("rolling back workload "+w.Namespace+"/"+w.Name, err)
+	case err != nil:
+		return nil, WorkloadOut{}, err
 	}
 	return nil, WorkloadOut{Workload: summarizeWorkload(w, b.now()),
 		Message: fmt.Sprintf("rolling back from revision %s to %s", from, w.Status.LastAvailableRevision)}, nil
