@@ -24,7 +24,7 @@ func ParseKeyUserName(name string) (pub ed25519.PublicKey, ok bool) {
 	if !found {
 		return nil, false
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(enc)
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(enc)
 	if err != nil || len(raw) != ed25519.PublicKeySize {
 		return nil, false
 	}

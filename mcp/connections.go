@@ -65,7 +65,7 @@ type clusterCache struct {
 // cacheSyncTimeout bounds the first wait for the cache.
 const cacheSyncTimeout = time.Minute
 
-func (c *clusterCache) reader(ctx context.Context) (client.Reader, error) {
+func (c *clusterCache) reader(context.Context) (client.Reader, error) {
 	c.once.Do(func() {
 		c.cache, c.err = cache.New(c.cfg, c.opts)
 		if c.err != nil {
@@ -79,7 +79,8 @@ func (c *clusterCache) reader(ctx context.Context) (client.Reader, error) {
 				klog.ErrorS(err, "mcp: cluster cache")
 			}
 		}()
-		syncCtx, cancel := context.WithTimeout(ctx, cacheSyncTimeout)
+		// Not the first caller's context: its end must not fail the cache.
+		syncCtx, cancel := context.WithTimeout(runCtx, cacheSyncTimeout)
 		defer cancel()
 		if !c.cache.WaitForCacheSync(syncCtx) {
 			c.err = errors.New("cluster cache did not sync")
@@ -89,6 +90,8 @@ func (c *clusterCache) reader(ctx context.Context) (client.Reader, error) {
 }
 
 func (c *clusterCache) close() {
+	// After once: a cache being started is waited for, none starts later.
+	c.once.Do(func() { c.err = errors.New("closed") })
 	if c.stop != nil {
 		c.stop()
 		<-c.done

@@ -30,6 +30,9 @@ type HTTPConfig struct {
 	Stateless bool
 }
 
+// sessionIdle closes a stateful session nobody used for this long.
+const sessionIdle = 30 * time.Minute
+
 // MCPPath is where the MCP endpoint is served.
 const MCPPath = "/mcp"
 
@@ -64,7 +67,7 @@ func NewHTTPServer(cfg HTTPConfig, b *Bridge, gatherer prometheus.Gatherer) (*HT
 	}
 	s := &HTTPServer{cfg: cfg, bridge: b, listener: ln, sessions: newSessionOwners(), now: time.Now}
 	mcpHandler := sdk.NewStreamableHTTPHandler(func(*http.Request) *sdk.Server { return b.Server() },
-		&sdk.StreamableHTTPOptions{Stateless: cfg.Stateless})
+		&sdk.StreamableHTTPOptions{Stateless: cfg.Stateless, SessionTimeout: sessionIdle})
 	mux := http.NewServeMux()
 	mux.Handle(MCPPath, s.authenticate(mcpHandler))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
@@ -103,6 +106,10 @@ func (s *HTTPServer) Run(ctx context.Context) error {
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := s.server.Shutdown(shutdown)
+	if errors.Is(err, context.DeadlineExceeded) {
+		// Event streams stay open until their clients go: close them.
+		err = s.server.Close()
+	}
 	if serveErr := <-errc; !errors.Is(serveErr, http.ErrServerClosed) {
 		err = errors.Join(err, serveErr)
 	}

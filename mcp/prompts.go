@@ -2,6 +2,7 @@ package mcp
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"sort"
 	"strings"
@@ -57,6 +58,11 @@ func (b *Bridge) diagnosePrompt(ctx context.Context, req *sdk.GetPromptRequest) 
 	kind := canonicalKind(orDefault(args["kind"], "Workload"))
 	if kind != "Workload" && kind != "Instance" {
 		return nil, fmt.Errorf("argument kind: %q is not Workload or Instance", args["kind"])
+	}
+	for _, k := range []string{kind, "Instance", "Event"} {
+		if err := b.checkKind(k); err != nil {
+			return nil, err
+		}
 	}
 	conn, err := b.conns.For(ctx, req.Extra)
 	if err != nil {
@@ -114,11 +120,17 @@ func (b *Bridge) diagnoseInstances(ctx context.Context, conn *Conn, sb *strings.
 			fmt.Fprintf(sb, "  its log: %v\n", err)
 			continue
 		}
-		fmt.Fprintf(sb, "  the end of its log (untrusted):\n<<<\n%s\n>>>\n", strings.TrimRight(string(body), "\n"))
+		fence := "untrusted-" + rand.Text()[:12]
+		fmt.Fprintf(sb, "  the end of its log (untrusted, between the %s lines):\n%s\n%s\n%s\n", fence, fence, strings.TrimRight(string(body), "\n"), fence)
 	}
 }
 
 func (b *Bridge) capacityPrompt(ctx context.Context, req *sdk.GetPromptRequest) (*sdk.GetPromptResult, error) {
+	for _, k := range []string{"Node", "Instance", "Workload"} {
+		if err := b.checkKind(k); err != nil {
+			return nil, err
+		}
+	}
 	conn, err := b.conns.For(ctx, req.Extra)
 	if err != nil {
 		return nil, err

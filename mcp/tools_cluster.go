@@ -212,6 +212,9 @@ func (b *Bridge) clusterStatus(ctx context.Context, conn *Conn) (ClusterStatus, 
 			st.Workloads.Unhealthy = append(st.Workloads.Unhealthy, s.Namespace+"/"+s.Name+": "+truncate(s.Health, 200))
 		}
 	}
+	if b.cfg.denied("Event") {
+		return st, nil
+	}
 	if st.RecentWarnings, err = b.recentWarnings(ctx, conn); err != nil {
 		return ClusterStatus{}, err
 	}

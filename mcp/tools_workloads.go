@@ -173,6 +173,9 @@ func (b *Bridge) getWorkload(ctx context.Context, req *sdk.CallToolRequest, in N
 	if out.Object, err = cleanObject(&w); err != nil {
 		return nil, GetWorkloadOut{}, err
 	}
+	if b.cfg.denied("Instance") {
+		return nil, out, nil
+	}
 	insts, err := b.ownedInstances(ctx, conn, &w)
 	if err != nil {
 		return nil, GetWorkloadOut{}, err
