@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 
+	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -55,6 +56,16 @@ func (b *Bridge) ns(arg string) string {
 		return arg
 	}
 	return b.cfg.Namespace
+}
+
+// startList checks a list's page size and finds the caller's Conn.
+func (b *Bridge) startList(ctx context.Context, req *sdk.CallToolRequest, p Paging) (int, *Conn, error) {
+	n, err := limit(p.Limit)
+	if err != nil {
+		return 0, nil, err
+	}
+	conn, err := b.conns.For(ctx, req.Extra)
+	return n, conn, err
 }
 
 // limit is a list's page size argument: default 50, at most 500.

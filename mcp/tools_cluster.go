@@ -94,11 +94,7 @@ func allInstances(ctx context.Context, c client.Reader, opts ...client.ListOptio
 
 func (b *Bridge) listNodes(ctx context.Context, req *sdk.CallToolRequest, in ListNodesIn) (*sdk.CallToolResult, Page[NodeSummary], error) {
 	var zero Page[NodeSummary]
-	n, err := limit(in.Limit)
-	if err != nil {
-		return nil, zero, err
-	}
-	conn, err := b.conns.For(ctx, req.Extra)
+	n, conn, err := b.startList(ctx, req, in.Paging)
 	if err != nil {
 		return nil, zero, err
 	}

@@ -102,11 +102,7 @@ func (b *Bridge) addInstanceTools() {
 
 func (b *Bridge) listInstances(ctx context.Context, req *sdk.CallToolRequest, in ListInstancesIn) (*sdk.CallToolResult, Page[InstanceSummary], error) {
 	var zero Page[InstanceSummary]
-	n, err := limit(in.Limit)
-	if err != nil {
-		return nil, zero, err
-	}
-	conn, err := b.conns.For(ctx, req.Extra)
+	n, conn, err := b.startList(ctx, req, in.Paging)
 	if err != nil {
 		return nil, zero, err
 	}

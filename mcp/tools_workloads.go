@@ -112,11 +112,7 @@ func (b *Bridge) addWorkloadTools() {
 
 func (b *Bridge) listWorkloads(ctx context.Context, req *sdk.CallToolRequest, in ListWorkloadsIn) (*sdk.CallToolResult, Page[WorkloadSummary], error) {
 	var zero Page[WorkloadSummary]
-	n, err := limit(in.Limit)
-	if err != nil {
-		return nil, zero, err
-	}
-	conn, err := b.conns.For(ctx, req.Extra)
+	n, conn, err := b.startList(ctx, req, in.Paging)
 	if err != nil {
 		return nil, zero, err
 	}
