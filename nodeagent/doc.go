@@ -1,12 +1,14 @@
 // Package nodeagent is skiff's node agent (`skiff agent`), its kubelet.
 //
-// This first part joins the cluster and keeps the Node current: the agent
-// holds an Ed25519 key in its data directory, registers its Node with the
-// join token once (the token also pins the apiserver's certificate), and
-// from then on authenticates with its key as skiff:node:NAME. It reports
-// the machine's capacity and software in the Node's status and renews its
-// Lease in the skiff-node-lease namespace. Running Instances through an OCI
-// runtime comes next.
+// The agent holds an Ed25519 key in its data directory, registers its Node
+// with the join token once (the token also pins the apiserver's
+// certificate), and from then on authenticates with its key as
+// skiff:node:NAME. It reports the machine's capacity and software in the
+// Node's status and renews its Lease in the skiff-node-lease namespace. It
+// runs the Instances bound to its Node through an OCI runtime (package
+// runtime; bundle builds their specs, image their root file systems,
+// network their addresses), restarts them as their restart policy says,
+// serves their logs, and re-adopts running containers after a restart.
 //
 //	a, err := nodeagent.New(cfg)
 //	err = a.Run(ctx) // blocks until ctx ends
