@@ -43,11 +43,17 @@ func apiError(what string, err error) error {
 	if err == nil {
 		return nil
 	}
+	return fmt.Errorf("%s: %w", what, apiErrorMessage(err))
+}
+
+// apiErrorMessage is err, or for the API server's errors its message
+// alone (the Status' details are noise for a model).
+func apiErrorMessage(err error) error {
 	var status apierrors.APIStatus
 	if errors.As(err, &status) {
-		return fmt.Errorf("%s: %s", what, status.Status().Message)
+		return errors.New(status.Status().Message)
 	}
-	return fmt.Errorf("%s: %w", what, err)
+	return err
 }
 
 // ns is the namespace of a call: the argument, else the bridge's.

@@ -8,8 +8,6 @@ import (
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 	"k8s.io/apimachinery/pkg/types"
-
-	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 )
 
 // Resource URIs.
@@ -84,23 +82,12 @@ func (b *Bridge) readResource(ctx context.Context, req *sdk.ReadResourceRequest)
 
 // resourceBody reads what ref names as the caller.
 func (b *Bridge) resourceBody(ctx context.Context, conn *Conn, ref resourceRef) (any, error) {
-	now := b.now()
 	switch ref.kind {
 	case "Cluster":
 		return b.clusterStatus(ctx, conn)
 	case "Workload":
-		var w skiffv1alpha1.Workload
-		if err := conn.Get(ctx, ref.key, &w); err != nil {
-			return nil, apiError("workload "+ref.key.String(), err)
-		}
-		obj, err := cleanObject(&w)
-		return map[string]any{"summary": summarizeWorkload(&w, now), "object": obj}, err
+		return b.workloadView(ctx, conn, ref.key)
 	default:
-		var n skiffv1alpha1.Node
-		if err := conn.Get(ctx, ref.key, &n); err != nil {
-			return nil, apiError("node "+ref.key.Name, err)
-		}
-		obj, err := cleanObject(&n)
-		return map[string]any{"summary": summarizeNode(&n, nil, now), "object": obj}, err
+		return b.nodeView(ctx, conn, ref.key.Name)
 	}
 }

@@ -147,3 +147,21 @@ func TestWorkloadArgsApplyObject(t *testing.T) {
 		t.Fatalf("no image: %v", err)
 	}
 }
+
+func TestSortEventsWarningsFirstThenNewest(t *testing.T) {
+	at := func(min int) metav1.Time { return metav1.NewTime(time.Date(2026, 1, 1, 0, min, 0, 0, time.UTC)) }
+	events := []corev1.Event{
+		{Reason: "old-normal", Type: corev1.EventTypeNormal, LastTimestamp: at(1)},
+		{Reason: "old-warning", Type: corev1.EventTypeWarning, LastTimestamp: at(2)},
+		{Reason: "new-normal", Type: corev1.EventTypeNormal, LastTimestamp: at(9)},
+		{Reason: "new-warning", Type: corev1.EventTypeWarning, EventTime: metav1.NewMicroTime(at(8).Time)},
+	}
+	sortEvents(events)
+	var got []string
+	for _, e := range events {
+		got = append(got, e.Reason)
+	}
+	if want := "new-warning old-warning new-normal old-normal"; strings.Join(got, " ") != want {
+		t.Fatalf("order %v, want %s", got, want)
+	}
+}

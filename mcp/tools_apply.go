@@ -270,14 +270,6 @@ func (b *Bridge) applyOne(ctx context.Context, c client.Client, obj *unstructure
 	return doc, nil
 }
 
-func apiErrorMessage(err error) error {
-	var status apierrors.APIStatus
-	if errors.As(err, &status) {
-		return errors.New(status.Status().Message)
-	}
-	return err
-}
-
 // compareApplied names the top-level fields of metadata (labels,
 // annotations) and spec whose values differ between live and applied.
 func compareApplied(live, applied *unstructured.Unstructured) (string, []string) {

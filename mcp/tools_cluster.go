@@ -2,7 +2,6 @@ package mcp
 
 import (
 	"context"
-	"fmt"
 	"sort"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
@@ -120,27 +119,28 @@ func (b *Bridge) getNode(ctx context.Context, req *sdk.CallToolRequest, in GetNo
 	if err != nil {
 		return nil, GetNodeOut{}, err
 	}
+	out, err := b.nodeView(ctx, conn, in.Name)
+	return nil, out, err
+}
+
+// nodeView is one Node in full, its room and Instances: get_node's answer
+// and its resource's.
+func (b *Bridge) nodeView(ctx context.Context, conn *Conn, name string) (GetNodeOut, error) {
 	var node skiffv1alpha1.Node
-	if err := conn.Get(ctx, types.NamespacedName{Name: in.Name}, &node); err != nil {
-		return nil, GetNodeOut{}, apiError("node "+in.Name, err)
+	if err := conn.Get(ctx, types.NamespacedName{Name: name}, &node); err != nil {
+		return GetNodeOut{}, apiError("node "+name, err)
 	}
 	insts, err := allInstances(ctx, conn, client.MatchingFields{"spec.nodeName": node.Name})
 	if err != nil {
-		return nil, GetNodeOut{}, err
+		return GetNodeOut{}, err
 	}
 	now := b.now()
-	out := GetNodeOut{Summary: summarizeNode(&node, usageByNode(insts)[node.Name], now), Instances: []InstanceSummary{}}
+	out := GetNodeOut{Summary: summarizeNode(&node, usageByNode(insts)[node.Name], now)}
 	if out.Object, err = cleanObject(&node); err != nil {
-		return nil, GetNodeOut{}, err
+		return GetNodeOut{}, err
 	}
-	for i := range insts {
-		if len(out.Instances) == maxInstancesShown {
-			out.Note = fmt.Sprintf("%d of %d Instances shown: list_instances with node=%s has them all", maxInstancesShown, len(insts), node.Name)
-			break
-		}
-		out.Instances = append(out.Instances, summarizeInstance(&insts[i], now))
-	}
-	return nil, out, nil
+	out.Instances, out.Note = firstInstances(insts, now, "node="+node.Name)
+	return out, nil
 }
 
 func (b *Bridge) getClusterStatus(ctx context.Context, req *sdk.CallToolRequest, _ struct{}) (*sdk.CallToolResult, ClusterStatus, error) {

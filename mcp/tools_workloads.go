@@ -10,6 +10,7 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -160,30 +161,45 @@ func (b *Bridge) getWorkload(ctx context.Context, req *sdk.CallToolRequest, in N
 	if err != nil {
 		return nil, GetWorkloadOut{}, err
 	}
+	out, err := b.workloadView(ctx, conn, types.NamespacedName{Namespace: b.ns(in.Namespace), Name: in.Name})
+	return nil, out, err
+}
+
+// workloadView is one Workload in full with its Instances' summaries:
+// get_workload's answer and its resource's.
+func (b *Bridge) workloadView(ctx context.Context, conn *Conn, key types.NamespacedName) (GetWorkloadOut, error) {
 	var w skiffv1alpha1.Workload
-	key := types.NamespacedName{Namespace: b.ns(in.Namespace), Name: in.Name}
 	if err := conn.Get(ctx, key, &w); err != nil {
-		return nil, GetWorkloadOut{}, apiError("workload "+key.String(), err)
+		return GetWorkloadOut{}, apiError("workload "+key.String(), err)
 	}
-	out := GetWorkloadOut{Summary: summarizeWorkload(&w, b.now()), Instances: []InstanceSummary{}}
+	now := b.now()
+	out := GetWorkloadOut{Summary: summarizeWorkload(&w, now), Instances: []InstanceSummary{}}
+	var err error
 	if out.Object, err = cleanObject(&w); err != nil {
-		return nil, GetWorkloadOut{}, err
+		return GetWorkloadOut{}, err
 	}
 	if b.cfg.denied("Instance") {
-		return nil, out, nil
+		return out, nil
 	}
 	insts, err := b.ownedInstances(ctx, conn, &w)
 	if err != nil {
-		return nil, GetWorkloadOut{}, err
+		return GetWorkloadOut{}, err
 	}
+	out.Instances, out.Note = firstInstances(insts, now, "workload="+w.Name)
+	return out, nil
+}
+
+// firstInstances summarizes the first maxInstancesShown of insts, with a
+// note saying where the rest are when there are more.
+func firstInstances(insts []skiffv1alpha1.Instance, now time.Time, filter string) ([]InstanceSummary, string) {
+	out := []InstanceSummary{}
 	for i := range insts {
-		if len(out.Instances) == maxInstancesShown {
-			out.Note = fmt.Sprintf("%d of %d Instances shown: list_instances with workload=%s has them all", maxInstancesShown, len(insts), w.Name)
-			break
+		if len(out) == maxInstancesShown {
+			return out, fmt.Sprintf("%d of %d Instances shown: list_instances with %s has them all", maxInstancesShown, len(insts), filter)
 		}
-		out.Instances = append(out.Instances, summarizeInstance(&insts[i], b.now()))
+		out = append(out, summarizeInstance(&insts[i], now))
 	}
-	return nil, out, nil
+	return out, ""
 }
 
 // ownedInstances are the Instances w's selector matches that w owns.
@@ -229,9 +245,10 @@ func (b *Bridge) createWorkload(ctx context.Context, req *sdk.CallToolRequest, i
 	if err := conn.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
 		return nil, WorkloadOut{}, apiError("creating workload "+key.String(), err)
 	}
+	// The apply answers with the stored object.
 	var w skiffv1alpha1.Workload
-	if err := conn.Get(ctx, key, &w); err != nil {
-		return nil, WorkloadOut{}, apiError("workload "+key.String(), err)
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &w); err != nil {
+		return nil, WorkloadOut{}, fmt.Errorf("workload %s: %w", key, err)
 	}
 	return nil, WorkloadOut{Workload: summarizeWorkload(&w, b.now()),
 		Message: fmt.Sprintf("created; get_workload %s shows when its Instances run", in.Name)}, nil

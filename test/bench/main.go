@@ -314,7 +314,12 @@ func workload(name string) []byte {
 }
 
 func (c *client) create(name string) error {
-	resp, err := c.hc.Post(c.base, "application/json", bytes.NewReader(workload(name)))
+	return c.post(c.base, name, workload(name))
+}
+
+// post creates one object at url.
+func (c *client) post(url, name string, body []byte) error {
+	resp, err := c.hc.Post(url, "application/json", bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -327,17 +332,24 @@ func (c *client) create(name string) error {
 }
 
 func (c *client) createMany(n, workers int) (float64, error) {
+	t0 := time.Now()
+	err := inParallel(n, workers, func(i int) error { return c.create(fmt.Sprintf("bench-%d", i)) })
+	return float64(n) / time.Since(t0).Seconds(), err
+}
+
+// inParallel calls do for 1 to n with workers goroutines; the first error
+// stops the worker that met it and is returned.
+func inParallel(n, workers int, do func(i int) error) error {
 	var next atomic.Int64
 	var firstErr error
 	var once sync.Once
 	var wg sync.WaitGroup
-	t0 := time.Now()
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := next.Add(1); i <= int64(n); i = next.Add(1) {
-				if err := c.create(fmt.Sprintf("bench-%d", i)); err != nil {
+				if err := do(int(i)); err != nil {
 					once.Do(func() { firstErr = err })
 					return
 				}
@@ -345,7 +357,7 @@ func (c *client) createMany(n, workers int) (float64, error) {
 		}()
 	}
 	wg.Wait()
-	return float64(n) / time.Since(t0).Seconds(), firstErr
+	return firstErr
 }
 
 func (c *client) listLatency(rounds int) (p50, p99 time.Duration, err error) {

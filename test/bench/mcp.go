@@ -1,17 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"sort"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
@@ -146,32 +142,11 @@ func (c *client) getSize(path string) (int, error) {
 // createBoundInstances creates n Instances spread over nodes, bound at
 // creation, with workers writers.
 func (c *client) createBoundInstances(nodes []string, n, workers int) error {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
 	url := c.host + "/apis/skiff.dev/v1alpha1/namespaces/default/instances"
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := next.Add(1); i <= int64(n); i = next.Add(1) {
-				body := fmt.Sprintf(`{"apiVersion":"skiff.dev/v1alpha1","kind":"Instance","metadata":{"name":"bench-%05d","labels":{"app":"bench-%d"}},"spec":{"nodeName":%q,"containers":[{"name":"main","image":"registry.local/app:1.0","resources":{"requests":{"cpu":"100m","memory":"64Mi"}}}]}}`,
-					i, i%100, nodes[int(i)%len(nodes)])
-				resp, err := c.hc.Post(url, "application/json", bytes.NewReader([]byte(body)))
-				if err != nil {
-					errs <- err
-					return
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusCreated {
-					errs <- fmt.Errorf("create instance %d: %s", i, resp.Status)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	return <-errs
+	return inParallel(n, workers, func(i int) error {
+		name := fmt.Sprintf("bench-%05d", i)
+		body := fmt.Sprintf(`{"apiVersion":"skiff.dev/v1alpha1","kind":"Instance","metadata":{"name":%q,"labels":{"app":"bench-%d"}},"spec":{"nodeName":%q,"containers":[{"name":"main","image":"registry.local/app:1.0","resources":{"requests":{"cpu":"100m","memory":"64Mi"}}}]}}`,
+			name, i%100, nodes[i%len(nodes)])
+		return c.post(url, name, []byte(body))
+	})
 }
