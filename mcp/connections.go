@@ -140,9 +140,6 @@ func NewConnections(cfg *rest.Config, impersonate bool) (*Connections, error) {
 	return &Connections{base: cfg, scheme: scheme, mapper: mapper, impersonate: impersonate, byKey: lru.New(callerCacheSize)}, nil
 }
 
-// Scheme is the scheme the Conns decode with.
-func (c *Connections) Scheme() *runtime.Scheme { return c.scheme }
-
 // For returns the Conn of the caller of a request: extra is the request's
 // HTTP extras (nil on stdio).
 func (c *Connections) For(ctx context.Context, extra *sdk.RequestExtra) (*Conn, error) {

@@ -29,6 +29,8 @@ type WorkloadSummary struct {
 	Images    []string `json:"images,omitempty"`
 	// Health is Healthy, Progressing or Degraded, with the reason.
 	Health string `json:"health"`
+	// state is Health's first word, for counting.
+	state string
 	Age    string `json:"age,omitempty"`
 }
 
@@ -108,7 +110,13 @@ func summarizeWorkload(w *skiffv1alpha1.Workload, now time.Time) WorkloadSummary
 		Name: w.Name, Namespace: w.Namespace,
 		Ready:    fmt.Sprintf("%d/%d", w.Status.ReadyReplicas, desired),
 		UpToDate: w.Status.UpdatedReplicas, Available: w.Status.AvailableReplicas,
-		Health: workloadHealth(w, desired), Age: age(w.CreationTimestamp, now),
+		Age: age(w.CreationTimestamp, now),
+	}
+	var detail string
+	s.state, detail = workloadHealth(w, desired)
+	s.Health = s.state
+	if detail != "" {
+		s.Health += ": " + detail
 	}
 	for _, c := range w.Spec.Template.Spec.Containers {
 		s.Images = append(s.Images, c.Image)
@@ -119,23 +127,27 @@ func summarizeWorkload(w *skiffv1alpha1.Workload, now time.Time) WorkloadSummary
 // workloadHealth is Healthy when every replica is available and the
 // rollout done, Degraded (with the reason) when the rollout stalled or
 // replicas are missing, Progressing otherwise.
-func workloadHealth(w *skiffv1alpha1.Workload, desired int32) string {
+func workloadHealth(w *skiffv1alpha1.Workload, desired int32) (state, detail string) {
 	if w.Status.ObservedGeneration < w.Generation {
-		return "Progressing: not yet observed by the controller"
+		return progressing, "not yet observed by the controller"
 	}
-	if c := meta.FindStatusCondition(w.Status.Conditions, skiffv1alpha1.WorkloadProgressing); c != nil && c.Status == metav1.ConditionFalse {
-		return "Degraded: " + c.Reason + ": " + c.Message
-	}
-	if c := meta.FindStatusCondition(w.Status.Conditions, skiffv1alpha1.WorkloadAvailable); c != nil && c.Status == metav1.ConditionFalse {
-		return "Degraded: " + c.Reason + ": " + c.Message
+	for _, cond := range []string{skiffv1alpha1.WorkloadProgressing, skiffv1alpha1.WorkloadAvailable} {
+		if c := meta.FindStatusCondition(w.Status.Conditions, cond); c != nil && c.Status == metav1.ConditionFalse {
+			return degraded, c.Reason + ": " + c.Message
+		}
 	}
 	if w.Status.AvailableReplicas >= desired && w.Status.UpdatedReplicas >= desired && w.Status.Replicas == desired {
-		return "Healthy"
+		return healthy, ""
 	}
-	return fmt.Sprintf("Progressing: %d of %d available, %d up to date", w.Status.AvailableReplicas, desired, w.Status.UpdatedReplicas)
+	return progressing, fmt.Sprintf("%d of %d available, %d up to date", w.Status.AvailableReplicas, desired, w.Status.UpdatedReplicas)
 }
 
-func healthy(s WorkloadSummary) bool { return s.Health == "Healthy" }
+// A Workload's health states.
+const (
+	healthy     = "Healthy"
+	progressing = "Progressing"
+	degraded    = "Degraded"
+)
 
 func summarizeInstance(i *skiffv1alpha1.Instance, now time.Time) InstanceSummary {
 	s := InstanceSummary{

@@ -60,19 +60,20 @@ func TestSummarizeInstance(t *testing.T) {
 
 func TestWorkloadHealth(t *testing.T) {
 	w := &skiffv1alpha1.Workload{ObjectMeta: metav1.ObjectMeta{Generation: 2}, Spec: skiffv1alpha1.WorkloadSpec{Replicas: ptr(int32(3))}}
-	if h := workloadHealth(w, 3); !strings.HasPrefix(h, "Progressing: not yet observed") {
+	health := func() string { return summarizeWorkload(w, time.Now()).Health }
+	if h := health(); !strings.HasPrefix(h, "Progressing: not yet observed") {
 		t.Fatalf("unobserved: %s", h)
 	}
 	w.Status = skiffv1alpha1.WorkloadStatus{ObservedGeneration: 2, Replicas: 3, AvailableReplicas: 3, UpdatedReplicas: 3}
-	if h := workloadHealth(w, 3); h != "Healthy" {
+	if h := health(); h != "Healthy" {
 		t.Fatalf("all available: %s", h)
 	}
 	w.Status.AvailableReplicas = 1
-	if h := workloadHealth(w, 3); h != "Progressing: 1 of 3 available, 3 up to date" {
+	if h := health(); h != "Progressing: 1 of 3 available, 3 up to date" {
 		t.Fatalf("one available: %s", h)
 	}
 	w.Status.Conditions = []metav1.Condition{{Type: skiffv1alpha1.WorkloadProgressing, Status: metav1.ConditionFalse, Reason: "ProgressDeadlineExceeded", Message: "stalled"}}
-	if h := workloadHealth(w, 3); h != "Degraded: ProgressDeadlineExceeded: stalled" {
+	if h := health(); h != "Degraded: ProgressDeadlineExceeded: stalled" {
 		t.Fatalf("stalled: %s", h)
 	}
 }

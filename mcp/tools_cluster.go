@@ -195,11 +195,11 @@ func (b *Bridge) clusterStatus(ctx context.Context, conn *Conn) (ClusterStatus, 
 	for i := range workloads.Items {
 		s := summarizeWorkload(&workloads.Items[i], now)
 		st.Workloads.Total++
-		switch {
-		case healthy(s):
+		switch s.state {
+		case healthy:
 			st.Workloads.Healthy++
 			continue
-		case len(s.Health) >= 8 && s.Health[:8] == "Degraded":
+		case degraded:
 			st.Workloads.Degraded++
 		default:
 			st.Workloads.Progressing++
