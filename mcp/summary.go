@@ -31,7 +31,7 @@ type WorkloadSummary struct {
 	Health string `json:"health"`
 	// state is Health's first word, for counting.
 	state string
-	Age    string `json:"age,omitempty"`
+	Age   string `json:"age,omitempty"`
 }
 
 // InstanceSummary is one Instance in a list.
