@@ -1,0 +1,44 @@
+package gossip
+
+import (
+	"bytes"
+	"strings"
+
+	"k8s.io/klog/v2"
+)
+
+// logBridge turns memberlist's log lines into klog's, and spots the one
+// line that says this member's probe of another failed: memberlist has no
+// other way to tell that a member became suspect.
+type logBridge struct {
+	member   string
+	suspects func(name string)
+}
+
+// suspectPrefix is memberlist's (v0.7) words when its probe of a member
+// fails and it marks that member suspect.
+const suspectPrefix = "memberlist: Suspect "
+
+func (b *logBridge) Write(p []byte) (int, error) {
+	line := string(bytes.TrimSpace(p))
+	level, msg, ok := strings.Cut(line, " ")
+	if !ok {
+		level, msg = "", line
+	}
+	if rest, ok := strings.CutPrefix(msg, suspectPrefix); ok {
+		if name, _, ok := strings.Cut(rest, " has failed"); ok && b.suspects != nil {
+			b.suspects(name)
+		}
+	}
+	switch level {
+	case "[ERR]", "[ERROR]":
+		klog.ErrorS(nil, msg, "member", b.member)
+	case "[WARN]":
+		klog.InfoS(msg, "member", b.member)
+	case "[INFO]":
+		klog.V(2).InfoS(msg, "member", b.member)
+	default:
+		klog.V(4).InfoS(msg, "member", b.member)
+	}
+	return len(p), nil
+}

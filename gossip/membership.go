@@ -1,0 +1,322 @@
+package gossip
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"k8s.io/klog/v2"
+)
+
+// Membership is this process's member of the gossip cluster and its view
+// of the others.
+type Membership struct {
+	cfg     Config
+	ml      *memberlist.Memberlist
+	keyring *Keyring
+	metrics *metrics
+	sent    *atomic.Uint64
+
+	mu       sync.Mutex
+	members  map[string]*Member
+	watchers []chan<- string
+	leaving  bool
+
+	// lastContact is when a probe of another member last succeeded
+	// (unix nanoseconds).
+	lastContact atomic.Int64
+	// keysChanged wakes Run to announce new key fingerprints.
+	keysChanged chan struct{}
+}
+
+// New starts listening (the member is reachable once New returns) but
+// joins nobody: Run does that.
+func New(cfg Config) (*Membership, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	mc, err := cfg.memberlistConfig()
+	if err != nil {
+		return nil, err
+	}
+	m := &Membership{
+		cfg: cfg, keyring: cfg.Keyring, metrics: newMetrics(),
+		members: map[string]*Member{}, keysChanged: make(chan struct{}, 1),
+	}
+	logger := log.New(&logBridge{member: cfg.Name, suspects: m.suspected}, "", 0)
+	mc.Logger = logger
+	mc.Delegate, mc.Events, mc.Alive, mc.Ping = (*delegate)(m), (*events)(m), (*events)(m), (*events)(m)
+	transport := cfg.Transport
+	if transport == nil {
+		nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{mc.BindAddr}, BindPort: mc.BindPort, Logger: logger})
+		if err != nil {
+			return nil, fmt.Errorf("--gossip-bind %s: %w", cfg.Bind, err)
+		}
+		if mc.BindPort == 0 {
+			mc.BindPort = nt.GetAutoBindPort()
+			if cfg.Advertise == "" {
+				mc.AdvertisePort = mc.BindPort
+			}
+		}
+		ct := &countingTransport{NetTransport: nt}
+		m.sent = &ct.sent
+		transport = ct
+	}
+	mc.Transport = transport
+	if m.ml, err = memberlist.Create(mc); err != nil {
+		_ = transport.Shutdown()
+		return nil, fmt.Errorf("gossip member %s: %w", cfg.Name, err)
+	}
+	return m, nil
+}
+
+// Name is this member's name.
+func (m *Membership) Name() string { return m.cfg.Name }
+
+// Addr is the address others reach this member at, ip:port.
+func (m *Membership) Addr() string {
+	n := m.ml.LocalNode()
+	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+}
+
+// Keyring is the member's keyring.
+func (m *Membership) Keyring() *Keyring { return m.keyring }
+
+// Run joins the seeds, keeps rejoining those it does not see alive (what
+// heals a partition), and leaves or stops when ctx ends.
+func (m *Membership) Run(ctx context.Context) error {
+	defer m.stop()
+	rejoin := time.NewTicker(m.cfg.Timing.RejoinInterval)
+	defer rejoin.Stop()
+	m.join(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-m.keysChanged:
+			m.announce()
+		case <-rejoin.C:
+			m.join(ctx)
+		}
+	}
+}
+
+// stop leaves (with LeaveOnStop) and shuts the member down.
+func (m *Membership) stop() {
+	if m.cfg.LeaveOnStop {
+		m.mu.Lock()
+		m.leaving = true
+		m.mu.Unlock()
+		if err := m.ml.UpdateNode(time.Second); err != nil {
+			klog.V(2).InfoS("gossip: announce leaving", "err", err)
+		}
+		if err := m.ml.Leave(2 * time.Second); err != nil {
+			klog.V(2).InfoS("gossip: leave", "err", err)
+		}
+	}
+	if err := m.ml.Shutdown(); err != nil {
+		klog.ErrorS(err, "gossip: shut down", "member", m.cfg.Name)
+	}
+}
+
+// join joins the seeds that are not alive members already: all of them
+// while this member sees nobody alive, else at most three at random.
+func (m *Membership) join(ctx context.Context) {
+	if m.cfg.Seeds == nil {
+		return
+	}
+	seeds, err := m.cfg.Seeds(ctx)
+	if err != nil {
+		klog.V(2).InfoS("gossip: seeds", "err", err)
+		return
+	}
+	alive := map[string]bool{m.Addr(): true}
+	for _, n := range m.ml.Members() {
+		alive[n.Address()] = true
+	}
+	var todo []string
+	for _, s := range seeds {
+		if !alive[s] {
+			todo = append(todo, s)
+		}
+	}
+	if len(todo) == 0 {
+		return
+	}
+	if m.ml.NumMembers() > 1 && len(todo) > 3 {
+		rand.Shuffle(len(todo), func(i, j int) { todo[i], todo[j] = todo[j], todo[i] })
+		todo = todo[:3]
+	}
+	if n, err := m.ml.Join(todo); n == 0 && err != nil {
+		klog.V(2).InfoS("gossip: join", "seeds", todo, "err", err)
+	}
+}
+
+// announce gossips this member's metadata again (after a key change).
+func (m *Membership) announce() {
+	if err := m.ml.UpdateNode(2 * time.Second); err != nil {
+		klog.V(2).InfoS("gossip: announce metadata", "err", err)
+	}
+}
+
+// Member returns this member's view of name.
+func (m *Membership) Member(name string) (Member, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	mem, ok := m.members[name]
+	if !ok {
+		return Member{}, false
+	}
+	return *mem, true
+}
+
+// Members returns this member's view of every other member it has seen.
+func (m *Membership) Members() []Member {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Member, 0, len(m.members))
+	for _, mem := range m.members {
+		out = append(out, *mem)
+	}
+	return out
+}
+
+// Forget drops a member that is gone for good (its Node was deleted).
+func (m *Membership) Forget(name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.members, name)
+}
+
+// Watch sends the name of each member whose state or metadata changes to
+// ch. Sends do not block: a full channel misses names (watchers resync
+// on their own schedule).
+func (m *Membership) Watch(ch chan<- string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.watchers = append(m.watchers, ch)
+}
+
+// LastContact is when this member last heard an ack from another member
+// (zero if never): a member that reaches nobody sees it grow old.
+func (m *Membership) LastContact() time.Time {
+	ns := m.lastContact.Load()
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
+// Healthy reports whether another member answered within the last few
+// probe intervals.
+func (m *Membership) Healthy() bool {
+	last := m.LastContact()
+	return !last.IsZero() && time.Since(last) < 3*m.cfg.Timing.ProbeInterval+m.cfg.Timing.ProbeTimeout
+}
+
+// HealthScore is Lifeguard's awareness of this member's own health: 0 is
+// healthy, higher means its probes time out (it is slow or cut off).
+func (m *Membership) HealthScore() int { return m.ml.GetHealthScore() }
+
+// AliveMembers counts the other members this member sees alive.
+func (m *Membership) AliveMembers() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, mem := range m.members {
+		if mem.State == Alive {
+			n++
+		}
+	}
+	return n
+}
+
+// SentBytes is what this member has sent over the network (0 with a
+// test transport).
+func (m *Membership) SentBytes() uint64 {
+	if m.sent == nil {
+		return 0
+	}
+	return m.sent.Load()
+}
+
+// set records name's state and tells the watchers; with state "" only the
+// metadata and address change.
+func (m *Membership) set(n *memberlist.Node, state State) {
+	if n.Name == m.cfg.Name {
+		return
+	}
+	now := time.Now()
+	m.mu.Lock()
+	mem, ok := m.members[n.Name]
+	if !ok {
+		mem = &Member{Name: n.Name, State: Alive, Since: now}
+		m.members[n.Name] = mem
+	}
+	mem.Addr = net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+	meta := parseMeta(n.Meta)
+	if state == Dead && (meta.Leaving || mem.Leaving) {
+		state = Left
+	}
+	mem.Meta = meta
+	changed := !ok
+	if state != "" && state != mem.State {
+		if state == Suspect {
+			m.metrics.suspicions.Inc()
+		}
+		mem.State, mem.Since, changed = state, now, true
+	}
+	watchers := m.watchers
+	m.mu.Unlock()
+	if changed || state == "" {
+		for _, ch := range watchers {
+			select {
+			case ch <- n.Name:
+			default:
+			}
+		}
+	}
+}
+
+// suspected marks name suspect (this member's probe of it failed).
+func (m *Membership) suspected(name string) {
+	m.mu.Lock()
+	mem, ok := m.members[name]
+	var n memberlist.Node
+	if ok && mem.State == Alive {
+		host, port, _ := splitHostPort(mem.Addr)
+		n = memberlist.Node{Name: name, Addr: net.ParseIP(host), Port: uint16(port)}
+		n.Meta, _ = json.Marshal(mem.Meta)
+	}
+	m.mu.Unlock()
+	if n.Name != "" {
+		m.set(&n, Suspect)
+	}
+}
+
+// refuted marks a suspect alive again (it answered, or refuted).
+func (m *Membership) refuted(n *memberlist.Node) {
+	m.mu.Lock()
+	mem, ok := m.members[n.Name]
+	suspect := ok && mem.State == Suspect
+	m.mu.Unlock()
+	if suspect {
+		m.set(n, Alive)
+	}
+}
+
+// localMeta is this member's metadata.
+func (m *Membership) localMeta() Meta {
+	keys, primary := m.keyring.Fingerprints()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return Meta{PublicKey: m.cfg.PublicKey, Role: m.cfg.Role, Keys: keys, Primary: primary, Leaving: m.leaving}
+}
