@@ -138,6 +138,7 @@ func nodeKind() *Kind {
 			wide(col("Runtime", "string", "OCI runtime and version.")),
 			wide(col("Address", "string", "First address.")),
 			wide(col("CIDR", "string", "spec.instanceCIDR: the subnet the Node's Instances get addresses from.")),
+			wide(col("Gossip", "string", "status.gossip: alive, suspect, dead or left, as the control plane's gossip member sees the node.")),
 		},
 		Row:                  typed(nodeRow),
 		Validate:             typed(skiffv1alpha1.ValidateNode),
@@ -160,7 +161,7 @@ func nodeRow(n *skiffv1alpha1.Node) []interface{} {
 	return []interface{}{
 		orNone(string(n.Status.Phase)), quantityString(&cpu, hasCPU), quantityString(&mem, hasMem),
 		age(n.CreationTimestamp), orNone(n.Status.NodeInfo.AgentVersion), orNone(runtimeName), orNone(address),
-		orNone(n.Spec.InstanceCIDR),
+		orNone(n.Spec.InstanceCIDR), orNone(string(n.Status.Gossip)),
 	}
 }
 

@@ -20199,6 +20199,21 @@ func schema_skiff_apis_skiff_v1alpha1_NodeStatus(ref common.ReferenceCallback) c
 							Ref:         ref(v1alpha1.NodeInfo{}.OpenAPIModelName()),
 						},
 					},
+					"gossipAddress": {
+						SchemaProps: spec.SchemaProps{
+							Description: "GossipAddress is the agent's gossip (memberlist) address, ip:port, written by the agent: the other members find it there.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"gossip": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Gossip is the node's member state as the control plane sees it: alive, suspect, dead or left; empty until it joins.\n\nPossible enum values:\n - `\"alive\"`\n - `\"dead\"`\n - `\"left\"`\n - `\"suspect\"`",
+							Type:        []string{"string"},
+							Format:      "",
+							Enum:        []interface{}{"alive", "dead", "left", "suspect"},
+						},
+					},
 				},
 			},
 		},

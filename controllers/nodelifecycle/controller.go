@@ -9,6 +9,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -16,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 	"skiff.dev/skiff/controllers/events"
@@ -29,20 +31,34 @@ const Component = "skiff-nodelifecycle"
 // the same field cannot conflict with it.
 const nodeNameIndex = "nodelifecycle.spec.nodeName"
 
-// Controller keeps each Node's liveness verdict: a Node not seen for the
-// grace period gets Ready=Unknown, phase NotReady and the unreachable
-// NoExecute taint, and its Instances are marked Failed/NodeLost as their
-// tolerations run out; a Node seen again loses the taint (its agent sets
-// Ready=True itself). The verdict comes from Liveness alone, never from
-// the Node's conditions, so the controller and the agent do not undo each
+// Controller keeps each Node's liveness verdict from two signals, its
+// Lease and gossip (see judge): a node whose Lease went stale while
+// gossip still reaches it is cut off from the control plane (Ready=Unknown,
+// the unreachable NoExecute taint, Instances lost as their long default
+// toleration runs out); a node gossip declared dead whose Lease was not
+// renewed since is dead (the dead NoExecute taint: Instances lost at
+// once); a node seen again loses both taints (its agent sets Ready=True
+// itself). It writes status.gossip and the MemberAlive condition, and
+// the Node Events NodeJoined, NodeSuspect, NodeDead, NodeRecovered and
+// NodeLeft. The verdict comes from the signals alone, never from the
+// Node's conditions, so the controller and the agent do not undo each
 // other's writes. It runs as an admin: it writes Node specs.
 type Controller struct {
 	// Client reads from the manager's cache and writes to the apiserver.
 	Client client.Client
-	// Liveness says when each node was last seen.
+	// Liveness says when each node's Lease was last seen renewed.
 	Liveness Liveness
+	// Members is the control plane's gossip member; nil judges by Leases
+	// alone.
+	Members WatchedMembers
 	// Config holds the grace period.
 	Config Config
+}
+
+// WatchedMembers is a gossip view that also says when a member changes.
+type WatchedMembers interface {
+	Members
+	Watch(ch chan<- string)
 }
 
 // SetupWithManager registers the controller and its Instance index. The
@@ -88,54 +104,118 @@ func (c *Controller) SetupWithManager(mgr manager.Manager) error {
 			return ok1 && ok2 && old.Spec.NodeName != inst.Spec.NodeName
 		},
 	}
-	return builder.ControllerManagedBy(mgr).Named("nodelifecycle").
+	b := builder.ControllerManagedBy(mgr).Named("nodelifecycle").
 		For(&skiffv1alpha1.Node{}).
 		Watches(&coordinationv1.Lease{}, leaseToNode).
-		Watches(&skiffv1alpha1.Instance{}, instanceToNode, builder.WithPredicates(bound)).
-		Complete(c)
+		Watches(&skiffv1alpha1.Instance{}, instanceToNode, builder.WithPredicates(bound))
+	if c.Members != nil {
+		// Every change gossip hears of sends its node round.
+		changes := make(chan event.GenericEvent, 4096)
+		names := make(chan string, 4096)
+		c.Members.Watch(names)
+		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+			for {
+				select {
+				case <-ctx.Done():
+					return nil
+				case name := <-names:
+					node := &skiffv1alpha1.Node{}
+					node.Name = name
+					select {
+					case changes <- event.GenericEvent{Object: node}:
+					case <-ctx.Done():
+						return nil
+					}
+				}
+			}
+		})); err != nil {
+			return err
+		}
+		b = b.WatchesRawSource(source.Channel(changes, &handler.EnqueueRequestForObject{}))
+	}
+	return b.Complete(c)
 }
 
+// resync bounds how long a verdict stands without a new look: a gossip
+// change missed by a full channel is picked up by then.
+const resync = 30 * time.Second
+
 // Reconcile judges one Node. It comes back by itself (RequeueAfter) when
-// the grace period or an Instance's toleration runs out.
+// the Lease would go stale or an Instance's toleration runs out.
 func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	var node skiffv1alpha1.Node
 	if err := c.Client.Get(ctx, req.NamespacedName, &node); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
-	seen, err := c.Liveness.LastSeen(ctx, node.Name)
+	sig, err := c.signals(ctx, &node)
 	if err != nil {
 		return reconcile.Result{}, fmt.Errorf("node %q: %w", node.Name, err)
 	}
+	now := time.Now()
+	v := judge(sig, now, c.Config.GracePeriod)
+	switch v.health {
+	case healthy:
+		res := reconcile.Result{RequeueAfter: min(v.recheck, resync)}
+		return c.healthy(ctx, &node, v, res)
+	case cutOff:
+		return c.lost(ctx, &node, v, skiffv1alpha1.TaintUnreachable, "unreachable", now)
+	}
+	return c.lost(ctx, &node, v, skiffv1alpha1.TaintDead, "dead", now)
+}
+
+// signals gathers what is known of node now.
+func (c *Controller) signals(ctx context.Context, node *skiffv1alpha1.Node) (signals, error) {
+	seen, err := c.Liveness.LastSeen(ctx, node.Name)
+	if err != nil {
+		return signals{}, err
+	}
 	// A node that has not renewed yet (just registered) gets its grace
 	// period from its registration.
-	if created := node.CreationTimestamp.Time; created.After(seen) {
-		seen = created
+	if created := node.CreationTimestamp.Time; created.After(seen.At) {
+		seen.At = created
 	}
-	now := time.Now()
-	isLost, left := lost(seen, now, c.Config.GracePeriod)
-	if !isLost {
-		return c.reachable(ctx, &node, left)
+	sig := signals{lease: seen}
+	if c.Members == nil {
+		return sig, nil
 	}
-	return c.unreachable(ctx, &node, unseenMessage(seen, now, c.Config.GracePeriod), now)
+	if m, ok := c.Members.Member(node.Name); ok {
+		if m.PublicKey != node.Spec.PublicKey {
+			sig.keyMismatch = true
+		} else {
+			sig.member = &m
+		}
+	}
+	return sig, nil
 }
 
-// reachable takes the unreachable taint off a node that is seen again, and
-// comes back when its grace period would run out.
-func (c *Controller) reachable(ctx context.Context, node *skiffv1alpha1.Node, left time.Duration) (reconcile.Result, error) {
-	res := reconcile.Result{RequeueAfter: left}
-	taints, had := withoutUnreachable(node.Spec.Taints)
-	if !had {
-		return res, nil
+// healthy takes the unreachable and dead taints off a node that is seen
+// again, and records gossip's view.
+func (c *Controller) healthy(ctx context.Context, node *skiffv1alpha1.Node, v verdict, res reconcile.Result) (reconcile.Result, error) {
+	taints, hadU := withoutTaint(node.Spec.Taints, skiffv1alpha1.TaintUnreachable)
+	taints, hadD := withoutTaint(taints, skiffv1alpha1.TaintDead)
+	if hadU || hadD {
+		node.Spec.Taints = taints
+		if err := c.Client.Update(ctx, node); err != nil {
+			return nodeWritten(node, reconcile.Result{}, err)
+		}
 	}
-	node.Spec.Taints = taints
-	return nodeWritten(node, res, c.Client.Update(ctx, node))
+	if err := c.writeStatus(ctx, node, v, false); err != nil {
+		return nodeWritten(node, reconcile.Result{}, err)
+	}
+	return res, nil
 }
 
-// unreachable taints a lost node, marks it NotReady, and marks its
-// Instances lost as their tolerations run out.
-func (c *Controller) unreachable(ctx context.Context, node *skiffv1alpha1.Node, msg string, now time.Time) (reconcile.Result, error) {
-	taints, taint, changed := withUnreachable(node.Spec.Taints, now)
-	if changed {
+// lost taints a node that is cut off or dead (key says which), marks it
+// NotReady, and marks its Instances lost as their tolerations of the
+// taint run out.
+func (c *Controller) lost(ctx context.Context, node *skiffv1alpha1.Node, v verdict, key, what string, now time.Time) (reconcile.Result, error) {
+	taints, taint, changed := withTaint(node.Spec.Taints, key, now)
+	other := skiffv1alpha1.TaintDead
+	if key == skiffv1alpha1.TaintDead {
+		other = skiffv1alpha1.TaintUnreachable
+	}
+	taints, had := withoutTaint(taints, other)
+	if changed || had {
 		node.Spec.Taints = taints
 		// Update fills node with the answer, so the status write below
 		// carries the new resourceVersion.
@@ -143,16 +223,15 @@ func (c *Controller) unreachable(ctx context.Context, node *skiffv1alpha1.Node, 
 			return nodeWritten(node, reconcile.Result{}, err)
 		}
 	}
-	if markUnknown(&node.Status, msg) {
-		if err := c.Client.Status().Update(ctx, node); err != nil {
-			return nodeWritten(node, reconcile.Result{}, err)
-		}
+	if err := c.writeStatus(ctx, node, v, true); err != nil {
+		return nodeWritten(node, reconcile.Result{}, err)
 	}
 	var list skiffv1alpha1.InstanceList
 	if err := c.Client.List(ctx, &list, client.MatchingFields{nodeNameIndex: node.Name}); err != nil {
 		return reconcile.Result{}, fmt.Errorf("instances on node %q: %w", node.Name, err)
 	}
 	due, next := evictions(list.Items, taint, now)
+	msg := fmt.Sprintf("node %q is %s: %s", node.Name, what, v.why)
 	for _, inst := range due {
 		if err := c.evict(ctx, inst, node.Name, msg); err != nil {
 			if apierrors.IsConflict(err) {
@@ -162,9 +241,49 @@ func (c *Controller) unreachable(ctx context.Context, node *skiffv1alpha1.Node, 
 		}
 	}
 	if next.IsZero() {
-		return reconcile.Result{}, nil
+		return reconcile.Result{RequeueAfter: resync}, nil
 	}
-	return reconcile.Result{RequeueAfter: next.Sub(now)}, nil
+	return reconcile.Result{RequeueAfter: min(next.Sub(now), resync)}, nil
+}
+
+// writeStatus records status.gossip and MemberAlive (and, for a lost
+// node, Ready=Unknown), and the Events of gossip's changes.
+func (c *Controller) writeStatus(ctx context.Context, node *skiffv1alpha1.Node, v verdict, lost bool) error {
+	from := node.Status.Gossip
+	oldCond := meta.FindStatusCondition(node.Status.Conditions, skiffv1alpha1.NodeConditionMemberAlive)
+	changed := false
+	if lost {
+		changed = markUnknown(&node.Status, "the node "+v.why)
+	}
+	if v.gossip != "" && v.gossip != from {
+		node.Status.Gossip, changed = v.gossip, true
+	}
+	mismatchNews := v.memberAlive.Reason == ReasonKeyMismatch && (oldCond == nil || oldCond.Reason != ReasonKeyMismatch)
+	if oldCond == nil || oldCond.Status != v.memberAlive.Status || oldCond.Reason != v.memberAlive.Reason || oldCond.Message != v.memberAlive.Message {
+		meta.SetStatusCondition(&node.Status.Conditions, v.memberAlive)
+		changed = true
+	}
+	if !changed {
+		return nil
+	}
+	if err := c.Client.Status().Update(ctx, node); err != nil {
+		return err
+	}
+	rec := events.Recorder{Client: c.Client, Component: Component}
+	if reason, warning := gossipEvent(from, node.Status.Gossip); reason != "" {
+		typ := corev1.EventTypeNormal
+		if warning {
+			typ = corev1.EventTypeWarning
+		}
+		msg := fmt.Sprintf("gossip: the node is %s (%s)", node.Status.Gossip, v.memberAlive.Message)
+		if err := rec.Event(ctx, node, typ, reason, msg); err != nil {
+			return err
+		}
+	}
+	if mismatchNews {
+		return rec.Event(ctx, node, corev1.EventTypeWarning, ReasonKeyMismatch, v.memberAlive.Message)
+	}
+	return nil
 }
 
 // nodeWritten turns the error of a Node write into the result: a conflict
@@ -184,8 +303,7 @@ func nodeWritten(node *skiffv1alpha1.Node, res reconcile.Result, err error) (rec
 
 // evict marks inst Failed/NodeLost and records an Event. The workload
 // controller replaces it; the agent stops it if the node comes back.
-func (c *Controller) evict(ctx context.Context, inst *skiffv1alpha1.Instance, node, why string) error {
-	msg := fmt.Sprintf("node %q is unreachable: %s", node, why)
+func (c *Controller) evict(ctx context.Context, inst *skiffv1alpha1.Instance, node, msg string) error {
 	markLost(inst, msg)
 	if err := c.Client.Status().Update(ctx, inst); err != nil {
 		if apierrors.IsNotFound(err) {

@@ -42,11 +42,14 @@ type harness struct {
 
 const grace = time.Second
 
-func start(t *testing.T) *harness {
+func start(t *testing.T) *harness { return startWith(t, nil) }
+
+// startWith runs the controller with a gossip view.
+func startWith(t *testing.T, members WatchedMembers) *harness {
 	s := apiservertest.Start(t)
 	scheme := apiservertest.Scheme(t)
 	mgr := s.Manager(t, scheme)
-	c := &Controller{Client: mgr.GetClient(), Liveness: NewLeases(mgr.GetClient()), Config: Config{GracePeriod: grace}}
+	c := &Controller{Client: mgr.GetClient(), Liveness: NewLeases(mgr.GetClient()), Members: members, Config: Config{GracePeriod: grace}}
 	if err := c.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +93,11 @@ func (h *harness) node(name string) *skiffv1alpha1.Node {
 
 // renew renews the node's Lease every 100 ms, creating it first, until
 // the returned stop is called.
-func (h *harness) renew(node string) (stop func()) {
+func (h *harness) renew(node string) (stop func()) { return h.renewFor(node, 0) }
+
+// renewFor renews with leaseDurationSeconds (0: unset), as an agent
+// whose gossip is healthy does with a long one.
+func (h *harness) renewFor(node string, seconds int32) (stop func()) {
 	key := client.ObjectKey{Namespace: skiffv1alpha1.NodeLeaseNamespace, Name: node}
 	once := func() error {
 		now := metav1.NewMicroTime(time.Now())
@@ -98,6 +105,9 @@ func (h *harness) renew(node string) (stop func()) {
 		if err := h.admin.Get(h.ctx, key, &l); err != nil {
 			l = coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name},
 				Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(node), RenewTime: &now}}
+			if seconds > 0 {
+				l.Spec.LeaseDurationSeconds = ptr.To(seconds)
+			}
 			return client.IgnoreAlreadyExists(h.admin.Create(h.ctx, &l))
 		}
 		l.Spec.RenewTime = &now
@@ -154,7 +164,7 @@ func (h *harness) lost(name string) bool {
 }
 
 func unreachableTaint(n *skiffv1alpha1.Node) *skiffv1alpha1.Taint {
-	if i := slices.IndexFunc(n.Spec.Taints, isUnreachable); i >= 0 {
+	if i := slices.IndexFunc(n.Spec.Taints, isTaint(skiffv1alpha1.TaintUnreachable)); i >= 0 {
 		return &n.Spec.Taints[i]
 	}
 	return nil
@@ -198,7 +208,7 @@ func TestNodeLostAndBack(t *testing.T) {
 		return readyIs(n1, metav1.ConditionUnknown) && n1.Status.Phase == skiffv1alpha1.NodeNotReady && unreachableTaint(n1) != nil
 	})
 	c := meta.FindStatusCondition(n1.Status.Conditions, skiffv1alpha1.NodeConditionReady)
-	if c.Reason != ReasonNodeStatusUnknown || !strings.Contains(c.Message, "has not been seen for") {
+	if c.Reason != ReasonNodeStatusUnknown || !strings.Contains(c.Message, "Lease was not renewed for") {
 		t.Errorf("Ready condition %+v: want reason %s and how long the node was not seen", c, ReasonNodeStatusUnknown)
 	}
 	added := unreachableTaint(n1).TimeAdded

@@ -1,7 +1,6 @@
 package nodelifecycle
 
 import (
-	"fmt"
 	"slices"
 	"time"
 
@@ -17,19 +16,6 @@ const (
 	// that has not been seen for the grace period (Kubernetes' word).
 	ReasonNodeStatusUnknown = "NodeStatusUnknown"
 )
-
-// lost reports whether a node last seen at seen is lost at now, and if
-// not, how long until it is unless it is seen again.
-func lost(seen, now time.Time, grace time.Duration) (bool, time.Duration) {
-	left := seen.Add(grace).Sub(now)
-	return left <= 0, left
-}
-
-// unseenMessage says how long a node has not been seen.
-func unseenMessage(seen, now time.Time, grace time.Duration) string {
-	return fmt.Sprintf("the node has not been seen for %s: its lease was not renewed within the grace period of %s",
-		now.Sub(seen).Round(time.Second), grace)
-}
 
 // markUnknown sets Ready=Unknown and phase NotReady, and reports whether
 // that changed anything. The message is not compared: it names an age
@@ -47,23 +33,25 @@ func markUnknown(s *skiffv1alpha1.NodeStatus, msg string) bool {
 	return true
 }
 
-// isUnreachable reports whether t is the taint this controller manages.
-func isUnreachable(t skiffv1alpha1.Taint) bool {
-	return t.Key == skiffv1alpha1.TaintUnreachable && t.Effect == skiffv1alpha1.TaintEffectNoExecute
+// isTaint returns a match for the NoExecute taint key this controller
+// manages (unreachable or dead).
+func isTaint(key string) func(skiffv1alpha1.Taint) bool {
+	return func(t skiffv1alpha1.Taint) bool {
+		return t.Key == key && t.Effect == skiffv1alpha1.TaintEffectNoExecute
+	}
 }
 
-// withUnreachable returns taints with the unreachable taint, added at now
-// when missing, and the taint. An unreachable taint without timeAdded (put
-// on by hand) gets now, since tolerationSeconds count from it. changed
-// says whether the Node must be written. The time is in whole seconds, as
-// the API stores it, so that this pass and the next count from the same
-// moment.
-func withUnreachable(taints []skiffv1alpha1.Taint, now time.Time) (out []skiffv1alpha1.Taint, taint skiffv1alpha1.Taint, changed bool) {
+// withTaint returns taints with the NoExecute taint key, added at now when
+// missing, and the taint. A taint without timeAdded (put on by hand) gets
+// now, since tolerationSeconds count from it. changed says whether the
+// Node must be written. The time is in whole seconds, as the API stores
+// it, so that this pass and the next count from the same moment.
+func withTaint(taints []skiffv1alpha1.Taint, key string, now time.Time) (out []skiffv1alpha1.Taint, taint skiffv1alpha1.Taint, changed bool) {
 	out = slices.Clone(taints)
 	added := metav1.NewTime(now.Truncate(time.Second))
-	i := slices.IndexFunc(out, isUnreachable)
+	i := slices.IndexFunc(out, isTaint(key))
 	if i < 0 {
-		taint = skiffv1alpha1.Taint{Key: skiffv1alpha1.TaintUnreachable, Effect: skiffv1alpha1.TaintEffectNoExecute, TimeAdded: &added}
+		taint = skiffv1alpha1.Taint{Key: key, Effect: skiffv1alpha1.TaintEffectNoExecute, TimeAdded: &added}
 		return append(out, taint), taint, true
 	}
 	if out[i].TimeAdded == nil {
@@ -73,10 +61,10 @@ func withUnreachable(taints []skiffv1alpha1.Taint, now time.Time) (out []skiffv1
 	return out, out[i], changed
 }
 
-// withoutUnreachable returns taints without the unreachable taint, and
-// whether there was one.
-func withoutUnreachable(taints []skiffv1alpha1.Taint) ([]skiffv1alpha1.Taint, bool) {
-	out := slices.DeleteFunc(slices.Clone(taints), isUnreachable)
+// withoutTaint returns taints without the NoExecute taint key, and whether
+// there was one.
+func withoutTaint(taints []skiffv1alpha1.Taint, key string) ([]skiffv1alpha1.Taint, bool) {
+	out := slices.DeleteFunc(slices.Clone(taints), isTaint(key))
 	return out, len(out) != len(taints)
 }
 

@@ -1,7 +1,6 @@
 package nodelifecycle
 
 import (
-	"math"
 	"slices"
 	"testing"
 	"time"
@@ -18,29 +17,6 @@ var t0 = time.Date(2025, 1, 1, 12, 0, 0, 0, time.UTC)
 // t0Frac is t0 with a fraction of a second, which the API would drop.
 var t0Frac = t0.Add(300 * time.Millisecond)
 
-func TestLost(t *testing.T) {
-	grace := 15 * time.Second
-	for _, tc := range []struct {
-		name     string
-		seen     time.Time
-		wantLost bool
-		wantLeft time.Duration
-	}{
-		{"just seen", t0, false, 15 * time.Second},
-		{"seen within the grace period", t0.Add(-10 * time.Second), false, 5 * time.Second},
-		{"grace period just over", t0.Add(-15 * time.Second), true, 0},
-		{"long gone", t0.Add(-time.Hour), true, -time.Hour + 15*time.Second},
-		{"never seen", time.Time{}, true, math.MinInt64}, // Sub saturates
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			isLost, left := lost(tc.seen, t0, grace)
-			if isLost != tc.wantLost || left != tc.wantLeft {
-				t.Errorf("lost = %v, %s; want %v, %s", isLost, left, tc.wantLost, tc.wantLeft)
-			}
-		})
-	}
-}
-
 func TestEvictionTime(t *testing.T) {
 	taint := skiffv1alpha1.Taint{Key: skiffv1alpha1.TaintUnreachable, Effect: skiffv1alpha1.TaintEffectNoExecute}
 	exists := func(key string, effect skiffv1alpha1.TaintEffect, seconds *int64) skiffv1alpha1.Toleration {
@@ -56,7 +32,7 @@ func TestEvictionTime(t *testing.T) {
 		{"another key: at once", []skiffv1alpha1.Toleration{exists("dedicated", "", nil)}, t0, true},
 		{"another effect: at once", []skiffv1alpha1.Toleration{exists(skiffv1alpha1.TaintUnreachable, skiffv1alpha1.TaintEffectNoSchedule, nil)}, t0, true},
 		{"Equal with a value the taint lacks: at once", []skiffv1alpha1.Toleration{{Key: skiffv1alpha1.TaintUnreachable, Operator: skiffv1alpha1.TolerationOpEqual, Value: "x"}}, t0, true},
-		{"the default 30 s", []skiffv1alpha1.Toleration{exists(skiffv1alpha1.TaintUnreachable, skiffv1alpha1.TaintEffectNoExecute, ptr.To(skiffv1alpha1.DefaultTolerationSeconds))}, t0.Add(30 * time.Second), true},
+		{"the default 300 s", []skiffv1alpha1.Toleration{exists(skiffv1alpha1.TaintUnreachable, skiffv1alpha1.TaintEffectNoExecute, ptr.To(skiffv1alpha1.DefaultTolerationSeconds))}, t0.Add(300 * time.Second), true},
 		{"zero seconds: at once", []skiffv1alpha1.Toleration{exists(skiffv1alpha1.TaintUnreachable, "", ptr.To[int64](0))}, t0, true},
 		{"no seconds: never", []skiffv1alpha1.Toleration{exists(skiffv1alpha1.TaintUnreachable, skiffv1alpha1.TaintEffectNoExecute, nil)}, time.Time{}, false},
 		{"keyless Exists tolerates everything for ever", []skiffv1alpha1.Toleration{exists("", "", nil)}, time.Time{}, false},
@@ -129,24 +105,24 @@ func TestUnreachableTaint(t *testing.T) {
 	earlier := metav1.NewTime(t0.Add(-time.Minute))
 	mine := skiffv1alpha1.Taint{Key: skiffv1alpha1.TaintUnreachable, Effect: skiffv1alpha1.TaintEffectNoExecute, TimeAdded: &earlier}
 
-	taints, taint, changed := withUnreachable([]skiffv1alpha1.Taint{noSchedule}, t0Frac)
-	if !changed || len(taints) != 2 || taints[0] != noSchedule || !isUnreachable(taint) || !taint.TimeAdded.Time.Equal(t0) {
+	taints, taint, changed := withTaint([]skiffv1alpha1.Taint{noSchedule}, skiffv1alpha1.TaintUnreachable, t0Frac)
+	if !changed || len(taints) != 2 || taints[0] != noSchedule || !isTaint(skiffv1alpha1.TaintUnreachable)(taint) || !taint.TimeAdded.Time.Equal(t0) {
 		t.Errorf("adding: %+v, %+v, %v; want the taint added at now in whole seconds, others kept", taints, taint, changed)
 	}
-	if _, taint, changed := withUnreachable([]skiffv1alpha1.Taint{noSchedule, mine}, t0); changed || !taint.TimeAdded.Equal(&earlier) {
+	if _, taint, changed := withTaint([]skiffv1alpha1.Taint{noSchedule, mine}, skiffv1alpha1.TaintUnreachable, t0); changed || !taint.TimeAdded.Equal(&earlier) {
 		t.Errorf("present: %+v, %v; want it kept with its timeAdded", taint, changed)
 	}
 	byHand := mine
 	byHand.TimeAdded = nil
-	if _, taint, changed := withUnreachable([]skiffv1alpha1.Taint{byHand}, t0Frac); !changed || taint.TimeAdded == nil || !taint.TimeAdded.Time.Equal(t0) {
+	if _, taint, changed := withTaint([]skiffv1alpha1.Taint{byHand}, skiffv1alpha1.TaintUnreachable, t0Frac); !changed || taint.TimeAdded == nil || !taint.TimeAdded.Time.Equal(t0) {
 		t.Errorf("without timeAdded: %+v, %v; want timeAdded now", taint, changed)
 	}
 	sameKeyNoSchedule := skiffv1alpha1.Taint{Key: skiffv1alpha1.TaintUnreachable, Effect: skiffv1alpha1.TaintEffectNoSchedule}
-	taints, had := withoutUnreachable([]skiffv1alpha1.Taint{noSchedule, mine, sameKeyNoSchedule})
+	taints, had := withoutTaint([]skiffv1alpha1.Taint{noSchedule, mine, sameKeyNoSchedule}, skiffv1alpha1.TaintUnreachable)
 	if !had || !slices.Equal(taints, []skiffv1alpha1.Taint{noSchedule, sameKeyNoSchedule}) {
 		t.Errorf("removing: %+v, %v; want only the NoExecute unreachable taint gone", taints, had)
 	}
-	if _, had := withoutUnreachable([]skiffv1alpha1.Taint{noSchedule}); had {
+	if _, had := withoutTaint([]skiffv1alpha1.Taint{noSchedule}, skiffv1alpha1.TaintUnreachable); had {
 		t.Error("removing from a node without it reports a change")
 	}
 }

@@ -1,21 +1,30 @@
-// Package nodelifecycle decides whether Nodes are alive and acts when one
-// is not: a Node that has not been seen for the grace period gets
-// Ready=Unknown, phase NotReady and the NoExecute taint
-// node.skiff.dev/unreachable, and the Instances bound to it are marked
-// Failed with reason NodeLost once their toleration of that taint runs out
-// (at once without one, after tolerationSeconds with one, never with one
-// that sets no seconds). The workload controller replaces them; when the
-// node comes back, the taint goes, its agent writes Ready=True again and
-// stops what was replaced meanwhile.
+// Package nodelifecycle decides whether Nodes are alive from two signals,
+// the Lease each agent renews and the control plane's view of the gossip
+// cluster, and acts when one is not:
 //
-// Whether a node was seen comes from a Liveness: Leases reads the Leases
-// the agents renew, and Newest combines it with other signals (gossip) so
-// that any one of them keeps a node alive.
+//   - gossip says dead (or left) and the Lease was not renewed since: the
+//     node is dead. It gets the NoExecute taint node.skiff.dev/dead, and
+//     its Instances that do not tolerate it (none do by default) are
+//     marked Failed with reason NodeLost at once.
+//   - the Lease is stale (not renewed for max(grace period, its
+//     leaseDurationSeconds)) and gossip does not say dead: the node may
+//     only be cut off from the control plane. It gets Ready=Unknown, phase
+//     NotReady and the NoExecute taint node.skiff.dev/unreachable, which
+//     Instances tolerate for 300 s by default.
+//   - gossip says dead but the agent still renews: MemberAlive=False and
+//     an Event; the node stays Ready.
+//
+// The workload controller replaces lost Instances; when the node comes
+// back, the taints go, its agent writes Ready=True again and stops what
+// was replaced meanwhile. The controller also writes status.gossip and
+// the MemberAlive condition, and records NodeJoined, NodeSuspect,
+// NodeDead, NodeRecovered and NodeLeft Events.
 //
 //	leases := nodelifecycle.NewLeases(mgr.GetClient())
-//	c := &nodelifecycle.Controller{Client: mgr.GetClient(), Liveness: leases, Config: nodelifecycle.DefaultConfig()}
+//	c := &nodelifecycle.Controller{Client: mgr.GetClient(), Liveness: leases, Members: membership, Config: nodelifecycle.DefaultConfig()}
 //	err := c.SetupWithManager(mgr)
 //
-// The decisions (lost yet? which Instances go when?) are pure functions of
-// the Node, its Instances and the time, so they are tested by tables.
+// The decisions (judge: healthy, cut off or dead? which Instances go
+// when?) are pure functions of the signals and the time, so they are
+// tested by tables.
 package nodelifecycle

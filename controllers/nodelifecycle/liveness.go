@@ -11,39 +11,34 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+	"skiff.dev/skiff/gossip"
 )
 
-// Liveness is one signal that a node is alive.
+// Liveness is the Lease signal: when a node was last seen alive.
 //
-// LastSeen returns when node was last seen alive, on this process's clock,
-// or the zero time if it never was. It is called from reconcilers, so it
-// must be safe for concurrent use and must not block on the network (read
-// a cache). An error means the signal cannot tell now; the controller then
-// acts on nothing and tries again.
+// LastSeen returns when node was last seen alive, on this process's clock
+// (the zero time if it never was), and for how long that sighting vouches
+// for it. It is called from reconcilers, so it must be safe for
+// concurrent use and must not block on the network (read a cache). An
+// error means the signal cannot tell now; the controller then acts on
+// nothing and tries again.
 type Liveness interface {
-	LastSeen(ctx context.Context, node string) (time.Time, error)
+	LastSeen(ctx context.Context, node string) (Sighting, error)
 }
 
-// Newest combines signals: a node was last seen when any of them last saw
-// it, so each signal alone keeps a node alive. An error from any signal is
-// returned: a node is not declared lost on part of the evidence.
-type Newest []Liveness
+// Sighting is one sight of a node alive.
+type Sighting struct {
+	// At is when it was seen, on this process's clock.
+	At time.Time
+	// For is how long the sight vouches for the node (the Lease's
+	// leaseDurationSeconds); zero leaves it to the grace period.
+	For time.Duration
+}
 
-var _ Liveness = Newest(nil)
-
-// LastSeen returns the newest of the signals' times.
-func (n Newest) LastSeen(ctx context.Context, node string) (time.Time, error) {
-	var newest time.Time
-	for _, l := range n {
-		t, err := l.LastSeen(ctx, node)
-		if err != nil {
-			return time.Time{}, err
-		}
-		if t.After(newest) {
-			newest = t
-		}
-	}
-	return newest, nil
+// Members is the gossip signal: the control plane's member's view of the
+// others (gossip.Membership).
+type Members interface {
+	Member(name string) (gossip.Member, bool)
 }
 
 // Leases sees a node alive when its agent renews its Lease,
@@ -76,27 +71,32 @@ func NewLeases(r client.Reader) *Leases {
 	return &Leases{reader: r, now: time.Now, seen: map[string]renewal{}}
 }
 
-// LastSeen returns when the node's Lease was last seen renewed, or the zero
-// time if the node has no Lease or never renewed it.
-func (l *Leases) LastSeen(ctx context.Context, node string) (time.Time, error) {
+// LastSeen returns when the node's Lease was last seen renewed, and its
+// leaseDurationSeconds; the zero time if the node has no Lease or never
+// renewed it.
+func (l *Leases) LastSeen(ctx context.Context, node string) (Sighting, error) {
 	var lease coordinationv1.Lease
 	key := client.ObjectKey{Namespace: skiffv1alpha1.NodeLeaseNamespace, Name: node}
 	err := l.reader.Get(ctx, key, &lease)
 	if apierrors.IsNotFound(err) {
 		l.forget(node)
-		return time.Time{}, nil
+		return Sighting{}, nil
 	}
 	if err != nil {
-		return time.Time{}, fmt.Errorf("lease %q of node %q: %w", key, node, err)
+		return Sighting{}, fmt.Errorf("lease %q of node %q: %w", key, node, err)
 	}
 	renewed := lease.Spec.RenewTime
 	if renewed == nil {
 		renewed = lease.Spec.AcquireTime
 	}
 	if renewed == nil {
-		return time.Time{}, nil
+		return Sighting{}, nil
 	}
-	return l.observe(node, renewed.Time), nil
+	var valid time.Duration
+	if d := lease.Spec.LeaseDurationSeconds; d != nil && *d > 0 {
+		valid = time.Duration(*d) * time.Second
+	}
+	return Sighting{At: l.observe(node, renewed.Time), For: valid}, nil
 }
 
 // observe records renewed for node and returns when it was first seen.

@@ -1,35 +1,9 @@
 package nodelifecycle
 
 import (
-	"context"
-	"errors"
 	"testing"
 	"time"
 )
-
-// seenAt is a Liveness answering from a map.
-type seenAt map[string]time.Time
-
-func (s seenAt) LastSeen(_ context.Context, node string) (time.Time, error) { return s[node], nil }
-
-type broken struct{ err error }
-
-func (b broken) LastSeen(context.Context, string) (time.Time, error) { return time.Time{}, b.err }
-
-func TestNewest(t *testing.T) {
-	lease := seenAt{"a": t0, "b": t0.Add(-time.Minute)}
-	gossip := seenAt{"b": t0.Add(-time.Second), "c": t0}
-	ctx := context.Background()
-	for node, want := range map[string]time.Time{"a": t0, "b": t0.Add(-time.Second), "c": t0, "d": {}} {
-		if got, err := (Newest{lease, gossip}).LastSeen(ctx, node); err != nil || !got.Equal(want) {
-			t.Errorf("node %s: %s, %v; want %s", node, got, err, want)
-		}
-	}
-	errDown := errors.New("down")
-	if _, err := (Newest{lease, broken{errDown}}).LastSeen(ctx, "a"); !errors.Is(err, errDown) {
-		t.Errorf("a failing signal: %v, want its error (no verdict on part of the evidence)", err)
-	}
-}
 
 // TestLeasesObserve: a renewal counts when it is first seen, on this
 // process's clock, whatever the agent's clock wrote.

@@ -87,8 +87,23 @@ const (
 const (
 	// NodeConditionReady is True while the agent renews its Lease.
 	NodeConditionReady = "Ready"
-	// NodeConditionMemberAlive is True while gossip sees the node alive.
+	// NodeConditionMemberAlive is True while gossip sees the node alive
+	// (the control plane's member of the gossip cluster reaches it,
+	// directly or through others).
 	NodeConditionMemberAlive = "MemberAlive"
+)
+
+// GossipState is a node's member state in the gossip cluster, as the
+// control plane sees it.
+// +enum
+type GossipState string
+
+// Gossip states.
+const (
+	GossipAlive   GossipState = "alive"
+	GossipSuspect GossipState = "suspect"
+	GossipDead    GossipState = "dead"
+	GossipLeft    GossipState = "left"
 )
 
 // NodeAddressType names the kind of a node address.
@@ -160,4 +175,12 @@ type NodeStatus struct {
 	// NodeInfo describes the Node's software.
 	// +optional
 	NodeInfo NodeInfo `json:"nodeInfo,omitempty"`
+	// GossipAddress is the agent's gossip (memberlist) address, ip:port,
+	// written by the agent: the other members find it there.
+	// +optional
+	GossipAddress string `json:"gossipAddress,omitempty"`
+	// Gossip is the node's member state as the control plane sees it:
+	// alive, suspect, dead or left; empty until it joins.
+	// +optional
+	Gossip GossipState `json:"gossip,omitempty"`
 }

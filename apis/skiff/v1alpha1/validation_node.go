@@ -72,6 +72,13 @@ func ValidateNodeStatusUpdate(newN, oldN *Node) field.ErrorList {
 	allErrs = append(allErrs, metav1validation.ValidateConditions(s.Conditions, statusPath.Child("conditions"))...)
 	allErrs = append(allErrs, validateResourceQuantities(s.Capacity, statusPath.Child("capacity"))...)
 	allErrs = append(allErrs, validateResourceQuantities(s.Allocatable, statusPath.Child("allocatable"))...)
+	gossip := []GossipState{GossipAlive, GossipSuspect, GossipDead, GossipLeft}
+	allErrs = append(allErrs, validateOptionalEnum(s.Gossip, gossip, statusPath.Child("gossip"))...)
+	if a := s.GossipAddress; a != "" {
+		if _, err := netip.ParseAddrPort(a); err != nil {
+			allErrs = append(allErrs, field.Invalid(statusPath.Child("gossipAddress"), a, "must be ip:port"))
+		}
+	}
 	return append(allErrs, validateNodeAddresses(s.Addresses, statusPath.Child("addresses"))...)
 }
 

@@ -19,14 +19,21 @@ const (
 	// RevisionLabel carries the template revision an Instance was made from.
 	RevisionLabel = "skiff.dev/revision"
 	// TaintUnreachable is put on a Node, with effect NoExecute, while its
-	// agent stops renewing its Lease.
+	// agent stops renewing its Lease but gossip does not say it is dead:
+	// it may only be cut off from the control plane.
 	TaintUnreachable = "node.skiff.dev/unreachable"
+	// TaintDead is put on a Node, with effect NoExecute, when gossip says
+	// it is dead (or left) and its Lease was not renewed since: Instances
+	// that do not tolerate it are replaced at once.
+	TaintDead = "node.skiff.dev/dead"
 	// TaintNetworkUnavailable is put on a Node, with effect NoSchedule,
 	// while the cluster CIDR has no subnet left for it: its Instances
 	// could get no address. The node IPAM controller removes it with the
 	// subnet it gives.
 	TaintNetworkUnavailable = "node.skiff.dev/network-unavailable"
 	// DefaultTolerationSeconds is how long an Instance stays on an
-	// unreachable node unless it says otherwise.
-	DefaultTolerationSeconds int64 = 30
+	// unreachable node unless it says otherwise: Kubernetes' 300 s, since
+	// a node that gossip still reaches is only cut off from the control
+	// plane, and a dead node is tainted dead (no default toleration).
+	DefaultTolerationSeconds int64 = 300
 )
