@@ -97,7 +97,9 @@ func TestGossipDeathAndCutOff(t *testing.T) {
 	// The machine dies: its Lease stops, gossip declares it dead.
 	stopN1()
 	v.set("n1", gossip.Suspect, "")
-	eventually(t, "n1 suspect", func() bool { return h.node("n1").Status.Gossip == skiffv1alpha1.GossipSuspect && h.events("NodeSuspect", "n1") })
+	eventually(t, "n1 suspect", func() bool {
+		return h.node("n1").Status.Gossip == skiffv1alpha1.GossipSuspect && h.events("NodeSuspect", "n1")
+	})
 	died := time.Now()
 	v.set("n1", gossip.Dead, "")
 	eventually(t, "n1 tainted dead, NotReady, its Instance lost", func() bool {

@@ -27,12 +27,12 @@ const (
 
 // Reasons of the MemberAlive condition.
 const (
-	ReasonMemberAlive    = "MemberAlive"
-	ReasonMemberSuspect  = "MemberSuspect"
-	ReasonMemberDead     = "MemberDead"
-	ReasonMemberLeft     = "MemberLeft"
-	ReasonNotAMember     = "NotAMember"
-	ReasonKeyMismatch    = "GossipKeyMismatch"
+	ReasonMemberAlive   = "MemberAlive"
+	ReasonMemberSuspect = "MemberSuspect"
+	ReasonMemberDead    = "MemberDead"
+	ReasonMemberLeft    = "MemberLeft"
+	ReasonNotAMember    = "NotAMember"
+	ReasonKeyMismatch   = "GossipKeyMismatch"
 )
 
 // signals is what the controller knows of a node at one moment.
