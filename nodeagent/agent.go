@@ -13,13 +13,8 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
-	apiequality "k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -237,62 +232,6 @@ func (a *Agent) newManager(j *joined, m *Machine) (manager.Manager, error) {
 	return mgr, nil
 }
 
-// reportStatus writes capacity, allocatable, addresses, software, and the
-// Ready condition.
-func (a *Agent) reportStatus(ctx context.Context, c client.Client, m *Machine) error {
-	// The control plane writes the Node too (its subnet, taints): a
-	// conflict reads it again.
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error { return a.writeStatus(ctx, c, m) })
-}
-
-func (a *Agent) writeStatus(ctx context.Context, c client.Client, m *Machine) error {
-	var node skiffv1alpha1.Node
-	if err := c.Get(ctx, client.ObjectKey{Name: a.cfg.NodeName}, &node); err != nil {
-		return fmt.Errorf("node %q: %w", a.cfg.NodeName, err)
-	}
-	before := node.Status.DeepCopy()
-	node.Status.Capacity = m.Capacity
-	node.Status.Allocatable = allocatable(m.Capacity, a.cfg.Reserved)
-	node.Status.Addresses = m.Addresses
-	node.Status.NodeInfo = m.Info
-	node.Status.AgentEndpoint = m.Endpoint
-	node.Status.Phase = skiffv1alpha1.NodeReady
-	meta.SetStatusCondition(&node.Status.Conditions, metav1.Condition{
-		Type: skiffv1alpha1.NodeConditionReady, Status: metav1.ConditionTrue,
-		Reason: "AgentReady", Message: "the agent is running and renewing its lease",
-	})
-	if apiequality.Semantic.DeepEqual(before, &node.Status) {
-		// Every agent watches every Node (for routes): a write that
-		// changes nothing would still reach all of them.
-		return nil
-	}
-	if err := c.Status().Update(ctx, &node); err != nil {
-		return fmt.Errorf("node %q status: %w", a.cfg.NodeName, err)
-	}
-	return nil
-}
-
-// readyLost reports whether the Node, as the cache last saw it, no longer
-// says Ready: the node lifecycle controller marks a node whose Lease went
-// unrenewed Unknown, and leaves it to the agent to say Ready again. A Node
-// the cache cannot show within a lease interval (not synced yet) counts
-// as Ready: the status written at start said so.
-func (a *Agent) readyLost(ctx context.Context, c client.Reader) bool {
-	ctx, cancel := context.WithTimeout(ctx, a.cfg.LeaseInterval)
-	defer cancel()
-	var node skiffv1alpha1.Node
-	if err := c.Get(ctx, client.ObjectKey{Name: a.cfg.NodeName}, &node); err != nil {
-		return false
-	}
-	return !nodeReady(&node.Status)
-}
-
-// nodeReady reports whether the status says what the agent writes while
-// it runs: phase Ready and Ready=True.
-func nodeReady(s *skiffv1alpha1.NodeStatus) bool {
-	return s.Phase == skiffv1alpha1.NodeReady && meta.IsStatusConditionTrue(s.Conditions, skiffv1alpha1.NodeConditionReady)
-}
-
 // warnOnFlagDrift says when --labels or --taints differ from the Node's:
 // they are applied at registration only, since a node may not change what
 // decides which Instances land on it.
@@ -305,52 +244,4 @@ func (a *Agent) warnOnFlagDrift(n *skiffv1alpha1.Node) {
 	if a.cfg.Taints != nil && !slices.Equal(n.Spec.Taints, a.cfg.Taints) {
 		klog.InfoS("--taints differ from the registered Node; an admin changes them with kubectl", "node", n.Name)
 	}
-}
-
-// leaseKeeper renews one node's Lease, skiff-node-lease/NAME. It keeps
-// the Lease it last wrote, so a renewal is one update; it reads the Lease
-// again only after a conflict.
-type leaseKeeper struct {
-	client   client.Client
-	node     string
-	interval time.Duration
-	lease    *coordinationv1.Lease
-}
-
-func (k *leaseKeeper) renew(ctx context.Context) error {
-	now := metav1.NewMicroTime(time.Now())
-	seconds := int32(max(1, (3*k.interval).Round(time.Second)/time.Second))
-	key := client.ObjectKey{Namespace: skiffv1alpha1.NodeLeaseNamespace, Name: k.node}
-	if k.lease == nil {
-		var lease coordinationv1.Lease
-		err := k.client.Get(ctx, key, &lease)
-		if apierrors.IsNotFound(err) {
-			lease = coordinationv1.Lease{
-				ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name},
-				Spec: coordinationv1.LeaseSpec{
-					HolderIdentity: ptr.To(k.node), LeaseDurationSeconds: ptr.To(seconds),
-					AcquireTime: &now, RenewTime: &now,
-				},
-			}
-			if err := k.client.Create(ctx, &lease); err != nil {
-				return fmt.Errorf("lease %s: %w", key, err)
-			}
-			k.lease = &lease
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("lease %s: %w", key, err)
-		}
-		k.lease = &lease
-	}
-	k.lease.Spec.HolderIdentity = ptr.To(k.node)
-	k.lease.Spec.LeaseDurationSeconds = ptr.To(seconds)
-	k.lease.Spec.RenewTime = &now
-	if err := k.client.Update(ctx, k.lease); err != nil {
-		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
-			k.lease = nil // read it again next time
-		}
-		return fmt.Errorf("lease %s: %w", key, err)
-	}
-	return nil
 }

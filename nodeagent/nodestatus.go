@@ -1,0 +1,68 @@
+package nodeagent
+
+import (
+	"context"
+	"fmt"
+
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// reportStatus writes capacity, allocatable, addresses, software, and the
+// Ready condition.
+func (a *Agent) reportStatus(ctx context.Context, c client.Client, m *Machine) error {
+	// The control plane writes the Node too (its subnet, taints): a
+	// conflict reads it again.
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error { return a.writeStatus(ctx, c, m) })
+}
+
+func (a *Agent) writeStatus(ctx context.Context, c client.Client, m *Machine) error {
+	var node skiffv1alpha1.Node
+	if err := c.Get(ctx, client.ObjectKey{Name: a.cfg.NodeName}, &node); err != nil {
+		return fmt.Errorf("node %q: %w", a.cfg.NodeName, err)
+	}
+	before := node.Status.DeepCopy()
+	node.Status.Capacity = m.Capacity
+	node.Status.Allocatable = allocatable(m.Capacity, a.cfg.Reserved)
+	node.Status.Addresses = m.Addresses
+	node.Status.NodeInfo = m.Info
+	node.Status.AgentEndpoint = m.Endpoint
+	node.Status.Phase = skiffv1alpha1.NodeReady
+	meta.SetStatusCondition(&node.Status.Conditions, metav1.Condition{
+		Type: skiffv1alpha1.NodeConditionReady, Status: metav1.ConditionTrue,
+		Reason: "AgentReady", Message: "the agent is running and renewing its lease",
+	})
+	if apiequality.Semantic.DeepEqual(before, &node.Status) {
+		// Every agent watches every Node (for routes): a write that
+		// changes nothing would still reach all of them.
+		return nil
+	}
+	if err := c.Status().Update(ctx, &node); err != nil {
+		return fmt.Errorf("node %q status: %w", a.cfg.NodeName, err)
+	}
+	return nil
+}
+
+// readyLost reports whether the Node, as the cache last saw it, no longer
+// says Ready: the node lifecycle controller marks a node whose Lease went
+// unrenewed Unknown, and leaves it to the agent to say Ready again. A Node
+// the cache cannot show within a lease interval (not synced yet) counts
+// as Ready: the status written at start said so.
+func (a *Agent) readyLost(ctx context.Context, c client.Reader) bool {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.LeaseInterval)
+	defer cancel()
+	var node skiffv1alpha1.Node
+	if err := c.Get(ctx, client.ObjectKey{Name: a.cfg.NodeName}, &node); err != nil {
+		return false
+	}
+	return !nodeReady(&node.Status)
+}
+
+// nodeReady reports whether the status says what the agent writes while
+// it runs: phase Ready and Ready=True.
+func nodeReady(s *skiffv1alpha1.NodeStatus) bool {
+	return s.Phase == skiffv1alpha1.NodeReady && meta.IsStatusConditionTrue(s.Conditions, skiffv1alpha1.NodeConditionReady)
+}
