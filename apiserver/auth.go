@@ -16,6 +16,7 @@ import (
 	"k8s.io/utils/lru"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+	"skiff.dev/skiff/gossip"
 	"skiff.dev/skiff/identity"
 )
 
@@ -135,6 +136,9 @@ func authorize(ctx context.Context, a authorizer.Attributes) (authorizer.Decisio
 		if g == user.SystemPrivilegedGroup {
 			return authorizer.DecisionAllow, "", nil
 		}
+	}
+	if _, ok := nodeName(u); ok && !a.IsResourceRequest() && a.GetPath() == gossip.APIPath && a.GetVerb() == "get" {
+		return authorizer.DecisionAllow, "", nil // a node fetches the gossip keys and seeds
 	}
 	if node, ok := nodeName(u); ok {
 		if d, reason := authorizeNode(node, a); d != authorizer.DecisionNoOpinion {

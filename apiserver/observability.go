@@ -33,11 +33,14 @@ func registerLibraryMetrics() {
 type ComponentHealth struct {
 	Status string `json:"status"`
 	Error  string `json:"error,omitempty"`
+	// Detail is what the component reports of itself (the cluster's
+	// members and this member's health score).
+	Detail any `json:"detail,omitempty"`
 }
 
 // Health is the /health document: overall status and one entry per
-// component (the state store now; cluster, runtime and scheduler join as
-// they are built).
+// component (state_store, and those added in the same process: cluster,
+// controllers, scheduler).
 type Health struct {
 	Status     string                     `json:"status"`
 	Components map[string]ComponentHealth `json:"components"`
@@ -62,6 +65,14 @@ func (s *Server) installObservability(generic *genericapiserver.GenericAPIServer
 			}
 			h.Components[name] = c
 		}
+		for name, report := range s.reports {
+			detail, err := report(ctx)
+			c := ComponentHealth{Status: "ok", Detail: detail}
+			if err != nil {
+				c.Status, c.Error, h.Status = "failed", err.Error(), "failed"
+			}
+			h.Components[name] = c
+		}
 		w.Header().Set("Content-Type", "application/json")
 		if h.Status != "ok" {
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -74,6 +85,10 @@ func (s *Server) installObservability(generic *genericapiserver.GenericAPIServer
 			r2.URL.Path = to
 			mux.ServeHTTP(w, r2)
 		})
+	}
+	for path, h := range s.handlers {
+		mux.Handle(path, h)
+		mux.HandlePrefix(path+"/", h)
 	}
 	alias("/live", "/livez")
 	alias("/ready", "/readyz")

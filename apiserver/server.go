@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -28,6 +29,31 @@ type Server struct {
 	// same process, added before Run.
 	gatherers prometheus.Gatherers
 	checks    map[string]HealthCheck
+	reports   map[string]HealthReport
+	// handlers are other parts' endpoints (path -> handler).
+	handlers map[string]http.Handler
+}
+
+// HealthReport is a HealthCheck that also tells what it saw (shown as the
+// component's detail on /health).
+type HealthReport func(ctx context.Context) (detail any, err error)
+
+// AddHealthReport reports r as component name on /health. Call it before Run.
+func (s *Server) AddHealthReport(name string, r HealthReport) {
+	if s.reports == nil {
+		s.reports = map[string]HealthReport{}
+	}
+	s.reports[name] = r
+}
+
+// AddHandler serves h at path (and below it) beside the API, behind the
+// same authentication and authorization (nodes may GET gossip.APIPath; only
+// admins reach anything else). Call it before Run.
+func (s *Server) AddHandler(path string, h http.Handler) {
+	if s.handlers == nil {
+		s.handlers = map[string]http.Handler{}
+	}
+	s.handlers[path] = h
 }
 
 // HealthCheck reports whether a part is healthy; its error says why not.

@@ -119,7 +119,13 @@ type Controllers struct {
 	metrics    *metrics.Metrics
 	// mgr is set while Start runs.
 	mgr atomic.Pointer[manager.Manager]
+	// members is the control plane's gossip member (nil: Leases alone).
+	members nodelifecycle.WatchedMembers
 }
+
+// UseGossip makes the node lifecycle controller judge nodes by gossip
+// too (see nodelifecycle). Call it before Start.
+func (c *Controllers) UseGossip(m nodelifecycle.WatchedMembers) { c.members = m }
 
 // New prepares the controllers for the API server kubeconfig points at.
 // Nothing is contacted until Start: the server may still be starting.
@@ -185,7 +191,7 @@ func (c *Controllers) build() (manager.Manager, error) {
 		return nil, fmt.Errorf("workload controller: %w", err)
 	}
 	nodes := &nodelifecycle.Controller{
-		Client: mgr.GetClient(), Liveness: nodelifecycle.NewLeases(mgr.GetClient()),
+		Client: mgr.GetClient(), Liveness: nodelifecycle.NewLeases(mgr.GetClient()), Members: c.members,
 		Config: cfg.lifecycle(),
 	}
 	if err := nodes.SetupWithManager(mgr); err != nil {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/hashicorp/go-sockaddr"
 	"github.com/hashicorp/memberlist"
 )
 
@@ -40,6 +41,10 @@ type Config struct {
 	// (--gossip-advertise); empty is the bind address, or with an
 	// unspecified bind host the address memberlist picks.
 	Advertise string
+	// AdvertiseIP is advertised with the bound port when Advertise is
+	// empty and Bind's host is unspecified (an agent's node address);
+	// empty leaves the choice to memberlist (a private address).
+	AdvertiseIP string
 	// Keyring holds the AES-256 keys. Required: gossip is never plain.
 	Keyring *Keyring
 	// Seeds returns addresses to join (and to rejoin after a partition).
@@ -169,6 +174,8 @@ func (c *Config) memberlistConfig() (*memberlist.Config, error) {
 		mc.AdvertiseAddr, mc.AdvertisePort = ahost, aport
 	} else if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
 		mc.AdvertiseAddr = host
+	} else if c.AdvertiseIP != "" {
+		mc.AdvertiseAddr = c.AdvertiseIP
 	}
 	t := c.Timing
 	mc.ProbeInterval, mc.ProbeTimeout = t.ProbeInterval, t.ProbeTimeout
@@ -177,5 +184,22 @@ func (c *Config) memberlistConfig() (*memberlist.Config, error) {
 	mc.Keyring = c.Keyring.ring
 	mc.SecretKey = nil // the keyring carries the keys
 	mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	mc.TCPTimeout = 2 * time.Second // push/pull and joins on a LAN; a dead seed must not hold a rejoin for long
 	return mc, nil
+}
+
+// LocalIP is an address of this machine to advertise when bound to all
+// interfaces: a private one if there is one (memberlist's own choice),
+// else the first global unicast one, else loopback.
+func LocalIP() string {
+	if ip, err := sockaddr.GetPrivateIP(); err == nil && ip != "" {
+		return ip
+	}
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && n.IP.IsGlobalUnicast() {
+			return n.IP.String()
+		}
+	}
+	return "127.0.0.1"
 }

@@ -96,7 +96,20 @@ func (m *Membership) Run(ctx context.Context) error {
 	defer m.stop()
 	rejoin := time.NewTicker(m.cfg.Timing.RejoinInterval)
 	defer rejoin.Stop()
-	m.join(ctx)
+	joining := make(chan struct{}, 1) // one join at a time: a dead seed's TCP timeout takes seconds
+	join := func() {
+		select {
+		case joining <- struct{}{}:
+		default:
+			return
+		}
+		go func() {
+			defer func() { <-joining }()
+			m.join(ctx)
+		}()
+	}
+	defer func() { joining <- struct{}{} }() // wait for a join in flight
+	join()
 	for {
 		select {
 		case <-ctx.Done():
@@ -104,7 +117,7 @@ func (m *Membership) Run(ctx context.Context) error {
 		case <-m.keysChanged:
 			m.announce()
 		case <-rejoin.C:
-			m.join(ctx)
+			join()
 		}
 	}
 }

@@ -2,13 +2,13 @@ package nodeagent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
-	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -25,6 +25,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+	"skiff.dev/skiff/gossip"
 	"skiff.dev/skiff/nodeagent/image"
 	"skiff.dev/skiff/nodeagent/network"
 	cruntime "skiff.dev/skiff/nodeagent/runtime"
@@ -103,7 +104,9 @@ func (a *Agent) importImages(ctx context.Context) {
 	}
 }
 
-// Run joins, reports the Node status and renews the Lease until ctx ends.
+// Run joins, then runs the agent's parts in one manager until ctx ends:
+// the Instance controller, the HTTPS endpoint, the Lease renewer, the
+// status reporter, the gossip member and the fence.
 func (a *Agent) Run(ctx context.Context) error {
 	j, err := join(ctx, a.cfg, a.scheme, joinOptions{})
 	if err != nil {
@@ -127,6 +130,23 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer ln.Close()
 	machine.Endpoint = endpoint(ln, machine.hostIP())
+	mgr, r, err := a.newManager(j, machine)
+	if err != nil {
+		return err
+	}
+	var members *gossip.Membership
+	if a.cfg.GossipBind != "" {
+		members, err = a.newMembership(ctx, j, machine, mgr.GetClient())
+		switch {
+		case errors.Is(err, gossip.ErrNotServed):
+			klog.InfoS("gossip off: the server has none; the Lease is the only heartbeat", "node", a.cfg.NodeName)
+		case err != nil:
+			return err
+		default:
+			machine.GossipAddress = members.Addr()
+			a.metrics.registry.MustRegister(members.Collector())
+		}
+	}
 	if err := a.reportStatus(ctx, j.client, machine); err != nil {
 		return err
 	}
@@ -134,67 +154,73 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := j.client.Get(ctx, client.ObjectKey{Name: a.cfg.NodeName}, &node); err == nil {
 		a.warnOnFlagDrift(&node)
 	}
-	mgr, err := a.newManager(j, machine)
-	if err != nil {
+	if err := a.addParts(mgr, j, machine, ln, members, r); err != nil {
 		return err
 	}
+	// Tell systemd (Type=notify) the agent is up; a no-op elsewhere.
+	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
+		klog.ErrorS(err, "sd_notify")
+	}
+	if err := mgr.Start(ctx); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	return nil
+}
+
+// addParts adds the agent's Runnables beside the Instance controller.
+func (a *Agent) addParts(mgr manager.Manager, j *joined, m *Machine, ln net.Listener, members *gossip.Membership, r *instanceReconciler) error {
 	cert, err := j.servingCertificate(a.cfg.NodeName)
 	if err != nil {
 		return err
 	}
 	srv := &server{rt: a.rt, instances: mgr.GetClient(), logDir: filepath.Join(a.cfg.DataDir, containersDir), apiserverCert: j.serverCert, metrics: a.metrics}
 	a.metrics.registry.MustRegister(newInstancesCollector(mgr.GetCache()))
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	mgrDone := make(chan error, 1)
-	go func() { mgrDone <- mgr.Start(ctx) }()
-	defer func() { cancel(); <-mgrDone }()
-	srvDone := make(chan error, 1)
-	go func() { srvDone <- srv.serve(ctx, ln, cert) }()
-	defer func() { cancel(); <-srvDone }()
-	// Tell systemd (Type=notify) the agent is up; a no-op elsewhere.
-	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
-		klog.ErrorS(err, "sd_notify")
-	}
-	lease := time.NewTicker(a.cfg.LeaseInterval)
-	defer lease.Stop()
+	status := newStatusReporter(a.cfg.StatusInterval, func(ctx context.Context) error { return a.reportStatus(ctx, j.client, m) })
 	keeper := &leaseKeeper{client: j.client, node: a.cfg.NodeName, interval: a.cfg.LeaseInterval}
-	status := time.NewTicker(a.cfg.StatusInterval)
-	defer status.Stop()
-	for {
-		if err := keeper.renew(ctx); err != nil {
-			if ctx.Err() == nil {
-				klog.ErrorS(err, "renew lease", "node", a.cfg.NodeName)
+	renewer := &leaseRenewer{
+		keeper: keeper, fast: a.cfg.LeaseInterval, slow: a.cfg.GossipLeaseInterval,
+		renewed: func(ctx context.Context) {
+			if r.fence != nil {
+				r.fence.Contacted()
 			}
-		} else if a.readyLost(ctx, mgr.GetClient()) {
 			// Renewing again after the node lifecycle controller gave the
 			// node up: say Ready now, not at the next status tick.
-			if err := a.reportStatus(ctx, j.client, machine); err != nil && ctx.Err() == nil {
-				klog.ErrorS(err, "report node status", "node", a.cfg.NodeName)
+			if a.readyLost(ctx, mgr.GetClient()) {
+				status.Kick()
 			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-mgrDone:
-			mgrDone <- err // for the deferred wait
-			return fmt.Errorf("instance controller: %w", err)
-		case err := <-srvDone:
-			srvDone <- err // for the deferred wait
-			return err
-		case <-lease.C:
-		case <-status.C:
-			if err := a.reportStatus(ctx, j.client, machine); err != nil && ctx.Err() == nil {
-				klog.ErrorS(err, "report node status", "node", a.cfg.NodeName)
+		},
+		failed: func(_ context.Context, err error) { klog.ErrorS(err, "renew lease", "node", a.cfg.NodeName) },
+	}
+	parts := []manager.Runnable{
+		manager.RunnableFunc(func(ctx context.Context) error { return srv.serve(ctx, ln, cert) }),
+		renewer, status,
+	}
+	if members != nil {
+		renewer.gossipHealthy = members.Healthy
+		parts = append(parts, manager.RunnableFunc(members.Run))
+		if a.cfg.FenceAfter > 0 {
+			r.fence = &fence{
+				after: a.cfg.FenceAfter, node: a.cfg.NodeName, rt: a.rt, lastPeer: members.LastContact,
+				instances: mgr.GetClient(), metrics: a.metrics,
+				probe: func(ctx context.Context) error {
+					return j.client.Get(ctx, client.ObjectKey{Namespace: skiffv1alpha1.NodeLeaseNamespace, Name: a.cfg.NodeName}, &coordinationv1.Lease{})
+				},
 			}
+			parts = append(parts, r.fence)
 		}
 	}
+	for _, p := range parts {
+		if err := mgr.Add(p); err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+	}
+	return nil
 }
 
 // newManager builds the controller that runs this node's Instances, with
 // a cache that holds only them (field selector spec.nodeName), and the
 // one that routes to other nodes' Instances (from every Node).
-func (a *Agent) newManager(j *joined, m *Machine) (manager.Manager, error) {
+func (a *Agent) newManager(j *joined, m *Machine) (manager.Manager, *instanceReconciler, error) {
 	mgr, err := manager.New(j.config, manager.Options{
 		Scheme:  a.scheme,
 		Metrics: metricsserver.Options{BindAddress: "0"},
@@ -203,7 +229,7 @@ func (a *Agent) newManager(j *joined, m *Machine) (manager.Manager, error) {
 		}},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("instance controller: %w", err)
+		return nil, nil, fmt.Errorf("instance controller: %w", err)
 	}
 	r := &instanceReconciler{
 		client: mgr.GetClient(), rt: a.rt, node: a.cfg.NodeName, hostIP: m.hostIP(), backoff: a.cfg.Backoff,
@@ -216,20 +242,20 @@ func (a *Agent) newManager(j *joined, m *Machine) (manager.Manager, error) {
 	if a.network != nil {
 		r.network, r.hostNetNS = a.network, network.ResolveNetNS(a.cfg.NetNS)
 		if err := addNodeNetwork(mgr, a.cfg.NodeName, a.network); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error { return r.sweepLoop(ctx, mgr.GetCache()) })); err != nil {
-		return nil, fmt.Errorf("instance controller: %w", err)
+		return nil, nil, fmt.Errorf("instance controller: %w", err)
 	}
 	err = builder.ControllerManagedBy(mgr).For(&skiffv1alpha1.Instance{}).
 		Named("instances-" + a.cfg.NodeName).
 		WithOptions(controller.Options{SkipNameValidation: ptr.To(true), MaxConcurrentReconciles: 4}).
 		Complete(r)
 	if err != nil {
-		return nil, fmt.Errorf("instance controller: %w", err)
+		return nil, nil, fmt.Errorf("instance controller: %w", err)
 	}
-	return mgr, nil
+	return mgr, r, nil
 }
 
 // warnOnFlagDrift says when --labels or --taints differ from the Node's:

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/validation"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+	"skiff.dev/skiff/gossip"
 	"skiff.dev/skiff/internal/xdg"
 	"skiff.dev/skiff/nodeagent/network"
 )
@@ -35,8 +36,30 @@ type Config struct {
 	Reserved corev1.ResourceList
 	// MaxInstances is the Node's instance capacity (--max-instances).
 	MaxInstances int64
-	// LeaseInterval is how often the Lease is renewed (--lease-interval).
+	// LeaseInterval is how often the Lease is renewed while gossip is off
+	// or unhealthy (--lease-interval).
 	LeaseInterval time.Duration
+	// GossipLeaseInterval is how often the Lease is renewed while gossip
+	// is healthy (--gossip-lease-interval): gossip is then the heartbeat
+	// and the Lease the fallback signal.
+	GossipLeaseInterval time.Duration
+	// GossipBind is the gossip (memberlist) listen address, host:port,
+	// UDP and TCP (--gossip-bind); empty turns gossip off.
+	GossipBind string
+	// GossipAdvertise is the address others reach this member at
+	// (--gossip-advertise); empty is the node's InternalIP with the bound
+	// port.
+	GossipAdvertise string
+	// GossipSeeds are members to join (--gossip-seeds); empty learns them
+	// from the API server: the control plane's and the other Nodes'
+	// status.gossipAddress.
+	GossipSeeds []string
+	// FenceAfter is how long the agent may reach neither the API server
+	// nor any gossip peer before it stops its Instances itself
+	// (--fence-after; 0 never fences). It is shorter than the time the
+	// control plane needs to declare the node dead (about 4 s), so that a
+	// replacement does not run beside the original.
+	FenceAfter time.Duration
 	// StatusInterval is how often the Node status is refreshed (--status-interval).
 	StatusInterval time.Duration
 	// Backoff is the crash-loop back-off of restarted containers
@@ -85,8 +108,11 @@ func DefaultConfig() Config {
 		DataDir:        DefaultDataDir(),
 		NodeName:       host,
 		MaxInstances:   110,
-		LeaseInterval:  5 * time.Second,
-		StatusInterval: time.Minute,
+		LeaseInterval:       5 * time.Second,
+		GossipLeaseInterval: 40 * time.Second,
+		GossipBind:          fmt.Sprintf("0.0.0.0:%d", gossip.DefaultPort),
+		FenceAfter:          3 * time.Second,
+		StatusInterval:      time.Minute,
 		Runtime:        "youki",
 		Backoff:        DefaultBackoff,
 		Listen:         ":10250",
@@ -113,6 +139,27 @@ func (c *Config) Validate() error {
 	}
 	if c.LeaseInterval <= 0 {
 		return fmt.Errorf("--lease-interval %s: must be positive", c.LeaseInterval)
+	}
+	if c.GossipLeaseInterval < c.LeaseInterval {
+		return fmt.Errorf("--gossip-lease-interval %s: must be at least --lease-interval %s", c.GossipLeaseInterval, c.LeaseInterval)
+	}
+	if c.FenceAfter < 0 {
+		return fmt.Errorf("--fence-after %s: must not be negative", c.FenceAfter)
+	}
+	if c.GossipBind != "" {
+		if _, _, err := net.SplitHostPort(c.GossipBind); err != nil {
+			return fmt.Errorf("--gossip-bind %q: %w", c.GossipBind, err)
+		}
+	}
+	if c.GossipAdvertise != "" {
+		if _, err := netip.ParseAddrPort(c.GossipAdvertise); err != nil {
+			return fmt.Errorf("--gossip-advertise %q: want ip:port", c.GossipAdvertise)
+		}
+	}
+	for _, s := range c.GossipSeeds {
+		if _, _, err := net.SplitHostPort(s); err != nil {
+			return fmt.Errorf("--gossip-seeds %q: want host:port", s)
+		}
 	}
 	if c.StatusInterval <= 0 {
 		return fmt.Errorf("--status-interval %s: must be positive", c.StatusInterval)

@@ -70,6 +70,8 @@ type instanceReconciler struct {
 	// hostNetNS is the node's network namespace when it is not the
 	// agent's own (--netns): where hostNetwork Instances run.
 	hostNetNS string
+	// fence, when up, holds every start (nil: never fences).
+	fence *fence
 }
 
 func containerID(inst *skiffv1alpha1.Instance, container string) string {
@@ -86,6 +88,11 @@ func (r *instanceReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	}
 	if !inst.DeletionTimestamp.IsZero() {
 		return r.stop(ctx, &inst)
+	}
+	if r.fence.Fenced() {
+		// Cut off from everything: start nothing until the fence lifts
+		// and says what became of the fenced Instances.
+		return reconcile.Result{RequeueAfter: time.Second}, nil
 	}
 	if endedByController(&inst.Status) {
 		// Replaced elsewhere (or about to be): stop it so that no

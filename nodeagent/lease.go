@@ -61,3 +61,67 @@ func (k *leaseKeeper) renew(ctx context.Context) error {
 	}
 	return nil
 }
+
+// leaseRenewer is the agent's heartbeat to the API server, a Runnable of
+// its manager. While gossip is healthy it renews every slow interval (the
+// Lease is the fallback signal, gossip the heartbeat), saying so in the
+// Lease's duration (3 intervals); when gossip turns unhealthy it renews at
+// once and then every fast interval, so the control plane sees a short,
+// fresh Lease and keeps the node Ready though gossip calls it dead.
+type leaseRenewer struct {
+	keeper     *leaseKeeper
+	fast, slow time.Duration
+	// gossipHealthy is nil with gossip off.
+	gossipHealthy func() bool
+	// renewed runs after each successful renewal.
+	renewed func(ctx context.Context)
+	// failed runs after each failed one.
+	failed func(ctx context.Context, err error)
+}
+
+// healthPoll is how often the renewer looks at gossip's health between
+// slow renewals.
+const healthPoll = 250 * time.Millisecond
+
+func (l *leaseRenewer) Start(ctx context.Context) error {
+	for {
+		healthy := l.gossipHealthy != nil && l.gossipHealthy()
+		interval := l.fast
+		if healthy {
+			interval = l.slow
+		}
+		l.keeper.interval = interval
+		if err := l.keeper.renew(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			l.failed(ctx, err)
+		} else {
+			l.renewed(ctx)
+		}
+		if !l.wait(ctx, interval, healthy) {
+			return nil
+		}
+	}
+}
+
+// wait waits for interval, or less when gossip was healthy and no longer
+// is; it returns false when ctx ends.
+func (l *leaseRenewer) wait(ctx context.Context, interval time.Duration, healthy bool) bool {
+	timer := time.NewTimer(interval)
+	defer timer.Stop()
+	poll := time.NewTicker(healthPoll)
+	defer poll.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-timer.C:
+			return true
+		case <-poll.C:
+			if healthy && !l.gossipHealthy() {
+				return true
+			}
+		}
+	}
+}

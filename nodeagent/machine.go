@@ -25,6 +25,9 @@ type Machine struct {
 	Info      skiffv1alpha1.NodeInfo
 	// Endpoint is the agent's HTTPS address, host:port.
 	Endpoint string
+	// GossipAddress is the agent's gossip address, ip:port (empty with
+	// gossip off).
+	GossipAddress string
 }
 
 // readMachine reads capacity (cpu in millicores, memory and the data

@@ -18,6 +18,7 @@ type metrics struct {
 	creationErrors    prometheus.Counter
 	runDuration       prometheus.Histogram
 	imagePullDuration prometheus.Histogram
+	fenced            prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -37,8 +38,11 @@ func newMetrics() *metrics {
 			Name: "skiff_image_pull_duration_seconds", Help: "How long image pulls (with unpacking) took.",
 			Buckets: prometheus.ExponentialBuckets(0.05, 2, 12), // 50ms to about 100s
 		}),
+		fenced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "skiff_agent_fenced_total", Help: "Times the agent fenced its node: it reached neither the API server nor a gossip peer for --fence-after and stopped its Instances.",
+		}),
 	}
-	m.registry.MustRegister(m.created, m.creationErrors, m.runDuration, m.imagePullDuration,
+	m.registry.MustRegister(m.created, m.creationErrors, m.runDuration, m.imagePullDuration, m.fenced,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -3,11 +3,13 @@ package nodeagent
 import (
 	"context"
 	"fmt"
+	"time"
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
@@ -32,6 +34,7 @@ func (a *Agent) writeStatus(ctx context.Context, c client.Client, m *Machine) er
 	node.Status.Addresses = m.Addresses
 	node.Status.NodeInfo = m.Info
 	node.Status.AgentEndpoint = m.Endpoint
+	node.Status.GossipAddress = m.GossipAddress
 	node.Status.Phase = skiffv1alpha1.NodeReady
 	meta.SetStatusCondition(&node.Status.Conditions, metav1.Condition{
 		Type: skiffv1alpha1.NodeConditionReady, Status: metav1.ConditionTrue,
@@ -67,4 +70,41 @@ func (a *Agent) readyLost(ctx context.Context, c client.Reader) bool {
 // it runs: phase Ready and Ready=True.
 func nodeReady(s *skiffv1alpha1.NodeStatus) bool {
 	return s.Phase == skiffv1alpha1.NodeReady && meta.IsStatusConditionTrue(s.Conditions, skiffv1alpha1.NodeConditionReady)
+}
+
+// statusReporter writes the Node status every interval, and at once when
+// kicked (the node lifecycle controller gave the node up and the agent is
+// back), a Runnable of the agent's manager.
+type statusReporter struct {
+	interval time.Duration
+	report   func(ctx context.Context) error
+	kick     chan struct{}
+}
+
+func newStatusReporter(interval time.Duration, report func(ctx context.Context) error) *statusReporter {
+	return &statusReporter{interval: interval, report: report, kick: make(chan struct{}, 1)}
+}
+
+// Kick asks for a write now.
+func (s *statusReporter) Kick() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (s *statusReporter) Start(ctx context.Context) error {
+	tick := time.NewTicker(s.interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		case <-s.kick:
+		}
+		if err := s.report(ctx); err != nil && ctx.Err() == nil {
+			klog.ErrorS(err, "report node status")
+		}
+	}
 }

@@ -62,7 +62,8 @@ func newAgentCommand() *cobra.Command {
 	fs.StringSliceVar(&taints, "taints", nil, "taints for the Node, key=value:Effect,...")
 	fs.StringToStringVar(&reserved, "reserved", nil, "resources kept back from capacity, e.g. cpu=500m,memory=1Gi")
 	fs.Int64Var(&cfg.MaxInstances, "max-instances", cfg.MaxInstances, "how many Instances the Node takes")
-	fs.DurationVar(&cfg.LeaseInterval, "lease-interval", cfg.LeaseInterval, "how often the Lease is renewed")
+	fs.DurationVar(&cfg.LeaseInterval, "lease-interval", cfg.LeaseInterval, "how often the Lease is renewed while gossip is off or unhealthy")
+	addGossipAgentFlags(fs, &cfg, "")
 	fs.DurationVar(&cfg.StatusInterval, "status-interval", cfg.StatusInterval, "how often the Node status is refreshed")
 	fs.DurationVar(&cfg.Backoff.Base, "backoff-base", cfg.Backoff.Base, "first crash-loop back-off; it doubles up to 5m")
 	fs.IntVar(&simulate, "simulate-nodes", 0, "host this many simulated nodes named <node-name>-0..N-1 (needs --runtime sim and --kubeconfig)")
@@ -76,6 +77,16 @@ func newAgentCommand() *cobra.Command {
 	fs.DurationVar(&cfg.SimStartDelay, "sim-start-delay", cfg.SimStartDelay, "how long a simulated container takes to start (--runtime sim)")
 	fs.Float64Var(&cfg.SimFailureRate, "sim-failure-rate", cfg.SimFailureRate, "share of simulated starts that fail, 0-1 (--runtime sim)")
 	return cmd
+}
+
+// addGossipAgentFlags adds the agent's gossip flags; prefix is "agent-"
+// for the local agent of `skiff server`.
+func addGossipAgentFlags(fs *pflag.FlagSet, cfg *nodeagent.Config, prefix string) {
+	fs.StringVar(&cfg.GossipBind, prefix+"gossip-bind", cfg.GossipBind, "gossip (memberlist) listen address, host:port, UDP and TCP; empty turns gossip off")
+	fs.StringVar(&cfg.GossipAdvertise, prefix+"gossip-advertise", cfg.GossipAdvertise, "address other members reach this one at, ip:port; empty is the node's InternalIP with the bound port")
+	fs.StringSliceVar(&cfg.GossipSeeds, prefix+"gossip-seeds", cfg.GossipSeeds, "members to join, host:port,...; empty learns them from the API server")
+	fs.DurationVar(&cfg.GossipLeaseInterval, prefix+"gossip-lease-interval", cfg.GossipLeaseInterval, "how often the Lease is renewed while gossip is healthy (the Lease is then the fallback signal)")
+	fs.DurationVar(&cfg.FenceAfter, prefix+"fence-after", cfg.FenceAfter, "stop this node's Instances after reaching neither the API server nor any gossip peer for this long; 0 never")
 }
 
 // addNetworkFlags adds the agent's networking flags; prefix is "agent-"

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -10,6 +12,7 @@ import (
 	"skiff.dev/skiff/apiserver"
 	"skiff.dev/skiff/controllers"
 	"skiff.dev/skiff/controllers/scheduler"
+	"skiff.dev/skiff/gossip"
 )
 
 func addControllerFlags(fs *pflag.FlagSet, cfg *controllers.Config) {
@@ -32,7 +35,7 @@ func (f *strategyFlag) Type() string       { return "spread|binpack" }
 
 // serverControllers builds the in-process controllers of `skiff server`,
 // which use its admin identity; their metrics and health join the server's.
-func serverControllers(srv *apiserver.Server, cfg controllers.Config, disabled bool) ([]part, error) {
+func serverControllers(srv *apiserver.Server, cfg controllers.Config, disabled bool, members *gossip.Membership) ([]part, error) {
 	if disabled {
 		return nil, nil
 	}
@@ -44,6 +47,9 @@ func serverControllers(srv *apiserver.Server, cfg controllers.Config, disabled b
 	if err != nil {
 		return nil, err
 	}
+	if members != nil {
+		c.UseGossip(members)
+	}
 	srv.AddMetrics(c.Gatherer())
 	srv.AddHealth("controllers", c.Check)
 	srv.AddHealth("scheduler", c.Check)
@@ -54,6 +60,7 @@ func serverControllers(srv *apiserver.Server, cfg controllers.Config, disabled b
 // against a server elsewhere, usually several with --leader-elect.
 func newControllersCommand() *cobra.Command {
 	cfg := controllers.DefaultConfig()
+	var gf gossipFlags
 	var cf clientFlags
 	cmd := &cobra.Command{
 		Use:   "controllers",
@@ -71,12 +78,27 @@ func newControllersCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "skiff controllers against %s (leader election: %v)\n", rc.Host, cfg.LeaderElect)
-			return c.Start(cmd.Context())
+			members, err := controllersGossip(cmd.Context(), rc, gf)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "skiff controllers against %s (leader election: %v, gossip: %v)\n", rc.Host, cfg.LeaderElect, members != nil)
+			if members == nil {
+				return c.Start(cmd.Context())
+			}
+			c.UseGossip(members)
+			ctx, cancel := context.WithCancel(cmd.Context())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- members.Run(ctx) }()
+			err = c.Start(ctx)
+			cancel()
+			return errors.Join(err, <-done)
 		},
 	}
 	fs := cmd.Flags()
 	addControllerFlags(fs, &cfg)
+	addGossipFlags(fs, &gf)
 	fs.StringVar(&cf.server, "server", "", "the API server's URL (overrides the kubeconfig's)")
 	fs.StringVar(&cf.kubeconfig, "kubeconfig", "", "an admin kubeconfig (default $KUBECONFIG, ~/.kube/config, or the local server's admin.kubeconfig)")
 	fs.BoolVar(&cfg.LeaderElect, "leader-elect", false, "elect a leader among several controller processes on a Lease in skiff-system")

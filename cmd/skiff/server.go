@@ -41,6 +41,7 @@ func newServerCommand() *cobra.Command {
 	agentCfg.Runtime = "auto"
 	ctrlCfg := controllers.DefaultConfig()
 	var disableAgent, disableControllers bool
+	var gf gossipFlags
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the control plane (embedded etcd, the API server, the controllers) and a local agent",
@@ -55,9 +56,16 @@ func newServerCommand() *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "export KUBECONFIG=%s\n", srv.KubeconfigPath())
-			parts, err := serverControllers(srv, ctrlCfg, disableControllers)
+			members, err := serverGossip(srv, cfg.DataDir, gf)
 			if err != nil {
 				return err
+			}
+			parts, err := serverControllers(srv, ctrlCfg, disableControllers, members)
+			if err != nil {
+				return err
+			}
+			if members != nil {
+				parts = append(parts, part{"gossip", members.Run})
 			}
 			if disableAgent {
 				return runServer(cmd.Context(), srv, parts...)
@@ -77,6 +85,8 @@ func newServerCommand() *cobra.Command {
 	fs := cmd.Flags()
 	addAPIServerFlags(fs, &cfg)
 	addControllerFlags(fs, &ctrlCfg)
+	addGossipFlags(fs, &gf)
+	addGossipAgentFlags(fs, &agentCfg, "agent-")
 	fs.BoolVar(&disableControllers, "disable-controllers", false, "run no controllers (run `skiff controllers` elsewhere)")
 	fs.BoolVar(&disableAgent, "disable-agent", false, "run no local agent: this machine is not a node")
 	fs.StringVar(&agentCfg.Runtime, "runtime", agentCfg.Runtime, "the local agent's runtime: auto (youki, crun or runc, else sim), youki, runc, crun, a path, or sim")
@@ -209,6 +219,7 @@ func waitReady(ctx context.Context, url string) error {
 // running several over an external etcd.
 func newAPIServerCommand() *cobra.Command {
 	cfg := apiserver.DefaultConfig()
+	var gf gossipFlags
 	cmd := &cobra.Command{
 		Use:   "apiserver",
 		Short: "Run only the API server (embedded etcd unless --etcd-servers)",
@@ -218,10 +229,15 @@ func newAPIServerCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return srv.Run(cmd.Context())
+			members, err := serverGossip(srv, cfg.DataDir, gf)
+			if err != nil || members == nil {
+				return errors.Join(err, srv.Run(cmd.Context()))
+			}
+			return runServer(cmd.Context(), srv, part{"gossip", members.Run})
 		},
 	}
 	addAPIServerFlags(cmd.Flags(), &cfg)
+	addGossipFlags(cmd.Flags(), &gf)
 	return cmd
 }
 
