@@ -124,4 +124,3 @@ func do(c *http.Client, req *http.Request, into any) error {
 	}
 	return json.Unmarshal(body, into)
 }
-

@@ -105,20 +105,20 @@ func DefaultDataDir() string { return xdg.DataDir("agent") }
 func DefaultConfig() Config {
 	host, _ := os.Hostname()
 	return Config{
-		DataDir:        DefaultDataDir(),
-		NodeName:       host,
-		MaxInstances:   110,
+		DataDir:             DefaultDataDir(),
+		NodeName:            host,
+		MaxInstances:        110,
 		LeaseInterval:       5 * time.Second,
 		GossipLeaseInterval: 40 * time.Second,
 		GossipBind:          fmt.Sprintf("0.0.0.0:%d", gossip.DefaultPort),
 		FenceAfter:          3 * time.Second,
 		StatusInterval:      time.Minute,
-		Runtime:        "youki",
-		Backoff:        DefaultBackoff,
-		Listen:         ":10250",
-		PidsLimit:      4096,
-		CNIPluginDir:   network.DefaultPluginDir,
-		ClusterCIDR:    DefaultClusterCIDR,
+		Runtime:             "youki",
+		Backoff:             DefaultBackoff,
+		Listen:              ":10250",
+		PidsLimit:           4096,
+		CNIPluginDir:        network.DefaultPluginDir,
+		ClusterCIDR:         DefaultClusterCIDR,
 	}
 }
 

@@ -41,7 +41,7 @@ type fence struct {
 	lastAPI   time.Time // the API server last answered
 	probeOK   bool      // the last probe's outcome
 	probing   bool
-	fencedAt  time.Time                   // zero while not fenced
+	fencedAt  time.Time // zero while not fenced
 	fencedIDs map[types.UID]types.NamespacedName
 }
 
