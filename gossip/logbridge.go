@@ -7,13 +7,18 @@ import (
 	"k8s.io/klog/v2"
 )
 
-// logBridge turns memberlist's log lines into klog's, and spots the one
-// line that says this member's probe of another failed: memberlist has no
-// other way to tell that a member became suspect.
+// logBridge turns memberlist's log lines into klog's, and spots the lines
+// that say this member's probe of another failed, and that others suspect
+// this member: memberlist has no other way to tell.
 type logBridge struct {
 	member   string
 	suspects func(name string)
+	// refuting is called when this member refutes a suspicion of itself.
+	refuting func()
 }
+
+// refutePrefix is memberlist's (v0.7) words when it hears it is suspected.
+const refutePrefix = "memberlist: Refuting a suspect message"
 
 // suspectPrefix is memberlist's (v0.7) words when its probe of a member
 // fails and it marks that member suspect.
@@ -29,6 +34,9 @@ func (b *logBridge) Write(p []byte) (int, error) {
 		if name, _, ok := strings.Cut(rest, " has failed"); ok && b.suspects != nil {
 			b.suspects(name)
 		}
+	}
+	if strings.HasPrefix(msg, refutePrefix) && b.refuting != nil {
+		b.refuting()
 	}
 	switch level {
 	case "[ERR]", "[ERROR]":

@@ -33,6 +33,8 @@ type Membership struct {
 	// lastContact is when a probe of another member last succeeded
 	// (unix nanoseconds).
 	lastContact atomic.Int64
+	// lastRefute is when others last suspected this member (unix ns).
+	lastRefute atomic.Int64
 	// keysChanged wakes Run to announce new key fingerprints.
 	keysChanged chan struct{}
 }
@@ -51,7 +53,8 @@ func New(cfg Config) (*Membership, error) {
 		cfg: cfg, keyring: cfg.Keyring, metrics: newMetrics(),
 		members: map[string]*Member{}, keysChanged: make(chan struct{}, 1),
 	}
-	logger := log.New(&logBridge{member: cfg.Name, suspects: m.suspected}, "", 0)
+	refuting := func() { m.lastRefute.Store(time.Now().UnixNano()) }
+	logger := log.New(&logBridge{member: cfg.Name, suspects: m.suspected, refuting: refuting}, "", 0)
 	mc.Logger = logger
 	mc.Delegate, mc.Events, mc.Alive, mc.Ping = (*delegate)(m), (*events)(m), (*events)(m), (*events)(m)
 	transport := cfg.Transport
@@ -228,11 +231,17 @@ func (m *Membership) LastContact() time.Time {
 	return time.Unix(0, ns)
 }
 
-// Healthy reports whether another member answered within the last few
-// probe intervals.
+// Healthy reports whether another member answered within the last two
+// probe intervals and nobody suspected this member for the last ten: a
+// member others cannot reach, though it reaches them, is not healthy.
 func (m *Membership) Healthy() bool {
 	last := m.LastContact()
-	return !last.IsZero() && time.Since(last) < 3*m.cfg.Timing.ProbeInterval+m.cfg.Timing.ProbeTimeout
+	t := m.cfg.Timing
+	if last.IsZero() || time.Since(last) > 2*t.ProbeInterval+t.ProbeTimeout {
+		return false
+	}
+	refuted := m.lastRefute.Load()
+	return refuted == 0 || time.Since(time.Unix(0, refuted)) > 10*t.ProbeInterval
 }
 
 // HealthScore is Lifeguard's awareness of this member's own health: 0 is

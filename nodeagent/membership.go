@@ -54,9 +54,13 @@ func (a *Agent) newMembership(ctx context.Context, j *joined, m *Machine, nodes 
 		}
 		return out, nil
 	}
+	advertiseIP := m.hostIP()
+	if a.cfg.NetNS != "" {
+		advertiseIP = "" // the node address is in another namespace than the agent's socket
+	}
 	mem, err := gossip.New(gossip.Config{
 		Name: a.cfg.NodeName, Role: gossip.RoleNode, PublicKey: j.id.PublicKeyString(),
-		Bind: a.cfg.GossipBind, Advertise: a.cfg.GossipAdvertise, AdvertiseIP: m.hostIP(),
+		Bind: a.cfg.GossipBind, Advertise: a.cfg.GossipAdvertise, AdvertiseIP: advertiseIP,
 		Keyring: kr, Seeds: seeds, Timing: gossip.DefaultTiming(),
 	})
 	if err != nil {

@@ -64,7 +64,7 @@ func agentBench(bin string, n int) ([]result, error) {
 	}
 	defer cleanup()
 	agent := exec.Command(bin, "agent", "--server", srv.url, "--join-token", filepath.Join(dir, "server", "join-token"),
-		"--data-dir", agentDir, "--node-name", "bench", "--runtime", "runc", "--listen", "127.0.0.1:0", "--netns", host)
+		"--data-dir", agentDir, "--node-name", "bench", "--runtime", "runc", "--listen", "127.0.0.1:0", "--netns", host, "--gossip-bind", "127.0.0.1:0")
 	// The agent's log is not part of the figures.
 	agent.Stdout, agent.Stderr = io.Discard, io.Discard
 	if err := agent.Start(); err != nil {

@@ -216,7 +216,7 @@ func start(bin, dir string, extra ...string) (*server, error) {
 	if len(extra) == 0 {
 		extra = []string{"--disable-controllers"}
 	}
-	cmd := exec.Command(bin, append([]string{"server", "--data-dir", dir, "--listen", "127.0.0.1:0", "--disable-agent"}, extra...)...)
+	cmd := exec.Command(bin, append([]string{"server", "--data-dir", dir, "--listen", "127.0.0.1:0", "--disable-agent", "--gossip-bind", "127.0.0.1:0"}, extra...)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err

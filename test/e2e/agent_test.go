@@ -18,7 +18,7 @@ func TestAgentJoins(t *testing.T) {
 		"--server", s.url, "--join-token", filepath.Join(s.dataDir, "join-token"),
 		"--data-dir", t.TempDir(), "--node-name", "e2e-node",
 		"--labels", "zone=a", "--taints", "dedicated=e2e:NoSchedule", "--lease-interval", "200ms",
-		"--runtime", "sim", "--listen", "127.0.0.1:0")
+		"--runtime", "sim", "--listen", "127.0.0.1:0", "--gossip-bind", "127.0.0.1:0")
 	var out strings.Builder
 	agent.Stdout, agent.Stderr = &out, &out
 	if err := agent.Start(); err != nil {

@@ -132,7 +132,7 @@ type agentProcess struct {
 
 func startAgent(t *testing.T, s *server, args ...string) *agentProcess {
 	t.Helper()
-	base := []string{"agent", "--server", s.url, "--join-token", filepath.Join(s.dataDir, "join-token"), "--listen", "127.0.0.1:0"}
+	base := []string{"agent", "--server", s.url, "--join-token", filepath.Join(s.dataDir, "join-token"), "--listen", "127.0.0.1:0", "--gossip-bind", "127.0.0.1:0"}
 	cmd := exec.Command(skiffBin, append(base, args...)...)
 	out := &strings.Builder{}
 	cmd.Stdout, cmd.Stderr = out, out

@@ -30,7 +30,7 @@ func (l *lockedBuffer) String() string {
 func startControllers(t *testing.T, s *server) (*exec.Cmd, *lockedBuffer) {
 	t.Helper()
 	out := &lockedBuffer{}
-	cmd := exec.Command(skiffBin, "controllers", "--kubeconfig", s.kubeconfig, "--leader-elect")
+	cmd := exec.Command(skiffBin, "controllers", "--kubeconfig", s.kubeconfig, "--leader-elect", "--gossip-bind", "127.0.0.1:0")
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -148,6 +149,13 @@ func startServer(t *testing.T, dataDir, listen string, extra ...string) *server 
 	args := []string{"server", "--data-dir", dataDir, "--listen", listen}
 	if len(extra) == 0 {
 		args = append(args, "--disable-agent")
+	}
+	// Tests run side by side: no fixed gossip ports, unless a test says.
+	if !slices.ContainsFunc(extra, func(a string) bool { return strings.HasPrefix(a, "--gossip-bind") }) {
+		args = append(args, "--gossip-bind", "127.0.0.1:0")
+	}
+	if !slices.ContainsFunc(extra, func(a string) bool { return strings.HasPrefix(a, "--agent-gossip-bind") }) {
+		args = append(args, "--agent-gossip-bind", "127.0.0.1:0")
 	}
 	cmd := exec.Command(skiffBin, append(args, extra...)...)
 	cmd.Stderr = logFile

@@ -41,7 +41,7 @@ func TestSdNotify(t *testing.T) {
 	requireE2E(t)
 	dir := t.TempDir()
 	serverSock, serverConn := notifySocket(t)
-	srv := exec.Command(skiffBin, "server", "--data-dir", dir, "--listen", "127.0.0.1:0", "--disable-agent")
+	srv := exec.Command(skiffBin, "server", "--data-dir", dir, "--listen", "127.0.0.1:0", "--disable-agent", "--gossip-bind", "127.0.0.1:0")
 	srv.Env = append(os.Environ(), "NOTIFY_SOCKET="+serverSock)
 	// A file, not a buffer: the process writes it while the test reads.
 	srvOut, err := os.Create(filepath.Join(t.TempDir(), "server.out"))
@@ -67,7 +67,7 @@ func TestSdNotify(t *testing.T) {
 	}
 	agentSock, agentConn := notifySocket(t)
 	agent := exec.Command(skiffBin, "agent", "--server", url, "--join-token", filepath.Join(dir, "join-token"),
-		"--data-dir", t.TempDir(), "--node-name", "notify", "--runtime", "sim", "--listen", "127.0.0.1:0")
+		"--data-dir", t.TempDir(), "--node-name", "notify", "--runtime", "sim", "--listen", "127.0.0.1:0", "--gossip-bind", "127.0.0.1:0")
 	agent.Env = append(os.Environ(), "NOTIFY_SOCKET="+agentSock)
 	if err := agent.Start(); err != nil {
 		t.Fatal(err)
