@@ -3,6 +3,8 @@ package nodeagent
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +17,32 @@ import (
 
 // gossipKeyringFile holds the gossip keys under the data dir (0600).
 const gossipKeyringFile = "gossip.keyring"
+
+// routeIP is this machine's address on the route to the API server: the
+// interface gossip with the control plane goes out of, and stable across
+// restarts (unlike the list of addresses, which Instance bridges join).
+// Empty when that is loopback (a local agent): memberlist then picks a
+// private address.
+func routeIP(server string) string {
+	u, err := url.Parse(server)
+	if err != nil {
+		return ""
+	}
+	port := u.Port()
+	if port == "" {
+		port = "443"
+	}
+	conn, err := net.Dial("udp", net.JoinHostPort(u.Hostname(), port)) // sends nothing
+	if err != nil {
+		return ""
+	}
+	defer conn.Close()
+	ip := conn.LocalAddr().(*net.UDPAddr).IP
+	if ip.IsLoopback() {
+		return ""
+	}
+	return ip.String()
+}
 
 // newMembership makes this node's gossip member: the keys come from the
 // API server over the node's authenticated connection (and are kept in
@@ -54,10 +82,7 @@ func (a *Agent) newMembership(ctx context.Context, j *joined, m *Machine, nodes 
 		}
 		return out, nil
 	}
-	advertiseIP := m.hostIP()
-	if a.cfg.NetNS != "" {
-		advertiseIP = "" // the node address is in another namespace than the agent's socket
-	}
+	advertiseIP := routeIP(a.cfg.Server)
 	mem, err := gossip.New(gossip.Config{
 		Name: a.cfg.NodeName, Role: gossip.RoleNode, PublicKey: j.id.PublicKeyString(),
 		Bind: a.cfg.GossipBind, Advertise: a.cfg.GossipAdvertise, AdvertiseIP: advertiseIP,

@@ -186,3 +186,40 @@ func Addr(t testing.TB, path, dev string) netip.Addr {
 	}
 	return out
 }
+
+// LAN makes a network segment: a namespace holding a bridge, which hosts
+// join with Attach. It returns the namespace's path.
+func LAN(t testing.TB) string {
+	t.Helper()
+	lan := Host(t, "lan")
+	Run(t, lan, "ip", "link", "add", "br0", "type", "bridge")
+	Run(t, lan, "ip", "link", "set", "br0", "up")
+	return lan
+}
+
+// Attach puts host (a namespace path; empty is this process's own) on
+// the LAN with address addr (a CIDR such as 10.251.0.1/24) and returns
+// the name of host's link to it: setting it down cuts the host off.
+func Attach(t testing.TB, lan, host, addr string) string {
+	t.Helper()
+	name := fmt.Sprintf("skl%d", time.Now().UnixNano()%1e8)
+	run := func(args ...string) {
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	run("ip", "link", "add", name+"h", "type", "veth", "peer", "name", name+"l")
+	run("ip", "link", "set", name+"l", "netns", filepath.Base(lan))
+	Run(t, lan, "ip", "link", "set", name+"l", "master", "br0")
+	Run(t, lan, "ip", "link", "set", name+"l", "up")
+	if host == "" {
+		t.Cleanup(func() { _ = exec.Command("ip", "link", "delete", name+"h").Run() })
+		run("ip", "addr", "add", addr, "dev", name+"h")
+		run("ip", "link", "set", name+"h", "up")
+		return name + "h"
+	}
+	run("ip", "link", "set", name+"h", "netns", filepath.Base(host))
+	Run(t, host, "ip", "addr", "add", addr, "dev", name+"h")
+	Run(t, host, "ip", "link", "set", name+"h", "up")
+	return name + "h"
+}
