@@ -73,6 +73,12 @@ func New(cfg Config) (*Membership, error) {
 		m.sent = &ct.sent
 		transport = ct
 	}
+	if p, ok := transport.(interface{ GetAutoBindPort() int }); ok && mc.BindPort == 0 && cfg.Transport != nil {
+		mc.BindPort = p.GetAutoBindPort()
+		if cfg.Advertise == "" {
+			mc.AdvertisePort = mc.BindPort
+		}
+	}
 	mc.Transport = transport
 	if m.ml, err = memberlist.Create(mc); err != nil {
 		_ = transport.Shutdown()

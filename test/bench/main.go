@@ -36,7 +36,9 @@ func main() {
 	clients := flag.Int("clients", 8, "concurrent create clients")
 	profile := flag.String("cpuprofile", "", "write the server's CPU profile of the create phase to this file")
 	containers := flag.Int("containers", 50, "containers the agent benchmark runs")
-	only := flag.String("only", "", "run one part: apiserver, agent, network, fleet, controllers or mcp")
+	only := flag.String("only", "", "run one part: apiserver, agent, network, fleet, controllers, mcp or gossip")
+	deaths := flag.Int("deaths", 10, "node deaths the gossip benchmark times")
+	restarts := flag.Int("restarts", 20, "agent restarts the gossip benchmark counts false positives over")
 	mcpNodes := flag.Int("mcp-nodes", 1000, "simulated nodes of the MCP benchmark")
 	mcpInstances := flag.Int("mcp-instances", 10000, "Instances of the MCP benchmark")
 	mcpCalls := flag.Int("mcp-calls", 50, "calls of each tool the MCP benchmark times")
@@ -125,6 +127,29 @@ func main() {
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench: mcp:", err)
 			if *only == "mcp" {
+				os.Exit(1)
+			}
+		}
+		all = append(all, res...)
+	}
+	if *only == "" || *only == "gossip" {
+		for _, run := range []struct {
+			n, deaths int
+			loss      float64
+		}{{100, 5, 0}, {200, 5, 0}, {100, 3, 0.1}} {
+			res, err := gossipMembersBench(run.n, run.deaths, run.loss)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "bench: gossip members:", err)
+				if *only == "gossip" {
+					os.Exit(1)
+				}
+			}
+			all = append(all, res...)
+		}
+		res, err := nodeDeathBench(bin, *deaths, *restarts)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: node deaths:", err)
+			if *only == "gossip" {
 				os.Exit(1)
 			}
 		}
