@@ -35,22 +35,30 @@ func fleetBench(bin string, n int, interval, window time.Duration) ([]result, er
 	// let every node renew once before sampling.
 	time.Sleep(2 * interval)
 	var worst time.Duration
-	deadline := time.Now().Add(window)
-	samples := 0
+	start := time.Now()
+	deadline := start.Add(window)
+	samples, renewals := 0, 0
+	var prev map[string]time.Time
 	for time.Now().Before(deadline) {
-		ages, err := api.leaseAges()
+		now := time.Now()
+		leases, err := api.leases()
 		if err != nil {
 			return nil, err
 		}
-		if len(ages) < n {
-			return nil, fmt.Errorf("%d of %d leases listed", len(ages), n)
+		if len(leases) < n {
+			return nil, fmt.Errorf("%d of %d leases listed", len(leases), n)
 		}
 		samples++
-		for _, a := range ages {
-			worst = max(worst, a)
+		for name, renewed := range leases {
+			worst = max(worst, now.Sub(renewed))
+			if p, ok := prev[name]; ok && !p.Equal(renewed) {
+				renewals++ // sampled every second: at most one renewal between two lists
+			}
 		}
+		prev = leases
 		time.Sleep(time.Second)
 	}
+	writes := float64(renewals) / time.Since(start).Seconds()
 	// Lease times are stored to the microsecond, sampling adds up to the
 	// time of one list: a lease is late when older than its interval.
 	late := max(worst-interval, 0)
@@ -59,6 +67,7 @@ func fleetBench(bin string, n int, interval, window time.Duration) ([]result, er
 		{fmt.Sprintf("fleet %d nodes: time to join all", n), fmt.Sprintf("%.1f s", joined.Seconds()), ""},
 		{fmt.Sprintf("fleet %d nodes: RSS", n), mb(rss), "<= 1 GB at 5000"},
 		{fmt.Sprintf("fleet %d nodes: oldest of %d lease lists (interval %s)", n, samples, interval), fmt.Sprintf("%s (late by %s)", ms(worst), ms(late)), "late by 0"},
+		{fmt.Sprintf("fleet %d nodes: Lease writes (interval %s)", n, interval), fmt.Sprintf("%.0f /s", writes), fmt.Sprintf("%d nodes / interval = %.0f /s", n, float64(n)/interval.Seconds())},
 	}, nil
 }
 
@@ -165,21 +174,6 @@ func (c *client) readyNodes() int {
 		}
 	}
 	return ready
-}
-
-// leaseAges is how long ago each fleet Lease was renewed, as of when the
-// list was asked for (the list's own latency is not the fleet's lateness).
-func (c *client) leaseAges() ([]time.Duration, error) {
-	now := time.Now()
-	l, err := c.leases()
-	if err != nil {
-		return nil, err
-	}
-	ages := make([]time.Duration, 0, len(l))
-	for _, t := range l {
-		ages = append(ages, now.Sub(t))
-	}
-	return ages, nil
 }
 
 // tempServer starts a server (without its local agent) in a new temporary

@@ -269,7 +269,7 @@ func TestGossipCluster(t *testing.T) {
 		dead := c.events("NodeDead", "g1")
 		h := c.hosts["g1"]
 		h.agent.kill9(t)
-		c.startAgent(h) // systemd's Restart=always
+		c.startAgent(h)                              // systemd's Restart=always
 		deadline := time.Now().Add(25 * time.Second) // many suspicion timeouts
 		for time.Now().Before(deadline) {
 			if strings.Contains(c.taints("g1"), "node.skiff.dev/dead") {
