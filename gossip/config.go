@@ -189,17 +189,30 @@ func (c *Config) memberlistConfig() (*memberlist.Config, error) {
 }
 
 // LocalIP is an address of this machine to advertise when bound to all
-// interfaces: a private one if there is one (memberlist's own choice),
-// else the first global unicast one, else loopback.
+// interfaces: the first private IPv4 address, else the first global
+// IPv4 one, else memberlist's own choice, else loopback. IPv4 first: a
+// private IPv6 address (fd00::/8) is what memberlist would pick, and
+// peers with only IPv4 could not reach it.
 func LocalIP() string {
-	if ip, err := sockaddr.GetPrivateIP(); err == nil && ip != "" {
-		return ip
-	}
 	addrs, _ := net.InterfaceAddrs()
+	var global string
 	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && n.IP.IsGlobalUnicast() {
+		n, ok := a.(*net.IPNet)
+		if !ok || n.IP.To4() == nil || !n.IP.IsGlobalUnicast() {
+			continue
+		}
+		if n.IP.IsPrivate() {
 			return n.IP.String()
 		}
+		if global == "" {
+			global = n.IP.String()
+		}
+	}
+	if global != "" {
+		return global
+	}
+	if ip, err := sockaddr.GetPrivateIP(); err == nil && ip != "" {
+		return ip
 	}
 	return "127.0.0.1"
 }

@@ -21,12 +21,11 @@ const gossipKeyringFile = "gossip.keyring"
 // routeIP is this machine's address on the route to the API server: the
 // interface gossip with the control plane goes out of, and stable across
 // restarts (unlike the list of addresses, which Instance bridges join).
-// Empty when that is loopback (a local agent): memberlist then picks a
-// private address.
+// When that is loopback (a local agent), gossip.LocalIP.
 func routeIP(server string) string {
 	u, err := url.Parse(server)
 	if err != nil {
-		return ""
+		return gossip.LocalIP()
 	}
 	port := u.Port()
 	if port == "" {
@@ -34,12 +33,12 @@ func routeIP(server string) string {
 	}
 	conn, err := net.Dial("udp", net.JoinHostPort(u.Hostname(), port)) // sends nothing
 	if err != nil {
-		return ""
+		return gossip.LocalIP()
 	}
 	defer conn.Close()
 	ip := conn.LocalAddr().(*net.UDPAddr).IP
 	if ip.IsLoopback() {
-		return ""
+		return gossip.LocalIP()
 	}
 	return ip.String()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -38,12 +39,21 @@ func addGossipFlags(fs *pflag.FlagSet, f *gossipFlags) {
 }
 
 // member makes a control plane member named ControlPlanePrefix+host+suffix.
-func (f *gossipFlags) member(suffix string, kr *gossip.Keyring, seeds []string) (*gossip.Membership, error) {
+// listen is the API server's address: bound to all interfaces, the member
+// advertises its IP when it is a specific one (agents reach that), else
+// gossip.LocalIP.
+func (f *gossipFlags) member(suffix, listen string, kr *gossip.Keyring, seeds []string) (*gossip.Membership, error) {
 	host, _ := os.Hostname()
 	seeds = append(seeds, f.seeds...)
+	ip := gossip.LocalIP()
+	if h, _, err := net.SplitHostPort(listen); err == nil {
+		if a := net.ParseIP(h); a != nil && !a.IsUnspecified() && !a.IsLoopback() {
+			ip = a.String()
+		}
+	}
 	return gossip.New(gossip.Config{
 		Name: gossip.ControlPlanePrefix + host + suffix, Role: gossip.RoleControlPlane,
-		Bind: f.bind, Advertise: f.advertise, AdvertiseIP: gossip.LocalIP(), Keyring: kr, Timing: gossip.DefaultTiming(),
+		Bind: f.bind, Advertise: f.advertise, AdvertiseIP: ip, Keyring: kr, Timing: gossip.DefaultTiming(),
 		Seeds: func(context.Context) ([]string, error) { return seeds, nil },
 	})
 }
@@ -52,15 +62,15 @@ func (f *gossipFlags) member(suffix string, kr *gossip.Keyring, seeds []string) 
 // made at first start (0600 in the data dir), the keys and this member's
 // address are served to nodes at gossip.APIPath, and its metrics and
 // health join the server's. It returns nil with gossip off.
-func serverGossip(srv *apiserver.Server, dataDir string, f gossipFlags) (*gossip.Membership, error) {
+func serverGossip(srv *apiserver.Server, cfg apiserver.Config, f gossipFlags) (*gossip.Membership, error) {
 	if f.bind == "" {
 		return nil, nil
 	}
-	kr, _, err := gossip.LoadOrCreateKeyring(filepath.Join(dataDir, gossipKeyringFile))
+	kr, _, err := gossip.LoadOrCreateKeyring(filepath.Join(cfg.DataDir, gossipKeyringFile))
 	if err != nil {
 		return nil, err
 	}
-	m, err := f.member("", kr, nil)
+	m, err := f.member("", cfg.Listen, kr, nil)
 	if err != nil {
 		return nil, fmt.Errorf("--gossip-bind: %w", err)
 	}
@@ -105,7 +115,7 @@ func controllersGossip(ctx context.Context, rc *rest.Config, f gossipFlags) (*go
 	if err != nil {
 		return nil, err
 	}
-	return f.member("/controllers-"+strconv.Itoa(os.Getpid()), kr, info.Seeds)
+	return f.member("/controllers-"+strconv.Itoa(os.Getpid()), "", kr, info.Seeds)
 }
 
 // newGossipCommand is `skiff gossip`: the cluster's gossip key.

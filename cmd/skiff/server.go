@@ -56,7 +56,7 @@ func newServerCommand() *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "export KUBECONFIG=%s\n", srv.KubeconfigPath())
-			members, err := serverGossip(srv, cfg.DataDir, gf)
+			members, err := serverGossip(srv, cfg, gf)
 			if err != nil {
 				return err
 			}
@@ -229,7 +229,7 @@ func newAPIServerCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			members, err := serverGossip(srv, cfg.DataDir, gf)
+			members, err := serverGossip(srv, cfg, gf)
 			if err != nil || members == nil {
 				return errors.Join(err, srv.Run(cmd.Context()))
 			}
