@@ -4,8 +4,13 @@
 // with the join token once (the token also pins the apiserver's
 // certificate), and from then on authenticates with its key as
 // skiff:node:NAME. It reports the machine's capacity and software in the
-// Node's status and renews its Lease in the skiff-node-lease namespace. It
-// runs the Instances bound to its Node through an OCI runtime (package
+// Node's status and renews its Lease in the skiff-node-lease namespace:
+// every 40 s while its gossip is healthy, every 5 s otherwise. It is a
+// member of the gossip cluster (package gossip; keys from the API server),
+// and fences itself (kills its containers, starts nothing) when it reaches
+// neither the API server nor any peer for --fence-after. Each of these is
+// a Runnable of one controller-runtime manager, beside the Instance
+// controller and the agent's HTTPS endpoint. It runs the Instances bound to its Node through an OCI runtime (package
 // runtime; bundle builds their specs, image their root file systems,
 // network their addresses), restarts them as their restart policy says,
 // serves their logs, and re-adopts running containers after a restart.
