@@ -125,11 +125,11 @@ func TestSetDefaultsInstance(t *testing.T) {
 	SetDefaults_Instance(i)
 	assertEqual(t, RestartPolicyAlways, i.Spec.RestartPolicy)
 	assertEqual(t, ptrTo(int64(30)), i.Spec.TerminationGracePeriodSeconds)
-	assertEqual(t, []Toleration{{Key: TaintUnreachable, Operator: TolerationOpExists, Effect: TaintEffectNoExecute, TolerationSeconds: ptrTo(int64(30))}}, i.Spec.Tolerations)
+	assertEqual(t, []Toleration{{Key: TaintUnreachable, Operator: TolerationOpExists, Effect: TaintEffectNoExecute, TolerationSeconds: ptrTo(int64(300))}}, i.Spec.Tolerations)
 
 	// An Instance that already tolerates the taint keeps its own terms.
 	for _, own := range []Toleration{
-		{Key: TaintUnreachable, Operator: TolerationOpExists, Effect: TaintEffectNoExecute, TolerationSeconds: ptrTo(int64(300))},
+		{Key: TaintUnreachable, Operator: TolerationOpExists, Effect: TaintEffectNoExecute, TolerationSeconds: ptrTo(int64(60))},
 		{Key: TaintUnreachable, Operator: TolerationOpExists},
 		{Operator: TolerationOpExists},
 	} {
