@@ -168,8 +168,11 @@ func TestAgentKill9Readopts(t *testing.T) {
 	host, ref := busyboxImage(t)
 	s := startServer(t, t.TempDir(), "127.0.0.1:0")
 	dataDir := t.TempDir()
+	// Gossip off: the orphan's deletion below takes longer than the few
+	// seconds a restart has before gossip declares the node dead (that
+	// case is TestGossipCluster's); this test is about re-adoption.
 	args := []string{"--data-dir", dataDir, "--node-name", "n1", "--runtime", "runc", "--insecure-registry", host, "--lease-interval", "500ms",
-		"--netns", nodeHost(t, "10.250.1.1/24")}
+		"--netns", nodeHost(t, "10.250.1.1/24"), "--gossip-bind", ""}
 	agent := startAgent(t, s, args...)
 	for _, name := range []string{"keeper", "orphan"} {
 		s.mustKubectl(t, "apply", "-f", writeFile(t, name+".yaml", boundInstanceYAML(name, "n1", ref, "echo started; exec sleep 1000")))

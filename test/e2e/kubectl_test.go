@@ -322,7 +322,7 @@ spec:
 
 		s.mustKubectl(t, "apply", "-f", writeFile(t, "node.yaml", nodeYAML("wide-node")))
 		out = s.mustKubectl(t, "get", "no", "wide-node", "-o", "wide")
-		wantHeader = []string{"NAME", "PHASE", "CPU", "MEMORY", "AGE", "VERSION", "RUNTIME", "ADDRESS", "CIDR"}
+		wantHeader = []string{"NAME", "PHASE", "CPU", "MEMORY", "AGE", "VERSION", "RUNTIME", "ADDRESS", "CIDR", "GOSSIP"}
 		if got := headerFields(out); !slices.Equal(got, wantHeader) {
 			t.Errorf("node wide header = %q, want %q", got, wantHeader)
 		}
