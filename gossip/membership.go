@@ -149,8 +149,8 @@ func (m *Membership) stop() {
 	}
 }
 
-// join joins the seeds that are not alive members already: all of them
-// while this member sees nobody alive, else at most three at random.
+// join joins the seeds that are not alive members already: up to eight
+// at random while this member sees nobody alive, else up to three.
 func (m *Membership) join(ctx context.Context) {
 	if m.cfg.Seeds == nil {
 		return
@@ -173,9 +173,15 @@ func (m *Membership) join(ctx context.Context) {
 	if len(todo) == 0 {
 		return
 	}
-	if m.ml.NumMembers() > 1 && len(todo) > 3 {
+	// A few at random: each dead seed costs a TCP timeout, and one live
+	// seed is enough to learn everyone.
+	limit := 3
+	if m.ml.NumMembers() <= 1 {
+		limit = 8
+	}
+	if len(todo) > limit {
 		rand.Shuffle(len(todo), func(i, j int) { todo[i], todo[j] = todo[j], todo[i] })
-		todo = todo[:3]
+		todo = todo[:limit]
 	}
 	if n, err := m.ml.Join(todo); n == 0 && err != nil {
 		klog.V(2).InfoS("gossip: join", "seeds", todo, "err", err)
