@@ -76,7 +76,6 @@ func TestUnitsSettings(t *testing.T) {
 	common := map[string]string{
 		"Type":                  "notify", // READY=1 once serving
 		"Restart":               "always",
-		"RestartSec":            "2",
 		"LimitNOFILE":           "1048576",
 		"TasksMax":              "infinity",
 		"After":                 "network-online.target",
@@ -95,12 +94,15 @@ func TestUnitsSettings(t *testing.T) {
 			// Containers outlive an agent restart.
 			"KillMode":        "process",
 			"EnvironmentFile": "-/etc/default/skiff-agent",
+			// Back before gossip's 3 s suspicion runs out: a restart is not a death.
+			"RestartSec": "500ms",
 		}, installedBinary + " agent ", "$SKIFF_AGENT_ARGS"},
 		{"skiff-server.service", map[string]string{
 			// The local agent's containers outlive a server restart.
 			"Delegate":        "yes",
 			"KillMode":        "process",
 			"EnvironmentFile": "-/etc/default/skiff-server",
+			"RestartSec":      "2",
 		}, installedBinary + " server ", "$SKIFF_SERVER_ARGS"},
 	}
 	for _, tc := range cases {
