@@ -2,11 +2,11 @@ package gossip
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -282,70 +282,66 @@ func (m *Membership) SentBytes() uint64 {
 	return m.sent.Load()
 }
 
-// set records name's state and tells the watchers; with state "" only the
-// metadata and address change.
+// set records what memberlist says of n (its address and metadata) and,
+// unless state is "", its state.
 func (m *Membership) set(n *memberlist.Node, state State) {
 	if n.Name == m.cfg.Name {
 		return
 	}
-	now := time.Now()
 	m.mu.Lock()
 	mem, ok := m.members[n.Name]
 	if !ok {
-		mem = &Member{Name: n.Name, State: Alive, Since: now}
+		mem = &Member{Name: n.Name, State: Alive, Since: time.Now()}
 		m.members[n.Name] = mem
 	}
 	mem.Addr = net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
-	meta := parseMeta(n.Meta)
-	if state == Dead && (meta.Leaving || mem.Leaving) {
-		state = Left
-	}
-	mem.Meta = meta
-	changed := !ok
-	if state != "" && state != mem.State {
-		if state == Suspect {
-			m.metrics.suspicions.Inc()
-		}
-		mem.State, mem.Since, changed = state, now, true
-	}
-	watchers := m.watchers
+	mem.Meta = parseMeta(n.Meta)
 	m.mu.Unlock()
-	if changed || state == "" {
-		for _, ch := range watchers {
-			select {
-			case ch <- n.Name:
-			default:
-			}
-		}
+	if state == "" || !m.transition(n.Name, nil, state) {
+		m.notify(n.Name) // new metadata (or a new member) still interests the watchers
 	}
 }
 
-// suspected marks name suspect (this member's probe of it failed).
-func (m *Membership) suspected(name string) {
+// transition moves a known member to state, if its current state is one
+// of from (nil: any), and tells the watchers. A member that said it was
+// leaving ends "left", not "dead".
+func (m *Membership) transition(name string, from []State, state State) bool {
 	m.mu.Lock()
 	mem, ok := m.members[name]
-	var n memberlist.Node
-	if ok && mem.State == Alive {
-		host, port, _ := splitHostPort(mem.Addr)
-		n = memberlist.Node{Name: name, Addr: net.ParseIP(host), Port: uint16(port)}
-		n.Meta, _ = json.Marshal(mem.Meta)
+	if !ok || mem.State == state || (from != nil && !slices.Contains(from, mem.State)) {
+		m.mu.Unlock()
+		return false
 	}
+	if state == Dead && mem.Leaving {
+		state = Left
+	}
+	if state == Suspect {
+		m.metrics.suspicions.Inc()
+	}
+	mem.State, mem.Since = state, time.Now()
 	m.mu.Unlock()
-	if n.Name != "" {
-		m.set(&n, Suspect)
+	m.notify(name)
+	return true
+}
+
+// notify sends name to every watcher without blocking.
+func (m *Membership) notify(name string) {
+	m.mu.Lock()
+	watchers := m.watchers
+	m.mu.Unlock()
+	for _, ch := range watchers {
+		select {
+		case ch <- name:
+		default:
+		}
 	}
 }
 
+// suspected marks an alive member suspect (this member's probe of it failed).
+func (m *Membership) suspected(name string) { m.transition(name, []State{Alive}, Suspect) }
+
 // refuted marks a suspect alive again (it answered, or refuted).
-func (m *Membership) refuted(n *memberlist.Node) {
-	m.mu.Lock()
-	mem, ok := m.members[n.Name]
-	suspect := ok && mem.State == Suspect
-	m.mu.Unlock()
-	if suspect {
-		m.set(n, Alive)
-	}
-}
+func (m *Membership) refuted(n *memberlist.Node) { m.transition(n.Name, []State{Suspect}, Alive) }
 
 // localMeta is this member's metadata.
 func (m *Membership) localMeta() Meta {

@@ -7,8 +7,6 @@ import (
 	"syscall"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
@@ -175,12 +173,7 @@ func (f *fence) lift(ctx context.Context) {
 			if inst.UID != uid || inst.Finished() {
 				return nil // replaced by another of that name, or already ended (by the control plane)
 			}
-			s := &inst.Status
-			s.Phase, s.Reason, s.Message = skiffv1alpha1.InstanceFailed, skiffv1alpha1.ReasonNodeLost, msg
-			meta.SetStatusCondition(&s.Conditions, metav1.Condition{
-				Type: skiffv1alpha1.InstanceReady, Status: metav1.ConditionFalse,
-				Reason: skiffv1alpha1.ReasonNodeLost, Message: msg, ObservedGeneration: inst.Generation,
-			})
+			inst.MarkNodeLost(msg)
 			return f.instances.Status().Update(ctx, &inst)
 		})
 		if err != nil {

@@ -304,7 +304,7 @@ func nodeWritten(node *skiffv1alpha1.Node, res reconcile.Result, err error) (rec
 // evict marks inst Failed/NodeLost and records an Event. The workload
 // controller replaces it; the agent stops it if the node comes back.
 func (c *Controller) evict(ctx context.Context, inst *skiffv1alpha1.Instance, node, msg string) error {
-	markLost(inst, msg)
+	inst.MarkNodeLost(msg)
 	if err := c.Client.Status().Update(ctx, inst); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil

@@ -119,15 +119,3 @@ func evictions(instances []skiffv1alpha1.Instance, taint skiffv1alpha1.Taint, no
 	}
 	return due, next
 }
-
-// markLost ends an Instance's status: Failed, NodeLost, not Ready. The
-// agent, should the node come back, stops such an Instance and leaves the
-// status alone.
-func markLost(inst *skiffv1alpha1.Instance, msg string) {
-	s := &inst.Status
-	s.Phase, s.Reason, s.Message = skiffv1alpha1.InstanceFailed, skiffv1alpha1.ReasonNodeLost, msg
-	meta.SetStatusCondition(&s.Conditions, metav1.Condition{
-		Type: skiffv1alpha1.InstanceReady, Status: metav1.ConditionFalse,
-		Reason: skiffv1alpha1.ReasonNodeLost, Message: msg, ObservedGeneration: inst.Generation,
-	})
-}
