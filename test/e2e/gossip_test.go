@@ -261,6 +261,15 @@ func TestGossipCluster(t *testing.T) {
 			t.Errorf("no NodeJoined event for %s", name)
 		}
 	}
+	// The control plane's member reports the cluster on /health and /metrics.
+	waitFor(t, 30*time.Second, func() (bool, error) {
+		health, err := c.s.kubectl("get", "--raw", "/health")
+		return err == nil && strings.Contains(health, `"cluster":{"status":"ok","detail":{`) && strings.Contains(health, `"members":{"alive":3}`), nil
+	})
+	if metrics := c.s.mustKubectl(t, "get", "--raw", "/metrics"); !strings.Contains(metrics, `skiff_gossip_members{state="alive"} 3`) ||
+		!strings.Contains(metrics, "skiff_gossip_probe_rtt_seconds_count") {
+		t.Errorf("/metrics lacks the gossip members or probe round trips")
+	}
 
 	t.Run("agent restart is not a death", func(t *testing.T) {
 		c.t = t
