@@ -56,8 +56,8 @@ func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
 // and PingDelegate: they feed its view of the others.
 type events Membership
 
-func (e *events) NotifyJoin(n *memberlist.Node)   { (*Membership)(e).set(n, Alive) }
-func (e *events) NotifyLeave(n *memberlist.Node)  { (*Membership)(e).set(n, Dead) }
+func (e *events) NotifyJoin(n *memberlist.Node)   { (*Membership)(e).joined(n) }
+func (e *events) NotifyLeave(n *memberlist.Node)  { (*Membership)(e).ended(n) }
 func (e *events) NotifyUpdate(n *memberlist.Node) { (*Membership)(e).set(n, "") }
 
 // NotifyAlive hears every alive message: one about a member this member

@@ -53,7 +53,7 @@ func Handler(path string, m *Membership) http.Handler {
 				http.Error(w, err.Error(), http.StatusServiceUnavailable)
 				return
 			}
-			writeJSON(w, http.StatusOK, RotateResult{Primary: Fingerprint(key), Members: len(m.ml.Members()) - 1})
+			writeJSON(w, http.StatusOK, RotateResult{Primary: Fingerprint(key), Members: m.AliveMembers()})
 		default:
 			http.Error(w, "GET "+path+" or POST "+path+"/rotate-key", http.StatusMethodNotAllowed)
 		}

@@ -37,6 +37,15 @@ type Membership struct {
 	lastRefute atomic.Int64
 	// keysChanged wakes Run to announce new key fingerprints.
 	keysChanged chan struct{}
+
+	// confirming holds the members whose death is being confirmed by a
+	// probe of this member's own (see confirmDeath), by attempt number.
+	confirming map[string]uint64
+	attempts   uint64
+	// done ends the confirmations when the member stops; wg waits for them.
+	done     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
 }
 
 // New starts listening (the member is reachable once New returns) but
@@ -52,6 +61,7 @@ func New(cfg Config) (*Membership, error) {
 	m := &Membership{
 		cfg: cfg, keyring: cfg.Keyring, metrics: newMetrics(),
 		members: map[string]*Member{}, keysChanged: make(chan struct{}, 1),
+		confirming: map[string]uint64{}, done: make(chan struct{}),
 	}
 	refuting := func() { m.lastRefute.Store(time.Now().UnixNano()) }
 	logger := log.New(&logBridge{member: cfg.Name, suspects: m.suspected, refuting: refuting}, "", 0)
@@ -133,6 +143,8 @@ func (m *Membership) Run(ctx context.Context) error {
 
 // stop leaves (with LeaveOnStop) and shuts the member down.
 func (m *Membership) stop() {
+	m.stopOnce.Do(func() { close(m.done) })
+	defer m.wg.Wait()
 	if m.cfg.LeaveOnStop {
 		m.mu.Lock()
 		m.leaving = true
@@ -160,10 +172,16 @@ func (m *Membership) join(ctx context.Context) {
 		klog.V(2).InfoS("gossip: seeds", "err", err)
 		return
 	}
+	// From this member's own view: memberlist's Members() shares nodes
+	// that its handlers go on writing.
 	alive := map[string]bool{m.Addr(): true}
-	for _, n := range m.ml.Members() {
-		alive[n.Address()] = true
+	m.mu.Lock()
+	for _, mem := range m.members {
+		if mem.State == Alive {
+			alive[mem.Addr] = true
+		}
 	}
+	m.mu.Unlock()
 	var todo []string
 	for _, s := range seeds {
 		if !alive[s] {
@@ -222,6 +240,7 @@ func (m *Membership) Forget(name string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.members, name)
+	delete(m.confirming, name)
 }
 
 // Watch sends the name of each member whose state or metadata changes to

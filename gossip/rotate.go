@@ -5,11 +5,13 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net"
 	"slices"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"k8s.io/klog/v2"
 )
 
@@ -69,20 +71,18 @@ func (m *Membership) everywhere(ctx context.Context, op keyOp, done func(Meta) b
 	defer cancel()
 	for {
 		var behind []string
-		for _, n := range m.ml.Members() {
-			if n.Name == m.cfg.Name {
+		// From this member's own view: memberlist's Members() shares
+		// nodes that its handlers go on writing.
+		for _, mem := range m.Members() {
+			if mem.State != Alive {
+				continue // suspect or gone: it catches up from the API server if it comes back
+			}
+			if done(mem.Meta) {
 				continue
 			}
-			mem, ok := m.Member(n.Name)
-			if ok && mem.State != Alive {
-				continue // suspect: it catches up from the API server if it comes back
-			}
-			if done(parseMeta(n.Meta)) {
-				continue
-			}
-			behind = append(behind, n.Name)
-			if err := m.ml.SendReliable(n, msg); err != nil {
-				klog.V(2).InfoS("gossip: send key operation", "op", op.Op, "member", n.Name, "err", err)
+			behind = append(behind, mem.Name)
+			if err := m.sendReliable(mem, msg); err != nil {
+				klog.V(2).InfoS("gossip: send key operation", "op", op.Op, "member", mem.Name, "err", err)
 			}
 		}
 		if len(behind) == 0 {
@@ -95,4 +95,13 @@ func (m *Membership) everywhere(ctx context.Context, op keyOp, done func(Meta) b
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// sendReliable sends msg to mem over TCP.
+func (m *Membership) sendReliable(mem Member, msg []byte) error {
+	host, port, err := splitHostPort(mem.Addr)
+	if err != nil {
+		return fmt.Errorf("member %q address %q: %w", mem.Name, mem.Addr, err)
+	}
+	return m.ml.SendReliable(&memberlist.Node{Name: mem.Name, Addr: net.ParseIP(host), Port: uint16(port)}, msg)
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -432,17 +433,31 @@ func TestGossipCluster(t *testing.T) {
 		nettest.Run(t, h.ns, "ip", "link", "set", h.link, "up")
 		c.waitNode("g2", "Ready", "alive")
 		waitFor(t, 30*time.Second, func() (bool, error) { return !strings.Contains(c.taints("g2"), "node.skiff.dev/dead"), nil })
-		// After the heal: one copy runs, the original ended NodeLost.
+		// After the heal: one copy runs (counted over every Instance of
+		// the app, so that a replacement of the replacement counts too),
+		// the original ended NodeLost.
 		deadline := time.Now().Add(10 * time.Second)
 		for time.Now().Before(deadline) {
+			uids := []string{uid, repl.uid}
+			for _, r := range c.instances("fenced") {
+				if !slices.Contains(uids, r.uid) {
+					uids = append(uids, r.uid)
+				}
+			}
+			running := c.runningContainers(uids)
 			total := 0
-			for _, n := range c.runningContainers([]string{uid, repl.uid}) {
+			for _, n := range running {
 				total += n
 			}
 			if total != 1 {
-				t.Fatalf("%d running copies after the heal: %v", total, c.runningContainers([]string{uid, repl.uid}))
+				t.Fatalf("%d running copies after the heal: %v", total, running)
 			}
 			time.Sleep(250 * time.Millisecond)
+		}
+		for _, r := range c.instances("fenced") {
+			if r.uid != uid && r.uid != repl.uid {
+				t.Errorf("after the heal, %s on %s (%s): the replacement was replaced; a healthy node was taken for dead", r.name, r.node, r.phase)
+			}
 		}
 		reason, _ := c.s.kubectl("get", "instances", "-l", "app=fenced", "-o", `jsonpath={range .items[?(@.metadata.uid=="`+uid+`")]}{.status.phase}/{.status.reason}{end}`)
 		if reason != "" && reason != "Failed/NodeLost" {
