@@ -88,14 +88,41 @@ func (u *unpacker) dropCache() {
 }
 
 // relPath returns a tar entry's path relative to the layer root, "" for
-// the root itself. Leading slashes are dropped; ".." is rejected.
+// the root itself. Leading slashes are dropped (an absolute name is a
+// name inside the layer, as containerd reads it); an empty name, a NUL
+// and ".." are rejected.
 func relPath(name string) (string, error) {
+	if name == "" {
+		return "", errors.New("empty path")
+	}
+	if strings.ContainsRune(name, 0) {
+		return "", errors.New("path has a NUL byte")
+	}
 	for _, c := range strings.Split(name, "/") {
 		if c == ".." {
 			return "", errors.New(`path has a ".." component`)
 		}
 	}
 	return strings.TrimPrefix(path.Clean("/"+name), "/"), nil
+}
+
+// plainName refuses what is not one plain name inside a directory: the
+// target of a whiteout must not be "", ".", ".." or a path.
+func plainName(name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
+		return fmt.Errorf("%q is not a plain name", name)
+	}
+	return nil
+}
+
+// devices are the character devices a layer may hold: those every OCI
+// runtime gives a container anyway. Any other device node in the agent's
+// data directory (a host disk's, say, with the mode the layer chooses)
+// would be a way into the host; block devices are never allowed.
+var devices = map[[2]int64]bool{
+	{1, 3}: true, {1, 5}: true, {1, 7}: true, {1, 8}: true, {1, 9}: true, // null zero full random urandom
+	{5, 0}: true, {5, 1}: true, {5, 2}: true, // tty console ptmx
+	{0, 0}: true, // an overlayfs whiteout written as such
 }
 
 // openDir opens the directory rel under the root, creating missing
@@ -201,8 +228,8 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 // whiteout hides name of the lower layers: overlayfs's whiteout is a
 // character device 0:0.
 func (u *unpacker) whiteout(dirfd int, name string) error {
-	if name == "" || name == "." {
-		return errors.New("whiteout without a name")
+	if err := plainName(name); err != nil {
+		return fmt.Errorf("whiteout: %w", err)
 	}
 	if err := removeAt(dirfd, name); err != nil {
 		return err
@@ -293,9 +320,12 @@ func (u *unpacker) mknod(dirfd int, base string, hdr *tar.Header) error {
 	kind := uint32(unix.S_IFIFO)
 	switch hdr.Typeflag {
 	case tar.TypeChar:
+		if !devices[[2]int64{hdr.Devmajor, hdr.Devminor}] {
+			return fmt.Errorf("character device %d:%d: a layer may hold only null, zero, full, random, urandom, tty, console and ptmx", hdr.Devmajor, hdr.Devminor)
+		}
 		kind = unix.S_IFCHR
 	case tar.TypeBlock:
-		kind = unix.S_IFBLK
+		return fmt.Errorf("block device %d:%d: a layer may not hold block devices", hdr.Devmajor, hdr.Devminor)
 	}
 	if err := removeAt(dirfd, base); err != nil {
 		return err

@@ -130,10 +130,26 @@ func TestUnpackRejectsEscapes(t *testing.T) {
 			{Name: "l", Type: tar.TypeSymlink, Link: outside},
 			{Name: "h", Type: tar.TypeLink, Link: "l/secret"},
 		}},
+		// A whiteout of ".." removed the layer's parent: the layers being
+		// unpacked beside it.
+		{"whiteout of the parent", []imagetest.Entry{{Name: ".wh..."}}},
+		{"whiteout of the parent below", []imagetest.Entry{{Name: "a/", Type: tar.TypeDir}, {Name: "a/.wh..."}}},
+		{"whiteout of the directory itself", []imagetest.Entry{{Name: "a/.wh.."}}},
+		{"empty name", []imagetest.Entry{{Name: ""}}},
+		{"a host disk", []imagetest.Entry{{Name: "sda", Type: tar.TypeBlock, Mode: 0o666, Devmajor: 8}}},
+		{"kernel memory", []imagetest.Entry{{Name: "kmem", Type: tar.TypeChar, Mode: 0o666, Devmajor: 1, Devminor: 2}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
 			s := newStore(t, root)
+			// Another layer being unpacked at the same time.
+			sibling := filepath.Join(s.path("tmp"), "layer-sibling")
+			if err := os.MkdirAll(sibling, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(sibling, "f"), []byte("s"), 0o600); err != nil {
+				t.Fatal(err)
+			}
 			_, err := unpackLayer(t, s, tc.entries...)
 			if err == nil {
 				t.Fatal("unpack succeeded")
@@ -155,6 +171,9 @@ func TestUnpackRejectsEscapes(t *testing.T) {
 			}
 			if b, err := os.ReadFile(filepath.Join(outside, "secret")); err != nil || string(b) != "s" {
 				t.Errorf("secret changed: %q, %v", b, err)
+			}
+			if _, err := os.Stat(filepath.Join(sibling, "f")); err != nil {
+				t.Errorf("the layer beside it: %v", err)
 			}
 		})
 	}
@@ -180,4 +199,47 @@ func TestAbsoluteNameStaysInside(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(dir, "etc/abs")); err != nil || string(b) != "in" {
 		t.Errorf("etc/abs in the layer: %q, %v", b, err)
 	}
+}
+
+// FuzzUnpackNames unpacks one entry of any name, as a file, a directory,
+// a whiteout, a symlink and a hard link, into a directory beside another:
+// whatever the name, nothing outside the layer's directory changes.
+func FuzzUnpackNames(f *testing.F) {
+	for _, seed := range []string{"a", "./a", "/a", "..", "../a", "a/../../b", ".wh...", "a/.wh...", ".wh..", ".wh.", ".wh..wh..opq",
+		"a/.wh..wh..opq", "", ".", "/", "//..", "a\x00b", "\\..", ".wh.a/b", "a/./../..", strings.Repeat("a/", 200) + ".."} {
+		f.Add(seed, seed)
+	}
+	f.Fuzz(func(t *testing.T, name, link string) {
+		if os.Geteuid() != 0 {
+			t.Skip("needs root")
+		}
+		parent := t.TempDir()
+		beside := filepath.Join(parent, "beside")
+		if err := os.WriteFile(beside, []byte("s"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		dir := filepath.Join(parent, "layer")
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, typ := range []byte{tar.TypeReg, tar.TypeDir, tar.TypeSymlink, tar.TypeLink} {
+			var b strings.Builder
+			tw := tar.NewWriter(&b)
+			hdr := &tar.Header{Name: name, Typeflag: typ, Mode: 0o644, Linkname: link}
+			if err := tw.WriteHeader(hdr); err != nil {
+				return // not a name tar can hold
+			}
+			if err := tw.Close(); err != nil {
+				return
+			}
+			_ = unpack(t.Context(), dir, strings.NewReader(b.String()))
+			entries, err := os.ReadDir(parent)
+			if err != nil || len(entries) != 2 {
+				t.Fatalf("entry %q (type %c, link %q): the layer's parent holds %v, %v", name, typ, link, entries, err)
+			}
+			if got, err := os.ReadFile(beside); err != nil || string(got) != "s" {
+				t.Fatalf("entry %q (type %c, link %q): the file beside the layer: %q, %v", name, typ, link, got, err)
+			}
+		}
+	})
 }
