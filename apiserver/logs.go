@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apiserver/pkg/registry/rest"
+	"k8s.io/klog/v2"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 	"skiff.dev/skiff/identity"
@@ -84,6 +85,12 @@ func (r *logREST) Get(ctx context.Context, name string, options runtime.Object) 
 	if node.Status.AgentEndpoint == "" {
 		return nil, apierrors.NewServiceUnavailable(fmt.Sprintf("node %q has not reported an agent endpoint", node.Name))
 	}
+	// Checked again: an endpoint stored before validation held must not
+	// send the API server anywhere else.
+	if err := skiffv1alpha1.CheckAgentEndpoint(node.Status.AgentEndpoint, node.Status.Addresses); err != nil {
+		klog.InfoS("refusing to dial a node's agent endpoint", "node", node.Name, "endpoint", node.Status.AgentEndpoint, "err", err)
+		return nil, agentUnreachable(node.Name)
+	}
 	pub, err := identity.ParsePublicKey(node.Spec.PublicKey)
 	if err != nil {
 		return nil, apierrors.NewServiceUnavailable(fmt.Sprintf("node %q: %v", node.Name, err))
@@ -95,7 +102,14 @@ func (r *logREST) Get(ctx context.Context, name string, options runtime.Object) 
 		Path:     "/containerLogs/" + url.PathEscape(inst.Namespace) + "/" + url.PathEscape(inst.Name),
 		RawQuery: q.Encode(),
 	}
-	return &agentStream{url: u.String(), client: r.agentClient(pub), flush: opts.Follow}, nil
+	return &agentStream{url: u.String(), node: node.Name, client: r.agentClient(pub), flush: opts.Follow}, nil
+}
+
+// agentUnreachable is all a caller learns when the agent cannot be
+// reached: the dial's own error (refused, timed out, a TLS failure) would
+// tell a node that sets its endpoint what lies at any address.
+func agentUnreachable(node string) error {
+	return apierrors.NewServiceUnavailable(fmt.Sprintf("the agent of node %q is unreachable", node))
 }
 
 // agentClient accepts only the agent holding key pub.
@@ -150,6 +164,7 @@ func logContainer(inst *skiffv1alpha1.Instance, name string) (string, error) {
 // agentStream is the log as the agent serves it.
 type agentStream struct {
 	url    string
+	node   string
 	client *http.Client
 	flush  bool
 }
@@ -170,7 +185,11 @@ func (s *agentStream) InputStream(ctx context.Context, _, _ string) (io.ReadClos
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return nil, false, "", apierrors.NewServiceUnavailable(fmt.Sprintf("agent: %v", err))
+		if ctx.Err() != nil {
+			return nil, false, "", ctx.Err()
+		}
+		klog.InfoS("agent unreachable", "node", s.node, "err", err)
+		return nil, false, "", agentUnreachable(s.node)
 	}
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()

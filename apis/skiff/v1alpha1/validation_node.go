@@ -79,7 +79,39 @@ func ValidateNodeStatusUpdate(newN, oldN *Node) field.ErrorList {
 			allErrs = append(allErrs, field.Invalid(statusPath.Child("gossipAddress"), a, "must be ip:port"))
 		}
 	}
-	return append(allErrs, validateNodeAddresses(s.Addresses, statusPath.Child("addresses"))...)
+	allErrs = append(allErrs, validateNodeAddresses(s.Addresses, statusPath.Child("addresses"))...)
+	if s.AgentEndpoint != "" {
+		if err := CheckAgentEndpoint(s.AgentEndpoint, s.Addresses); err != nil {
+			allErrs = append(allErrs, field.Invalid(statusPath.Child("agentEndpoint"), s.AgentEndpoint, err.Error()))
+		}
+	}
+	return allErrs
+}
+
+// CheckAgentEndpoint reports whether endpoint is a place the API server
+// may dial for a node's agent: ip:port with one of the node's own
+// InternalIP or ExternalIP addresses (or loopback, for an agent on the
+// API server's machine) and a port in 1-65535. The API server checks it
+// again before it dials, so that nothing stored before this check made
+// it a way to reach other hosts.
+func CheckAgentEndpoint(endpoint string, addrs []NodeAddress) error {
+	ap, err := netip.ParseAddrPort(endpoint)
+	if err != nil || ap.Port() == 0 {
+		return fmt.Errorf("must be ip:port with a port in 1-65535")
+	}
+	ip := ap.Addr().Unmap()
+	if ip.IsLoopback() {
+		return nil
+	}
+	for _, a := range addrs {
+		if a.Type != NodeInternalIP && a.Type != NodeExternalIP {
+			continue
+		}
+		if own, err := netip.ParseAddr(a.Address); err == nil && own.Unmap() == ip {
+			return nil
+		}
+	}
+	return fmt.Errorf("the IP must be one of the node's InternalIP or ExternalIP addresses in status.addresses, or loopback")
 }
 
 // validateTaints checks each taint, and that no two share a key and

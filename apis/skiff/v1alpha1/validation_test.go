@@ -567,8 +567,21 @@ func TestValidateNodeStatusUpdate(t *testing.T) {
 		{"address missing", func(n, _ *Node) { n.Status.Addresses = []NodeAddress{{Type: NodeInternalIP}} }, required, "status.addresses[0].address"},
 		{"condition status unknown value", func(n, _ *Node) { n.Status.Conditions = []metav1.Condition{condition(NodeConditionReady, "No")} }, notSupported, "status.conditions[0].status"},
 		{"name changed", func(n, _ *Node) { n.Name = "node-2" }, invalid, "metadata.name"},
+		{"agent endpoint on its own address", func(n, _ *Node) { withEndpoint(n, "10.0.0.1:10250") }, "", ""},
+		{"agent endpoint on loopback", func(n, _ *Node) { withEndpoint(n, "127.0.0.1:10250") }, "", ""},
+		{"agent endpoint on another host", func(n, _ *Node) { withEndpoint(n, "192.0.2.7:10250") }, invalid, "status.agentEndpoint"},
+		{"agent endpoint by name", func(n, _ *Node) { withEndpoint(n, "node-1:10250") }, invalid, "status.agentEndpoint"},
+		{"agent endpoint junk", func(n, _ *Node) { withEndpoint(n, "http://[::1") }, invalid, "status.agentEndpoint"},
+		{"agent endpoint without a port", func(n, _ *Node) { withEndpoint(n, "10.0.0.1") }, invalid, "status.agentEndpoint"},
+		{"agent endpoint port 0", func(n, _ *Node) { withEndpoint(n, "10.0.0.1:0") }, invalid, "status.agentEndpoint"},
+		{"agent endpoint port too high", func(n, _ *Node) { withEndpoint(n, "10.0.0.1:70000") }, invalid, "status.agentEndpoint"},
 	}
 	runUpdateCases(t, tests, validNode, ValidateNodeStatusUpdate)
+}
+
+func withEndpoint(n *Node, endpoint string) {
+	n.Status.Addresses = []NodeAddress{{Type: NodeHostName, Address: "node-1"}, {Type: NodeInternalIP, Address: "10.0.0.1"}}
+	n.Status.AgentEndpoint = endpoint
 }
 
 func runErrorCases[T any](t *testing.T, tests []errorCase[T], valid func() T, validate func(T) field.ErrorList) {
