@@ -2,12 +2,14 @@ package v1alpha1
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/resource"
 	apivalidation "k8s.io/apimachinery/pkg/api/validation"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
@@ -246,10 +248,17 @@ func validateResourceQuantities(list corev1.ResourceList, fldPath *field.Path) f
 		}
 		if q := list[name]; q.Sign() < 0 {
 			allErrs = append(allErrs, field.Invalid(keyPath, q.String(), "must be greater than or equal to 0"))
+		} else if q.Cmp(maxQuantity) > 0 {
+			// The scheduler and the agent count in int64 milli-units: a
+			// larger value would wrap, or read as no limit at all.
+			allErrs = append(allErrs, field.Invalid(keyPath, q.String(), "must be at most "+maxQuantity.String()))
 		}
 	}
 	return allErrs
 }
+
+// maxQuantity is the largest quantity an int64 of milli-units holds.
+var maxQuantity = *resource.NewMilliQuantity(math.MaxInt64, resource.DecimalSI)
 
 // sortedResourceNames orders a list's names so that errors come out in the
 // same order every time.

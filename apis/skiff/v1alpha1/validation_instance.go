@@ -138,11 +138,18 @@ func validateRestartPolicy(p RestartPolicy, fldPath *field.Path) field.ErrorList
 	}
 }
 
+// MaxContainers is how many containers an Instance may have: each is a
+// runtime container, a cgroup and a log on its node.
+const MaxContainers = 64
+
 // validateContainers requires at least one container, with unique DNS label
 // names: the agent names cgroups, logs and runtime containers after them.
 func validateContainers(containers []Container, fldPath *field.Path) field.ErrorList {
 	if len(containers) == 0 {
 		return field.ErrorList{field.Required(fldPath, "at least one container is required")}
+	}
+	if len(containers) > MaxContainers {
+		return field.ErrorList{field.TooMany(fldPath, len(containers), MaxContainers)}
 	}
 	var allErrs field.ErrorList
 	names := sets.New[string]()

@@ -3,6 +3,7 @@ package v1alpha1
 import (
 	"crypto/ed25519"
 	"encoding/base64"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ const (
 	duplicate    = field.ErrorTypeDuplicate
 	notSupported = field.ErrorTypeNotSupported
 	forbidden    = field.ErrorTypeForbidden
+	tooMany      = field.ErrorTypeTooMany
 )
 
 // validTemplateSpec exercises every field of a template with valid values,
@@ -362,6 +364,13 @@ func TestValidateInstance(t *testing.T) {
 		{"env name missing", func(i *Instance) { i.Spec.Containers[0].Env[1].Name = "" }, required, c0 + ".env[1].name"},
 		{"env name duplicate", func(i *Instance) { i.Spec.Containers[0].Env[1].Name = "PORT" }, duplicate, c0 + ".env[1].name"},
 		{"request negative", func(i *Instance) { i.Spec.Containers[0].Resources.Requests = resources("cpu", "-1") }, invalid, c0 + ".resources.requests[cpu]"},
+		{"request beyond int64 milli-units", func(i *Instance) { i.Spec.Containers[0].Resources.Requests = resources("cpu", "1e400") }, invalid, c0 + ".resources.requests[cpu]"},
+		{"limit beyond int64 milli-units", func(i *Instance) { i.Spec.Containers[1].Resources.Limits = resources("memory", "9223372036854776") }, invalid, "spec.containers[1].resources.limits[memory]"},
+		{"too many containers", func(i *Instance) {
+			for n := len(i.Spec.Containers); n <= MaxContainers; n++ {
+				i.Spec.Containers = append(i.Spec.Containers, Container{Name: fmt.Sprintf("c%d", n), Image: "busybox"})
+			}
+		}, tooMany, "spec.containers"},
 		{"limit negative", func(i *Instance) { i.Spec.Containers[1].Resources.Limits = resources("memory", "-1Mi") }, invalid, "spec.containers[1].resources.limits[memory]"},
 		{"resource name not qualified", func(i *Instance) { i.Spec.Containers[1].Resources.Limits = resources("not a name", "1") }, invalid, "spec.containers[1].resources.limits[not a name]"},
 		{"request above limit", func(i *Instance) { i.Spec.Containers[0].Resources.Requests = resources("memory", "512Mi") }, invalid, c0 + ".resources.requests[memory]"},
@@ -561,6 +570,7 @@ func TestValidateNodeStatusUpdate(t *testing.T) {
 		}, "", ""},
 		{"phase unknown", func(n, _ *Node) { n.Status.Phase = "Sleeping" }, notSupported, "status.phase"},
 		{"capacity negative", func(n, _ *Node) { n.Status.Capacity = resources("cpu", "-1") }, invalid, "status.capacity[cpu]"},
+		{"capacity beyond int64 milli-units", func(n, _ *Node) { n.Status.Capacity = resources("cpu", "1e400") }, invalid, "status.capacity[cpu]"},
 		{"allocatable negative", func(n, _ *Node) { n.Status.Allocatable = resources("memory", "-1Gi") }, invalid, "status.allocatable[memory]"},
 		{"capacity name invalid", func(n, _ *Node) { n.Status.Capacity = resources("bad name", "1") }, invalid, "status.capacity[bad name]"},
 		{"address type unknown", func(n, _ *Node) { n.Status.Addresses = []NodeAddress{{Type: "MAC", Address: "x"}} }, notSupported, "status.addresses[0].type"},
