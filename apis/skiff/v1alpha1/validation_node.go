@@ -72,6 +72,12 @@ func ValidateNodeStatusUpdate(newN, oldN *Node) field.ErrorList {
 	allErrs = append(allErrs, metav1validation.ValidateConditions(s.Conditions, statusPath.Child("conditions"))...)
 	allErrs = append(allErrs, validateResourceQuantities(s.Capacity, statusPath.Child("capacity"))...)
 	allErrs = append(allErrs, validateResourceQuantities(s.Allocatable, statusPath.Child("allocatable"))...)
+	for _, name := range sortedResourceNames(s.Allocatable) {
+		a, c := s.Allocatable[name], s.Capacity[name]
+		if _, ok := s.Capacity[name]; ok && a.Cmp(c) > 0 {
+			allErrs = append(allErrs, field.Invalid(statusPath.Child("allocatable").Key(string(name)), a.String(), "must be less than or equal to capacity ("+c.String()+")"))
+		}
+	}
 	gossip := []GossipState{GossipAlive, GossipSuspect, GossipDead, GossipLeft}
 	allErrs = append(allErrs, validateOptionalEnum(s.Gossip, gossip, statusPath.Child("gossip"))...)
 	if a := s.GossipAddress; a != "" {

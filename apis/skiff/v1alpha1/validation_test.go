@@ -570,6 +570,9 @@ func TestValidateNodeStatusUpdate(t *testing.T) {
 		}, "", ""},
 		{"phase unknown", func(n, _ *Node) { n.Status.Phase = "Sleeping" }, notSupported, "status.phase"},
 		{"capacity negative", func(n, _ *Node) { n.Status.Capacity = resources("cpu", "-1") }, invalid, "status.capacity[cpu]"},
+		{"allocatable above capacity", func(n, _ *Node) {
+			n.Status.Capacity, n.Status.Allocatable = resources("cpu", "2"), resources("cpu", "3")
+		}, invalid, "status.allocatable[cpu]"},
 		{"capacity beyond int64 milli-units", func(n, _ *Node) { n.Status.Capacity = resources("cpu", "1e400") }, invalid, "status.capacity[cpu]"},
 		{"allocatable negative", func(n, _ *Node) { n.Status.Allocatable = resources("memory", "-1Gi") }, invalid, "status.allocatable[memory]"},
 		{"capacity name invalid", func(n, _ *Node) { n.Status.Capacity = resources("bad name", "1") }, invalid, "status.capacity[bad name]"},
