@@ -17,10 +17,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/sets"
 	openapinamer "k8s.io/apiserver/pkg/endpoints/openapi"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
+	genericfilters "k8s.io/apiserver/pkg/server/filters"
 	"k8s.io/apiserver/pkg/server/dynamiccertificates"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
 	"k8s.io/apiserver/pkg/storage/storagebackend"
@@ -40,6 +42,7 @@ func (s *Server) build(endpoints []string) (*genericapiserver.GenericAPIServer, 
 	}
 	cfg := genericapiserver.NewConfig(sch.codecs)
 	cfg.EffectiveVersion = compatibility.NewEffectiveVersionFromString(version.KubernetesMinor, "", "")
+	cfg.LongRunningFunc = longRunning
 	// Discovery tells clients where to reach the server.
 	cfg.ExternalAddress = strings.TrimPrefix(s.URL(), "https://")
 	if err := s.applyServing(cfg); err != nil {
@@ -90,6 +93,12 @@ func (s *Server) build(endpoints []string) (*genericapiserver.GenericAPIServer, 
 	}
 	return generic, func() { etcdClient.Close() }, nil
 }
+
+// longRunning tells the requests that stream for as long as the client
+// wants (watches, logs, and the exec and attach to come), as
+// kube-apiserver does: they are not cut by the request timeout (60 s) and
+// do not hold one of the in-flight slots that short requests share.
+var longRunning = genericfilters.BasicLongRunningRequestCheck(sets.NewString("watch"), sets.NewString("log", "exec", "attach", "portforward"))
 
 func (s *Server) applyServing(cfg *genericapiserver.Config) error {
 	serving := genericoptions.NewSecureServingOptions().WithLoopback()
