@@ -3,6 +3,8 @@ package apiserver
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -97,4 +99,43 @@ func TestOpenAPIPublishesSkiffKinds(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestDataDirInUse: a second server on a data directory in use stops at
+// once, naming the process that holds it, and touches nothing (the first
+// server's kubeconfig still points at it).
+func TestDataDirInUse(t *testing.T) {
+	dir := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.DataDir, cfg.Listen = dir, "127.0.0.1:0"
+	first, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(first.KubeconfigPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// flock locks belong to an open file, so a second open in this
+	// process is refused as another process would be.
+	second, err := New(cfg)
+	if !errors.Is(err, ErrDataDirInUse) || !strings.Contains(err.Error(), fmt.Sprintf("process %d", os.Getpid())) {
+		t.Fatalf("second server on %s: %v, want %v naming process %d", dir, err, ErrDataDirInUse, os.Getpid())
+	}
+	if second != nil {
+		t.Fatal("a second server was made")
+	}
+	if after, _ := os.ReadFile(first.KubeconfigPath()); !bytes.Equal(before, after) {
+		t.Error("the second server rewrote admin.kubeconfig")
+	}
+	// Run releases the lock: a later server starts.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = first.Run(ctx)
+	third, err := New(cfg)
+	if err != nil {
+		t.Fatalf("after the first server stopped: %v", err)
+	}
+	third.unlock()
+	third.listener.Close()
 }

@@ -25,6 +25,8 @@ type Server struct {
 	trust    *identity.Trust
 	// joinToken is what node agents present to register their Node.
 	joinToken identity.JoinToken
+	// unlock releases the data directory's lock (when Run ends).
+	unlock func()
 	// gatherers and checks are other parts' metrics and health in the
 	// same process, added before Run.
 	gatherers prometheus.Gatherers
@@ -70,13 +72,30 @@ func (s *Server) AddHealth(name string, check HealthCheck) {
 	s.checks[name] = check
 }
 
-// New validates cfg, prepares the data directory (first start creates the
-// certificates, identities and join token), binds the listener and writes
-// the admin kubeconfig.
+// New validates cfg, locks the data directory (ErrDataDirInUse while
+// another process holds it: nothing is touched then), prepares it (first
+// start creates the certificates, identities and join token), binds the
+// listener and writes the admin kubeconfig. Run releases the lock when it
+// ends.
 func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	unlock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	s, err := newServer(cfg)
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	s.unlock = unlock
+	return s, nil
+}
+
+// newServer is New once the data directory is locked.
+func newServer(cfg Config) (*Server, error) {
 	host, _, _ := net.SplitHostPort(cfg.Listen)
 	dir := dataDir{path: cfg.DataDir}
 	admin, err := dir.ensure([]string{host})
@@ -133,6 +152,7 @@ func (s *Server) KubeconfigPath() string { return s.dir.file(AdminKubeconfigFile
 // Run starts storage and serves until ctx ends. Shutdown order: stop
 // accepting requests and drain them, then stop etcd.
 func (s *Server) Run(ctx context.Context) error {
+	defer s.unlock()
 	defer s.listener.Close()
 	endpoints := s.cfg.EtcdServers
 	var etcdErr <-chan error
