@@ -50,7 +50,8 @@ func (s *Server) build(endpoints []string) (*genericapiserver.GenericAPIServer, 
 	}
 	cfg.Authentication.Authenticator = newKeyAuthenticator(s.trust, s.joinToken, time.Now)
 	cfg.BuildHandlerChainFunc = func(h http.Handler, c *genericapiserver.Config) http.Handler {
-		return withoutLoopbackCompression(withBufferedResponses(genericapiserver.DefaultBuildHandlerChain(withKeyUsers(h, s.trust), c)))
+		chain := withoutLoopbackCompression(withBufferedResponses(genericapiserver.DefaultBuildHandlerChain(withKeyUsers(h, s.trust), c)))
+		return withPublicProbes(chain, h)
 	}
 	cfg.Authorization.Authorizer = newAuthorizer(s.trust)
 	cfg.AdmissionControl = nodeRestriction{trust: s.trust}

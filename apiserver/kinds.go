@@ -90,7 +90,7 @@ func instanceKind() *Kind {
 		Binding:    true,
 		Logs:       true,
 		Columns: []metav1.TableColumnDefinition{
-			col("Phase", "string", "Lifecycle phase."),
+			col("Status", "string", "Terminating, the reason a container waits or ended (ErrImagePull, CrashLoopBackOff, ...), or the phase."),
 			col("Node", "string", "Node the Instance is bound to."),
 			col("Restarts", "integer", "Container restarts."),
 			ageColumn,
@@ -117,9 +117,37 @@ func instanceRow(i *skiffv1alpha1.Instance) []interface{} {
 		restarts += int64(c.RestartCount)
 	}
 	return []interface{}{
-		orNone(string(i.Status.Phase)), orNone(i.Spec.NodeName), restarts, age(i.CreationTimestamp),
+		instanceStatus(i), orNone(i.Spec.NodeName), restarts, age(i.CreationTimestamp),
 		orNone(i.Status.InstanceIP), orNone(string(i.Status.QOSClass)),
 	}
+}
+
+// instanceStatus is the STATUS column, as kubectl shows a Pod's: the
+// phase, or the Instance's reason (NodeLost), or the reason of a container
+// that waits or ended (the last such container's), Terminating once it is
+// being deleted.
+func instanceStatus(i *skiffv1alpha1.Instance) string {
+	if i.DeletionTimestamp != nil {
+		return "Terminating"
+	}
+	if i.Status.Reason != "" {
+		return i.Status.Reason
+	}
+	status, running := string(i.Status.Phase), false
+	for k := len(i.Status.ContainerStatuses) - 1; k >= 0; k-- {
+		switch st := i.Status.ContainerStatuses[k].State; {
+		case st.Waiting != nil && st.Waiting.Reason != "":
+			return st.Waiting.Reason
+		case st.Terminated != nil && st.Terminated.Reason != "":
+			status = st.Terminated.Reason
+		case st.Running != nil:
+			running = true
+		}
+	}
+	if status == "Completed" && running {
+		return string(skiffv1alpha1.InstanceRunning) // a sidecar's peer finished
+	}
+	return orNone(status)
 }
 
 func nodeKind() *Kind {

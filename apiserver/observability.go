@@ -49,30 +49,9 @@ type Health struct {
 // installObservability adds /health, /live, /ready and /metrics.
 func (s *Server) installObservability(generic *genericapiserver.GenericAPIServer, stores *installed, etcd *clientv3.Client) {
 	mux := generic.Handler.NonGoRestfulMux
+	health := &healthCache{compute: func(ctx context.Context) Health { return s.health(ctx, etcd) }, now: time.Now}
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
-		h := Health{Status: "ok", Components: map[string]ComponentHealth{}}
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		store := ComponentHealth{Status: "ok"}
-		if _, err := etcd.Get(ctx, "health", clientv3.WithCountOnly()); err != nil {
-			store, h.Status = ComponentHealth{Status: "failed", Error: err.Error()}, "failed"
-		}
-		h.Components["state_store"] = store
-		for name, check := range s.checks {
-			c := ComponentHealth{Status: "ok"}
-			if err := check(ctx); err != nil {
-				c, h.Status = ComponentHealth{Status: "failed", Error: err.Error()}, "failed"
-			}
-			h.Components[name] = c
-		}
-		for name, report := range s.reports {
-			detail, err := report(ctx)
-			c := ComponentHealth{Status: "ok", Detail: detail}
-			if err != nil {
-				c.Status, c.Error, h.Status = "failed", err.Error(), "failed"
-			}
-			h.Components[name] = c
-		}
+		h := health.get()
 		w.Header().Set("Content-Type", "application/json")
 		if h.Status != "ok" {
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -98,6 +77,33 @@ func (s *Server) installObservability(generic *genericapiserver.GenericAPIServer
 	reg.MustRegister(&objectCounter{etcd: etcd, prefix: s.cfg.EtcdPrefix, stores: stores})
 	gather := append(prometheus.Gatherers{legacyregistry.DefaultGatherer, reg}, s.gatherers...)
 	mux.Handle("/metrics", promhttp.HandlerFor(gather, promhttp.HandlerOpts{}))
+}
+
+// health reads every component's state: etcd, then the checks and
+// reports of the parts in this process.
+func (s *Server) health(ctx context.Context, etcd *clientv3.Client) Health {
+	h := Health{Status: "ok", Components: map[string]ComponentHealth{}}
+	store := ComponentHealth{Status: "ok"}
+	if _, err := etcd.Get(ctx, "health", clientv3.WithCountOnly()); err != nil {
+		store, h.Status = ComponentHealth{Status: "failed", Error: err.Error()}, "failed"
+	}
+	h.Components["state_store"] = store
+	for name, check := range s.checks {
+		c := ComponentHealth{Status: "ok"}
+		if err := check(ctx); err != nil {
+			c, h.Status = ComponentHealth{Status: "failed", Error: err.Error()}, "failed"
+		}
+		h.Components[name] = c
+	}
+	for name, report := range s.reports {
+		detail, err := report(ctx)
+		c := ComponentHealth{Status: "ok", Detail: detail}
+		if err != nil {
+			c.Status, c.Error, h.Status = "failed", err.Error(), "failed"
+		}
+		h.Components[name] = c
+	}
+	return h
 }
 
 // objectCounter reports skiff_objects_stored by kind, counted in etcd at

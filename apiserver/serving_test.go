@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+	"skiff.dev/skiff/identity"
 )
 
 // anonymousClient trusts the serving certificate but presents no identity.
@@ -55,6 +58,63 @@ func TestAnonymousOnlyReachesProbes(t *testing.T) {
 		if code, _ := get(t, anon, ts.srv.URL()+p); code != http.StatusUnauthorized {
 			t.Errorf("anonymous GET %s: %d, want 401", p, code)
 		}
+	}
+	// Probes are public whatever they carry: a junk Authorization header
+	// and a certificate of a key nobody trusts answered 401.
+	stranger, err := identity.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, _ := stranger.ClientCertificate("stranger", time.Now())
+	keyPEM, _ := stranger.KeyPEM()
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withCert := anonymousClient(t, ts)
+	withCert.Transport.(*http.Transport).TLSClientConfig.Certificates = []tls.Certificate{cert}
+	for _, p := range []string{"/livez", "/readyz", "/healthz?verbose", "/readyz/etcd", "/ready", "/health"} {
+		req, _ := http.NewRequest(http.MethodGet, ts.srv.URL()+p, nil)
+		req.Header.Set("Authorization", "Bearer junk")
+		for name, c := range map[string]*http.Client{"junk Authorization": anon, "an untrusted certificate": withCert} {
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatalf("GET %s with %s: %v", p, name, err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("GET %s with %s: %d, want 200", p, name, resp.StatusCode)
+			}
+		}
+	}
+}
+
+// TestHealthIsComputedOncePerSecond: a flood of /health probes costs one
+// computation (an etcd read and every component's check) per second.
+func TestHealthIsComputedOncePerSecond(t *testing.T) {
+	now := time.Unix(1700000000, 0)
+	var computed atomic.Int32
+	c := &healthCache{now: func() time.Time { return now }, compute: func(context.Context) Health {
+		computed.Add(1)
+		time.Sleep(10 * time.Millisecond)
+		return Health{Status: "ok"}
+	}}
+	var wg sync.WaitGroup
+	for range 100 {
+		wg.Go(func() {
+			if h := c.get(); h.Status != "ok" {
+				t.Errorf("health %+v", h)
+			}
+		})
+	}
+	wg.Wait()
+	if n := computed.Load(); n != 1 {
+		t.Errorf("100 probes at once computed health %d times, want 1", n)
+	}
+	now = now.Add(healthTTL)
+	c.get()
+	if n := computed.Load(); n != 2 {
+		t.Errorf("a probe a second later computed health %d times in all, want 2", n)
 	}
 }
 

@@ -309,14 +309,14 @@ spec:
 		s.mustKubectl(t, "apply", "-f", writeFile(t, "inst.yaml", inst))
 		s.mustKubectl(t, "apply", "-f", writeFile(t, "inst2.yaml", instanceYAML("wide-inst-be", "", "wide")))
 		out = s.mustKubectl(t, "get", "inst", "wide-inst", "wide-inst-be", "-o", "wide")
-		wantHeader = []string{"NAME", "PHASE", "NODE", "RESTARTS", "AGE", "IP", "QOS"}
+		wantHeader = []string{"NAME", "STATUS", "NODE", "RESTARTS", "AGE", "IP", "QOS"}
 		if got := headerFields(out); !slices.Equal(got, wantHeader) {
 			t.Errorf("instance wide header = %q, want %q", got, wantHeader)
 		}
 		for name, qos := range map[string]string{"wide-inst": "Guaranteed", "wide-inst-be": "BestEffort"} {
 			row = rowFields(out, 0, name)
 			if len(row) != len(wantHeader) || row[1] != "Pending" || row[2] != "<none>" || row[6] != qos {
-				t.Errorf("instance wide row = %q, want PHASE Pending NODE <none> QOS %s\n%s", row, qos, out)
+				t.Errorf("instance wide row = %q, want STATUS Pending NODE <none> QOS %s\n%s", row, qos, out)
 			}
 		}
 

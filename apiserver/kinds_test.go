@@ -1,0 +1,42 @@
+package apiserver
+
+import (
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+)
+
+// TestInstanceStatusColumn: kubectl's STATUS says why an Instance is not
+// running, as it does for a Pod.
+func TestInstanceStatusColumn(t *testing.T) {
+	waiting := func(reason string) skiffv1alpha1.ContainerStatus {
+		return skiffv1alpha1.ContainerStatus{State: skiffv1alpha1.ContainerState{Waiting: &skiffv1alpha1.ContainerStateWaiting{Reason: reason}}}
+	}
+	ended := func(reason string) skiffv1alpha1.ContainerStatus {
+		return skiffv1alpha1.ContainerStatus{State: skiffv1alpha1.ContainerState{Terminated: &skiffv1alpha1.ContainerStateTerminated{Reason: reason}}}
+	}
+	running := skiffv1alpha1.ContainerStatus{State: skiffv1alpha1.ContainerState{Running: &skiffv1alpha1.ContainerStateRunning{}}}
+	now := metav1.Now()
+	for _, tc := range []struct {
+		name   string
+		inst   skiffv1alpha1.Instance
+		status string
+	}{
+		{"new", skiffv1alpha1.Instance{}, "<none>"},
+		{"pending", skiffv1alpha1.Instance{Status: skiffv1alpha1.InstanceStatus{Phase: skiffv1alpha1.InstancePending}}, "Pending"},
+		{"running", skiffv1alpha1.Instance{Status: skiffv1alpha1.InstanceStatus{Phase: skiffv1alpha1.InstanceRunning, ContainerStatuses: []skiffv1alpha1.ContainerStatus{running}}}, "Running"},
+		{"wrong image", skiffv1alpha1.Instance{Status: skiffv1alpha1.InstanceStatus{Phase: skiffv1alpha1.InstancePending, ContainerStatuses: []skiffv1alpha1.ContainerStatus{running, waiting("ImagePullBackOff")}}}, "ImagePullBackOff"},
+		{"crashing", skiffv1alpha1.Instance{Status: skiffv1alpha1.InstanceStatus{Phase: skiffv1alpha1.InstanceRunning, ContainerStatuses: []skiffv1alpha1.ContainerStatus{waiting("CrashLoopBackOff")}}}, "CrashLoopBackOff"},
+		{"failed", skiffv1alpha1.Instance{Status: skiffv1alpha1.InstanceStatus{Phase: skiffv1alpha1.InstanceFailed, ContainerStatuses: []skiffv1alpha1.ContainerStatus{ended("Error")}}}, "Error"},
+		{"done", skiffv1alpha1.Instance{Status: skiffv1alpha1.InstanceStatus{Phase: skiffv1alpha1.InstanceSucceeded, ContainerStatuses: []skiffv1alpha1.ContainerStatus{ended("Completed")}}}, "Completed"},
+		{"one of two done", skiffv1alpha1.Instance{Status: skiffv1alpha1.InstanceStatus{Phase: skiffv1alpha1.InstanceRunning, ContainerStatuses: []skiffv1alpha1.ContainerStatus{running, ended("Completed")}}}, "Running"},
+		{"node lost", skiffv1alpha1.Instance{Status: skiffv1alpha1.InstanceStatus{Phase: skiffv1alpha1.InstanceFailed, Reason: "NodeLost", ContainerStatuses: []skiffv1alpha1.ContainerStatus{running}}}, "NodeLost"},
+		{"being deleted", skiffv1alpha1.Instance{ObjectMeta: metav1.ObjectMeta{DeletionTimestamp: &now}, Status: skiffv1alpha1.InstanceStatus{Phase: skiffv1alpha1.InstanceRunning, ContainerStatuses: []skiffv1alpha1.ContainerStatus{running}}}, "Terminating"},
+	} {
+		if got := instanceStatus(&tc.inst); got != tc.status {
+			t.Errorf("%s: STATUS %q, want %q", tc.name, got, tc.status)
+		}
+	}
+}
