@@ -49,9 +49,10 @@ func (s *Server) build(endpoints []string) (*genericapiserver.GenericAPIServer, 
 		return nil, nil, err
 	}
 	cfg.Authentication.Authenticator = newKeyAuthenticator(s.trust, s.joinToken, time.Now)
+	guesses := newTokenGuesses()
 	cfg.BuildHandlerChainFunc = func(h http.Handler, c *genericapiserver.Config) http.Handler {
 		chain := withoutLoopbackCompression(withBufferedResponses(genericapiserver.DefaultBuildHandlerChain(withKeyUsers(h, s.trust), c)))
-		return withPublicProbes(chain, h)
+		return withPublicProbes(withTokenGuessLimit(chain, guesses), h)
 	}
 	cfg.Authorization.Authorizer = newAuthorizer(s.trust)
 	cfg.AdmissionControl = nodeRestriction{trust: s.trust}

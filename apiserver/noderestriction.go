@@ -3,7 +3,9 @@ package apiserver
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -109,6 +111,11 @@ func (n nodeRestriction) validateBootstrapWrite(a admission.Attributes) error {
 		if node.Spec.InstanceCIDR != "" {
 			return fmt.Errorf("registering node %q: spec.instanceCIDR is given by the control plane", node.Name)
 		}
+		for _, k := range slices.Sorted(maps.Keys(node.Labels)) {
+			if tokenMayNotSet(k) {
+				return fmt.Errorf("registering node %q: label %q is in a reserved prefix (kubernetes.io, k8s.io, skiff.dev): an admin sets it, not the join token", node.Name, k)
+			}
+		}
 		return nil
 	}
 	if old.Spec.PublicKey != "" {
@@ -137,4 +144,30 @@ func (n nodeRestriction) keyIsFree(node *skiffv1alpha1.Node) error {
 		return fmt.Errorf("the key of node %q already belongs to another identity", node.Name)
 	}
 	return nil
+}
+
+// nodeSelfLabels are the labels under reserved prefixes that a node may
+// give itself, as a kubelet may: facts about its machine.
+var nodeSelfLabels = map[string]bool{
+	"kubernetes.io/hostname": true, "kubernetes.io/arch": true, "kubernetes.io/os": true,
+	"topology.kubernetes.io/region": true, "topology.kubernetes.io/zone": true, "node.kubernetes.io/instance-type": true,
+}
+
+// tokenMayNotSet reports a label the join token may not put on a Node it
+// registers: one in the kubernetes.io, k8s.io or skiff.dev namespaces
+// (node-role.kubernetes.io/, say), which schedulers and admins trust,
+// other than the machine facts of nodeSelfLabels and the kubelet's own
+// kubelet.kubernetes.io/ and node.kubernetes.io/ namespaces (Kubernetes'
+// NodeRestriction rule).
+func tokenMayNotSet(key string) bool {
+	prefix, _, ok := strings.Cut(key, "/")
+	if !ok || nodeSelfLabels[key] || prefix == "kubelet.kubernetes.io" || prefix == "node.kubernetes.io" {
+		return false
+	}
+	for _, d := range []string{"kubernetes.io", "k8s.io", "skiff.dev"} {
+		if prefix == d || strings.HasSuffix(prefix, "."+d) {
+			return true
+		}
+	}
+	return false
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -267,7 +268,26 @@ func (a *Agent) warnOnFlagDrift(n *skiffv1alpha1.Node) {
 			klog.InfoS("--labels differ from the registered Node; an admin changes them with kubectl label", "node", n.Name, "label", k)
 		}
 	}
-	if a.cfg.Taints != nil && !slices.Equal(n.Spec.Taints, a.cfg.Taints) {
+	if a.cfg.Taints != nil && taintsDrift(n.Spec.Taints, a.cfg.Taints) {
 		klog.InfoS("--taints differ from the registered Node; an admin changes them with kubectl", "node", n.Name)
 	}
+}
+
+// taintsDrift reports whether a Node's taints are not the --taints it was
+// registered with, leaving out the control plane's own.
+func taintsDrift(node, flags []skiffv1alpha1.Taint) bool {
+	return !slices.EqualFunc(adminTaints(node), adminTaints(flags), sameTaint)
+}
+
+// adminTaints leaves out the taints the control plane puts on and takes
+// off by itself (node.skiff.dev/...: unreachable, dead, no subnet yet).
+func adminTaints(taints []skiffv1alpha1.Taint) []skiffv1alpha1.Taint {
+	return slices.DeleteFunc(slices.Clone(taints), func(t skiffv1alpha1.Taint) bool {
+		return strings.HasPrefix(t.Key, "node.skiff.dev/")
+	})
+}
+
+// sameTaint compares key, value and effect (not when it was added).
+func sameTaint(a, b skiffv1alpha1.Taint) bool {
+	return a.Key == b.Key && a.Value == b.Value && a.Effect == b.Effect
 }

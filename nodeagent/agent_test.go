@@ -398,3 +398,29 @@ func TestReportStatusRetriesConflict(t *testing.T) {
 		t.Fatalf("node after the report: phase %q, instanceCIDR %q (%v)", n.Status.Phase, n.Spec.InstanceCIDR, err)
 	}
 }
+
+// TestTaintsDrift: the control plane's own taints and the time a taint
+// was added are no drift from --taints (the agent warned of one on every
+// start).
+func TestTaintsDrift(t *testing.T) {
+	flag := skiffv1alpha1.Taint{Key: "dedicated", Value: "gpu", Effect: skiffv1alpha1.TaintEffectNoSchedule}
+	now := metav1.Now()
+	added := flag
+	added.TimeAdded = &now
+	cp := skiffv1alpha1.Taint{Key: skiffv1alpha1.TaintUnreachable, Effect: skiffv1alpha1.TaintEffectNoExecute, TimeAdded: &now}
+	other := skiffv1alpha1.Taint{Key: "dedicated", Value: "db", Effect: skiffv1alpha1.TaintEffectNoSchedule}
+	for _, tc := range []struct {
+		node  []skiffv1alpha1.Taint
+		drift bool
+	}{
+		{[]skiffv1alpha1.Taint{flag}, false},
+		{[]skiffv1alpha1.Taint{added, cp}, false},
+		{[]skiffv1alpha1.Taint{cp}, true},
+		{[]skiffv1alpha1.Taint{other}, true},
+		{[]skiffv1alpha1.Taint{flag, other}, true},
+	} {
+		if got := taintsDrift(tc.node, []skiffv1alpha1.Taint{flag}); got != tc.drift {
+			t.Errorf("node taints %v against --taints %v: drift %v, want %v", tc.node, flag, got, tc.drift)
+		}
+	}
+}
