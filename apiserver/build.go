@@ -49,9 +49,12 @@ func (s *Server) build(endpoints []string) (*genericapiserver.GenericAPIServer, 
 		return nil, nil, err
 	}
 	cfg.Authentication.Authenticator = newKeyAuthenticator(s.trust, s.joinToken, time.Now)
-	guesses := newTokenGuesses()
+	guesses, fair := newTokenGuesses(), newFairness()
+	// Fair queues per identity (withFairness) instead of the library's
+	// global in-flight limits.
+	cfg.MaxRequestsInFlight, cfg.MaxMutatingRequestsInFlight = 0, 0
 	cfg.BuildHandlerChainFunc = func(h http.Handler, c *genericapiserver.Config) http.Handler {
-		chain := withoutLoopbackCompression(withBufferedResponses(genericapiserver.DefaultBuildHandlerChain(withKeyUsers(h, s.trust), c)))
+		chain := withoutLoopbackCompression(withBufferedResponses(genericapiserver.DefaultBuildHandlerChain(withFairness(withKeyUsers(h, s.trust), fair), c)))
 		return withPublicProbes(withTokenGuessLimit(chain, guesses), h)
 	}
 	cfg.Authorization.Authorizer = newAuthorizer(s.trust)
