@@ -119,6 +119,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	machine.Info.RuntimeName = a.rt.Name()
+	if c := oomCondition(machine.OOMFloor); c != nil && a.rt.Name() != "sim" {
+		klog.InfoS("OOM scores limited", "node", a.cfg.NodeName, "detail", c.Message)
+	}
 	if machine.Info.RuntimeVersion, err = a.rt.Version(ctx); err != nil {
 		return fmt.Errorf("runtime %s: %w", a.rt.Name(), err)
 	}
@@ -235,7 +238,7 @@ func (a *Agent) newManager(j *joined, m *Machine) (manager.Manager, *instanceRec
 	r := &instanceReconciler{
 		client: mgr.GetClient(), rt: a.rt, node: a.cfg.NodeName, hostIP: m.hostIP(), backoff: a.cfg.Backoff,
 		logDir: filepath.Join(a.cfg.DataDir, containersDir), pidsLimit: a.cfg.PidsLimit, metrics: a.metrics,
-		oom: newOOMPolicy(m.Capacity.Memory().Value()),
+		oom: newOOMPolicy(m.Capacity.Memory().Value(), m.OOMFloor),
 	}
 	if a.images != nil {
 		r.images, r.rootfsDir = a.images, filepath.Join(a.cfg.DataDir, rootfsDir)

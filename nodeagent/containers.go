@@ -9,6 +9,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 	"skiff.dev/skiff/nodeagent/bundle"
@@ -98,9 +99,27 @@ type oomPolicy struct {
 	floor int
 }
 
-// newOOMPolicy reads the floor from the agent's own process.
-func newOOMPolicy(nodeMemory int64) oomPolicy {
-	return oomPolicy{nodeMemory: nodeMemory, floor: ownOOMFloor()}
+// newOOMPolicy ranks by the node's memory, never below floor
+// (ownOOMFloor).
+func newOOMPolicy(nodeMemory int64, floor int) oomPolicy {
+	return oomPolicy{nodeMemory: nodeMemory, floor: floor}
+}
+
+// guaranteedOOMScore is what the kubelet gives Guaranteed Pods.
+const guaranteedOOMScore = -997
+
+// oomCondition is the Node condition OOMScoreLimited: True, with the
+// floor, on a host that does not let the agent rank Guaranteed and
+// Burstable Instances as the kubelet would (no CAP_SYS_RESOURCE, as in
+// many containers and sandboxes); nil where it can.
+func oomCondition(floor int) *metav1.Condition {
+	if floor <= guaranteedOOMScore {
+		return nil
+	}
+	return &metav1.Condition{
+		Type: skiffv1alpha1.NodeConditionOOMScoreLimited, Status: metav1.ConditionTrue, Reason: "NoCapSysResource",
+		Message: fmt.Sprintf("the agent may not set oom_score_adj below %d here (no CAP_SYS_RESOURCE): Instances run with at least %d, so the kernel's OOM killer does not spare Guaranteed ones first", floor, floor),
+	}
 }
 
 // capSysResource is CAP_SYS_RESOURCE's bit in /proc/self/status CapEff.
@@ -143,7 +162,7 @@ func (p oomPolicy) score(inst *skiffv1alpha1.Instance) int {
 func oomScoreAdj(inst *skiffv1alpha1.Instance, nodeMemory int64) int {
 	switch inst.Status.QOSClass {
 	case skiffv1alpha1.QOSGuaranteed:
-		return -997
+		return guaranteedOOMScore
 	case skiffv1alpha1.QOSBestEffort:
 		return 1000
 	}

@@ -9,6 +9,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 	"skiff.dev/skiff/nodeagent/bundle"
 )
@@ -143,6 +145,13 @@ func TestOOMPolicyFloor(t *testing.T) {
 	}
 	if floor := ownOOMFloor(); floor < -1000 || floor > 1000 {
 		t.Errorf("own floor %d out of range", floor)
+	}
+	// The Node says so where the floor keeps Guaranteed from -997.
+	if c := oomCondition(-1000); c != nil {
+		t.Errorf("floor -1000: condition %+v, want none", c)
+	}
+	if c := oomCondition(0); c == nil || c.Type != skiffv1alpha1.NodeConditionOOMScoreLimited || c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, "below 0") {
+		t.Errorf("floor 0: condition %+v, want OOMScoreLimited naming the floor", c)
 	}
 }
 

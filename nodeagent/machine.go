@@ -28,6 +28,9 @@ type Machine struct {
 	// GossipAddress is the agent's gossip address, ip:port (empty with
 	// gossip off).
 	GossipAddress string
+	// OOMFloor is the lowest oom_score_adj the agent may give a container
+	// (ownOOMFloor).
+	OOMFloor int
 }
 
 // readMachine reads capacity (cpu in millicores, memory and the data
@@ -56,6 +59,7 @@ func readMachine(dataDir string, maxInstances int64, netns string) (*Machine, er
 			corev1.ResourcePods:             *resource.NewQuantity(maxInstances, resource.DecimalSI),
 		},
 		Addresses: addrs,
+		OOMFloor:  ownOOMFloor(),
 		Info: skiffv1alpha1.NodeInfo{
 			AgentVersion:    version.Version,
 			OperatingSystem: runtime.GOOS,

@@ -40,6 +40,11 @@ func (a *Agent) writeStatus(ctx context.Context, c client.Client, m *Machine) er
 		Type: skiffv1alpha1.NodeConditionReady, Status: metav1.ConditionTrue,
 		Reason: "AgentReady", Message: "the agent is running and renewing its lease",
 	})
+	if c := oomCondition(m.OOMFloor); c != nil {
+		meta.SetStatusCondition(&node.Status.Conditions, *c)
+	} else {
+		meta.RemoveStatusCondition(&node.Status.Conditions, skiffv1alpha1.NodeConditionOOMScoreLimited)
+	}
 	if apiequality.Semantic.DeepEqual(before, &node.Status) {
 		// Every agent watches every Node (for routes): a write that
 		// changes nothing would still reach all of them.

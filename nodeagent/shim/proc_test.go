@@ -34,3 +34,19 @@ func TestProcessIdentity(t *testing.T) {
 		t.Error("garbage parses")
 	}
 }
+
+// TestLastRuntimeError: the runtime's own cause comes with its generic
+// last line (runc 1.1 on a host without CAP_SYS_RESOURCE).
+func TestLastRuntimeError(t *testing.T) {
+	log := `{"level":"debug","msg":"nsexec-0[100]: => nsexec container setup","time":"t"}
+{"level":"error","msg":"nsexec-0[100]: failed to update /proc/self/oom_score_adj: Permission denied","time":"t"}
+{"level":"error","msg":"runc create failed: unable to start container process: can't get final child's PID from pipe: EOF","time":"t"}
+`
+	want := "nsexec-0[100]: failed to update /proc/self/oom_score_adj: Permission denied; runc create failed: unable to start container process: can't get final child's PID from pipe: EOF"
+	if got := lastRuntimeError([]byte(log)); got != want {
+		t.Errorf("lastRuntimeError = %q, want %q", got, want)
+	}
+	if got := lastRuntimeError([]byte("plain\nlast words\n")); got != "last words" {
+		t.Errorf("a plain log: %q, want its last line", got)
+	}
+}

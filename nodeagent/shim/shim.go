@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -190,26 +191,32 @@ func create(job Job) (int, *sync.WaitGroup, error) {
 	return pid, &wg, nil
 }
 
-// lastRuntimeError picks the message out of the runtime's JSON log, whose
-// last line says why create failed.
+// lastRuntimeError picks the messages out of the runtime's JSON log: the
+// errors in order, at most the last three, so that the cause (runc's
+// nsexec: "failed to update /proc/self/oom_score_adj: Permission
+// denied") comes with the generic last line ("can't get final child's PID
+// from pipe: EOF"). A log that is not JSON gives its last line.
 func lastRuntimeError(log []byte) string {
-	lines := strings.Split(strings.TrimSpace(string(log)), "\n")
-	for i := len(lines) - 1; i >= 0; i-- {
+	var errs []string
+	last := ""
+	for _, line := range strings.Split(strings.TrimSpace(string(log)), "\n") {
 		var entry struct {
 			Msg   string `json:"msg"`
 			Level string `json:"level"`
 		}
-		if json.Unmarshal([]byte(lines[i]), &entry) == nil && entry.Msg != "" {
-			if entry.Level == "error" || entry.Level == "fatal" {
-				return entry.Msg
+		switch {
+		case json.Unmarshal([]byte(line), &entry) == nil && entry.Msg != "":
+			if (entry.Level == "error" || entry.Level == "fatal") && !slices.Contains(errs, entry.Msg) {
+				errs = append(errs, entry.Msg)
 			}
-			continue
-		}
-		if lines[i] != "" {
-			return lines[i]
+		case strings.TrimSpace(line) != "":
+			last = strings.TrimSpace(line)
 		}
 	}
-	return ""
+	if len(errs) == 0 {
+		return last
+	}
+	return strings.Join(errs[max(0, len(errs)-3):], "; ")
 }
 
 // reap waits for pid, reaping any other orphan re-parented to the shim on

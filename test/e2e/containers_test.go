@@ -122,6 +122,29 @@ func TestServerRunsContainers(t *testing.T) {
 		t.Errorf("kubectl get --raw .../log?follow=true: %q, %v", line, err)
 	}
 	s.mustKubectl(t, "delete", "instance", "web", "--timeout=60s")
+
+	// Every QoS class runs on runc, Guaranteed too, whatever this host lets
+	// the agent set for the OOM killer (it said what in the Node's status).
+	resources := map[string]string{
+		"Guaranteed": "    resources:\n      limits: {cpu: 100m, memory: 32Mi}\n",
+		"Burstable":  "    resources:\n      requests: {cpu: 50m, memory: 16Mi}\n      limits: {memory: 64Mi}\n",
+		"BestEffort": "",
+	}
+	for qos, res := range resources {
+		name := "qos-" + strings.ToLower(qos)
+		s.mustKubectl(t, "apply", "-f", writeFile(t, name+".yaml", boundInstanceYAML(name, "local", ref, "exec sleep 1000")+res))
+	}
+	for qos := range resources {
+		name := "qos-" + strings.ToLower(qos)
+		s.waitPhase(t, name, "Running")
+		if got := s.mustKubectl(t, "get", "instance", name, "-o", "jsonpath={.status.qosClass}"); got != qos {
+			t.Errorf("%s: qosClass %q, want %s", name, got, qos)
+		}
+	}
+	if limited := s.mustKubectl(t, "get", "node", "local", "-o", `jsonpath={.status.conditions[?(@.type=="OOMScoreLimited")].message}`); limited != "" {
+		t.Logf("this host limits oom_score_adj: %s", limited)
+	}
+	s.mustKubectl(t, "delete", "instance", "qos-guaranteed", "qos-burstable", "qos-besteffort", "--timeout=60s")
 }
 
 // agentProcess is a `skiff agent` run by a test.

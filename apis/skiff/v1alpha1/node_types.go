@@ -91,6 +91,10 @@ const (
 	// (the control plane's member of the gossip cluster reaches it,
 	// directly or through others).
 	NodeConditionMemberAlive = "MemberAlive"
+	// NodeConditionOOMScoreLimited is True on a node whose agent may not
+	// rank Instances for the OOM killer as the kubelet does (no
+	// CAP_SYS_RESOURCE): its message gives the lowest score it may set.
+	NodeConditionOOMScoreLimited = "OOMScoreLimited"
 )
 
 // GossipState is a node's member state in the gossip cluster, as the
