@@ -109,6 +109,17 @@ func (a *Agent) importImages(ctx context.Context) {
 // the Instance controller, the HTTPS endpoint, the Lease renewer, the
 // status reporter, the gossip member and the fence.
 func (a *Agent) Run(ctx context.Context) error {
+	// What can fail on this machine fails before the Node is registered:
+	// a Node whose agent never ran would stay behind.
+	runtimeVersion, err := a.rt.Version(ctx)
+	if err != nil {
+		return fmt.Errorf("runtime %s: %w", a.rt.Name(), err)
+	}
+	ln, err := net.Listen("tcp", a.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", a.cfg.Listen, err)
+	}
+	defer ln.Close()
 	j, err := join(ctx, a.cfg, a.scheme, joinOptions{})
 	if err != nil {
 		return err
@@ -118,21 +129,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	machine.Info.RuntimeName = a.rt.Name()
+	machine.Info.RuntimeName, machine.Info.RuntimeVersion = a.rt.Name(), runtimeVersion
 	if c := oomCondition(machine.OOMFloor); c != nil && a.rt.Name() != "sim" {
 		klog.InfoS("OOM scores limited", "node", a.cfg.NodeName, "detail", c.Message)
-	}
-	if machine.Info.RuntimeVersion, err = a.rt.Version(ctx); err != nil {
-		return fmt.Errorf("runtime %s: %w", a.rt.Name(), err)
 	}
 	if a.images != nil {
 		a.importImages(ctx)
 	}
-	ln, err := net.Listen("tcp", a.cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("--listen %s: %w", a.cfg.Listen, err)
-	}
-	defer ln.Close()
 	machine.Endpoint = endpoint(ln, machine.hostIP())
 	mgr, r, err := a.newManager(j, machine)
 	if err != nil {

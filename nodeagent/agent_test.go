@@ -2,6 +2,7 @@ package nodeagent
 
 import (
 	"context"
+	"net"
 	"runtime"
 	"strings"
 	"testing"
@@ -422,5 +423,29 @@ func TestTaintsDrift(t *testing.T) {
 		if got := taintsDrift(tc.node, []skiffv1alpha1.Taint{flag}); got != tc.drift {
 			t.Errorf("node taints %v against --taints %v: drift %v, want %v", tc.node, flag, got, tc.drift)
 		}
+	}
+}
+
+// TestListenCheckedBeforeRegistering: an agent whose --listen address is
+// taken stops with an error naming it, and registers no Node.
+func TestListenCheckedBeforeRegistering(t *testing.T) {
+	s := apiservertest.Start(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	cfg := testConfig(s, t.TempDir(), "busy")
+	cfg.Listen = taken.Addr().String()
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Run(t.Context()); err == nil || !strings.Contains(err.Error(), "--listen") {
+		t.Fatalf("Run with a taken --listen: %v, want an error naming --listen", err)
+	}
+	var n skiffv1alpha1.Node
+	if err := adminClient(t, s, a).Get(t.Context(), client.ObjectKey{Name: "busy"}, &n); !apierrors.IsNotFound(err) {
+		t.Errorf("the Node of an agent that could not listen: %v, want NotFound", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 func newAgentCommand() *cobra.Command {
 	cfg := nodeagent.DefaultConfig()
+	cfg.Runtime = "auto" // as skiff server's local agent
 	var taints []string
 	var reserved map[string]string
 	var simulate int
@@ -22,7 +23,7 @@ func newAgentCommand() *cobra.Command {
 		Long: "skiff agent registers this machine as a Node with the join token (once; afterwards it\n" +
 			"authenticates with its own Ed25519 key), reports capacity and software in the Node's status,\n" +
 			"renews its Lease, and runs the Instances bound to the Node as OCI containers through a\n" +
-			"runc-compatible runtime (youki by default; runc, crun or a path), pulling their images. With\n" +
+			"runc-compatible runtime (the first of youki, crun and runc installed; or a path), pulling their images. With\n" +
 			"--runtime sim containers are simulated: no process runs and no image is pulled.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -33,6 +34,7 @@ func newAgentCommand() *cobra.Command {
 			if cfg.Reserved, err = nodeagent.ParseResources(reserved); err != nil {
 				return err
 			}
+			cfg.Runtime = localRuntime(cmd.ErrOrStderr(), cfg.Runtime)
 			if simulate > 0 {
 				rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 				if kubeconfig == "" || err != nil {
@@ -68,7 +70,7 @@ func newAgentCommand() *cobra.Command {
 	fs.DurationVar(&cfg.Backoff.Base, "backoff-base", cfg.Backoff.Base, "first crash-loop back-off; it doubles up to 5m")
 	fs.IntVar(&simulate, "simulate-nodes", 0, "host this many simulated nodes named <node-name>-0..N-1 (needs --runtime sim and --kubeconfig)")
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "with --simulate-nodes: the kubeconfig the fleet's shared Instance watch reads with")
-	fs.StringVar(&cfg.Runtime, "runtime", cfg.Runtime, "container runtime: youki, runc, crun, the path of a runc-compatible binary, or sim")
+	fs.StringVar(&cfg.Runtime, "runtime", cfg.Runtime, "container runtime: auto (youki, crun or runc, else sim), youki, runc, crun, the path of a runc-compatible binary, or sim")
 	fs.StringSliceVar(&cfg.InsecureRegistries, "insecure-registry", cfg.InsecureRegistries, "registries (host:port) pulled from over plain HTTP")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address of the agent's HTTPS endpoint (logs for the apiserver, /metrics, /healthz)")
 	fs.Int64Var(&cfg.PidsLimit, "pids-limit", cfg.PidsLimit, "most processes in one container; 0 for no limit")
