@@ -258,7 +258,7 @@ func (r *instanceReconciler) runContainer(ctx context.Context, inst *skiffv1alph
 // image returns the container's image, pulled if need be; while a pull
 // fails it returns the waiting status instead (ErrImagePull, then
 // ImagePullBackOff until the back-off ends).
-func (r *instanceReconciler) image(ctx context.Context, id string, c *skiffv1alpha1.Container, restarts int32) (*image.Image, *containerResult) {
+func (r *instanceReconciler) image(ctx context.Context, inst *skiffv1alpha1.Instance, id string, c *skiffv1alpha1.Container, restarts int32) (*image.Image, *containerResult) {
 	if r.images == nil {
 		return nil, nil
 	}
@@ -268,7 +268,11 @@ func (r *instanceReconciler) image(ctx context.Context, id string, c *skiffv1alp
 		return &containerResult{status: cs, retryAt: retryAt}
 	}
 	if f, ok := r.pulls.get(id); ok && time.Now().Before(f.retryAt) {
-		return nil, waiting("ImagePullBackOff", fmt.Sprintf("Back-off pulling image %q: %s", c.Image, f.message), f.retryAt)
+		msg := fmt.Sprintf("Back-off pulling image %q: %s", c.Image, f.message)
+		if r.pulls.tellBackOff(id) {
+			r.event(ctx, inst, "BackOff", msg)
+		}
+		return nil, waiting("ImagePullBackOff", msg, f.retryAt)
 	}
 	// A stalled registry must not hold a worker (and the image's lock)
 	// for ever.
@@ -277,6 +281,7 @@ func (r *instanceReconciler) image(ctx context.Context, id string, c *skiffv1alp
 	cancel()
 	if err != nil {
 		f := r.pulls.fail(id, shortMessage(err), r.backoff)
+		r.event(ctx, inst, "Failed", fmt.Sprintf("Failed to pull image %q: %s", c.Image, f.message))
 		return nil, waiting("ErrImagePull", f.message, f.retryAt)
 	}
 	r.pulls.clear(id)
@@ -294,7 +299,7 @@ func (r *instanceReconciler) runImage(ctx context.Context, inst *skiffv1alpha1.I
 	st, err := r.rt.State(ctx, id)
 	switch {
 	case errors.Is(err, runtime.ErrNotFound):
-		img, waiting := r.image(ctx, id, c, restarts)
+		img, waiting := r.image(ctx, inst, id, c, restarts)
 		if waiting != nil {
 			return *waiting, nil
 		}
@@ -324,7 +329,7 @@ func (r *instanceReconciler) runImage(ctx context.Context, inst *skiffv1alpha1.I
 		return containerResult{status: cs, retryAt: at}, nil
 	}
 	// The image first: while it cannot be had, the exited container stays.
-	img, waiting := r.image(ctx, id, c, restarts)
+	img, waiting := r.image(ctx, inst, id, c, restarts)
 	if waiting != nil {
 		return *waiting, nil
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	corev1 "k8s.io/api/core/v1"
 	"net/http"
 	"os"
 	"os/exec"
@@ -344,6 +345,21 @@ func TestInstancesOnRunc(t *testing.T) {
 		if msg := reasons["ErrImagePull"]; !strings.Contains(msg, "NAME_UNKNOWN") || !strings.Contains(msg, c.missing) {
 			t.Errorf("ErrImagePull message %q: want the registry's words and the image", msg)
 		}
+		// kubectl describe shows why, as for a Pod: Warning Events Failed
+		// (with the registry's words) and BackOff.
+		eventually(t, "Failed and BackOff Events", func() bool {
+			var list corev1.EventList
+			if err := c.admin.List(ctx, &list, client.InNamespace(inst.Namespace)); err != nil {
+				return false
+			}
+			seen := map[string]bool{}
+			for _, e := range list.Items {
+				if e.InvolvedObject.UID == inst.UID && e.Type == corev1.EventTypeWarning {
+					seen[e.Reason] = seen[e.Reason] || e.Reason != "Failed" || strings.Contains(e.Message, "NAME_UNKNOWN")
+				}
+			}
+			return seen["Failed"] && seen["BackOff"]
+		})
 	})
 
 	t.Run("air-gapped image", func(t *testing.T) {

@@ -15,6 +15,8 @@ type pullFailure struct {
 	count   int32
 	message string
 	retryAt time.Time
+	// backOffTold says the BackOff Event of this failure was recorded.
+	backOffTold bool
 }
 
 func (p *pullFailures) get(id string) (pullFailure, bool) {
@@ -36,6 +38,20 @@ func (p *pullFailures) fail(id, msg string, b Backoff) pullFailure {
 	f.message = msg
 	p.m[id] = f
 	return f
+}
+
+// tellBackOff reports whether the BackOff Event of id's last failure is
+// still to be recorded, and marks it recorded.
+func (p *pullFailures) tellBackOff(id string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f, ok := p.m[id]
+	if !ok || f.backOffTold {
+		return false
+	}
+	f.backOffTold = true
+	p.m[id] = f
+	return true
 }
 
 func (p *pullFailures) clear(id string) {
