@@ -58,7 +58,7 @@ func (s *Server) build(endpoints []string) (*genericapiserver.GenericAPIServer, 
 		return withPublicProbes(withTokenGuessLimit(chain, guesses), h)
 	}
 	cfg.Authorization.Authorizer = newAuthorizer(s.trust)
-	cfg.AdmissionControl = nodeRestriction{trust: s.trust}
+	cfg.AdmissionControl = nodeRestriction{trust: s.trust, claims: newKeyClaims()}
 	if err := s.applyStorage(cfg, sch, endpoints); err != nil {
 		return nil, nil, err
 	}

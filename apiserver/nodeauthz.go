@@ -83,12 +83,14 @@ func authorizeNode(node string, a authorizer.Attributes) (authorizer.Decision, s
 	return authorizer.DecisionDeny, fmt.Sprintf("node %q may not %s %s", node, verb, resourceString(a))
 }
 
-// authorizeBootstrap lets the join token register a Node: read Nodes,
-// create one, and set the key of one that has none (admission checks).
+// authorizeBootstrap lets the join token register a Node: create one, or
+// set the key of one that has none (admission checks). It reads no Node:
+// a get is refused whether or not the name exists, so the token cannot
+// look at other nodes.
 func authorizeBootstrap(a authorizer.Attributes) (authorizer.Decision, string) {
 	if a.IsResourceRequest() && a.GetAPIGroup() == skiffv1alpha1.GroupName && a.GetResource() == "nodes" && a.GetSubresource() == "" {
 		switch a.GetVerb() {
-		case "get", "create", "update", "patch":
+		case "create", "update", "patch":
 			return authorizer.DecisionAllow, ""
 		}
 	}

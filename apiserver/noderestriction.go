@@ -6,10 +6,13 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apiserver/pkg/admission"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
@@ -24,6 +27,9 @@ import (
 type nodeRestriction struct {
 	// trust answers whether a key already belongs to someone.
 	trust *identity.Trust
+	// claims holds the keys registrations took and the trust has not
+	// learnt yet (it learns them by watching Nodes, a moment later).
+	claims *keyClaims
 }
 
 var _ admission.ValidationInterface = nodeRestriction{}
@@ -82,6 +88,7 @@ func onlyAgentFinalizerChanged(obj, old *skiffv1alpha1.Instance) error {
 	a.Finalizers, b.Finalizers = withoutAgent(a.Finalizers), withoutAgent(b.Finalizers)
 	a.Status, b.Status = skiffv1alpha1.InstanceStatus{}, skiffv1alpha1.InstanceStatus{}
 	for _, m := range []*skiffv1alpha1.Instance{a, b} {
+		m.TypeMeta = metav1.TypeMeta{} // a PUT carries apiVersion and kind; the stored object does not
 		m.ResourceVersion, m.ManagedFields, m.Generation = "", nil, 0
 	}
 	if !apiequality.Semantic.DeepEqual(a, b) {
@@ -101,6 +108,11 @@ func (n nodeRestriction) validateBootstrapWrite(a admission.Attributes) error {
 	if err := n.keyIsFree(node); err != nil {
 		return err
 	}
+	// Two registrations with one key at once: the first claim wins, the
+	// other is refused here rather than both seeing the key free.
+	if !n.claims.claim(node.Spec.PublicKey, node.Name, n.trust) {
+		return fmt.Errorf("the key of node %q is being registered for another node", node.Name)
+	}
 	if len(node.Finalizers) > 0 || len(node.OwnerReferences) > 0 {
 		return fmt.Errorf("registering node %q: finalizers and owner references are for admins", node.Name)
 	}
@@ -118,13 +130,14 @@ func (n nodeRestriction) validateBootstrapWrite(a admission.Attributes) error {
 		}
 		return nil
 	}
-	if old.Spec.PublicKey != "" {
+	if old.Spec.PublicKey != "" && old.Spec.PublicKey != node.Spec.PublicKey {
 		return fmt.Errorf("node %q is already registered with another key; delete the Node to register it again", node.Name)
 	}
 	// Claiming a Node an admin created keyless sets the key and nothing else.
 	a1, b := node.DeepCopy(), old.DeepCopy()
 	a1.Spec.PublicKey, b.Spec.PublicKey = "", ""
 	for _, m := range []*skiffv1alpha1.Node{a1, b} {
+		m.TypeMeta = metav1.TypeMeta{} // a PUT carries apiVersion and kind; the stored object does not
 		m.ResourceVersion, m.ManagedFields, m.Generation = "", nil, 0
 		m.Status = skiffv1alpha1.NodeStatus{}
 	}
@@ -170,4 +183,42 @@ func tokenMayNotSet(key string) bool {
 		}
 	}
 	return false
+}
+
+// keyClaims reserves registered keys until the trust knows them: the
+// trust is filled from a watch of Nodes, so two registrations in the same
+// moment would both find a key free. A claim lasts claimTTL at most.
+type keyClaims struct {
+	mu sync.Mutex
+	m  map[string]keyClaim
+}
+
+type keyClaim struct {
+	node string
+	at   time.Time
+}
+
+const claimTTL = time.Minute
+
+func newKeyClaims() *keyClaims { return &keyClaims{m: map[string]keyClaim{}} }
+
+// claim reserves key for node, unless another node holds a live claim on
+// it; claims the trust has learnt, and old ones, are dropped on the way.
+func (c *keyClaims) claim(key, node string, trust *identity.Trust) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	for k, cl := range c.m {
+		pub, err := identity.ParsePublicKey(k)
+		if now.Sub(cl.at) > claimTTL || err != nil {
+			delete(c.m, k)
+		} else if _, known := trust.Lookup(pub); known {
+			delete(c.m, k)
+		}
+	}
+	if cl, ok := c.m[key]; ok && cl.node != node {
+		return false
+	}
+	c.m[key] = keyClaim{node: node, at: now}
+	return true
 }

@@ -2,6 +2,7 @@ package nodeagent
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"runtime"
 	"strings"
@@ -76,7 +77,7 @@ func TestAgentJoinsReportsAndRenews(t *testing.T) {
 	s := apiservertest.Start(t)
 	dataDir := t.TempDir()
 	cfg := testConfig(s, dataDir, "n1")
-	cfg.Labels = map[string]string{"topology.skiff.dev/zone": "a"}
+	cfg.Labels = map[string]string{"topology.kubernetes.io/zone": "a"}
 	cfg.Taints = []skiffv1alpha1.Taint{{Key: "dedicated", Value: "gpu", Effect: skiffv1alpha1.TaintEffectNoSchedule}}
 	cfg.Reserved = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m")}
 	cfg.StatusInterval = cfg.LeaseInterval
@@ -109,7 +110,7 @@ func TestAgentJoinsReportsAndRenews(t *testing.T) {
 	if node.Status.NodeInfo.OperatingSystem != "linux" || node.Status.NodeInfo.KernelVersion == "" {
 		t.Errorf("nodeInfo %+v", node.Status.NodeInfo)
 	}
-	if node.Labels["topology.skiff.dev/zone"] != "a" || len(node.Spec.Taints) != 1 {
+	if node.Labels["topology.kubernetes.io/zone"] != "a" || len(node.Spec.Taints) != 1 {
 		t.Errorf("labels %v taints %v, want the flags'", node.Labels, node.Spec.Taints)
 	}
 
@@ -184,6 +185,28 @@ func TestJoinClaimsAdminNode(t *testing.T) {
 	if got.Spec.PublicKey == "" || got.Spec.InstanceCIDR != "10.88.7.0/24" {
 		t.Fatalf("claimed Node: key %q, instanceCIDR %q", got.Spec.PublicKey, got.Spec.InstanceCIDR)
 	}
+
+	// A PUT of the whole object (apiVersion and kind, as kubectl replace
+	// sends it) claims a keyless Node too.
+	put := &skiffv1alpha1.Node{ObjectMeta: metav1.ObjectMeta{Name: "put"}}
+	if err := admin.Create(context.Background(), put); err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := readJoinToken(s.JoinTokenFile)
+	ca, err := serverCertificate(context.Background(), s.URL, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	boot, err := client.New(bootstrapConfig(s.URL, tok, ca), client.Options{Scheme: a.scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := identity.New()
+	put.APIVersion, put.Kind = skiffv1alpha1.SchemeGroupVersion.String(), "Node"
+	put.Spec.PublicKey = key.PublicKeyString()
+	if err := boot.Update(context.Background(), put); err != nil {
+		t.Fatalf("claiming a keyless Node by PUT: %v", err)
+	}
 }
 
 func TestJoinRefusals(t *testing.T) {
@@ -227,8 +250,14 @@ func TestJoinRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The token reads no Node, and says the same whether the name exists.
+	for _, name := range []string{"n1", "never-registered"} {
+		if err := boot.Get(context.Background(), client.ObjectKey{Name: name}, &skiffv1alpha1.Node{}); !apierrors.IsForbidden(err) {
+			t.Errorf("get node %s with the join token: %v, want Forbidden", name, err)
+		}
+	}
 	var n skiffv1alpha1.Node
-	if err := boot.Get(context.Background(), client.ObjectKey{Name: "n1"}, &n); err != nil {
+	if err := adminClient(t, s, a).Get(context.Background(), client.ObjectKey{Name: "n1"}, &n); err != nil {
 		t.Fatal(err)
 	}
 	dup := &skiffv1alpha1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n3"}, Spec: skiffv1alpha1.NodeSpec{PublicKey: n.Spec.PublicKey}}
@@ -447,5 +476,48 @@ func TestListenCheckedBeforeRegistering(t *testing.T) {
 	var n skiffv1alpha1.Node
 	if err := adminClient(t, s, a).Get(t.Context(), client.ObjectKey{Name: "busy"}, &n); !apierrors.IsNotFound(err) {
 		t.Errorf("the Node of an agent that could not listen: %v, want NotFound", err)
+	}
+}
+
+// TestConcurrentRegistrationsWithOneKey: two Nodes registered at once
+// with one key: exactly one is created (the trust learns keys a moment
+// after a Node is stored, so the check must not wait for it).
+func TestConcurrentRegistrationsWithOneKey(t *testing.T) {
+	s := apiservertest.Start(t)
+	a, err := New(testConfig(s, t.TempDir(), "x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := readJoinToken(s.JoinTokenFile)
+	ca, err := serverCertificate(context.Background(), s.URL, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	boot, err := client.New(bootstrapConfig(s.URL, tok, ca), client.Options{Scheme: a.scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 5 {
+		key, _ := identity.New()
+		errs := make(chan error, 2)
+		for i := range 2 {
+			go func() {
+				errs <- boot.Create(context.Background(), &skiffv1alpha1.Node{
+					ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("twin-%d-%d", round, i)},
+					Spec:       skiffv1alpha1.NodeSpec{PublicKey: key.PublicKeyString()},
+				})
+			}()
+		}
+		created := 0
+		for range 2 {
+			if err := <-errs; err == nil {
+				created++
+			} else if !apierrors.IsForbidden(err) {
+				t.Errorf("round %d: %v, want Forbidden for the loser", round, err)
+			}
+		}
+		if created != 1 {
+			t.Errorf("round %d: %d Nodes created with one key, want 1", round, created)
+		}
 	}
 }

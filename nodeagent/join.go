@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -192,31 +193,27 @@ func register(ctx context.Context, cfg Config, tok identity.JoinToken, ca []byte
 	if err != nil {
 		return err
 	}
-	var node skiffv1alpha1.Node
-	err = boot.Get(ctx, client.ObjectKey{Name: cfg.NodeName}, &node)
+	// Create, or claim a Node an admin made keyless: the join token may
+	// read no Node, so it does not look first.
+	node := skiffv1alpha1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: cfg.NodeName, Labels: cfg.Labels},
+		Spec:       skiffv1alpha1.NodeSpec{PublicKey: id.PublicKeyString(), Taints: cfg.Taints},
+	}
+	err = boot.Create(ctx, &node)
+	if apierrors.IsAlreadyExists(err) {
+		claim := fmt.Sprintf(`{"spec":{"publicKey":%q}}`, id.PublicKeyString())
+		existing := &skiffv1alpha1.Node{ObjectMeta: metav1.ObjectMeta{Name: cfg.NodeName}}
+		err = boot.Patch(ctx, existing, client.RawPatch(types.MergePatchType, []byte(claim)))
+	}
 	switch {
+	case err == nil:
+		return nil
 	case apierrors.IsUnauthorized(err):
 		return errors.New("the server refused the join token: check --join-token against the server's <data-dir>/join-token")
-	case apierrors.IsNotFound(err):
-		node = skiffv1alpha1.Node{
-			ObjectMeta: metav1.ObjectMeta{Name: cfg.NodeName, Labels: cfg.Labels},
-			Spec:       skiffv1alpha1.NodeSpec{PublicKey: id.PublicKeyString(), Taints: cfg.Taints},
-		}
-		err = boot.Create(ctx, &node)
-	case err != nil:
-		return fmt.Errorf("node %q: %w", cfg.NodeName, err)
-	case node.Spec.PublicKey == id.PublicKeyString():
-		return nil
-	case node.Spec.PublicKey != "":
-		return fmt.Errorf("node %q is registered with another key; delete the Node to register this agent", cfg.NodeName)
-	default:
-		node.Spec.PublicKey = id.PublicKeyString()
-		err = boot.Update(ctx, &node)
+	case apierrors.IsInvalid(err): // the claim of a Node whose key is set
+		return fmt.Errorf("node %q is registered with another key; delete the Node to register this agent: %w", cfg.NodeName, err)
 	}
-	if err != nil {
-		return fmt.Errorf("register node %q: %w", cfg.NodeName, err)
-	}
-	return nil
+	return fmt.Errorf("register node %q: %w", cfg.NodeName, err)
 }
 
 // waitTrusted waits until the apiserver trusts the new key (it learns
