@@ -58,7 +58,8 @@ func (s *Server) build(endpoints []string) (*genericapiserver.GenericAPIServer, 
 		return withPublicProbes(withTokenGuessLimit(chain, guesses), h)
 	}
 	cfg.Authorization.Authorizer = newAuthorizer(s.trust)
-	cfg.AdmissionControl = nodeRestriction{trust: s.trust, claims: newKeyClaims()}
+	instances := &instanceGetter{}
+	cfg.AdmissionControl = nodeRestriction{trust: s.trust, claims: newKeyClaims(), instances: instances}
 	if err := s.applyStorage(cfg, sch, endpoints); err != nil {
 		return nil, nil, err
 	}
@@ -88,6 +89,11 @@ func (s *Server) build(endpoints []string) (*genericapiserver.GenericAPIServer, 
 	s.installObservability(generic, stores, etcdClient)
 	if err := generic.AddPostStartHook("skiff-bootstrap-namespaces", bootstrapNamespaces(stores.namespaces)); err != nil {
 		return nil, nil, err
+	}
+	for k, store := range stores.byKind {
+		if k.GVK == skiffv1alpha1.SchemeGroupVersion.WithKind("Instance") {
+			instances.getter = store
+		}
 	}
 	keys := newNodeKeys(stores.byKind[stores.nodeKind], s.trust)
 	if err := generic.AddPostStartHook("skiff-node-keys", func(ctx genericapiserver.PostStartHookContext) error {

@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -10,10 +11,13 @@ import (
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apiserver/pkg/admission"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
+	"k8s.io/apiserver/pkg/registry/rest"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 	"skiff.dev/skiff/identity"
@@ -30,6 +34,30 @@ type nodeRestriction struct {
 	// claims holds the keys registrations took and the trust has not
 	// learnt yet (it learns them by watching Nodes, a moment later).
 	claims *keyClaims
+	// instances reads Instances, for the Events a node records about
+	// them; set once the storage is built.
+	instances *instanceGetter
+}
+
+// instanceGetter reads Instances from their storage, filled in after
+// the admission chain is made.
+type instanceGetter struct {
+	getter rest.Getter
+}
+
+func (g *instanceGetter) get(ctx context.Context, namespace, name string) (*skiffv1alpha1.Instance, error) {
+	if g == nil || g.getter == nil {
+		return nil, errors.New("instances are not readable yet")
+	}
+	obj, err := g.getter.Get(genericapirequest.WithNamespace(ctx, namespace), name, &metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	inst, ok := obj.(*skiffv1alpha1.Instance)
+	if !ok {
+		return nil, fmt.Errorf("instance %s/%s: got %T", namespace, name, obj)
+	}
+	return inst, nil
 }
 
 var _ admission.ValidationInterface = nodeRestriction{}
@@ -46,6 +74,9 @@ func (n nodeRestriction) Validate(ctx context.Context, a admission.Attributes, _
 	var err error
 	if node, ok := nodeName(u); ok {
 		err = validateNodeWrite(node, a)
+		if ev, isEvent := a.GetObject().(*corev1.Event); isEvent && err == nil {
+			err = n.validateNodeEvent(ctx, node, ev)
+		}
 	} else if hasGroup(u, skiffv1alpha1.BootstrappersGroup) {
 		err = n.validateBootstrapWrite(a)
 	}
@@ -53,6 +84,22 @@ func (n nodeRestriction) Validate(ctx context.Context, a admission.Attributes, _
 		return apierrors.NewForbidden(a.GetResource().GroupResource(), a.GetName(), err)
 	}
 	return nil
+}
+
+// validateNodeEvent lets a node record Events only about its own Node and
+// the Instances bound to it, in their namespaces.
+func (n nodeRestriction) validateNodeEvent(ctx context.Context, node string, ev *corev1.Event) error {
+	io := ev.InvolvedObject
+	switch {
+	case io.Kind == "Node" && io.Name == node && io.Namespace == "":
+		return nil
+	case io.Kind == "Instance" && io.Namespace == ev.Namespace:
+		inst, err := n.instances.get(ctx, io.Namespace, io.Name)
+		if err == nil && inst.Spec.NodeName == node {
+			return nil
+		}
+	}
+	return fmt.Errorf("node %q may record events only about its own Node and the Instances bound to it, not %s %s/%s", node, io.Kind, io.Namespace, io.Name)
 }
 
 func validateNodeWrite(node string, a admission.Attributes) error {

@@ -360,6 +360,19 @@ func TestNodeRestriction(t *testing.T) {
 	allowed("n1 creates its lease", node.Create(ctx, lease("n1")))
 	forbidden("n1 creates n2's lease", node.Create(ctx, lease("n2")))
 
+	event := func(name, ns string, about corev1.ObjectReference) *corev1.Event {
+		return &corev1.Event{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, InvolvedObject: about, Reason: "Test", Type: corev1.EventTypeWarning}
+	}
+	instRef := func(i *skiffv1alpha1.Instance) corev1.ObjectReference {
+		return corev1.ObjectReference{Kind: "Instance", APIVersion: "skiff.dev/v1alpha1", Namespace: i.Namespace, Name: i.Name}
+	}
+	allowed("n1 records an event about its instance", node.Create(ctx, event("e1", "default", instRef(mine))))
+	allowed("n1 records an event about its Node", node.Create(ctx, event("e2", "default", corev1.ObjectReference{Kind: "Node", Name: "n1"})))
+	forbidden("n1 records an event about n2's instance", node.Create(ctx, event("e3", "default", instRef(theirs))))
+	forbidden("n1 records an event about n2", node.Create(ctx, event("e4", "default", corev1.ObjectReference{Kind: "Node", Name: "n2"})))
+	forbidden("n1 records an event about a Workload", node.Create(ctx, event("e5", "default", corev1.ObjectReference{Kind: "Workload", Namespace: "default", Name: "w"})))
+	forbidden("n1 records an event about its instance in another namespace", node.Create(ctx, event("e6", skiffv1alpha1.NodeLeaseNamespace, instRef(mine))))
+
 	// Deleting the Node withdraws the trust in its key.
 	if err := admin.Delete(ctx, get(&skiffv1alpha1.Node{}, "n1", "")); err != nil {
 		t.Fatal(err)
