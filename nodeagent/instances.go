@@ -72,6 +72,8 @@ type instanceReconciler struct {
 	hostNetNS string
 	// fence, when up, holds every start (nil: never fences).
 	fence *fence
+	// terminating holds the containers given SIGTERM, until they are gone.
+	terminating terminations
 }
 
 func containerID(inst *skiffv1alpha1.Instance, container string) string {
@@ -98,8 +100,8 @@ func (r *instanceReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 		// Replaced elsewhere (or about to be): stop it so that no
 		// duplicate runs, and leave the controller's status alone. The
 		// finalizer stays until the Instance is deleted.
-		if err := r.stopContainers(ctx, &inst); err != nil {
-			return reconcile.Result{}, err
+		if wait, err := r.stopStep(ctx, &inst); err != nil || wait > 0 {
+			return reconcile.Result{RequeueAfter: wait}, err
 		}
 		return reconcile.Result{}, r.detach(ctx, &inst)
 	}

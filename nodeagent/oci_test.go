@@ -362,6 +362,56 @@ func TestInstancesOnRunc(t *testing.T) {
 		})
 	})
 
+	t.Run("stops do not hold up starts", func(t *testing.T) {
+		// More Instances than the agent has workers, each ignoring SIGTERM
+		// with a long grace period, are deleted; a new Instance runs long
+		// before their grace periods end.
+		ctx := context.Background()
+		var stubborn []*skiffv1alpha1.Instance
+		for i := range 6 {
+			inst := c.run(t, fmt.Sprintf("stubborn-%d", i), func(i *skiffv1alpha1.Instance) {
+				i.Spec.Containers[0].Args = []string{"trap '' TERM; while true; do sleep 1; done"}
+				i.Spec.TerminationGracePeriodSeconds = ptr.To[int64](40)
+			})
+			stubborn = append(stubborn, inst)
+		}
+		for _, inst := range stubborn {
+			c.waitFor(t, inst, "Running", running)
+		}
+		for _, inst := range stubborn {
+			if err := c.admin.Delete(ctx, inst); err != nil {
+				t.Fatal(err)
+			}
+		}
+		start := time.Now()
+		fresh := c.run(t, "fresh", func(i *skiffv1alpha1.Instance) { i.Spec.Containers[0].Args = []string{"exec sleep 1000"} })
+		c.waitFor(t, fresh, "Running while others stop", running)
+		if took := time.Since(start); took > 20*time.Second {
+			t.Errorf("a new Instance took %s to run while 6 others stopped: stops held up starts", took)
+		}
+		for _, inst := range stubborn {
+			var got skiffv1alpha1.Instance
+			if err := c.admin.Get(ctx, client.ObjectKeyFromObject(inst), &got); err != nil || got.DeletionTimestamp.IsZero() {
+				t.Errorf("%s: %v; want it still stopping (its grace period is 40 s)", inst.Name, err)
+			}
+		}
+		// Then the grace periods end: SIGKILL, and they are gone.
+		for _, inst := range stubborn {
+			inst := inst
+			deadline := time.Now().Add(90 * time.Second)
+			for {
+				err := c.admin.Get(ctx, client.ObjectKeyFromObject(inst), &skiffv1alpha1.Instance{})
+				if apierrors.IsNotFound(err) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s still there 90 s after its delete", inst.Name)
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+		}
+	})
+
 	t.Run("air-gapped image", func(t *testing.T) {
 		inst := c.run(t, "airgap", func(i *skiffv1alpha1.Instance) {
 			i.Spec.Containers[0].Image = airgapImage

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"syscall"
 	"time"
 
@@ -15,13 +16,17 @@ import (
 	"skiff.dev/skiff/nodeagent/runtime"
 )
 
-// stop ends the Instance's containers gracefully and releases the finalizer.
+// stop ends the Instance's containers gracefully and releases the
+// finalizer. It does not wait out a grace period in a worker: a stop in
+// progress comes back (RequeueAfter) until its containers are gone, so
+// that stopping Instances never hold up starting ones.
 func (r *instanceReconciler) stop(ctx context.Context, inst *skiffv1alpha1.Instance) (reconcile.Result, error) {
 	if !controllerutil.ContainsFinalizer(inst, skiffv1alpha1.AgentFinalizer) {
 		return reconcile.Result{}, nil
 	}
-	if err := r.stopContainers(ctx, inst); err != nil {
-		return reconcile.Result{}, err
+	wait, err := r.stopStep(ctx, inst)
+	if err != nil || wait > 0 {
+		return reconcile.Result{RequeueAfter: wait}, err
 	}
 	if err := r.detach(ctx, inst); err != nil {
 		return reconcile.Result{}, err
@@ -33,20 +38,98 @@ func (r *instanceReconciler) stop(ctx context.Context, inst *skiffv1alpha1.Insta
 	return reconcile.Result{}, nil
 }
 
-// stopContainers stops and removes each of the Instance's containers,
-// within its termination grace period. Containers already gone are fine,
-// so a second call costs a runtime lookup per container.
-func (r *instanceReconciler) stopContainers(ctx context.Context, inst *skiffv1alpha1.Instance) error {
-	grace := 30 * time.Second
+// gracePeriod is the Instance's terminationGracePeriodSeconds (30 s).
+func gracePeriod(inst *skiffv1alpha1.Instance) time.Duration {
 	if inst.Spec.TerminationGracePeriodSeconds != nil {
-		grace = time.Duration(*inst.Spec.TerminationGracePeriodSeconds) * time.Second
+		return time.Duration(*inst.Spec.TerminationGracePeriodSeconds) * time.Second
 	}
+	return 30 * time.Second
+}
+
+// stopPoll is how often a container given SIGTERM is looked at again.
+const stopPoll = 250 * time.Millisecond
+
+// stopStep moves each of the Instance's containers one step towards
+// gone: SIGTERM the first time, SIGKILL once the grace period is over,
+// then delete. It returns how long to wait before the next step (0: all
+// gone).
+func (r *instanceReconciler) stopStep(ctx context.Context, inst *skiffv1alpha1.Instance) (time.Duration, error) {
+	var wait time.Duration
 	for _, c := range inst.Spec.Containers {
-		if err := r.stopContainer(ctx, containerID(inst, c.Name), grace); err != nil {
-			return fmt.Errorf("instance %s/%s container %q: %w", inst.Namespace, inst.Name, c.Name, err)
+		w, err := r.stopContainerStep(ctx, containerID(inst, c.Name), gracePeriod(inst))
+		if err != nil {
+			return 0, fmt.Errorf("instance %s/%s container %q: %w", inst.Namespace, inst.Name, c.Name, err)
+		}
+		if w > 0 && (wait == 0 || w < wait) {
+			wait = w
 		}
 	}
-	return nil
+	return wait, nil
+}
+
+// stopContainerStep is one step of stopping container id.
+func (r *instanceReconciler) stopContainerStep(ctx context.Context, id string, grace time.Duration) (time.Duration, error) {
+	st, err := r.rt.State(ctx, id)
+	if errors.Is(err, runtime.ErrNotFound) {
+		r.terminating.forget(id)
+		return 0, r.removeContainer(id)
+	}
+	if err != nil {
+		return 0, err
+	}
+	if st.State == runtime.Running {
+		deadline, ok := r.terminating.deadline(id)
+		if !ok {
+			if err := r.rt.Kill(ctx, id, syscall.SIGTERM); err != nil && !errors.Is(err, runtime.ErrBadState) {
+				return 0, err
+			}
+			deadline = time.Now().Add(grace)
+			r.terminating.set(id, deadline)
+		}
+		if left := time.Until(deadline); left > 0 {
+			return min(left, stopPoll), nil
+		}
+		if err := r.rt.Kill(ctx, id, syscall.SIGKILL); err != nil && !errors.Is(err, runtime.ErrBadState) {
+			return 0, err
+		}
+		if st, err = r.waitStopped(ctx, id, 10*time.Second); err != nil {
+			return 0, err
+		}
+	}
+	r.terminating.forget(id)
+	if err := r.deleteContainer(ctx, id, st); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+		return 0, err
+	}
+	return 0, r.removeContainer(id)
+}
+
+// terminations remembers when the grace period of each container given
+// SIGTERM ends.
+type terminations struct {
+	mu sync.Mutex
+	m  map[string]time.Time
+}
+
+func (t *terminations) deadline(id string) (time.Time, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	d, ok := t.m[id]
+	return d, ok
+}
+
+func (t *terminations) set(id string, deadline time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m == nil {
+		t.m = map[string]time.Time{}
+	}
+	t.m[id] = deadline
+}
+
+func (t *terminations) forget(id string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.m, id)
 }
 
 // stopContainer sends SIGTERM, waits up to grace, sends SIGKILL, deletes.
