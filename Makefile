@@ -41,6 +41,12 @@ build: ## Build bin/skiff (with the container shim, cmd/skiff-shim, inside it).
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o nodeagent/shim/bin/skiff-shim ./cmd/skiff-shim
 	$(GO) build -tags embedshim -ldflags "$(LDFLAGS)" -o $(BIN)/skiff ./cmd/skiff
 
+PREFIX ?= /usr/local
+
+.PHONY: install
+install: build ## Install bin/skiff as $(PREFIX)/bin/skiff, so that `skiff` is on the PATH.
+	install -D -m 0755 $(BIN)/skiff $(DESTDIR)$(PREFIX)/bin/skiff
+
 .PHONY: run
 run: build runtime-deps ## Start skiff server (etcd, API server, controllers, a local agent) with the samples' image; flags in RUN_ARGS.
 	@$(GO) run ./hack/busybox-image -o $(DATA_DIR)/agent/images/busybox.tar || \

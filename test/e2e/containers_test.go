@@ -15,6 +15,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"skiff.dev/skiff/nodeagent/image/imagebuild"
 	"skiff.dev/skiff/nodeagent/image/imagetest"
 	"skiff.dev/skiff/nodeagent/network/nettest"
 )
@@ -81,7 +82,16 @@ func (s *server) waitPhase(t *testing.T, name, phase string) {
 func TestServerRunsContainers(t *testing.T) {
 	requireContainers(t)
 	host, ref := busyboxImage(t)
-	s := startServer(t, t.TempDir(), "127.0.0.1:0",
+	dir := t.TempDir()
+	// The image make run imports for the samples and the README.
+	img, err := imagebuild.Busybox()
+	if err != nil {
+		t.Skip(err)
+	}
+	if err := imagebuild.WriteTarball(filepath.Join(dir, "agent", "images", "busybox.tar"), "skiff.local/busybox:latest", img); err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, dir, "127.0.0.1:0",
 		"--runtime", "runc", "--insecure-registry", host, "--agent-listen", "127.0.0.1:0", "--node-name", "local",
 		"--agent-netns", nodeHost(t, "10.250.1.1/24"))
 	waitFor(t, 60*time.Second, func() (bool, error) {
@@ -145,6 +155,31 @@ func TestServerRunsContainers(t *testing.T) {
 		t.Logf("this host limits oom_score_adj: %s", limited)
 	}
 	s.mustKubectl(t, "delete", "instance", "qos-guaranteed", "qos-burstable", "qos-besteffort", "--timeout=60s")
+
+	// The README's "Run a container", verbatim.
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(readme), "kubectl apply -f - <<YAML\n")
+	manifest, _, ok2 := strings.Cut(rest, "\nYAML\n")
+	if !ok || !ok2 {
+		t.Fatal(`README.md: no "kubectl apply -f - <<YAML" example`)
+	}
+	s.mustKubectl(t, "apply", "-f", writeFile(t, "readme.yaml", manifest))
+	s.waitPhase(t, "hello-loop", "Running")
+	if qos := s.mustKubectl(t, "get", "instance", "hello-loop", "-o", "jsonpath={.status.qosClass}"); qos != "Guaranteed" {
+		t.Errorf("the README's Instance: QoS %q, want Guaranteed", qos)
+	}
+	waitFor(t, 30*time.Second, func() (bool, error) {
+		out, err := exec.Command(skiffBin, "logs", "--kubeconfig", s.kubeconfig, "hello-loop").CombinedOutput()
+		return err == nil && strings.HasPrefix(string(out), "hello from skiff\n"), nil
+	})
+	start := time.Now()
+	s.mustKubectl(t, "delete", "instance", "hello-loop", "--timeout=60s")
+	if took := time.Since(start); took > 20*time.Second {
+		t.Errorf("deleting the README's Instance took %s: its command should end on SIGTERM", took)
+	}
 }
 
 // agentProcess is a `skiff agent` run by a test.
