@@ -149,6 +149,9 @@ func (s *Server) applyAudit(cfg *genericapiserver.Config) error {
 	if err := audit.ApplyTo(cfg); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
+	if cfg.AuditBackend != nil {
+		cfg.AuditBackend = &quietAudit{Backend: cfg.AuditBackend}
+	}
 	return nil
 }
 

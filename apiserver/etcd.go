@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
@@ -21,6 +22,8 @@ type embeddedEtcd struct {
 	etcd *embed.Etcd
 	// Endpoint is the client URL for the apiserver's storage.
 	Endpoint string
+	// closing quiets etcd's logger for a stop on purpose.
+	closing *atomic.Bool
 }
 
 // maxSocketPath is the longest unix socket path Linux accepts (sun_path
@@ -59,6 +62,12 @@ func startEmbeddedEtcd(ctx context.Context, dir string) (*embeddedEtcd, error) {
 	cfg.AdvertisePeerUrls = []url.URL{*peer}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	cfg.LogLevel = "error"
+	closing := &atomic.Bool{}
+	lg, err := etcdLogger(closing)
+	if err != nil {
+		return nil, fmt.Errorf("etcd logger: %w", err)
+	}
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(lg)
 	// The apiserver compacts; etcd's own periodic compaction stays off.
 	cfg.AutoCompactionRetention = "0"
 
@@ -82,14 +91,20 @@ func startEmbeddedEtcd(ctx context.Context, dir string) (*embeddedEtcd, error) {
 		e.Close()
 		return nil, fmt.Errorf("etcd socket: %w", err)
 	}
-	return &embeddedEtcd{etcd: e, Endpoint: client.String()}, nil
+	return &embeddedEtcd{etcd: e, Endpoint: client.String(), closing: closing}, nil
 }
 
 // Err reports a fatal etcd error; the server stops on it.
 func (e *embeddedEtcd) Err() <-chan error { return e.etcd.Err() }
 
-// Close stops etcd; it is safe to call more than once.
-func (e *embeddedEtcd) Close() { e.etcd.Close() }
+// Close stops etcd; it is safe to call more than once. A stop on purpose
+// logs nothing.
+func (e *embeddedEtcd) Close() {
+	if e.closing != nil {
+		e.closing.Store(true)
+	}
+	e.etcd.Close()
+}
 
 // etcdTLS is the client TLS for external etcd, nil without TLS flags.
 func etcdTLS(cfg Config) (*tls.Config, error) {

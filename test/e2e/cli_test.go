@@ -1,11 +1,14 @@
 package e2e
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // skiffCmd runs the skiff binary and returns its combined output and error.
@@ -62,4 +65,35 @@ func TestCLI(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestServerDataDirAndCleanStop: a second server on a data directory in
+// use exits at once, naming the process, and leaves the first one's
+// kubeconfig alone; the first then stops on SIGTERM without an error line.
+func TestServerDataDirAndCleanStop(t *testing.T) {
+	dir := t.TempDir()
+	s := startServer(t, dir, "127.0.0.1:0")
+	s.mustKubectl(t, "get", "namespaces")
+	before, err := os.ReadFile(s.kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, skiffBin, "server", "--data-dir", dir, "--listen", "127.0.0.1:0", "--disable-agent", "--gossip-bind", "127.0.0.1:0").CombinedOutput()
+	if err == nil || ctx.Err() != nil || !strings.Contains(string(out), fmt.Sprintf("data directory in use: %s is locked by process %d", dir, s.pid())) {
+		t.Errorf("a second server on %s: %v\n%s\nwant an exit at once naming process %d", dir, err, out, s.pid())
+	}
+	if after, _ := os.ReadFile(s.kubeconfig); string(after) != string(before) {
+		t.Error("the second server rewrote admin.kubeconfig")
+	}
+	if err := s.stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	log, _ := os.ReadFile(s.logPath)
+	for _, line := range strings.Split(string(log), "\n") {
+		if strings.HasPrefix(line, "E") || strings.Contains(line, `"level":"error"`) {
+			t.Errorf("a clean stop logged an error: %s", line)
+		}
+	}
 }
