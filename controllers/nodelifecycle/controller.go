@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -40,7 +41,9 @@ const nodeNameIndex = "nodelifecycle.spec.nodeName"
 // once); a node seen again loses both taints (its agent sets Ready=True
 // itself). It writes status.gossip and the MemberAlive condition, and
 // the Node Events NodeJoined, NodeSuspect, NodeDead, NodeRecovered and
-// NodeLeft. The verdict comes from the signals alone, never from the
+// NodeLeft. The Instances bound to a Node that was deleted end
+// Failed/NodeLost once it has been missing for missingQuarantine. The
+// verdict comes from the signals alone, never from the
 // Node's conditions, so the controller and the agent do not undo each
 // other's writes. It runs as an admin: it writes Node specs.
 type Controller struct {
@@ -53,6 +56,10 @@ type Controller struct {
 	Members WatchedMembers
 	// Config holds the grace period.
 	Config Config
+
+	// missing holds the names of deleted Nodes with Instances still
+	// bound to them.
+	missing missingNodes
 }
 
 // WatchedMembers is a gossip view that also says when a member changes.
@@ -144,9 +151,12 @@ const resync = 30 * time.Second
 // the Lease would go stale or an Instance's toleration runs out.
 func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	var node skiffv1alpha1.Node
-	if err := c.Client.Get(ctx, req.NamespacedName, &node); err != nil {
-		return reconcile.Result{}, client.IgnoreNotFound(err)
+	if err := c.Client.Get(ctx, req.NamespacedName, &node); apierrors.IsNotFound(err) {
+		return c.deleted(ctx, req.Name)
+	} else if err != nil {
+		return reconcile.Result{}, err
 	}
+	c.missing.forget(node.Name)
 	sig, err := c.signals(ctx, &node)
 	if err != nil {
 		return reconcile.Result{}, fmt.Errorf("node %q: %w", node.Name, err)
@@ -186,6 +196,72 @@ func (c *Controller) signals(ctx context.Context, node *skiffv1alpha1.Node) (sig
 		}
 	}
 	return sig, nil
+}
+
+// deleted finishes the Instances still bound to a Node that is gone
+// (Failed/NodeLost, so that their Workloads replace them), as Kubernetes'
+// pod garbage collector does for Pods of a deleted Node: nothing runs them
+// any more, and an agent that registers the name again must not take
+// them over.
+//
+// A name missing for less than missingQuarantine may be a Node about to
+// be registered (an Instance bound ahead of its node), as Kubernetes' pod
+// garbage collector allows too: its Instances are looked at again then.
+func (c *Controller) deleted(ctx context.Context, name string) (reconcile.Result, error) {
+	var list skiffv1alpha1.InstanceList
+	if err := c.Client.List(ctx, &list, client.MatchingFields{nodeNameIndex: name}); err != nil {
+		return reconcile.Result{}, fmt.Errorf("instances on deleted node %q: %w", name, err)
+	}
+	if len(list.Items) == 0 {
+		c.missing.forget(name)
+		return reconcile.Result{}, nil
+	}
+	if wait := missingQuarantine - c.missing.since(name); wait > 0 {
+		return reconcile.Result{RequeueAfter: wait}, nil
+	}
+	msg := fmt.Sprintf("node %q was deleted", name)
+	for i := range list.Items {
+		inst := &list.Items[i]
+		if inst.Status.Phase == skiffv1alpha1.InstanceFailed || inst.Status.Phase == skiffv1alpha1.InstanceSucceeded {
+			continue
+		}
+		if err := c.evict(ctx, inst, name, msg); err != nil && !apierrors.IsConflict(err) {
+			return reconcile.Result{}, err
+		}
+	}
+	c.missing.forget(name)
+	return reconcile.Result{}, nil
+}
+
+// missingQuarantine is how long a Node must be missing before the
+// Instances bound to it are finished.
+const missingQuarantine = 10 * time.Second
+
+// missingNodes remembers since when each node name is missing.
+type missingNodes struct {
+	mu sync.Mutex
+	m  map[string]time.Time
+}
+
+// since is how long name has been missing, counting from the first call.
+func (m *missingNodes) since(name string) time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.m == nil {
+		m.m = map[string]time.Time{}
+	}
+	first, ok := m.m[name]
+	if !ok {
+		first = time.Now()
+		m.m[name] = first
+	}
+	return time.Since(first)
+}
+
+func (m *missingNodes) forget(name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.m, name)
 }
 
 // healthy takes the unreachable and dead taints off a node that is seen

@@ -269,3 +269,22 @@ func TestNodeNeverRenewed(t *testing.T) {
 		t.Errorf("n1 tainted %s after registration, within the grace period", time.Since(n.CreationTimestamp.Time))
 	}
 }
+
+// TestDeletedNodesInstancesAreFinished: the Instances bound to a Node that
+// is deleted end Failed/NodeLost, so that they are replaced and an agent
+// registering the name again does not take them over.
+func TestDeletedNodesInstancesAreFinished(t *testing.T) {
+	h := start(t)
+	h.addNode("n1")
+	stop := h.renew("n1")
+	defer stop()
+	h.bind("orphan", "n1", nil)
+	throughout(t, 2*grace, "the Instance of a live node not lost", func() bool { return !h.lost("orphan") })
+	if err := h.admin.Delete(h.ctx, h.node("n1")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the deleted node's Instance Failed/NodeLost", func() bool { return h.lost("orphan") })
+	if msg := h.instance("orphan").Status.Message; !strings.Contains(msg, `node "n1" was deleted`) {
+		t.Errorf("message %q, want it to say the node was deleted", msg)
+	}
+}

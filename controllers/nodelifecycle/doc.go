@@ -13,6 +13,10 @@
 //     Instances tolerate for 300 s by default.
 //   - gossip says dead but the agent still renews: MemberAlive=False and
 //     an Event; the node stays Ready.
+//   - the Node was deleted: once it has been missing for 10 s, the
+//     Instances still bound to it are marked Failed/NodeLost, so that they
+//     are replaced and an agent registering the name again does not take
+//     them over.
 //
 // The workload controller replaces lost Instances; when the node comes
 // back, the taints go, its agent writes Ready=True again and stops what
