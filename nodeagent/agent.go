@@ -115,9 +115,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("runtime %s: %w", a.rt.Name(), err)
 	}
-	ln, err := net.Listen("tcp", a.cfg.Listen)
+	machine, err := readMachine(a.cfg.DataDir, a.cfg.MaxInstances, network.ResolveNetNS(a.cfg.NetNS))
 	if err != nil {
-		return fmt.Errorf("--listen %s: %w", a.cfg.Listen, err)
+		return err
+	}
+	listen := listenAddress(a.cfg.Listen, machine.hostIP(), a.cfg.NetNS)
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", listen, err)
 	}
 	defer ln.Close()
 	j, err := join(ctx, a.cfg, a.scheme, joinOptions{})
@@ -125,10 +130,6 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	klog.InfoS("joined", "node", a.cfg.NodeName, "server", a.cfg.Server, "key", j.id.PublicKeyString())
-	machine, err := readMachine(a.cfg.DataDir, a.cfg.MaxInstances, network.ResolveNetNS(a.cfg.NetNS))
-	if err != nil {
-		return err
-	}
 	machine.Info.RuntimeName, machine.Info.RuntimeVersion = a.rt.Name(), runtimeVersion
 	if c := oomCondition(machine.OOMFloor); c != nil && a.rt.Name() != "sim" {
 		klog.InfoS("OOM scores limited", "node", a.cfg.NodeName, "detail", c.Message)
@@ -263,6 +264,18 @@ func (a *Agent) newManager(j *joined, m *Machine) (manager.Manager, *instanceRec
 		return nil, nil, fmt.Errorf("instance controller: %w", err)
 	}
 	return mgr, r, nil
+}
+
+// listenAddress is where the agent's endpoint listens: --listen, but a
+// host left out (":10250") is the node's own address, not every
+// interface (say "0.0.0.0:10250" for that). With --netns the node's
+// address lives in another namespace, so the host stays unspecified.
+func listenAddress(listen, hostIP, netns string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil || host != "" || hostIP == "" || netns != "" {
+		return listen
+	}
+	return net.JoinHostPort(hostIP, port)
 }
 
 // warnOnFlagDrift says when --labels or --taints differ from the Node's:

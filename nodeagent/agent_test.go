@@ -534,3 +534,17 @@ func TestConcurrentRegistrationsWithOneKey(t *testing.T) {
 		}
 	}
 }
+
+func TestListenAddress(t *testing.T) {
+	for _, tc := range []struct{ listen, hostIP, netns, want string }{
+		{":10250", "10.0.0.5", "", "10.0.0.5:10250"},
+		{"0.0.0.0:10250", "10.0.0.5", "", "0.0.0.0:10250"},
+		{"127.0.0.1:0", "10.0.0.5", "", "127.0.0.1:0"},
+		{":10250", "", "", ":10250"},
+		{":10250", "10.0.0.5", "/run/netns/n1", ":10250"},
+	} {
+		if got := listenAddress(tc.listen, tc.hostIP, tc.netns); got != tc.want {
+			t.Errorf("listenAddress(%q, %q, %q) = %q, want %q", tc.listen, tc.hostIP, tc.netns, got, tc.want)
+		}
+	}
+}
