@@ -50,6 +50,24 @@ func runAgent(t *testing.T, cfg Config) (a *Agent, stop func()) {
 	return a, apiservertest.Run(t, context.Background(), a.Run)
 }
 
+// bootClient authenticates with s's join token, as an agent registering.
+func bootClient(t *testing.T, s *apiservertest.Server, a *Agent) client.Client {
+	t.Helper()
+	tok, err := readJoinToken(s.JoinTokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := serverCertificate(context.Background(), s.URL, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	boot, err := client.New(bootstrapConfig(s.URL, tok, ca), client.Options{Scheme: a.scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return boot
+}
+
 // createBound creates inst and binds it to node, as the scheduler would.
 func createBound(t *testing.T, c client.Client, inst *skiffv1alpha1.Instance, node string) {
 	t.Helper()
@@ -192,15 +210,7 @@ func TestJoinClaimsAdminNode(t *testing.T) {
 	if err := admin.Create(context.Background(), put); err != nil {
 		t.Fatal(err)
 	}
-	tok, _ := readJoinToken(s.JoinTokenFile)
-	ca, err := serverCertificate(context.Background(), s.URL, tok)
-	if err != nil {
-		t.Fatal(err)
-	}
-	boot, err := client.New(bootstrapConfig(s.URL, tok, ca), client.Options{Scheme: a.scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
+	boot := bootClient(t, s, a)
 	key, _ := identity.New()
 	put.APIVersion, put.Kind = skiffv1alpha1.SchemeGroupVersion.String(), "Node"
 	put.Spec.PublicKey = key.PublicKeyString()
@@ -242,14 +252,7 @@ func TestJoinRefusals(t *testing.T) {
 	}
 
 	// Straight through the API: the join token cannot re-key a node either.
-	ca, err := serverCertificate(context.Background(), s.URL, tok)
-	if err != nil {
-		t.Fatal(err)
-	}
-	boot, err := client.New(bootstrapConfig(s.URL, tok, ca), client.Options{Scheme: a.scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
+	boot := bootClient(t, s, a)
 	// The token reads no Node, and says the same whether the name exists.
 	for _, name := range []string{"n1", "never-registered"} {
 		if err := boot.Get(context.Background(), client.ObjectKey{Name: name}, &skiffv1alpha1.Node{}); !apierrors.IsForbidden(err) {
@@ -501,15 +504,7 @@ func TestConcurrentRegistrationsWithOneKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, _ := readJoinToken(s.JoinTokenFile)
-	ca, err := serverCertificate(context.Background(), s.URL, tok)
-	if err != nil {
-		t.Fatal(err)
-	}
-	boot, err := client.New(bootstrapConfig(s.URL, tok, ca), client.Options{Scheme: a.scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
+	boot := bootClient(t, s, a)
 	for round := range 5 {
 		key, _ := identity.New()
 		errs := make(chan error, 2)
