@@ -73,7 +73,11 @@ func TestCLI(t *testing.T) {
 func TestServerDataDirAndCleanStop(t *testing.T) {
 	dir := t.TempDir()
 	s := startServer(t, dir, "127.0.0.1:0")
-	s.mustKubectl(t, "get", "namespaces")
+	// Up: the controllers report on /health once their caches synced.
+	waitFor(t, 60*time.Second, func() (bool, error) {
+		health, err := s.kubectl("get", "--raw", "/health")
+		return err == nil && strings.Contains(health, `"controllers":{"status":"ok"}`), nil
+	})
 	before, err := os.ReadFile(s.kubeconfig)
 	if err != nil {
 		t.Fatal(err)
