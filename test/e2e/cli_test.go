@@ -73,10 +73,30 @@ func TestCLI(t *testing.T) {
 func TestServerDataDirAndCleanStop(t *testing.T) {
 	dir := t.TempDir()
 	s := startServer(t, dir, "127.0.0.1:0")
-	// Up: the controllers report on /health once their caches synced.
+	// Up: the workload and node lifecycle controllers have acted (a stop
+	// while controllers still wait for their caches is another matter).
+	s.mustKubectl(t, "apply", "-f", writeFile(t, "up.yaml", `apiVersion: skiff.dev/v1alpha1
+kind: Node
+metadata:
+  name: up
+---
+apiVersion: skiff.dev/v1alpha1
+kind: Workload
+metadata:
+  name: up
+  namespace: default
+spec:
+  replicas: 0
+  template:
+    metadata:
+      labels: {app: up}
+    spec:
+      containers: [{name: c, image: x}]
+`))
 	waitFor(t, 60*time.Second, func() (bool, error) {
-		health, err := s.kubectl("get", "--raw", "/health")
-		return err == nil && strings.Contains(health, `"controllers":{"status":"ok"}`), nil
+		gen, _ := s.kubectl("get", "workload", "up", "-o", "jsonpath={.status.observedGeneration}")
+		member, _ := s.kubectl("get", "node", "up", "-o", `jsonpath={.status.conditions[?(@.type=="MemberAlive")].reason}`)
+		return gen == "1" && member != "", nil
 	})
 	before, err := os.ReadFile(s.kubeconfig)
 	if err != nil {

@@ -143,7 +143,7 @@ func TestHostile(t *testing.T) {
 		}, 401},
 		{"a junk bearer token", func() (int, string) { return h.do(anon, "GET", wl, "", "Authorization", "Bearer junk") }, 401},
 		{"/readyz with a junk Authorization header", func() (int, string) { return h.do(anon, "GET", "/readyz", "", "Authorization", "Bearer junk") }, 200},
-		{"/health with an untrusted certificate", func() (int, string) { return h.do(h.client(keyCert(t, stranger, time.Now())), "GET", "/health", "") }, 200},
+		{"/livez with an untrusted certificate", func() (int, string) { return h.do(h.client(keyCert(t, stranger, time.Now())), "GET", "/livez", "") }, 200},
 		{"the join token reads a Node", func() (int, string) { return h.do(anon, "GET", nodes+"/victim", "", "Authorization", bearer) }, 403},
 		{"the join token reads a Node that does not exist", func() (int, string) { return h.do(anon, "GET", nodes+"/nobody", "", "Authorization", bearer) }, 403},
 		{"the join token lists Instances", func() (int, string) { return h.do(anon, "GET", inst, "", "Authorization", bearer) }, 403},
