@@ -17,7 +17,10 @@ import (
 // EnsureServingCert writes a self-signed ECDSA serving certificate named
 // name, valid for the loopback names and hosts, to certFile (0644) and its
 // key to keyFile (0600), unless certFile exists. Clients pin the
-// certificate as their CA.
+// certificate itself as their trust anchor (kubectl's
+// certificate-authority-data, the join token's hash); it is not a CA, so
+// it cannot sign another certificate they would trust. A data directory
+// made before keeps its certificate.
 func EnsureServingCert(certFile, keyFile, name string, hosts []string) error {
 	if _, err := os.Stat(certFile); err == nil {
 		return nil
@@ -36,10 +39,12 @@ func EnsureServingCert(certFile, keyFile, name string, hosts []string) error {
 		Subject:               pkix.Name{CommonName: name, Organization: []string{"skiff"}},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(10 * 365 * 24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
-		IsCA:                  true,
+		// Not a CA: clients trust this certificate itself (pinned), and it
+		// must not be able to vouch for another.
+		IsCA: false,
 		DNSNames:              []string{"localhost"},
 		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 	}
