@@ -44,9 +44,9 @@ func EnsureServingCert(certFile, keyFile, name string, hosts []string) error {
 		BasicConstraintsValid: true,
 		// Not a CA: clients trust this certificate itself (pinned), and it
 		// must not be able to vouch for another.
-		IsCA: false,
-		DNSNames:              []string{"localhost"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		IsCA:        false,
+		DNSNames:    []string{"localhost"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 	}
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {
