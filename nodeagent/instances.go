@@ -9,9 +9,6 @@ import (
 	"slices"
 	"time"
 
-	apiequality "k8s.io/apimachinery/pkg/api/equality"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -257,42 +254,6 @@ func (r *instanceReconciler) runContainer(ctx context.Context, inst *skiffv1alph
 	return res, err
 }
 
-// image returns the container's image, pulled if need be; while a pull
-// fails it returns the waiting status instead (ErrImagePull, then
-// ImagePullBackOff until the back-off ends).
-func (r *instanceReconciler) image(ctx context.Context, inst *skiffv1alpha1.Instance, id string, c *skiffv1alpha1.Container, restarts int32) (*image.Image, *containerResult) {
-	if r.images == nil {
-		return nil, nil
-	}
-	waiting := func(reason, msg string, retryAt time.Time) *containerResult {
-		cs := skiffv1alpha1.ContainerStatus{Name: c.Name, Image: c.Image, RestartCount: restarts}
-		cs.State.Waiting = &skiffv1alpha1.ContainerStateWaiting{Reason: reason, Message: msg}
-		return &containerResult{status: cs, retryAt: retryAt}
-	}
-	if f, ok := r.pulls.get(id); ok && time.Now().Before(f.retryAt) {
-		msg := fmt.Sprintf("Back-off pulling image %q: %s", c.Image, f.message)
-		if r.pulls.tellBackOff(id) {
-			r.event(ctx, inst, "BackOff", msg)
-		}
-		return nil, waiting("ImagePullBackOff", msg, f.retryAt)
-	}
-	// A stalled registry must not hold a worker (and the image's lock)
-	// for ever.
-	pullCtx, cancel := context.WithTimeout(ctx, pullTimeout)
-	img, err := r.images.Ensure(pullCtx, c.Image)
-	cancel()
-	if err != nil {
-		f := r.pulls.fail(id, shortMessage(err), r.backoff)
-		r.event(ctx, inst, "Failed", fmt.Sprintf("Failed to pull image %q: %s", c.Image, f.message))
-		return nil, waiting("ErrImagePull", f.message, f.retryAt)
-	}
-	r.pulls.clear(id)
-	if img.PullDuration > 0 {
-		r.metrics.imagePullDuration.Observe(img.PullDuration.Seconds())
-	}
-	return img, nil
-}
-
 // runImage runs the container. The image is looked up (and pulled) only
 // when a container is to be made: a pass over a running one reads nothing
 // but the runtime's state. imageID is the image's digest, updated when a
@@ -456,83 +417,6 @@ func (r *instanceReconciler) containerSpec(inst *skiffv1alpha1.Instance, c *skif
 		}
 	}
 	return spec, nil
-}
-
-func containerStatus(c *skiffv1alpha1.Container, id string, st runtime.Status, restarts int32, err error) skiffv1alpha1.ContainerStatus {
-	cs := skiffv1alpha1.ContainerStatus{Name: c.Name, Image: c.Image, ContainerID: id, RestartCount: restarts}
-	switch {
-	case err != nil:
-		cs.State.Waiting = &skiffv1alpha1.ContainerStateWaiting{Reason: "CreateContainerError", Message: shortMessage(err)}
-	case st.State == runtime.Running:
-		cs.Ready = true
-		cs.State.Running = &skiffv1alpha1.ContainerStateRunning{StartedAt: apiTime(st.StartedAt)}
-	case st.State == runtime.Stopped:
-		reason := "Completed"
-		if st.ExitCode != 0 {
-			reason = "Error"
-		}
-		cs.State.Terminated = &skiffv1alpha1.ContainerStateTerminated{
-			ExitCode: int32(st.ExitCode), Reason: reason,
-			StartedAt: apiTime(st.StartedAt), FinishedAt: apiTime(st.FinishedAt),
-		}
-	default:
-		cs.State.Waiting = &skiffv1alpha1.ContainerStateWaiting{Reason: "ContainerCreating"}
-	}
-	return cs
-}
-
-// apiTime is t as the API stores it (whole seconds), so that a status
-// compares equal to what was written and a pass with no change writes
-// nothing.
-func apiTime(t time.Time) metav1.Time {
-	if t.IsZero() {
-		return metav1.Time{}
-	}
-	return metav1.NewTime(t.Truncate(time.Second))
-}
-
-// reportStatus derives phase and Ready from the containers: Running while
-// any runs or restarts, Succeeded or Failed once every one is done for good.
-func (r *instanceReconciler) reportStatus(ctx context.Context, inst *skiffv1alpha1.Instance, results []containerResult, ip string) error {
-	before := inst.Status.DeepCopy()
-	s := &inst.Status
-	s.ContainerStatuses, s.HostIP, s.InstanceIP = nil, r.hostIP, ip
-	if s.StartTime == nil {
-		now := apiTime(time.Now())
-		s.StartTime = &now
-	}
-	ready, allDone, failed, started := len(results) > 0, len(results) > 0, false, false
-	for _, res := range results {
-		cs := res.status
-		s.ContainerStatuses = append(s.ContainerStatuses, cs)
-		ready = ready && cs.Ready
-		allDone = allDone && res.done
-		failed = failed || res.done && cs.State.Terminated != nil && cs.State.Terminated.ExitCode != 0
-		started = started || cs.State.Running != nil || cs.State.Terminated != nil || cs.RestartCount > 0
-	}
-	switch {
-	case allDone && failed:
-		s.Phase = skiffv1alpha1.InstanceFailed
-	case allDone:
-		s.Phase = skiffv1alpha1.InstanceSucceeded
-	case started:
-		s.Phase = skiffv1alpha1.InstanceRunning
-	default:
-		s.Phase = skiffv1alpha1.InstancePending
-	}
-	cond := metav1.Condition{Type: skiffv1alpha1.InstanceReady, Status: metav1.ConditionFalse, Reason: "ContainersNotReady",
-		Message: "not every container is running", ObservedGeneration: inst.Generation}
-	if ready {
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, "ContainersReady", "every container is running"
-	}
-	meta.SetStatusCondition(&s.Conditions, cond)
-	if apiequality.Semantic.DeepEqual(before, s) {
-		return nil
-	}
-	if err := r.client.Status().Update(ctx, inst); err != nil {
-		return fmt.Errorf("instance %s/%s status: %w", inst.Namespace, inst.Name, err)
-	}
-	return nil
 }
 
 // endedByController reports whether a controller, not the agent, ended

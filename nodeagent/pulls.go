@@ -1,8 +1,13 @@
 package nodeagent
 
 import (
+	"context"
+	"fmt"
 	"sync"
 	"time"
+
+	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+	"skiff.dev/skiff/nodeagent/image"
 )
 
 // pullFailures remembers failed pulls per container for the back-off.
@@ -58,4 +63,40 @@ func (p *pullFailures) clear(id string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.m, id)
+}
+
+// image returns the container's image, pulled if need be; while a pull
+// fails it returns the waiting status instead (ErrImagePull, then
+// ImagePullBackOff until the back-off ends).
+func (r *instanceReconciler) image(ctx context.Context, inst *skiffv1alpha1.Instance, id string, c *skiffv1alpha1.Container, restarts int32) (*image.Image, *containerResult) {
+	if r.images == nil {
+		return nil, nil
+	}
+	waiting := func(reason, msg string, retryAt time.Time) *containerResult {
+		cs := skiffv1alpha1.ContainerStatus{Name: c.Name, Image: c.Image, RestartCount: restarts}
+		cs.State.Waiting = &skiffv1alpha1.ContainerStateWaiting{Reason: reason, Message: msg}
+		return &containerResult{status: cs, retryAt: retryAt}
+	}
+	if f, ok := r.pulls.get(id); ok && time.Now().Before(f.retryAt) {
+		msg := fmt.Sprintf("Back-off pulling image %q: %s", c.Image, f.message)
+		if r.pulls.tellBackOff(id) {
+			r.event(ctx, inst, "BackOff", msg)
+		}
+		return nil, waiting("ImagePullBackOff", msg, f.retryAt)
+	}
+	// A stalled registry must not hold a worker (and the image's lock)
+	// for ever.
+	pullCtx, cancel := context.WithTimeout(ctx, pullTimeout)
+	img, err := r.images.Ensure(pullCtx, c.Image)
+	cancel()
+	if err != nil {
+		f := r.pulls.fail(id, shortMessage(err), r.backoff)
+		r.event(ctx, inst, "Failed", fmt.Sprintf("Failed to pull image %q: %s", c.Image, f.message))
+		return nil, waiting("ErrImagePull", f.message, f.retryAt)
+	}
+	r.pulls.clear(id)
+	if img.PullDuration > 0 {
+		r.metrics.imagePullDuration.Observe(img.PullDuration.Seconds())
+	}
+	return img, nil
 }
