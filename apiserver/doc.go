@@ -12,7 +12,15 @@
 // by public key (see package identity): the admin's, the MCP bridge's and
 // each Node's. The bridge may impersonate key users (identity.KeyUserName),
 // which authorization, admission and audit see as whoever the key is
-// trusted as (impersonation.go). Use it as:
+// trusted as (impersonation.go). Nodes are held to their own objects
+// (nodeauthz.go, noderestriction.go); the join token only registers.
+//
+// In front of the library's chain: probes are served directly, whatever
+// credentials they carry (probes.go); failed join tokens are limited per
+// source address (tokenguess.go). Behind authorization, requests take a
+// seat in a fair queue per identity instead of the library's global
+// in-flight limit (fairness.go). New locks the data directory first
+// (datadirlock.go). Use it as:
 //
 //	cfg := apiserver.DefaultConfig()
 //	cfg.DataDir = dir

@@ -16,7 +16,10 @@
 //
 // Each member keeps its own view of every other member (Member): alive,
 // suspect (its probe failed and memberlist's suspicion timer runs),
-// dead, or left (it said goodbye), with the time of the change. The
+// dead, or left (it said goodbye), with the time of the change. A death
+// heard from another member is believed only once a probe of this
+// member's own goes unanswered (death.go): a member back from a
+// partition spreads stale verdicts about healthy members. The
 // control plane's node lifecycle controller reads that view; agents read
 // LastContact to fence themselves when they reach no peer.
 //
