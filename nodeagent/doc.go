@@ -14,6 +14,10 @@
 // runtime; bundle builds their specs, image their root file systems,
 // network their addresses), restarts them as their restart policy says,
 // serves their logs, and re-adopts running containers after a restart.
+// A stop does not hold a worker for its grace period (stop.go): SIGTERM,
+// then the Instance comes back until its containers end or SIGKILL is due.
+// A failed pull is a Warning Event as well as the container's waiting
+// reason (events.go).
 //
 //	a, err := nodeagent.New(cfg)
 //	err = a.Run(ctx) // blocks until ctx ends
