@@ -298,18 +298,21 @@ func withoutLoopbackCompression(next http.Handler) http.Handler {
 	})
 }
 
-// installLogs adds the log subresource of kinds that have one; it reaches
-// agents with the serving certificate as the client certificate.
+// installLogs adds the subresources the agents serve: the log of kinds
+// that have one, and the Node's metrics. It reaches agents with the
+// serving certificate as the client certificate.
 func (s *Server) installLogs(out *installed, byGV map[schema.GroupVersion]map[string]rest.Storage) error {
-	for k, main := range out.byKind {
-		if !k.Logs {
-			continue
-		}
-		cert, err := tls.LoadX509KeyPair(s.dir.file(servingCertFile), s.dir.file(servingKeyFile))
-		if err != nil {
-			return fmt.Errorf("log subresource: %w", err)
-		}
-		byGV[k.GVK.GroupVersion()][k.Plural+"/log"] = &logREST{instances: main, nodes: out.byKind[out.nodeKind], cert: cert}
+	cert, err := tls.LoadX509KeyPair(s.dir.file(servingCertFile), s.dir.file(servingKeyFile))
+	if err != nil {
+		return fmt.Errorf("agent subresources: %w", err)
 	}
+	nodes := out.byKind[out.nodeKind]
+	for k, main := range out.byKind {
+		if k.Logs {
+			byGV[k.GVK.GroupVersion()][k.Plural+"/log"] = &logREST{instances: main, nodes: nodes, cert: cert}
+		}
+	}
+	nk := out.nodeKind
+	byGV[nk.GVK.GroupVersion()][nk.Plural+"/metrics"] = &nodeMetricsREST{nodes: nodes, cert: cert}
 	return nil
 }

@@ -82,27 +82,33 @@ func (r *logREST) Get(ctx context.Context, name string, options runtime.Object) 
 		return nil, apierrors.NewServiceUnavailable(fmt.Sprintf("node %q of instance %q: %v", inst.Spec.NodeName, name, err))
 	}
 	node := obj.(*skiffv1alpha1.Node)
-	if node.Status.AgentEndpoint == "" {
-		return nil, apierrors.NewServiceUnavailable(fmt.Sprintf("node %q has not reported an agent endpoint", node.Name))
-	}
-	// Checked again: an endpoint stored before validation held must not
-	// send the API server anywhere else.
-	if err := skiffv1alpha1.CheckAgentEndpoint(node.Status.AgentEndpoint, node.Status.Addresses); err != nil {
-		klog.InfoS("refusing to dial a node's agent endpoint", "node", node.Name, "endpoint", node.Status.AgentEndpoint, "err", err)
-		return nil, agentUnreachable(node.Name)
-	}
-	pub, err := identity.ParsePublicKey(node.Spec.PublicKey)
+	client, base, err := agentOf(node, r.cert)
 	if err != nil {
-		return nil, apierrors.NewServiceUnavailable(fmt.Sprintf("node %q: %v", node.Name, err))
+		return nil, err
 	}
 	q := opts.Query()
 	q.Set("container", container)
-	u := url.URL{
-		Scheme: "https", Host: node.Status.AgentEndpoint,
-		Path:     "/containerLogs/" + url.PathEscape(inst.Namespace) + "/" + url.PathEscape(inst.Name),
-		RawQuery: q.Encode(),
+	u := base + "/containerLogs/" + url.PathEscape(inst.Namespace) + "/" + url.PathEscape(inst.Name) + "?" + q.Encode()
+	return &agentStream{url: u, node: node.Name, client: client, flush: opts.Follow}, nil
+}
+
+// agentOf returns a client for node's agent, which accepts only the agent
+// holding the Node's key, and the agent's base URL. The endpoint is
+// checked again here: one stored before validation held must not send the
+// API server anywhere else.
+func agentOf(node *skiffv1alpha1.Node, cert tls.Certificate) (*http.Client, string, error) {
+	if node.Status.AgentEndpoint == "" {
+		return nil, "", apierrors.NewServiceUnavailable(fmt.Sprintf("node %q has not reported an agent endpoint", node.Name))
 	}
-	return &agentStream{url: u.String(), node: node.Name, client: r.agentClient(pub), flush: opts.Follow}, nil
+	if err := skiffv1alpha1.CheckAgentEndpoint(node.Status.AgentEndpoint, node.Status.Addresses); err != nil {
+		klog.InfoS("refusing to dial a node's agent endpoint", "node", node.Name, "endpoint", node.Status.AgentEndpoint, "err", err)
+		return nil, "", agentUnreachable(node.Name)
+	}
+	pub, err := identity.ParsePublicKey(node.Spec.PublicKey)
+	if err != nil {
+		return nil, "", apierrors.NewServiceUnavailable(fmt.Sprintf("node %q: %v", node.Name, err))
+	}
+	return agentClient(pub, cert), "https://" + node.Status.AgentEndpoint, nil
 }
 
 // agentUnreachable is all a caller learns when the agent cannot be
@@ -112,8 +118,8 @@ func agentUnreachable(node string) error {
 	return apierrors.NewServiceUnavailable(fmt.Sprintf("the agent of node %q is unreachable", node))
 }
 
-// agentClient accepts only the agent holding key pub.
-func (r *logREST) agentClient(pub ed25519.PublicKey) *http.Client {
+// agentClient accepts only the agent holding key pub, and presents cert.
+func agentClient(pub ed25519.PublicKey, cert tls.Certificate) *http.Client {
 	return &http.Client{Transport: &http.Transport{
 		// One connection per log request: a transport made per request
 		// must not keep idle connections it will never reuse.
@@ -123,7 +129,7 @@ func (r *logREST) agentClient(pub ed25519.PublicKey) *http.Client {
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: 30 * time.Second,
 		TLSClientConfig: &tls.Config{
-			Certificates:       []tls.Certificate{r.cert},
+			Certificates:       []tls.Certificate{cert},
 			InsecureSkipVerify: true, // replaced by the key check below
 			VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
 				if len(raw) == 0 {

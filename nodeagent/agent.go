@@ -65,12 +65,14 @@ func New(cfg Config) (*Agent, error) {
 		}
 	}
 	a := &Agent{cfg: cfg, scheme: scheme, metrics: newMetrics()}
+	// Made now: the machine is read (the data directory's file system)
+	// before the Node is registered.
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("--data-dir: %w", err)
+	}
 	if cfg.Runtime == "sim" {
 		a.rt = cruntime.NewSim(cruntime.SimConfig{StartDelay: cfg.SimStartDelay, FailureRate: cfg.SimFailureRate})
 		return a, nil
-	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("--data-dir: %w", err)
 	}
 	oci, err := cruntime.NewOCI(cfg.Runtime, filepath.Join(cfg.DataDir, runtimeDir))
 	if err != nil {

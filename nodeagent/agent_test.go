@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -93,7 +94,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 
 func TestAgentJoinsReportsAndRenews(t *testing.T) {
 	s := apiservertest.Start(t)
-	dataDir := t.TempDir()
+	dataDir := filepath.Join(t.TempDir(), "made-by-the-agent")
 	cfg := testConfig(s, dataDir, "n1")
 	cfg.Labels = map[string]string{"topology.kubernetes.io/zone": "a"}
 	cfg.Taints = []skiffv1alpha1.Taint{{Key: "dedicated", Value: "gpu", Effect: skiffv1alpha1.TaintEffectNoSchedule}}

@@ -420,7 +420,7 @@ func TestInstancesOnRunc(t *testing.T) {
 		c.waitFor(t, inst, "Running from the imported image", running)
 	})
 
-	t.Run("agent endpoint: metrics, health, logs only for the apiserver", func(t *testing.T) {
+	t.Run("agent endpoint: metrics and logs only for the apiserver, health for all", func(t *testing.T) {
 		var n skiffv1alpha1.Node
 		if err := c.admin.Get(ctx, client.ObjectKey{Name: "n1"}, &n); err != nil {
 			t.Fatal(err)
@@ -436,9 +436,19 @@ func TestInstancesOnRunc(t *testing.T) {
 			body, _ := io.ReadAll(resp.Body)
 			return resp.StatusCode, string(body)
 		}
-		code, metrics := get("/metrics")
+		if code, _ := get("/metrics"); code != http.StatusForbidden {
+			t.Errorf("/metrics without the apiserver's certificate: %d, want 403", code)
+		}
+		// Through the API server, as an admin.
+		resp, err := c.http.Get(c.s.URL + "/apis/skiff.dev/v1alpha1/nodes/n1/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		code, metrics := resp.StatusCode, string(body)
 		if code != http.StatusOK {
-			t.Fatalf("/metrics: %d", code)
+			t.Fatalf("nodes/n1/metrics: %d %s", code, metrics)
 		}
 		for _, want := range []string{
 			"skiff_containers_created_total ", "skiff_container_creation_errors_total ",

@@ -24,9 +24,10 @@ import (
 	"skiff.dev/skiff/nodeagent/runtime"
 )
 
-// server is the agent's HTTPS endpoint: container logs for the apiserver
-// only (it must present the certificate the agent pinned when it joined),
-// and open /metrics, /healthz and /health.
+// server is the agent's HTTPS endpoint: container logs and /metrics for
+// the apiserver only (it must present the certificate the agent pinned
+// when it joined; people read them through it), and open /healthz and
+// /health.
 type server struct {
 	rt        runtime.Runtime
 	instances client.Reader
@@ -39,7 +40,14 @@ type server struct {
 func (s *server) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /containerLogs/{namespace}/{instance}", s.containerLogs)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
+	metrics := promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		if !s.fromAPIServer(r) {
+			http.Error(w, "only the apiserver may read the agent's metrics: GET /apis/skiff.dev/v1alpha1/nodes/NAME/metrics from it", http.StatusForbidden)
+			return
+		}
+		metrics.ServeHTTP(w, r)
+	})
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /health", s.health)
 	return mux

@@ -161,6 +161,10 @@ func TestHostile(t *testing.T) {
 			return h.do(node, "PATCH", nodes+"/evil", `{"spec":{"unschedulable":false,"taints":[]}}`, "Content-Type", "application/merge-patch+json")
 		}, 403},
 		{"a node lists every Instance", func() (int, string) { return h.do(node, "GET", inst, "") }, 403},
+		{"a node reads another node's metrics", func() (int, string) { return h.do(node, "GET", nodes+"/victim/metrics", "") }, 403},
+		{"a stranger reads a node's metrics", func() (int, string) {
+			return h.do(h.client(keyCert(t, stranger, time.Now())), "GET", nodes+"/evil/metrics", "")
+		}, 401},
 		{"a node lists Workloads", func() (int, string) { return h.do(node, "GET", wl, "") }, 403},
 		{"a node records an event about a Workload", func() (int, string) {
 			return h.do(node, "POST", "/api/v1/namespaces/default/events", `{"apiVersion":"v1","kind":"Event","metadata":{"name":"lie"},"involvedObject":{"kind":"Workload","namespace":"default","name":"web"},"reason":"Hacked","message":"x"}`)
