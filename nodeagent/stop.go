@@ -132,54 +132,21 @@ func (t *terminations) forget(id string) {
 	delete(t.m, id)
 }
 
-// stopContainer sends SIGTERM, waits up to grace, sends SIGKILL, deletes.
-func (r *instanceReconciler) stopContainer(ctx context.Context, id string, grace time.Duration) (err error) {
-	st, err := r.rt.State(ctx, id)
-	if errors.Is(err, runtime.ErrNotFound) {
-		return r.removeContainer(id)
-	}
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err == nil {
-			err = r.removeContainer(id)
-		}
-	}()
-	if st.State == runtime.Running {
-		if err := r.rt.Kill(ctx, id, syscall.SIGTERM); err != nil && !errors.Is(err, runtime.ErrBadState) {
+// stopContainer stops container id at once, stepping through
+// stopContainerStep in this call (the sweep of orphans, which has no
+// Instance to come back to).
+func (r *instanceReconciler) stopContainer(ctx context.Context, id string, grace time.Duration) error {
+	for {
+		wait, err := r.stopContainerStep(ctx, id, grace)
+		if err != nil || wait == 0 {
 			return err
 		}
-		deadline := time.NewTimer(grace)
-		defer deadline.Stop()
-		tick := time.NewTicker(50 * time.Millisecond)
-		defer tick.Stop()
-	wait:
-		for st.State == runtime.Running {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-deadline.C:
-				break wait
-			case <-tick.C:
-			}
-			if st, err = r.rt.State(ctx, id); err != nil {
-				return err
-			}
-		}
-		if st.State == runtime.Running {
-			if err := r.rt.Kill(ctx, id, syscall.SIGKILL); err != nil && !errors.Is(err, runtime.ErrBadState) {
-				return err
-			}
-			if st, err = r.waitStopped(ctx, id, 10*time.Second); err != nil {
-				return err
-			}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
 		}
 	}
-	if err := r.deleteContainer(ctx, id, st); err != nil && !errors.Is(err, runtime.ErrNotFound) {
-		return err
-	}
-	return nil
 }
 
 // waitStopped waits up to limit for a killed container to stop.
