@@ -42,7 +42,9 @@ type keyAuthenticator struct {
 	// joinToken, when set, authenticates a bearer token as the bootstrap
 	// user, which may only register Nodes.
 	joinToken identity.JoinToken
-	now       func() time.Time
+	// guesses counts wrong join tokens per source address (nil: none).
+	guesses *tokenGuesses
+	now     func() time.Time
 	// verified caches certificates whose self-signature checked out, by
 	// their DER bytes: a connection presents the same certificate on every
 	// request, and the signature check is the costly part.
@@ -71,6 +73,7 @@ func (a keyAuthenticator) AuthenticateRequest(req *http.Request) (*authenticator
 	if token, ok := bearerToken(req); ok {
 		presented, err := identity.ParseJoinToken(token)
 		if err != nil || !a.joinToken.SameSecret(presented) {
+			a.guesses.failed(req)
 			return nil, false, errors.New("invalid join token")
 		}
 		return &authenticator.Response{User: &user.DefaultInfo{

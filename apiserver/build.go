@@ -48,8 +48,10 @@ func (s *Server) build(endpoints []string) (*genericapiserver.GenericAPIServer, 
 	if err := s.applyServing(cfg); err != nil {
 		return nil, nil, err
 	}
-	cfg.Authentication.Authenticator = newKeyAuthenticator(s.trust, s.joinToken, time.Now)
 	guesses, fair := newTokenGuesses(), newFairness()
+	authn := newKeyAuthenticator(s.trust, s.joinToken, time.Now)
+	authn.guesses = guesses
+	cfg.Authentication.Authenticator = authn
 	// Fair queues per identity (withFairness) instead of the library's
 	// global in-flight limits.
 	cfg.MaxRequestsInFlight, cfg.MaxMutatingRequestsInFlight = 0, 0

@@ -47,70 +47,42 @@ func (g *tokenGuesses) limiter(ip string) *rate.Limiter {
 	return l
 }
 
+// failed counts a wrong join token from req's source address. The
+// authenticator calls it: it is where a token is judged wrong. A nil g
+// counts nothing.
+func (g *tokenGuesses) failed(req *http.Request) {
+	if g == nil {
+		return
+	}
+	ip := sourceIP(req)
+	g.limiter(ip).AllowN(g.now(), 1)
+	klog.InfoS("failed join token attempt", "source", ip, "path", req.URL.Path)
+}
+
+func sourceIP(req *http.Request) string {
+	ip, _, err := net.SplitHostPort(req.RemoteAddr)
+	if err != nil {
+		return req.RemoteAddr
+	}
+	return ip
+}
+
 // withTokenGuessLimit refuses bearer requests from an address that failed
-// too often (429 with Retry-After), and counts each of its 401s as a
-// failure. Requests without a bearer token pass untouched.
+// too often (429 with Retry-After) before the token is looked at.
+// Requests without a bearer token pass untouched.
 func withTokenGuessLimit(next http.Handler, g *tokenGuesses) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, ok := bearerToken(r); !ok {
 			next.ServeHTTP(w, r)
 			return
 		}
-		ip, _, err := net.SplitHostPort(r.RemoteAddr)
-		if err != nil {
-			ip = r.RemoteAddr
-		}
-		l := g.limiter(ip)
-		now := g.now()
-		if l.TokensAt(now) < 1 {
-			wait := time.Duration(math.Ceil((1 - l.TokensAt(now)) * guessEvery.Seconds() * float64(time.Second)))
-			secs := int(math.Ceil(wait.Seconds()))
+		ip := sourceIP(r)
+		if tokens := g.limiter(ip).TokensAt(g.now()); tokens < 1 {
+			secs := int(math.Ceil((1 - tokens) * guessEvery.Seconds()))
 			w.Header().Set("Retry-After", strconv.Itoa(secs))
 			http.Error(w, fmt.Sprintf("too many failed join token attempts from %s: retry in %d s", ip, secs), http.StatusTooManyRequests)
 			return
 		}
-		sw := &statusWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r)
-		if sw.status == http.StatusUnauthorized {
-			l.AllowN(now, 1)
-			klog.InfoS("failed join token attempt", "source", ip, "path", r.URL.Path)
-		}
+		next.ServeHTTP(w, r)
 	})
-}
-
-// statusWriter records the status a handler wrote.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusWriter) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusWriter) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	return s.ResponseWriter.Write(b)
-}
-
-func (s *statusWriter) Flush() {
-	if f, ok := s.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
-
-// CloseNotify is the underlying writer's, as the library's filters want.
-func (s *statusWriter) CloseNotify() <-chan bool {
-	//nolint:staticcheck // the library's response writer wrappers want it
-	if cn, ok := s.ResponseWriter.(http.CloseNotifier); ok {
-		return cn.CloseNotify()
-	}
-	return nil
 }
