@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -202,14 +203,12 @@ func (q *fairQueue) dropFromRing(i int) {
 // fairness sends each request to its level's queue.
 type fairness struct {
 	nodes, workload *fairQueue
-	longRunning     func(*http.Request, *genericapirequest.RequestInfo) bool
 }
 
 func newFairness() *fairness {
 	return &fairness{
-		nodes:       newFairQueue(levelSeats, flowSeats, queuePerFlow, maxWait),
-		workload:    newFairQueue(levelSeats, flowSeats, queuePerFlow, maxWait),
-		longRunning: longRunning,
+		nodes:    newFairQueue(levelSeats, flowSeats, queuePerFlow, maxWait),
+		workload: newFairQueue(levelSeats, flowSeats, queuePerFlow, maxWait),
 	}
 }
 
@@ -219,7 +218,7 @@ func withFairness(next http.Handler, f *fairness) http.Handler {
 		ctx := r.Context()
 		u, ok := genericapirequest.UserFrom(ctx)
 		info, hasInfo := genericapirequest.RequestInfoFrom(ctx)
-		if !ok || u.GetName() == user.APIServerUser || (hasInfo && f.longRunning(r, info)) {
+		if !ok || u.GetName() == user.APIServerUser || (hasInfo && longRunning(r, info)) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -232,11 +231,12 @@ func withFairness(next http.Handler, f *fairness) http.Handler {
 				return // the client went away
 			}
 			klog.V(2).InfoS("request refused: no seat", "user", u.GetName(), "level", level, "err", err)
-			w.Header().Set("Retry-After", "1")
 			status := apierrors.NewTooManyRequests(fmt.Sprintf("%s (%s)", errNoSeat, u.GetName()), 1).Status()
+			status.Kind, status.APIVersion = "Status", "v1"
+			w.Header().Set("Retry-After", "1")
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusTooManyRequests)
-			_, _ = fmt.Fprintf(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","message":%q,"reason":%q,"code":429}`, status.Message, status.Reason)
+			_ = json.NewEncoder(w).Encode(status)
 			return
 		}
 		defer q.release(u.GetName())

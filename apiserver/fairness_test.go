@@ -220,7 +220,11 @@ func duringFlood(t *testing.T, flood, other, probe func() (int, error)) (p50, p9
 				}
 			})
 		}
-		time.Sleep(2 * time.Second) // the flood builds up
+		// The flood is on: every goroutine has had answers.
+		deadline := time.Now().Add(30 * time.Second)
+		for nSent.Load() < 2*600 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 	var took []time.Duration
 	for i := range 40 {
