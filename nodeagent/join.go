@@ -204,14 +204,15 @@ func register(ctx context.Context, cfg Config, tok identity.JoinToken, ca []byte
 		claim := fmt.Sprintf(`{"spec":{"publicKey":%q}}`, id.PublicKeyString())
 		existing := &skiffv1alpha1.Node{ObjectMeta: metav1.ObjectMeta{Name: cfg.NodeName}}
 		err = boot.Patch(ctx, existing, client.RawPatch(types.MergePatchType, []byte(claim)))
+		if apierrors.IsInvalid(err) { // spec.publicKey is set, and immutable
+			return fmt.Errorf("node %q is registered with another key; delete the Node to register this agent: %w", cfg.NodeName, err)
+		}
 	}
 	switch {
 	case err == nil:
 		return nil
 	case apierrors.IsUnauthorized(err):
 		return errors.New("the server refused the join token: check --join-token against the server's <data-dir>/join-token")
-	case apierrors.IsInvalid(err): // the claim of a Node whose key is set
-		return fmt.Errorf("node %q is registered with another key; delete the Node to register this agent: %w", cfg.NodeName, err)
 	}
 	return fmt.Errorf("register node %q: %w", cfg.NodeName, err)
 }

@@ -73,8 +73,8 @@ func ValidateNodeStatusUpdate(newN, oldN *Node) field.ErrorList {
 	allErrs = append(allErrs, validateResourceQuantities(s.Capacity, statusPath.Child("capacity"))...)
 	allErrs = append(allErrs, validateResourceQuantities(s.Allocatable, statusPath.Child("allocatable"))...)
 	for _, name := range sortedResourceNames(s.Allocatable) {
-		a, c := s.Allocatable[name], s.Capacity[name]
-		if _, ok := s.Capacity[name]; ok && a.Cmp(c) > 0 {
+		a := s.Allocatable[name]
+		if c, ok := s.Capacity[name]; ok && a.Cmp(c) > 0 {
 			allErrs = append(allErrs, field.Invalid(statusPath.Child("allocatable").Key(string(name)), a.String(), "must be less than or equal to capacity ("+c.String()+")"))
 		}
 	}
