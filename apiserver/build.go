@@ -92,11 +92,7 @@ func (s *Server) build(endpoints []string) (*genericapiserver.GenericAPIServer, 
 	if err := generic.AddPostStartHook("skiff-bootstrap-namespaces", bootstrapNamespaces(stores.namespaces)); err != nil {
 		return nil, nil, err
 	}
-	for k, store := range stores.byKind {
-		if k.GVK == skiffv1alpha1.SchemeGroupVersion.WithKind("Instance") {
-			instances.getter = store
-		}
-	}
+	instances.getter = stores.byKind[stores.instanceKind]
 	keys := newNodeKeys(stores.byKind[stores.nodeKind], s.trust)
 	if err := generic.AddPostStartHook("skiff-node-keys", func(ctx genericapiserver.PostStartHookContext) error {
 		go keys.Run(ctx)
@@ -162,6 +158,8 @@ type installed struct {
 	byKind     map[*Kind]*REST
 	namespaces *REST
 	nodeKind   *Kind
+	// instanceKind's store is read by the node restriction (Events).
+	instanceKind *Kind
 }
 
 // install builds every Kind's storage and installs the API groups.
@@ -195,8 +193,11 @@ func (s *Server) install(generic *genericapiserver.GenericAPIServer, sch *scheme
 			return nil, err
 		}
 		out.byKind[k] = main
-		if k.GVK == skiffv1alpha1.SchemeGroupVersion.WithKind("Node") {
+		switch k.GVK {
+		case skiffv1alpha1.SchemeGroupVersion.WithKind("Node"):
 			out.nodeKind = k
+		case skiffv1alpha1.SchemeGroupVersion.WithKind("Instance"):
+			out.instanceKind = k
 		}
 		if k.Namespaced && k.TTL == 0 {
 			nsWrapped.contents = append(nsWrapped.contents, main)
