@@ -116,18 +116,26 @@ func (strategy) AllowCreateOnUpdate(ctx context.Context) bool { return false }
 
 func (strategy) AllowUnconditionalUpdate(ctx context.Context) bool { return true }
 
-// GetResetFields tells server-side apply which fields this endpoint
-// overwrites whatever the request says, so it records no ownership of them.
+// GetResetFields tells the field manager which fields this endpoint
+// overwrites whatever the request says, so that a write records no
+// ownership of them: the main endpoint resets status; the status endpoint
+// resets spec and the metadata keepOwnedMetadata restores.
 func (s strategy) GetResetFields() map[fieldpath.APIVersion]*fieldpath.Set {
 	if !s.kind.Status {
 		return nil
 	}
-	reset := "status"
+	reset := fieldpath.NewSet(fieldpath.MakePathOrDie("status"))
 	if s.status {
-		reset = "spec"
+		reset = fieldpath.NewSet(
+			fieldpath.MakePathOrDie("spec"),
+			fieldpath.MakePathOrDie("metadata", "labels"),
+			fieldpath.MakePathOrDie("metadata", "annotations"),
+			fieldpath.MakePathOrDie("metadata", "finalizers"),
+			fieldpath.MakePathOrDie("metadata", "ownerReferences"),
+		)
 	}
 	return map[fieldpath.APIVersion]*fieldpath.Set{
-		fieldpath.APIVersion(s.kind.GVK.GroupVersion().String()): fieldpath.NewSet(fieldpath.MakePathOrDie(reset)),
+		fieldpath.APIVersion(s.kind.GVK.GroupVersion().String()): reset,
 	}
 }
 
