@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"context"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -57,6 +58,10 @@ type Kind struct {
 	ValidateStatusUpdate func(obj, old runtime.Object) field.ErrorList
 	// Protected names cannot be deleted (e.g. the default namespace).
 	Protected []string
+	// Redact, when set, returns what the caller in ctx may see of an
+	// object read through get, list or watch: obj itself, or a copy with
+	// fields withheld. It must not change obj (it may be the watch cache's).
+	Redact func(ctx context.Context, obj runtime.Object) runtime.Object
 }
 
 // GroupResource is the kind's resource in its group.

@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 )
@@ -172,7 +174,26 @@ func nodeKind() *Kind {
 		Validate:             typed(skiffv1alpha1.ValidateNode),
 		ValidateUpdate:       typed2(skiffv1alpha1.ValidateNodeUpdate),
 		ValidateStatusUpdate: typed2(skiffv1alpha1.ValidateNodeStatusUpdate),
+		Redact:               redactNodeKey,
 	}
+}
+
+// redactNodeKey withholds other Nodes' public keys from a node: an agent
+// needs its peers' addresses and subnets, not their identities. A node
+// sees its own key (it checks its registration by it); everyone else
+// sees every key.
+func redactNodeKey(ctx context.Context, obj runtime.Object) runtime.Object {
+	n, ok := obj.(*skiffv1alpha1.Node)
+	if !ok || n.Spec.PublicKey == "" {
+		return obj
+	}
+	u, _ := genericapirequest.UserFrom(ctx)
+	if self, isNode := nodeName(u); !isNode || self == n.Name {
+		return obj
+	}
+	n = n.DeepCopy()
+	n.Spec.PublicKey = ""
+	return n
 }
 
 func nodeRow(n *skiffv1alpha1.Node) []interface{} {
