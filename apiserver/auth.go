@@ -140,8 +140,9 @@ func authorize(ctx context.Context, a authorizer.Attributes) (authorizer.Decisio
 			return authorizer.DecisionAllow, "", nil
 		}
 	}
-	if _, ok := nodeName(u); ok && !a.IsResourceRequest() && a.GetPath() == gossip.APIPath && a.GetVerb() == "get" {
-		return authorizer.DecisionAllow, "", nil // a node fetches the gossip keys and seeds
+	if _, ok := nodeName(u); ok && !a.IsResourceRequest() && a.GetVerb() == "get" &&
+		(a.GetPath() == gossip.APIPath || a.GetPath() == skiffv1alpha1.APIServerClientKeyPath) {
+		return authorizer.DecisionAllow, "", nil // a node fetches the gossip keys and seeds, or the key logs and metrics come from
 	}
 	if node, ok := nodeName(u); ok {
 		if d, reason := authorizeNode(node, a); d != authorizer.DecisionNoOpinion {

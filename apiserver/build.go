@@ -1,7 +1,6 @@
 package apiserver
 
 import (
-	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"net"
@@ -43,6 +42,7 @@ func (s *Server) build(endpoints []string) (*genericapiserver.GenericAPIServer, 
 	cfg := genericapiserver.NewConfig(sch.codecs)
 	cfg.EffectiveVersion = compatibility.NewEffectiveVersionFromString(version.KubernetesMinor, "", "")
 	cfg.LongRunningFunc = longRunning
+	cfg.RequestTimeout = s.cfg.RequestTimeout
 	// Discovery tells clients where to reach the server.
 	cfg.ExternalAddress = strings.TrimPrefix(s.URL(), "https://")
 	if err := s.applyServing(cfg); err != nil {
@@ -210,9 +210,7 @@ func (s *Server) install(generic *genericapiserver.GenericAPIServer, sch *scheme
 			byGV[gv][path] = st
 		}
 	}
-	if err := s.installLogs(out, byGV); err != nil {
-		return nil, err
-	}
+	s.installLogs(out, byGV)
 	return out, s.installGroups(generic, sch, byGV)
 }
 
@@ -302,13 +300,11 @@ func withoutLoopbackCompression(next http.Handler) http.Handler {
 }
 
 // installLogs adds the subresources the agents serve: the log of kinds
-// that have one, and the Node's metrics. It reaches agents with the
-// serving certificate as the client certificate.
-func (s *Server) installLogs(out *installed, byGV map[schema.GroupVersion]map[string]rest.Storage) error {
-	cert, err := tls.LoadX509KeyPair(s.dir.file(servingCertFile), s.dir.file(servingKeyFile))
-	if err != nil {
-		return fmt.Errorf("agent subresources: %w", err)
-	}
+// that have one, and the Node's metrics. It reaches agents with its own
+// client identity (agentCert), which agents learn from
+// APIServerClientKeyPath.
+func (s *Server) installLogs(out *installed, byGV map[schema.GroupVersion]map[string]rest.Storage) {
+	cert := s.agentCert.GetClientCertificate
 	nodes := out.byKind[out.nodeKind]
 	for k, main := range out.byKind {
 		if k.Logs {
@@ -317,5 +313,4 @@ func (s *Server) installLogs(out *installed, byGV map[schema.GroupVersion]map[st
 	}
 	nk := out.nodeKind
 	byGV[nk.GVK.GroupVersion()][nk.Plural+"/metrics"] = &nodeMetricsREST{nodes: nodes, cert: cert}
-	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"time"
 
 	"skiff.dev/skiff/internal/xdg"
 )
@@ -26,6 +27,9 @@ type Config struct {
 	EtcdPrefix string
 	// AuditLog enables the audit log in DataDir/audit.log (--audit-log).
 	AuditLog bool
+	// RequestTimeout ends a request that is not long-running (watches,
+	// logs) after this long (--request-timeout), as kube-apiserver's.
+	RequestTimeout time.Duration
 }
 
 // DefaultDataDir is /var/lib/skiff/server for root and
@@ -39,6 +43,8 @@ func DefaultConfig() Config {
 		Listen:     "127.0.0.1:6443",
 		EtcdPrefix: "/registry",
 		AuditLog:   true,
+		// kube-apiserver's default.
+		RequestTimeout: time.Minute,
 	}
 }
 
@@ -53,6 +59,9 @@ func (c *Config) Validate() error {
 	}
 	if host != "" && net.ParseIP(host) == nil && host != "localhost" {
 		return fmt.Errorf("--listen %q: host must be an IP address or localhost", c.Listen)
+	}
+	if c.RequestTimeout <= 0 {
+		return fmt.Errorf("--request-timeout %v: must be positive", c.RequestTimeout)
 	}
 	if c.EtcdPrefix == "" || c.EtcdPrefix[0] != '/' {
 		return fmt.Errorf("--etcd-prefix %q: must start with /", c.EtcdPrefix)

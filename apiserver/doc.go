@@ -13,7 +13,11 @@
 // each Node's. The bridge may impersonate key users (identity.KeyUserName),
 // which authorization, admission and audit see as whoever the key is
 // trusted as (impersonation.go). Nodes are held to their own objects
-// (nodeauthz.go, noderestriction.go); the join token only registers.
+// (nodeauthz.go, noderestriction.go) and see no other Node's key
+// (redact.go); the join token only registers. Client certificates last a
+// year and are renewed in files the long-running clients re-read (pki.go).
+// The API server reaches agents (logs, metrics) with an identity of its
+// own, whose key agents fetch at APIServerClientKeyPath.
 //
 // In front of the library's chain: probes are served directly, whatever
 // credentials they carry (probes.go); failed join tokens are limited per

@@ -29,14 +29,14 @@ import (
 
 // logREST is an Instance's log subresource: it finds the Instance's node
 // and streams the container log from that node's agent over HTTPS. The
-// apiserver authenticates to the agent with its serving certificate (which
-// the agent pinned when it joined) and accepts only the agent whose key is
-// the Node's spec.publicKey.
+// apiserver authenticates to the agent with its own client identity (whose
+// key the agent fetched when it joined) and accepts only the agent whose
+// key is the Node's spec.publicKey.
 type logREST struct {
 	instances rest.Getter
 	nodes     rest.Getter
 	// cert is the apiserver's client certificate towards agents.
-	cert tls.Certificate
+	cert agentCert
 }
 
 var (
@@ -96,7 +96,7 @@ func (r *logREST) Get(ctx context.Context, name string, options runtime.Object) 
 // holding the Node's key, and the agent's base URL. The endpoint is
 // checked again here: one stored before validation held must not send the
 // API server anywhere else.
-func agentOf(node *skiffv1alpha1.Node, cert tls.Certificate) (*http.Client, string, error) {
+func agentOf(node *skiffv1alpha1.Node, cert agentCert) (*http.Client, string, error) {
 	if node.Status.AgentEndpoint == "" {
 		return nil, "", apierrors.NewServiceUnavailable(fmt.Sprintf("node %q has not reported an agent endpoint", node.Name))
 	}
@@ -118,8 +118,12 @@ func agentUnreachable(node string) error {
 	return apierrors.NewServiceUnavailable(fmt.Sprintf("the agent of node %q is unreachable", node))
 }
 
+// agentCert returns the API server's current client certificate towards
+// agents (renewed in a file).
+type agentCert = func(*tls.CertificateRequestInfo) (*tls.Certificate, error)
+
 // agentClient accepts only the agent holding key pub, and presents cert.
-func agentClient(pub ed25519.PublicKey, cert tls.Certificate) *http.Client {
+func agentClient(pub ed25519.PublicKey, cert agentCert) *http.Client {
 	return &http.Client{Transport: &http.Transport{
 		// One connection per log request: a transport made per request
 		// must not keep idle connections it will never reuse.
@@ -129,8 +133,8 @@ func agentClient(pub ed25519.PublicKey, cert tls.Certificate) *http.Client {
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: 30 * time.Second,
 		TLSClientConfig: &tls.Config{
-			Certificates:       []tls.Certificate{cert},
-			InsecureSkipVerify: true, // replaced by the key check below
+			GetClientCertificate: cert,
+			InsecureSkipVerify:   true, // replaced by the key check below
 			VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
 				if len(raw) == 0 {
 					return errors.New("the agent sent no certificate")

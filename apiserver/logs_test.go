@@ -62,7 +62,7 @@ func TestLogsDialOnlyTheNodesAgent(t *testing.T) {
 				Spec: skiffv1alpha1.NodeSpec{PublicKey: base64.StdEncoding.EncodeToString(pub)},
 				Status: skiffv1alpha1.NodeStatus{AgentEndpoint: tc.endpoint,
 					Addresses: []skiffv1alpha1.NodeAddress{{Type: skiffv1alpha1.NodeInternalIP, Address: "10.0.0.1"}}}}
-			r := &logREST{instances: getter{inst}, nodes: getter{node}, cert: tls.Certificate{}}
+			r := &logREST{instances: getter{inst}, nodes: getter{node}, cert: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &tls.Certificate{}, nil }}
 			obj, err := r.Get(t.Context(), "i", &skiffv1alpha1.InstanceLogOptions{})
 			if !tc.dials {
 				wantUnreachable(t, err)

@@ -2,7 +2,6 @@ package apiserver
 
 import (
 	"context"
-	"crypto/tls"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -19,7 +18,7 @@ import (
 type nodeMetricsREST struct {
 	nodes rest.Getter
 	// cert is the API server's client certificate towards agents.
-	cert tls.Certificate
+	cert agentCert
 }
 
 var (

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
@@ -22,7 +23,13 @@ const (
 	servingCertFile = "serving.crt"
 	servingKeyFile  = "serving.key"
 	adminKeyFile    = "admin.key"
+	adminCertFile   = "admin.crt"
 	mcpKeyFile      = "mcp.key"
+	mcpCertFile     = "mcp.crt"
+	// agentClientKeyFile is the API server's identity towards agents: a
+	// key of its own, not the serving certificate's.
+	agentClientKeyFile  = "apiserver-client.key"
+	agentClientCertFile = "apiserver-client.crt"
 	// AdminKubeconfigFile is the admin's kubeconfig, rewritten at each start.
 	AdminKubeconfigFile = "admin.kubeconfig"
 	// JoinTokenFile holds the token node agents join with.
@@ -43,28 +50,21 @@ type dataDir struct {
 func (d dataDir) file(name string) string { return filepath.Join(d.path, name) }
 
 // ensure creates the directory (0700) and every first-start file that is
-// missing: serving certificate, admin identity, join token, audit policy.
-func (d dataDir) ensure(hosts []string) (*identity.Identity, error) {
+// missing: serving certificate, join token, audit policy.
+func (d dataDir) ensure(hosts []string) error {
 	if err := os.MkdirAll(d.path, 0o700); err != nil {
-		return nil, fmt.Errorf("data dir %q: %w", d.path, err)
+		return fmt.Errorf("data dir %q: %w", d.path, err)
 	}
 	if err := os.Chmod(d.path, 0o700); err != nil {
-		return nil, fmt.Errorf("data dir %q: %w", d.path, err)
+		return fmt.Errorf("data dir %q: %w", d.path, err)
 	}
 	if err := d.ensureServingCert(hosts); err != nil {
-		return nil, err
-	}
-	admin, _, err := identity.LoadOrCreate(d.file(adminKeyFile))
-	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := d.ensureJoinToken(); err != nil {
-		return nil, err
+		return err
 	}
-	if err := d.ensureFile(auditPolicyFile, func() ([]byte, error) { return []byte(defaultAuditPolicy), nil }); err != nil {
-		return nil, err
-	}
-	return admin, nil
+	return d.ensureFile(auditPolicyFile, func() ([]byte, error) { return []byte(defaultAuditPolicy), nil })
 }
 
 // Metadata level: who did what to which object, without request bodies
@@ -156,37 +156,93 @@ func (d dataDir) ensureServingCert(hosts []string) error {
 	return identity.EnsureServingCert(d.file(servingCertFile), d.file(servingKeyFile), "skiff-apiserver", hosts)
 }
 
-// writeKubeconfig writes a kubeconfig for id as user at server, trusting
-// the serving certificate.
-func (d dataDir) writeKubeconfig(path, server, user string, id *identity.Identity) error {
-	cfg, err := d.kubeconfig(server, user, id)
+// clientCert is the renewed certificate file of the identity in keyFile.
+type clientCert struct {
+	identity.CertFile
+	keyPath string
+	// kubeconfig, when set, is rewritten (certificate embedded) when the
+	// certificate is.
+	kubeconfig string
+	server     string
+}
+
+// loadClientCert loads (or creates) the identity in keyFile and makes sure
+// certFile holds a certificate for it as user that needs no renewal.
+func (d dataDir) loadClientCert(keyFile, certFile, user string) (clientCert, error) {
+	id, _, err := identity.LoadOrCreate(d.file(keyFile))
+	if err != nil {
+		return clientCert{}, err
+	}
+	c := clientCert{CertFile: identity.CertFile{ID: id, CommonName: user, Path: d.file(certFile)}, keyPath: d.file(keyFile)}
+	if _, err := c.Ensure(time.Now(), false); err != nil {
+		return clientCert{}, err
+	}
+	return c, nil
+}
+
+// writeKubeconfig writes c's kubeconfig for server: the current
+// certificate and key embedded, so that the file can be copied anywhere.
+func (d dataDir) writeKubeconfig(c clientCert) error {
+	certPEM, err := c.PEM()
 	if err != nil {
 		return err
 	}
+	keyPEM, err := c.ID.KeyPEM()
+	if err != nil {
+		return err
+	}
+	ca, err := os.ReadFile(d.file(servingCertFile))
+	if err != nil {
+		return fmt.Errorf("serving certificate: %w", err)
+	}
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["skiff"] = &clientcmdapi.Cluster{Server: c.server, CertificateAuthorityData: ca}
+	cfg.AuthInfos[c.CommonName] = &clientcmdapi.AuthInfo{ClientCertificateData: certPEM, ClientKeyData: keyPEM}
+	cfg.Contexts["skiff"] = &clientcmdapi.Context{Cluster: "skiff", AuthInfo: c.CommonName, Namespace: DefaultNamespace}
+	cfg.CurrentContext = "skiff"
 	data, err := clientcmd.Write(*cfg)
 	if err != nil {
 		return fmt.Errorf("kubeconfig: %w", err)
 	}
-	return identity.WriteFileAtomic(path, data, 0o600)
+	return identity.WriteFileAtomic(c.kubeconfig, data, 0o600)
 }
 
-func (d dataDir) kubeconfig(server, user string, id *identity.Identity) (*clientcmdapi.Config, error) {
+// restConfig is a client configuration for c that re-reads the
+// certificate file, so that renewals reach long-running clients.
+func (d dataDir) restConfig(c clientCert) (*rest.Config, error) {
 	ca, err := os.ReadFile(d.file(servingCertFile))
 	if err != nil {
 		return nil, fmt.Errorf("serving certificate: %w", err)
 	}
-	certPEM, err := id.ClientCertificate(user, time.Now())
+	return &rest.Config{Host: c.server, TLSClientConfig: rest.TLSClientConfig{CAData: ca, CertFile: c.Path, KeyFile: c.keyPath}}, nil
+}
+
+// RenewAdminKubeconfig renews the admin's certificate in dataDir (when
+// due, or always with force) and rewrites admin.kubeconfig with it,
+// keeping its server URL. It reports whether it renewed.
+func RenewAdminKubeconfig(dir string, force bool) (bool, error) {
+	d := dataDir{path: dir}
+	path := d.file(AdminKubeconfigFile)
+	old, err := clientcmd.LoadFromFile(path)
 	if err != nil {
-		return nil, err
+		return false, fmt.Errorf("admin kubeconfig (has `skiff server --data-dir %s` run yet?): %w", dir, err)
 	}
-	keyPEM, err := id.KeyPEM()
+	cluster, ok := old.Clusters["skiff"]
+	if !ok {
+		return false, fmt.Errorf("%s: no cluster named skiff", path)
+	}
+	keyPEM, err := os.ReadFile(d.file(adminKeyFile))
 	if err != nil {
-		return nil, err
+		return false, fmt.Errorf("admin identity: %w", err)
 	}
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["skiff"] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: ca}
-	cfg.AuthInfos[user] = &clientcmdapi.AuthInfo{ClientCertificateData: certPEM, ClientKeyData: keyPEM}
-	cfg.Contexts["skiff"] = &clientcmdapi.Context{Cluster: "skiff", AuthInfo: user, Namespace: DefaultNamespace}
-	cfg.CurrentContext = "skiff"
-	return cfg, nil
+	id, err := identity.ParseKeyPEM(keyPEM)
+	if err != nil {
+		return false, fmt.Errorf("admin identity %s: %w", d.file(adminKeyFile), err)
+	}
+	c := clientCert{CertFile: identity.CertFile{ID: id, CommonName: AdminUser, Path: d.file(adminCertFile)}, keyPath: d.file(adminKeyFile), kubeconfig: path, server: cluster.Server}
+	renewed, err := c.Ensure(time.Now(), force)
+	if err != nil || !renewed {
+		return false, err
+	}
+	return true, d.writeKubeconfig(c)
 }

@@ -4,14 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 
+	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 	"skiff.dev/skiff/identity"
 )
 
@@ -21,8 +26,11 @@ type Server struct {
 	cfg      Config
 	dir      dataDir
 	listener net.Listener
-	admin    *identity.Identity
 	trust    *identity.Trust
+	// adminCert, mcpCert and agentCert are the server's client
+	// identities: the admin's and the MCP bridge's (with their
+	// kubeconfigs), and the API server's own towards agents.
+	adminCert, mcpCert, agentCert clientCert
 	// joinToken is what node agents present to register their Node.
 	joinToken identity.JoinToken
 	// unlock releases the data directory's lock (when Run ends).
@@ -98,35 +106,47 @@ func New(cfg Config) (*Server, error) {
 func newServer(cfg Config) (*Server, error) {
 	host, _, _ := net.SplitHostPort(cfg.Listen)
 	dir := dataDir{path: cfg.DataDir}
-	admin, err := dir.ensure([]string{host})
-	if err != nil {
+	if err := dir.ensure([]string{host}); err != nil {
 		return nil, err
-	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("--listen %q: %w", cfg.Listen, err)
 	}
 	token, err := dir.joinToken()
 	if err != nil {
-		ln.Close()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, dir: dir, listener: ln, admin: admin, trust: identity.NewTrust(), joinToken: token}
-	s.trust.Add(admin.Public(), identity.Principal{Name: AdminUser, Groups: []string{"system:masters"}})
-	if err := dir.writeKubeconfig(s.KubeconfigPath(), s.URL(), AdminUser, admin); err != nil {
-		ln.Close()
-		return nil, err
+	s := &Server{cfg: cfg, dir: dir, trust: identity.NewTrust(), joinToken: token}
+	for _, c := range []struct {
+		into            *clientCert
+		key, cert, user string
+		groups          []string
+		kubeconfig      string
+	}{
+		{&s.adminCert, adminKeyFile, adminCertFile, AdminUser, []string{"system:masters"}, s.KubeconfigPath()},
+		{&s.mcpCert, mcpKeyFile, mcpCertFile, MCPUser, []string{MCPGroup}, s.MCPKubeconfigPath()},
+		// Agents serve it only: it is trusted by the API server for nothing.
+		{&s.agentCert, agentClientKeyFile, agentClientCertFile, skiffv1alpha1.APIServerUser, nil, ""},
+	} {
+		if *c.into, err = dir.loadClientCert(c.key, c.cert, c.user); err != nil {
+			return nil, err
+		}
+		c.into.kubeconfig = c.kubeconfig
+		if c.groups != nil {
+			s.trust.Add(c.into.ID.Public(), identity.Principal{Name: c.user, Groups: c.groups})
+		}
 	}
-	bridge, _, err := identity.LoadOrCreate(dir.file(mcpKeyFile))
-	if err != nil {
-		ln.Close()
-		return nil, err
+	if s.listener, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("--listen %q: %w", cfg.Listen, err)
 	}
-	s.trust.Add(bridge.Public(), identity.Principal{Name: MCPUser, Groups: []string{MCPGroup}})
-	if err := dir.writeKubeconfig(dir.file(MCPKubeconfigFile), s.URL(), MCPUser, bridge); err != nil {
-		ln.Close()
-		return nil, err
+	for _, c := range []*clientCert{&s.adminCert, &s.mcpCert} {
+		c.server = s.URL()
+		if err := dir.writeKubeconfig(*c); err != nil {
+			s.listener.Close()
+			return nil, err
+		}
 	}
+	s.AddHandler(skiffv1alpha1.APIServerClientKeyPath, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = io.WriteString(w, s.agentCert.ID.PublicKeyString())
+	}))
 	return s, nil
 }
 
@@ -148,6 +168,30 @@ func (s *Server) MCPKubeconfigPath() string { return s.dir.file(MCPKubeconfigFil
 
 // KubeconfigPath is the admin kubeconfig in the data directory.
 func (s *Server) KubeconfigPath() string { return s.dir.file(AdminKubeconfigFile) }
+
+// AdminConfig is an admin's client configuration for the parts that run
+// in the server's process (the controllers): unlike the kubeconfig's, its
+// certificate is re-read from the file the server renews.
+func (s *Server) AdminConfig() (*rest.Config, error) { return s.dir.restConfig(s.adminCert) }
+
+// renewClientCerts renews the server's client certificates when due, and
+// rewrites the kubeconfigs that embed them, until ctx ends.
+func (s *Server) renewClientCerts(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, c := range []clientCert{s.adminCert, s.mcpCert, s.agentCert} {
+		wg.Go(func() {
+			_ = c.Run(ctx, func() {
+				if c.kubeconfig == "" {
+					return
+				}
+				if err := s.dir.writeKubeconfig(c); err != nil {
+					klog.ErrorS(err, "rewriting a kubeconfig after renewing its certificate", "path", c.kubeconfig)
+				}
+			})
+		})
+	}
+	wg.Wait()
+}
 
 // Run starts storage and serves until ctx ends. Shutdown order: stop
 // accepting requests and drain them, then stop etcd.
@@ -173,6 +217,7 @@ func (s *Server) Run(ctx context.Context) error {
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	go s.renewClientCerts(runCtx)
 	done := make(chan error, 1)
 	go func() { done <- generic.PrepareRun().RunWithContext(runCtx) }()
 	select {

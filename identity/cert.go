@@ -13,8 +13,9 @@ import (
 	"time"
 )
 
-// ClientCertValidity is how long a self-signed client certificate lasts.
-const ClientCertValidity = 10 * 365 * 24 * time.Hour
+// ClientCertValidity is how long a self-signed client certificate lasts:
+// a year, as kubeadm's. Long-running clients renew theirs (CertFile).
+const ClientCertValidity = 365 * 24 * time.Hour
 
 // ClientCertificate returns a PEM certificate for the identity, self-signed
 // by its own key, with commonName as its subject. The apiserver ignores the

@@ -121,3 +121,57 @@ func TestTrustLookup(t *testing.T) {
 		t.Fatal("untrusted key found")
 	}
 }
+
+func TestCertFileRenewsBeforeExpiry(t *testing.T) {
+	id, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := CertFile{ID: id, CommonName: "skiff:node:n1", Path: filepath.Join(t.TempDir(), "node.crt")}
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	if wrote, err := f.Ensure(start, false); err != nil || !wrote {
+		t.Fatalf("first Ensure: wrote %v, %v", wrote, err)
+	}
+	cert, err := f.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if life := cert.NotAfter.Sub(start); life > 366*24*time.Hour || life < 364*24*time.Hour {
+		t.Errorf("a client certificate lives %v, want a year", life)
+	}
+	if info, _ := os.Stat(f.Path); info.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600", info.Mode().Perm())
+	}
+	for _, tc := range []struct {
+		at    time.Duration
+		renew bool
+	}{
+		{30 * 24 * time.Hour, false},
+		{200 * 24 * time.Hour, false},
+		{250 * 24 * time.Hour, true}, // two thirds of a year have passed
+		{400 * 24 * time.Hour, true}, // expired
+	} {
+		if got := NeedsRenewal(cert, start.Add(tc.at)); got != tc.renew {
+			t.Errorf("after %v: renew %v, want %v", tc.at, got, tc.renew)
+		}
+	}
+	if wrote, _ := f.Ensure(start.Add(30*24*time.Hour), false); wrote {
+		t.Error("a fresh certificate was renewed")
+	}
+	later := start.Add(250 * 24 * time.Hour)
+	if wrote, err := f.Ensure(later, false); err != nil || !wrote {
+		t.Fatalf("Ensure when due: wrote %v, %v", wrote, err)
+	}
+	renewed, _ := f.Read()
+	if _, err := VerifySelfSigned(renewed, later.Add(300*24*time.Hour)); err != nil {
+		t.Errorf("the renewed certificate: %v", err)
+	}
+	other, _ := New()
+	g := CertFile{ID: other, CommonName: f.CommonName, Path: f.Path}
+	if wrote, _ := g.Ensure(later, false); !wrote {
+		t.Error("a certificate of another key was kept")
+	}
+	if tc, err := g.TLSCertificate(); err != nil || tc.Leaf == nil && len(tc.Certificate) == 0 {
+		t.Errorf("TLSCertificate: %v", err)
+	}
+}

@@ -179,11 +179,7 @@ func (a *Agent) Run(ctx context.Context) error {
 
 // addParts adds the agent's Runnables beside the Instance controller.
 func (a *Agent) addParts(mgr manager.Manager, j *joined, m *Machine, ln net.Listener, members *gossip.Membership, r *instanceReconciler) error {
-	cert, err := j.servingCertificate(a.cfg.NodeName)
-	if err != nil {
-		return err
-	}
-	srv := &server{rt: a.rt, instances: mgr.GetClient(), logDir: filepath.Join(a.cfg.DataDir, containersDir), apiserverCert: j.serverCert, metrics: a.metrics}
+	srv := &server{rt: a.rt, instances: mgr.GetClient(), logDir: filepath.Join(a.cfg.DataDir, containersDir), apiserverKey: j.apiserverKey, metrics: a.metrics}
 	a.metrics.registry.MustRegister(newInstancesCollector(mgr.GetCache()))
 	status := newStatusReporter(a.cfg.StatusInterval, func(ctx context.Context) error { return a.reportStatus(ctx, j.client, m) })
 	keeper := &leaseKeeper{client: j.client, node: a.cfg.NodeName, interval: a.cfg.LeaseInterval}
@@ -202,7 +198,8 @@ func (a *Agent) addParts(mgr manager.Manager, j *joined, m *Machine, ln net.List
 		failed: func(_ context.Context, err error) { klog.ErrorS(err, "renew lease", "node", a.cfg.NodeName) },
 	}
 	parts := []manager.Runnable{
-		manager.RunnableFunc(func(ctx context.Context) error { return srv.serve(ctx, ln, cert) }),
+		manager.RunnableFunc(func(ctx context.Context) error { return srv.serve(ctx, ln, j.cert) }),
+		manager.RunnableFunc(func(ctx context.Context) error { return j.cert.Run(ctx, nil) }),
 		renewer, status,
 	}
 	if members != nil {

@@ -3,7 +3,9 @@
 // The agent holds an Ed25519 key in its data directory, registers its Node
 // with the join token once (the token also pins the apiserver's
 // certificate), and from then on authenticates with its key as
-// skiff:node:NAME. It reports the machine's capacity and software in the
+// skiff:node:NAME (a year-long certificate in node.crt, which it renews).
+// It serves logs and metrics only to the API server's own client key,
+// fetched when it joins. It reports the machine's capacity and software in the
 // Node's status and renews its Lease in the skiff-node-lease namespace:
 // every 40 s while its gossip is healthy, every 5 s otherwise. It is a
 // member of the gossip cluster (package gossip; keys from the API server),

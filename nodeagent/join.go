@@ -2,15 +2,18 @@ package nodeagent
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -25,7 +28,12 @@ import (
 	"skiff.dev/skiff/identity"
 )
 
-const keyFile = "node.key"
+// The node's identity in its data directory: its key, and its client
+// certificate (a year long, renewed by the agent).
+const (
+	keyFile  = "node.key"
+	certFile = "node.crt"
+)
 
 // readJoinToken accepts the token itself or the path of a file holding it.
 func readJoinToken(s string) (identity.JoinToken, error) {
@@ -80,27 +88,17 @@ type joinOptions struct {
 
 // joined is the outcome of a join: the node's identity and clients.
 type joined struct {
-	id     *identity.Identity
+	id *identity.Identity
+	// cert is the node's certificate, as a client and as the agent's
+	// server; Run renews it.
+	cert   identity.CertFile
 	config *rest.Config
 	client client.Client
 	// http is the client's connection, for other clients of this node.
 	http *http.Client
-	// serverCert is the DER of the apiserver's pinned certificate.
-	serverCert []byte
-}
-
-// servingCertificate is the agent's TLS certificate: self-signed with its
-// key, which the apiserver knows from the Node's spec.publicKey.
-func (j *joined) servingCertificate(nodeName string) (tls.Certificate, error) {
-	certPEM, err := j.id.ClientCertificate(skiffv1alpha1.NodeUserPrefix+nodeName, time.Now())
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	keyPEM, err := j.id.KeyPEM()
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	return tls.X509KeyPair(certPEM, keyPEM)
+	// apiserverKey is the key of the API server's client identity towards
+	// agents: the only caller of logs and metrics.
+	apiserverKey ed25519.PublicKey
 }
 
 // join registers the Node once with the join token and returns a client
@@ -115,13 +113,21 @@ func join(ctx context.Context, cfg Config, scheme *runtime.Scheme, opts joinOpti
 	if err != nil {
 		return nil, err
 	}
+	cert := identity.CertFile{ID: id, CommonName: skiffv1alpha1.NodeUserPrefix + cfg.NodeName, Path: filepath.Join(cfg.DataDir, certFile)}
+	if _, err := cert.Ensure(time.Now(), false); err != nil {
+		return nil, err
+	}
 	ca, err := serverCertificate(ctx, cfg.Server, tok)
 	if err != nil {
 		return nil, err
 	}
-	nodeCfg, err := nodeConfig(cfg, id, ca)
-	if err != nil {
-		return nil, err
+	nodeCfg := &rest.Config{
+		Host: cfg.Server,
+		// Files, not data: client-go re-reads them, so a renewed
+		// certificate is used without a restart.
+		TLSClientConfig: rest.TLSClientConfig{CAData: ca, CertFile: cert.Path, KeyFile: filepath.Join(cfg.DataDir, keyFile)},
+		QPS:             50, Burst: 100,
+		UserAgent: "skiff-agent/" + cfg.NodeName,
 	}
 	if opts.http1 {
 		nodeCfg.TLSClientConfig.NextProtos = []string{"http/1.1"}
@@ -151,28 +157,38 @@ func join(ctx context.Context, cfg Config, scheme *runtime.Scheme, opts joinOpti
 	default:
 		return nil, fmt.Errorf("node %q: %w", cfg.NodeName, err)
 	}
-	block, _ := pem.Decode(ca)
-	if block == nil {
-		return nil, fmt.Errorf("server %s: no certificate", cfg.Server)
+	apiserverKey, err := apiserverClientKey(ctx, nodeHTTP, cfg.Server)
+	if err != nil {
+		return nil, err
 	}
-	return &joined{id: id, config: nodeCfg, client: nodeClient, http: nodeHTTP, serverCert: block.Bytes}, nil
+	return &joined{id: id, cert: cert, config: nodeCfg, client: nodeClient, http: nodeHTTP, apiserverKey: apiserverKey}, nil
 }
 
-func nodeConfig(cfg Config, id *identity.Identity, ca []byte) (*rest.Config, error) {
-	certPEM, err := id.ClientCertificate(skiffv1alpha1.NodeUserPrefix+cfg.NodeName, time.Now())
+// apiserverClientKey asks the API server for the key it reaches agents
+// with (logs, metrics). The answer comes over the connection that pins the
+// server's certificate, so it needs no other check.
+func apiserverClientKey(ctx context.Context, c *http.Client, server string) (ed25519.PublicKey, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(server, "/")+skiffv1alpha1.APIServerClientKeyPath, nil)
 	if err != nil {
 		return nil, err
 	}
-	keyPEM, err := id.KeyPEM()
+	resp, err := c.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("the API server's client key: %w", err)
 	}
-	return &rest.Config{
-		Host:            cfg.Server,
-		TLSClientConfig: rest.TLSClientConfig{CAData: ca, CertData: certPEM, KeyData: keyPEM},
-		QPS:             50, Burst: 100,
-		UserAgent: "skiff-agent/" + cfg.NodeName,
-	}, nil
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if err != nil {
+		return nil, fmt.Errorf("the API server's client key: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("the API server's client key: %s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	key, err := identity.ParsePublicKey(strings.TrimSpace(string(body)))
+	if err != nil {
+		return nil, fmt.Errorf("the API server's client key: %w", err)
+	}
+	return key, nil
 }
 
 // bootstrapConfig authenticates with the join token.

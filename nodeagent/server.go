@@ -1,8 +1,8 @@
 package nodeagent
 
 import (
-	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -20,21 +20,22 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+	"skiff.dev/skiff/identity"
 	"skiff.dev/skiff/nodeagent/logs"
 	"skiff.dev/skiff/nodeagent/runtime"
 )
 
 // server is the agent's HTTPS endpoint: container logs and /metrics for
-// the apiserver only (it must present the certificate the agent pinned
-// when it joined; people read them through it), and open /healthz and
-// /health.
+// the apiserver only (it must present a certificate of the client key it
+// told the agent when it joined; people read them through it), and open
+// /healthz and /health.
 type server struct {
 	rt        runtime.Runtime
 	instances client.Reader
 	logDir    string
-	// apiserverCert is the DER of the apiserver's certificate.
-	apiserverCert []byte
-	metrics       *metrics
+	// apiserverKey is the API server's client key towards agents.
+	apiserverKey ed25519.PublicKey
+	metrics      *metrics
 }
 
 func (s *server) handler() http.Handler {
@@ -53,15 +54,16 @@ func (s *server) handler() http.Handler {
 	return mux
 }
 
-// serve serves on ln with the agent's certificate until ctx ends.
-func (s *server) serve(ctx context.Context, ln net.Listener, cert tls.Certificate) error {
+// serve serves on ln with the agent's certificate (read from its file at
+// each handshake, so that renewals take effect) until ctx ends.
+func (s *server) serve(ctx context.Context, ln net.Listener, cert identity.CertFile) error {
 	srv := &http.Server{
 		Handler:           s.handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		TLSConfig: &tls.Config{
-			Certificates: []tls.Certificate{cert},
-			ClientAuth:   tls.RequestClientCert, // checked per route
-			MinVersion:   tls.VersionTLS12,
+			GetCertificate: cert.GetCertificate,
+			ClientAuth:     tls.RequestClientCert, // checked per route
+			MinVersion:     tls.VersionTLS12,
 		},
 	}
 	go func() {
@@ -76,9 +78,14 @@ func (s *server) serve(ctx context.Context, ln net.Listener, cert tls.Certificat
 	return nil
 }
 
-// fromAPIServer reports whether the request comes from the apiserver.
+// fromAPIServer reports whether the request comes from the apiserver: a
+// valid certificate self-signed by its client key.
 func (s *server) fromAPIServer(r *http.Request) bool {
-	return r.TLS != nil && len(r.TLS.PeerCertificates) > 0 && bytes.Equal(r.TLS.PeerCertificates[0].Raw, s.apiserverCert)
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return false
+	}
+	pub, err := identity.VerifySelfSigned(r.TLS.PeerCertificates[0], time.Now())
+	return err == nil && pub.Equal(s.apiserverKey)
 }
 
 func (s *server) containerLogs(w http.ResponseWriter, r *http.Request) {

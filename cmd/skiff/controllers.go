@@ -7,7 +7,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"skiff.dev/skiff/apiserver"
 	"skiff.dev/skiff/controllers"
@@ -34,12 +33,13 @@ func (f *strategyFlag) Set(v string) error { *f = strategyFlag(v); return nil }
 func (f *strategyFlag) Type() string       { return "spread|binpack" }
 
 // serverControllers builds the in-process controllers of `skiff server`,
-// which use its admin identity; their metrics and health join the server's.
+// which use its admin identity (a certificate the server renews); their
+// metrics and health join the server's.
 func serverControllers(srv *apiserver.Server, cfg controllers.Config, disabled bool, members *gossip.Membership) ([]part, error) {
 	if disabled {
 		return nil, nil
 	}
-	kubeconfig, err := clientcmd.BuildConfigFromFlags("", srv.KubeconfigPath())
+	kubeconfig, err := srv.AdminConfig()
 	if err != nil {
 		return nil, fmt.Errorf("controllers: %w", err)
 	}

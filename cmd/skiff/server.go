@@ -30,6 +30,7 @@ func addAPIServerFlags(fs *pflag.FlagSet, cfg *apiserver.Config) {
 	fs.StringVar(&cfg.EtcdKeyFile, "etcd-keyfile", cfg.EtcdKeyFile, "client key for the external etcd")
 	fs.StringVar(&cfg.EtcdPrefix, "etcd-prefix", cfg.EtcdPrefix, "key prefix of every object in etcd")
 	fs.BoolVar(&cfg.AuditLog, "audit-log", cfg.AuditLog, "write the audit log to <data-dir>/audit.log")
+	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", cfg.RequestTimeout, "end requests other than watches and logs after this long")
 }
 
 // newServerCommand is `skiff server`, the whole control plane in one

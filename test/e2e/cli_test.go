@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"os/exec"
@@ -9,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"k8s.io/client-go/tools/clientcmd"
 )
 
 // skiffCmd runs the skiff binary and returns its combined output and error.
@@ -40,6 +44,35 @@ func TestCLI(t *testing.T) {
 		r := s.run(path, "get", "namespaces", "-o", "name")
 		if r.ExitCode != 0 || !strings.Contains(r.Stdout, "namespace/skiff-system") {
 			t.Fatalf("kubectl with the printed kubeconfig: exit %d\n%s%s", r.ExitCode, r.Stdout, r.Stderr)
+		}
+	})
+
+	t.Run("kubeconfig --renew renews the admin's year-long certificate", func(t *testing.T) {
+		s := startServer(t, t.TempDir(), "127.0.0.1:0")
+		before := adminCert(t, s.kubeconfig)
+		if life := before.NotAfter.Sub(before.NotBefore); life > 367*24*time.Hour {
+			t.Errorf("the admin's client certificate lives %v, want a year", life)
+		}
+		cmd := exec.Command(skiffBin, "kubeconfig", "--renew", "--data-dir", s.dataDir)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil || !strings.Contains(stderr.String(), "renewed") {
+			t.Fatalf("skiff kubeconfig --renew: %v\n%s", err, stderr.String())
+		}
+		after := adminCert(t, s.kubeconfig)
+		if after.SerialNumber.Cmp(before.SerialNumber) == 0 {
+			t.Fatal("admin.kubeconfig still holds the old certificate")
+		}
+		path := filepath.Join(t.TempDir(), "renewed.kubeconfig")
+		if err := os.WriteFile(path, out, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if printed := adminCert(t, path); printed.SerialNumber.Cmp(after.SerialNumber) != 0 {
+			t.Error("the printed kubeconfig is not the renewed one")
+		}
+		if r := s.run(path, "get", "namespaces", "-o", "name"); r.ExitCode != 0 {
+			t.Fatalf("kubectl with the renewed kubeconfig: exit %d\n%s%s", r.ExitCode, r.Stdout, r.Stderr)
 		}
 	})
 
@@ -120,4 +153,26 @@ spec:
 			t.Errorf("a clean stop logged an error: %s", line)
 		}
 	}
+}
+
+// adminCert is the client certificate in a kubeconfig.
+func adminCert(t *testing.T, kubeconfig string) *x509.Certificate {
+	t.Helper()
+	cfg, err := clientcmd.LoadFromFile(kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range cfg.AuthInfos {
+		block, _ := pem.Decode(u.ClientCertificateData)
+		if block == nil {
+			t.Fatalf("%s: no client-certificate-data", kubeconfig)
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cert
+	}
+	t.Fatalf("%s: no user", kubeconfig)
+	return nil
 }

@@ -91,7 +91,9 @@ func TestServerRunsContainers(t *testing.T) {
 	if err := imagebuild.WriteTarball(filepath.Join(dir, "agent", "images", "busybox.tar"), "skiff.local/busybox:latest", img); err != nil {
 		t.Fatal(err)
 	}
-	s := startServer(t, dir, "127.0.0.1:0",
+	// A short request timeout: a followed log must outlive it.
+	const requestTimeout = 3 * time.Second
+	s := startServer(t, dir, "127.0.0.1:0", "--request-timeout", requestTimeout.String(),
 		"--runtime", "runc", "--insecure-registry", host, "--agent-listen", "127.0.0.1:0", "--node-name", "local",
 		"--agent-netns", nodeHost(t, "10.250.1.1/24"))
 	waitFor(t, 60*time.Second, func() (bool, error) {
@@ -132,6 +134,13 @@ func TestServerRunsContainers(t *testing.T) {
 		t.Errorf("kubectl get --raw .../log?follow=true: %q, %v", line, err)
 	}
 	s.mustKubectl(t, "delete", "instance", "web", "--timeout=60s")
+
+	// A followed log is long-running: it streams past the request timeout.
+	s.mustKubectl(t, "apply", "-f", writeFile(t, "ticker.yaml", boundInstanceYAML("ticker", "local", ref,
+		"trap 'exit 0' TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.5; done")))
+	s.waitPhase(t, "ticker", "Running")
+	followPastTimeout(t, s, "ticker", 3*requestTimeout)
+	s.mustKubectl(t, "delete", "instance", "ticker", "--timeout=60s")
 
 	// Every QoS class runs on runc, Guaranteed too, whatever this host lets
 	// the agent set for the OOM killer (it said what in the Node's status).
@@ -283,5 +292,37 @@ func TestAgentKill9Readopts(t *testing.T) {
 	out, err := exec.Command(skiffBin, "logs", "--kubeconfig", s.kubeconfig, "keeper").CombinedOutput()
 	if err != nil || string(out) != "started\n" {
 		t.Errorf("keeper's log after re-adoption: %q, %v (want one start)", out, err)
+	}
+}
+
+// followPastTimeout follows inst's log with skiff logs -f and fails unless
+// lines still arrive after for has passed.
+func followPastTimeout(t *testing.T, s *server, inst string, after time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), after+30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, skiffBin, "logs", "-f", "--kubeconfig", s.kubeconfig, inst)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); _ = cmd.Wait() }()
+	r := bufio.NewReader(out)
+	lines := 0
+	for time.Since(start) < after {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("skiff logs -f %s ended after %v and %d lines: %v %s", inst, time.Since(start).Round(time.Millisecond), lines, err, stderr.String())
+		}
+		if !strings.HasPrefix(line, "tick ") {
+			t.Fatalf("skiff logs -f %s: %q", inst, line)
+		}
+		lines++
 	}
 }

@@ -126,6 +126,18 @@ func TestHostile(t *testing.T) {
 	if code, body := h.do(adm, "POST", nodes, `{"apiVersion":"skiff.dev/v1alpha1","kind":"Node","metadata":{"name":"victim"}}`); code != http.StatusCreated {
 		t.Fatalf("admin creates a node: %d %s", code, body)
 	}
+	keyed, _ := identity.New()
+	if code, body := h.do(adm, "POST", nodes, fmt.Sprintf(`{"apiVersion":"skiff.dev/v1alpha1","kind":"Node","metadata":{"name":"keyed"},"spec":{"publicKey":%q}}`, keyed.PublicKeyString())); code != http.StatusCreated {
+		t.Fatalf("admin creates a node with a key: %d %s", code, body)
+	}
+	// withoutKey answers 200 only when the read succeeded and did not
+	// show node keyed's public key.
+	withoutKey := func(code int, body string) (int, string) {
+		if strings.Contains(body, keyed.PublicKeyString()) {
+			return 600, "the answer holds node keyed's public key"
+		}
+		return code, body
+	}
 
 	probes := []struct {
 		name string
@@ -164,6 +176,14 @@ func TestHostile(t *testing.T) {
 		{"a node reads another node's metrics", func() (int, string) { return h.do(node, "GET", nodes+"/victim/metrics", "") }, 403},
 		{"a stranger reads a node's metrics", func() (int, string) {
 			return h.do(h.client(keyCert(t, stranger, time.Now())), "GET", nodes+"/evil/metrics", "")
+		}, 401},
+		{"a node reads another Node's public key", func() (int, string) { return withoutKey(h.do(node, "GET", nodes+"/keyed", "")) }, 200},
+		{"a node lists another Node's public key", func() (int, string) {
+			return withoutKey(h.do(node, "GET", nodes+"?fieldSelector=metadata.name%3Dkeyed", ""))
+		}, 200},
+		{"a node reads the API server's client key for agents", func() (int, string) { return h.do(node, "GET", "/skiff/apiserver-client-key", "") }, 200},
+		{"a stranger reads the API server's client key for agents", func() (int, string) {
+			return h.do(h.client(keyCert(t, stranger, time.Now())), "GET", "/skiff/apiserver-client-key", "")
 		}, 401},
 		{"a node lists Workloads", func() (int, string) { return h.do(node, "GET", wl, "") }, 403},
 		{"a node records an event about a Workload", func() (int, string) {

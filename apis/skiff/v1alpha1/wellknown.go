@@ -16,6 +16,13 @@ const (
 	BootstrapUser = "skiff:bootstrap"
 	// BootstrappersGroup is the group of the join token's user.
 	BootstrappersGroup = "skiff:bootstrappers"
+	// APIServerUser is the name in the API server's client certificate
+	// towards agents (logs, metrics).
+	APIServerUser = "skiff:apiserver"
+	// APIServerClientKeyPath is where a node GETs the public key (base64,
+	// as text) of the API server's client identity towards agents: an
+	// agent serves logs and metrics only to that key.
+	APIServerClientKeyPath = "/skiff/apiserver-client-key"
 	// RevisionLabel carries the template revision an Instance was made from.
 	RevisionLabel = "skiff.dev/revision"
 	// TaintUnreachable is put on a Node, with effect NoExecute, while its
