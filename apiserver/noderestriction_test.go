@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -57,6 +58,52 @@ func TestJoinTokenLabels(t *testing.T) {
 			t.Errorf("label %s: %v", tc.label, err)
 		case !tc.ok && (!apierrors.IsForbidden(err) || !strings.Contains(err.Error(), tc.label)):
 			t.Errorf("label %s: %v, want Forbidden naming the label", tc.label, err)
+		}
+	}
+}
+
+// TestOneKeyRegistersOneNode: registrations of one key under several
+// names at the same moment, before the trust has learnt any of them:
+// exactly one succeeds.
+func TestOneKeyRegistersOneNode(t *testing.T) {
+	ts := startTestServer(t, t.TempDir())
+	token, err := os.ReadFile(ts.srv.dir.file(JoinTokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := rest.AnonymousClientConfig(ts.cfg)
+	cfg.BearerToken = strings.TrimSpace(string(token))
+	cfg.QPS, cfg.Burst = 1000, 1000
+	joiner, err := client.New(cfg, client.Options{Scheme: ts.scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 5 {
+		pub, _, _ := ed25519.GenerateKey(rand.Reader)
+		key := base64.StdEncoding.EncodeToString(pub)
+		const racers = 8
+		errs := make(chan error, racers)
+		start := make(chan struct{})
+		for i := range racers {
+			go func() {
+				<-start
+				errs <- joiner.Create(context.Background(), &skiffv1alpha1.Node{
+					ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("race%d-%d", round, i)},
+					Spec:       skiffv1alpha1.NodeSpec{PublicKey: key},
+				})
+			}()
+		}
+		close(start)
+		won := 0
+		for range racers {
+			if err := <-errs; err == nil {
+				won++
+			} else if !apierrors.IsForbidden(err) && !apierrors.IsInvalid(err) {
+				t.Errorf("round %d: a losing registration: %v", round, err)
+			}
+		}
+		if won != 1 {
+			t.Errorf("round %d: %d registrations of one key succeeded, want exactly 1", round, won)
 		}
 	}
 }
