@@ -55,10 +55,11 @@ func appendHostPorts(dst []hostPort, inst *skiffv1alpha1.Instance) []hostPort {
 // nodePorts rules out nodes where an Instance placed (bound, assumed or
 // nominated) publishes a host port that conflicts with one inst asks for.
 // It costs a length check on nodes without published ports.
-func nodePorts(inst *skiffv1alpha1.Instance, n *NodeInfo, _ []*NodeInfo) string {
-	if len(n.hostPorts) == 0 {
+func nodePorts(c *cycle, n *NodeInfo) string {
+	if len(n.hostPorts) == 0 || !c.hasPorts {
 		return ""
 	}
+	inst := c.inst
 	for i := range inst.Spec.Containers {
 		ports := inst.Spec.Containers[i].Ports
 		for j := range ports {

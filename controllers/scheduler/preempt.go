@@ -61,8 +61,9 @@ func costOf(victims []*skiffv1alpha1.Instance) victimCost {
 func (s *Scheduler) Preempt(inst *skiffv1alpha1.Instance, nodes []*NodeInfo) Preemption {
 	var best Preemption
 	var bestCost victimCost
+	c := newCycle(inst, nodes, false)
 	for _, n := range nodes {
-		victims := s.victimsOn(inst, n, nodes)
+		victims := s.victimsOn(c, n)
 		if len(victims) == 0 {
 			continue
 		}
@@ -81,12 +82,13 @@ func (s *Scheduler) Preempt(inst *skiffv1alpha1.Instance, nodes []*NodeInfo) Pre
 // eviction lets inst through the filters, or nil if none does. As in
 // Kubernetes, it evicts every candidate, then lets them back in from the
 // most important down while inst still fits: those left out are victims.
-func (s *Scheduler) victimsOn(inst *skiffv1alpha1.Instance, n *NodeInfo, all []*NodeInfo) []*skiffv1alpha1.Instance {
+func (s *Scheduler) victimsOn(c *cycle, n *NodeInfo) []*skiffv1alpha1.Instance {
 	for _, f := range s.Filters {
-		if !preemptible[f.Name] && f.Fn(inst, n, all) != "" {
+		if !preemptible[f.Name] && f.Fn(c, n) != "" {
 			return nil
 		}
 	}
+	inst, all := c.inst, c.all
 	var kept, candidates []*skiffv1alpha1.Instance
 	for _, placed := range n.Instances {
 		if placed.Spec.NodeName == n.Node.Name && Priority(placed) < Priority(inst) && !leaving(placed) {
@@ -102,11 +104,11 @@ func (s *Scheduler) victimsOn(inst *skiffv1alpha1.Instance, n *NodeInfo, all []*
 		return cmp.Or(cmp.Compare(Priority(b), Priority(a)), cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
 	var victims []*skiffv1alpha1.Instance
-	for _, c := range candidates {
-		if s.fitsWith(inst, n, append(slices.Clip(kept), c), all) {
-			kept = append(kept, c)
+	for _, cand := range candidates {
+		if s.fitsWith(inst, n, append(slices.Clip(kept), cand), all) {
+			kept = append(kept, cand)
 		} else {
-			victims = append(victims, c)
+			victims = append(victims, cand)
 		}
 	}
 	return victims
@@ -121,8 +123,10 @@ func (s *Scheduler) fitsWith(inst *skiffv1alpha1.Instance, n *NodeInfo, placed [
 			trialAll[i] = trial
 		}
 	}
+	// A trial's node set is thrown away: it counts domains for itself.
+	c := newCycle(inst, trialAll, true)
 	for _, f := range s.Filters {
-		if preemptible[f.Name] && f.Fn(inst, trial, trialAll) != "" {
+		if preemptible[f.Name] && f.Fn(c, trial) != "" {
 			return false
 		}
 	}

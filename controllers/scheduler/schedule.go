@@ -22,8 +22,8 @@ type Result struct {
 	Reasons map[string]int
 	// PerNode is the reason each ruled-out node failed, by node name.
 	PerNode map[string]string
-	// Scores are the feasible nodes' total scores.
-	Scores map[string]int
+	// Score is the chosen node's total score.
+	Score int
 }
 
 // Scheduler holds the filters and scores to run.
@@ -55,72 +55,89 @@ func New(s Strategy) *Scheduler {
 	return &Scheduler{Filters: DefaultFilters, Scores: Scores(s)}
 }
 
+// ruledOut is a node a filter ruled out, and why.
+type ruledOut struct {
+	node   *NodeInfo
+	reason string
+}
+
 // Schedule picks a node for inst among nodes. An Instance that preempted
 // others goes to its nominated node when it fits there, without scoring:
-// the room was made for it.
+// the room was made for it. nodes is a snapshot: it is not changed in
+// place, and what is placed on its nodes goes through NodeInfo.Add.
 func (s *Scheduler) Schedule(inst *skiffv1alpha1.Instance, nodes []*NodeInfo) Result {
-	res := Result{Reasons: map[string]int{}, PerNode: map[string]string{}, Scores: map[string]int{}}
+	res := Result{Reasons: map[string]int{}}
+	c := newCycle(inst, nodes, false)
 	if name := inst.Status.NominatedNodeName; name != "" {
 		for _, n := range nodes {
-			if n.Node.Name == name && s.filter(inst, n, nodes) == "" {
+			if n.Node.Name == name && s.filter(c, n) == "" {
 				res.Node, res.Feasible = name, 1
 				return res
 			}
 		}
 	}
-	var best []string
-	top := -1
 	want := feasibleToFind(len(nodes))
 	start := 0
 	if len(nodes) > 0 && want < len(nodes) {
 		start = int(s.next.Load() % uint64(len(nodes)))
 	}
-	visited := 0
+	var (
+		out       []ruledOut
+		best      *NodeInfo
+		top, ties = -1, 0
+		visited   = 0
+	)
 	for i := range nodes {
 		if res.Feasible >= want {
 			break
 		}
 		visited = i + 1
 		n := nodes[(start+i)%len(nodes)]
-		if reason := s.filter(inst, n, nodes); reason != "" {
-			res.Reasons[reason]++
-			res.PerNode[n.Node.Name] = reason
+		if reason := s.filter(c, n); reason != "" {
+			out = append(out, ruledOut{n, reason})
 			continue
 		}
 		res.Feasible++
 		score := 0
 		for _, sc := range s.Scores {
-			score += sc.Weight * sc.Fn(inst, n, nodes)
+			score += sc.Weight * sc.Fn(c, n)
 		}
-		res.Scores[n.Node.Name] = score
 		switch {
 		case score > top:
-			top, best = score, []string{n.Node.Name}
+			top, best, ties = score, n, 1
 		case score == top:
-			best = append(best, n.Node.Name)
+			// Each of the tied nodes is kept with the same chance.
+			ties++
+			if s.intN(ties) == 0 {
+				best = n
+			}
 		}
 	}
 	if len(nodes) > 0 && want < len(nodes) {
 		s.next.Store(uint64((start + visited) % len(nodes)))
 	}
-	if len(best) > 0 {
-		sort.Strings(best) // the tie-break is random, not map order
-		i := 0
-		if len(best) > 1 {
-			if s.Rand != nil {
-				i = s.Rand.IntN(len(best))
-			} else {
-				i = rand.IntN(len(best))
-			}
-		}
-		res.Node = best[i]
+	res.PerNode = make(map[string]string, len(out))
+	for _, o := range out {
+		res.Reasons[o.reason]++
+		res.PerNode[o.node.Node.Name] = o.reason
+	}
+	if best != nil {
+		res.Node, res.Score = best.Node.Name, top
 	}
 	return res
 }
 
-func (s *Scheduler) filter(inst *skiffv1alpha1.Instance, n *NodeInfo, all []*NodeInfo) string {
+// intN is a random number in [0, n).
+func (s *Scheduler) intN(n int) int {
+	if s.Rand != nil {
+		return s.Rand.IntN(n)
+	}
+	return rand.IntN(n)
+}
+
+func (s *Scheduler) filter(c *cycle, n *NodeInfo) string {
 	for _, f := range s.Filters {
-		if reason := f.Fn(inst, n, all); reason != "" {
+		if reason := f.Fn(c, n); reason != "" {
 			return reason
 		}
 	}

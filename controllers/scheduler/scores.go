@@ -3,10 +3,6 @@ package scheduler
 import (
 	"math"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
-
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 )
 
@@ -17,7 +13,7 @@ const MaxScore = 100
 type Score struct {
 	Name   string
 	Weight int
-	Fn     func(inst *skiffv1alpha1.Instance, n *NodeInfo, all []*NodeInfo) int
+	Fn     func(c *cycle, n *NodeInfo) int
 }
 
 // Strategy decides how resources are packed.
@@ -47,52 +43,46 @@ func Scores(s Strategy) []Score {
 	}
 }
 
-// fractions are the node's cpu and memory shares in use once inst is
-// placed, 0 to 1 (a node without a resource counts as full).
-func fractions(inst *skiffv1alpha1.Instance, n *NodeInfo) []float64 {
-	req := Requests(inst)
-	var out []float64
-	for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
-		alloc, ok := n.Node.Status.Allocatable[name]
-		if !ok || alloc.IsZero() {
-			out = append(out, 1)
-			continue
+// fractions are the node's cpu and memory shares in use once the
+// Instance is placed, 0 to 1 (a node without a resource counts as full).
+func fractions(c *cycle, n *NodeInfo) (cpu, memory float64) {
+	alloc := n.allocatableAmounts()
+	share := func(used, req, have int64, has bool) float64 {
+		if !has || have == 0 {
+			return 1
 		}
-		used := n.Requested[name].DeepCopy()
-		used.Add(req[name])
-		out = append(out, math.Min(1, float64(used.MilliValue())/float64(alloc.MilliValue())))
+		return math.Min(1, float64(used+req)/float64(have))
 	}
-	return out
+	return share(n.requested.cpu, c.cpu, alloc.cpu, alloc.hasCPU), share(n.requested.memory, c.memory, alloc.memory, alloc.hasMemory)
 }
 
-func leastAllocated(inst *skiffv1alpha1.Instance, n *NodeInfo, _ []*NodeInfo) int {
-	f := fractions(inst, n)
-	return int((1 - (f[0]+f[1])/2) * MaxScore)
+func leastAllocated(c *cycle, n *NodeInfo) int {
+	cpu, mem := fractions(c, n)
+	return int((1 - (cpu+mem)/2) * MaxScore)
 }
 
-func mostAllocated(inst *skiffv1alpha1.Instance, n *NodeInfo, _ []*NodeInfo) int {
-	f := fractions(inst, n)
-	return int((f[0] + f[1]) / 2 * MaxScore)
+func mostAllocated(c *cycle, n *NodeInfo) int {
+	cpu, mem := fractions(c, n)
+	return int((cpu + mem) / 2 * MaxScore)
 }
 
 // balancedAllocation prefers nodes whose cpu and memory shares stay close.
-func balancedAllocation(inst *skiffv1alpha1.Instance, n *NodeInfo, _ []*NodeInfo) int {
-	f := fractions(inst, n)
-	return int((1 - math.Abs(f[0]-f[1])) * MaxScore)
+func balancedAllocation(c *cycle, n *NodeInfo) int {
+	cpu, mem := fractions(c, n)
+	return int((1 - math.Abs(cpu-mem)) * MaxScore)
 }
 
 // preferredNodeAffinity sums the weights of the preferred terms the node
 // matches, scaled to MaxScore.
-func preferredNodeAffinity(inst *skiffv1alpha1.Instance, n *NodeInfo, _ []*NodeInfo) int {
-	a := inst.Spec.Affinity
-	if a == nil || a.NodeAffinity == nil || len(a.NodeAffinity.PreferredDuringSchedulingIgnoredDuringExecution) == 0 {
+func preferredNodeAffinity(c *cycle, n *NodeInfo) int {
+	if len(c.preferred) == 0 {
 		return 0
 	}
 	var total, matched int32
-	for _, p := range a.NodeAffinity.PreferredDuringSchedulingIgnoredDuringExecution {
-		total += p.Weight
-		if termMatches(p.Preference, n.Node.Labels) {
-			matched += p.Weight
+	for _, p := range c.preferred {
+		total += p.weight
+		if p.term.matches(n.Node.Labels) {
+			matched += p.weight
 		}
 	}
 	if total == 0 {
@@ -103,9 +93,9 @@ func preferredNodeAffinity(inst *skiffv1alpha1.Instance, n *NodeInfo, _ []*NodeI
 
 // preferNoScheduleTaints prefers nodes without PreferNoSchedule taints the
 // Instance does not tolerate.
-func preferNoScheduleTaints(inst *skiffv1alpha1.Instance, n *NodeInfo, _ []*NodeInfo) int {
+func preferNoScheduleTaints(c *cycle, n *NodeInfo) int {
 	for _, t := range n.Node.Spec.Taints {
-		if t.Effect == skiffv1alpha1.TaintEffectPreferNoSchedule && !tolerated(inst.Spec.Tolerations, t) {
+		if t.Effect == skiffv1alpha1.TaintEffectPreferNoSchedule && !tolerated(c.inst.Spec.Tolerations, t) {
 			return 0
 		}
 	}
@@ -115,26 +105,19 @@ func preferNoScheduleTaints(inst *skiffv1alpha1.Instance, n *NodeInfo, _ []*Node
 // preferredInstanceAffinity scores how well the node's topology domains
 // suit the preferred instance affinity (towards matching Instances) and
 // anti-affinity (away from them) terms, by weight; 50 is neutral.
-func preferredInstanceAffinity(inst *skiffv1alpha1.Instance, n *NodeInfo, all []*NodeInfo) int {
-	a := inst.Spec.Affinity
-	if a == nil {
-		return MaxScore / 2
-	}
+func preferredInstanceAffinity(c *cycle, n *NodeInfo) int {
 	var total, score int32
-	add := func(terms []skiffv1alpha1.WeightedInstanceAffinityTerm, sign int32) {
-		for _, t := range terms {
-			total += t.Weight
-			if inDomain(inst, t.InstanceAffinityTerm, n, all) {
-				score += sign * t.Weight
+	add := func(terms []weightedAffinityTerm, sign int32) {
+		for i := range terms {
+			t := &terms[i]
+			total += t.weight
+			if c.inDomain(&t.affinityTerm, n) {
+				score += sign * t.weight
 			}
 		}
 	}
-	if a.InstanceAffinity != nil {
-		add(a.InstanceAffinity.PreferredDuringSchedulingIgnoredDuringExecution, 1)
-	}
-	if a.InstanceAntiAffinity != nil {
-		add(a.InstanceAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution, -1)
-	}
+	add(c.preferAff, 1)
+	add(c.preferAnti, -1)
 	if total == 0 {
 		return MaxScore / 2
 	}
@@ -143,54 +126,34 @@ func preferredInstanceAffinity(inst *skiffv1alpha1.Instance, n *NodeInfo, all []
 
 // inDomain reports whether the node's domain of the term's topology key
 // runs an Instance the term selects.
-func inDomain(inst *skiffv1alpha1.Instance, term skiffv1alpha1.InstanceAffinityTerm, n *NodeInfo, all []*NodeInfo) bool {
-	domain, ok := n.Node.Labels[term.TopologyKey]
-	if !ok {
+func (c *cycle) inDomain(t *affinityTerm, n *NodeInfo) bool {
+	domain, ok := n.Node.Labels[t.key]
+	if !ok || t.invalid {
 		return false
 	}
-	sel, err := metav1.LabelSelectorAsSelector(term.LabelSelector)
-	if err != nil {
-		return false
-	}
-	for _, other := range all {
-		if other.Node.Labels[term.TopologyKey] != domain {
-			continue
-		}
-		for _, placed := range other.Instances {
-			if placed.Namespace == inst.Namespace && sel.Matches(labels.Set(placed.Labels)) {
-				return true
-			}
-		}
-	}
-	return false
+	return c.domains(t).byDomain[domain] > 0
 }
 
 // spreadAnyway prefers the domains with the fewest matching Instances for
 // ScheduleAnyway topology spread constraints.
-func spreadAnyway(inst *skiffv1alpha1.Instance, n *NodeInfo, all []*NodeInfo) int {
+func spreadAnyway(c *cycle, n *NodeInfo) int {
 	score, count := 0, 0
-	for _, c := range inst.Spec.TopologySpreadConstraints {
-		if c.WhenUnsatisfiable != skiffv1alpha1.ScheduleAnyway {
+	for i := range c.spreads {
+		s := &c.spreads[i]
+		if s.WhenUnsatisfiable != skiffv1alpha1.ScheduleAnyway || s.invalid {
 			continue
 		}
-		counts, err := domainCounts(inst, c, all)
-		domain, ok := n.Node.Labels[c.TopologyKey]
-		if err != nil || !ok {
+		domain, ok := n.Node.Labels[s.TopologyKey]
+		if !ok {
 			continue
 		}
-		lowest, highest := -1, 0
-		for _, v := range counts {
-			if lowest < 0 || v < lowest {
-				lowest = v
-			}
-			highest = max(highest, v)
-		}
+		counts := c.spreadCounts(s)
 		count++
-		if highest == lowest {
+		if s.highest == s.lowest {
 			score += MaxScore
 			continue
 		}
-		score += (highest - counts[domain]) * MaxScore / (highest - lowest)
+		score += (s.highest - counts.byDomain[domain]) * MaxScore / (s.highest - s.lowest)
 	}
 	if count == 0 {
 		return MaxScore

@@ -3,7 +3,6 @@ package scheduler
 import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/api/resource"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 )
@@ -11,10 +10,14 @@ import (
 // NodeInfo is one Node with what is already placed on it.
 type NodeInfo struct {
 	Node *skiffv1alpha1.Node
-	// Requested sums the requests of the Instances on the node.
-	Requested corev1.ResourceList
 	// Instances are the Instances on the node (bound and assumed).
 	Instances []*skiffv1alpha1.Instance
+
+	// requested sums the requests of the Instances on the node.
+	requested amounts
+	// allocatable is the Node's, read once (alloc says whether it was).
+	allocatable amounts
+	alloc       bool
 
 	// hostPorts are the ports the Instances publish on the node.
 	hostPorts []hostPort
@@ -22,6 +25,11 @@ type NodeInfo struct {
 	// readiness caches the Ready condition, asked once per node and
 	// Instance: 0 not yet looked at, 1 ready, 2 not.
 	readiness int8
+
+	// index is the domain index of the snapshot this node is in (nil
+	// until a decision builds one), and pos its place there.
+	index *domainIndex
+	pos   int
 }
 
 // ready reports the node's Ready condition.
@@ -37,22 +45,31 @@ func (n *NodeInfo) ready() bool {
 
 // NewNodeInfo returns the node with the given Instances placed on it.
 func NewNodeInfo(node *skiffv1alpha1.Node, instances ...*skiffv1alpha1.Instance) *NodeInfo {
-	n := &NodeInfo{Node: node, Requested: corev1.ResourceList{}}
+	n := &NodeInfo{Node: node}
 	for _, inst := range instances {
 		n.Add(inst)
 	}
 	return n
 }
 
-// Add places inst on the node.
+// Add places inst on the node, and counts it in the domains of the
+// snapshot the node is in.
 func (n *NodeInfo) Add(inst *skiffv1alpha1.Instance) {
-	for name, q := range Requests(inst) {
-		sum := n.Requested[name]
-		sum.Add(q)
-		n.Requested[name] = sum
-	}
+	n.requested.addList(Requests(inst))
 	n.Instances = append(n.Instances, inst)
 	n.hostPorts = appendHostPorts(n.hostPorts, inst)
+	if n.index != nil {
+		n.index.added(n, inst)
+	}
+}
+
+// allocatableAmounts is the Node's allocatable in milli-units.
+func (n *NodeInfo) allocatableAmounts() *amounts {
+	if !n.alloc {
+		n.allocatable.fromList(n.Node.Status.Allocatable)
+		n.alloc = true
+	}
+	return &n.allocatable
 }
 
 // Requests sums an Instance's container requests. The result is read,
@@ -76,16 +93,4 @@ func Requests(inst *skiffv1alpha1.Instance) corev1.ResourceList {
 // ready reports the Node's Ready condition.
 func ready(node *skiffv1alpha1.Node) bool {
 	return meta.IsStatusConditionTrue(node.Status.Conditions, skiffv1alpha1.NodeConditionReady)
-}
-
-// free is allocatable minus requested for one resource, and whether the
-// node has the resource at all.
-func (n *NodeInfo) free(name corev1.ResourceName) (resource.Quantity, bool) {
-	alloc, ok := n.Node.Status.Allocatable[name]
-	if !ok {
-		return resource.Quantity{}, false
-	}
-	free := alloc.DeepCopy()
-	free.Sub(n.Requested[name])
-	return free, true
 }
