@@ -486,3 +486,22 @@ func hasTaint(n *skiffv1alpha1.Node, key string) bool {
 	}
 	return false
 }
+
+// TestNoConflictingWrites: a Workload of 50 replicas comes up on a fleet
+// without a write of the controllers' or the agents' conflicting: each
+// writes from the object as its own last write left it, not from the
+// cache's older copy.
+func TestNoConflictingWrites(t *testing.T) {
+	p := startPlane(t, 5, controllers.DefaultConfig())
+	w := webWorkload("many", 50, "registry.local/web:1")
+	if err := p.admin.Create(p.ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	p.waitRunning(t, w, 50, "registry.local/web:1")
+	eventually(t, "status of 50 ready", func() bool { return p.get(t, w).Status.ReadyReplicas == 50 })
+	for _, resource := range []string{"workloads", "instances"} {
+		if got := p.s.Conflicts(t, resource); got != 0 {
+			t.Errorf("%d writes of %s conflicted, want none", got, resource)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+	"skiff.dev/skiff/internal/writes"
 	"skiff.dev/skiff/nodeagent/bundle"
 	"skiff.dev/skiff/nodeagent/image"
 	"skiff.dev/skiff/nodeagent/logs"
@@ -71,6 +73,29 @@ type instanceReconciler struct {
 	fence *fence
 	// terminating holds the containers given SIGTERM, until they are gone.
 	terminating terminations
+	// written is what the agent's own writes replaced.
+	written writes.Superseded
+}
+
+// update writes inst (its status when status is set), remembering the
+// version it replaced.
+func (r *instanceReconciler) update(ctx context.Context, inst *skiffv1alpha1.Instance) error {
+	before := inst.ResourceVersion
+	if err := r.client.Update(ctx, inst); err != nil {
+		return err
+	}
+	r.written.Wrote(inst, before)
+	return nil
+}
+
+// updateStatus writes inst's status, remembering the version it replaced.
+func (r *instanceReconciler) updateStatus(ctx context.Context, inst *skiffv1alpha1.Instance) error {
+	before := inst.ResourceVersion
+	if err := r.client.Status().Update(ctx, inst); err != nil {
+		return err
+	}
+	r.written.Wrote(inst, before)
+	return nil
 }
 
 func containerID(inst *skiffv1alpha1.Instance, container string) string {
@@ -80,7 +105,14 @@ func containerID(inst *skiffv1alpha1.Instance, container string) string {
 func (r *instanceReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	var inst skiffv1alpha1.Instance
 	if err := r.client.Get(ctx, req.NamespacedName, &inst); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.written.Forget(req.NamespacedName)
+		}
 		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	if r.written.Stale(&inst) {
+		// The agent wrote a later version: its event reconciles again.
+		return reconcile.Result{}, nil
 	}
 	if inst.Spec.NodeName != r.node {
 		return reconcile.Result{}, nil
@@ -105,7 +137,7 @@ func (r *instanceReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	if controllerutil.AddFinalizer(&inst, skiffv1alpha1.AgentFinalizer) {
 		// Go on with the updated object: waiting for the update's own
 		// event would cost a round trip before every first start.
-		if err := r.client.Update(ctx, &inst); err != nil {
+		if err := r.update(ctx, &inst); err != nil {
 			return reconcile.Result{}, err
 		}
 	}

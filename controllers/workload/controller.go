@@ -2,6 +2,7 @@ package workload
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -25,6 +26,7 @@ import (
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 	"skiff.dev/skiff/controllers/events"
 	"skiff.dev/skiff/controllers/metrics"
+	"skiff.dev/skiff/internal/writes"
 )
 
 // Component names the workload controller in Events.
@@ -51,6 +53,8 @@ type Controller struct {
 	Clock clock.PassiveClock
 
 	expect *expectations
+	// written is what the controller's own status writes replaced.
+	written writes.Superseded
 }
 
 // SetupWithManager registers the controller and the owner index it reads
@@ -100,6 +104,7 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (res 
 	if err := c.Client.Get(ctx, req.NamespacedName, &w); err != nil {
 		if apierrors.IsNotFound(err) {
 			c.expect.forget(req.NamespacedName)
+			c.written.Forget(req.NamespacedName)
 			c.Metrics.ForgetWorkload(req.Namespace, req.Name)
 			return reconcile.Result{}, nil
 		}
@@ -165,10 +170,17 @@ func (c *Controller) writeStatus(ctx context.Context, w *skiffv1alpha1.Workload,
 	if apiequality.Semantic.DeepEqual(w.Status, st) {
 		return nil
 	}
+	if c.written.Stale(w) {
+		// The cache is behind this controller's own last write: sending
+		// this one could only conflict.
+		return apierrors.NewConflict(skiffv1alpha1.Resource("workloads"), w.Name, errors.New("the cache is behind the controller's own status write"))
+	}
+	before := w.ResourceVersion
 	w.Status = st
 	if err := c.Client.Status().Update(ctx, w); err != nil {
 		return fmt.Errorf("workload %q in %q: writing status: %w", w.Name, w.Namespace, err)
 	}
+	c.written.Wrote(w, before)
 	return nil
 }
 
