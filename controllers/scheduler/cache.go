@@ -21,6 +21,8 @@ type Cache struct {
 
 	mu      sync.Mutex
 	assumed map[types.UID]assumption
+	// view is the cluster as events told it (cluster.go).
+	view view
 }
 
 type assumption struct {
@@ -40,6 +42,7 @@ func (c *Cache) Assume(inst *skiffv1alpha1.Instance, node string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.assumed[inst.UID] = assumption{inst: placed, deadline: c.now().Add(c.ttl)}
+	c.view.touch(node)
 }
 
 // AssumedNode returns the node inst's live assumption placed it on.
@@ -57,6 +60,9 @@ func (c *Cache) AssumedNode(uid types.UID) (string, bool) {
 func (c *Cache) Forget(uid types.UID) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if a, ok := c.assumed[uid]; ok {
+		c.view.touch(a.inst.Spec.NodeName)
+	}
 	delete(c.assumed, uid)
 }
 

@@ -3,6 +3,8 @@ package scheduler
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -67,15 +69,13 @@ func (c *Controller) SetupWithManager(mgr manager.Manager) error {
 		return err
 	}
 	retryAll := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
-		instances, err := c.listInstances(ctx)
+		pending, err := c.pending(ctx)
 		if err != nil {
 			return nil
 		}
-		var reqs []reconcile.Request
-		for _, inst := range instances {
-			if inst.Spec.NodeName == "" && inst.DeletionTimestamp.IsZero() {
-				reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(inst)})
-			}
+		reqs := make([]reconcile.Request, len(pending))
+		for i, inst := range pending {
+			reqs[i] = reconcile.Request{NamespacedName: client.ObjectKeyFromObject(inst)}
 		}
 		return reqs
 	})
@@ -193,21 +193,66 @@ func (c *Controller) decide(ctx context.Context, inst *skiffv1alpha1.Instance) (
 		// Placed by the batch of a decision taken while this one waited.
 		return node, Result{Node: node}, nil, nil
 	}
-	nodePtrs, err := c.listNodes(ctx)
+	infos, pending, nominated, err := c.view(ctx)
 	if err != nil {
 		return "", Result{}, nil, err
 	}
-	instPtrs, err := c.listInstances(ctx)
-	if err != nil {
-		return "", Result{}, nil, err
-	}
-	infos := Reserve(inst, c.Cache.Snapshot(nodePtrs, instPtrs), instPtrs)
+	infos = Reserve(inst, infos, nominated)
 	res := c.Scheduler.Schedule(inst, infos)
 	if res.Node != "" {
 		c.Cache.Assume(inst, res.Node)
-		c.placeBatch(inst, res.Node, infos, instPtrs)
+		if len(nominated) == 0 {
+			c.placeBatch(inst, res.Node, infos, pending)
+		}
 	}
 	return res.Node, res, infos, nil
+}
+
+// view is what a decision reads: the nodes with what they hold, the
+// pending Instances, and those of them nominated to a node. From the
+// event-fed Cache when there is one, else listed.
+func (c *Controller) view(ctx context.Context) (infos []*NodeInfo, pending, nominated []*skiffv1alpha1.Instance, err error) {
+	if c.Cache.Fed() {
+		return c.Cache.Current(), c.Cache.Pending(), c.Cache.Nominated(), nil
+	}
+	nodes, err := c.listNodes(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	instances, err := c.listInstances(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	pending = pendingOf(instances)
+	for _, inst := range pending {
+		if inst.Status.NominatedNodeName != "" {
+			nominated = append(nominated, inst)
+		}
+	}
+	return c.Cache.Snapshot(nodes, instances), pending, nominated, nil
+}
+
+// pending are the Instances waiting for a node; unlike view it does not
+// touch the snapshot, so any goroutine may ask.
+func (c *Controller) pending(ctx context.Context) ([]*skiffv1alpha1.Instance, error) {
+	if c.Cache.Fed() {
+		return c.Cache.Pending(), nil
+	}
+	instances, err := c.listInstances(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return pendingOf(instances), nil
+}
+
+func pendingOf(instances []*skiffv1alpha1.Instance) []*skiffv1alpha1.Instance {
+	var out []*skiffv1alpha1.Instance
+	for _, inst := range instances {
+		if inst.Spec.NodeName == "" && inst.DeletionTimestamp.IsZero() {
+			out = append(out, inst)
+		}
+	}
+	return out
 }
 
 // batchSize is how many more pending Instances one decision places on the
@@ -218,14 +263,11 @@ const batchSize = 64
 // priority on the same snapshot, one after the other, each seeing the
 // ones before: the same verdicts as one decision each, for one snapshot.
 // Their own reconciliations find the assumption and only bind. With any
-// nomination pending, room is reserved per priority: no batch then.
-func (c *Controller) placeBatch(inst *skiffv1alpha1.Instance, node string, infos []*NodeInfo, instances []*skiffv1alpha1.Instance) {
-	byName := make(map[string]*NodeInfo, len(infos))
-	for _, n := range infos {
-		byName[n.Node.Name] = n
-	}
+// nomination pending, room is reserved per priority: the caller places
+// no batch then.
+func (c *Controller) placeBatch(inst *skiffv1alpha1.Instance, node string, infos []*NodeInfo, pending []*skiffv1alpha1.Instance) {
 	var batch []*skiffv1alpha1.Instance
-	for _, other := range instances {
+	for _, other := range pending {
 		if other.Spec.NodeName != "" || !other.DeletionTimestamp.IsZero() {
 			continue
 		}
@@ -241,7 +283,7 @@ func (c *Controller) placeBatch(inst *skiffv1alpha1.Instance, node string, infos
 	place := func(i *skiffv1alpha1.Instance, node string) {
 		placed := i.DeepCopy()
 		placed.Spec.NodeName = node
-		byName[node].Add(placed)
+		findNode(infos, node).Add(placed)
 	}
 	place(inst, node)
 	for _, other := range batch {
@@ -250,6 +292,20 @@ func (c *Controller) placeBatch(inst *skiffv1alpha1.Instance, node string, infos
 			place(other, res.Node)
 		}
 	}
+}
+
+// findNode finds a node in a snapshot, which is in name order.
+func findNode(infos []*NodeInfo, name string) *NodeInfo {
+	i, found := slices.BinarySearchFunc(infos, name, func(n *NodeInfo, name string) int { return strings.Compare(n.Node.Name, name) })
+	if found {
+		return infos[i]
+	}
+	for _, n := range infos {
+		if n.Node.Name == name {
+			return n
+		}
+	}
+	return nil
 }
 
 // bind posts the binding of an assumed placement; a failed bind (a

@@ -256,3 +256,44 @@ func TestControllerPreemption(t *testing.T) {
 		return c.hasEvent("low", "Preempted", "default/high") && c.hasEvent("high", "Preempting", "default/low")
 	})
 }
+
+// TestNoOvercommitUnderConcurrentBinds: 60 Instances created at once for
+// room for 20, decided in batches and bound by eight workers while the
+// informers lag: exactly 20 are bound, no node holds more than its cpu,
+// and the rest are told they fit nowhere.
+func TestNoOvercommitUnderConcurrentBinds(t *testing.T) {
+	c := runScheduler(t)
+	for i := range 5 {
+		c.addNode(node(fmt.Sprintf("n%d", i), "2", "8Gi"))
+	}
+	var names []string
+	for i := range 60 {
+		inst := instance(fmt.Sprintf("i%02d", i), "500m", "64Mi")
+		c.create(inst)
+		names = append(names, inst.Name)
+	}
+	perNode := map[string]int{}
+	eventually(t, "every Instance bound or told it fits nowhere", func() bool {
+		clear(perNode)
+		for _, name := range names {
+			inst := c.get(name)
+			switch {
+			case inst.Spec.NodeName != "":
+				perNode[inst.Spec.NodeName]++
+			case !meta.IsStatusConditionFalse(inst.Status.Conditions, skiffv1alpha1.InstanceScheduled):
+				return false
+			}
+		}
+		return true
+	})
+	bound := 0
+	for n, count := range perNode {
+		bound += count
+		if count > 4 {
+			t.Errorf("node %s holds %d Instances of 500m on 2 cpus", n, count)
+		}
+	}
+	if bound != 20 {
+		t.Errorf("%d Instances bound, want 20 (room for 4 on each of 5 nodes)", bound)
+	}
+}

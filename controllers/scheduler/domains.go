@@ -63,11 +63,15 @@ type domainIndex struct {
 	counts map[string]*domainCount
 }
 
+// owns reports whether ix is the live index of the slice nodes.
+func (ix *domainIndex) owns(nodes []*NodeInfo) bool {
+	return !ix.stale && len(nodes) > 0 && len(ix.nodes) == len(nodes) && &ix.nodes[0] == &nodes[0] && nodes[len(nodes)-1].index == ix
+}
+
 // indexOf returns the index of the snapshot nodes, making it if needed.
 func indexOf(nodes []*NodeInfo) *domainIndex {
 	if len(nodes) > 0 {
-		if ix := nodes[0].index; ix != nil && !ix.stale && len(ix.nodes) == len(nodes) &&
-			&ix.nodes[0] == &nodes[0] && nodes[len(nodes)-1].index == ix {
+		if ix := nodes[0].index; ix != nil && ix.owns(nodes) {
 			return ix
 		}
 	}
@@ -102,5 +106,38 @@ func (ix *domainIndex) added(n *NodeInfo, inst *skiffv1alpha1.Instance) {
 			continue
 		}
 		dc.byDomain[n.Node.Labels[dc.key]]++
+	}
+}
+
+// replace counts nu, the new NodeInfo at pos, instead of old: a node whose
+// Instances changed is moved by its differences; counts whose domains or
+// eligibility the change may move are dropped, to be made again when a
+// decision needs them.
+func (ix *domainIndex) replace(pos int, old, nu *NodeInfo) {
+	nu.index, nu.pos = ix, pos
+	if ix.stale || old.index != ix {
+		return
+	}
+	old.index = nil
+	sameNode := old.Node == nu.Node
+	for memo, dc := range ix.counts {
+		if !sameNode && (old.Node.Labels[dc.key] != nu.Node.Labels[dc.key] || dc.eligible != nil && dc.eligible(nu) != dc.eligibleAt[pos]) {
+			delete(ix.counts, memo)
+			continue
+		}
+		if dc.eligibleAt != nil && !dc.eligibleAt[pos] {
+			continue
+		}
+		domain := nu.Node.Labels[dc.key]
+		for _, placed := range old.Instances {
+			if dc.selects(placed) {
+				dc.byDomain[domain]--
+			}
+		}
+		for _, placed := range nu.Instances {
+			if dc.selects(placed) {
+				dc.byDomain[domain]++
+			}
+		}
 	}
 }

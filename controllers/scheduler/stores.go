@@ -11,10 +11,12 @@ import (
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 )
 
-// Every decision reads every Node and Instance. Listing through the
-// client copies each object into a list (10,000 Instances are 10 MB moved
-// per decision); the informers' stores hand out the cached pointers.
-// Nothing here writes to what they return.
+// With a manager, the informers' events feed the Cache, and decisions
+// read its snapshot, rebuilt where the events changed it. Without one (as
+// some unit tests build the controller), every decision reads every Node
+// and Instance: through the informers' stores, which hand out the cached
+// pointers (listing through the client would copy each object), or the
+// Client. Nothing here writes to what they return.
 
 // storeOf is the store behind a controller-runtime informer, when it is
 // client-go's shared informer (it is, for the manager's cache). A
@@ -39,7 +41,51 @@ func (c *Controller) openStores(mgr manager.Manager) error {
 		return fmt.Errorf("instance informer: %w", err)
 	}
 	c.nodeStore, c.instanceStore = storeOf(nodes), storeOf(instances)
+	if _, err := nodes.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { c.feedNode(obj, false) },
+		UpdateFunc: func(_, obj any) { c.feedNode(obj, false) },
+		DeleteFunc: func(obj any) { c.feedNode(obj, true) },
+	}); err != nil {
+		return fmt.Errorf("node events: %w", err)
+	}
+	if _, err := instances.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { c.feedInstance(obj, false) },
+		UpdateFunc: func(_, obj any) { c.feedInstance(obj, false) },
+		DeleteFunc: func(obj any) { c.feedInstance(obj, true) },
+	}); err != nil {
+		return fmt.Errorf("instance events: %w", err)
+	}
 	return nil
+}
+
+// feedNode and feedInstance hand the informers' events to the Cache,
+// which keeps the snapshot decisions read up to date from them.
+func (c *Controller) feedNode(obj any, deleted bool) {
+	if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+		obj, deleted = d.Obj, true
+	}
+	n, ok := obj.(*skiffv1alpha1.Node)
+	switch {
+	case !ok:
+	case deleted:
+		c.Cache.DeleteNode(n.Name)
+	default:
+		c.Cache.SetNode(n)
+	}
+}
+
+func (c *Controller) feedInstance(obj any, deleted bool) {
+	if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+		obj, deleted = d.Obj, true
+	}
+	inst, ok := obj.(*skiffv1alpha1.Instance)
+	switch {
+	case !ok:
+	case deleted:
+		c.Cache.DeleteInstance(inst)
+	default:
+		c.Cache.SetInstance(inst)
+	}
 }
 
 // listNodes returns the cached Nodes, not to be modified.
