@@ -488,20 +488,37 @@ func hasTaint(n *skiffv1alpha1.Node, key string) bool {
 }
 
 // TestNoConflictingWrites: a Workload of 50 replicas comes up on a fleet
-// without a write of the controllers' or the agents' conflicting: each
+// without a write of the controllers' or the agents' conflicting (each
 // writes from the object as its own last write left it, not from the
-// cache's older copy.
+// cache's older copy), and without writes it can do without.
 func TestNoConflictingWrites(t *testing.T) {
 	p := startPlane(t, 5, controllers.DefaultConfig())
+	// The API server's request counters are the test binary's: count
+	// from here.
+	statusWrites := []string{`resource="workloads"`, `subresource="status"`, `verb="PUT"`}
+	events := []string{`resource="events"`, `verb="POST"`}
+	conflicts0 := map[string]int{"workloads": p.s.Conflicts(t, "workloads"), "instances": p.s.Conflicts(t, "instances")}
+	status0, events0 := p.s.Requests(t, statusWrites...), p.s.Requests(t, events...)
+
 	w := webWorkload("many", 50, "registry.local/web:1")
 	if err := p.admin.Create(p.ctx, w); err != nil {
 		t.Fatal(err)
 	}
 	p.waitRunning(t, w, 50, "registry.local/web:1")
 	eventually(t, "status of 50 ready", func() bool { return p.get(t, w).Status.ReadyReplicas == 50 })
-	for _, resource := range []string{"workloads", "instances"} {
-		if got := p.s.Conflicts(t, resource); got != 0 {
+	for resource, before := range conflicts0 {
+		if got := p.s.Conflicts(t, resource) - before; got != 0 {
 			t.Errorf("%d writes of %s conflicted, want none", got, resource)
 		}
+	}
+	// The Workload's status follows its 50 Instances a few times a
+	// second, not once per Instance.
+	if got := p.s.Requests(t, statusWrites...) - status0; got > 25 {
+		t.Errorf("%d writes of the Workload's status for 50 Instances, want them coalesced (at most 25)", got)
+	}
+	// The scheduler records no Scheduled Event for an Instance placed at
+	// its first try: the bind's Scheduled condition says where.
+	if got := p.s.Requests(t, events...) - events0; got > 5 {
+		t.Errorf("%d Events for 50 Instances placed at once", got)
 	}
 }

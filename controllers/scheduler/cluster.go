@@ -19,7 +19,6 @@ import (
 
 // view is the event-fed state; every field is guarded by Cache.mu.
 type view struct {
-	fed    bool
 	nodes  map[string]*skiffv1alpha1.Node
 	onNode map[string]map[types.UID]*skiffv1alpha1.Instance
 	// where is the node each Instance holding room is counted on.
@@ -51,20 +50,11 @@ func (v *view) touch(node string) {
 	}
 }
 
-// Fed reports whether events have been fed to the cache: only then is
-// Current the cluster.
-func (c *Cache) Fed() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.view.fed
-}
-
 // SetNode records a Node added or changed.
 func (c *Cache) SetNode(n *skiffv1alpha1.Node) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.view.init()
-	c.view.fed = true
 	if _, known := c.view.nodes[n.Name]; !known {
 		c.view.reshape = true
 	}
@@ -77,7 +67,6 @@ func (c *Cache) DeleteNode(name string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.view.init()
-	c.view.fed = true
 	if _, known := c.view.nodes[name]; known {
 		delete(c.view.nodes, name)
 		c.view.reshape = true
@@ -91,7 +80,6 @@ func (c *Cache) SetInstance(inst *skiffv1alpha1.Instance) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.view.init()
-	c.view.fed = true
 	c.unplace(inst.UID)
 	if inst.Spec.NodeName != "" {
 		if a, ok := c.assumed[inst.UID]; ok {
@@ -123,7 +111,6 @@ func (c *Cache) DeleteInstance(inst *skiffv1alpha1.Instance) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.view.init()
-	c.view.fed = true
 	c.unplace(inst.UID)
 	if a, ok := c.assumed[inst.UID]; ok {
 		delete(c.assumed, inst.UID)

@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -25,6 +26,7 @@ import (
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 	"skiff.dev/skiff/controllers/events"
 	"skiff.dev/skiff/controllers/metrics"
+	"skiff.dev/skiff/internal/writes"
 )
 
 // Component names the scheduler in Events.
@@ -48,6 +50,12 @@ type Controller struct {
 	Metrics *metrics.Metrics
 
 	decisions sync.Mutex
+	// fed reports whether the Cache has been told every Node and
+	// Instance; nil without a manager.
+	fed func() bool
+	// bound are the versions of Instances this controller's binds
+	// replaced: a reconcile that still reads one binds nothing again.
+	bound writes.Superseded
 	// nodeStore and instanceStore are the informers' stores, read without
 	// copies; nil when the cache does not expose them.
 	nodeStore, instanceStore toolscache.Store
@@ -123,9 +131,14 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	start := time.Now()
 	var inst skiffv1alpha1.Instance
 	if err := c.Client.Get(ctx, req.NamespacedName, &inst); err != nil {
+		if apierrors.IsNotFound(err) {
+			c.bound.Forget(req.NamespacedName)
+		}
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
-	if !inst.DeletionTimestamp.IsZero() {
+	if !inst.DeletionTimestamp.IsZero() || c.bound.Stale(&inst) {
+		// Being deleted, or bound by this controller already (the cache
+		// has not shown it yet).
 		return reconcile.Result{}, nil
 	}
 	if inst.Spec.NodeName != "" {
@@ -147,8 +160,13 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if err := c.clearPlacementStatus(ctx, &inst); err != nil {
 		return reconcile.Result{}, err
 	}
+	if !meta.IsStatusConditionFalse(inst.Status.Conditions, skiffv1alpha1.InstanceScheduled) {
+		// Placed at the first try: the Scheduled condition the bind set
+		// says where, and an Event would be one more write per Instance.
+		return reconcile.Result{}, nil
+	}
 	return reconcile.Result{}, c.event(ctx, &inst, corev1.EventTypeNormal, "Scheduled",
-		fmt.Sprintf("Successfully assigned %s/%s to %s", inst.Namespace, inst.Name, node))
+		fmt.Sprintf("Successfully assigned %s/%s to %s after waiting", inst.Namespace, inst.Name, node))
 }
 
 // schedule binds inst and names its node, or records why it fits nowhere
@@ -212,7 +230,7 @@ func (c *Controller) decide(ctx context.Context, inst *skiffv1alpha1.Instance) (
 // pending Instances, and those of them nominated to a node. From the
 // event-fed Cache when there is one, else listed.
 func (c *Controller) view(ctx context.Context) (infos []*NodeInfo, pending, nominated []*skiffv1alpha1.Instance, err error) {
-	if c.Cache.Fed() {
+	if c.fed != nil && c.fed() {
 		return c.Cache.Current(), c.Cache.Pending(), c.Cache.Nominated(), nil
 	}
 	nodes, err := c.listNodes(ctx)
@@ -235,7 +253,7 @@ func (c *Controller) view(ctx context.Context) (infos []*NodeInfo, pending, nomi
 // pending are the Instances waiting for a node; unlike view it does not
 // touch the snapshot, so any goroutine may ask.
 func (c *Controller) pending(ctx context.Context) ([]*skiffv1alpha1.Instance, error) {
-	if c.Cache.Fed() {
+	if c.fed != nil && c.fed() {
 		return c.Cache.Pending(), nil
 	}
 	instances, err := c.listInstances(ctx)
@@ -319,6 +337,7 @@ func (c *Controller) bind(ctx context.Context, inst *skiffv1alpha1.Instance, nod
 		c.Cache.Forget(inst.UID)
 		return fmt.Errorf("bind instance %s/%s to node %q: %w", inst.Namespace, inst.Name, node, err)
 	}
+	c.bound.Wrote(inst, inst.ResourceVersion)
 	return nil
 }
 

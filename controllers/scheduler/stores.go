@@ -41,20 +41,25 @@ func (c *Controller) openStores(mgr manager.Manager) error {
 		return fmt.Errorf("instance informer: %w", err)
 	}
 	c.nodeStore, c.instanceStore = storeOf(nodes), storeOf(instances)
-	if _, err := nodes.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+	nodeFeed, err := nodes.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { c.feedNode(obj, false) },
 		UpdateFunc: func(_, obj any) { c.feedNode(obj, false) },
 		DeleteFunc: func(obj any) { c.feedNode(obj, true) },
-	}); err != nil {
+	})
+	if err != nil {
 		return fmt.Errorf("node events: %w", err)
 	}
-	if _, err := instances.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+	instanceFeed, err := instances.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { c.feedInstance(obj, false) },
 		UpdateFunc: func(_, obj any) { c.feedInstance(obj, false) },
 		DeleteFunc: func(obj any) { c.feedInstance(obj, true) },
-	}); err != nil {
+	})
+	if err != nil {
 		return fmt.Errorf("instance events: %w", err)
 	}
+	// The informers' stores are complete before the handlers have been
+	// told every object: until they have, decisions list.
+	c.fed = func() bool { return nodeFeed.HasSynced() && instanceFeed.HasSynced() }
 	return nil
 }
 
@@ -83,8 +88,12 @@ func (c *Controller) feedInstance(obj any, deleted bool) {
 	case !ok:
 	case deleted:
 		c.Cache.DeleteInstance(inst)
+		c.bound.Forget(client.ObjectKeyFromObject(inst))
 	default:
 		c.Cache.SetInstance(inst)
+		if inst.Spec.NodeName != "" {
+			c.bound.Forget(client.ObjectKeyFromObject(inst)) // the cache shows the bind
+		}
 	}
 }
 

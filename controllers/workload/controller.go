@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -55,6 +56,21 @@ type Controller struct {
 	expect *expectations
 	// written is what the controller's own status writes replaced.
 	written writes.Superseded
+	// lastStatus is when each Workload's status was last written.
+	lastStatus sync.Map // types.NamespacedName -> time.Time
+}
+
+// statusInterval is how often a Workload's status is written at most
+// while only its counts and messages change: a rollout of a hundred
+// Instances writes it a few times a second, not once per Instance. A
+// condition that changes, a new generation or revision is written at once.
+const statusInterval = time.Second
+
+// errStatusDeferred says a status write waits for statusInterval.
+type errStatusDeferred struct{ wait time.Duration }
+
+func (e errStatusDeferred) Error() string {
+	return fmt.Sprintf("status write deferred %v", e.wait)
 }
 
 // SetupWithManager registers the controller and the owner index it reads
@@ -105,6 +121,7 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (res 
 		if apierrors.IsNotFound(err) {
 			c.expect.forget(req.NamespacedName)
 			c.written.Forget(req.NamespacedName)
+			c.lastStatus.Delete(req.NamespacedName)
 			c.Metrics.ForgetWorkload(req.Namespace, req.Name)
 			return reconcile.Result{}, nil
 		}
@@ -144,6 +161,10 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (res 
 	if err := c.record(ctx, &w, prev, cmp, actions, out, obs); err != nil {
 		log.FromContext(ctx).Error(err, "recording events")
 	}
+	var deferred errStatusDeferred
+	if errors.As(statusErr, &deferred) {
+		return reconcile.Result{RequeueAfter: deferred.wait}, out.Err
+	}
 	if apierrors.IsConflict(statusErr) {
 		// The cache is behind our own last status write, whose event the
 		// generation filter drops: look again shortly, without an error.
@@ -170,6 +191,12 @@ func (c *Controller) writeStatus(ctx context.Context, w *skiffv1alpha1.Workload,
 	if apiequality.Semantic.DeepEqual(w.Status, st) {
 		return nil
 	}
+	key := client.ObjectKeyFromObject(w)
+	if last, ok := c.lastStatus.Load(key); ok && !transition(w.Status, st) {
+		if wait := statusInterval - time.Since(last.(time.Time)); wait > 0 {
+			return errStatusDeferred{wait}
+		}
+	}
 	if c.written.Stale(w) {
 		// The cache is behind this controller's own last write: sending
 		// this one could only conflict.
@@ -181,7 +208,25 @@ func (c *Controller) writeStatus(ctx context.Context, w *skiffv1alpha1.Workload,
 		return fmt.Errorf("workload %q in %q: writing status: %w", w.Name, w.Namespace, err)
 	}
 	c.written.Wrote(w, before)
+	c.lastStatus.Store(key, time.Now())
 	return nil
+}
+
+// transition reports whether a status change is one to write at once: a
+// condition's status or reason, the generation observed, the revisions.
+func transition(old, st skiffv1alpha1.WorkloadStatus) bool {
+	if old.ObservedGeneration != st.ObservedGeneration || old.UpdateRevision != st.UpdateRevision ||
+		old.CurrentRevision != st.CurrentRevision || old.LastAvailableRevision != st.LastAvailableRevision ||
+		len(old.Conditions) != len(st.Conditions) {
+		return true
+	}
+	for _, c := range st.Conditions {
+		prev := meta.FindStatusCondition(old.Conditions, c.Type)
+		if prev == nil || prev.Status != c.Status || prev.Reason != c.Reason {
+			return true
+		}
+	}
+	return false
 }
 
 // stalled reports whether the rollout is past its progress deadline.
