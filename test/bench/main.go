@@ -36,7 +36,7 @@ func main() {
 	clients := flag.Int("clients", 8, "concurrent create clients")
 	profile := flag.String("cpuprofile", "", "write the server's CPU profile of the create phase to this file")
 	containers := flag.Int("containers", 50, "containers the agent benchmark runs")
-	only := flag.String("only", "", "run one part: apiserver, agent, network, fleet, controllers, mcp or gossip")
+	only := flag.String("only", "", "run one part: apiserver, agent, network, fleet, controllers, placement, mcp or gossip")
 	deaths := flag.Int("deaths", 10, "node deaths the gossip benchmark times")
 	restarts := flag.Int("restarts", 20, "agent restarts the gossip benchmark counts false positives over")
 	mcpNodes := flag.Int("mcp-nodes", 1000, "simulated nodes of the MCP benchmark")
@@ -121,6 +121,16 @@ func main() {
 			}
 			all = append(all, res...)
 		}
+	}
+	if *only == "" || *only == "placement" {
+		res, err := placementBench(3)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: placement:", err)
+			if *only == "placement" {
+				os.Exit(1)
+			}
+		}
+		all = append(all, res...)
 	}
 	if *only == "" || *only == "mcp" {
 		res, err := mcpBench(bin, *mcpNodes, *mcpInstances, *mcpCalls)
