@@ -22,16 +22,7 @@ import (
 // of its machine, never with labels that admins and schedulers trust.
 func TestJoinTokenLabels(t *testing.T) {
 	ts := startTestServer(t, t.TempDir())
-	token, err := os.ReadFile(ts.srv.dir.file(JoinTokenFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := rest.AnonymousClientConfig(ts.cfg)
-	cfg.BearerToken = strings.TrimSpace(string(token))
-	joiner, err := client.New(cfg, client.Options{Scheme: ts.scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
+	joiner := joinerClient(t, ts)
 	for i, tc := range []struct {
 		label string
 		ok    bool
@@ -67,17 +58,7 @@ func TestJoinTokenLabels(t *testing.T) {
 // exactly one succeeds.
 func TestOneKeyRegistersOneNode(t *testing.T) {
 	ts := startTestServer(t, t.TempDir())
-	token, err := os.ReadFile(ts.srv.dir.file(JoinTokenFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := rest.AnonymousClientConfig(ts.cfg)
-	cfg.BearerToken = strings.TrimSpace(string(token))
-	cfg.QPS, cfg.Burst = 1000, 1000
-	joiner, err := client.New(cfg, client.Options{Scheme: ts.scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
+	joiner := joinerClient(t, ts)
 	for round := range 5 {
 		pub, _, _ := ed25519.GenerateKey(rand.Reader)
 		key := base64.StdEncoding.EncodeToString(pub)
@@ -106,4 +87,22 @@ func TestOneKeyRegistersOneNode(t *testing.T) {
 			t.Errorf("round %d: %d registrations of one key succeeded, want exactly 1", round, won)
 		}
 	}
+}
+
+// joinerClient authenticates with the server's join token, as an agent
+// registering.
+func joinerClient(t *testing.T, ts *testServer) client.Client {
+	t.Helper()
+	token, err := os.ReadFile(ts.srv.dir.file(JoinTokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := rest.AnonymousClientConfig(ts.cfg)
+	cfg.BearerToken = strings.TrimSpace(string(token))
+	cfg.QPS, cfg.Burst = 1000, 1000
+	joiner, err := client.New(cfg, client.Options{Scheme: ts.scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return joiner
 }

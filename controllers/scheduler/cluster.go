@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"maps"
 	"slices"
 	"strings"
 
@@ -133,26 +134,18 @@ func (c *Cache) unplace(uid types.UID) {
 }
 
 // Pending are the Instances waiting for a node (not being deleted), in
-// no order; Nominated those of them with a nominated node.
+// no order.
 func (c *Cache) Pending() []*skiffv1alpha1.Instance {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make([]*skiffv1alpha1.Instance, 0, len(c.view.pending))
-	for _, inst := range c.view.pending {
-		out = append(out, inst)
-	}
-	return out
+	return slices.Collect(maps.Values(c.view.pending))
 }
 
 // Nominated are the pending Instances with a nominated node.
 func (c *Cache) Nominated() []*skiffv1alpha1.Instance {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make([]*skiffv1alpha1.Instance, 0, len(c.view.nominated))
-	for _, inst := range c.view.nominated {
-		out = append(out, inst)
-	}
-	return out
+	return slices.Collect(maps.Values(c.view.nominated))
 }
 
 // Current is the snapshot of the fed view with the live assumptions, in
