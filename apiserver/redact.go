@@ -64,8 +64,17 @@ func (r *REST) Watch(ctx context.Context, opts *metainternalversion.ListOptions)
 		return w, err
 	}
 	return watch.Filter(w, func(e watch.Event) (watch.Event, bool) {
-		if e.Type != watch.Error && e.Type != watch.Bookmark {
-			e.Object = r.kind.Redact(ctx, e.Object)
+		if e.Type == watch.Error || e.Type == watch.Bookmark {
+			return e, true
+		}
+		// The watch cache hands out its events wrapped, to encode each
+		// once for every watcher; a redacted copy goes out unwrapped.
+		obj := e.Object
+		if c, ok := obj.(runtime.CacheableObject); ok {
+			obj = c.GetObject()
+		}
+		if seen := r.kind.Redact(ctx, obj); seen != obj {
+			e.Object = seen
 		}
 		return e, true
 	}), nil
