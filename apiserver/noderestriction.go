@@ -15,6 +15,7 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apiserver/pkg/admission"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/rest"
@@ -155,15 +156,25 @@ func (n nodeRestriction) validateBootstrapWrite(a admission.Attributes) error {
 	if err := n.keyIsFree(node); err != nil {
 		return err
 	}
+	if err := registration(node, a.GetOldObject()); err != nil {
+		return err
+	}
 	// Two registrations with one key at once: the first claim wins, the
-	// other is refused here rather than both seeing the key free.
+	// other is refused here rather than both seeing the key free. Taken
+	// last, so that a registration refused for another reason holds none.
 	if !n.claims.claim(node.Spec.PublicKey, node.Name, n.trust) {
 		return fmt.Errorf("the key of node %q is being registered for another node", node.Name)
 	}
+	return nil
+}
+
+// registration checks what the join token writes: a new Node with the
+// agent's labels and taints only, or a key set on a keyless Node.
+func registration(node *skiffv1alpha1.Node, oldObj runtime.Object) error {
 	if len(node.Finalizers) > 0 || len(node.OwnerReferences) > 0 {
 		return fmt.Errorf("registering node %q: finalizers and owner references are for admins", node.Name)
 	}
-	old, ok := a.GetOldObject().(*skiffv1alpha1.Node)
+	old, ok := oldObj.(*skiffv1alpha1.Node)
 	if !ok {
 		// Create: labels and taints from the agent's flags; the subnet
 		// is the control plane's to give.

@@ -106,3 +106,24 @@ func joinerClient(t *testing.T, ts *testServer) client.Client {
 	}
 	return joiner
 }
+
+// TestRefusedRegistrationHoldsNoKey: a registration refused for what it
+// asks (a reserved label) does not keep its key from registering at once
+// under another name.
+func TestRefusedRegistrationHoldsNoKey(t *testing.T) {
+	ts := startTestServer(t, t.TempDir())
+	joiner := joinerClient(t, ts)
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	key := base64.StdEncoding.EncodeToString(pub)
+	refused := &skiffv1alpha1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: "boss", Labels: map[string]string{"node-role.kubernetes.io/control-plane": ""}},
+		Spec:       skiffv1alpha1.NodeSpec{PublicKey: key},
+	}
+	if err := joiner.Create(context.Background(), refused); !apierrors.IsForbidden(err) {
+		t.Fatalf("a reserved label: %v, want Forbidden", err)
+	}
+	plain := &skiffv1alpha1.Node{ObjectMeta: metav1.ObjectMeta{Name: "worker"}, Spec: skiffv1alpha1.NodeSpec{PublicKey: key}}
+	if err := joiner.Create(context.Background(), plain); err != nil {
+		t.Fatalf("the same key, asking for nothing reserved: %v", err)
+	}
+}
