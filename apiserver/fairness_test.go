@@ -105,8 +105,11 @@ func waitQueued(t *testing.T, q *fairQueue, name string) {
 			n = len(f.waiting)
 		}
 		q.mu.Unlock()
-		if n > before || time.Now().After(deadline) {
+		if n > before {
 			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no request of %s queued within 5 s", name)
 		}
 		time.Sleep(time.Millisecond)
 	}

@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
@@ -62,5 +61,4 @@ func TestStatusWritesOwnOnlyWhatTheyChange(t *testing.T) {
 	if admin := owned["admin/"]; strings.Contains(admin, `"f:status"`) {
 		t.Errorf("the main-endpoint writer owns status: %s", admin)
 	}
-	_ = metav1.ManagedFieldsOperationUpdate
 }

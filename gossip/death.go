@@ -41,7 +41,13 @@ func (m *Membership) ended(n *memberlist.Node) {
 	}
 	m.set(n, "") // its address and metadata, e.g. that it was leaving
 	m.mu.Lock()
-	mem := m.members[n.Name]
+	mem, known := m.members[n.Name]
+	if !known {
+		// Forgotten meanwhile: nothing left to end.
+		delete(m.confirming, n.Name)
+		m.mu.Unlock()
+		return
+	}
 	if n.State == memberlist.StateLeft || mem.Leaving || mem.State == Suspect {
 		delete(m.confirming, n.Name)
 		m.mu.Unlock()

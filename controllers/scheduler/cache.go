@@ -21,6 +21,8 @@ type Cache struct {
 
 	mu      sync.Mutex
 	assumed map[types.UID]assumption
+	// assumedOn indexes assumed by node, for rebuilding one node.
+	assumedOn map[string]map[types.UID]*skiffv1alpha1.Instance
 	// view is the cluster as events told it (cluster.go).
 	view view
 }
@@ -32,7 +34,7 @@ type assumption struct {
 
 // NewCache returns a cache whose assumptions last ttl.
 func NewCache(ttl time.Duration) *Cache {
-	return &Cache{ttl: ttl, now: time.Now, assumed: map[types.UID]assumption{}}
+	return &Cache{ttl: ttl, now: time.Now, assumed: map[types.UID]assumption{}, assumedOn: map[string]map[types.UID]*skiffv1alpha1.Instance{}}
 }
 
 // Assume records inst as placed on node.
@@ -41,7 +43,27 @@ func (c *Cache) Assume(inst *skiffv1alpha1.Instance, node string) {
 	placed.Spec.NodeName = node
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.drop(inst.UID)
 	c.assumed[inst.UID] = assumption{inst: placed, deadline: c.now().Add(c.ttl)}
+	if c.assumedOn[node] == nil {
+		c.assumedOn[node] = map[types.UID]*skiffv1alpha1.Instance{}
+	}
+	c.assumedOn[node][inst.UID] = placed
+	c.view.touch(node)
+}
+
+// drop ends an assumption, if any, and marks its node to rebuild.
+func (c *Cache) drop(uid types.UID) {
+	a, ok := c.assumed[uid]
+	if !ok {
+		return
+	}
+	node := a.inst.Spec.NodeName
+	delete(c.assumed, uid)
+	delete(c.assumedOn[node], uid)
+	if len(c.assumedOn[node]) == 0 {
+		delete(c.assumedOn, node)
+	}
 	c.view.touch(node)
 }
 
@@ -60,10 +82,7 @@ func (c *Cache) AssumedNode(uid types.UID) (string, bool) {
 func (c *Cache) Forget(uid types.UID) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if a, ok := c.assumed[uid]; ok {
-		c.view.touch(a.inst.Spec.NodeName)
-	}
-	delete(c.assumed, uid)
+	c.drop(uid)
 }
 
 // Assumed counts the live assumptions.
@@ -103,12 +122,12 @@ func (c *Cache) Snapshot(nodes []*skiffv1alpha1.Node, instances []*skiffv1alpha1
 		bound, known := seen[uid]
 		switch {
 		case bound, now.After(a.deadline):
-			delete(c.assumed, uid) // caught up, or lost
+			c.drop(uid) // caught up, or lost
 		case known:
 			place(a.inst)
 		default:
 			// The informer no longer has the Instance: deleted.
-			delete(c.assumed, uid)
+			c.drop(uid)
 		}
 	}
 	return out

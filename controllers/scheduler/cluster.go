@@ -23,9 +23,8 @@ type view struct {
 	nodes  map[string]*skiffv1alpha1.Node
 	onNode map[string]map[types.UID]*skiffv1alpha1.Instance
 	// where is the node each Instance holding room is counted on.
-	where     map[types.UID]string
-	pending   map[types.UID]*skiffv1alpha1.Instance
-	nominated map[types.UID]*skiffv1alpha1.Instance
+	where   map[types.UID]string
+	pending map[types.UID]*skiffv1alpha1.Instance
 	// dirty are the nodes to rebuild; reshape says the node set changed.
 	dirty   map[string]bool
 	reshape bool
@@ -39,7 +38,6 @@ func (v *view) init() {
 		v.onNode = map[string]map[types.UID]*skiffv1alpha1.Instance{}
 		v.where = map[types.UID]string{}
 		v.pending = map[types.UID]*skiffv1alpha1.Instance{}
-		v.nominated = map[types.UID]*skiffv1alpha1.Instance{}
 		v.dirty = map[string]bool{}
 	}
 }
@@ -83,10 +81,7 @@ func (c *Cache) SetInstance(inst *skiffv1alpha1.Instance) {
 	c.view.init()
 	c.unplace(inst.UID)
 	if inst.Spec.NodeName != "" {
-		if a, ok := c.assumed[inst.UID]; ok {
-			delete(c.assumed, inst.UID) // caught up
-			c.view.dirty[a.inst.Spec.NodeName] = true
-		}
+		c.drop(inst.UID) // caught up
 		if !finished(inst) {
 			on := c.view.onNode[inst.Spec.NodeName]
 			if on == nil {
@@ -101,9 +96,6 @@ func (c *Cache) SetInstance(inst *skiffv1alpha1.Instance) {
 	}
 	if inst.DeletionTimestamp.IsZero() {
 		c.view.pending[inst.UID] = inst
-		if inst.Status.NominatedNodeName != "" {
-			c.view.nominated[inst.UID] = inst
-		}
 	}
 }
 
@@ -113,10 +105,7 @@ func (c *Cache) DeleteInstance(inst *skiffv1alpha1.Instance) {
 	defer c.mu.Unlock()
 	c.view.init()
 	c.unplace(inst.UID)
-	if a, ok := c.assumed[inst.UID]; ok {
-		delete(c.assumed, inst.UID)
-		c.view.dirty[a.inst.Spec.NodeName] = true
-	}
+	c.drop(inst.UID)
 }
 
 // unplace forgets where uid was counted and that it was pending.
@@ -130,7 +119,6 @@ func (c *Cache) unplace(uid types.UID) {
 		c.view.dirty[node] = true
 	}
 	delete(c.view.pending, uid)
-	delete(c.view.nominated, uid)
 }
 
 // Pending are the Instances waiting for a node (not being deleted), in
@@ -139,13 +127,6 @@ func (c *Cache) Pending() []*skiffv1alpha1.Instance {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Collect(maps.Values(c.view.pending))
-}
-
-// Nominated are the pending Instances with a nominated node.
-func (c *Cache) Nominated() []*skiffv1alpha1.Instance {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Collect(maps.Values(c.view.nominated))
 }
 
 // Current is the snapshot of the fed view with the live assumptions, in
@@ -160,8 +141,7 @@ func (c *Cache) Current() []*NodeInfo {
 	now := c.now()
 	for uid, a := range c.assumed {
 		if now.After(a.deadline) {
-			delete(c.assumed, uid) // the bind's event was lost
-			c.view.dirty[a.inst.Spec.NodeName] = true
+			c.drop(uid) // the bind's event was lost
 		}
 	}
 	v := &c.view
@@ -211,11 +191,9 @@ func (c *Cache) nodeInfo(name string) *NodeInfo {
 	for _, inst := range c.view.onNode[name] {
 		n.Add(inst)
 	}
-	for uid, a := range c.assumed {
-		if a.inst.Spec.NodeName == name {
-			if _, bound := c.view.where[uid]; !bound {
-				n.Add(a.inst)
-			}
+	for uid, placed := range c.assumedOn[name] {
+		if _, bound := c.view.where[uid]; !bound {
+			n.Add(placed)
 		}
 	}
 	return n

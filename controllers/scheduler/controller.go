@@ -186,7 +186,9 @@ func (c *Controller) schedule(ctx context.Context, inst *skiffv1alpha1.Instance)
 		return metrics.ResultError, "", err
 	}
 	if node == "" {
-		// Preemption decides from the same view: one verdict at a time.
+		// Preemption decides under the decisions' lock, one verdict at a
+		// time, from the snapshot as it is now (the event-fed one may have
+		// moved on since the decision).
 		c.decisions.Lock()
 		defer c.decisions.Unlock()
 		if err := c.noFit(ctx, inst, res, infos); err != nil {
@@ -211,43 +213,35 @@ func (c *Controller) decide(ctx context.Context, inst *skiffv1alpha1.Instance) (
 		// Placed by the batch of a decision taken while this one waited.
 		return node, Result{Node: node}, nil, nil
 	}
-	infos, pending, nominated, err := c.view(ctx)
+	infos, pending, err := c.view(ctx)
 	if err != nil {
 		return "", Result{}, nil, err
 	}
-	infos = Reserve(inst, infos, nominated)
+	infos = Reserve(inst, infos, pending)
 	res := c.Scheduler.Schedule(inst, infos)
 	if res.Node != "" {
 		c.Cache.Assume(inst, res.Node)
-		if len(nominated) == 0 {
-			c.placeBatch(inst, res.Node, infos, pending)
-		}
+		c.placeBatch(inst, res.Node, infos, pending)
 	}
 	return res.Node, res, infos, nil
 }
 
-// view is what a decision reads: the nodes with what they hold, the
-// pending Instances, and those of them nominated to a node. From the
-// event-fed Cache when there is one, else listed.
-func (c *Controller) view(ctx context.Context) (infos []*NodeInfo, pending, nominated []*skiffv1alpha1.Instance, err error) {
+// view is what a decision reads: the nodes with what they hold, and the
+// pending Instances. From the event-fed Cache once its handlers have
+// every object, else listed.
+func (c *Controller) view(ctx context.Context) (infos []*NodeInfo, pending []*skiffv1alpha1.Instance, err error) {
 	if c.fed != nil && c.fed() {
-		return c.Cache.Current(), c.Cache.Pending(), c.Cache.Nominated(), nil
+		return c.Cache.Current(), c.Cache.Pending(), nil
 	}
 	nodes, err := c.listNodes(ctx)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	instances, err := c.listInstances(ctx)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	pending = pendingOf(instances)
-	for _, inst := range pending {
-		if inst.Status.NominatedNodeName != "" {
-			nominated = append(nominated, inst)
-		}
-	}
-	return c.Cache.Snapshot(nodes, instances), pending, nominated, nil
+	return c.Cache.Snapshot(nodes, instances), pendingOf(instances), nil
 }
 
 // pending are the Instances waiting for a node; unlike view it does not
@@ -281,13 +275,12 @@ const batchSize = 64
 // priority on the same snapshot, one after the other, each seeing the
 // ones before: the same verdicts as one decision each, for one snapshot.
 // Their own reconciliations find the assumption and only bind. With any
-// nomination pending, room is reserved per priority: the caller places
-// no batch then.
+// nomination pending, room is reserved per priority: no batch then.
 func (c *Controller) placeBatch(inst *skiffv1alpha1.Instance, node string, infos []*NodeInfo, pending []*skiffv1alpha1.Instance) {
 	var batch []*skiffv1alpha1.Instance
 	for _, other := range pending {
 		if other.Spec.NodeName != "" || !other.DeletionTimestamp.IsZero() {
-			continue
+			continue // a test's list of every Instance
 		}
 		if other.Status.NominatedNodeName != "" {
 			return
