@@ -77,27 +77,6 @@ type instanceReconciler struct {
 	written writes.Superseded
 }
 
-// update writes inst (its status when status is set), remembering the
-// version it replaced.
-func (r *instanceReconciler) update(ctx context.Context, inst *skiffv1alpha1.Instance) error {
-	before := inst.ResourceVersion
-	if err := r.client.Update(ctx, inst); err != nil {
-		return err
-	}
-	r.written.Wrote(inst, before)
-	return nil
-}
-
-// updateStatus writes inst's status, remembering the version it replaced.
-func (r *instanceReconciler) updateStatus(ctx context.Context, inst *skiffv1alpha1.Instance) error {
-	before := inst.ResourceVersion
-	if err := r.client.Status().Update(ctx, inst); err != nil {
-		return err
-	}
-	r.written.Wrote(inst, before)
-	return nil
-}
-
 func containerID(inst *skiffv1alpha1.Instance, container string) string {
 	return string(inst.UID) + "-" + container
 }
@@ -137,7 +116,7 @@ func (r *instanceReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	if controllerutil.AddFinalizer(&inst, skiffv1alpha1.AgentFinalizer) {
 		// Go on with the updated object: waiting for the update's own
 		// event would cost a round trip before every first start.
-		if err := r.update(ctx, &inst); err != nil {
+		if err := r.written.Write(&inst, func() error { return r.client.Update(ctx, &inst) }); err != nil {
 			return reconcile.Result{}, err
 		}
 	}

@@ -89,7 +89,7 @@ func (r *instanceReconciler) reportStatus(ctx context.Context, inst *skiffv1alph
 	if apiequality.Semantic.DeepEqual(before, s) {
 		return nil
 	}
-	if err := r.updateStatus(ctx, inst); err != nil {
+	if err := r.written.Write(inst, func() error { return r.client.Status().Update(ctx, inst) }); err != nil {
 		return fmt.Errorf("instance %s/%s status: %w", inst.Namespace, inst.Name, err)
 	}
 	return nil

@@ -322,15 +322,16 @@ func findNode(infos []*NodeInfo, name string) *NodeInfo {
 // bind posts the binding of an assumed placement; a failed bind (a
 // Conflict when the Instance was bound or deleted meanwhile) forgets it.
 func (c *Controller) bind(ctx context.Context, inst *skiffv1alpha1.Instance, node string) error {
-	err := c.Client.SubResource("binding").Create(ctx, inst, &skiffv1alpha1.Binding{
-		ObjectMeta: metav1.ObjectMeta{Name: inst.Name, Namespace: inst.Namespace, UID: inst.UID},
-		NodeName:   node,
+	err := c.bound.Write(inst, func() error {
+		return c.Client.SubResource("binding").Create(ctx, inst, &skiffv1alpha1.Binding{
+			ObjectMeta: metav1.ObjectMeta{Name: inst.Name, Namespace: inst.Namespace, UID: inst.UID},
+			NodeName:   node,
+		})
 	})
 	if err != nil {
 		c.Cache.Forget(inst.UID)
 		return fmt.Errorf("bind instance %s/%s to node %q: %w", inst.Namespace, inst.Name, node, err)
 	}
-	c.bound.Wrote(inst, inst.ResourceVersion)
 	return nil
 }
 

@@ -202,12 +202,10 @@ func (c *Controller) writeStatus(ctx context.Context, w *skiffv1alpha1.Workload,
 		// this one could only conflict.
 		return apierrors.NewConflict(skiffv1alpha1.Resource("workloads"), w.Name, errors.New("the cache is behind the controller's own status write"))
 	}
-	before := w.ResourceVersion
 	w.Status = st
-	if err := c.Client.Status().Update(ctx, w); err != nil {
+	if err := c.written.Write(w, func() error { return c.Client.Status().Update(ctx, w) }); err != nil {
 		return fmt.Errorf("workload %q in %q: writing status: %w", w.Name, w.Namespace, err)
 	}
-	c.written.Wrote(w, before)
 	c.lastStatus.Store(key, time.Now())
 	return nil
 }

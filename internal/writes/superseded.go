@@ -31,7 +31,19 @@ func (s *Superseded) Wrote(obj client.Object, before string) {
 	s.m[key] = append(s.m[key], before)
 }
 
-// Stale reports whether obj is a version the agent's writes replaced;
+// Write runs write, which writes obj (updating it in place, as
+// controller-runtime's clients do), and on success records the version it
+// replaced.
+func (s *Superseded) Write(obj client.Object, write func() error) error {
+	before := obj.GetResourceVersion()
+	if err := write(); err != nil {
+		return err
+	}
+	s.Wrote(obj, before)
+	return nil
+}
+
+// Stale reports whether obj is a version the writer's own writes replaced;
 // once the cache shows a later one, the record is dropped.
 func (s *Superseded) Stale(obj client.Object) bool {
 	s.mu.Lock()
