@@ -10,7 +10,6 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -89,11 +88,11 @@ func (s *Server) build(endpoints []string) (*genericapiserver.GenericAPIServer, 
 		return nil, nil, err
 	}
 	s.installObservability(generic, stores, etcdClient)
-	if err := generic.AddPostStartHook("skiff-bootstrap-namespaces", bootstrapNamespaces(stores.namespaces)); err != nil {
+	if err := generic.AddPostStartHook("skiff-bootstrap-namespaces", bootstrapNamespaces(stores.store(namespacesResource))); err != nil {
 		return nil, nil, err
 	}
-	instances.getter = stores.byKind[stores.instanceKind]
-	keys := newNodeKeys(stores.byKind[stores.nodeKind], s.trust)
+	instances.getter = stores.store(instancesResource)
+	keys := newNodeKeys(stores.store(nodesResource), s.trust)
 	if err := generic.AddPostStartHook("skiff-node-keys", func(ctx genericapiserver.PostStartHookContext) error {
 		go keys.Run(ctx)
 		return nil
@@ -124,7 +123,7 @@ func (s *Server) applyServing(cfg *genericapiserver.Config) error {
 }
 
 func (s *Server) applyStorage(cfg *genericapiserver.Config, sch *schemes, endpoints []string) error {
-	codec := sch.codecs.LegacyCodec(skiffv1alpha1.SchemeGroupVersion, corev1.SchemeGroupVersion, coordinationv1.SchemeGroupVersion)
+	codec := sch.codecs.LegacyCodec(servedGroupVersions()...)
 	etcd := genericoptions.NewEtcdOptions(storagebackend.NewDefaultConfig(s.cfg.EtcdPrefix, codec))
 	etcd.StorageConfig.Transport.ServerList = endpoints
 	etcd.StorageConfig.Transport.TrustedCAFile = s.cfg.EtcdCAFile
@@ -153,54 +152,57 @@ func (s *Server) applyAudit(cfg *genericapiserver.Config) error {
 	return nil
 }
 
-// installed are the stores other parts of the server need.
-type installed struct {
-	byKind     map[*Kind]*REST
-	namespaces *REST
-	nodeKind   *Kind
-	// instanceKind's store is read by the node restriction (Events).
-	instanceKind *Kind
+// servedGroupVersions are the group versions of the Kinds, each once.
+func servedGroupVersions() []schema.GroupVersion {
+	var gvs []schema.GroupVersion
+	seen := map[schema.GroupVersion]bool{}
+	for _, k := range Kinds() {
+		if gv := k.GVK.GroupVersion(); !seen[gv] {
+			seen[gv] = true
+			gvs = append(gvs, gv)
+		}
+	}
+	return gvs
 }
 
-// install builds every Kind's storage and installs the API groups.
+// installed are every kind's main store.
+type installed struct {
+	byKind map[*Kind]*REST
+}
+
+// store returns the main store of a served resource, nil if none.
+func (in *installed) store(gr schema.GroupResource) *REST {
+	for k, r := range in.byKind {
+		if k.GroupResource() == gr {
+			return r
+		}
+	}
+	return nil
+}
+
+// install builds every Kind's storage and installs the API groups: the
+// namespaces first (every namespaced kind checks them on create), then the
+// other kinds, then the subresources that read other kinds' stores.
 func (s *Server) install(generic *genericapiserver.GenericAPIServer, sch *schemes, cfg *genericapiserver.Config) (*installed, error) {
 	kinds := Kinds()
+	sort.SliceStable(kinds, func(i, j int) bool { return kinds[i].Namespaces && !kinds[j].Namespaces })
 	out := &installed{byKind: map[*Kind]*REST{}}
 	b := &storeBuilder{scheme: sch.full, optsGetter: cfg.RESTOptionsGetter}
 	byGV := map[schema.GroupVersion]map[string]rest.Storage{}
-	var nsKind *Kind
+	var namespaces *namespaceREST
 	for _, k := range kinds {
-		if k.GVK.Kind == "Namespace" {
-			nsKind = k
-		}
-	}
-	// Namespaces first: every other namespaced kind checks them on create.
-	nsStorage, nsREST, err := b.build(nsKind)
-	if err != nil {
-		return nil, err
-	}
-	out.namespaces, out.byKind[nsKind] = nsREST, nsREST
-	b.namespaceExists = namespaceChecker{store: nsREST}.exists
-	nsWrapped := &namespaceREST{REST: nsREST}
-	nsStorage[nsKind.Plural] = nsWrapped
-	byGV[nsKind.GVK.GroupVersion()] = nsStorage
-	for _, k := range kinds {
-		if k == nsKind {
-			continue
-		}
 		storage, main, err := b.build(k)
 		if err != nil {
 			return nil, err
 		}
 		out.byKind[k] = main
-		switch k.GVK {
-		case skiffv1alpha1.SchemeGroupVersion.WithKind("Node"):
-			out.nodeKind = k
-		case skiffv1alpha1.SchemeGroupVersion.WithKind("Instance"):
-			out.instanceKind = k
-		}
-		if k.Namespaced && k.TTL == 0 {
-			nsWrapped.contents = append(nsWrapped.contents, main)
+		switch {
+		case k.Namespaces:
+			b.namespaceExists = namespaceChecker{store: main}.exists
+			namespaces = &namespaceREST{REST: main}
+			storage[k.Plural] = namespaces
+		case k.KeepsNamespace && namespaces != nil:
+			namespaces.contents = append(namespaces.contents, main)
 		}
 		gv := k.GVK.GroupVersion()
 		if byGV[gv] == nil {
@@ -210,7 +212,12 @@ func (s *Server) install(generic *genericapiserver.GenericAPIServer, sch *scheme
 			byGV[gv][path] = st
 		}
 	}
-	s.installLogs(out, byGV)
+	for k, main := range out.byKind {
+		env := SubresourceEnv{Main: main, Store: out.store, AgentCert: s.agentCert.GetClientCertificate}
+		for name, make := range k.Subresources {
+			byGV[k.GVK.GroupVersion()][k.Plural+"/"+name] = make(env)
+		}
+	}
 	return out, s.installGroups(generic, sch, byGV)
 }
 
@@ -297,20 +304,4 @@ func withoutLoopbackCompression(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// installLogs adds the subresources the agents serve: the log of kinds
-// that have one, and the Node's metrics. It reaches agents with its own
-// client identity (agentCert), which agents learn from
-// APIServerClientKeyPath.
-func (s *Server) installLogs(out *installed, byGV map[schema.GroupVersion]map[string]rest.Storage) {
-	cert := s.agentCert.GetClientCertificate
-	nodes := out.byKind[out.nodeKind]
-	for k, main := range out.byKind {
-		if k.Logs {
-			byGV[k.GVK.GroupVersion()][k.Plural+"/log"] = &logREST{instances: main, nodes: nodes, cert: cert}
-		}
-	}
-	nk := out.nodeKind
-	byGV[nk.GVK.GroupVersion()][nk.Plural+"/metrics"] = &nodeMetricsREST{nodes: nodes, cert: cert}
 }

@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"context"
+	"crypto/tls"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -9,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/apiserver/pkg/registry/rest"
 )
 
 // Kind is everything the generic registry needs to serve one resource.
@@ -24,6 +26,14 @@ type Kind struct {
 	Categories []string
 	// Namespaced is the scope.
 	Namespaced bool
+	// Namespaces marks the kind that is the namespaces themselves: it is
+	// built first, every namespaced kind checks on create that its
+	// namespace exists, and deleting one is refused while it holds objects
+	// of a kind that KeepsNamespace.
+	Namespaces bool
+	// KeepsNamespace: objects of this kind keep their namespace from being
+	// deleted (skiff does not cascade). Events, which expire, do not.
+	KeepsNamespace bool
 	// New and NewList allocate the object and list types.
 	New, NewList func() runtime.Object
 
@@ -35,8 +45,9 @@ type Kind struct {
 	Scale *ScaleAccess
 	// Binding adds the binding subresource (Instances only).
 	Binding bool
-	// Logs adds the log subresource, served by the agents (Instances only).
-	Logs bool
+	// Subresources are further subresources by name ("log"), made once
+	// every kind's main store exists (they may read other kinds' stores).
+	Subresources map[string]func(env SubresourceEnv) rest.Storage
 	// TTL, when non-zero, expires objects that long after their last write.
 	TTL time.Duration
 
@@ -44,13 +55,18 @@ type Kind struct {
 	// only with -o wide. NAME is added first; AGE comes from Row.
 	Columns []metav1.TableColumnDefinition
 	Row     func(obj runtime.Object) []interface{}
-	// Fields returns the field-selectable values beyond metadata.name and
-	// metadata.namespace. Keys must match the scheme's field labels.
-	Fields func(obj runtime.Object) fields.Set
+	// FieldLabels are the field selectors beyond metadata.name and
+	// metadata.namespace; Fields returns their values. The scheme accepts
+	// exactly these (for skiff's own kinds, apis/skiff registers them).
+	FieldLabels []string
+	Fields      func(obj runtime.Object) fields.Set
 
 	// PrepareForCreate runs after the generic preparation (status reset,
 	// generation 1), e.g. to compute an Instance's QoS class.
 	PrepareForCreate func(obj runtime.Object)
+	// PrepareForUpdate runs on every update of the main resource, after
+	// the generic preparation (e.g. to fold a Secret's stringData in).
+	PrepareForUpdate func(obj, old runtime.Object)
 	// Validate, ValidateUpdate and ValidateStatusUpdate return errors with
 	// exact field paths. Nil means metadata checks only.
 	Validate             func(obj runtime.Object) field.ErrorList
@@ -62,6 +78,16 @@ type Kind struct {
 	// object read through get, list or watch: obj itself, or a copy with
 	// fields withheld. It must not change obj (it may be the watch cache's).
 	Redact func(ctx context.Context, obj runtime.Object) runtime.Object
+}
+
+// SubresourceEnv is what a subresource of Kind.Subresources is made from.
+type SubresourceEnv struct {
+	// Main is the kind's own store.
+	Main *REST
+	// Store returns another kind's store (nil if it is not served).
+	Store func(schema.GroupResource) *REST
+	// AgentCert is the API server's client certificate towards agents.
+	AgentCert func(*tls.CertificateRequestInfo) (*tls.Certificate, error)
 }
 
 // GroupResource is the kind's resource in its group.

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
+	"k8s.io/apiserver/pkg/registry/rest"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 )
@@ -24,11 +25,18 @@ func Kinds() []*Kind {
 	return []*Kind{workloadKind(), instanceKind(), nodeKind(), namespaceKind(), eventKind(), leaseKind()}
 }
 
+// The resources other parts of the server read, by name.
+var (
+	nodesResource      = skiffv1alpha1.Resource("nodes")
+	instancesResource  = skiffv1alpha1.Resource("instances")
+	namespacesResource = corev1.Resource("namespaces")
+)
+
 func workloadKind() *Kind {
 	return &Kind{
 		GVK:    skiffv1alpha1.SchemeGroupVersion.WithKind("Workload"),
 		Plural: "workloads", Singular: "workload", ShortNames: []string{"wl"}, Categories: []string{"all", "skiff"},
-		Namespaced: true,
+		Namespaced: true, KeepsNamespace: true,
 		New:        func() runtime.Object { return &skiffv1alpha1.Workload{} },
 		NewList:    func() runtime.Object { return &skiffv1alpha1.WorkloadList{} },
 		Status:     true,
@@ -85,12 +93,16 @@ func instanceKind() *Kind {
 	return &Kind{
 		GVK:    skiffv1alpha1.SchemeGroupVersion.WithKind("Instance"),
 		Plural: "instances", Singular: "instance", ShortNames: []string{"inst"}, Categories: []string{"all", "skiff"},
-		Namespaced: true,
+		Namespaced: true, KeepsNamespace: true,
 		New:        func() runtime.Object { return &skiffv1alpha1.Instance{} },
 		NewList:    func() runtime.Object { return &skiffv1alpha1.InstanceList{} },
 		Status:     true,
 		Binding:    true,
-		Logs:       true,
+		Subresources: map[string]func(SubresourceEnv) rest.Storage{
+			"log": func(env SubresourceEnv) rest.Storage {
+				return &logREST{instances: env.Main, nodes: env.Store(nodesResource), cert: env.AgentCert}
+			},
+		},
 		Columns: []metav1.TableColumnDefinition{
 			col("Status", "string", "Terminating, the reason a container waits or ended (ErrImagePull, CrashLoopBackOff, ...), or the phase."),
 			col("Node", "string", "Node the Instance is bound to."),
@@ -99,7 +111,8 @@ func instanceKind() *Kind {
 			wide(col("IP", "string", "The Instance's address.")),
 			wide(col("QoS", "string", "Quality-of-service class.")),
 		},
-		Row: typed(instanceRow),
+		Row:         typed(instanceRow),
+		FieldLabels: skiffv1alpha1.InstanceFieldLabels,
 		Fields: typed(func(i *skiffv1alpha1.Instance) fields.Set {
 			return fields.Set{"spec.nodeName": i.Spec.NodeName, "status.phase": string(i.Status.Phase)}
 		}),
@@ -159,6 +172,11 @@ func nodeKind() *Kind {
 		New:     func() runtime.Object { return &skiffv1alpha1.Node{} },
 		NewList: func() runtime.Object { return &skiffv1alpha1.NodeList{} },
 		Status:  true,
+		Subresources: map[string]func(SubresourceEnv) rest.Storage{
+			"metrics": func(env SubresourceEnv) rest.Storage {
+				return &nodeMetricsREST{nodes: env.Main, cert: env.AgentCert}
+			},
+		},
 		Columns: []metav1.TableColumnDefinition{
 			col("Phase", "string", "Ready, NotReady, Unknown or Down."),
 			col("CPU", "string", "Allocatable CPU."),
@@ -224,12 +242,14 @@ func namespaceKind() *Kind {
 	return &Kind{
 		GVK:    corev1.SchemeGroupVersion.WithKind("Namespace"),
 		Plural: "namespaces", Singular: "namespace", ShortNames: []string{"ns"},
+		Namespaces: true,
 		New:     func() runtime.Object { return &corev1.Namespace{} },
 		NewList: func() runtime.Object { return &corev1.NamespaceList{} },
 		Columns: []metav1.TableColumnDefinition{col("Status", "string", "Namespace phase."), ageColumn},
 		Row: typed(func(ns *corev1.Namespace) []interface{} {
 			return []interface{}{string(ns.Status.Phase), age(ns.CreationTimestamp)}
 		}),
+		FieldLabels: []string{"status.phase"},
 		Fields: typed(func(ns *corev1.Namespace) fields.Set {
 			return fields.Set{"status.phase": string(ns.Status.Phase)}
 		}),
@@ -262,8 +282,17 @@ func eventKind() *Kind {
 			obj := strings.ToLower(e.InvolvedObject.Kind) + "/" + e.InvolvedObject.Name
 			return []interface{}{e.Type, e.Reason, obj, e.Message, age(e.CreationTimestamp)}
 		}),
-		Fields: typed(eventFields),
+		FieldLabels: eventFieldLabels,
+		Fields:      typed(eventFields),
 	}
+}
+
+// eventFieldLabels are the Event field selectors; kubectl describe
+// selects events by involvedObject.
+var eventFieldLabels = []string{
+	"involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
+	"involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion",
+	"involvedObject.fieldPath", "reason", "reportingComponent", "source", "type",
 }
 
 func eventFields(e *corev1.Event) fields.Set {
@@ -290,7 +319,7 @@ func leaseKind() *Kind {
 	return &Kind{
 		GVK:    coordinationv1.SchemeGroupVersion.WithKind("Lease"),
 		Plural: "leases", Singular: "lease",
-		Namespaced: true,
+		Namespaced: true, KeepsNamespace: true,
 		New:        func() runtime.Object { return &coordinationv1.Lease{} },
 		NewList:    func() runtime.Object { return &coordinationv1.LeaseList{} },
 		Columns:    []metav1.TableColumnDefinition{col("Holder", "string", "Current holder."), ageColumn},

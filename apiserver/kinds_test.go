@@ -40,3 +40,38 @@ func TestInstanceStatusColumn(t *testing.T) {
 		}
 	}
 }
+
+// TestKindTableIsConsistent checks what the registry trusts the table for:
+// one namespaces kind, field selector values for exactly the declared
+// labels, and subresources only on kinds that can hold them.
+func TestKindTableIsConsistent(t *testing.T) {
+	namespaces := 0
+	for _, k := range Kinds() {
+		t.Run(k.Plural, func(t *testing.T) {
+			if k.Namespaces {
+				namespaces++
+			}
+			if k.KeepsNamespace && !k.Namespaced {
+				t.Errorf("KeepsNamespace on a cluster-scoped kind")
+			}
+			if (k.Fields == nil) != (len(k.FieldLabels) == 0) {
+				t.Fatalf("Fields and FieldLabels must come together")
+			}
+			if k.Fields == nil {
+				return
+			}
+			got := k.Fields(k.New())
+			if len(got) != len(k.FieldLabels) {
+				t.Errorf("Fields gives %d values, FieldLabels declares %d", len(got), len(k.FieldLabels))
+			}
+			for _, l := range k.FieldLabels {
+				if _, ok := got[l]; !ok {
+					t.Errorf("field label %q has no value in Fields", l)
+				}
+			}
+		})
+	}
+	if namespaces != 1 {
+		t.Errorf("%d kinds are the namespaces; want 1", namespaces)
+	}
+}

@@ -4,8 +4,6 @@ import (
 	"fmt"
 
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
-	coordinationv1 "k8s.io/api/coordination/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -41,16 +39,18 @@ func newSchemes() (*schemes, error) {
 	return &schemes{full: full, external: external, codecs: serializer.NewCodecFactory(full)}, nil
 }
 
-// coreTypes are the upstream types skiff serves or embeds, by group version.
+// coreTypes are the upstream types skiff serves (its Kinds outside the
+// skiff.dev group) or embeds, by group version.
 func coreTypes() map[schema.GroupVersion][]runtime.Object {
-	return map[schema.GroupVersion][]runtime.Object{
-		corev1.SchemeGroupVersion: {
-			&corev1.Namespace{}, &corev1.NamespaceList{},
-			&corev1.Event{}, &corev1.EventList{},
-		},
-		coordinationv1.SchemeGroupVersion: {&coordinationv1.Lease{}, &coordinationv1.LeaseList{}},
-		autoscalingv1.SchemeGroupVersion:  {&autoscalingv1.Scale{}},
+	types := map[schema.GroupVersion][]runtime.Object{
+		autoscalingv1.SchemeGroupVersion: {&autoscalingv1.Scale{}},
 	}
+	for _, k := range Kinds() {
+		if gv := k.GVK.GroupVersion(); gv.Group != skiffv1alpha1.GroupName {
+			types[gv] = append(types[gv], k.New(), k.NewList())
+		}
+	}
+	return types
 }
 
 func addExternal(s *runtime.Scheme) error {
@@ -83,25 +83,18 @@ func addInternal(s *runtime.Scheme) error {
 	return nil
 }
 
-// fieldLabels lists the field selectors of core kinds beyond metadata.name
-// and metadata.namespace; kubectl describe selects events by involvedObject.
-var fieldLabels = map[schema.GroupVersionKind][]string{
-	corev1.SchemeGroupVersion.WithKind("Namespace"): {"status.phase"},
-	corev1.SchemeGroupVersion.WithKind("Event"): {
-		"involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
-		"involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion",
-		"involvedObject.fieldPath", "reason", "reportingComponent", "source", "type",
-	},
-	coordinationv1.SchemeGroupVersion.WithKind("Lease"): nil,
-}
-
+// addCoreFieldLabels registers the field selectors of the Kinds outside
+// the skiff.dev group (whose own are registered by apis/skiff).
 func addCoreFieldLabels(s *runtime.Scheme) error {
-	for gvk, labels := range fieldLabels {
+	for _, k := range Kinds() {
+		if k.GVK.Group == skiffv1alpha1.GroupName {
+			continue
+		}
 		allowed := map[string]bool{"metadata.name": true, "metadata.namespace": true}
-		for _, l := range labels {
+		for _, l := range k.FieldLabels {
 			allowed[l] = true
 		}
-		err := s.AddFieldLabelConversionFunc(gvk, func(label, value string) (string, string, error) {
+		err := s.AddFieldLabelConversionFunc(k.GVK, func(label, value string) (string, string, error) {
 			if !allowed[label] {
 				return "", "", fmt.Errorf("field label not supported: %s", label)
 			}

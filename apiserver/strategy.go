@@ -63,6 +63,9 @@ func (s strategy) PrepareForUpdate(ctx context.Context, obj, old runtime.Object)
 	if s.kind.Status {
 		setField(obj, "Status", fieldOf(old, "Status"))
 	}
+	if s.kind.PrepareForUpdate != nil {
+		s.kind.PrepareForUpdate(obj, old)
+	}
 	if !hasField(obj, "Spec") {
 		return
 	}
