@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"context"
 	"crypto/x509"
 	"fmt"
 	"net"
@@ -61,6 +62,11 @@ func (s *Server) build(endpoints []string) (*genericapiserver.GenericAPIServer, 
 	cfg.Authorization.Authorizer = newAuthorizer(s.trust)
 	instances := &instanceGetter{}
 	cfg.AdmissionControl = nodeRestriction{trust: s.trust, claims: newKeyClaims(), instances: instances}
+	atRest, err := newAtRest(context.Background(), s.dir.file(EncryptionConfigFile))
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.ResourceTransformers = atRest
 	if err := s.applyStorage(cfg, sch, endpoints); err != nil {
 		return nil, nil, err
 	}
@@ -92,6 +98,7 @@ func (s *Server) build(endpoints []string) (*genericapiserver.GenericAPIServer, 
 		return nil, nil, err
 	}
 	instances.getter = stores.store(instancesResource)
+	generic.Handler.NonGoRestfulMux.Handle(RotateKeyPath, atRest.rotateKeyHandler(stores.store(secretsResource)))
 	keys := newNodeKeys(stores.store(nodesResource), s.trust)
 	if err := generic.AddPostStartHook("skiff-node-keys", func(ctx genericapiserver.PostStartHookContext) error {
 		go keys.Run(ctx)

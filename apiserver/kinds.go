@@ -22,7 +22,10 @@ import (
 // Kinds is the resource table: every resource the server serves, in one
 // place. The registry builder reads nothing else.
 func Kinds() []*Kind {
-	return []*Kind{workloadKind(), instanceKind(), nodeKind(), namespaceKind(), eventKind(), leaseKind()}
+	return []*Kind{
+		workloadKind(), instanceKind(), nodeKind(), namespaceKind(), eventKind(), leaseKind(),
+		secretKind(), configMapKind(),
+	}
 }
 
 // The resources other parts of the server read, by name.
@@ -37,9 +40,9 @@ func workloadKind() *Kind {
 		GVK:    skiffv1alpha1.SchemeGroupVersion.WithKind("Workload"),
 		Plural: "workloads", Singular: "workload", ShortNames: []string{"wl"}, Categories: []string{"all", "skiff"},
 		Namespaced: true, KeepsNamespace: true,
-		New:        func() runtime.Object { return &skiffv1alpha1.Workload{} },
-		NewList:    func() runtime.Object { return &skiffv1alpha1.WorkloadList{} },
-		Status:     true,
+		New:     func() runtime.Object { return &skiffv1alpha1.Workload{} },
+		NewList: func() runtime.Object { return &skiffv1alpha1.WorkloadList{} },
+		Status:  true,
 		Scale: &ScaleAccess{
 			SpecReplicasPath: []string{"spec", "replicas"},
 			Get: func(obj runtime.Object) (int32, int32, string, error) {
@@ -94,10 +97,10 @@ func instanceKind() *Kind {
 		GVK:    skiffv1alpha1.SchemeGroupVersion.WithKind("Instance"),
 		Plural: "instances", Singular: "instance", ShortNames: []string{"inst"}, Categories: []string{"all", "skiff"},
 		Namespaced: true, KeepsNamespace: true,
-		New:        func() runtime.Object { return &skiffv1alpha1.Instance{} },
-		NewList:    func() runtime.Object { return &skiffv1alpha1.InstanceList{} },
-		Status:     true,
-		Binding:    true,
+		New:     func() runtime.Object { return &skiffv1alpha1.Instance{} },
+		NewList: func() runtime.Object { return &skiffv1alpha1.InstanceList{} },
+		Status:  true,
+		Binding: true,
 		Subresources: map[string]func(SubresourceEnv) rest.Storage{
 			"log": func(env SubresourceEnv) rest.Storage {
 				return &logREST{instances: env.Main, nodes: env.Store(nodesResource), cert: env.AgentCert}
@@ -243,9 +246,9 @@ func namespaceKind() *Kind {
 		GVK:    corev1.SchemeGroupVersion.WithKind("Namespace"),
 		Plural: "namespaces", Singular: "namespace", ShortNames: []string{"ns"},
 		Namespaces: true,
-		New:     func() runtime.Object { return &corev1.Namespace{} },
-		NewList: func() runtime.Object { return &corev1.NamespaceList{} },
-		Columns: []metav1.TableColumnDefinition{col("Status", "string", "Namespace phase."), ageColumn},
+		New:        func() runtime.Object { return &corev1.Namespace{} },
+		NewList:    func() runtime.Object { return &corev1.NamespaceList{} },
+		Columns:    []metav1.TableColumnDefinition{col("Status", "string", "Namespace phase."), ageColumn},
 		Row: typed(func(ns *corev1.Namespace) []interface{} {
 			return []interface{}{string(ns.Status.Phase), age(ns.CreationTimestamp)}
 		}),
@@ -320,9 +323,9 @@ func leaseKind() *Kind {
 		GVK:    coordinationv1.SchemeGroupVersion.WithKind("Lease"),
 		Plural: "leases", Singular: "lease",
 		Namespaced: true, KeepsNamespace: true,
-		New:        func() runtime.Object { return &coordinationv1.Lease{} },
-		NewList:    func() runtime.Object { return &coordinationv1.LeaseList{} },
-		Columns:    []metav1.TableColumnDefinition{col("Holder", "string", "Current holder."), ageColumn},
+		New:     func() runtime.Object { return &coordinationv1.Lease{} },
+		NewList: func() runtime.Object { return &coordinationv1.LeaseList{} },
+		Columns: []metav1.TableColumnDefinition{col("Holder", "string", "Current holder."), ageColumn},
 		Row: typed(func(l *coordinationv1.Lease) []interface{} {
 			holder := ""
 			if l.Spec.HolderIdentity != nil {
