@@ -12,9 +12,9 @@ import (
 // resolves it to whoever the key is trusted as.
 const KeyUserPrefix = "skiff:key:"
 
-// KeyUserName is the user name standing for pub.
+// KeyUserName is the user name standing for pub: KeyUserPrefix and ID(pub).
 func KeyUserName(pub ed25519.PublicKey) string {
-	return KeyUserPrefix + base64.RawURLEncoding.EncodeToString(pub)
+	return KeyUserPrefix + ID(pub)
 }
 
 // ParseKeyUserName returns the key a KeyUserName stands for; ok is false
