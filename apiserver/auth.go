@@ -39,9 +39,9 @@ func isPublicPath(path string) bool {
 // public paths and unauthenticated (401) elsewhere.
 type keyAuthenticator struct {
 	trust *identity.Trust
-	// joinToken, when set, authenticates a bearer token as the bootstrap
-	// user, which may only register Nodes.
-	joinToken identity.JoinToken
+	// tokens authenticate a join token as the bootstrap user, which may
+	// only register Nodes.
+	tokens *joinTokens
 	// guesses counts wrong join tokens per source address (nil: none).
 	guesses *tokenGuesses
 	now     func() time.Time
@@ -61,9 +61,19 @@ type verifiedCert struct {
 	notAfter time.Time
 }
 
-func newKeyAuthenticator(trust *identity.Trust, joinToken identity.JoinToken, now func() time.Time) keyAuthenticator {
-	return keyAuthenticator{trust: trust, joinToken: joinToken, now: now, verified: lru.New(verifiedCacheSize)}
+func newKeyAuthenticator(trust *identity.Trust, tokens *joinTokens, now func() time.Time) keyAuthenticator {
+	return keyAuthenticator{trust: trust, tokens: tokens, now: now, verified: lru.New(verifiedCacheSize)}
 }
+
+// refusedTokensGroup is the group of a join token that is known but
+// expired or revoked: authenticated, so that the authorizer can say why
+// it refuses everything (refusalExtra), where a 401 could not.
+const (
+	refusedTokensGroup = "skiff:refused-join-tokens"
+	refusalExtra       = "skiff.dev/refusal"
+	// tokenIDExtra names the join token in the audit log.
+	tokenIDExtra = "skiff.dev/join-token-id"
+)
 
 func (a keyAuthenticator) AuthenticateRequest(req *http.Request) (*authenticator.Response, bool, error) {
 	resp, err := a.fromCertificate(req)
@@ -72,13 +82,24 @@ func (a keyAuthenticator) AuthenticateRequest(req *http.Request) (*authenticator
 	}
 	if token, ok := bearerToken(req); ok {
 		presented, err := identity.ParseJoinToken(token)
-		if err != nil || !a.joinToken.SameSecret(presented) {
-			a.guesses.failed(req)
-			return nil, false, errors.New("invalid join token")
+		if err == nil {
+			err = a.tokens.check(req.Context(), presented)
 		}
-		return &authenticator.Response{User: &user.DefaultInfo{
-			Name: skiffv1alpha1.BootstrapUser, Groups: []string{skiffv1alpha1.BootstrappersGroup, user.AllAuthenticated},
-		}}, true, nil
+		switch {
+		case err == nil:
+			return &authenticator.Response{User: &user.DefaultInfo{
+				Name: skiffv1alpha1.BootstrapUser, Groups: []string{skiffv1alpha1.BootstrappersGroup, user.AllAuthenticated},
+				Extra: map[string][]string{tokenIDExtra: {presented.TokenID()}},
+			}}, true, nil
+		case errors.Is(err, errUnknownToken) || errors.Is(err, identity.ErrMalformedJoinToken):
+			a.guesses.failed(req)
+			return nil, false, errUnknownToken
+		default:
+			return &authenticator.Response{User: &user.DefaultInfo{
+				Name: skiffv1alpha1.BootstrapUser, Groups: []string{refusedTokensGroup},
+				Extra: map[string][]string{refusalExtra: {err.Error()}, tokenIDExtra: {presented.TokenID()}},
+			}}, true, nil
+		}
 	}
 	if isPublicPath(req.URL.Path) {
 		return &authenticator.Response{User: &user.DefaultInfo{
@@ -136,8 +157,15 @@ func authorize(ctx context.Context, a authorizer.Attributes) (authorizer.Decisio
 		return authorizer.DecisionDeny, "no user", nil
 	}
 	for _, g := range u.GetGroups() {
-		if g == user.SystemPrivilegedGroup {
+		switch g {
+		case user.SystemPrivilegedGroup:
 			return authorizer.DecisionAllow, "", nil
+		case refusedTokensGroup:
+			// Discovery stays open, so that a client reaches the request
+			// that is refused with the reason.
+			if a.IsResourceRequest() {
+				return authorizer.DecisionDeny, strings.Join(u.GetExtra()[refusalExtra], "; "), nil
+			}
 		}
 	}
 	if _, ok := nodeName(u); ok && !a.IsResourceRequest() && a.GetVerb() == "get" &&

@@ -6,9 +6,14 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 
@@ -37,9 +42,20 @@ func TestKeyAuthenticator(t *testing.T) {
 	trust.Add(admin.Public(), identity.Principal{Name: AdminUser, Groups: []string{user.SystemPrivilegedGroup}})
 	clock := now
 	join := identity.JoinToken{CAHash: make([]byte, 32), Secret: []byte("0123456789abcdef0123")}
-	a := newKeyAuthenticator(trust, join, func() time.Time { return clock })
+	withID := identity.JoinToken{CAHash: make([]byte, 32), ID: "abc123", Secret: []byte("fedcba9876543210fedc")}
+	expired := identity.JoinToken{CAHash: make([]byte, 32), ID: "old000", Secret: []byte("fedcba9876543210fedc")}
+	revoked := identity.JoinToken{CAHash: make([]byte, 32), ID: "gone00", Secret: []byte("fedcba9876543210fedc")}
+	revokedRecord := JoinTokenRecord(revoked, time.Time{}, "")
+	revokedRecord.Data[JoinTokenRevokedKey] = []byte(now.Format(time.RFC3339))
+	records := recordGetter{
+		JoinTokenRecord(join, time.Time{}, ""), JoinTokenRecord(withID, now.Add(time.Hour), ""),
+		JoinTokenRecord(expired, now.Add(-time.Second), ""), revokedRecord,
+	}
+	a := newKeyAuthenticator(trust, &joinTokens{secrets: records, now: func() time.Time { return clock }}, func() time.Time { return clock })
 	wrong := join
 	wrong.Secret = []byte("not-the-secret-at-all")
+	unknown := withID
+	unknown.ID = "zzz999"
 
 	cases := []struct {
 		name     string
@@ -51,6 +67,11 @@ func TestKeyAuthenticator(t *testing.T) {
 	}{
 		{"join token", "/apis/skiff.dev/v1alpha1/nodes", nil, join.String(), true, "skiff:bootstrap"},
 		{"wrong join token", "/apis/skiff.dev/v1alpha1/nodes", nil, wrong.String(), false, ""},
+		{"join token with an id", "/apis/skiff.dev/v1alpha1/nodes", nil, withID.String(), true, "skiff:bootstrap"},
+		{"join token with an unknown id", "/apis/skiff.dev/v1alpha1/nodes", nil, unknown.String(), false, ""},
+		// Known but refused: authenticated so that the authorizer says why.
+		{"expired join token", "/apis/skiff.dev/v1alpha1/nodes", nil, expired.String(), true, "skiff:bootstrap"},
+		{"revoked join token", "/apis/skiff.dev/v1alpha1/nodes", nil, revoked.String(), true, "skiff:bootstrap"},
 		{"malformed join token", "/apis/skiff.dev/v1alpha1/nodes", nil, "guess", false, ""},
 		{"trusted key", "/api", certOf(t, admin, now), "", true, AdminUser},
 		{"trusted key again (cached)", "/api", certOf(t, admin, now), "", true, AdminUser},
@@ -76,6 +97,19 @@ func TestKeyAuthenticator(t *testing.T) {
 			if ok && resp.User.GetName() != tc.wantUser {
 				t.Fatalf("user %q, want %q", resp.User.GetName(), tc.wantUser)
 			}
+			if !ok || tc.bearer == "" {
+				return
+			}
+			d, reason, _ := authorize(context.Background(), authorizer.AttributesRecord{
+				User: resp.User, Verb: "create", APIGroup: "skiff.dev", Resource: "nodes", ResourceRequest: true,
+			})
+			refused := strings.Contains(tc.name, "expired") || strings.Contains(tc.name, "revoked")
+			if (d == authorizer.DecisionAllow) == refused {
+				t.Fatalf("registration decision %v (%s)", d, reason)
+			}
+			if refused && !strings.Contains(reason, "join token "+strings.Split(tc.bearer, ":")[2][:6]) {
+				t.Fatalf("refusal %q does not name the token", reason)
+			}
 		})
 	}
 
@@ -86,6 +120,18 @@ func TestKeyAuthenticator(t *testing.T) {
 	if _, ok, _ := a.AuthenticateRequest(req); ok {
 		t.Fatal("expired certificate accepted from the cache")
 	}
+}
+
+// recordGetter serves join token records by name.
+type recordGetter []*corev1.Secret
+
+func (g recordGetter) Get(_ context.Context, name string, _ *metav1.GetOptions) (runtime.Object, error) {
+	for _, s := range g {
+		if s.Name == name {
+			return s, nil
+		}
+	}
+	return nil, apierrors.NewNotFound(corev1.Resource("secrets"), name)
 }
 
 func TestAuthorize(t *testing.T) {

@@ -49,7 +49,8 @@ func (s *Server) build(endpoints []string) (*genericapiserver.GenericAPIServer, 
 		return nil, nil, err
 	}
 	guesses, fair := newTokenGuesses(), newFairness()
-	authn := newKeyAuthenticator(s.trust, s.joinToken, time.Now)
+	tokens := &joinTokens{now: time.Now}
+	authn := newKeyAuthenticator(s.trust, tokens, time.Now)
 	authn.guesses = guesses
 	cfg.Authentication.Authenticator = authn
 	// Fair queues per identity (withFairness) instead of the library's
@@ -98,6 +99,10 @@ func (s *Server) build(endpoints []string) (*genericapiserver.GenericAPIServer, 
 		return nil, nil, err
 	}
 	instances.getter = stores.store(instancesResource)
+	tokens.secrets = stores.store(secretsResource)
+	if err := generic.AddPostStartHook("skiff-initial-join-token", recordInitialToken(s.dir, s.joinToken, stores.store(secretsResource))); err != nil {
+		return nil, nil, err
+	}
 	generic.Handler.NonGoRestfulMux.Handle(RotateKeyPath, atRest.rotateKeyHandler(stores.store(secretsResource)))
 	keys := newNodeKeys(stores.store(nodesResource), s.trust)
 	if err := generic.AddPostStartHook("skiff-node-keys", func(ctx genericapiserver.PostStartHookContext) error {

@@ -110,6 +110,8 @@ func validateSecret(s *corev1.Secret) field.ErrorList {
 		required(corev1.SSHAuthPrivateKey)
 	case corev1.SecretTypeTLS:
 		required(corev1.TLSCertKey, corev1.TLSPrivateKeyKey)
+	case JoinTokenSecretType:
+		errs = append(errs, validateJoinTokenRecord(s)...)
 	}
 	return errs
 }
