@@ -33,12 +33,15 @@ func isPublicPath(path string) bool {
 	return false
 }
 
-// keyAuthenticator authenticates a request by the Ed25519 key of its
-// self-signed client certificate, looked up in the trust set. No CA chain
-// is involved. Requests without a trusted certificate are anonymous on
+// keyAuthenticator authenticates a request by an Ed25519 key: that of its
+// self-signed client certificate, or the one its signature headers were
+// made with (identity.RequestVerifier). No CA chain is involved; keyUsers
+// says who a key is. Requests without a trusted key are anonymous on
 // public paths and unauthenticated (401) elsewhere.
 type keyAuthenticator struct {
-	trust *identity.Trust
+	keys keyUsers
+	// signed verifies signed requests (nil: none are accepted).
+	signed *identity.RequestVerifier
 	// tokens authenticate a join token as the bootstrap user, which may
 	// only register Nodes.
 	tokens *joinTokens
@@ -61,8 +64,8 @@ type verifiedCert struct {
 	notAfter time.Time
 }
 
-func newKeyAuthenticator(trust *identity.Trust, tokens *joinTokens, now func() time.Time) keyAuthenticator {
-	return keyAuthenticator{trust: trust, tokens: tokens, now: now, verified: lru.New(verifiedCacheSize)}
+func newKeyAuthenticator(keys keyUsers, tokens *joinTokens, now func() time.Time) keyAuthenticator {
+	return keyAuthenticator{keys: keys, tokens: tokens, now: now, verified: lru.New(verifiedCacheSize)}
 }
 
 // refusedTokensGroup is the group of a join token that is known but
@@ -76,6 +79,19 @@ const (
 )
 
 func (a keyAuthenticator) AuthenticateRequest(req *http.Request) (*authenticator.Response, bool, error) {
+	if a.signed != nil {
+		pub, err := a.signed.Verify(req)
+		switch {
+		case err == nil:
+			u, err := a.keys.userFor(pub)
+			if err != nil {
+				return nil, false, err
+			}
+			return &authenticator.Response{User: u}, true, nil
+		case !errors.Is(err, identity.ErrNotSigned):
+			return nil, false, err
+		}
+	}
 	resp, err := a.fromCertificate(req)
 	if err == nil && resp != nil {
 		return resp, true, nil
@@ -123,13 +139,13 @@ func (a keyAuthenticator) fromCertificate(req *http.Request) (*authenticator.Res
 	if err != nil {
 		return nil, fmt.Errorf("client certificate: %w", err)
 	}
-	// Trust is looked up on every request: removing a key takes effect at once.
-	p, ok := a.trust.Lookup(pub)
-	if !ok {
-		return nil, fmt.Errorf("client certificate key %s is not trusted", identity.EncodePublicKey(pub))
+	// Who a key is, is looked up on every request: removing a key or its
+	// last binding takes effect at once.
+	u, err := a.keys.userFor(pub)
+	if err != nil {
+		return nil, fmt.Errorf("client certificate: %w", err)
 	}
-	groups := append(append([]string{}, p.Groups...), user.AllAuthenticated)
-	return &authenticator.Response{User: &user.DefaultInfo{Name: p.Name, Groups: groups}}, nil
+	return &authenticator.Response{User: u}, nil
 }
 
 func (a keyAuthenticator) verify(cert *x509.Certificate) (ed25519.PublicKey, error) {
@@ -149,9 +165,11 @@ func (a keyAuthenticator) verify(cert *x509.Certificate) (ed25519.PublicKey, err
 
 // authorize is skiff's authorization: admins (system:masters) may do
 // anything; nodes what the node authorizer allows; the MCP bridge may
-// impersonate key users; any authenticated user may read discovery, OpenAPI and the
-// version; anonymous users reach only the public probe paths.
-func authorize(ctx context.Context, a authorizer.Attributes) (authorizer.Decision, string, error) {
+// impersonate key users and nobody else; the join token registers nodes;
+// then RBAC (roles, when set); any authenticated user may read discovery,
+// OpenAPI and the version; anonymous users reach only the public probe
+// paths.
+func authorize(ctx context.Context, a authorizer.Attributes, roles authorizer.Authorizer) (authorizer.Decision, string, error) {
 	u := a.GetUser()
 	if u == nil {
 		return authorizer.DecisionDeny, "no user", nil
@@ -183,6 +201,11 @@ func authorize(ctx context.Context, a authorizer.Attributes) (authorizer.Decisio
 	if hasGroup(u, skiffv1alpha1.BootstrappersGroup) && a.IsResourceRequest() {
 		d, reason := authorizeBootstrap(a)
 		return d, reason, nil
+	}
+	if roles != nil {
+		if d, reason, err := roles.Authorize(ctx, a); d == authorizer.DecisionAllow {
+			return d, reason, err
+		}
 	}
 	if a.IsResourceRequest() {
 		return authorizer.DecisionDeny, fmt.Sprintf("user %q may not %s %s", u.GetName(), a.GetVerb(), a.GetResource()), nil

@@ -48,21 +48,7 @@ func (s *Server) build(endpoints []string) (*genericapiserver.GenericAPIServer, 
 	if err := s.applyServing(cfg); err != nil {
 		return nil, nil, err
 	}
-	guesses, fair := newTokenGuesses(), newFairness()
-	tokens := &joinTokens{now: time.Now}
-	authn := newKeyAuthenticator(s.trust, tokens, time.Now)
-	authn.guesses = guesses
-	cfg.Authentication.Authenticator = authn
-	// Fair queues per identity (withFairness) instead of the library's
-	// global in-flight limits.
-	cfg.MaxRequestsInFlight, cfg.MaxMutatingRequestsInFlight = 0, 0
-	cfg.BuildHandlerChainFunc = func(h http.Handler, c *genericapiserver.Config) http.Handler {
-		chain := withoutLoopbackCompression(withBufferedResponses(genericapiserver.DefaultBuildHandlerChain(withFairness(withKeyUsers(h, s.trust), fair), c)))
-		return withPublicProbes(withTokenGuessLimit(chain, guesses), h)
-	}
-	cfg.Authorization.Authorizer = newAuthorizer(s.trust)
-	instances := &instanceGetter{}
-	cfg.AdmissionControl = nodeRestriction{trust: s.trust, claims: newKeyClaims(), instances: instances}
+	acc := s.applyAccess(cfg)
 	atRest, err := newAtRest(context.Background(), s.dir.file(EncryptionConfigFile))
 	if err != nil {
 		return nil, nil, err
@@ -86,7 +72,9 @@ func (s *Server) build(endpoints []string) (*genericapiserver.GenericAPIServer, 
 	if err != nil {
 		return nil, nil, fmt.Errorf("apiserver: %w", err)
 	}
-	stores, err := s.install(generic, sch, cfg)
+	stores, err := s.install(generic, sch, cfg, map[schema.GroupVersion]map[string]rest.Storage{
+		authorizationGV: reviewStorage(cfg.Authorization.Authorizer, acc.rbac),
+	})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -98,19 +86,10 @@ func (s *Server) build(endpoints []string) (*genericapiserver.GenericAPIServer, 
 	if err := generic.AddPostStartHook("skiff-bootstrap-namespaces", bootstrapNamespaces(stores.store(namespacesResource))); err != nil {
 		return nil, nil, err
 	}
-	instances.getter = stores.store(instancesResource)
-	tokens.secrets = stores.store(secretsResource)
-	if err := generic.AddPostStartHook("skiff-initial-join-token", recordInitialToken(s.dir, s.joinToken, stores.store(secretsResource))); err != nil {
+	if err := s.connectAccess(acc, generic, stores); err != nil {
 		return nil, nil, err
 	}
 	generic.Handler.NonGoRestfulMux.Handle(RotateKeyPath, atRest.rotateKeyHandler(stores.store(secretsResource)))
-	keys := newNodeKeys(stores.store(nodesResource), s.trust)
-	if err := generic.AddPostStartHook("skiff-node-keys", func(ctx genericapiserver.PostStartHookContext) error {
-		go keys.Run(ctx)
-		return nil
-	}); err != nil {
-		return nil, nil, err
-	}
 	return generic, func() { etcdClient.Close() }, nil
 }
 
@@ -195,12 +174,15 @@ func (in *installed) store(gr schema.GroupResource) *REST {
 // install builds every Kind's storage and installs the API groups: the
 // namespaces first (every namespaced kind checks them on create), then the
 // other kinds, then the subresources that read other kinds' stores.
-func (s *Server) install(generic *genericapiserver.GenericAPIServer, sch *schemes, cfg *genericapiserver.Config) (*installed, error) {
+func (s *Server) install(generic *genericapiserver.GenericAPIServer, sch *schemes, cfg *genericapiserver.Config, extra map[schema.GroupVersion]map[string]rest.Storage) (*installed, error) {
 	kinds := Kinds()
 	sort.SliceStable(kinds, func(i, j int) bool { return kinds[i].Namespaces && !kinds[j].Namespaces })
 	out := &installed{byKind: map[*Kind]*REST{}}
 	b := &storeBuilder{scheme: sch.full, optsGetter: cfg.RESTOptionsGetter}
 	byGV := map[schema.GroupVersion]map[string]rest.Storage{}
+	for gv, storage := range extra {
+		byGV[gv] = storage
+	}
 	var namespaces *namespaceREST
 	for _, k := range kinds {
 		storage, main, err := b.build(k)

@@ -6,6 +6,8 @@ import (
 	"net"
 	"time"
 
+	"skiff.dev/skiff/apiserver/rbac"
+	"skiff.dev/skiff/identity"
 	"skiff.dev/skiff/internal/xdg"
 )
 
@@ -30,6 +32,13 @@ type Config struct {
 	// RequestTimeout ends a request that is not long-running (watches,
 	// logs) after this long (--request-timeout), as kube-apiserver's.
 	RequestTimeout time.Duration
+	// TrustPreset is the starting trust policy (--trust-preset):
+	// "restrictive" (unknown keys get 401) or "permissive" (any valid
+	// self-signed key is a viewer; for development).
+	TrustPreset string
+	// SignatureSkew is how far a signed request's timestamp may be from the
+	// server's clock (--signature-skew).
+	SignatureSkew time.Duration
 }
 
 // DefaultDataDir is /var/lib/skiff/server for root and
@@ -45,6 +54,8 @@ func DefaultConfig() Config {
 		AuditLog:   true,
 		// kube-apiserver's default.
 		RequestTimeout: time.Minute,
+		TrustPreset:    rbac.PresetRestrictive,
+		SignatureSkew:  identity.DefaultSignatureSkew,
 	}
 }
 
@@ -62,6 +73,12 @@ func (c *Config) Validate() error {
 	}
 	if c.RequestTimeout <= 0 {
 		return fmt.Errorf("--request-timeout %v: must be positive", c.RequestTimeout)
+	}
+	if _, err := rbac.PresetBindings(c.TrustPreset); err != nil {
+		return fmt.Errorf("--trust-preset: %w", err)
+	}
+	if c.SignatureSkew <= 0 {
+		return fmt.Errorf("--signature-skew %v: must be positive", c.SignatureSkew)
 	}
 	if c.EtcdPrefix == "" || c.EtcdPrefix[0] != '/' {
 		return fmt.Errorf("--etcd-prefix %q: must start with /", c.EtcdPrefix)

@@ -28,20 +28,16 @@ const (
 	CallerAuditAnnotation = "skiff.dev/caller"
 )
 
-// resolveKeyUser turns an impersonated key user into the principal its
-// key is trusted as. isKey is false for every other user; err says why a
+// resolveKeyUser turns an impersonated key user into who its key is
+// (keyUsers.userFor). isKey is false for every other user; err says why a
 // key user is refused (its key is not trusted).
-func resolveKeyUser(trust *identity.Trust, u user.Info) (resolved user.Info, isKey bool, err error) {
+func resolveKeyUser(keys keyUsers, u user.Info) (resolved user.Info, isKey bool, err error) {
 	pub, ok := identity.ParseKeyUserName(u.GetName())
 	if !ok {
 		return u, false, nil
 	}
-	p, ok := trust.Lookup(pub)
-	if !ok {
-		return nil, true, fmt.Errorf("key %s is not trusted", identity.EncodePublicKey(pub))
-	}
-	groups := append(append([]string{}, p.Groups...), user.AllAuthenticated)
-	return &user.DefaultInfo{Name: p.Name, Groups: groups}, true, nil
+	resolved, err = keys.userFor(pub)
+	return resolved, true, err
 }
 
 // attributesAs are a request's attributes with another user.
@@ -52,12 +48,12 @@ type attributesAs struct {
 
 func (a attributesAs) GetUser() user.Info { return a.user }
 
-// newAuthorizer is authorize, deciding for an impersonated key user as for
-// the principal of its key.
-func newAuthorizer(trust *identity.Trust) authorizer.Authorizer {
+// newAuthorizer is authorize, then RBAC, deciding for an impersonated key
+// user as for who its key is.
+func newAuthorizer(keys keyUsers, roles authorizer.Authorizer) authorizer.Authorizer {
 	return authorizer.AuthorizerFunc(func(ctx context.Context, a authorizer.Attributes) (authorizer.Decision, string, error) {
 		if u := a.GetUser(); u != nil {
-			resolved, isKey, err := resolveKeyUser(trust, u)
+			resolved, isKey, err := resolveKeyUser(keys, u)
 			if err != nil {
 				return authorizer.DecisionDeny, err.Error(), nil
 			}
@@ -65,7 +61,7 @@ func newAuthorizer(trust *identity.Trust) authorizer.Authorizer {
 				a = attributesAs{Attributes: a, user: resolved}
 			}
 		}
-		return authorize(ctx, a)
+		return authorize(ctx, a, roles)
 	})
 }
 
@@ -87,10 +83,10 @@ func authorizeImpersonation(u user.Info, a authorizer.Attributes) (authorizer.De
 // the request context, after authorization and before admission and the
 // handlers, so that admission (the node restriction) sees who acts, and
 // names that principal in the audit event.
-func withKeyUsers(next http.Handler, trust *identity.Trust) http.Handler {
+func withKeyUsers(next http.Handler, keys keyUsers) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if u, ok := request.UserFrom(r.Context()); ok {
-			resolved, isKey, err := resolveKeyUser(trust, u)
+			resolved, isKey, err := resolveKeyUser(keys, u)
 			if err != nil {
 				http.Error(w, err.Error(), http.StatusForbidden)
 				return

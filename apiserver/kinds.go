@@ -25,6 +25,7 @@ func Kinds() []*Kind {
 	return []*Kind{
 		workloadKind(), instanceKind(), nodeKind(), namespaceKind(), eventKind(), leaseKind(),
 		secretKind(), configMapKind(),
+		roleKind(), clusterRoleKind(), roleBindingKind(), clusterRoleBindingKind(),
 	}
 }
 

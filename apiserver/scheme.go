@@ -44,6 +44,7 @@ func newSchemes() (*schemes, error) {
 func coreTypes() map[schema.GroupVersion][]runtime.Object {
 	types := map[schema.GroupVersion][]runtime.Object{
 		autoscalingv1.SchemeGroupVersion: {&autoscalingv1.Scale{}},
+		authorizationGV:                  reviewTypes(),
 	}
 	for _, k := range Kinds() {
 		if gv := k.GVK.GroupVersion(); gv.Group != skiffv1alpha1.GroupName {

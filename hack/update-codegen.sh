@@ -19,6 +19,8 @@ upstream=(
 	k8s.io/api/core/v1
 	k8s.io/api/coordination/v1
 	k8s.io/api/autoscaling/v1
+	k8s.io/api/rbac/v1
+	k8s.io/api/authorization/v1
 )
 readonly_flags=()
 for p in "${upstream[@]}"; do readonly_flags+=(--readonly-pkg "$p"); done

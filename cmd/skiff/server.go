@@ -31,6 +31,8 @@ func addAPIServerFlags(fs *pflag.FlagSet, cfg *apiserver.Config) {
 	fs.StringVar(&cfg.EtcdPrefix, "etcd-prefix", cfg.EtcdPrefix, "key prefix of every object in etcd")
 	fs.BoolVar(&cfg.AuditLog, "audit-log", cfg.AuditLog, "write the audit log to <data-dir>/audit.log")
 	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", cfg.RequestTimeout, "end requests other than watches and logs after this long")
+	fs.StringVar(&cfg.TrustPreset, "trust-preset", cfg.TrustPreset, "starting trust policy: restrictive (keys nobody trusted get 401) or permissive (any valid self-signed key is a viewer; development only)")
+	fs.DurationVar(&cfg.SignatureSkew, "signature-skew", cfg.SignatureSkew, "how far a signed request's X-Auth-Timestamp may be from the server's clock")
 }
 
 // newServerCommand is `skiff server`, the whole control plane in one
