@@ -394,6 +394,8 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		version.Info{}.OpenAPIModelName():                                   schema_k8sio_apimachinery_pkg_version_Info(ref),
 		v1alpha1.Affinity{}.OpenAPIModelName():                              schema_skiff_apis_skiff_v1alpha1_Affinity(ref),
 		v1alpha1.Binding{}.OpenAPIModelName():                               schema_skiff_apis_skiff_v1alpha1_Binding(ref),
+		v1alpha1.ConfigMapEnvSource{}.OpenAPIModelName():                    schema_skiff_apis_skiff_v1alpha1_ConfigMapEnvSource(ref),
+		v1alpha1.ConfigMapKeySelector{}.OpenAPIModelName():                  schema_skiff_apis_skiff_v1alpha1_ConfigMapKeySelector(ref),
 		v1alpha1.Container{}.OpenAPIModelName():                             schema_skiff_apis_skiff_v1alpha1_Container(ref),
 		v1alpha1.ContainerPort{}.OpenAPIModelName():                         schema_skiff_apis_skiff_v1alpha1_ContainerPort(ref),
 		v1alpha1.ContainerState{}.OpenAPIModelName():                        schema_skiff_apis_skiff_v1alpha1_ContainerState(ref),
@@ -401,7 +403,9 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.ContainerStateTerminated{}.OpenAPIModelName():              schema_skiff_apis_skiff_v1alpha1_ContainerStateTerminated(ref),
 		v1alpha1.ContainerStateWaiting{}.OpenAPIModelName():                 schema_skiff_apis_skiff_v1alpha1_ContainerStateWaiting(ref),
 		v1alpha1.ContainerStatus{}.OpenAPIModelName():                       schema_skiff_apis_skiff_v1alpha1_ContainerStatus(ref),
+		v1alpha1.EnvFromSource{}.OpenAPIModelName():                         schema_skiff_apis_skiff_v1alpha1_EnvFromSource(ref),
 		v1alpha1.EnvVar{}.OpenAPIModelName():                                schema_skiff_apis_skiff_v1alpha1_EnvVar(ref),
+		v1alpha1.EnvVarSource{}.OpenAPIModelName():                          schema_skiff_apis_skiff_v1alpha1_EnvVarSource(ref),
 		v1alpha1.Instance{}.OpenAPIModelName():                              schema_skiff_apis_skiff_v1alpha1_Instance(ref),
 		v1alpha1.InstanceAffinity{}.OpenAPIModelName():                      schema_skiff_apis_skiff_v1alpha1_InstanceAffinity(ref),
 		v1alpha1.InstanceAffinityTerm{}.OpenAPIModelName():                  schema_skiff_apis_skiff_v1alpha1_InstanceAffinityTerm(ref),
@@ -425,6 +429,8 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.PreferredSchedulingTerm{}.OpenAPIModelName():               schema_skiff_apis_skiff_v1alpha1_PreferredSchedulingTerm(ref),
 		v1alpha1.ResourceRequirements{}.OpenAPIModelName():                  schema_skiff_apis_skiff_v1alpha1_ResourceRequirements(ref),
 		v1alpha1.RollingUpdate{}.OpenAPIModelName():                         schema_skiff_apis_skiff_v1alpha1_RollingUpdate(ref),
+		v1alpha1.SecretEnvSource{}.OpenAPIModelName():                       schema_skiff_apis_skiff_v1alpha1_SecretEnvSource(ref),
+		v1alpha1.SecretKeySelector{}.OpenAPIModelName():                     schema_skiff_apis_skiff_v1alpha1_SecretKeySelector(ref),
 		v1alpha1.Taint{}.OpenAPIModelName():                                 schema_skiff_apis_skiff_v1alpha1_Taint(ref),
 		v1alpha1.TemplateMetadata{}.OpenAPIModelName():                      schema_skiff_apis_skiff_v1alpha1_TemplateMetadata(ref),
 		v1alpha1.Toleration{}.OpenAPIModelName():                            schema_skiff_apis_skiff_v1alpha1_Toleration(ref),
@@ -20055,6 +20061,72 @@ func schema_skiff_apis_skiff_v1alpha1_Binding(ref common.ReferenceCallback) comm
 	}
 }
 
+func schema_skiff_apis_skiff_v1alpha1_ConfigMapEnvSource(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "ConfigMapEnvSource names a ConfigMap whose keys become variables.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Name of the ConfigMap.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"optional": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Optional: when true, a missing ConfigMap adds nothing; otherwise the container waits (CreateContainerConfigError).",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"name"},
+			},
+		},
+	}
+}
+
+func schema_skiff_apis_skiff_v1alpha1_ConfigMapKeySelector(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "ConfigMapKeySelector selects a key of a ConfigMap.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Name of the ConfigMap.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"key": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Key in the ConfigMap's data.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"optional": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Optional: when true, a missing ConfigMap or key leaves the variable unset; otherwise the container waits (CreateContainerConfigError).",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"name", "key"},
+			},
+		},
+	}
+}
+
 func schema_skiff_apis_skiff_v1alpha1_Container(ref common.ReferenceCallback) common.OpenAPIDefinition {
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
@@ -20139,6 +20211,24 @@ func schema_skiff_apis_skiff_v1alpha1_Container(ref common.ReferenceCallback) co
 							},
 						},
 					},
+					"envFrom": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "EnvFrom adds every key of a Secret or ConfigMap as a variable (a key that is not a valid variable name is skipped, with an Event). Env wins over EnvFrom, and a later source over an earlier one.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.EnvFromSource{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
 					"ports": {
 						VendorExtensible: spec.VendorExtensible{
 							Extensions: spec.Extensions{
@@ -20182,7 +20272,7 @@ func schema_skiff_apis_skiff_v1alpha1_Container(ref common.ReferenceCallback) co
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.ContainerPort{}.OpenAPIModelName(), v1alpha1.EnvVar{}.OpenAPIModelName(), v1alpha1.ResourceRequirements{}.OpenAPIModelName()},
+			v1alpha1.ContainerPort{}.OpenAPIModelName(), v1alpha1.EnvFromSource{}.OpenAPIModelName(), v1alpha1.EnvVar{}.OpenAPIModelName(), v1alpha1.ResourceRequirements{}.OpenAPIModelName()},
 	}
 }
 
@@ -20438,6 +20528,40 @@ func schema_skiff_apis_skiff_v1alpha1_ContainerStatus(ref common.ReferenceCallba
 	}
 }
 
+func schema_skiff_apis_skiff_v1alpha1_EnvFromSource(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "EnvFromSource adds every key of a Secret or ConfigMap: exactly one of SecretRef and ConfigMapRef.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"prefix": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Prefix is put before each key's name.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"secretRef": {
+						SchemaProps: spec.SchemaProps{
+							Description: "SecretRef names the Secret.",
+							Ref:         ref(v1alpha1.SecretEnvSource{}.OpenAPIModelName()),
+						},
+					},
+					"configMapRef": {
+						SchemaProps: spec.SchemaProps{
+							Description: "ConfigMapRef names the ConfigMap.",
+							Ref:         ref(v1alpha1.ConfigMapEnvSource{}.OpenAPIModelName()),
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.ConfigMapEnvSource{}.OpenAPIModelName(), v1alpha1.SecretEnvSource{}.OpenAPIModelName()},
+	}
+}
+
 func schema_skiff_apis_skiff_v1alpha1_EnvVar(ref common.ReferenceCallback) common.OpenAPIDefinition {
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
@@ -20460,10 +20584,45 @@ func schema_skiff_apis_skiff_v1alpha1_EnvVar(ref common.ReferenceCallback) commo
 							Format:      "",
 						},
 					},
+					"valueFrom": {
+						SchemaProps: spec.SchemaProps{
+							Description: "ValueFrom takes the value from a key of a Secret or ConfigMap in the Instance's namespace, read when the container starts. Not with Value.",
+							Ref:         ref(v1alpha1.EnvVarSource{}.OpenAPIModelName()),
+						},
+					},
 				},
 				Required: []string{"name"},
 			},
 		},
+		Dependencies: []string{
+			v1alpha1.EnvVarSource{}.OpenAPIModelName()},
+	}
+}
+
+func schema_skiff_apis_skiff_v1alpha1_EnvVarSource(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "EnvVarSource is where a variable's value comes from: exactly one of its fields.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"secretKeyRef": {
+						SchemaProps: spec.SchemaProps{
+							Description: "SecretKeyRef selects a key of a Secret.",
+							Ref:         ref(v1alpha1.SecretKeySelector{}.OpenAPIModelName()),
+						},
+					},
+					"configMapKeyRef": {
+						SchemaProps: spec.SchemaProps{
+							Description: "ConfigMapKeyRef selects a key of a ConfigMap.",
+							Ref:         ref(v1alpha1.ConfigMapKeySelector{}.OpenAPIModelName()),
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.ConfigMapKeySelector{}.OpenAPIModelName(), v1alpha1.SecretKeySelector{}.OpenAPIModelName()},
 	}
 }
 
@@ -21789,6 +21948,72 @@ func schema_skiff_apis_skiff_v1alpha1_RollingUpdate(ref common.ReferenceCallback
 		},
 		Dependencies: []string{
 			intstr.IntOrString{}.OpenAPIModelName()},
+	}
+}
+
+func schema_skiff_apis_skiff_v1alpha1_SecretEnvSource(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "SecretEnvSource names a Secret whose keys become variables.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Name of the Secret.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"optional": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Optional: when true, a missing Secret adds nothing; otherwise the container waits (CreateContainerConfigError).",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"name"},
+			},
+		},
+	}
+}
+
+func schema_skiff_apis_skiff_v1alpha1_SecretKeySelector(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "SecretKeySelector selects a key of a Secret.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Name of the Secret.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"key": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Key in the Secret's data.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"optional": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Optional: when true, a missing Secret or key leaves the variable unset; otherwise the container waits (CreateContainerConfigError).",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"name", "key"},
+			},
+		},
 	}
 }
 

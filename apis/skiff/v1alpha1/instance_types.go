@@ -122,6 +122,12 @@ type Container struct {
 	// +patchMergeKey=name
 	// +patchStrategy=merge
 	Env []EnvVar `json:"env,omitempty" patchStrategy:"merge" patchMergeKey:"name"`
+	// EnvFrom adds every key of a Secret or ConfigMap as a variable (a
+	// key that is not a valid variable name is skipped, with an Event).
+	// Env wins over EnvFrom, and a later source over an earlier one.
+	// +optional
+	// +listType=atomic
+	EnvFrom []EnvFromSource `json:"envFrom,omitempty"`
 	// Ports the container listens on. Until Instance networking lands they
 	// are informational: the agent publishes nothing.
 	// +optional
@@ -146,6 +152,79 @@ type EnvVar struct {
 	// Value of the variable.
 	// +optional
 	Value string `json:"value,omitempty"`
+	// ValueFrom takes the value from a key of a Secret or ConfigMap in the
+	// Instance's namespace, read when the container starts. Not with Value.
+	// +optional
+	ValueFrom *EnvVarSource `json:"valueFrom,omitempty"`
+}
+
+// EnvVarSource is where a variable's value comes from: exactly one of its
+// fields.
+type EnvVarSource struct {
+	// SecretKeyRef selects a key of a Secret.
+	// +optional
+	SecretKeyRef *SecretKeySelector `json:"secretKeyRef,omitempty"`
+	// ConfigMapKeyRef selects a key of a ConfigMap.
+	// +optional
+	ConfigMapKeyRef *ConfigMapKeySelector `json:"configMapKeyRef,omitempty"`
+}
+
+// SecretKeySelector selects a key of a Secret.
+type SecretKeySelector struct {
+	// Name of the Secret.
+	Name string `json:"name"`
+	// Key in the Secret's data.
+	Key string `json:"key"`
+	// Optional: when true, a missing Secret or key leaves the variable
+	// unset; otherwise the container waits (CreateContainerConfigError).
+	// +optional
+	Optional *bool `json:"optional,omitempty"`
+}
+
+// ConfigMapKeySelector selects a key of a ConfigMap.
+type ConfigMapKeySelector struct {
+	// Name of the ConfigMap.
+	Name string `json:"name"`
+	// Key in the ConfigMap's data.
+	Key string `json:"key"`
+	// Optional: when true, a missing ConfigMap or key leaves the variable
+	// unset; otherwise the container waits (CreateContainerConfigError).
+	// +optional
+	Optional *bool `json:"optional,omitempty"`
+}
+
+// EnvFromSource adds every key of a Secret or ConfigMap: exactly one of
+// SecretRef and ConfigMapRef.
+type EnvFromSource struct {
+	// Prefix is put before each key's name.
+	// +optional
+	Prefix string `json:"prefix,omitempty"`
+	// SecretRef names the Secret.
+	// +optional
+	SecretRef *SecretEnvSource `json:"secretRef,omitempty"`
+	// ConfigMapRef names the ConfigMap.
+	// +optional
+	ConfigMapRef *ConfigMapEnvSource `json:"configMapRef,omitempty"`
+}
+
+// SecretEnvSource names a Secret whose keys become variables.
+type SecretEnvSource struct {
+	// Name of the Secret.
+	Name string `json:"name"`
+	// Optional: when true, a missing Secret adds nothing; otherwise the
+	// container waits (CreateContainerConfigError).
+	// +optional
+	Optional *bool `json:"optional,omitempty"`
+}
+
+// ConfigMapEnvSource names a ConfigMap whose keys become variables.
+type ConfigMapEnvSource struct {
+	// Name of the ConfigMap.
+	Name string `json:"name"`
+	// Optional: when true, a missing ConfigMap adds nothing; otherwise the
+	// container waits (CreateContainerConfigError).
+	// +optional
+	Optional *bool `json:"optional,omitempty"`
 }
 
 // Protocol is a transport protocol.

@@ -182,6 +182,7 @@ func validateContainer(c *Container, fldPath *field.Path) field.ErrorList {
 	allErrs := validateImage(c.Image, fldPath.Child("image"))
 	allErrs = append(allErrs, validateContainerPorts(c.Ports, fldPath.Child("ports"))...)
 	allErrs = append(allErrs, validateEnv(c.Env, fldPath.Child("env"))...)
+	allErrs = append(allErrs, validateEnvFrom(c.EnvFrom, fldPath.Child("envFrom"))...)
 	return append(allErrs, validateResources(&c.Resources, fldPath.Child("resources"))...)
 }
 
@@ -320,6 +321,71 @@ func validateEnv(env []EnvVar, fldPath *field.Path) field.ErrorList {
 			allErrs = append(allErrs, field.Duplicate(namePath, e.Name))
 		}
 		names.Insert(e.Name)
+		if e.ValueFrom != nil {
+			allErrs = append(allErrs, validateEnvVarSource(e, fldPath.Index(i))...)
+		}
+	}
+	return allErrs
+}
+
+func validateEnvVarSource(e EnvVar, fldPath *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	from := fldPath.Child("valueFrom")
+	if e.Value != "" {
+		allErrs = append(allErrs, field.Invalid(from, "", "may not be specified when `value` is not empty"))
+	}
+	switch s := e.ValueFrom; {
+	case (s.SecretKeyRef == nil) == (s.ConfigMapKeyRef == nil):
+		allErrs = append(allErrs, field.Invalid(from, "", "must specify exactly one of: `secretKeyRef` or `configMapKeyRef`"))
+	case s.SecretKeyRef != nil:
+		allErrs = append(allErrs, validateKeyRef(s.SecretKeyRef.Name, s.SecretKeyRef.Key, from.Child("secretKeyRef"))...)
+	default:
+		allErrs = append(allErrs, validateKeyRef(s.ConfigMapKeyRef.Name, s.ConfigMapKeyRef.Key, from.Child("configMapKeyRef"))...)
+	}
+	return allErrs
+}
+
+func validateKeyRef(name, key string, fldPath *field.Path) field.ErrorList {
+	allErrs := validateRefName(name, fldPath.Child("name"))
+	if key == "" {
+		return append(allErrs, field.Required(fldPath.Child("key"), ""))
+	}
+	for _, msg := range validation.IsConfigMapKey(key) {
+		allErrs = append(allErrs, field.Invalid(fldPath.Child("key"), key, msg))
+	}
+	return allErrs
+}
+
+func validateRefName(name string, fldPath *field.Path) field.ErrorList {
+	if name == "" {
+		return field.ErrorList{field.Required(fldPath, "")}
+	}
+	var allErrs field.ErrorList
+	for _, msg := range validation.IsDNS1123Subdomain(name) {
+		allErrs = append(allErrs, field.Invalid(fldPath, name, msg))
+	}
+	return allErrs
+}
+
+// validateEnvFrom requires exactly one source per entry and a prefix that
+// keeps names valid.
+func validateEnvFrom(envFrom []EnvFromSource, fldPath *field.Path) field.ErrorList {
+	var allErrs field.ErrorList
+	for i, e := range envFrom {
+		p := fldPath.Index(i)
+		if e.Prefix != "" {
+			for _, msg := range validation.IsEnvVarName(e.Prefix) {
+				allErrs = append(allErrs, field.Invalid(p.Child("prefix"), e.Prefix, msg))
+			}
+		}
+		switch {
+		case (e.SecretRef == nil) == (e.ConfigMapRef == nil):
+			allErrs = append(allErrs, field.Invalid(p, "", "must specify exactly one of: `secretRef` or `configMapRef`"))
+		case e.SecretRef != nil:
+			allErrs = append(allErrs, validateRefName(e.SecretRef.Name, p.Child("secretRef", "name"))...)
+		default:
+			allErrs = append(allErrs, validateRefName(e.ConfigMapRef.Name, p.Child("configMapRef", "name"))...)
+		}
 	}
 	return allErrs
 }

@@ -363,6 +363,27 @@ func TestValidateInstance(t *testing.T) {
 		{"env name invalid", func(i *Instance) { i.Spec.Containers[0].Env[0].Name = "A=B" }, invalid, c0 + ".env[0].name"},
 		{"env name missing", func(i *Instance) { i.Spec.Containers[0].Env[1].Name = "" }, required, c0 + ".env[1].name"},
 		{"env name duplicate", func(i *Instance) { i.Spec.Containers[0].Env[1].Name = "PORT" }, duplicate, c0 + ".env[1].name"},
+		{"env value and valueFrom", func(i *Instance) {
+			i.Spec.Containers[0].Env[0].ValueFrom = &EnvVarSource{SecretKeyRef: &SecretKeySelector{Name: "db", Key: "password"}}
+		}, invalid, c0 + ".env[0].valueFrom"},
+		{"env valueFrom with both sources", func(i *Instance) {
+			i.Spec.Containers[0].Env[1].ValueFrom = &EnvVarSource{
+				SecretKeyRef: &SecretKeySelector{Name: "db", Key: "password"}, ConfigMapKeyRef: &ConfigMapKeySelector{Name: "db", Key: "host"},
+			}
+		}, invalid, c0 + ".env[1].valueFrom"},
+		{"env secretKeyRef without key", func(i *Instance) {
+			i.Spec.Containers[0].Env[1].ValueFrom = &EnvVarSource{SecretKeyRef: &SecretKeySelector{Name: "db"}}
+		}, required, c0 + ".env[1].valueFrom.secretKeyRef.key"},
+		{"env configMapKeyRef name invalid", func(i *Instance) {
+			i.Spec.Containers[0].Env[1].ValueFrom = &EnvVarSource{ConfigMapKeyRef: &ConfigMapKeySelector{Name: "Bad_Name", Key: "k"}}
+		}, invalid, c0 + ".env[1].valueFrom.configMapKeyRef.name"},
+		{"envFrom without a source", func(i *Instance) { i.Spec.Containers[0].EnvFrom = []EnvFromSource{{Prefix: "DB_"}} }, invalid, c0 + ".envFrom[0]"},
+		{"envFrom prefix invalid", func(i *Instance) {
+			i.Spec.Containers[0].EnvFrom = []EnvFromSource{{Prefix: "1=", SecretRef: &SecretEnvSource{Name: "db"}}}
+		}, invalid, c0 + ".envFrom[0].prefix"},
+		{"envFrom secretRef without name", func(i *Instance) {
+			i.Spec.Containers[0].EnvFrom = []EnvFromSource{{SecretRef: &SecretEnvSource{}}}
+		}, required, c0 + ".envFrom[0].secretRef.name"},
 		{"request negative", func(i *Instance) { i.Spec.Containers[0].Resources.Requests = resources("cpu", "-1") }, invalid, c0 + ".resources.requests[cpu]"},
 		{"request beyond int64 milli-units", func(i *Instance) { i.Spec.Containers[0].Resources.Requests = resources("cpu", "1e400") }, invalid, c0 + ".resources.requests[cpu]"},
 		{"limit beyond int64 milli-units", func(i *Instance) { i.Spec.Containers[1].Resources.Limits = resources("memory", "9223372036854776") }, invalid, "spec.containers[1].resources.limits[memory]"},

@@ -32,6 +32,16 @@ func (in Binding) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in ConfigMapEnvSource) OpenAPIModelName() string {
+	return "dev.skiff.v1alpha1.ConfigMapEnvSource"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in ConfigMapKeySelector) OpenAPIModelName() string {
+	return "dev.skiff.v1alpha1.ConfigMapKeySelector"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in Container) OpenAPIModelName() string {
 	return "dev.skiff.v1alpha1.Container"
 }
@@ -67,8 +77,18 @@ func (in ContainerStatus) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in EnvFromSource) OpenAPIModelName() string {
+	return "dev.skiff.v1alpha1.EnvFromSource"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in EnvVar) OpenAPIModelName() string {
 	return "dev.skiff.v1alpha1.EnvVar"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in EnvVarSource) OpenAPIModelName() string {
+	return "dev.skiff.v1alpha1.EnvVarSource"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
@@ -184,6 +204,16 @@ func (in ResourceRequirements) OpenAPIModelName() string {
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in RollingUpdate) OpenAPIModelName() string {
 	return "dev.skiff.v1alpha1.RollingUpdate"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in SecretEnvSource) OpenAPIModelName() string {
+	return "dev.skiff.v1alpha1.SecretEnvSource"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in SecretKeySelector) OpenAPIModelName() string {
+	return "dev.skiff.v1alpha1.SecretKeySelector"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
