@@ -29,13 +29,14 @@ type access struct {
 	roles     *rbacSource
 	rbac      *rbac.Authorizer
 	instances *instanceGetter
+	refs      *instanceRefs
 }
 
 // applyAccess sets the authenticator (keys by certificate or signature,
 // join tokens), the handler chain's fair queues, the authorizer chain
 // (admins, nodes, the MCP bridge, the join token, RBAC) and admission.
 func (s *Server) applyAccess(cfg *genericapiserver.Config) *access {
-	acc := &access{tokens: &joinTokens{now: time.Now}, roles: newRBACSource(), instances: &instanceGetter{}}
+	acc := &access{tokens: &joinTokens{now: time.Now}, roles: newRBACSource(), instances: &instanceGetter{}, refs: &instanceRefs{}}
 	acc.rbac = rbac.New(acc.roles)
 	keys := keyUsers{trust: s.trust, permissive: s.cfg.TrustPreset == rbac.PresetPermissive, known: acc.roles.known}
 	guesses, fair := newTokenGuesses(), newFairness()
@@ -50,7 +51,7 @@ func (s *Server) applyAccess(cfg *genericapiserver.Config) *access {
 		chain := withoutLoopbackCompression(withBufferedResponses(genericapiserver.DefaultBuildHandlerChain(withFairness(withKeyUsers(h, keys), fair), c)))
 		return withPublicProbes(withTokenGuessLimit(chain, guesses), h)
 	}
-	cfg.Authorization.Authorizer = newAuthorizer(keys, acc.rbac)
+	cfg.Authorization.Authorizer = newAuthorizer(keys, authzDeps{roles: acc.rbac, refs: acc.refs.references})
 	cfg.AdmissionControl = admission.NewChainHandler(
 		nodeRestriction{trust: s.trust, claims: newKeyClaims(), instances: acc.instances},
 		noEscalation{rbac: acc.rbac, chain: cfg.Authorization.Authorizer},
@@ -64,6 +65,7 @@ func (s *Server) applyAccess(cfg *genericapiserver.Config) *access {
 // join token's record.
 func (s *Server) connectAccess(acc *access, generic *genericapiserver.GenericAPIServer, stores *installed) error {
 	acc.instances.getter = stores.store(instancesResource)
+	acc.refs.instances = stores.store(instancesResource)
 	acc.tokens.secrets = stores.store(secretsResource)
 	acc.roles.attach(stores)
 	keys := newNodeKeys(stores.store(nodesResource), s.trust)

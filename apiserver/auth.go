@@ -163,13 +163,22 @@ func (a keyAuthenticator) verify(cert *x509.Certificate) (ed25519.PublicKey, err
 	return pub, nil
 }
 
+// authzDeps are what authorize reads beyond the request.
+type authzDeps struct {
+	// roles is RBAC (nil: none).
+	roles authorizer.Authorizer
+	// refs tells whether an Instance bound to a node references a Secret
+	// or ConfigMap (nil: none does).
+	refs referenceChecker
+}
+
 // authorize is skiff's authorization: admins (system:masters) may do
 // anything; nodes what the node authorizer allows; the MCP bridge may
 // impersonate key users and nobody else; the join token registers nodes;
 // then RBAC (roles, when set); any authenticated user may read discovery,
 // OpenAPI and the version; anonymous users reach only the public probe
 // paths.
-func authorize(ctx context.Context, a authorizer.Attributes, roles authorizer.Authorizer) (authorizer.Decision, string, error) {
+func authorize(ctx context.Context, a authorizer.Attributes, deps authzDeps) (authorizer.Decision, string, error) {
 	u := a.GetUser()
 	if u == nil {
 		return authorizer.DecisionDeny, "no user", nil
@@ -191,7 +200,7 @@ func authorize(ctx context.Context, a authorizer.Attributes, roles authorizer.Au
 		return authorizer.DecisionAllow, "", nil // a node fetches the gossip keys and seeds, or the key logs and metrics come from
 	}
 	if node, ok := nodeName(u); ok {
-		if d, reason := authorizeNode(node, a); d != authorizer.DecisionNoOpinion {
+		if d, reason := authorizeNode(ctx, node, a, deps.refs); d != authorizer.DecisionNoOpinion {
 			return d, reason, nil
 		}
 	}
@@ -202,8 +211,8 @@ func authorize(ctx context.Context, a authorizer.Attributes, roles authorizer.Au
 		d, reason := authorizeBootstrap(a)
 		return d, reason, nil
 	}
-	if roles != nil {
-		if d, reason, err := roles.Authorize(ctx, a); d == authorizer.DecisionAllow {
+	if deps.roles != nil {
+		if d, reason, err := deps.roles.Authorize(ctx, a); d == authorizer.DecisionAllow {
 			return d, reason, err
 		}
 	}

@@ -102,7 +102,7 @@ func TestKeyAuthenticator(t *testing.T) {
 			}
 			d, reason, _ := authorize(context.Background(), authorizer.AttributesRecord{
 				User: resp.User, Verb: "create", APIGroup: "skiff.dev", Resource: "nodes", ResourceRequest: true,
-			}, nil)
+			}, authzDeps{})
 			refused := strings.Contains(tc.name, "expired") || strings.Contains(tc.name, "revoked")
 			if (d == authorizer.DecisionAllow) == refused {
 				t.Fatalf("registration decision %v (%s)", d, reason)
@@ -153,7 +153,7 @@ func TestAuthorize(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, reason, err := authorize(context.Background(), tc.attr, nil)
+			got, reason, err := authorize(context.Background(), tc.attr, authzDeps{})
 			if err != nil || got != tc.want {
 				t.Fatalf("decision %v (%s, %v), want %v", got, reason, err, tc.want)
 			}

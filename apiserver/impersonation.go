@@ -50,7 +50,7 @@ func (a attributesAs) GetUser() user.Info { return a.user }
 
 // newAuthorizer is authorize, then RBAC, deciding for an impersonated key
 // user as for who its key is.
-func newAuthorizer(keys keyUsers, roles authorizer.Authorizer) authorizer.Authorizer {
+func newAuthorizer(keys keyUsers, deps authzDeps) authorizer.Authorizer {
 	return authorizer.AuthorizerFunc(func(ctx context.Context, a authorizer.Attributes) (authorizer.Decision, string, error) {
 		if u := a.GetUser(); u != nil {
 			resolved, isKey, err := resolveKeyUser(keys, u)
@@ -61,7 +61,7 @@ func newAuthorizer(keys keyUsers, roles authorizer.Authorizer) authorizer.Author
 				a = attributesAs{Attributes: a, user: resolved}
 			}
 		}
-		return authorize(ctx, a, roles)
+		return authorize(ctx, a, deps)
 	})
 }
 

@@ -40,7 +40,7 @@ func TestAuthorizeImpersonation(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, reason, err := authorize(context.Background(), tc.attr, nil)
+			got, reason, err := authorize(context.Background(), tc.attr, authzDeps{})
 			if err != nil || got != tc.want {
 				t.Fatalf("decision %v (%s, %v), want %v", got, reason, err, tc.want)
 			}

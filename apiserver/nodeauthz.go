@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -52,8 +53,9 @@ func isRead(verb string) bool {
 // tell: a node reads Nodes and its own Instances, writes its own Node's status and
 // its own Lease, Instances' status and the agent finalizer (which Instances
 // and which fields is checked by the nodeRestriction admission, which sees
-// the objects), and creates Events. Everything else is denied.
-func authorizeNode(node string, a authorizer.Attributes) (authorizer.Decision, string) {
+// the objects), creates Events, and gets the Secrets and ConfigMaps its
+// Instances reference. Everything else is denied.
+func authorizeNode(ctx context.Context, node string, a authorizer.Attributes, refs referenceChecker) (authorizer.Decision, string) {
 	if !a.IsResourceRequest() {
 		return authorizer.DecisionNoOpinion, ""
 	}
@@ -76,6 +78,10 @@ func authorizeNode(node string, a authorizer.Attributes) (authorizer.Decision, s
 			(verb == "create" || a.GetName() == node && (isRead(verb) || verb == "update" || verb == "patch"))
 	case a.GetAPIGroup() == "" && res == "events":
 		allow = verb == "create"
+	case a.GetAPIGroup() == "" && (res == "secrets" || res == "configmaps"):
+		// By name only, and only what an Instance bound to the node uses.
+		allow = verb == "get" && sub == "" && a.GetName() != "" && refs != nil &&
+			refs(ctx, node, res, a.GetNamespace(), a.GetName())
 	}
 	if allow {
 		return authorizer.DecisionAllow, ""
