@@ -1,20 +1,30 @@
 // Package apiserver is skiff's API server: k8s.io/apiserver's generic server
 // over etcd (embedded or external), serving skiff.dev/v1alpha1 Workloads,
-// Instances and Nodes next to core v1 Namespaces and Events and
-// coordination.k8s.io/v1 Leases.
+// Instances and Nodes next to core v1 Namespaces, Events, Secrets and
+// ConfigMaps, coordination.k8s.io/v1 Leases, rbac.authorization.k8s.io/v1
+// roles and bindings, and the authorization.k8s.io/v1 reviews.
 //
-// Every resource is described by one Kind entry in the table in kinds.go
-// (scope, subresources, table columns, field selectors, validation hooks);
-// one generic registry builder (registry.go) turns each entry into storage.
-// Adding a kind is its Go types, one entry, and `make generate`.
+// Every resource is described by one Kind entry in the table in kinds.go,
+// configkinds.go and rbackinds.go (scope, subresources, table columns,
+// field selectors, validation hooks, whether it keeps its namespace); one
+// generic registry builder (registry.go, build.go) turns each entry into
+// storage. Adding a kind is its Go types, one entry, and `make generate`.
+// Secrets are encrypted at rest with a key that rotates in place
+// (encryption.go).
 //
-// Clients authenticate with self-signed Ed25519 client certificates, trusted
-// by public key (see package identity): the admin's, the MCP bridge's and
-// each Node's. The bridge may impersonate key users (identity.KeyUserName),
-// which authorization, admission and audit see as whoever the key is
-// trusted as (impersonation.go). Nodes are held to their own objects
-// (nodeauthz.go, noderestriction.go) and see no other Node's key
-// (redact.go); the join token only registers. Client certificates last a
+// Clients authenticate with self-signed Ed25519 client certificates or
+// signed requests, trusted by public key (see package identity; keyusers.go):
+// the admin's, the MCP bridge's, each Node's, and personal keys that an
+// RBAC binding names. Authorization is the admins, the node authorizer,
+// the bridge's impersonation rule, the join token, then RBAC (package
+// rbac, over in-memory mirrors of the roles and bindings: rbacsource.go),
+// with escalation refused at admission (rbacadmission.go); access.go wires
+// it. The bridge may impersonate key users (identity.KeyUserName), which
+// authorization, admission and audit see as whoever the key is
+// (impersonation.go). Nodes are held to their own objects and the Secrets
+// and ConfigMaps their Instances reference (nodeauthz.go, noderefs.go,
+// noderestriction.go) and see no other Node's key (redact.go); join tokens
+// only register, and have records with a lifetime (jointokens.go). Client certificates last a
 // year and are renewed in files the long-running clients re-read (pki.go).
 // The API server reaches agents (logs, metrics) with an identity of its
 // own, whose key agents fetch at APIServerClientKeyPath.

@@ -1,5 +1,6 @@
 // Command skiff is the one skiff binary: the control plane (server), and
-// the tools around it (agent, controllers, kubeconfig, logs, mcp, plan, version).
+// the tools around it (agent, controllers, kubeconfig, identity, trust,
+// token, secrets, api, logs, mcp, plan, gossip, version).
 package main
 
 import (
