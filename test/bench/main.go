@@ -224,6 +224,10 @@ func run(bin string, objects, clients int, profile string) ([]result, error) {
 		return nil, err
 	}
 	loaded := srv.rss()
+	access, err := accessRates(api, srv.kubeconfig, objects/2, clients)
+	if err != nil {
+		return nil, err
+	}
 
 	results := []result{
 		{fmt.Sprintf("creates/s, %d clients, 1 KB Workloads", clients), fmt.Sprintf("%.0f", rate), ">= 2000"},
@@ -233,7 +237,7 @@ func run(bin string, objects, clients int, profile string) ([]result, error) {
 		{fmt.Sprintf("RSS with %d objects", objects), mb(loaded), ""},
 		{"start to /readyz, existing data dir", ms(ready), "< 2 s"},
 	}
-	return results, nil
+	return append(results, access...), nil
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
