@@ -65,15 +65,20 @@ func newAuthorizer(keys keyUsers, deps authzDeps) authorizer.Authorizer {
 	})
 }
 
-// authorizeImpersonation lets the bridge impersonate key users and nothing
-// else: not other users, groups, extras or service accounts.
+// authorizeImpersonation holds everyone but admins to impersonating key
+// users, and nothing else: not other users, groups, extras or service
+// accounts, whatever a role says. The bridge's own identity may; anyone
+// else as RBAC says (the skiff:mcp role grants it).
 func authorizeImpersonation(u user.Info, a authorizer.Attributes) (authorizer.Decision, string) {
-	if a.GetVerb() != "impersonate" || !hasGroup(u, MCPGroup) {
+	if a.GetVerb() != "impersonate" {
 		return authorizer.DecisionNoOpinion, ""
 	}
 	if a.GetAPIGroup() == "" && a.GetResource() == "users" && a.GetSubresource() == "" {
 		if _, ok := identity.ParseKeyUserName(a.GetName()); ok {
-			return authorizer.DecisionAllow, ""
+			if hasGroup(u, MCPGroup) {
+				return authorizer.DecisionAllow, ""
+			}
+			return authorizer.DecisionNoOpinion, ""
 		}
 	}
 	return authorizer.DecisionDeny, fmt.Sprintf("%s may impersonate only key users (%s...), not %s", u.GetName(), identity.KeyUserPrefix, resourceString(a))

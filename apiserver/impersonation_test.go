@@ -25,6 +25,8 @@ func TestAuthorizeImpersonation(t *testing.T) {
 	node := &user.DefaultInfo{Name: "skiff:node:n1", Groups: []string{"skiff:nodes", user.AllAuthenticated}}
 	id, _ := identity.New()
 	keyUser := identity.KeyUserName(id.Public())
+	other, _ := identity.New()
+	person := &user.DefaultInfo{Name: identity.KeyUserName(other.Public()), Groups: []string{"skiff:keys", user.AllAuthenticated}}
 	cases := []struct {
 		name string
 		attr authorizer.AttributesRecord
@@ -37,10 +39,22 @@ func TestAuthorizeImpersonation(t *testing.T) {
 		{"bridge reads workloads itself", authorizer.AttributesRecord{User: bridge, Verb: "list", APIGroup: skiffv1alpha1.GroupName, Resource: "workloads", ResourceRequest: true}, authorizer.DecisionDeny},
 		{"bridge reads discovery", authorizer.AttributesRecord{User: bridge, Verb: "get", Path: "/apis"}, authorizer.DecisionAllow},
 		{"node impersonates a key user", authorizer.AttributesRecord{User: node, Verb: "impersonate", Resource: "users", Name: keyUser, ResourceRequest: true}, authorizer.DecisionDeny},
+		// A key whose role grants impersonation (skiff:mcp) is still held
+		// to key users.
+		{"a key with a role impersonates a key user", authorizer.AttributesRecord{User: person, Verb: "impersonate", Resource: "users", Name: keyUser, ResourceRequest: true}, authorizer.DecisionAllow},
+		{"a key with a role impersonates the admin", authorizer.AttributesRecord{User: person, Verb: "impersonate", Resource: "users", Name: AdminUser, ResourceRequest: true}, authorizer.DecisionDeny},
+		{"a key with a role impersonates a group", authorizer.AttributesRecord{User: person, Verb: "impersonate", Resource: "groups", Name: user.SystemPrivilegedGroup, ResourceRequest: true}, authorizer.DecisionDeny},
 	}
+	// RBAC that would allow anything of the person's key.
+	roles := authorizer.AuthorizerFunc(func(_ context.Context, a authorizer.Attributes) (authorizer.Decision, string, error) {
+		if a.GetUser().GetName() == person.Name {
+			return authorizer.DecisionAllow, "", nil
+		}
+		return authorizer.DecisionNoOpinion, "", nil
+	})
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, reason, err := authorize(context.Background(), tc.attr, authzDeps{})
+			got, reason, err := authorize(context.Background(), tc.attr, authzDeps{roles: roles})
 			if err != nil || got != tc.want {
 				t.Fatalf("decision %v (%s, %v), want %v", got, reason, err, tc.want)
 			}
