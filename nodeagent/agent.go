@@ -239,7 +239,7 @@ func (a *Agent) newManager(j *joined, m *Machine) (manager.Manager, *instanceRec
 		return nil, nil, fmt.Errorf("instance controller: %w", err)
 	}
 	r := &instanceReconciler{
-		client: mgr.GetClient(), rt: a.rt, node: a.cfg.NodeName, hostIP: m.hostIP(), backoff: a.cfg.Backoff,
+		client: mgr.GetClient(), sources: j.client, rt: a.rt, node: a.cfg.NodeName, hostIP: m.hostIP(), backoff: a.cfg.Backoff,
 		logDir: filepath.Join(a.cfg.DataDir, containersDir), pidsLimit: a.cfg.PidsLimit, metrics: a.metrics,
 		oom: newOOMPolicy(m.Capacity.Memory().Value(), m.OOMFloor),
 	}

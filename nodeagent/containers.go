@@ -33,9 +33,10 @@ type processSpec struct {
 //	-        set    image entrypoint + args
 //	set      set    command + args
 //
-// Env is the image's with the container's added or overriding by name; the
-// working directory is the container's, else the image's.
-func mergeProcess(img v1.Config, c *skiffv1alpha1.Container) (processSpec, error) {
+// Env is the image's with the container's resolved env (NAME=value) added
+// or overriding by name; the working directory is the container's, else
+// the image's.
+func mergeProcess(img v1.Config, c *skiffv1alpha1.Container, containerEnv []string) (processSpec, error) {
 	var args []string
 	switch {
 	case len(c.Command) > 0:
@@ -54,13 +55,13 @@ func mergeProcess(img v1.Config, c *skiffv1alpha1.Container) (processSpec, error
 		k, _, _ := strings.Cut(kv, "=")
 		index[k] = i
 	}
-	for _, e := range c.Env {
-		kv := e.Name + "=" + e.Value
-		if i, ok := index[e.Name]; ok {
+	for _, kv := range containerEnv {
+		k, _, _ := strings.Cut(kv, "=")
+		if i, ok := index[k]; ok {
 			env[i] = kv
 			continue
 		}
-		index[e.Name] = len(env)
+		index[k] = len(env)
 		env = append(env, kv)
 	}
 	if _, ok := index["PATH"]; !ok {

@@ -24,6 +24,7 @@ func TestMergeProcess(t *testing.T) {
 		name    string
 		img     v1.Config
 		c       skiffv1alpha1.Container
+		vars    []string // the container's resolved env
 		args    []string
 		env     []string
 		cwd     string
@@ -37,7 +38,7 @@ func TestMergeProcess(t *testing.T) {
 		{name: "command and args", img: img, c: skiffv1alpha1.Container{Command: []string{"/bin/sh"}, Args: []string{"-c", "true"}},
 			args: []string{"/bin/sh", "-c", "true"}, env: img.Env, cwd: "/srv"},
 		{name: "env overrides by name and adds in order", img: img,
-			c:    skiffv1alpha1.Container{Env: []skiffv1alpha1.EnvVar{{Name: "B", Value: "mine"}, {Name: "C", Value: "new"}}},
+			vars: []string{"B=mine", "C=new"},
 			args: []string{"/entry", "--default"}, env: []string{"PATH=/usr/bin", "A=image", "B=mine", "C=new"}, cwd: "/srv"},
 		{name: "working dir from the container", img: img, c: skiffv1alpha1.Container{WorkingDir: "/work"},
 			args: []string{"/entry", "--default"}, env: img.Env, cwd: "/work"},
@@ -48,7 +49,7 @@ func TestMergeProcess(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := tc.c
 			c.Name, c.Image = "main", "example/app:1"
-			got, err := mergeProcess(tc.img, &c)
+			got, err := mergeProcess(tc.img, &c, tc.vars)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)

@@ -19,7 +19,10 @@
 // A stop does not hold a worker for its grace period (stop.go): SIGTERM,
 // then the Instance comes back until its containers end or SIGKILL is due.
 // A failed pull is a Warning Event as well as the container's waiting
-// reason (events.go).
+// reason (events.go). A container's environment takes Secrets' and
+// ConfigMaps' keys (env valueFrom, envFrom) as the kubelet resolves them,
+// read by name at each start; while a required one is missing the
+// container waits in CreateContainerConfigError (envfrom.go).
 //
 //	a, err := nodeagent.New(cfg)
 //	err = a.Run(ctx) // blocks until ctx ends

@@ -162,7 +162,7 @@ func (f *Fleet) join(ctx context.Context, mgr manager.Manager, mapper meta.RESTM
 				agent:  node,
 				client: j.client,
 				reconciler: &instanceReconciler{
-					client: cached, rt: a.rt, node: cfg.NodeName, hostIP: m.hostIP(), backoff: cfg.Backoff, metrics: a.metrics,
+					client: cached, sources: j.client, rt: a.rt, node: cfg.NodeName, hostIP: m.hostIP(), backoff: cfg.Backoff, metrics: a.metrics,
 				},
 				lease: &leaseKeeper{client: j.client, node: cfg.NodeName, interval: cfg.LeaseInterval},
 			}

@@ -64,6 +64,13 @@ type instanceReconciler struct {
 	oom     oomPolicy
 	metrics *metrics
 	pulls   pullFailures
+	// sources reads the Secrets and ConfigMaps that containers take
+	// variables from: a direct client, since the node may only get them
+	// by name (never list or watch, as a cache would).
+	sources client.Reader
+	// configErrors holds the config error each waiting container last
+	// told in an Event.
+	configErrors configErrors
 	// network is nil for the sim runtime: its Instances get no address.
 	network instanceNetwork
 	// hostNetNS is the node's network namespace when it is not the
@@ -278,7 +285,11 @@ func (r *instanceReconciler) runImage(ctx context.Context, inst *skiffv1alpha1.I
 			return *waiting, nil
 		}
 		*imageID = imageDigest(img)
-		st, err = r.createAndStart(ctx, inst, c, id, sb, img)
+		env, waiting := r.environment(ctx, inst, id, c, restarts)
+		if waiting != nil {
+			return *waiting, nil
+		}
+		st, err = r.createAndStart(ctx, inst, c, id, sb, img, env)
 	case err == nil && st.State == runtime.Created:
 		// A start that failed last time is retried.
 		if err = r.rt.Start(ctx, id); err == nil {
@@ -302,16 +313,21 @@ func (r *instanceReconciler) runImage(ctx context.Context, inst *skiffv1alpha1.I
 		}}
 		return containerResult{status: cs, retryAt: at}, nil
 	}
-	// The image first: while it cannot be had, the exited container stays.
+	// The image and the environment first: while they cannot be had, the
+	// exited container stays.
 	img, waiting := r.image(ctx, inst, id, c, restarts)
 	if waiting != nil {
 		return *waiting, nil
 	}
 	*imageID = imageDigest(img)
+	env, waiting := r.environment(ctx, inst, id, c, restarts)
+	if waiting != nil {
+		return *waiting, nil
+	}
 	if err := r.deleteContainer(ctx, id, st); err != nil {
 		return containerResult{status: containerStatus(c, id, st, restarts, err)}, err
 	}
-	st, err = r.createAndStart(ctx, inst, c, id, sb, img)
+	st, err = r.createAndStart(ctx, inst, c, id, sb, img, env)
 	return containerResult{status: containerStatus(c, id, st, restarts+1, err)}, err
 }
 
@@ -341,6 +357,7 @@ func (r *instanceReconciler) removeContainer(id string) error {
 		}
 	}
 	r.pulls.clear(id)
+	r.configErrors.clear(id)
 	return nil
 }
 
@@ -368,8 +385,10 @@ func imageDigest(img *image.Image) string {
 	return img.ID
 }
 
-func (r *instanceReconciler) createAndStart(ctx context.Context, inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, id string, sb sandbox, img *image.Image) (runtime.Status, error) {
-	spec, err := r.containerSpec(inst, c, id, sb, img)
+// createAndStart makes and starts the container with its resolved
+// environment, env (NAME=value).
+func (r *instanceReconciler) createAndStart(ctx context.Context, inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, id string, sb sandbox, img *image.Image, env []string) (runtime.Status, error) {
+	spec, err := r.containerSpec(inst, c, id, sb, img, env)
 	if err != nil {
 		r.metrics.creationErrors.Inc()
 		return runtime.Status{}, err
@@ -389,17 +408,13 @@ func (r *instanceReconciler) createAndStart(ctx context.Context, inst *skiffv1al
 // limits, a fresh rootfs mount of the image, and the log (the previous
 // run's is kept as previous.log). The containers of an Instance share its
 // network namespace, and see its name and the node's resolvers in /etc.
-func (r *instanceReconciler) containerSpec(inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, id string, sb sandbox, img *image.Image) (runtime.Spec, error) {
+func (r *instanceReconciler) containerSpec(inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, id string, sb sandbox, img *image.Image, env []string) (runtime.Spec, error) {
 	in := bundle.Input{Hostname: hostname(inst), HostNetwork: inst.Spec.HostNetwork, NetNS: sb.netns, PidsLimit: r.pidsLimit,
 		OOMScoreAdj: r.oom.score(inst)}
 	limits(&in, c.Resources)
-	env := make([]string, 0, len(c.Env))
-	for _, e := range c.Env {
-		env = append(env, e.Name+"="+e.Value)
-	}
 	in.Args, in.Env, in.Cwd = append(slices.Clone(c.Command), c.Args...), env, c.WorkingDir
 	if img != nil {
-		proc, err := mergeProcess(img.Config, c)
+		proc, err := mergeProcess(img.Config, c, env)
 		if err != nil {
 			return runtime.Spec{}, err
 		}
