@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/base64"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -16,29 +17,27 @@ import (
 // server's log or an Event.
 func TestEnvFromSecret(t *testing.T) {
 	s, _ := startLocalNode(t, "10.250.4.1/24")
-	const password, token = "pw-e2e-8f3a1c", "token-e2e-5d72b9"
+	const token = "token-e2e-5d72b9"
 
-	s.mustKubectl(t, "create", "secret", "generic", "db", "--from-literal=password="+password)
-	s.mustKubectl(t, "apply", "-f", writeFile(t, "app.yaml", `apiVersion: skiff.dev/v1alpha1
-kind: Workload
-metadata: {name: app}
-spec:
-  replicas: 1
-  template:
-    metadata: {labels: {app: envfrom}}
-    spec:
-      terminationGracePeriodSeconds: 2
-      containers:
-      - name: main
-        image: skiff.local/busybox:latest
-        command: [sh, -c, 'echo "password=$DB_PASSWORD"; sleep 3600']
-        env:
-        - name: DB_PASSWORD
-          valueFrom: {secretKeyRef: {name: db, key: password}}
-`))
-	s.waitInstances(t, "envfrom", 1, "Running", "skiff.local/busybox:latest")
-	inst := strings.TrimSpace(s.mustKubectl(t, "get", "instances", "-l", "app=envfrom", "-o", "jsonpath={.items[0].metadata.name}"))
-	waitLogs(t, s, inst, "password="+password+"\n")
+	// The README's "A password from a Secret", verbatim.
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(readme), "### A password from a Secret\n")
+	section, _, _ = strings.Cut(section, "\n### ")
+	create, _, _ := strings.Cut(section[strings.Index(section, "kubectl create secret"):], "\n")
+	_, rest, ok := strings.Cut(section, "kubectl apply -f - <<YAML\n")
+	manifest, _, ok2 := strings.Cut(rest, "\nYAML\n")
+	password, _ := strings.CutPrefix(create[strings.Index(create, "password="):], "password=")
+	if !ok || !ok2 || !strings.Contains(manifest, "secretKeyRef") || password == "" {
+		t.Fatal(`README.md: "A password from a Secret" has no kubectl create secret and apply example`)
+	}
+	s.mustKubectl(t, strings.Fields(create)[1:]...)
+	s.mustKubectl(t, "apply", "-f", writeFile(t, "app.yaml", manifest))
+	s.waitInstances(t, "app", 1, "Running", "skiff.local/busybox:latest")
+	inst := strings.TrimSpace(s.mustKubectl(t, "get", "instances", "-l", "app=app", "-o", "jsonpath={.items[0].metadata.name}"))
+	waitLogs(t, s, inst, fmt.Sprintf("the password has %d characters\n", len(password)))
 
 	s.mustKubectl(t, "apply", "-f", writeFile(t, "late.yaml", `apiVersion: skiff.dev/v1alpha1
 kind: Instance
