@@ -366,7 +366,6 @@ func TestMCPRoleKey(t *testing.T) {
 // API server holds its impersonation to key users; a person's key bound
 // to it must not act as a user known by name.
 func TestMCPRoleImpersonatesKeyUsersOnly(t *testing.T) {
-	t.Skip("bug: apiserver/impersonation.go authorizeImpersonation holds impersonation to key users only for the bridge's own group (skiff:mcp); a key bound to ClusterRole skiff:mcp (skiff trust add --role mcp) impersonates any user by RBAC's impersonate-users rule")
 	ts := startTestServer(t, t.TempDir())
 	admin := rbacAdmin(t, ts)
 	ctx := context.Background()

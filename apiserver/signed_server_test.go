@@ -49,8 +49,8 @@ func signedRequest(t *testing.T, ts *testServer, id *identity.Identity, method, 
 	return req
 }
 
-// send does req and returns its status and body.
-func send(t *testing.T, hc *http.Client, req *http.Request) (int, []byte) {
+// sendSigned does req and returns its status and body.
+func sendSigned(t *testing.T, hc *http.Client, req *http.Request) (int, []byte) {
 	t.Helper()
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -64,9 +64,9 @@ func send(t *testing.T, hc *http.Client, req *http.Request) (int, []byte) {
 	return resp.StatusCode, body
 }
 
-// resend is req sent again byte for byte: the same headers, signature
+// replayOf is req sent again byte for byte: the same headers, signature
 // and body.
-func resend(t *testing.T, req *http.Request) *http.Request {
+func replayOf(t *testing.T, req *http.Request) *http.Request {
 	t.Helper()
 	again := req.Clone(context.Background())
 	if req.GetBody != nil {
@@ -107,17 +107,17 @@ func TestSignedRequestsAgainstServer(t *testing.T) {
 
 	t.Run("a viewer's GET, then its replay", func(t *testing.T) {
 		req := signedRequest(t, ts, viewer.id, "GET", workloads, nil, time.Now())
-		if code, body := send(t, hc, req); code != http.StatusOK {
+		if code, body := sendSigned(t, hc, req); code != http.StatusOK {
 			t.Fatalf("signed GET: %d %s, want 200", code, body)
 		}
-		if code, body := send(t, hc, resend(t, req)); code != http.StatusUnauthorized {
+		if code, body := sendSigned(t, hc, replayOf(t, req)); code != http.StatusUnauthorized {
 			t.Fatalf("replayed GET: %d %s, want 401", code, body)
 		}
 	})
 
 	t.Run("an operator's POST arrives intact", func(t *testing.T) {
 		sent := configMap("signed")
-		code, body := send(t, hc, signedRequest(t, ts, operator.id, "POST", configMaps, sent, time.Now()))
+		code, body := sendSigned(t, hc, signedRequest(t, ts, operator.id, "POST", configMaps, sent, time.Now()))
 		if code != http.StatusCreated {
 			t.Fatalf("signed POST: %d %s, want 201", code, body)
 		}
@@ -135,7 +135,7 @@ func TestSignedRequestsAgainstServer(t *testing.T) {
 
 	t.Run("a timestamp 10 minutes old", func(t *testing.T) {
 		req := signedRequest(t, ts, viewer.id, "GET", workloads, nil, time.Now().Add(-10*time.Minute))
-		if code, body := send(t, hc, req); code != http.StatusUnauthorized {
+		if code, body := sendSigned(t, hc, req); code != http.StatusUnauthorized {
 			t.Fatalf("stale GET: %d %s, want 401", code, body)
 		}
 	})
@@ -146,7 +146,7 @@ func TestSignedRequestsAgainstServer(t *testing.T) {
 			t.Fatal(err)
 		}
 		req := signedRequest(t, ts, stranger, "GET", workloads, nil, time.Now())
-		if code, body := send(t, hc, req); code != http.StatusUnauthorized {
+		if code, body := sendSigned(t, hc, req); code != http.StatusUnauthorized {
 			t.Fatalf("GET by an unbound key: %d %s, want 401", code, body)
 		}
 	})
@@ -161,7 +161,7 @@ func TestSignedRequestsAgainstServer(t *testing.T) {
 		body[i] ^= 0x01 // 'l' to 'm': still valid JSON
 		req.Body = io.NopCloser(bytes.NewReader(body))
 		req.GetBody = nil
-		if code, resp := send(t, hc, req); code != http.StatusUnauthorized {
+		if code, resp := sendSigned(t, hc, req); code != http.StatusUnauthorized {
 			t.Fatalf("tampered POST: %d %s, want 401", code, resp)
 		}
 		err = admin.Get(ctx, client.ObjectKey{Namespace: "default", Name: "tampered"}, &corev1.ConfigMap{})
