@@ -2,8 +2,11 @@ package apiserver
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/x509"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -35,7 +38,7 @@ type access struct {
 // applyAccess sets the authenticator (keys by certificate or signature,
 // join tokens), the handler chain's fair queues, the authorizer chain
 // (admins, nodes, the MCP bridge, the join token, RBAC) and admission.
-func (s *Server) applyAccess(cfg *genericapiserver.Config) *access {
+func (s *Server) applyAccess(cfg *genericapiserver.Config) (*access, error) {
 	acc := &access{tokens: &joinTokens{now: time.Now}, roles: newRBACSource(), instances: &instanceGetter{}, refs: &instanceRefs{}}
 	acc.rbac = rbac.New(acc.roles)
 	keys := keyUsers{trust: s.trust, permissive: s.cfg.TrustPreset == rbac.PresetPermissive, known: acc.roles.known}
@@ -43,6 +46,11 @@ func (s *Server) applyAccess(cfg *genericapiserver.Config) *access {
 	authn := newKeyAuthenticator(keys, acc.tokens, time.Now)
 	authn.guesses = guesses
 	authn.signed = identity.NewRequestVerifier(identity.VerifierOptions{Skew: s.cfg.SignatureSkew, KeyAllowed: keys.allowed})
+	serving, err := s.dir.servingCertificate()
+	if err != nil {
+		return nil, err
+	}
+	authn.hosts = certificateHosts(serving)
 	cfg.Authentication.Authenticator = authn
 	// Fair queues per identity (withFairness) instead of the library's
 	// global in-flight limits.
@@ -51,12 +59,26 @@ func (s *Server) applyAccess(cfg *genericapiserver.Config) *access {
 		chain := withoutLoopbackCompression(withBufferedResponses(genericapiserver.DefaultBuildHandlerChain(withFairness(withKeyUsers(h, keys), fair), c)))
 		return withPublicProbes(withTokenGuessLimit(chain, guesses), h)
 	}
-	cfg.Authorization.Authorizer = newAuthorizer(keys, authzDeps{roles: acc.rbac, refs: acc.refs.references})
+	static := func(pub ed25519.PublicKey) bool { _, ok := s.trust.Lookup(pub); return ok }
+	cfg.Authorization.Authorizer = newAuthorizer(keys, authzDeps{roles: acc.rbac, refs: acc.refs.references, static: static})
 	cfg.AdmissionControl = admission.NewChainHandler(
 		nodeRestriction{trust: s.trust, claims: newKeyClaims(), instances: acc.instances},
 		noEscalation{rbac: acc.rbac, chain: cfg.Authorization.Authorizer},
 	)
-	return acc
+	return acc, nil
+}
+
+// certificateHosts are the names and addresses a certificate is for,
+// lower case.
+func certificateHosts(cert *x509.Certificate) map[string]bool {
+	hosts := map[string]bool{}
+	for _, n := range cert.DNSNames {
+		hosts[strings.ToLower(n)] = true
+	}
+	for _, ip := range cert.IPAddresses {
+		hosts[ip.String()] = true
+	}
+	return hosts
 }
 
 // connectAccess gives the access parts their stores and starts what runs:

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -42,6 +43,10 @@ type keyAuthenticator struct {
 	keys keyUsers
 	// signed verifies signed requests (nil: none are accepted).
 	signed *identity.RequestVerifier
+	// hosts are the names a signed request may be addressed to (the
+	// serving certificate's), so that one made for another server (whose
+	// replay cache this one does not share) is refused. Nil: any.
+	hosts map[string]bool
 	// tokens authenticate a join token as the bootstrap user, which may
 	// only register Nodes.
 	tokens *joinTokens
@@ -83,6 +88,9 @@ func (a keyAuthenticator) AuthenticateRequest(req *http.Request) (*authenticator
 		pub, err := a.signed.Verify(req)
 		switch {
 		case err == nil:
+			if err := a.signedRequestBound(req); err != nil {
+				return nil, false, err
+			}
 			u, err := a.keys.userFor(pub)
 			if err != nil {
 				return nil, false, err
@@ -123,6 +131,27 @@ func (a keyAuthenticator) AuthenticateRequest(req *http.Request) (*authenticator
 		}}, true, nil
 	}
 	return nil, false, err
+}
+
+// signedRequestBound refuses a signed request addressed to another host,
+// and one that asks to impersonate (those headers are not signed).
+func (a keyAuthenticator) signedRequestBound(req *http.Request) error {
+	for name := range req.Header {
+		if strings.HasPrefix(strings.ToLower(name), "impersonate-") {
+			return fmt.Errorf("signed request: %s is not signed and not accepted with a signature", name)
+		}
+	}
+	if a.hosts == nil {
+		return nil
+	}
+	host := req.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if !a.hosts[strings.ToLower(strings.Trim(host, "[]"))] {
+		return fmt.Errorf("signed request: addressed to host %q, which is not this server's", req.Host)
+	}
+	return nil
 }
 
 func bearerToken(req *http.Request) (string, bool) {
@@ -170,6 +199,9 @@ type authzDeps struct {
 	// refs tells whether an Instance bound to a node references a Secret
 	// or ConfigMap (nil: none does).
 	refs referenceChecker
+	// static tells whether a key is one the server trusts as a principal
+	// (the admin, a node, the bridge) rather than a person's (nil: none).
+	static func(ed25519.PublicKey) bool
 }
 
 // authorize is skiff's authorization: admins (system:masters) may do
@@ -204,7 +236,7 @@ func authorize(ctx context.Context, a authorizer.Attributes, deps authzDeps) (au
 			return d, reason, nil
 		}
 	}
-	if d, reason := authorizeImpersonation(u, a); d != authorizer.DecisionNoOpinion {
+	if d, reason := authorizeImpersonation(u, a, deps.static); d != authorizer.DecisionNoOpinion {
 		return d, reason, nil
 	}
 	if hasGroup(u, skiffv1alpha1.BootstrappersGroup) && a.IsResourceRequest() {

@@ -48,8 +48,15 @@ func (s *Server) build(endpoints []string) (*genericapiserver.GenericAPIServer, 
 	if err := s.applyServing(cfg); err != nil {
 		return nil, nil, err
 	}
-	acc := s.applyAccess(cfg)
-	atRest, err := newAtRest(context.Background(), s.dir.file(EncryptionConfigFile))
+	acc, err := s.applyAccess(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	encryption := s.cfg.EncryptionConfig
+	if encryption == "" {
+		encryption = s.dir.file(EncryptionConfigFile)
+	}
+	atRest, err := newAtRest(context.Background(), encryption)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -89,7 +96,7 @@ func (s *Server) build(endpoints []string) (*genericapiserver.GenericAPIServer, 
 	if err := s.connectAccess(acc, generic, stores); err != nil {
 		return nil, nil, err
 	}
-	generic.Handler.NonGoRestfulMux.Handle(RotateKeyPath, atRest.rotateKeyHandler(stores.store(secretsResource)))
+	generic.Handler.NonGoRestfulMux.Handle(RotateKeyPath, atRest.rotateKeyHandler(stores.store(secretsResource), etcdClient, s.cfg.EtcdPrefix+"/secrets/"))
 	return generic, func() { etcdClient.Close() }, nil
 }
 

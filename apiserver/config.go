@@ -39,6 +39,10 @@ type Config struct {
 	// SignatureSkew is how far a signed request's timestamp may be from the
 	// server's clock (--signature-skew).
 	SignatureSkew time.Duration
+	// EncryptionConfig is the encryption configuration Secrets are
+	// encrypted with (--encryption-config); empty: EncryptionConfigFile in
+	// DataDir. Several API servers over one etcd must share one.
+	EncryptionConfig string
 }
 
 // DefaultDataDir is /var/lib/skiff/server for root and

@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -10,19 +11,19 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metainternalversion "k8s.io/apimachinery/pkg/apis/meta/internalversion"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	apiserverv1 "k8s.io/apiserver/pkg/apis/apiserver/v1"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/server/options/encryptionconfig"
+	"k8s.io/apiserver/pkg/storage"
 	"k8s.io/apiserver/pkg/storage/value"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/yaml"
@@ -163,9 +164,10 @@ type Rotation struct {
 }
 
 // rotate adds a new first key (so that every write uses it while the old
-// ones still read), rewrites every Secret, then retires the old keys. A
-// crash at any step leaves a configuration that reads every Secret.
-func (a *atRest) rotate(ctx context.Context, secrets *REST) (Rotation, error) {
+// ones still read), rewrites every Secret that etcd holds under another
+// key, then retires the old keys. A crash at any step leaves a
+// configuration that reads every Secret.
+func (a *atRest) rotate(ctx context.Context, secrets *REST, etcd *clientv3.Client, prefix string) (Rotation, error) {
 	a.rotating.Lock()
 	defer a.rotating.Unlock()
 	old, err := readEncryptionKeys(a.path)
@@ -182,7 +184,7 @@ func (a *atRest) rotate(ctx context.Context, secrets *REST) (Rotation, error) {
 	if err := a.reload(ctx); err != nil {
 		return Rotation{}, err
 	}
-	n, err := rewriteAll(ctx, secrets)
+	n, err := rewriteStale(ctx, secrets, etcd, prefix, key.Name)
 	if err != nil {
 		return Rotation{}, fmt.Errorf("rewriting secrets with key %s (the old keys stay until a rotation completes): %w", key.Name, err)
 	}
@@ -199,56 +201,85 @@ func (a *atRest) rotate(ctx context.Context, secrets *REST) (Rotation, error) {
 	return r, nil
 }
 
-// rewriteAll writes every object of the store back unchanged: storage
-// encrypts each with the current first key (the store rewrites what it
-// read with an older key even when nothing else changed).
-func rewriteAll(ctx context.Context, store *REST) (int, error) {
-	ctx = genericapirequest.WithNamespace(ctx, metav1.NamespaceAll)
-	list, err := store.List(ctx, &metainternalversion.ListOptions{})
-	if err != nil {
-		return 0, err
-	}
-	items, err := meta.ExtractList(list)
-	if err != nil {
-		return 0, err
-	}
+// rewriteStale rewrites, unchanged, every object under prefix (etcd keys
+// prefix/namespace/name) that etcd holds encrypted with a key other than
+// keyName, until none is left: storage encrypts each with the current
+// first key. It reads etcd itself, not the watch cache, so that a write
+// made with an old key just before the new one took over is seen too.
+func rewriteStale(ctx context.Context, store *REST, etcd *clientv3.Client, prefix, keyName string) (int, error) {
+	want := []byte("k8s:enc:secretbox:v1:" + keyName + ":")
 	n := 0
-	for _, item := range items {
-		m, err := meta.Accessor(item)
+	for pass := 0; pass < 5; pass++ {
+		stale, err := staleKeys(ctx, etcd, prefix, want)
 		if err != nil {
 			return n, err
 		}
-		objCtx := genericapirequest.WithNamespace(ctx, m.GetNamespace())
-		_, _, err = store.Update(objCtx, m.GetName(), unchanged{}, nil, nil, false, &metav1.UpdateOptions{})
-		if apierrors.IsNotFound(err) {
-			continue // deleted meanwhile
+		if len(stale) == 0 {
+			return n, nil
 		}
-		if err != nil {
-			return n, fmt.Errorf("%s/%s: %w", m.GetNamespace(), m.GetName(), err)
+		for _, k := range stale {
+			ns, name, _ := strings.Cut(strings.TrimPrefix(k, prefix), "/")
+			if err := rewrite(ctx, store, ns, name); err != nil {
+				return n, fmt.Errorf("%s/%s: %w", ns, name, err)
+			}
+			n++
 		}
-		n++
 	}
-	return n, nil
+	return n, errors.New("objects are still written with an old key after 5 passes")
 }
 
-// unchanged is an update that writes the stored object back as it is
-// (whatever was written since the list: nothing is lost).
-type unchanged struct{}
-
-func (unchanged) Preconditions() *metav1.Preconditions { return nil }
-
-func (unchanged) UpdatedObject(_ context.Context, old runtime.Object) (runtime.Object, error) {
-	return old.DeepCopyObject(), nil
+// staleKeys lists, a page at a time, the keys under prefix whose values do
+// not start with want.
+func staleKeys(ctx context.Context, etcd *clientv3.Client, prefix string, want []byte) ([]string, error) {
+	var stale []string
+	from, end := prefix, clientv3.GetPrefixRangeEnd(prefix)
+	for {
+		resp, err := etcd.Get(ctx, from, clientv3.WithRange(end), clientv3.WithLimit(500))
+		if err != nil {
+			return nil, fmt.Errorf("read %s from etcd: %w", prefix, err)
+		}
+		for _, kv := range resp.Kvs {
+			if !bytes.HasPrefix(kv.Value, want) {
+				stale = append(stale, string(kv.Key))
+			}
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			return stale, nil
+		}
+		from = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
 }
 
-// rotateKeyHandler serves RotateKeyPath.
-func (a *atRest) rotateKeyHandler(secrets *REST) http.Handler {
+// rewrite writes an object back as storage holds it, below the registry
+// (no validation: an object stored under older rules is kept as it is).
+// Storage writes it again because it was read with an old key.
+func rewrite(ctx context.Context, store *REST, namespace, name string) error {
+	ctx = genericapirequest.WithNamespace(ctx, namespace)
+	key, err := store.KeyFunc(ctx, name)
+	if err != nil {
+		return err
+	}
+	err = store.Storage.GuaranteedUpdate(ctx, key, store.NewFunc(), false, nil,
+		func(existing runtime.Object, _ storage.ResponseMeta) (runtime.Object, *uint64, error) {
+			return existing, nil, nil
+		}, false, nil)
+	if storage.IsNotFound(err) {
+		return nil // deleted meanwhile
+	}
+	return err
+}
+
+// rotateKeyHandler serves RotateKeyPath. A rotation is not cut short by
+// the request's end (or its timeout): it runs to the end once begun.
+func (a *atRest) rotateKeyHandler(secrets *REST, etcd *clientv3.Client, prefix string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			http.Error(w, "POST rotates the key", http.StatusMethodNotAllowed)
 			return
 		}
-		rot, err := a.rotate(r.Context(), secrets)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 30*time.Minute)
+		defer cancel()
+		rot, err := a.rotate(ctx, secrets, etcd, prefix)
 		if err != nil {
 			klog.ErrorS(err, "rotating the encryption key")
 			http.Error(w, err.Error(), http.StatusInternalServerError)

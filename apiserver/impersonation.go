@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"net/http"
 
@@ -67,16 +68,22 @@ func newAuthorizer(keys keyUsers, deps authzDeps) authorizer.Authorizer {
 
 // authorizeImpersonation holds everyone but admins to impersonating key
 // users, and nothing else: not other users, groups, extras or service
-// accounts, whatever a role says. The bridge's own identity may; anyone
-// else as RBAC says (the skiff:mcp role grants it).
-func authorizeImpersonation(u user.Info, a authorizer.Attributes) (authorizer.Decision, string) {
+// accounts, whatever a role says. The bridge's own identity may
+// impersonate any key user; anyone else (as RBAC says: the skiff:mcp role
+// grants it) only personal keys, never a key the server trusts as a
+// principal (the admin, a node, the bridge), since impersonating a key is
+// acting with all its rights and groups. static reports such keys.
+func authorizeImpersonation(u user.Info, a authorizer.Attributes, static func(ed25519.PublicKey) bool) (authorizer.Decision, string) {
 	if a.GetVerb() != "impersonate" {
 		return authorizer.DecisionNoOpinion, ""
 	}
 	if a.GetAPIGroup() == "" && a.GetResource() == "users" && a.GetSubresource() == "" {
-		if _, ok := identity.ParseKeyUserName(a.GetName()); ok {
-			if hasGroup(u, MCPGroup) {
+		if pub, ok := identity.ParseKeyUserName(a.GetName()); ok {
+			switch {
+			case hasGroup(u, MCPGroup):
 				return authorizer.DecisionAllow, ""
+			case static != nil && static(pub):
+				return authorizer.DecisionDeny, fmt.Sprintf("%s may not impersonate %s: only the MCP bridge's own identity may act as the admin, a node or the bridge", u.GetName(), a.GetName())
 			}
 			return authorizer.DecisionNoOpinion, ""
 		}

@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"context"
+	"crypto/ed25519"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,6 +27,8 @@ func TestAuthorizeImpersonation(t *testing.T) {
 	id, _ := identity.New()
 	keyUser := identity.KeyUserName(id.Public())
 	other, _ := identity.New()
+	admin, _ := identity.New()
+	static := func(pub ed25519.PublicKey) bool { return pub.Equal(admin.Public()) }
 	person := &user.DefaultInfo{Name: identity.KeyUserName(other.Public()), Groups: []string{"skiff:keys", user.AllAuthenticated}}
 	cases := []struct {
 		name string
@@ -43,6 +46,8 @@ func TestAuthorizeImpersonation(t *testing.T) {
 		// to key users.
 		{"a key with a role impersonates a key user", authorizer.AttributesRecord{User: person, Verb: "impersonate", Resource: "users", Name: keyUser, ResourceRequest: true}, authorizer.DecisionAllow},
 		{"a key with a role impersonates the admin", authorizer.AttributesRecord{User: person, Verb: "impersonate", Resource: "users", Name: AdminUser, ResourceRequest: true}, authorizer.DecisionDeny},
+		{"a key with a role impersonates the admin's key", authorizer.AttributesRecord{User: person, Verb: "impersonate", Resource: "users", Name: identity.KeyUserName(admin.Public()), ResourceRequest: true}, authorizer.DecisionDeny},
+		{"the bridge impersonates the admin's key", authorizer.AttributesRecord{User: bridge, Verb: "impersonate", Resource: "users", Name: identity.KeyUserName(admin.Public()), ResourceRequest: true}, authorizer.DecisionAllow},
 		{"a key with a role impersonates a group", authorizer.AttributesRecord{User: person, Verb: "impersonate", Resource: "groups", Name: user.SystemPrivilegedGroup, ResourceRequest: true}, authorizer.DecisionDeny},
 	}
 	// RBAC that would allow anything of the person's key.
@@ -54,7 +59,7 @@ func TestAuthorizeImpersonation(t *testing.T) {
 	})
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, reason, err := authorize(context.Background(), tc.attr, authzDeps{roles: roles})
+			got, reason, err := authorize(context.Background(), tc.attr, authzDeps{roles: roles, static: static})
 			if err != nil || got != tc.want {
 				t.Fatalf("decision %v (%s, %v), want %v", got, reason, err, tc.want)
 			}

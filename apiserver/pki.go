@@ -73,6 +73,12 @@ const defaultAuditPolicy = `apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: ["RequestReceived"]
 rules:
+# Secrets never above Metadata, whatever is added below: their values
+# would be in the request and response bodies.
+- level: Metadata
+  resources:
+  - group: ""
+    resources: ["secrets"]
 - level: None
   nonResourceURLs: ["/livez*", "/readyz*", "/healthz*", "/health", "/live", "/ready", "/metrics"]
 # Nodes renew their Lease every few seconds: thousands of records a minute

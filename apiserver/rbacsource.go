@@ -166,9 +166,11 @@ type rbacSource struct {
 	roleBindings        *mirror[*rbacv1.RoleBinding]
 	clusterRoleBindings *mirror[*rbacv1.ClusterRoleBinding]
 
-	// users is the set of bound user names, rebuilt after a binding changes.
-	users atomic.Pointer[map[string]bool]
-	dirty atomic.Bool
+	// users is the set of bound user names, rebuilt (under rebuild) after
+	// a binding changes.
+	users   atomic.Pointer[map[string]bool]
+	dirty   atomic.Bool
+	rebuild sync.Mutex
 }
 
 var _ rbac.Source = (*rbacSource)(nil)
@@ -226,6 +228,19 @@ func (s *rbacSource) RoleBindings(namespace string) []*rbacv1.RoleBinding {
 
 // known reports whether a binding names user name as a subject.
 func (s *rbacSource) known(name string) bool {
+	if s.dirty.Load() {
+		s.rebuildUsers()
+	}
+	users := s.users.Load()
+	return users != nil && (*users)[name]
+}
+
+// rebuildUsers remakes the set of bound users. One rebuild runs at a time,
+// so that an older set never replaces a newer one; a change during a
+// rebuild marks it dirty again for the next.
+func (s *rbacSource) rebuildUsers() {
+	s.rebuild.Lock()
+	defer s.rebuild.Unlock()
 	if s.dirty.Swap(false) {
 		users := map[string]bool{}
 		add := func(subjects []rbacv1.Subject) {
@@ -245,6 +260,4 @@ func (s *rbacSource) known(name string) bool {
 		s.roleBindings.mu.RUnlock()
 		s.users.Store(&users)
 	}
-	users := s.users.Load()
-	return users != nil && (*users)[name]
 }

@@ -148,6 +148,49 @@ func TestSecretsAreEncryptedAtRest(t *testing.T) {
 		assertEncrypted(rot.Key)
 		assertReadable()
 	})
+
+	t.Run("a rotation while Secrets are written leaves none under a retired key", func(t *testing.T) {
+		stop, done := make(chan struct{}), make(chan int)
+		go func() {
+			n := 0
+			for {
+				select {
+				case <-stop:
+					done <- n
+					return
+				default:
+				}
+				s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("busy-%d", n)}, StringData: map[string]string{"k": password}}
+				if _, err := cs.CoreV1().Secrets("default").Create(ctx, s, metav1.CreateOptions{}); err == nil {
+					n++
+				}
+			}
+		}()
+		var rot Rotation
+		for range 3 {
+			body, err := cs.CoreV1().RESTClient().Post().AbsPath(RotateKeyPath).DoRaw(ctx)
+			if err != nil {
+				t.Fatalf("rotate: %v: %s", err, body)
+			}
+			if err := json.Unmarshal(body, &rot); err != nil {
+				t.Fatal(err)
+			}
+		}
+		close(stop)
+		if n := <-done; n == 0 {
+			t.Fatal("no Secret was written during the rotations")
+		}
+		all, err := cs.CoreV1().Secrets("").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatalf("list after rotating under writes: %v", err)
+		}
+		for _, sec := range all.Items {
+			v := raw("/registry/secrets/" + sec.Namespace + "/" + sec.Name)
+			if !bytes.HasPrefix(v, []byte("k8s:enc:secretbox:v1:"+rot.Key+":")) {
+				t.Errorf("%s/%s is not under the current key %s: %q", sec.Namespace, sec.Name, rot.Key, v[:min(len(v), 50)])
+			}
+		}
+	})
 }
 
 func TestSecretAndConfigMapValidation(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"testing"
 	"time"
 
@@ -167,6 +168,31 @@ func TestSignedRequestsAgainstServer(t *testing.T) {
 		err = admin.Get(ctx, client.ObjectKey{Namespace: "default", Name: "tampered"}, &corev1.ConfigMap{})
 		if !apierrors.IsNotFound(err) {
 			t.Fatalf("the tampered ConfigMap: %v, want NotFound", err)
+		}
+	})
+
+	t.Run("a request signed for another server", func(t *testing.T) {
+		// Signed for host other.example, sent here: a replay from another
+		// cluster, whose replay cache this server does not share.
+		req, err := http.NewRequest("GET", "https://other.example"+workloads, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := viewer.id.SignRequest(req, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		u, _ := url.Parse(ts.srv.URL())
+		req.URL.Host, req.Host = u.Host, "other.example" // the Host header as signed
+		if code, body := sendSigned(t, hc, req); code != http.StatusUnauthorized {
+			t.Fatalf("GET signed for another host: %d %s, want 401", code, body)
+		}
+	})
+
+	t.Run("a signed request asking to impersonate", func(t *testing.T) {
+		req := signedRequest(t, ts, viewer.id, "GET", workloads, nil, time.Now())
+		req.Header.Set("Impersonate-User", "skiff:admin")
+		if code, body := sendSigned(t, hc, req); code != http.StatusUnauthorized {
+			t.Fatalf("GET with Impersonate-User: %d %s, want 401", code, body)
 		}
 	})
 }

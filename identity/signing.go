@@ -167,10 +167,11 @@ type VerifierOptions struct {
 	// (each until its timestamp leaves the skew window); when full it
 	// refuses new signed requests. Default 1<<20 (about 80 MB when full).
 	MaxReplayEntries int
-	// KeyAllowed, when set, is asked about a key after its signature
-	// verified and before the signature is remembered; an error refuses
-	// the request. The API server passes its trust lookup here, so that a
-	// key nobody trusts cannot fill the replay cache.
+	// KeyAllowed, when set, is asked about a key before the body is read
+	// and the signature checked (so before anything is remembered); an
+	// error refuses the request. The API server passes its trust lookup
+	// here, so that a key nobody trusts can neither make it buffer bodies
+	// nor fill the replay cache.
 	KeyAllowed func(ed25519.PublicKey) error
 }
 
@@ -226,6 +227,13 @@ func (v *RequestVerifier) Verify(req *http.Request) (ed25519.PublicKey, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A key nobody trusts is refused before its body is read: a stranger
+	// may not make the server buffer megabytes.
+	if v.opts.KeyAllowed != nil {
+		if err := v.opts.KeyAllowed(pub); err != nil {
+			return nil, fmt.Errorf("signed request: key %s: %w", h.publicKey, err)
+		}
+	}
 	body, err := readBody(req, v.opts.MaxBody)
 	if err != nil {
 		return nil, err
@@ -233,11 +241,6 @@ func (v *RequestVerifier) Verify(req *http.Request) (ed25519.PublicKey, error) {
 	payload := signedPayload(req.Method, requestTarget(req.URL), req.Host, h.contentType, h.timestamp, sha256.Sum256(body))
 	if !ed25519.Verify(pub, payload, sig) {
 		return nil, fmt.Errorf("signed request: the signature does not verify for key %s and this request", h.publicKey)
-	}
-	if v.opts.KeyAllowed != nil {
-		if err := v.opts.KeyAllowed(pub); err != nil {
-			return nil, fmt.Errorf("signed request: key %s: %w", h.publicKey, err)
-		}
 	}
 	if err := v.replay.record(sha256.Sum256(sig), ts.Add(v.opts.Skew), now); err != nil {
 		return nil, err

@@ -32,6 +32,7 @@ func addAPIServerFlags(fs *pflag.FlagSet, cfg *apiserver.Config) {
 	fs.BoolVar(&cfg.AuditLog, "audit-log", cfg.AuditLog, "write the audit log to <data-dir>/audit.log")
 	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", cfg.RequestTimeout, "end requests other than watches and logs after this long")
 	fs.StringVar(&cfg.TrustPreset, "trust-preset", cfg.TrustPreset, "starting trust policy: restrictive (keys nobody trusted get 401) or permissive (any valid self-signed key is a viewer; development only)")
+	fs.StringVar(&cfg.EncryptionConfig, "encryption-config", cfg.EncryptionConfig, "the encryption configuration Secrets are encrypted with in etcd, made there if missing (default <data-dir>/encryption-config.yaml); API servers sharing an etcd must share it")
 	fs.DurationVar(&cfg.SignatureSkew, "signature-skew", cfg.SignatureSkew, "how far a signed request's X-Auth-Timestamp may be from the server's clock")
 }
 
