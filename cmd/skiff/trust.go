@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 
 	"skiff.dev/skiff/apiserver/rbac"
 	"skiff.dev/skiff/identity"
@@ -25,7 +26,7 @@ import (
 
 // The label and annotations of the bindings skiff trust makes.
 const (
-	// trustLabel, "true", marks them, for list and remove.
+	// trustLabel, "true", marks the bindings skiff trust made.
 	trustLabel = "skiff.dev/trust"
 	// publicKeyAnnotation is the trusted key in standard base64, the form
 	// skiff identity show prints.
@@ -218,12 +219,16 @@ type trustEntry struct {
 	pub         ed25519.PublicKey
 	displayName string
 	created     time.Time
+	// shared: the binding names other subjects too, so removing this key
+	// takes it out of the binding rather than deleting the binding.
+	shared bool
 }
 
-// trustEntries reads the trust bindings, cluster-wide and in every
-// namespace.
+// trustEntries reads every binding that names a key user, cluster-wide
+// and in every namespace: skiff trust's own and any other (kubectl's, a
+// chart's), since the server trusts a key by any binding that names it.
 func trustEntries(ctx context.Context, cs kubernetes.Interface) ([]trustEntry, error) {
-	opts := metav1.ListOptions{LabelSelector: trustLabel + "=true"}
+	opts := metav1.ListOptions{}
 	crbs, err := cs.RbacV1().ClusterRoleBindings().List(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("listing trust ClusterRoleBindings: %w", err)
@@ -250,9 +255,14 @@ func appendTrustEntries(entries []trustEntry, m *metav1.ObjectMeta, ref rbacv1.R
 		if s.Kind != rbacv1.UserKind || !ok {
 			continue
 		}
+		role := ref.Name
+		if ref.Kind != "ClusterRole" {
+			role = ref.Kind + "/" + ref.Name
+		}
 		entries = append(entries, trustEntry{
-			namespace: m.Namespace, binding: m.Name, role: ref.Name, pub: pub,
+			namespace: m.Namespace, binding: m.Name, role: role, pub: pub,
 			displayName: m.Annotations[displayNameAnnotation], created: m.CreationTimestamp.Time,
+			shared: len(subjects) > 1,
 		})
 	}
 	return entries
@@ -291,7 +301,7 @@ func printTrust(out io.Writer, entries []trustEntry, now time.Time) {
 		return a.role < b.role
 	})
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "USER\tNAME\tROLE\tNAMESPACE\tAGE")
+	fmt.Fprintln(tw, "ID\tNAME\tROLE\tNAMESPACE\tAGE")
 	for _, e := range entries {
 		ns := e.namespace
 		if ns == "" {
@@ -379,16 +389,53 @@ func narrowing(clusterRole, namespace string) string {
 	return s
 }
 
-// deleteTrustBinding deletes e's binding; one gone already is no error.
+// deleteTrustBinding deletes e's binding, or takes e's key out of it when
+// it names other subjects too; one gone already is no error.
 func deleteTrustBinding(ctx context.Context, cs kubernetes.Interface, e trustEntry) error {
 	var err error
-	if e.namespace == "" {
+	switch {
+	case e.shared:
+		err = removeSubject(ctx, cs, e)
+	case e.namespace == "":
 		err = cs.RbacV1().ClusterRoleBindings().Delete(ctx, e.binding, metav1.DeleteOptions{})
-	} else {
+	default:
 		err = cs.RbacV1().RoleBindings(e.namespace).Delete(ctx, e.binding, metav1.DeleteOptions{})
 	}
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("removing trust binding %q: %w", e.binding, err)
 	}
 	return nil
+}
+
+// removeSubject updates e's binding without e's key user, retrying on
+// conflicts.
+func removeSubject(ctx context.Context, cs kubernetes.Interface, e trustEntry) error {
+	user := identity.KeyUserName(e.pub)
+	keep := func(subjects []rbacv1.Subject) []rbacv1.Subject {
+		var out []rbacv1.Subject
+		for _, s := range subjects {
+			if s.Kind != rbacv1.UserKind || s.Name != user {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if e.namespace == "" {
+			b, err := cs.RbacV1().ClusterRoleBindings().Get(ctx, e.binding, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			b.Subjects = keep(b.Subjects)
+			_, err = cs.RbacV1().ClusterRoleBindings().Update(ctx, b, metav1.UpdateOptions{})
+			return err
+		}
+		b, err := cs.RbacV1().RoleBindings(e.namespace).Get(ctx, e.binding, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		b.Subjects = keep(b.Subjects)
+		_, err = cs.RbacV1().RoleBindings(e.namespace).Update(ctx, b, metav1.UpdateOptions{})
+		return err
+	})
 }

@@ -195,9 +195,9 @@ func TestTrustCommands(t *testing.T) {
 	}
 	rows := list()
 	wantRows := []map[string]string{
-		{"USER": ada.ID(), "NAME": "Ada Lovelace", "ROLE": rbac.ViewerRole, "NAMESPACE": "*"},
-		{"USER": identity.ID(bob), "NAME": "", "ROLE": rbac.OperatorRole, "NAMESPACE": "default"},
-		{"USER": identity.ID(bob), "NAME": "", "ROLE": rbac.ViewerRole, "NAMESPACE": "*"},
+		{"ID": ada.ID(), "NAME": "Ada Lovelace", "ROLE": rbac.ViewerRole, "NAMESPACE": "*"},
+		{"ID": identity.ID(bob), "NAME": "", "ROLE": rbac.OperatorRole, "NAMESPACE": "default"},
+		{"ID": identity.ID(bob), "NAME": "", "ROLE": rbac.ViewerRole, "NAMESPACE": "*"},
 	}
 	if len(rows) != len(wantRows) {
 		t.Fatalf("trust list: %v; want %v", rows, wantRows)
@@ -296,5 +296,40 @@ func testTrustEscalation(t *testing.T, server string, caPEM []byte, adminKubecon
 	}
 	if _, err := cs.RbacV1().ClusterRoleBindings().Get(ctx, "skiff:trust:admin:"+identity.ID(dave), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("the refused binding: %v; want none", err)
+	}
+}
+
+// TestTrustSeesEveryBinding: a binding made with kubectl, naming a key and
+// someone else, is listed, and removing the key takes it out of the
+// binding and leaves the other subject bound.
+func TestTrustSeesEveryBinding(t *testing.T) {
+	srv, kubeconfig := startServer(t)
+	ctx := context.Background()
+	cs := kubernetes.NewForConfigOrDie(srv.Admin)
+	key := newKey(t)
+	b := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "made-by-hand"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: rbac.ViewerRole},
+		Subjects: []rbacv1.Subject{
+			{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: identity.KeyUserName(key)},
+			{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "someone"},
+		},
+	}
+	if _, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, b, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := runSkiff(t, "", "trust", "--kubeconfig", kubeconfig, "list")
+	if err != nil || !strings.Contains(out, identity.ID(key)) {
+		t.Fatalf("trust list: %v\n%s\nwant the hand-made binding's key", err, out)
+	}
+	if _, _, err := runSkiff(t, "", "trust", "--kubeconfig", kubeconfig, "remove", identity.EncodePublicKey(key)); err != nil {
+		t.Fatalf("trust remove: %v", err)
+	}
+	got, err := cs.RbacV1().ClusterRoleBindings().Get(ctx, "made-by-hand", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the shared binding is gone: %v", err)
+	}
+	if len(got.Subjects) != 1 || got.Subjects[0].Name != "someone" {
+		t.Errorf("subjects after remove: %+v; want only someone", got.Subjects)
 	}
 }
