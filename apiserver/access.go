@@ -134,7 +134,7 @@ func ensureRoles(ctx context.Context, stores *installed, preset string) error {
 	bindings := append(rbac.BuiltinBindings(), mcpBinding())
 	presetBindings, err := rbac.PresetBindings(preset)
 	if err != nil {
-		return err
+		return fmt.Errorf("trust preset: %w", err)
 	}
 	for _, b := range append(bindings, presetBindings...) {
 		want = append(want, b)

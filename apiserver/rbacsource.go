@@ -70,7 +70,7 @@ func (m *mirror[T]) syncOnce(ctx context.Context) error {
 	}
 	items, err := meta.ExtractList(list)
 	if err != nil {
-		return err
+		return fmt.Errorf("list %s: %w", m.store.kind.Plural, err)
 	}
 	fresh := map[string]T{}
 	for _, item := range items {
@@ -82,7 +82,7 @@ func (m *mirror[T]) syncOnce(ctx context.Context) error {
 	m.synced.Store(true)
 	rv, err := meta.NewAccessor().ResourceVersion(list)
 	if err != nil {
-		return err
+		return fmt.Errorf("list %s: %w", m.store.kind.Plural, err)
 	}
 	w, err := m.store.Watch(ctx, &metainternalversion.ListOptions{ResourceVersion: rv, Watch: true})
 	if err != nil {

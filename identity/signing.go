@@ -167,6 +167,10 @@ type VerifierOptions struct {
 	// (each until its timestamp leaves the skew window); when full it
 	// refuses new signed requests. Default 1<<20 (about 80 MB when full).
 	MaxReplayEntries int
+	// MaxReplayEntriesPerKey is how many of those one key may hold, so
+	// that no single key can fill the cache for everyone. Default a
+	// sixteenth of MaxReplayEntries.
+	MaxReplayEntriesPerKey int
 	// KeyAllowed, when set, is asked about a key before the body is read
 	// and the signature checked (so before anything is remembered); an
 	// error refuses the request. The API server passes its trust lookup
@@ -203,7 +207,10 @@ func NewRequestVerifier(opts VerifierOptions) *RequestVerifier {
 	if opts.MaxReplayEntries <= 0 {
 		opts.MaxReplayEntries = DefaultReplayMaxEntries
 	}
-	return &RequestVerifier{opts: opts, replay: replayCache{max: opts.MaxReplayEntries}}
+	if opts.MaxReplayEntriesPerKey <= 0 {
+		opts.MaxReplayEntriesPerKey = max(1, opts.MaxReplayEntries/16)
+	}
+	return &RequestVerifier{opts: opts, replay: replayCache{max: opts.MaxReplayEntries, perSigner: opts.MaxReplayEntriesPerKey}}
 }
 
 // Verify checks req's signature and returns the key that signed it. A
@@ -242,7 +249,7 @@ func (v *RequestVerifier) Verify(req *http.Request) (ed25519.PublicKey, error) {
 	if !ed25519.Verify(pub, payload, sig) {
 		return nil, fmt.Errorf("signed request: the signature does not verify for key %s and this request", h.publicKey)
 	}
-	if err := v.replay.record(sha256.Sum256(sig), ts.Add(v.opts.Skew), now); err != nil {
+	if err := v.replay.record(sha256.Sum256(sig), string(pub), ts.Add(v.opts.Skew), now); err != nil {
 		return nil, err
 	}
 	return pub, nil
@@ -358,22 +365,31 @@ type replayedBody struct {
 // ordered by expiry and swept from it once: amortised O(log n) a request,
 // with no goroutine.
 type replayCache struct {
-	mu    sync.Mutex
-	max   int
-	seen  map[[sha256.Size]byte]struct{}
-	queue expiryQueue
+	mu  sync.Mutex
+	max int
+	// perSigner caps one key's share, so that one trusted key sending
+	// as fast as it can does not fill the cache for everyone.
+	perSigner int
+	seen      map[[sha256.Size]byte]struct{}
+	bySigner  map[string]int
+	queue     expiryQueue
 }
 
-// record remembers key until expires, sweeping what expired by now; it
-// refuses a key it already holds, or any when it is full.
-func (c *replayCache) record(key [sha256.Size]byte, expires, now time.Time) error {
+// record remembers key, a signature by signer, until expires, sweeping
+// what expired by now; it refuses a key it already holds, or any when it
+// or the signer's share is full.
+func (c *replayCache) record(key [sha256.Size]byte, signer string, expires, now time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.seen == nil {
-		c.seen = map[[sha256.Size]byte]struct{}{}
+		c.seen, c.bySigner = map[[sha256.Size]byte]struct{}{}, map[string]int{}
 	}
 	for n := now.UnixNano(); len(c.queue) > 0 && c.queue[0].expires < n; {
-		delete(c.seen, heap.Pop(&c.queue).(replayEntry).key)
+		e := heap.Pop(&c.queue).(replayEntry)
+		delete(c.seen, e.key)
+		if c.bySigner[e.signer]--; c.bySigner[e.signer] <= 0 {
+			delete(c.bySigner, e.signer)
+		}
 	}
 	if _, ok := c.seen[key]; ok {
 		return ErrReplayed
@@ -381,8 +397,12 @@ func (c *replayCache) record(key [sha256.Size]byte, expires, now time.Time) erro
 	if len(c.seen) >= c.max {
 		return fmt.Errorf("%w (%d remembered)", ErrReplayCacheFull, len(c.seen))
 	}
+	if c.perSigner > 0 && c.bySigner[signer] >= c.perSigner {
+		return fmt.Errorf("%w for this key (%d of its signatures remembered; slow down)", ErrReplayCacheFull, c.bySigner[signer])
+	}
 	c.seen[key] = struct{}{}
-	heap.Push(&c.queue, replayEntry{expires: expires.UnixNano(), key: key})
+	c.bySigner[signer]++
+	heap.Push(&c.queue, replayEntry{expires: expires.UnixNano(), key: key, signer: signer})
 	return nil
 }
 
@@ -396,6 +416,7 @@ func (c *replayCache) len() int {
 type replayEntry struct {
 	expires int64
 	key     [sha256.Size]byte
+	signer  string
 }
 
 // expiryQueue is a min-heap of entries by expiry (container/heap).

@@ -310,7 +310,7 @@ func TestSignedRequestDuplicateHeadersRefused(t *testing.T) {
 func TestSignedRequestReplayCacheFullRefusesThenSweeps(t *testing.T) {
 	id := newTestIdentity(t)
 	now := signingNow
-	v := NewRequestVerifier(VerifierOptions{Now: func() time.Time { return now }, MaxReplayEntries: 2})
+	v := NewRequestVerifier(VerifierOptions{Now: func() time.Time { return now }, MaxReplayEntries: 2, MaxReplayEntriesPerKey: 2})
 	sign := func(at time.Time) *http.Request {
 		req := httptest.NewRequest("GET", "/x", nil)
 		if err := id.SignRequest(req, at); err != nil {
@@ -335,6 +335,31 @@ func TestSignedRequestReplayCacheFullRefusesThenSweeps(t *testing.T) {
 	}
 	if n := v.replay.len(); n != 1 {
 		t.Fatalf("after the window the cache holds %d, want the expired 2 swept and 1 new", n)
+	}
+}
+
+// TestSignedRequestOneKeyCannotFillTheCache: a key that used its share of
+// the replay cache is refused; another key is still accepted.
+func TestSignedRequestOneKeyCannotFillTheCache(t *testing.T) {
+	busy, other := newTestIdentity(t), newTestIdentity(t)
+	v := NewRequestVerifier(VerifierOptions{Now: fixedClock(signingNow), MaxReplayEntries: 10, MaxReplayEntriesPerKey: 3})
+	sign := func(id *Identity, i int) *http.Request {
+		req := httptest.NewRequest("GET", fmt.Sprintf("/x/%d", i), nil)
+		if err := id.SignRequest(req, signingNow); err != nil {
+			t.Fatal(err)
+		}
+		return req
+	}
+	for i := range 3 {
+		if _, err := v.Verify(sign(busy, i)); err != nil {
+			t.Fatalf("request %d of the busy key: %v", i, err)
+		}
+	}
+	if _, err := v.Verify(sign(busy, 3)); !errors.Is(err, ErrReplayCacheFull) {
+		t.Fatalf("the busy key past its share: %v, want ErrReplayCacheFull", err)
+	}
+	if _, err := v.Verify(sign(other, 0)); err != nil {
+		t.Fatalf("another key while the busy one is at its share: %v", err)
 	}
 }
 
