@@ -31,10 +31,14 @@ func newNodeKeys(nodes *REST, trust *identity.Trust) *nodeKeys {
 }
 
 // Run lists and watches Nodes until ctx ends, re-listing when a watch ends.
-func (k *nodeKeys) Run(ctx context.Context) {
+func (k *nodeKeys) Run(ctx context.Context) { relist(ctx, "node key index", k.syncOnce) }
+
+// relist calls syncOnce (a list, then a watch until it ends) until ctx
+// ends: at once after a watch ended, a second after a failure.
+func relist(ctx context.Context, what string, syncOnce func(context.Context) error) {
 	for ctx.Err() == nil {
-		if err := k.syncOnce(ctx); err != nil && ctx.Err() == nil {
-			klog.ErrorS(err, "node key index: re-listing nodes")
+		if err := syncOnce(ctx); err != nil && ctx.Err() == nil {
+			klog.ErrorS(err, "re-listing", "what", what)
 			select {
 			case <-ctx.Done():
 			case <-time.After(time.Second):

@@ -16,7 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
@@ -40,27 +39,13 @@ func rbacTestScheme(t *testing.T) *runtime.Scheme {
 	return s
 }
 
-// startPresetServer is startTestServer with the trust preset set.
+// startPresetServer is startTestServer with the trust preset set, and a
+// client that knows the RBAC kinds.
 func startPresetServer(t *testing.T, preset string) *testServer {
 	t.Helper()
-	cfg := DefaultConfig()
-	cfg.DataDir = t.TempDir()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.TrustPreset = preset
-	srv, err := New(cfg)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ts := &testServer{srv: srv, cancel: cancel, done: make(chan error, 1)}
-	go func() { ts.done <- srv.Run(ctx) }()
-	t.Cleanup(ts.stop)
-	if ts.cfg, err = clientcmd.BuildConfigFromFlags("", srv.KubeconfigPath()); err != nil {
-		t.Fatalf("kubeconfig: %v", err)
-	}
-	ts.cfg.QPS, ts.cfg.Burst = 1000, 1000
-	ts.waitReady(t)
+	ts := startTestServer(t, t.TempDir(), func(c *Config) { c.TrustPreset = preset })
 	ts.scheme = rbacTestScheme(t)
+	var err error
 	if ts.client, err = client.New(ts.cfg, client.Options{Scheme: ts.scheme}); err != nil {
 		t.Fatalf("client: %v", err)
 	}

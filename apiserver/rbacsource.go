@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -13,7 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
-	"k8s.io/klog/v2"
 
 	"skiff.dev/skiff/apiserver/rbac"
 )
@@ -51,15 +49,7 @@ func (m *mirror[T]) in(namespace string) []T {
 
 // Run lists and watches until ctx ends, re-listing when a watch ends.
 func (m *mirror[T]) Run(ctx context.Context) {
-	for ctx.Err() == nil {
-		if err := m.syncOnce(ctx); err != nil && ctx.Err() == nil {
-			klog.ErrorS(err, "mirror: re-listing", "resource", m.store.kind.Plural)
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
-		}
-	}
+	relist(ctx, "mirror of "+m.store.kind.Plural, m.syncOnce)
 }
 
 func (m *mirror[T]) syncOnce(ctx context.Context) error {

@@ -28,11 +28,14 @@ type testServer struct {
 	done   chan error
 }
 
-func startTestServer(t *testing.T, dataDir string) *testServer {
+func startTestServer(t *testing.T, dataDir string, configure ...func(*Config)) *testServer {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.DataDir = dataDir
 	cfg.Listen = "127.0.0.1:0"
+	for _, c := range configure {
+		c(&cfg)
+	}
 	srv, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
