@@ -406,6 +406,9 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.EnvFromSource{}.OpenAPIModelName():                         schema_skiff_apis_skiff_v1alpha1_EnvFromSource(ref),
 		v1alpha1.EnvVar{}.OpenAPIModelName():                                schema_skiff_apis_skiff_v1alpha1_EnvVar(ref),
 		v1alpha1.EnvVarSource{}.OpenAPIModelName():                          schema_skiff_apis_skiff_v1alpha1_EnvVarSource(ref),
+		v1alpha1.ExecAction{}.OpenAPIModelName():                            schema_skiff_apis_skiff_v1alpha1_ExecAction(ref),
+		v1alpha1.HTTPGetAction{}.OpenAPIModelName():                         schema_skiff_apis_skiff_v1alpha1_HTTPGetAction(ref),
+		v1alpha1.HTTPHeader{}.OpenAPIModelName():                            schema_skiff_apis_skiff_v1alpha1_HTTPHeader(ref),
 		v1alpha1.Instance{}.OpenAPIModelName():                              schema_skiff_apis_skiff_v1alpha1_Instance(ref),
 		v1alpha1.InstanceAffinity{}.OpenAPIModelName():                      schema_skiff_apis_skiff_v1alpha1_InstanceAffinity(ref),
 		v1alpha1.InstanceAffinityTerm{}.OpenAPIModelName():                  schema_skiff_apis_skiff_v1alpha1_InstanceAffinityTerm(ref),
@@ -427,10 +430,12 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.NodeSpec{}.OpenAPIModelName():                              schema_skiff_apis_skiff_v1alpha1_NodeSpec(ref),
 		v1alpha1.NodeStatus{}.OpenAPIModelName():                            schema_skiff_apis_skiff_v1alpha1_NodeStatus(ref),
 		v1alpha1.PreferredSchedulingTerm{}.OpenAPIModelName():               schema_skiff_apis_skiff_v1alpha1_PreferredSchedulingTerm(ref),
+		v1alpha1.Probe{}.OpenAPIModelName():                                 schema_skiff_apis_skiff_v1alpha1_Probe(ref),
 		v1alpha1.ResourceRequirements{}.OpenAPIModelName():                  schema_skiff_apis_skiff_v1alpha1_ResourceRequirements(ref),
 		v1alpha1.RollingUpdate{}.OpenAPIModelName():                         schema_skiff_apis_skiff_v1alpha1_RollingUpdate(ref),
 		v1alpha1.SecretEnvSource{}.OpenAPIModelName():                       schema_skiff_apis_skiff_v1alpha1_SecretEnvSource(ref),
 		v1alpha1.SecretKeySelector{}.OpenAPIModelName():                     schema_skiff_apis_skiff_v1alpha1_SecretKeySelector(ref),
+		v1alpha1.TCPSocketAction{}.OpenAPIModelName():                       schema_skiff_apis_skiff_v1alpha1_TCPSocketAction(ref),
 		v1alpha1.Taint{}.OpenAPIModelName():                                 schema_skiff_apis_skiff_v1alpha1_Taint(ref),
 		v1alpha1.TemplateMetadata{}.OpenAPIModelName():                      schema_skiff_apis_skiff_v1alpha1_TemplateMetadata(ref),
 		v1alpha1.Toleration{}.OpenAPIModelName():                            schema_skiff_apis_skiff_v1alpha1_Toleration(ref),
@@ -20267,12 +20272,30 @@ func schema_skiff_apis_skiff_v1alpha1_Container(ref common.ReferenceCallback) co
 							Format:      "",
 						},
 					},
+					"livenessProbe": {
+						SchemaProps: spec.SchemaProps{
+							Description: "LivenessProbe: when it fails FailureThreshold times in a row the container is restarted (an Unhealthy Event says why).",
+							Ref:         ref(v1alpha1.Probe{}.OpenAPIModelName()),
+						},
+					},
+					"readinessProbe": {
+						SchemaProps: spec.SchemaProps{
+							Description: "ReadinessProbe decides the container's ready: an Instance is Ready, and counts as available, only while every container is.",
+							Ref:         ref(v1alpha1.Probe{}.OpenAPIModelName()),
+						},
+					},
+					"startupProbe": {
+						SchemaProps: spec.SchemaProps{
+							Description: "StartupProbe runs first; liveness and readiness probes start once it succeeded, and failing it FailureThreshold times restarts the container.",
+							Ref:         ref(v1alpha1.Probe{}.OpenAPIModelName()),
+						},
+					},
 				},
 				Required: []string{"name", "image"},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.ContainerPort{}.OpenAPIModelName(), v1alpha1.EnvFromSource{}.OpenAPIModelName(), v1alpha1.EnvVar{}.OpenAPIModelName(), v1alpha1.ResourceRequirements{}.OpenAPIModelName()},
+			v1alpha1.ContainerPort{}.OpenAPIModelName(), v1alpha1.EnvFromSource{}.OpenAPIModelName(), v1alpha1.EnvVar{}.OpenAPIModelName(), v1alpha1.Probe{}.OpenAPIModelName(), v1alpha1.ResourceRequirements{}.OpenAPIModelName()},
 	}
 }
 
@@ -20490,8 +20513,15 @@ func schema_skiff_apis_skiff_v1alpha1_ContainerStatus(ref common.ReferenceCallba
 					},
 					"ready": {
 						SchemaProps: spec.SchemaProps{
-							Description: "Ready is true while the container runs.",
+							Description: "Ready is true while the container runs and its readiness probe, if any, succeeds.",
 							Default:     false,
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+					"started": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Started is true once the container's startup probe (if any) succeeded, while it runs.",
 							Type:        []string{"boolean"},
 							Format:      "",
 						},
@@ -20623,6 +20653,131 @@ func schema_skiff_apis_skiff_v1alpha1_EnvVarSource(ref common.ReferenceCallback)
 		},
 		Dependencies: []string{
 			v1alpha1.ConfigMapKeySelector{}.OpenAPIModelName(), v1alpha1.SecretKeySelector{}.OpenAPIModelName()},
+	}
+}
+
+func schema_skiff_apis_skiff_v1alpha1_ExecAction(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "ExecAction is a command run in the container, not in a shell.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"command": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "Command and its arguments.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Type:   []string{"string"},
+										Format: "",
+									},
+								},
+							},
+						},
+					},
+				},
+				Required: []string{"command"},
+			},
+		},
+	}
+}
+
+func schema_skiff_apis_skiff_v1alpha1_HTTPGetAction(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "HTTPGetAction is an HTTP GET to the container.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"path": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Path to request; default \"/\".",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"port": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Port: a number, or the name of one of the container's ports.",
+							Ref:         ref(intstr.IntOrString{}.OpenAPIModelName()),
+						},
+					},
+					"host": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Host to connect to; default the Instance's address.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"scheme": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Scheme is HTTP (default) or HTTPS (the certificate is not verified).\n\nPossible enum values:\n - `\"HTTP\"`\n - `\"HTTPS\"`",
+							Type:        []string{"string"},
+							Format:      "",
+							Enum:        []interface{}{"HTTP", "HTTPS"},
+						},
+					},
+					"httpHeaders": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "HTTPHeaders are sent with the request.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.HTTPHeader{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+				Required: []string{"port"},
+			},
+		},
+		Dependencies: []string{
+			intstr.IntOrString{}.OpenAPIModelName(), v1alpha1.HTTPHeader{}.OpenAPIModelName()},
+	}
+}
+
+func schema_skiff_apis_skiff_v1alpha1_HTTPHeader(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "HTTPHeader is one request header.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Name of the header.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"value": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Value of the header.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"name", "value"},
+			},
+		},
 	}
 }
 
@@ -21881,6 +22036,74 @@ func schema_skiff_apis_skiff_v1alpha1_PreferredSchedulingTerm(ref common.Referen
 	}
 }
 
+func schema_skiff_apis_skiff_v1alpha1_Probe(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "Probe is a health check the agent runs against a container, as a Kubernetes Pod's: exactly one of its handlers, at a period, with thresholds.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"exec": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Exec runs a command in the container; exit status 0 is success.",
+							Ref:         ref(v1alpha1.ExecAction{}.OpenAPIModelName()),
+						},
+					},
+					"httpGet": {
+						SchemaProps: spec.SchemaProps{
+							Description: "HTTPGet asks an HTTP endpoint of the container; a status from 200 to 399 is success.",
+							Ref:         ref(v1alpha1.HTTPGetAction{}.OpenAPIModelName()),
+						},
+					},
+					"tcpSocket": {
+						SchemaProps: spec.SchemaProps{
+							Description: "TCPSocket opens a TCP connection to the container; connecting is success.",
+							Ref:         ref(v1alpha1.TCPSocketAction{}.OpenAPIModelName()),
+						},
+					},
+					"initialDelaySeconds": {
+						SchemaProps: spec.SchemaProps{
+							Description: "InitialDelaySeconds is how long after the container starts the first probe runs.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"timeoutSeconds": {
+						SchemaProps: spec.SchemaProps{
+							Description: "TimeoutSeconds is how long one probe may take; default 1.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"periodSeconds": {
+						SchemaProps: spec.SchemaProps{
+							Description: "PeriodSeconds is how often the probe runs; default 10.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"successThreshold": {
+						SchemaProps: spec.SchemaProps{
+							Description: "SuccessThreshold is how many successes in a row count after a failure; default 1, and 1 for liveness and startup probes.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"failureThreshold": {
+						SchemaProps: spec.SchemaProps{
+							Description: "FailureThreshold is how many failures in a row count; default 3.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.ExecAction{}.OpenAPIModelName(), v1alpha1.HTTPGetAction{}.OpenAPIModelName(), v1alpha1.TCPSocketAction{}.OpenAPIModelName()},
+	}
+}
+
 func schema_skiff_apis_skiff_v1alpha1_ResourceRequirements(ref common.ReferenceCallback) common.OpenAPIDefinition {
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
@@ -22014,6 +22237,35 @@ func schema_skiff_apis_skiff_v1alpha1_SecretKeySelector(ref common.ReferenceCall
 				Required: []string{"name", "key"},
 			},
 		},
+	}
+}
+
+func schema_skiff_apis_skiff_v1alpha1_TCPSocketAction(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "TCPSocketAction is a TCP connection to the container.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"port": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Port: a number, or the name of one of the container's ports.",
+							Ref:         ref(intstr.IntOrString{}.OpenAPIModelName()),
+						},
+					},
+					"host": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Host to connect to; default the Instance's address.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"port"},
+			},
+		},
+		Dependencies: []string{
+			intstr.IntOrString{}.OpenAPIModelName()},
 	}
 }
 

@@ -119,6 +119,9 @@ func setDefaultsContainer(c *Container) {
 		}
 	}
 	setDefaultsRequestsFromLimits(&c.Resources)
+	setDefaultsProbe(c.LivenessProbe)
+	setDefaultsProbe(c.ReadinessProbe)
+	setDefaultsProbe(c.StartupProbe)
 }
 
 // setDefaultsRequestsFromLimits copies a limit into the requests when that

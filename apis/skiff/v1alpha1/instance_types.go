@@ -143,6 +143,19 @@ type Container struct {
 	// WorkingDir replaces the image's working directory.
 	// +optional
 	WorkingDir string `json:"workingDir,omitempty"`
+	// LivenessProbe: when it fails FailureThreshold times in a row the
+	// container is restarted (an Unhealthy Event says why).
+	// +optional
+	LivenessProbe *Probe `json:"livenessProbe,omitempty"`
+	// ReadinessProbe decides the container's ready: an Instance is Ready,
+	// and counts as available, only while every container is.
+	// +optional
+	ReadinessProbe *Probe `json:"readinessProbe,omitempty"`
+	// StartupProbe runs first; liveness and readiness probes start once it
+	// succeeded, and failing it FailureThreshold times restarts the
+	// container.
+	// +optional
+	StartupProbe *Probe `json:"startupProbe,omitempty"`
 }
 
 // EnvVar is one environment variable.
@@ -553,8 +566,13 @@ type ContainerStatus struct {
 	// State is the container's current state.
 	// +optional
 	State ContainerState `json:"state,omitempty"`
-	// Ready is true while the container runs.
+	// Ready is true while the container runs and its readiness probe, if
+	// any, succeeds.
 	Ready bool `json:"ready"`
+	// Started is true once the container's startup probe (if any)
+	// succeeded, while it runs.
+	// +optional
+	Started *bool `json:"started,omitempty"`
 	// RestartCount counts restarts by the agent.
 	RestartCount int32 `json:"restartCount"`
 	// Image is the image reference run.

@@ -183,6 +183,7 @@ func validateContainer(c *Container, fldPath *field.Path) field.ErrorList {
 	allErrs = append(allErrs, validateContainerPorts(c.Ports, fldPath.Child("ports"))...)
 	allErrs = append(allErrs, validateEnv(c.Env, fldPath.Child("env"))...)
 	allErrs = append(allErrs, validateEnvFrom(c.EnvFrom, fldPath.Child("envFrom"))...)
+	allErrs = append(allErrs, validateProbes(c, fldPath)...)
 	return append(allErrs, validateResources(&c.Resources, fldPath.Child("resources"))...)
 }
 

@@ -41,6 +41,12 @@ func validTemplateSpec() InstanceTemplateSpec {
 					Requests: resources("cpu", "500m", "memory", "256Mi", "skiff.dev/gpu", "1"),
 					Limits:   resources("cpu", "1", "memory", "256Mi", "skiff.dev/gpu", "1"),
 				},
+				ReadinessProbe: &Probe{
+					HTTPGet:        &HTTPGetAction{Path: "/ready", Port: intstr.FromString("http"), Scheme: URISchemeHTTP, HTTPHeaders: []HTTPHeader{{Name: "X-Probe", Value: "1"}}},
+					TimeoutSeconds: 1, PeriodSeconds: 5, SuccessThreshold: 2, FailureThreshold: 3,
+				},
+				LivenessProbe: &Probe{TCPSocket: &TCPSocketAction{Port: intstr.FromInt32(8080)}, TimeoutSeconds: 1, PeriodSeconds: 10, SuccessThreshold: 1, FailureThreshold: 3},
+				StartupProbe:  &Probe{Exec: &ExecAction{Command: []string{"true"}}, TimeoutSeconds: 1, PeriodSeconds: 1, SuccessThreshold: 1, FailureThreshold: 30},
 			},
 			{Name: "sidecar", Image: "registry.local/sidecar@sha256:0123"},
 		},
@@ -363,6 +369,24 @@ func TestValidateInstance(t *testing.T) {
 		{"env name invalid", func(i *Instance) { i.Spec.Containers[0].Env[0].Name = "A=B" }, invalid, c0 + ".env[0].name"},
 		{"env name missing", func(i *Instance) { i.Spec.Containers[0].Env[1].Name = "" }, required, c0 + ".env[1].name"},
 		{"env name duplicate", func(i *Instance) { i.Spec.Containers[0].Env[1].Name = "PORT" }, duplicate, c0 + ".env[1].name"},
+		{"probe without a handler", func(i *Instance) { i.Spec.Containers[0].ReadinessProbe.HTTPGet = nil }, invalid, c0 + ".readinessProbe"},
+		{"probe with two handlers", func(i *Instance) {
+			i.Spec.Containers[0].LivenessProbe.Exec = &ExecAction{Command: []string{"true"}}
+		}, invalid, c0 + ".livenessProbe"},
+		{"probe port name the container lacks", func(i *Instance) {
+			i.Spec.Containers[0].ReadinessProbe.HTTPGet.Port = intstr.FromString("metrics")
+		}, invalid, c0 + ".readinessProbe.httpGet.port"},
+		{"probe port out of range", func(i *Instance) {
+			i.Spec.Containers[0].LivenessProbe.TCPSocket.Port = intstr.FromInt32(70000)
+		}, invalid, c0 + ".livenessProbe.tcpSocket.port"},
+		{"probe scheme unknown", func(i *Instance) { i.Spec.Containers[0].ReadinessProbe.HTTPGet.Scheme = "FTP" }, notSupported, c0 + ".readinessProbe.httpGet.scheme"},
+		{"probe path relative", func(i *Instance) { i.Spec.Containers[0].ReadinessProbe.HTTPGet.Path = "ready" }, invalid, c0 + ".readinessProbe.httpGet.path"},
+		{"probe header name invalid", func(i *Instance) {
+			i.Spec.Containers[0].ReadinessProbe.HTTPGet.HTTPHeaders[0].Name = "X Probe"
+		}, invalid, c0 + ".readinessProbe.httpGet.httpHeaders[0].name"},
+		{"exec probe without a command", func(i *Instance) { i.Spec.Containers[0].StartupProbe.Exec.Command = nil }, required, c0 + ".startupProbe.exec.command"},
+		{"liveness successThreshold above 1", func(i *Instance) { i.Spec.Containers[0].LivenessProbe.SuccessThreshold = 2 }, invalid, c0 + ".livenessProbe.successThreshold"},
+		{"probe period negative", func(i *Instance) { i.Spec.Containers[0].ReadinessProbe.PeriodSeconds = -1 }, invalid, c0 + ".readinessProbe.periodSeconds"},
 		{"env value and valueFrom", func(i *Instance) {
 			i.Spec.Containers[0].Env[0].ValueFrom = &EnvVarSource{SecretKeyRef: &SecretKeySelector{Name: "db", Key: "password"}}
 		}, invalid, c0 + ".env[0].valueFrom"},

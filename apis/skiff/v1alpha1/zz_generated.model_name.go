@@ -92,6 +92,21 @@ func (in EnvVarSource) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in ExecAction) OpenAPIModelName() string {
+	return "dev.skiff.v1alpha1.ExecAction"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in HTTPGetAction) OpenAPIModelName() string {
+	return "dev.skiff.v1alpha1.HTTPGetAction"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in HTTPHeader) OpenAPIModelName() string {
+	return "dev.skiff.v1alpha1.HTTPHeader"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in Instance) OpenAPIModelName() string {
 	return "dev.skiff.v1alpha1.Instance"
 }
@@ -197,6 +212,11 @@ func (in PreferredSchedulingTerm) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in Probe) OpenAPIModelName() string {
+	return "dev.skiff.v1alpha1.Probe"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in ResourceRequirements) OpenAPIModelName() string {
 	return "dev.skiff.v1alpha1.ResourceRequirements"
 }
@@ -214,6 +234,11 @@ func (in SecretEnvSource) OpenAPIModelName() string {
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in SecretKeySelector) OpenAPIModelName() string {
 	return "dev.skiff.v1alpha1.SecretKeySelector"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in TCPSocketAction) OpenAPIModelName() string {
+	return "dev.skiff.v1alpha1.TCPSocketAction"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
