@@ -208,6 +208,35 @@ func (o *OCI) Kill(ctx context.Context, id string, sig syscall.Signal) error {
 	return err
 }
 
+// Exec runs the process with `runc exec`: the container's process spec
+// (user, environment, capabilities, no new privileges) applies to it too.
+func (o *OCI) Exec(ctx context.Context, id string, opts ExecOptions) (int, error) {
+	st, err := o.State(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	if st.State != Running {
+		return 0, fmt.Errorf("exec in container %q in state %s: %w", id, st.State, ErrBadState)
+	}
+	if len(opts.Args) == 0 {
+		return 0, errors.New("exec: no command")
+	}
+	cmd := exec.CommandContext(ctx, o.binary, append([]string{"--root", o.stateRoot(), "exec", id}, opts.Args...)...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = opts.Stdin, opts.Stdout, opts.Stderr
+	err = cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, nil
+	case ctx.Err() != nil:
+		return 0, fmt.Errorf("exec in container %q: %w", id, ctx.Err())
+	case errors.As(err, &exit) && exit.ExitCode() > 0:
+		// runc exits with the process's code (255 when it could not run it).
+		return exit.ExitCode(), nil
+	}
+	return 0, fmt.Errorf("exec in container %q: %w", id, err)
+}
+
 func (o *OCI) Delete(ctx context.Context, id string) error {
 	st, err := o.State(ctx, id)
 	if err != nil {

@@ -85,6 +85,32 @@ func TestRuncConformance(t *testing.T) {
 	})
 }
 
+// TestRuncExec: a process run in a container gives its own exit code and
+// output, and runs as the container's user, in its namespaces.
+func TestRuncExec(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	r := newRunc(t)
+	ctx := context.Background()
+	spec := runtime.Spec{Image: "busybox", Bundle: bundle.Input{Rootfs: rootfs, Hostname: "exec-test", Args: []string{"sleep", "1000"}, Env: []string{"PATH=/bin"}}}
+	if err := r.Create(ctx, "exec", spec); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(ctx, "exec"); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut strings.Builder
+	code, err := r.Exec(ctx, "exec", runtime.ExecOptions{Args: []string{"sh", "-c", "hostname; echo oops >&2; exit 3"}, Stdout: &out, Stderr: &errOut})
+	if err != nil || code != 3 {
+		t.Fatalf("exec: %d, %v; want exit code 3", code, err)
+	}
+	if out.String() != "exec-test\n" || errOut.String() != "oops\n" {
+		t.Errorf("stdout %q stderr %q; want the container's hostname and oops", out.String(), errOut.String())
+	}
+	if code, err := r.Exec(ctx, "exec", runtime.ExecOptions{Args: []string{"no-such-command"}}); err != nil || code == 0 {
+		t.Errorf("exec of a missing command: %d, %v; want a non-zero exit code", code, err)
+	}
+}
+
 func TestRuncMissingBinaryIsAClearError(t *testing.T) {
 	_, err := runtime.NewOCI("youki-not-installed", t.TempDir())
 	if err == nil || !strings.Contains(err.Error(), "youki-not-installed") {

@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"errors"
+	"io"
 	"syscall"
 	"time"
 
@@ -27,6 +28,20 @@ type Runtime interface {
 	State(ctx context.Context, id string) (Status, error)
 	// List reports every container the runtime holds.
 	List(ctx context.Context) ([]Status, error)
+	// Exec runs a further process in a running container, in its
+	// namespaces and cgroup, and returns its exit code. An error means the
+	// process could not be run at all (or ctx ended first).
+	Exec(ctx context.Context, id string, opts ExecOptions) (exitCode int, err error)
+}
+
+// ExecOptions is a process to run in a container.
+type ExecOptions struct {
+	// Args are the command and its arguments (no shell).
+	Args []string
+	// Stdin, when set, is the process's standard input.
+	Stdin io.Reader
+	// Stdout and Stderr receive its output (nil: discarded).
+	Stdout, Stderr io.Writer
 }
 
 // Spec is what to run.

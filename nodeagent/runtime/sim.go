@@ -134,6 +134,24 @@ func (s *Sim) Kill(_ context.Context, id string, sig syscall.Signal) error {
 	return nil
 }
 
+// Exec of a simulated container runs nothing and succeeds: the container
+// answers every command (a probe, say) as a healthy one would.
+func (s *Sim) Exec(_ context.Context, id string, opts ExecOptions) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, err := s.get(id)
+	if err != nil {
+		return 0, err
+	}
+	if c.State != Running {
+		return 0, fmt.Errorf("exec in container %q in state %s: %w", id, c.State, ErrBadState)
+	}
+	if len(opts.Args) == 0 {
+		return 0, errors.New("exec: no command")
+	}
+	return 0, nil
+}
+
 func (s *Sim) Delete(_ context.Context, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

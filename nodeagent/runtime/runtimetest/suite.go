@@ -75,6 +75,22 @@ func Run(t *testing.T, newRuntime func(t *testing.T) runtime.Runtime, spec runti
 			t.Errorf("list %+v, want a and b in order", list)
 		}
 	})
+	t.Run("exec", func(t *testing.T) {
+		r := newRuntime(t)
+		must(t, r.Create(ctx, "c3", spec))
+		if _, err := r.Exec(ctx, "c3", runtime.ExecOptions{Args: []string{"true"}}); !errors.Is(err, runtime.ErrBadState) {
+			t.Errorf("exec in a created container: %v, want ErrBadState", err)
+		}
+		must(t, r.Start(ctx, "c3"))
+		if code, err := r.Exec(ctx, "c3", runtime.ExecOptions{Args: []string{"sleep", "0"}}); err != nil || code != 0 {
+			t.Errorf("exec sleep 0: %d, %v; want 0", code, err)
+		}
+		if _, err := r.Exec(ctx, "missing", runtime.ExecOptions{Args: []string{"true"}}); !errors.Is(err, runtime.ErrNotFound) {
+			t.Errorf("exec in a missing container: %v, want ErrNotFound", err)
+		}
+		must(t, r.Kill(ctx, "c3", syscall.SIGKILL))
+		waitStopped(t, r, "c3")
+	})
 	t.Run("version", func(t *testing.T) {
 		r := newRuntime(t)
 		if v, err := r.Version(ctx); err != nil || v == "" {
