@@ -22,8 +22,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 	"skiff.dev/skiff/gossip"
@@ -245,6 +247,10 @@ func (a *Agent) newManager(j *joined, m *Machine) (manager.Manager, *instanceRec
 	}
 	if a.images != nil {
 		r.images, r.rootfsDir = a.images, filepath.Join(a.cfg.DataDir, rootfsDir)
+		r.prober = newProber(a.rt, r.event)
+		if err := mgr.Add(manager.RunnableFunc(r.prober.Run)); err != nil {
+			return nil, nil, fmt.Errorf("instance controller: %w", err)
+		}
 	}
 	if a.network != nil {
 		r.network, r.hostNetNS = a.network, network.ResolveNetNS(a.cfg.NetNS)
@@ -255,10 +261,14 @@ func (a *Agent) newManager(j *joined, m *Machine) (manager.Manager, *instanceRec
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error { return r.sweepLoop(ctx, mgr.GetCache()) })); err != nil {
 		return nil, nil, fmt.Errorf("instance controller: %w", err)
 	}
-	err = builder.ControllerManagedBy(mgr).For(&skiffv1alpha1.Instance{}).
+	b := builder.ControllerManagedBy(mgr).For(&skiffv1alpha1.Instance{}).
 		Named("instances-" + a.cfg.NodeName).
-		WithOptions(controller.Options{SkipNameValidation: ptr.To(true), MaxConcurrentReconciles: 4}).
-		Complete(r)
+		WithOptions(controller.Options{SkipNameValidation: ptr.To(true), MaxConcurrentReconciles: 4})
+	if r.prober != nil {
+		// What the probes conclude changes nothing in the API: they say so.
+		b = b.WatchesRawSource(source.Channel(r.prober.changed, &handler.EnqueueRequestForObject{}))
+	}
+	err = b.Complete(r)
 	if err != nil {
 		return nil, nil, fmt.Errorf("instance controller: %w", err)
 	}

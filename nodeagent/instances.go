@@ -82,6 +82,9 @@ type instanceReconciler struct {
 	terminating terminations
 	// written is what the agent's own writes replaced.
 	written writes.Superseded
+	// prober runs containers' probes (nil: none run, as for simulated
+	// containers, which are ready while they run).
+	prober *prober
 }
 
 func containerID(inst *skiffv1alpha1.Instance, container string) string {
@@ -299,9 +302,14 @@ func (r *instanceReconciler) runImage(ctx context.Context, inst *skiffv1alpha1.I
 	if err != nil {
 		return containerResult{status: containerStatus(c, id, st, restarts, err)}, err
 	}
+	if st.State == runtime.Running {
+		return r.probed(ctx, inst, c, id, sb, st, containerResult{status: containerStatus(c, id, st, restarts, nil)})
+	}
 	if st.State != runtime.Stopped {
 		return containerResult{status: containerStatus(c, id, st, restarts, nil)}, nil
 	}
+	r.prober.forget(id)
+	r.terminating.forget(id)
 	if !shouldRestart(inst.Spec.RestartPolicy, st.ExitCode) {
 		return containerResult{status: containerStatus(c, id, st, restarts, nil), done: true}, nil
 	}
@@ -358,6 +366,7 @@ func (r *instanceReconciler) removeContainer(id string) error {
 	}
 	r.pulls.clear(id)
 	r.configErrors.clear(id)
+	r.prober.forget(id)
 	return nil
 }
 

@@ -24,6 +24,7 @@ func containerStatus(c *skiffv1alpha1.Container, id string, st runtime.Status, r
 	case err != nil:
 		cs.State.Waiting = &skiffv1alpha1.ContainerStateWaiting{Reason: "CreateContainerError", Message: shortMessage(err)}
 	case st.State == runtime.Running:
+		// Ready until the probes say otherwise (probed).
 		cs.Ready = true
 		cs.State.Running = &skiffv1alpha1.ContainerStateRunning{StartedAt: apiTime(st.StartedAt)}
 	case st.State == runtime.Stopped:
@@ -62,10 +63,14 @@ func (r *instanceReconciler) reportStatus(ctx context.Context, inst *skiffv1alph
 		s.StartTime = &now
 	}
 	ready, allDone, failed, started := len(results) > 0, len(results) > 0, false, false
+	var unready []string
 	for _, res := range results {
 		cs := res.status
 		s.ContainerStatuses = append(s.ContainerStatuses, cs)
 		ready = ready && cs.Ready
+		if !cs.Ready {
+			unready = append(unready, cs.Name)
+		}
 		allDone = allDone && res.done
 		failed = failed || res.done && cs.State.Terminated != nil && cs.State.Terminated.ExitCode != 0
 		started = started || cs.State.Running != nil || cs.State.Terminated != nil || cs.RestartCount > 0
@@ -81,9 +86,9 @@ func (r *instanceReconciler) reportStatus(ctx context.Context, inst *skiffv1alph
 		s.Phase = skiffv1alpha1.InstancePending
 	}
 	cond := metav1.Condition{Type: skiffv1alpha1.InstanceReady, Status: metav1.ConditionFalse, Reason: "ContainersNotReady",
-		Message: "not every container is running", ObservedGeneration: inst.Generation}
+		Message: fmt.Sprintf("containers with unready status: %v", unready), ObservedGeneration: inst.Generation}
 	if ready {
-		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, "ContainersReady", "every container is running"
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, "ContainersReady", "every container is running and ready"
 	}
 	meta.SetStatusCondition(&s.Conditions, cond)
 	if apiequality.Semantic.DeepEqual(before, s) {

@@ -484,7 +484,7 @@ const (
 const (
 	// InstanceScheduled is True once the Instance is bound to a Node.
 	InstanceScheduled = "Scheduled"
-	// InstanceReady is True while every container runs.
+	// InstanceReady is True while every container runs and is ready (its readiness probe passes).
 	InstanceReady = "Ready"
 )
 
