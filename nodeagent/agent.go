@@ -287,13 +287,14 @@ func listenAddress(listen, hostIP, netns string) string {
 	return net.JoinHostPort(hostIP, port)
 }
 
-// warnOnFlagDrift says when --labels or --taints differ from the Node's:
-// they are applied at registration only, since a node may not change what
-// decides which Instances land on it.
+// warnOnFlagDrift says when the labels (--labels, --zone, --region and the
+// well-known ones) or --taints differ from the Node's: they are applied at
+// registration only, since a node may not change what decides which
+// Instances land on it.
 func (a *Agent) warnOnFlagDrift(n *skiffv1alpha1.Node) {
-	for k, v := range a.cfg.Labels {
+	for k, v := range nodeLabels(a.cfg) {
 		if n.Labels[k] != v {
-			klog.InfoS("--labels differ from the registered Node; an admin changes them with kubectl label", "node", n.Name, "label", k)
+			klog.InfoS("a label differs from the registered Node's; an admin changes it with kubectl label", "node", n.Name, "label", k, "want", v)
 		}
 	}
 	if a.cfg.Taints != nil && taintsDrift(n.Spec.Taints, a.cfg.Taints) {

@@ -28,8 +28,13 @@ type Config struct {
 	DataDir string
 	// NodeName is the Node to register; defaults to the host name (--node-name).
 	NodeName string
-	// Labels are set on the Node (--labels).
+	// Labels are set on the Node (--labels), beside the well-known ones
+	// the agent sets itself (kubernetes.io/hostname, os and arch).
 	Labels map[string]string
+	// Zone and Region are the Node's topology.kubernetes.io/zone and
+	// topology.kubernetes.io/region labels (--zone, --region); empty
+	// leaves the label out.
+	Zone, Region string
 	// Taints are set on the Node (--taints).
 	Taints []skiffv1alpha1.Taint
 	// Reserved is kept back from capacity for the system (--reserved).
@@ -136,6 +141,9 @@ func (c *Config) Validate() error {
 	}
 	if msgs := validation.NameIsDNSSubdomain(c.NodeName, false); len(msgs) > 0 {
 		return fmt.Errorf("--node-name %q: %s", c.NodeName, msgs[0])
+	}
+	if err := validateTopology(c); err != nil {
+		return err
 	}
 	if c.LeaseInterval <= 0 {
 		return fmt.Errorf("--lease-interval %s: must be positive", c.LeaseInterval)

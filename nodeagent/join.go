@@ -212,7 +212,7 @@ func register(ctx context.Context, cfg Config, tok identity.JoinToken, ca []byte
 	// Create, or claim a Node an admin made keyless: the join token may
 	// read no Node, so it does not look first.
 	node := skiffv1alpha1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: cfg.NodeName, Labels: cfg.Labels},
+		ObjectMeta: metav1.ObjectMeta{Name: cfg.NodeName, Labels: nodeLabels(cfg)},
 		Spec:       skiffv1alpha1.NodeSpec{PublicKey: id.PublicKeyString(), Taints: cfg.Taints},
 	}
 	err = boot.Create(ctx, &node)

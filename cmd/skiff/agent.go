@@ -60,7 +60,8 @@ func newAgentCommand() *cobra.Command {
 	fs.StringVar(&cfg.JoinToken, "join-token", cfg.JoinToken, "the join token, or a file holding it (the server's <data-dir>/join-token)")
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for the agent's key, images, container logs and runtime state")
 	fs.StringVar(&cfg.NodeName, "node-name", cfg.NodeName, "the Node's name")
-	fs.StringToStringVar(&cfg.Labels, "labels", cfg.Labels, "labels for the Node, key=value,...")
+	fs.StringToStringVar(&cfg.Labels, "labels", cfg.Labels, "labels for the Node, key=value,... (beside kubernetes.io/hostname, os and arch, which the agent sets)")
+	addTopologyFlags(fs, &cfg, "")
 	fs.StringSliceVar(&taints, "taints", nil, "taints for the Node, key=value:Effect,...")
 	fs.StringToStringVar(&reserved, "reserved", nil, "resources kept back from capacity, e.g. cpu=500m,memory=1Gi")
 	fs.Int64Var(&cfg.MaxInstances, "max-instances", cfg.MaxInstances, "how many Instances the Node takes")
@@ -89,6 +90,13 @@ func addGossipAgentFlags(fs *pflag.FlagSet, cfg *nodeagent.Config, prefix string
 	fs.StringSliceVar(&cfg.GossipSeeds, prefix+"gossip-seeds", cfg.GossipSeeds, "members to join, host:port,...; empty learns them from the API server")
 	fs.DurationVar(&cfg.GossipLeaseInterval, prefix+"gossip-lease-interval", cfg.GossipLeaseInterval, "how often the Lease is renewed while gossip is healthy (the Lease is then the fallback signal)")
 	fs.DurationVar(&cfg.FenceAfter, prefix+"fence-after", cfg.FenceAfter, "stop this node's Instances after reaching neither the API server nor any gossip peer for this long; 0 never")
+}
+
+// addTopologyFlags adds --zone and --region; prefix is "agent-" for the
+// local agent of `skiff server`.
+func addTopologyFlags(fs *pflag.FlagSet, cfg *nodeagent.Config, prefix string) {
+	fs.StringVar(&cfg.Zone, prefix+"zone", cfg.Zone, "the Node's topology.kubernetes.io/zone label, e.g. eu-west-1a (what topology spread and anti-affinity by zone select)")
+	fs.StringVar(&cfg.Region, prefix+"region", cfg.Region, "the Node's topology.kubernetes.io/region label, e.g. eu-west-1")
 }
 
 // addNetworkFlags adds the agent's networking flags; prefix is "agent-"

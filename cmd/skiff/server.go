@@ -91,6 +91,7 @@ func newServerCommand() *cobra.Command {
 	addControllerFlags(fs, &ctrlCfg)
 	addGossipFlags(fs, &gf)
 	addGossipAgentFlags(fs, &agentCfg, "agent-")
+	addTopologyFlags(fs, &agentCfg, "agent-")
 	fs.BoolVar(&disableControllers, "disable-controllers", false, "run no controllers (run `skiff controllers` elsewhere)")
 	fs.BoolVar(&disableAgent, "disable-agent", false, "run no local agent: this machine is not a node")
 	fs.StringVar(&agentCfg.Runtime, "runtime", agentCfg.Runtime, "the local agent's runtime: auto (youki, crun or runc, else sim), youki, runc, crun, a path, or sim")
