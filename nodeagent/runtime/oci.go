@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -221,12 +222,45 @@ func (o *OCI) Exec(ctx context.Context, id string, opts ExecOptions) (int, error
 	if len(opts.Args) == 0 {
 		return 0, errors.New("exec: no command")
 	}
+	if opts.TTY {
+		return o.execTTY(ctx, id, opts)
+	}
+	return o.execPipes(ctx, id, opts)
+}
+
+// execDrainTimeout bounds reading an exec's output after its process
+// ended: a child left behind holding the pipes must not hold the exec.
+const execDrainTimeout = 2 * time.Second
+
+// execPipes runs the process with pipes for its standard streams; the
+// runtime waits for it and exits with its code.
+func (o *OCI) execPipes(ctx context.Context, id string, opts ExecOptions) (int, error) {
 	cmd := exec.CommandContext(ctx, o.binary, append([]string{"--root", o.stateRoot(), "exec", id}, opts.Args...)...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = opts.Stdin, opts.Stdout, opts.Stderr
-	err = cmd.Run()
+	cmd.Stdout, cmd.Stderr = opts.Stdout, opts.Stderr
+	cmd.WaitDelay = execDrainTimeout
+	var stdin io.WriteCloser
+	if opts.Stdin != nil {
+		// A pipe of our own: Wait must not wait for a client's stdin
+		// after the process has ended.
+		var err error
+		if stdin, err = cmd.StdinPipe(); err != nil {
+			return 0, fmt.Errorf("exec in container %q: %w", id, err)
+		}
+	}
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("exec in container %q: %w", id, err)
+	}
+	if stdin != nil {
+		// Not waited for: a read of Stdin ends when the caller closes it.
+		go func() {
+			_, _ = io.Copy(stdin, opts.Stdin)
+			stdin.Close()
+		}()
+	}
+	err := cmd.Wait()
 	var exit *exec.ExitError
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, exec.ErrWaitDelay):
 		return 0, nil
 	case ctx.Err() != nil:
 		return 0, fmt.Errorf("exec in container %q: %w", id, ctx.Err())

@@ -2,11 +2,14 @@ package runtime_test
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -109,6 +112,84 @@ func TestRuncExec(t *testing.T) {
 	if code, err := r.Exec(ctx, "exec", runtime.ExecOptions{Args: []string{"no-such-command"}}); err != nil || code == 0 {
 		t.Errorf("exec of a missing command: %d, %v; want a non-zero exit code", code, err)
 	}
+}
+
+// TestRuncExecTTY: a process run on a terminal sees one (/dev/pts/N),
+// takes its input through it, follows its resizes, and gives its exit
+// code; a process that could not run is an error, not a code.
+func TestRuncExecTTY(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	r := newRunc(t)
+	ctx := context.Background()
+	spec := runtime.Spec{Image: "busybox", Bundle: bundle.Input{Rootfs: rootfs, Args: []string{"sleep", "1000"}, Env: []string{"PATH=/bin"}}}
+	if err := r.Create(ctx, "tty", spec); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(ctx, "tty"); err != nil {
+		t.Fatal(err)
+	}
+
+	var out strings.Builder
+	code, err := r.Exec(ctx, "tty", runtime.ExecOptions{Args: []string{"sh", "-c", "busybox tty; exit 5"}, TTY: true, Stdout: &out})
+	if err != nil || code != 5 {
+		t.Fatalf("exec tty: %d, %v; want exit code 5", code, err)
+	}
+	if !strings.HasPrefix(out.String(), "/dev/pts/") || !strings.HasSuffix(out.String(), "\r\n") {
+		t.Errorf("tty printed %q; want /dev/pts/N and the terminal's CR LF", out.String())
+	}
+
+	// An interactive shell: a resize, then stty size, then the end of input.
+	stdin, typed := io.Pipe()
+	sizes := make(chan runtime.TerminalSize, 1)
+	shell := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		code, err := r.Exec(ctx, "tty", runtime.ExecOptions{Args: []string{"sh"}, TTY: true, Stdin: stdin, Stdout: shell, Resize: sizes})
+		if err == nil && code != 0 {
+			err = fmt.Errorf("exit code %d", code)
+		}
+		done <- err
+	}()
+	sizes <- runtime.TerminalSize{Width: 123, Height: 45}
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(shell.String(), "45 123") {
+		if time.Now().After(deadline) {
+			t.Fatalf("stty size never showed the resize; the terminal shows %q", shell.String())
+		}
+		fmt.Fprintln(typed, "busybox stty size")
+		time.Sleep(200 * time.Millisecond)
+	}
+	typed.Close() // ^D: the shell exits
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("interactive exec: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the shell did not end at the end of its input")
+	}
+
+	if code, err := r.Exec(ctx, "tty", runtime.ExecOptions{Args: []string{"no-such-command"}, TTY: true, Stdout: io.Discard}); err == nil {
+		t.Errorf("exec of a missing command on a terminal: code %d, no error", code)
+	}
+}
+
+// syncBuffer is a strings.Builder safe for a writer and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func TestRuncMissingBinaryIsAClearError(t *testing.T) {

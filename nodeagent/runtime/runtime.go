@@ -42,6 +42,18 @@ type ExecOptions struct {
 	Stdin io.Reader
 	// Stdout and Stderr receive its output (nil: discarded).
 	Stdout, Stderr io.Writer
+	// TTY runs the process on a terminal of its own: its stdin, stdout
+	// and stderr are the terminal, whose output goes to Stdout (Stderr
+	// is not used).
+	TTY bool
+	// Resize, with TTY, carries the terminal's sizes as the client's
+	// changes; Exec reads it until it is closed or the process ends.
+	Resize <-chan TerminalSize
+}
+
+// TerminalSize is a terminal's size in characters.
+type TerminalSize struct {
+	Width, Height uint16
 }
 
 // Spec is what to run.

@@ -3,7 +3,9 @@
 // pipes for the container's stdout and stderr, writes them to the container
 // log, becomes the parent of the container's init (it is a child
 // subreaper), and records its exit code. An agent restart, even kill -9,
-// leaves containers, their logs and their exit codes intact.
+// leaves containers, their logs and their exit codes intact. The same
+// executable is the exec helper (exec.go): the parent of a process run on
+// a terminal in a container, for as long as the agent's exec lasts.
 //
 // The shim is its own small executable (cmd/skiff-shim, a few MB of memory
 // per container): `make build` embeds it in skiff, which writes it to the
@@ -66,16 +68,22 @@ const (
 	PidFile  = "shim.pid"
 )
 
-// RunIfAsked runs the shim and exits when this process was started as
-// one; otherwise it returns at once.
+// RunIfAsked runs the shim (or the exec helper) and exits when this
+// process was started as one; otherwise it returns at once.
 func RunIfAsked() {
-	if _, ok := os.LookupEnv(Env); ok {
+	_, shim := os.LookupEnv(Env)
+	_, helper := os.LookupEnv(ExecEnv)
+	if shim || helper {
 		Main()
 	}
 }
 
-// Main runs the shim whose job is in the environment, and exits.
+// Main runs the shim, or the exec helper, whose job is in the
+// environment, and exits.
 func Main() {
+	if job, ok := os.LookupEnv(ExecEnv); ok {
+		os.Exit(runExec(job))
+	}
 	job, ok := os.LookupEnv(Env)
 	if !ok {
 		fmt.Fprintln(os.Stderr, "skiff-shim: started by the skiff agent for each container; not meant to be run by hand")

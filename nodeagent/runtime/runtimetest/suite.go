@@ -85,6 +85,12 @@ func Run(t *testing.T, newRuntime func(t *testing.T) runtime.Runtime, spec runti
 		if code, err := r.Exec(ctx, "c3", runtime.ExecOptions{Args: []string{"sleep", "0"}}); err != nil || code != 0 {
 			t.Errorf("exec sleep 0: %d, %v; want 0", code, err)
 		}
+		sizes := make(chan runtime.TerminalSize, 1)
+		sizes <- runtime.TerminalSize{Width: 80, Height: 24}
+		close(sizes)
+		if code, err := r.Exec(ctx, "c3", runtime.ExecOptions{Args: []string{"sleep", "0"}, TTY: true, Resize: sizes}); err != nil || code != 0 {
+			t.Errorf("exec sleep 0 on a terminal: %d, %v; want 0", code, err)
+		}
 		if _, err := r.Exec(ctx, "missing", runtime.ExecOptions{Args: []string{"true"}}); !errors.Is(err, runtime.ErrNotFound) {
 			t.Errorf("exec in a missing container: %v, want ErrNotFound", err)
 		}
