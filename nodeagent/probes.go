@@ -19,14 +19,16 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+	"skiff.dev/skiff/nodeagent/network"
 	"skiff.dev/skiff/nodeagent/runtime"
 )
 
 // Probes, as the kubelet runs them: a worker per running container runs
 // its startup probe until it passes, then its liveness and readiness
 // probes, each at its own period, and tells the reconciler (through
-// events) when what they conclude changes. HTTP and TCP probes reach the
-// Instance's address from the node, as the kubelet's reach a Pod's; exec
+// events) when what they conclude changes. HTTP and TCP probes connect to
+// the Instance's address from inside its network namespace (an app that
+// listens on loopback only fails them, as with the kubelet's); exec
 // probes run in the container through the runtime.
 
 // probeVerdict is what a container's probes conclude.
@@ -47,9 +49,6 @@ type prober struct {
 	changed chan event.GenericEvent
 	// record writes an Event about the Instance.
 	record func(ctx context.Context, inst *skiffv1alpha1.Instance, reason, msg string)
-	// http is the HTTP probes' client: it follows no redirect to another
-	// host and checks no certificate, as the kubelet's prober.
-	http *http.Client
 	// ctx ends every worker; Run cancels it when the agent stops.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -60,8 +59,17 @@ type prober struct {
 
 func newProber(rt runtime.Runtime, record func(context.Context, *skiffv1alpha1.Instance, string, string)) *prober {
 	ctx, cancel := context.WithCancel(context.Background())
-	client := &http.Client{
+	return &prober{rt: rt, record: record, ctx: ctx, cancel: cancel,
+		changed: make(chan event.GenericEvent, 256), workers: map[string]*probeWorker{}}
+}
+
+// probeHTTPClient connects inside the network namespace at netns ("" the
+// agent's own), follows no redirect to another host and checks no
+// certificate, as the kubelet's prober.
+func probeHTTPClient(dial func(ctx context.Context, netw, addr string) (net.Conn, error)) *http.Client {
+	return &http.Client{
 		Transport: &http.Transport{
+			DialContext:       dial,
 			TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // a probe checks health, not identity
 			DisableKeepAlives: true,
 		},
@@ -72,8 +80,6 @@ func newProber(rt runtime.Runtime, record func(context.Context, *skiffv1alpha1.I
 			return nil
 		},
 	}
-	return &prober{rt: rt, record: record, http: client, ctx: ctx, cancel: cancel,
-		changed: make(chan event.GenericEvent, 256), workers: map[string]*probeWorker{}}
 }
 
 // Run holds the workers until ctx ends, then stops them all.
@@ -89,9 +95,11 @@ func hasProbes(c *skiffv1alpha1.Container) bool {
 }
 
 // observe returns the verdict on the run of container id that started at
-// startedAt, starting its worker on first sight. A nil prober, or a
-// container without probes, is started and ready while it runs.
-func (p *prober) observe(inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, id, ip string, startedAt time.Time) probeVerdict {
+// startedAt, starting its worker on first sight. HTTP and TCP probes
+// connect to ip from inside the Instance's network namespace, sb.netns. A
+// nil prober, or a container without probes, is started and ready while
+// it runs.
+func (p *prober) observe(inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, id string, sb sandbox, startedAt time.Time) probeVerdict {
 	if p == nil || !hasProbes(c) {
 		return probeVerdict{started: true, ready: true}
 	}
@@ -103,7 +111,7 @@ func (p *prober) observe(inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Containe
 		ok = false
 	}
 	if !ok {
-		w = newProbeWorker(p, inst, c, id, ip, startedAt)
+		w = newProbeWorker(p, inst, c, id, sb, startedAt)
 		p.workers[id] = w
 		go w.run()
 	}
@@ -130,17 +138,22 @@ type probeWorker struct {
 	container *skiffv1alpha1.Container
 	id, ip    string
 	startedAt time.Time
-	ctx       context.Context
-	stop      context.CancelFunc
+	// dial connects inside the Instance's network namespace.
+	dial func(ctx context.Context, netw, addr string) (net.Conn, error)
+	http *http.Client
+	ctx  context.Context
+	stop context.CancelFunc
 
 	mu sync.Mutex
 	v  probeVerdict
 }
 
-func newProbeWorker(p *prober, inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, id, ip string, startedAt time.Time) *probeWorker {
+func newProbeWorker(p *prober, inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, id string, sb sandbox, startedAt time.Time) *probeWorker {
 	ctx, cancel := context.WithCancel(p.ctx)
+	dial := network.DialContext(sb.netns, &net.Dialer{})
 	return &probeWorker{
-		p: p, inst: inst.DeepCopy(), container: c.DeepCopy(), id: id, ip: ip, startedAt: startedAt, ctx: ctx, stop: cancel,
+		p: p, inst: inst.DeepCopy(), container: c.DeepCopy(), id: id, ip: sb.ip, startedAt: startedAt, ctx: ctx, stop: cancel,
+		dial: dial, http: probeHTTPClient(dial),
 		v: probeVerdict{started: c.StartupProbe == nil, ready: c.ReadinessProbe == nil},
 	}
 }
@@ -172,7 +185,7 @@ func (w *probeWorker) set(change func(v *probeVerdict)) {
 func (w *probeWorker) run() {
 	c := w.container
 	if c.StartupProbe != nil {
-		ok, msg := w.loop(c.StartupProbe, "Startup", true)
+		ok, msg := w.loop(c.StartupProbe, "Startup", untilPass)
 		if !ok {
 			if msg != "" {
 				w.unhealthy(fmt.Sprintf("Startup probe failed: %s", msg))
@@ -183,11 +196,11 @@ func (w *probeWorker) run() {
 	}
 	var wg sync.WaitGroup
 	if c.ReadinessProbe != nil {
-		wg.Go(func() { w.loop(c.ReadinessProbe, "Readiness", false) })
+		wg.Go(func() { w.loop(c.ReadinessProbe, "Readiness", forever) })
 	}
 	if c.LivenessProbe != nil {
 		wg.Go(func() {
-			if _, msg := w.loop(c.LivenessProbe, "Liveness", true); msg != "" {
+			if _, msg := w.loop(c.LivenessProbe, "Liveness", untilFail); msg != "" {
 				w.unhealthy(fmt.Sprintf("Liveness probe failed: %s", msg))
 			}
 		})
@@ -202,17 +215,30 @@ func (w *probeWorker) unhealthy(msg string) {
 	w.set(func(v *probeVerdict) { v.unhealthy = msg; v.ready = false })
 }
 
-// loop runs probe every period after its initial delay. A startup or
-// liveness probe (untilDecided) ends at its first conclusion: true on
-// success, false with the last output after failureThreshold failures in
-// a row. A readiness probe runs until the worker stops, setting ready
-// after successThreshold successes and clearing it after
-// failureThreshold failures. It returns false and "" when stopped.
-func (w *probeWorker) loop(probe *skiffv1alpha1.Probe, kind string, untilDecided bool) (bool, string) {
+// probeMode is how a probe loop ends.
+type probeMode int
+
+const (
+	// untilPass: a startup probe, done at its first success.
+	untilPass probeMode = iota
+	// untilFail: a liveness probe, done when it fails for good.
+	untilFail
+	// forever: a readiness probe, which sets ready as it goes.
+	forever
+)
+
+// loop runs probe every period after its initial delay. It returns true
+// when a startup probe passed; false with the last output when a startup
+// or liveness probe failed failureThreshold times in a row; false and ""
+// when stopped. A readiness probe runs until the worker stops, setting
+// ready after successThreshold successes and clearing it after
+// failureThreshold failures.
+func (w *probeWorker) loop(probe *skiffv1alpha1.Probe, kind string, mode probeMode) (bool, string) {
 	if !sleep(w.ctx, time.Duration(probe.InitialDelaySeconds)*time.Second) {
 		return false, ""
 	}
-	successes, failures := 0, 0
+	threshold := int(max(probe.FailureThreshold, 1))
+	successes, failures, told := 0, 0, ""
 	for {
 		ok, msg := w.once(probe)
 		if w.ctx.Err() != nil {
@@ -224,15 +250,20 @@ func (w *probeWorker) loop(probe *skiffv1alpha1.Probe, kind string, untilDecided
 			successes, failures = 0, failures+1
 		}
 		switch {
-		case untilDecided && ok:
+		case mode == untilPass && ok:
 			return true, ""
-		case untilDecided && failures >= int(max(probe.FailureThreshold, 1)):
+		case mode != forever && failures >= threshold:
 			return false, msg
-		case !untilDecided && ok && successes >= int(max(probe.SuccessThreshold, 1)):
-			w.set(func(v *probeVerdict) { v.ready = true })
-		case !untilDecided && !ok && failures >= int(max(probe.FailureThreshold, 1)):
-			if w.verdict().ready || failures == int(max(probe.FailureThreshold, 1)) {
+		case mode == forever && ok:
+			told = ""
+			if successes >= int(max(probe.SuccessThreshold, 1)) {
+				w.set(func(v *probeVerdict) { v.ready = true })
+			}
+		case mode == forever && failures >= threshold:
+			// One Event per different failure, not one per period.
+			if msg != told {
 				w.p.record(w.ctx, w.inst, "Unhealthy", fmt.Sprintf("container %q: %s probe failed: %s", w.container.Name, kind, msg))
+				told = msg
 			}
 			w.set(func(v *probeVerdict) { v.ready = false })
 		}
@@ -293,9 +324,9 @@ func (w *probeWorker) httpGet(ctx context.Context, a *skiffv1alpha1.HTTPGetActio
 	for _, h := range a.HTTPHeaders {
 		req.Header.Set(h.Name, h.Value)
 	}
-	resp, err := w.p.http.Do(req)
+	resp, err := w.http.Do(req)
 	if err != nil {
-		return false, fmt.Sprintf("Get %q: %v", url, err)
+		return false, err.Error()
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, probeOutput))
@@ -311,7 +342,7 @@ func (w *probeWorker) tcp(ctx context.Context, a *skiffv1alpha1.TCPSocketAction)
 		return false, err.Error()
 	}
 	addr := net.JoinHostPort(w.host(a.Host), strconv.Itoa(port))
-	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	conn, err := w.dial(ctx, "tcp", addr)
 	if err != nil {
 		return false, fmt.Sprintf("dial tcp %s: %v", addr, err)
 	}
@@ -380,7 +411,7 @@ func (l *limitedWriter) Write(p []byte) (int, error) {
 // started and ready, and, when a liveness (or startup) probe gave up on
 // it, a graceful kill, after which it restarts as its policy says.
 func (r *instanceReconciler) probed(ctx context.Context, inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, id string, sb sandbox, st runtime.Status, res containerResult) (containerResult, error) {
-	v := r.prober.observe(inst, c, id, sb.ip, st.StartedAt)
+	v := r.prober.observe(inst, c, id, sb, st.StartedAt)
 	res.status.Started = &v.started
 	res.status.Ready = v.started && v.ready
 	if v.unhealthy == "" {

@@ -58,7 +58,7 @@ func waitVerdict(t *testing.T, p *prober, c *skiffv1alpha1.Container, ip string,
 	inst := &skiffv1alpha1.Instance{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"}}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		v := p.observe(inst, c, "web-main", ip, started)
+		v := p.observe(inst, c, "web-main", sandbox{ip: ip}, started)
 		if cond(v) {
 			return v
 		}
@@ -112,29 +112,29 @@ func TestReadinessFollowsAnHTTPProbe(t *testing.T) {
 		}})}
 	started := time.Now()
 
-	v := p.observe(&skiffv1alpha1.Instance{}, c, "web-main", host, started)
+	v := p.observe(&skiffv1alpha1.Instance{}, c, "web-main", sandbox{ip: host}, started)
 	if v.ready || !v.started {
 		t.Fatalf("first verdict %+v: want started, not ready before any probe passed", v)
 	}
 	waitVerdict(t, p, c, host, started, "503 for two periods", func(v probeVerdict) bool { return ev.has("Readiness probe failed") })
-	if v := p.observe(&skiffv1alpha1.Instance{}, c, "web-main", host, started); v.ready {
+	if v := p.observe(&skiffv1alpha1.Instance{}, c, "web-main", sandbox{ip: host}, started); v.ready {
 		t.Fatalf("ready while the endpoint answers 503")
 	}
 	healthy.Store(true)
 	waitVerdict(t, p, c, host, started, "204", func(v probeVerdict) bool { return v.ready })
 	healthy.Store(false)
 	waitVerdict(t, p, c, host, started, "503 again", func(v probeVerdict) bool { return !v.ready })
-	if v := p.observe(&skiffv1alpha1.Instance{}, c, "web-main", host, started); v.unhealthy != "" {
+	if v := p.observe(&skiffv1alpha1.Instance{}, c, "web-main", sandbox{ip: host}, started); v.unhealthy != "" {
 		t.Errorf("a readiness failure made the container unhealthy: %q", v.unhealthy)
 	}
 }
 
 // TestLivenessGivesUpAfterFailureThreshold: an exec liveness probe that
-// fails failureThreshold times makes the container unhealthy, with an
-// Unhealthy Event naming the probe and its output; a new run starts over.
+// passes keeps probing, and once it fails failureThreshold times makes the
+// container unhealthy, with an Unhealthy Event naming the probe and its
+// output; a new run starts over.
 func TestLivenessGivesUpAfterFailureThreshold(t *testing.T) {
 	rt := &execRuntime{}
-	rt.code.Store(1)
 	ev := &recorded{}
 	p := newProber(rt, ev.record)
 	defer p.cancel()
@@ -142,6 +142,14 @@ func TestLivenessGivesUpAfterFailureThreshold(t *testing.T) {
 		Exec: &skiffv1alpha1.ExecAction{Command: []string{"cat", "/tmp/healthy"}}, FailureThreshold: 2,
 	})}
 	first := time.Now()
+	p.observe(&skiffv1alpha1.Instance{}, c, "web-main", sandbox{}, first)
+	// Healthy for a window of two periods (something that must not
+	// happen needs one), then failing.
+	time.Sleep(2 * time.Second)
+	if v := p.observe(&skiffv1alpha1.Instance{}, c, "web-main", sandbox{}, first); v.unhealthy != "" {
+		t.Fatalf("unhealthy while the probe passes: %+v", v)
+	}
+	rt.code.Store(1)
 	v := waitVerdict(t, p, c, "", first, "exit 1 twice", func(v probeVerdict) bool { return v.unhealthy != "" })
 	if !strings.Contains(v.unhealthy, "Liveness probe failed") || !strings.Contains(v.unhealthy, `"cat /tmp/healthy" exited with 1`) {
 		t.Errorf("unhealthy %q: want the probe and its exit code", v.unhealthy)
@@ -150,7 +158,7 @@ func TestLivenessGivesUpAfterFailureThreshold(t *testing.T) {
 		t.Errorf("events %v: want an Unhealthy Event", ev.msgs)
 	}
 	rt.code.Store(0)
-	if v := p.observe(&skiffv1alpha1.Instance{}, c, "web-main", "", first.Add(time.Second)); v.unhealthy != "" {
+	if v := p.observe(&skiffv1alpha1.Instance{}, c, "web-main", sandbox{}, first.Add(time.Second)); v.unhealthy != "" {
 		t.Errorf("the next run inherited the last one's verdict: %+v", v)
 	}
 }
@@ -174,7 +182,7 @@ func TestStartupProbeHoldsReadiness(t *testing.T) {
 	// Something that must not happen needs a window: two periods, in which
 	// readiness (always passing) would have made it ready were it not held.
 	time.Sleep(2 * time.Second)
-	if v := p.observe(&skiffv1alpha1.Instance{}, c, "web-main", "127.0.0.1", started); v.started || v.ready {
+	if v := p.observe(&skiffv1alpha1.Instance{}, c, "web-main", sandbox{ip: "127.0.0.1"}, started); v.started || v.ready {
 		t.Fatalf("verdict %+v before the port listens: want neither started nor ready", v)
 	}
 	l, err = net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
@@ -190,12 +198,12 @@ func TestStartupProbeHoldsReadiness(t *testing.T) {
 func TestNoProbesMeansReady(t *testing.T) {
 	var p *prober
 	c := &skiffv1alpha1.Container{Name: "main", ReadinessProbe: &skiffv1alpha1.Probe{}}
-	if v := p.observe(&skiffv1alpha1.Instance{}, c, "x", "", time.Now()); !v.started || !v.ready {
+	if v := p.observe(&skiffv1alpha1.Instance{}, c, "x", sandbox{}, time.Now()); !v.started || !v.ready {
 		t.Errorf("nil prober: %+v", v)
 	}
 	q := newProber(&execRuntime{}, (&recorded{}).record)
 	defer q.cancel()
-	if v := q.observe(&skiffv1alpha1.Instance{}, &skiffv1alpha1.Container{Name: "main"}, "x", "", time.Now()); !v.started || !v.ready {
+	if v := q.observe(&skiffv1alpha1.Instance{}, &skiffv1alpha1.Container{Name: "main"}, "x", sandbox{}, time.Now()); !v.started || !v.ready {
 		t.Errorf("no probes: %+v", v)
 	}
 }
