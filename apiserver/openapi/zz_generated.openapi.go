@@ -22694,6 +22694,13 @@ func schema_skiff_apis_skiff_v1alpha1_WorkloadSpec(ref common.ReferenceCallback)
 							Format:      "",
 						},
 					},
+					"minReadySeconds": {
+						SchemaProps: spec.SchemaProps{
+							Description: "MinReadySeconds is how long an Instance must have been Ready before it counts as available (for availableReplicas and for how far a rolling update may go). Defaults to 0: available once Ready.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
 				},
 				Required: []string{"template"},
 			},

@@ -1,6 +1,8 @@
 package workload
 
 import (
+	"time"
+
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -20,6 +22,10 @@ type Comparison struct {
 	MaxSurge, MaxUnavailable int32
 	// UpdateRevision is the revision of the current template.
 	UpdateRevision string
+	// MinReady is how long an Instance must have been Ready to count as
+	// available; Now is the moment the comparison judges it at.
+	MinReady time.Duration
+	Now      time.Time
 
 	// Current are live Instances of the update revision: unchanged, or
 	// surplus when there are more than Replicas.
@@ -51,6 +57,54 @@ func (c *Comparison) Alive() int32 { return int32(len(c.Current) + len(c.Outdate
 // Ready counts the live Instances that are Ready.
 func (c *Comparison) Ready() int32 { return countReady(c.Current) + countReady(c.Outdated) }
 
+// Available counts the live Instances that have been Ready for MinReady.
+func (c *Comparison) Available() int32 {
+	return c.countAvailable(c.Current) + c.countAvailable(c.Outdated)
+}
+
+// available reports whether inst has been Ready for at least MinReady.
+func (c *Comparison) available(inst *skiffv1alpha1.Instance) bool {
+	if !Ready(inst) {
+		return false
+	}
+	return c.MinReady <= 0 || !readySince(inst).Add(c.MinReady).After(c.Now)
+}
+
+func (c *Comparison) countAvailable(insts []*skiffv1alpha1.Instance) int32 {
+	var n int32
+	for _, inst := range insts {
+		if c.available(inst) {
+			n++
+		}
+	}
+	return n
+}
+
+// NextAvailable is how long until the next Ready Instance becomes
+// available (0: none is waiting for MinReady).
+func (c *Comparison) NextAvailable() time.Duration {
+	var next time.Duration
+	for _, insts := range [][]*skiffv1alpha1.Instance{c.Current, c.Outdated} {
+		for _, inst := range insts {
+			if !Ready(inst) || c.available(inst) {
+				continue
+			}
+			if wait := readySince(inst).Add(c.MinReady).Sub(c.Now); next == 0 || wait < next {
+				next = wait
+			}
+		}
+	}
+	return next
+}
+
+// readySince is when inst's Ready condition last became true.
+func readySince(inst *skiffv1alpha1.Instance) time.Time {
+	if cond := meta.FindStatusCondition(inst.Status.Conditions, skiffv1alpha1.InstanceReady); cond != nil {
+		return cond.LastTransitionTime.Time
+	}
+	return time.Time{}
+}
+
 // MinAvailable is how many Instances must stay ready during a rollout.
 func (c *Comparison) MinAvailable() int32 { return max(c.Replicas-c.MaxUnavailable, 0) }
 
@@ -61,6 +115,11 @@ func Compare(s *Snapshot) *Comparison {
 		Replicas:       replicas(w),
 		Strategy:       w.Spec.Strategy.Type,
 		UpdateRevision: Revision(&w.Spec.Template),
+		MinReady:       time.Duration(w.Spec.MinReadySeconds) * time.Second,
+		Now:            s.Now,
+	}
+	if c.Now.IsZero() {
+		c.Now = time.Now()
 	}
 	if c.Strategy == "" {
 		c.Strategy = skiffv1alpha1.RollingUpdateStrategy
@@ -88,7 +147,7 @@ func Compare(s *Snapshot) *Comparison {
 }
 
 func (c *Comparison) urgency() skiffv1alpha1.Urgency {
-	ready := c.Ready()
+	ready := c.Available()
 	switch {
 	case c.Replicas > 0 && ready == 0:
 		return skiffv1alpha1.UrgencyCritical

@@ -142,6 +142,7 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (res 
 		// us back. wait bounds it should one be lost.
 		return reconcile.Result{RequeueAfter: wait}, nil
 	}
+	snap.Now = now
 	cmp := Compare(snap)
 	actions := Plan(cmp)
 	c.Metrics.Drift(w.Namespace, w.Name, int(cmp.Magnitude()))
@@ -181,10 +182,16 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (res 
 	if out.Err != nil {
 		return reconcile.Result{}, out.Err
 	}
+	var next time.Duration
 	if !obs.Deadline.IsZero() {
-		return reconcile.Result{RequeueAfter: obs.Deadline.Sub(now) + time.Second}, nil
+		next = obs.Deadline.Sub(now) + time.Second
 	}
-	return reconcile.Result{}, nil
+	// Nothing in the API changes when an Instance has been Ready for
+	// minReadySeconds: come back then.
+	if wait := cmp.NextAvailable(); wait > 0 && (next == 0 || wait < next) {
+		next = wait
+	}
+	return reconcile.Result{RequeueAfter: next}, nil
 }
 
 func (c *Controller) writeStatus(ctx context.Context, w *skiffv1alpha1.Workload, st skiffv1alpha1.WorkloadStatus) error {

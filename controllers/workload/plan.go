@@ -74,13 +74,13 @@ func planRollingUpdate(c *Comparison) []Action {
 	// Old Instances go while enough stay ready. An Instance that is not
 	// ready costs nothing; a ready one only what the budget allows.
 	// Surplus deletions above come out of the same budget.
-	ready := c.Ready() - countReady(surplus)
-	budget := alive - int32(len(surplus)) - c.MinAvailable() - (cur - int32(len(surplus)) - countReady(c.Current) + countReady(surplus))
+	ready := c.Available() - c.countAvailable(surplus)
+	budget := alive - int32(len(surplus)) - c.MinAvailable() - (cur - int32(len(surplus)) - c.countAvailable(c.Current) + c.countAvailable(surplus))
 	for _, inst := range deletionOrder(c.Outdated) {
 		if budget <= 0 {
 			break
 		}
-		if Ready(inst) {
+		if c.available(inst) {
 			if ready <= c.MinAvailable() {
 				break
 			}

@@ -3,7 +3,9 @@ package workload
 import (
 	"math/rand/v2"
 	"testing"
+	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
@@ -245,3 +247,31 @@ func checkRollouts(t *testing.T, rng *rand.Rand, seed uint64) {
 }
 
 func ptrInt32(v int32) *int32 { return &v }
+
+// TestMinReadySeconds: an Instance counts as available only once it has
+// been Ready for minReadySeconds; until then a rolling update waits, and
+// the controller knows when to look again.
+func TestMinReadySeconds(t *testing.T) {
+	one, zero := intstr.FromInt32(1), intstr.FromInt32(0)
+	w := rolling(workloadOf(4, "img:2"), one, zero)
+	w.Spec.MinReadySeconds = 30
+	cur := Revision(&w.Spec.Template)
+	fresh := instanceOf(instState{rev: cur, ready: true})
+	fresh.Status.Conditions[0].LastTransitionTime = metav1.NewTime(epoch.Add(-10 * time.Second))
+	insts := join(instances(4, instState{rev: "old", ready: true}), []*skiffv1alpha1.Instance{fresh})
+
+	c := Compare(&Snapshot{Workload: w, Instances: insts, Now: epoch})
+	if got := count(Plan(c)); len(got) != 0 {
+		t.Errorf("plan while the new Instance has been ready 10 of 30 s: %v, want nothing", got)
+	}
+	if c.Ready() != 5 || c.Available() != 4 || c.NextAvailable() != 20*time.Second {
+		t.Errorf("ready %d available %d next %s; want 5, 4 and 20s", c.Ready(), c.Available(), c.NextAvailable())
+	}
+	if st := Observe(w, c, nil, "app=web", epoch).Status; st.ReadyReplicas != 5 || st.AvailableReplicas != 4 {
+		t.Errorf("status ready %d available %d; want 5 and 4", st.ReadyReplicas, st.AvailableReplicas)
+	}
+	c = Compare(&Snapshot{Workload: w, Instances: insts, Now: epoch.Add(20 * time.Second)})
+	if got := count(Plan(c)); got[Delete] != 1 {
+		t.Errorf("plan once it has been ready 30 s: %v, want one old Instance deleted", got)
+	}
+}

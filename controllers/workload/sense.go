@@ -1,6 +1,8 @@
 package workload
 
 import (
+	"time"
+
 	"context"
 	"fmt"
 	"sort"
@@ -19,6 +21,8 @@ type Snapshot struct {
 	Workload  *skiffv1alpha1.Workload
 	Instances []*skiffv1alpha1.Instance
 	Nodes     []*skiffv1alpha1.Node
+	// Now is when the snapshot is judged (zero: when it is compared).
+	Now time.Time
 }
 
 // Sensor reads snapshots.

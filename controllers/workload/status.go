@@ -44,7 +44,7 @@ func Observe(w *skiffv1alpha1.Workload, c *Comparison, actions []Action, selecto
 		ObservedGeneration:    w.Generation,
 		Replicas:              c.Alive(),
 		ReadyReplicas:         c.Ready(),
-		AvailableReplicas:     c.Ready(),
+		AvailableReplicas:     c.Available(),
 		UpdatedReplicas:       int32(len(c.Current)),
 		Selector:              selector,
 		UpdateRevision:        c.UpdateRevision,
@@ -56,15 +56,15 @@ func Observe(w *skiffv1alpha1.Workload, c *Comparison, actions []Action, selecto
 		Plan:                  planSummary(w, c, actions),
 	}
 	o := Observation{}
-	o.Complete = len(c.Outdated) == 0 && int32(len(c.Current)) == c.Replicas && countReady(c.Current) == c.Replicas
+	o.Complete = len(c.Outdated) == 0 && int32(len(c.Current)) == c.Replicas && c.countAvailable(c.Current) == c.Replicas
 	o.RolloutStarted = old.UpdateRevision != "" && old.UpdateRevision != c.UpdateRevision && len(c.Outdated) > 0
 	// LastAvailableRevision still names the revision rolled out from.
 	o.RolloutCompleted = o.Complete && c.Replicas > 0 && old.LastAvailableRevision != "" && old.LastAvailableRevision != c.UpdateRevision
 
 	available := metav1.Condition{Type: skiffv1alpha1.WorkloadAvailable, Status: metav1.ConditionTrue, Reason: ReasonMinimumAvailable,
-		Message:            fmt.Sprintf("%d of %d instances ready (at least %d needed)", st.ReadyReplicas, c.Replicas, c.MinAvailable()),
+		Message:            fmt.Sprintf("%d of %d instances available (at least %d needed)", st.AvailableReplicas, c.Replicas, c.MinAvailable()),
 		ObservedGeneration: w.Generation}
-	if st.ReadyReplicas < c.MinAvailable() {
+	if st.AvailableReplicas < c.MinAvailable() {
 		available.Status, available.Reason = metav1.ConditionFalse, ReasonMinimumUnavailable
 	}
 	setCondition(&st.Conditions, available, now)

@@ -82,6 +82,9 @@ func validateWorkloadSpec(spec *WorkloadSpec, fldPath *field.Path) field.ErrorLi
 	if d := spec.ProgressDeadlineSeconds; d != nil && *d <= 0 {
 		allErrs = append(allErrs, field.Invalid(fldPath.Child("progressDeadlineSeconds"), *d, "must be greater than 0"))
 	}
+	if spec.MinReadySeconds < 0 {
+		allErrs = append(allErrs, field.Invalid(fldPath.Child("minReadySeconds"), spec.MinReadySeconds, "must be greater than or equal to 0"))
+	}
 	return allErrs
 }
 

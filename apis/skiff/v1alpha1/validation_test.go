@@ -266,6 +266,7 @@ func TestValidateWorkload(t *testing.T) {
 			w.Spec.Strategy.RollingUpdate = &RollingUpdate{MaxSurge: ptrTo(intstr.FromInt32(0)), MaxUnavailable: ptrTo(intstr.FromInt32(0))}
 		}, invalid, "spec.strategy.rollingUpdate.maxUnavailable"},
 		{"progressDeadlineSeconds zero", func(w *Workload) { w.Spec.ProgressDeadlineSeconds = ptrTo(int32(0)) }, invalid, "spec.progressDeadlineSeconds"},
+		{"minReadySeconds negative", func(w *Workload) { w.Spec.MinReadySeconds = -1 }, invalid, "spec.minReadySeconds"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

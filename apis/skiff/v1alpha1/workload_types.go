@@ -64,6 +64,11 @@ type WorkloadSpec struct {
 	// Available when a rollout stalls (Nomad's auto_revert).
 	// +optional
 	AutoRollback bool `json:"autoRollback,omitempty"`
+	// MinReadySeconds is how long an Instance must have been Ready before
+	// it counts as available (for availableReplicas and for how far a
+	// rolling update may go). Defaults to 0: available once Ready.
+	// +optional
+	MinReadySeconds int32 `json:"minReadySeconds,omitempty"`
 }
 
 // InstanceTemplate is the template of a Workload's Instances.
