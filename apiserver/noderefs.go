@@ -44,10 +44,19 @@ func (r *instanceRefs) references(ctx context.Context, node, resource, namespace
 	return false
 }
 
-// references reports whether spec uses the Secret or ConfigMap name.
+// references reports whether spec uses the Secret or ConfigMap name: in
+// a container's or init container's environment, or as an image pull
+// secret.
 func references(spec *skiffv1alpha1.InstanceTemplateSpec, resource, name string) bool {
 	secrets := resource == "secrets"
-	for _, c := range spec.Containers {
+	if secrets {
+		for _, ref := range spec.ImagePullSecrets {
+			if ref.Name == name {
+				return true
+			}
+		}
+	}
+	for _, c := range append(append([]skiffv1alpha1.Container(nil), spec.InitContainers...), spec.Containers...) {
 		for _, e := range c.Env {
 			switch s := e.ValueFrom; {
 			case s == nil:

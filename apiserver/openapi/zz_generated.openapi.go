@@ -418,6 +418,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.InstanceStatus{}.OpenAPIModelName():                        schema_skiff_apis_skiff_v1alpha1_InstanceStatus(ref),
 		v1alpha1.InstanceTemplate{}.OpenAPIModelName():                      schema_skiff_apis_skiff_v1alpha1_InstanceTemplate(ref),
 		v1alpha1.InstanceTemplateSpec{}.OpenAPIModelName():                  schema_skiff_apis_skiff_v1alpha1_InstanceTemplateSpec(ref),
+		v1alpha1.LocalObjectReference{}.OpenAPIModelName():                  schema_skiff_apis_skiff_v1alpha1_LocalObjectReference(ref),
 		v1alpha1.Node{}.OpenAPIModelName():                                  schema_skiff_apis_skiff_v1alpha1_Node(ref),
 		v1alpha1.NodeAddress{}.OpenAPIModelName():                           schema_skiff_apis_skiff_v1alpha1_NodeAddress(ref),
 		v1alpha1.NodeAffinity{}.OpenAPIModelName():                          schema_skiff_apis_skiff_v1alpha1_NodeAffinity(ref),
@@ -20193,6 +20194,14 @@ func schema_skiff_apis_skiff_v1alpha1_Container(ref common.ReferenceCallback) co
 							},
 						},
 					},
+					"imagePullPolicy": {
+						SchemaProps: spec.SchemaProps{
+							Description: "ImagePullPolicy is Always, IfNotPresent or Never; default Always for an image tagged :latest or not tagged, IfNotPresent otherwise.\n\nPossible enum values:\n - `\"Always\"` asks the registry for the tag's image at each container start (and pulls what it does not have).\n - `\"IfNotPresent\"` pulls only an image the node does not have.\n - `\"Never\"` never pulls: the image must be on the node (imported).",
+							Type:        []string{"string"},
+							Format:      "",
+							Enum:        []interface{}{"Always", "IfNotPresent", "Never"},
+						},
+					},
 					"env": {
 						VendorExtensible: spec.VendorExtensible{
 							Extensions: spec.Extensions{
@@ -21080,6 +21089,47 @@ func schema_skiff_apis_skiff_v1alpha1_InstanceSpec(ref common.ReferenceCallback)
 							},
 						},
 					},
+					"initContainers": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-map-keys": []interface{}{
+									"name",
+								},
+								"x-kubernetes-list-type":       "map",
+								"x-kubernetes-patch-merge-key": "name",
+								"x-kubernetes-patch-strategy":  "merge",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "InitContainers run one after another, each to completion, before the containers start; one that fails is run again as the restart policy says (Never: the Instance fails). Names unique with the containers'; no probes. Immutable once the Instance exists.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.Container{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+					"imagePullSecrets": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "ImagePullSecrets name Secrets of type kubernetes.io/dockerconfigjson in the Instance's namespace whose credentials the agent pulls the images with.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.LocalObjectReference{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
 					"restartPolicy": {
 						SchemaProps: spec.SchemaProps{
 							Description: "RestartPolicy for the containers: Always (default), OnFailure or Never.\n\nPossible enum values:\n - `\"Always\"`\n - `\"Never\"`\n - `\"OnFailure\"`",
@@ -21171,7 +21221,7 @@ func schema_skiff_apis_skiff_v1alpha1_InstanceSpec(ref common.ReferenceCallback)
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.Affinity{}.OpenAPIModelName(), v1alpha1.Container{}.OpenAPIModelName(), v1alpha1.Toleration{}.OpenAPIModelName(), v1alpha1.TopologySpreadConstraint{}.OpenAPIModelName()},
+			v1alpha1.Affinity{}.OpenAPIModelName(), v1alpha1.Container{}.OpenAPIModelName(), v1alpha1.LocalObjectReference{}.OpenAPIModelName(), v1alpha1.Toleration{}.OpenAPIModelName(), v1alpha1.TopologySpreadConstraint{}.OpenAPIModelName()},
 	}
 }
 
@@ -21231,6 +21281,24 @@ func schema_skiff_apis_skiff_v1alpha1_InstanceStatus(ref common.ReferenceCallbac
 						SchemaProps: spec.SchemaProps{
 							Description: "StartTime is when the agent accepted the Instance.",
 							Ref:         ref(metav1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"initContainerStatuses": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "InitContainerStatuses has one entry per init container.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.ContainerStatus{}.OpenAPIModelName()),
+									},
+								},
+							},
 						},
 					},
 					"containerStatuses": {
@@ -21366,6 +21434,47 @@ func schema_skiff_apis_skiff_v1alpha1_InstanceTemplateSpec(ref common.ReferenceC
 							},
 						},
 					},
+					"initContainers": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-map-keys": []interface{}{
+									"name",
+								},
+								"x-kubernetes-list-type":       "map",
+								"x-kubernetes-patch-merge-key": "name",
+								"x-kubernetes-patch-strategy":  "merge",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "InitContainers run one after another, each to completion, before the containers start; one that fails is run again as the restart policy says (Never: the Instance fails). Names unique with the containers'; no probes. Immutable once the Instance exists.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.Container{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+					"imagePullSecrets": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "ImagePullSecrets name Secrets of type kubernetes.io/dockerconfigjson in the Instance's namespace whose credentials the agent pulls the images with.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.LocalObjectReference{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
 					"restartPolicy": {
 						SchemaProps: spec.SchemaProps{
 							Description: "RestartPolicy for the containers: Always (default), OnFailure or Never.\n\nPossible enum values:\n - `\"Always\"`\n - `\"Never\"`\n - `\"OnFailure\"`",
@@ -21457,7 +21566,29 @@ func schema_skiff_apis_skiff_v1alpha1_InstanceTemplateSpec(ref common.ReferenceC
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.Affinity{}.OpenAPIModelName(), v1alpha1.Container{}.OpenAPIModelName(), v1alpha1.Toleration{}.OpenAPIModelName(), v1alpha1.TopologySpreadConstraint{}.OpenAPIModelName()},
+			v1alpha1.Affinity{}.OpenAPIModelName(), v1alpha1.Container{}.OpenAPIModelName(), v1alpha1.LocalObjectReference{}.OpenAPIModelName(), v1alpha1.Toleration{}.OpenAPIModelName(), v1alpha1.TopologySpreadConstraint{}.OpenAPIModelName()},
+	}
+}
+
+func schema_skiff_apis_skiff_v1alpha1_LocalObjectReference(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "LocalObjectReference names an object in the same namespace.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Name of the object.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"name"},
+			},
+		},
 	}
 }
 

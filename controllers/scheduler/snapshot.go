@@ -72,11 +72,14 @@ func (n *NodeInfo) allocatableAmounts() *amounts {
 	return &n.allocatable
 }
 
-// Requests sums an Instance's container requests. The result is read,
-// never written: with one container it is that container's own list (the
-// scheduler asks for it once per node and Instance).
+// Requests is what an Instance needs, as Kubernetes counts a Pod's: the
+// sum of its containers' requests, or an init container's when that is
+// more (they run one at a time, before the containers). The result is
+// read, never written: with one container and no init containers it is
+// that container's own list (the scheduler asks for it once per node and
+// Instance).
 func Requests(inst *skiffv1alpha1.Instance) corev1.ResourceList {
-	if len(inst.Spec.Containers) == 1 {
+	if len(inst.Spec.Containers) == 1 && len(inst.Spec.InitContainers) == 0 {
 		return inst.Spec.Containers[0].Resources.Requests
 	}
 	out := corev1.ResourceList{}
@@ -85,6 +88,13 @@ func Requests(inst *skiffv1alpha1.Instance) corev1.ResourceList {
 			sum := out[name]
 			sum.Add(q)
 			out[name] = sum
+		}
+	}
+	for _, c := range inst.Spec.InitContainers {
+		for name, q := range c.Resources.Requests {
+			if cur, ok := out[name]; !ok || q.Cmp(cur) > 0 {
+				out[name] = q.DeepCopy()
+			}
 		}
 	}
 	return out

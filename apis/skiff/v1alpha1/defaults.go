@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	"maps"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -107,12 +108,18 @@ func SetDefaults_InstanceTemplateSpec(spec *InstanceTemplateSpec) {
 	for i := range spec.Containers {
 		setDefaultsContainer(&spec.Containers[i])
 	}
+	for i := range spec.InitContainers {
+		setDefaultsContainer(&spec.InitContainers[i])
+	}
 	for i := range spec.Tolerations {
 		setDefaultsToleration(&spec.Tolerations[i])
 	}
 }
 
 func setDefaultsContainer(c *Container) {
+	if c.ImagePullPolicy == "" {
+		c.ImagePullPolicy = DefaultPullPolicy(c.Image)
+	}
 	for i := range c.Ports {
 		if c.Ports[i].Protocol == "" {
 			c.Ports[i].Protocol = ProtocolTCP
@@ -198,6 +205,19 @@ func setDefaultUnreachableToleration(spec *InstanceTemplateSpec) {
 // the same way and a future default has an obvious home.
 func SetDefaults_Node(_ *Node) {}
 
+// DefaultPullPolicy is Kubernetes' default for image: Always for a
+// :latest tag or no tag (unless pinned by digest), IfNotPresent otherwise.
+func DefaultPullPolicy(image string) PullPolicy {
+	if strings.Contains(image, "@") {
+		return PullIfNotPresent
+	}
+	name := image[strings.LastIndex(image, "/")+1:]
+	if i := strings.LastIndex(name, ":"); i < 0 || name[i+1:] == "latest" {
+		return PullAlways
+	}
+	return PullIfNotPresent
+}
+
 // ComputeQOSClass returns the quality-of-service class of an Instance from
 // its containers' cpu and memory, by the Kubernetes rules: BestEffort when
 // no container requests or limits either; Guaranteed when every container
@@ -205,11 +225,12 @@ func SetDefaults_Node(_ *Node) {}
 // limit, which defaulting would copy); Burstable otherwise. Zero quantities
 // count as unset, and extended resources do not count.
 func ComputeQOSClass(spec *InstanceTemplateSpec) QOSClass {
-	if isBestEffort(spec.Containers) {
+	all := append(append([]Container(nil), spec.InitContainers...), spec.Containers...)
+	if isBestEffort(all) {
 		return QOSBestEffort
 	}
-	for i := range spec.Containers {
-		if !isGuaranteedContainer(&spec.Containers[i].Resources) {
+	for i := range all {
+		if !isGuaranteedContainer(&all[i].Resources) {
 			return QOSBurstable
 		}
 	}

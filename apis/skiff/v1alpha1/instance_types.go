@@ -59,6 +59,22 @@ type InstanceTemplateSpec struct {
 	// +patchMergeKey=name
 	// +patchStrategy=merge
 	Containers []Container `json:"containers" patchStrategy:"merge" patchMergeKey:"name"`
+	// InitContainers run one after another, each to completion, before
+	// the containers start; one that fails is run again as the restart
+	// policy says (Never: the Instance fails). Names unique with the
+	// containers'; no probes. Immutable once the Instance exists.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +patchMergeKey=name
+	// +patchStrategy=merge
+	InitContainers []Container `json:"initContainers,omitempty" patchStrategy:"merge" patchMergeKey:"name"`
+	// ImagePullSecrets name Secrets of type kubernetes.io/dockerconfigjson
+	// in the Instance's namespace whose credentials the agent pulls the
+	// images with.
+	// +optional
+	// +listType=atomic
+	ImagePullSecrets []LocalObjectReference `json:"imagePullSecrets,omitempty"`
 	// RestartPolicy for the containers: Always (default), OnFailure or Never.
 	// +optional
 	RestartPolicy RestartPolicy `json:"restartPolicy,omitempty"`
@@ -90,6 +106,27 @@ type InstanceTemplateSpec struct {
 	HostNetwork bool `json:"hostNetwork,omitempty"`
 }
 
+// LocalObjectReference names an object in the same namespace.
+type LocalObjectReference struct {
+	// Name of the object.
+	Name string `json:"name"`
+}
+
+// PullPolicy says when the agent pulls a container's image.
+// +enum
+type PullPolicy string
+
+// Pull policies, as Kubernetes'.
+const (
+	// PullAlways asks the registry for the tag's image at each container
+	// start (and pulls what it does not have).
+	PullAlways PullPolicy = "Always"
+	// PullIfNotPresent pulls only an image the node does not have.
+	PullIfNotPresent PullPolicy = "IfNotPresent"
+	// PullNever never pulls: the image must be on the node (imported).
+	PullNever PullPolicy = "Never"
+)
+
 // RestartPolicy says when the agent restarts a container that exited.
 // +enum
 type RestartPolicy string
@@ -115,6 +152,10 @@ type Container struct {
 	// +optional
 	// +listType=atomic
 	Args []string `json:"args,omitempty"`
+	// ImagePullPolicy is Always, IfNotPresent or Never; default Always for
+	// an image tagged :latest or not tagged, IfNotPresent otherwise.
+	// +optional
+	ImagePullPolicy PullPolicy `json:"imagePullPolicy,omitempty"`
 	// Env adds to the image's environment.
 	// +optional
 	// +listType=map
@@ -510,6 +551,10 @@ type InstanceStatus struct {
 	// StartTime is when the agent accepted the Instance.
 	// +optional
 	StartTime *metav1.Time `json:"startTime,omitempty"`
+	// InitContainerStatuses has one entry per init container.
+	// +optional
+	// +listType=atomic
+	InitContainerStatuses []ContainerStatus `json:"initContainerStatuses,omitempty"`
 	// ContainerStatuses has one entry per container.
 	// +optional
 	// +listType=atomic

@@ -118,6 +118,10 @@ func ValidateInstanceStatusUpdate(newI, oldI *Instance) field.ErrorList {
 // restart policy and placement rules. fldPath is the spec's own path.
 func ValidateInstanceTemplateSpec(spec *InstanceTemplateSpec, fldPath *field.Path) field.ErrorList {
 	allErrs := validateContainers(spec.Containers, fldPath.Child("containers"))
+	allErrs = append(allErrs, validateInitContainers(spec, fldPath.Child("initContainers"))...)
+	for i, ref := range spec.ImagePullSecrets {
+		allErrs = append(allErrs, validateRefName(ref.Name, fldPath.Child("imagePullSecrets").Index(i).Child("name"))...)
+	}
 	allErrs = append(allErrs, validateRestartPolicy(spec.RestartPolicy, fldPath.Child("restartPolicy"))...)
 	allErrs = append(allErrs, validatePlacement(spec, fldPath)...)
 	allErrs = append(allErrs, validateHostPorts(spec, fldPath)...)
@@ -161,6 +165,31 @@ func validateContainers(containers []Container, fldPath *field.Path) field.Error
 	return allErrs
 }
 
+// validateInitContainers checks each init container as a container, with
+// names unique among the containers too, and no probes (an init container
+// runs to completion; readiness and liveness mean nothing for it).
+func validateInitContainers(spec *InstanceTemplateSpec, fldPath *field.Path) field.ErrorList {
+	if len(spec.InitContainers)+len(spec.Containers) > MaxContainers {
+		return field.ErrorList{field.TooMany(fldPath, len(spec.InitContainers), MaxContainers-len(spec.Containers))}
+	}
+	var allErrs field.ErrorList
+	names := sets.New[string]()
+	for _, c := range spec.Containers {
+		names.Insert(c.Name)
+	}
+	for i := range spec.InitContainers {
+		c, idxPath := &spec.InitContainers[i], fldPath.Index(i)
+		allErrs = append(allErrs, validateUniqueDNSLabel(c.Name, names, idxPath.Child("name"))...)
+		allErrs = append(allErrs, validateContainer(c, idxPath)...)
+		for name, p := range map[string]*Probe{"livenessProbe": c.LivenessProbe, "readinessProbe": c.ReadinessProbe, "startupProbe": c.StartupProbe} {
+			if p != nil {
+				allErrs = append(allErrs, field.Forbidden(idxPath.Child(name), "may not be set for init containers"))
+			}
+		}
+	}
+	return allErrs
+}
+
 // validateUniqueDNSLabel requires name to be a DNS label not yet in seen,
 // and records it.
 func validateUniqueDNSLabel(name string, seen sets.Set[string], fldPath *field.Path) field.ErrorList {
@@ -180,6 +209,13 @@ func validateUniqueDNSLabel(name string, seen sets.Set[string], fldPath *field.P
 
 func validateContainer(c *Container, fldPath *field.Path) field.ErrorList {
 	allErrs := validateImage(c.Image, fldPath.Child("image"))
+	switch c.ImagePullPolicy {
+	case PullAlways, PullIfNotPresent, PullNever:
+	case "":
+		allErrs = append(allErrs, field.Required(fldPath.Child("imagePullPolicy"), "it defaults from the image's tag"))
+	default:
+		allErrs = append(allErrs, field.NotSupported(fldPath.Child("imagePullPolicy"), c.ImagePullPolicy, []PullPolicy{PullAlways, PullIfNotPresent, PullNever}))
+	}
 	allErrs = append(allErrs, validateContainerPorts(c.Ports, fldPath.Child("ports"))...)
 	allErrs = append(allErrs, validateEnv(c.Env, fldPath.Child("env"))...)
 	allErrs = append(allErrs, validateEnvFrom(c.EnvFrom, fldPath.Child("envFrom"))...)

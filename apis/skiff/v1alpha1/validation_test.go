@@ -29,9 +29,10 @@ func validTemplateSpec() InstanceTemplateSpec {
 	return InstanceTemplateSpec{
 		Containers: []Container{
 			{
-				Name:  "web",
-				Image: "registry.local/web:1.0",
-				Env:   []EnvVar{{Name: "PORT", Value: "8080"}, {Name: "MODE"}},
+				Name:            "web",
+				Image:           "registry.local/web:1.0",
+				ImagePullPolicy: PullIfNotPresent,
+				Env:             []EnvVar{{Name: "PORT", Value: "8080"}, {Name: "MODE"}},
 				Ports: []ContainerPort{
 					{Name: "http", ContainerPort: 8080, Protocol: ProtocolTCP},
 					{Name: "dns", ContainerPort: 8080, HostPort: 53, Protocol: ProtocolUDP},
@@ -48,7 +49,10 @@ func validTemplateSpec() InstanceTemplateSpec {
 				LivenessProbe: &Probe{TCPSocket: &TCPSocketAction{Port: intstr.FromInt32(8080)}, TimeoutSeconds: 1, PeriodSeconds: 10, SuccessThreshold: 1, FailureThreshold: 3},
 				StartupProbe:  &Probe{Exec: &ExecAction{Command: []string{"true"}}, TimeoutSeconds: 1, PeriodSeconds: 1, SuccessThreshold: 1, FailureThreshold: 30},
 			},
-			{Name: "sidecar", Image: "registry.local/sidecar@sha256:0123"},
+			{Name: "sidecar", Image: "registry.local/sidecar@sha256:0123", ImagePullPolicy: PullIfNotPresent},
+		},
+		InitContainers: []Container{
+			{Name: "setup", Image: "registry.local/setup:1.0", ImagePullPolicy: PullIfNotPresent},
 		},
 		RestartPolicy: RestartPolicyAlways,
 		NodeSelector:  map[string]string{"skiff.dev/zone": "a"},
@@ -388,6 +392,13 @@ func TestValidateInstance(t *testing.T) {
 		{"exec probe without a command", func(i *Instance) { i.Spec.Containers[0].StartupProbe.Exec.Command = nil }, required, c0 + ".startupProbe.exec.command"},
 		{"liveness successThreshold above 1", func(i *Instance) { i.Spec.Containers[0].LivenessProbe.SuccessThreshold = 2 }, invalid, c0 + ".livenessProbe.successThreshold"},
 		{"probe period negative", func(i *Instance) { i.Spec.Containers[0].ReadinessProbe.PeriodSeconds = -1 }, invalid, c0 + ".readinessProbe.periodSeconds"},
+		{"pull policy unknown", func(i *Instance) { i.Spec.Containers[0].ImagePullPolicy = "Sometimes" }, notSupported, c0 + ".imagePullPolicy"},
+		{"init container name taken by a container", func(i *Instance) { i.Spec.InitContainers[0].Name = "web" }, duplicate, "spec.initContainers[0].name"},
+		{"init container with a probe", func(i *Instance) {
+			i.Spec.InitContainers[0].ReadinessProbe = &Probe{Exec: &ExecAction{Command: []string{"true"}}, TimeoutSeconds: 1, PeriodSeconds: 1, SuccessThreshold: 1, FailureThreshold: 1}
+		}, forbidden, "spec.initContainers[0].readinessProbe"},
+		{"init container without an image", func(i *Instance) { i.Spec.InitContainers[0].Image = "" }, required, "spec.initContainers[0].image"},
+		{"pull secret without a name", func(i *Instance) { i.Spec.ImagePullSecrets = []LocalObjectReference{{}} }, required, "spec.imagePullSecrets[0].name"},
 		{"env value and valueFrom", func(i *Instance) {
 			i.Spec.Containers[0].Env[0].ValueFrom = &EnvVarSource{SecretKeyRef: &SecretKeySelector{Name: "db", Key: "password"}}
 		}, invalid, c0 + ".env[0].valueFrom"},
@@ -671,5 +682,22 @@ func runUpdateCases[T any](t *testing.T, tests []updateCase[T], valid func() T, 
 			}
 			wantError(t, errs, tt.typ, tt.path)
 		})
+	}
+}
+
+func TestDefaultPullPolicy(t *testing.T) {
+	for image, want := range map[string]PullPolicy{
+		"busybox":                        PullAlways,
+		"busybox:latest":                 PullAlways,
+		"busybox:1.36":                   PullIfNotPresent,
+		"registry.local:5000/web":        PullAlways,
+		"registry.local:5000/web:1.0":    PullIfNotPresent,
+		"registry.local:5000/web:latest": PullAlways,
+		"web@sha256:0123":                PullIfNotPresent,
+		"web:latest@sha256:0123":         PullIfNotPresent,
+	} {
+		if got := DefaultPullPolicy(image); got != want {
+			t.Errorf("DefaultPullPolicy(%q) = %s, want %s", image, got, want)
+		}
 	}
 }

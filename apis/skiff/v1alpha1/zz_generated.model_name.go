@@ -152,6 +152,11 @@ func (in InstanceTemplateSpec) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in LocalObjectReference) OpenAPIModelName() string {
+	return "dev.skiff.v1alpha1.LocalObjectReference"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in Node) OpenAPIModelName() string {
 	return "dev.skiff.v1alpha1.Node"
 }
