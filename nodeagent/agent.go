@@ -32,6 +32,7 @@ import (
 	"skiff.dev/skiff/nodeagent/image"
 	"skiff.dev/skiff/nodeagent/network"
 	cruntime "skiff.dev/skiff/nodeagent/runtime"
+	"skiff.dev/skiff/nodeagent/usage"
 )
 
 // Agent is one node's agent.
@@ -182,7 +183,7 @@ func (a *Agent) Run(ctx context.Context) error {
 // addParts adds the agent's Runnables beside the Instance controller.
 func (a *Agent) addParts(mgr manager.Manager, j *joined, m *Machine, ln net.Listener, members *gossip.Membership, r *instanceReconciler) error {
 	srv := &server{rt: a.rt, instances: mgr.GetClient(), logDir: filepath.Join(a.cfg.DataDir, containersDir), apiserverKey: j.apiserverKey, metrics: a.metrics}
-	a.metrics.registry.MustRegister(newInstancesCollector(mgr.GetCache()))
+	a.metrics.registry.MustRegister(newInstancesCollector(mgr.GetCache()), newUsageCollector(a.rt, usage.HostCgroups(), "/proc"))
 	status := newStatusReporter(a.cfg.StatusInterval, func(ctx context.Context) error { return a.reportStatus(ctx, j.client, m) })
 	keeper := &leaseKeeper{client: j.client, node: a.cfg.NodeName, interval: a.cfg.LeaseInterval}
 	renewer := &leaseRenewer{

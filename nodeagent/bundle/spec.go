@@ -102,7 +102,7 @@ func Spec(in Input) *specs.Spec {
 		Mounts: append(defaultMounts(), fileMounts(in.Files)...),
 		Linux: &specs.Linux{
 			Namespaces:    namespaces(in.HostNetwork, in.NetNS),
-			CgroupsPath:   filepath.Join(cgroupParent(in.CgroupParent), in.ID),
+			CgroupsPath:   CgroupsPath(in.CgroupParent, in.ID),
 			Resources:     resources(in),
 			MaskedPaths:   append([]string(nil), MaskedPaths...),
 			ReadonlyPaths: append([]string(nil), ReadonlyPaths...),
@@ -112,6 +112,12 @@ func Spec(in Input) *specs.Spec {
 		s.Linux.Seccomp = seccompOrDenyAll(s)
 	}
 	return s
+}
+
+// CgroupsPath is the cgroup of the container id under parent (empty:
+// /skiff), as its spec names it: where its usage is read.
+func CgroupsPath(parent, id string) string {
+	return filepath.Join(cgroupParent(parent), id)
 }
 
 func cgroupParent(p string) string {
