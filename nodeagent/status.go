@@ -28,12 +28,8 @@ func containerStatus(c *skiffv1alpha1.Container, id string, st runtime.Status, r
 		cs.Ready = true
 		cs.State.Running = &skiffv1alpha1.ContainerStateRunning{StartedAt: apiTime(st.StartedAt)}
 	case st.State == runtime.Stopped:
-		reason := "Completed"
-		if st.ExitCode != 0 {
-			reason = "Error"
-		}
 		cs.State.Terminated = &skiffv1alpha1.ContainerStateTerminated{
-			ExitCode: int32(st.ExitCode), Reason: reason,
+			ExitCode: int32(st.ExitCode), Reason: terminatedReason(id, st.ExitCode),
 			StartedAt: apiTime(st.StartedAt), FinishedAt: apiTime(st.FinishedAt),
 		}
 	default:
