@@ -25,8 +25,8 @@ import (
 	"skiff.dev/skiff/nodeagent/runtime"
 )
 
-// server is the agent's HTTPS endpoint: container logs and /metrics for
-// the apiserver only (it must present a certificate of the client key it
+// server is the agent's HTTPS endpoint: container logs, exec and /metrics
+// for the apiserver only (it must present a certificate of the client key it
 // told the agent when it joined; people read them through it), and open
 // /healthz and /health.
 type server struct {
@@ -41,6 +41,7 @@ type server struct {
 func (s *server) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /containerLogs/{namespace}/{instance}", s.containerLogs)
+	mux.HandleFunc("POST /exec/{namespace}/{instance}/{uid}/{container}", s.execInContainer)
 	metrics := promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		if !s.fromAPIServer(r) {
