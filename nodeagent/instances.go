@@ -40,7 +40,7 @@ type instanceNetwork interface {
 
 // imageStore is where containers' images come from.
 type imageStore interface {
-	Ensure(ctx context.Context, ref string) (*image.Image, error)
+	Ensure(ctx context.Context, ref string, opts image.PullOptions) (*image.Image, error)
 }
 
 // instanceReconciler runs the Instances bound to this node: it holds the

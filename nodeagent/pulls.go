@@ -2,6 +2,7 @@ package nodeagent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -10,10 +11,13 @@ import (
 	"skiff.dev/skiff/nodeagent/image"
 )
 
-// pullFailures remembers failed pulls per container for the back-off.
+// pullFailures remembers failed pulls per container for the back-off,
+// and the notice (ErrImageNeverPull, missing pull Secrets) each container
+// was last told of, so that its Event is recorded once, not at every try.
 type pullFailures struct {
-	mu sync.Mutex
-	m  map[string]pullFailure
+	mu      sync.Mutex
+	m       map[string]pullFailure
+	notices map[string]string
 }
 
 type pullFailure struct {
@@ -59,15 +63,33 @@ func (p *pullFailures) tellBackOff(id string) bool {
 	return true
 }
 
+// tellNotice reports whether msg is new for id, and remembers it.
+func (p *pullFailures) tellNotice(id, msg string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.notices == nil {
+		p.notices = map[string]string{}
+	}
+	if p.notices[id] == msg {
+		return false
+	}
+	p.notices[id] = msg
+	return true
+}
+
 func (p *pullFailures) clear(id string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.m, id)
+	delete(p.notices, id)
 }
 
-// image returns the container's image, pulled if need be; while a pull
-// fails it returns the waiting status instead (ErrImagePull, then
-// ImagePullBackOff until the back-off ends).
+// image returns the container's image, pulled as its pull policy says
+// with the Instance's pull Secrets; while it cannot be had it returns the
+// waiting status instead: ErrImagePull, then ImagePullBackOff until the
+// back-off ends, or ErrImageNeverPull for a missing image that may not be
+// pulled (tried again after the back-off's base, as another Instance may
+// pull it meanwhile).
 func (r *instanceReconciler) image(ctx context.Context, inst *skiffv1alpha1.Instance, id string, c *skiffv1alpha1.Container, restarts int32) (*image.Image, *containerResult) {
 	if r.images == nil {
 		return nil, nil
@@ -84,12 +106,15 @@ func (r *instanceReconciler) image(ctx context.Context, inst *skiffv1alpha1.Inst
 		}
 		return nil, waiting("ImagePullBackOff", msg, f.retryAt)
 	}
-	// A stalled registry must not hold a worker (and the image's lock)
-	// for ever.
-	pullCtx, cancel := context.WithTimeout(ctx, pullTimeout)
-	img, err := r.images.Ensure(pullCtx, c.Image)
-	cancel()
-	if err != nil {
+	img, err := r.ensureImage(ctx, inst, id, c)
+	switch {
+	case errors.Is(err, image.ErrNeverPull):
+		msg := fmt.Sprintf("Container image %q is not present with pull policy of Never", c.Image)
+		if r.pulls.tellNotice(id, msg) {
+			r.event(ctx, inst, "ErrImageNeverPull", msg)
+		}
+		return nil, waiting("ErrImageNeverPull", msg, time.Now().Add(r.backoff.Base))
+	case err != nil:
 		f := r.pulls.fail(id, shortMessage(err), r.backoff)
 		r.event(ctx, inst, "Failed", fmt.Sprintf("Failed to pull image %q: %s", c.Image, f.message))
 		return nil, waiting("ErrImagePull", f.message, f.retryAt)
@@ -99,4 +124,18 @@ func (r *instanceReconciler) image(ctx context.Context, inst *skiffv1alpha1.Inst
 		r.metrics.imagePullDuration.Observe(img.PullDuration.Seconds())
 	}
 	return img, nil
+}
+
+// ensureImage gets c's image from the store with c's pull policy and the
+// credentials of inst's pull Secrets.
+func (r *instanceReconciler) ensureImage(ctx context.Context, inst *skiffv1alpha1.Instance, id string, c *skiffv1alpha1.Container) (*image.Image, error) {
+	opts, err := r.pullOptions(ctx, inst, id, c)
+	if err != nil {
+		return nil, err
+	}
+	// A stalled registry must not hold a worker (and the image's lock)
+	// for ever.
+	pullCtx, cancel := context.WithTimeout(ctx, pullTimeout)
+	defer cancel()
+	return r.images.Ensure(pullCtx, c.Image, opts)
 }

@@ -17,9 +17,16 @@
 // A layer directory or a ref record exists only once it is complete, so a
 // crash never leaves a half-unpacked layer in use. Blobs are not kept.
 //
+// Ensure asks a registry only as its PullPolicy says (IfNotPresent,
+// Always, Never, as Kubernetes'), with the credentials of a Keyring filled
+// from docker config files (imagePullSecrets); images of ReservedRegistry,
+// skiff.local, are only ever imported, never pulled.
+//
 // Typical use by the agent, for each container:
 //
-//	img, err := store.Ensure(ctx, "busybox")       // pulls if not present
+//	var keyring image.Keyring
+//	err := keyring.AddDockerConfigJSON(secret.Data[".dockerconfigjson"])
+//	img, err := store.Ensure(ctx, "busybox", image.PullOptions{Policy: image.Always, Keyring: &keyring})
 //	uid, gid, err := image.User(img.Layers, img.Config.User)
 //	err = image.Mount(img.Layers, containerDir)    // containerDir/rootfs
 //	...

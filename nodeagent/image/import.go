@@ -210,6 +210,6 @@ func (s *Store) importImage(ctx context.Context, ref name.Reference, img v1.Imag
 	if err != nil {
 		return fmt.Errorf("digest: %w", err)
 	}
-	_, err = s.add(ctx, ref, ref.Context().Digest(d.String()).String(), img)
+	_, err = s.add(ctx, ref, digestID(ref, d), img)
 	return err
 }

@@ -66,7 +66,7 @@ func TestImportLayoutsAndTarballs(t *testing.T) {
 		t.Fatal(err)
 	}
 	for ref, want := range map[string]string{"example.com/air/one:v1": "one", "example.com/air/two:v2": "two"} {
-		img, err := s.Ensure(t.Context(), ref)
+		img, err := s.Ensure(t.Context(), ref, PullOptions{})
 		if err != nil {
 			t.Fatalf("Ensure of imported %q: %v", ref, err)
 		}
@@ -77,7 +77,7 @@ func TestImportLayoutsAndTarballs(t *testing.T) {
 			t.Errorf("%q: layer lacks %s: %v", ref, want, err)
 		}
 	}
-	if img, _ := s.Ensure(t.Context(), "example.com/air/one:v1"); img.ID != "example.com/air/one@"+oneDigest.String() {
+	if img, _ := s.Ensure(t.Context(), "example.com/air/one:v1", PullOptions{}); img.ID != "example.com/air/one@"+oneDigest.String() {
 		t.Errorf("ID = %q, want the layout manifest's digest %s", img.ID, oneDigest)
 	}
 

@@ -80,11 +80,12 @@ func (s *Store) path(elem ...string) string {
 	return filepath.Join(append([]string{s.root}, elem...)...)
 }
 
-// Ensure returns the image for ref, pulling it only if the store does not
-// hold it yet (pull policy IfNotPresent). Each layer is unpacked once per
-// diff id: concurrent calls for the same reference, or for images sharing
-// layers, wait for one another rather than pull or unpack twice.
-func (s *Store) Ensure(ctx context.Context, ref string) (*Image, error) {
+// Ensure returns the image for ref, asking its registry only as
+// opts.Policy says (see PullOptions), and never for ReservedRegistry's.
+// Each layer is unpacked once per diff id: concurrent calls for the same
+// reference, or for images sharing layers, wait for one another rather
+// than pull or unpack twice.
+func (s *Store) Ensure(ctx context.Context, ref string, opts PullOptions) (*Image, error) {
 	r, err := s.parse(ref)
 	if err != nil {
 		return nil, err
@@ -99,19 +100,26 @@ func (s *Store) Ensure(ctx context.Context, ref string) (*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("image %q: %w", ref, err)
 	}
-	if rec != nil {
+	switch plan(opts.Policy, reserved(r), rec != nil) {
+	case useStored:
 		return s.image(ref, rec)
+	case failNever:
+		return nil, fmt.Errorf("image %q: %w", ref, ErrNeverPull)
+	case failMissing:
+		return nil, fmt.Errorf("image %q: %w", ref, ErrNotImported)
 	}
 	start := time.Now()
-	rec, err = s.pull(ctx, r)
+	got, pulled, err := s.fetch(ctx, r, rec, opts.Keyring)
 	if err != nil {
 		return nil, fmt.Errorf("pull image %q: %w", ref, err)
 	}
-	img, err := s.image(ref, rec)
+	img, err := s.image(ref, got)
 	if err != nil {
 		return nil, err
 	}
-	img.PullDuration = time.Since(start)
+	if pulled {
+		img.PullDuration = time.Since(start)
+	}
 	return img, nil
 }
 

@@ -100,7 +100,7 @@ func TestEnsurePullsOnceAndKeepsAcrossRestart(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "store")
 	s := newStore(t, root, host)
 
-	img, err := s.Ensure(t.Context(), ref)
+	img, err := s.Ensure(t.Context(), ref, PullOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,11 +122,11 @@ func TestEnsurePullsOnceAndKeepsAcrossRestart(t *testing.T) {
 	}
 
 	srv.Close() // from now on, any pull fails
-	again, err := s.Ensure(t.Context(), ref)
+	again, err := s.Ensure(t.Context(), ref, PullOptions{})
 	if err != nil {
 		t.Fatalf("Ensure with the image in the store and no registry: %v", err)
 	}
-	restarted, err := newStore(t, root, host).Ensure(t.Context(), ref)
+	restarted, err := newStore(t, root, host).Ensure(t.Context(), ref, PullOptions{})
 	if err != nil {
 		t.Fatalf("Ensure after a restart with no registry: %v", err)
 	}
@@ -150,7 +150,7 @@ func TestEnsureUnpacksSharedLayerOnce(t *testing.T) {
 	errs := make([]error, 2)
 	var wg sync.WaitGroup
 	for i, ref := range []string{one, two} {
-		wg.Go(func() { imgs[i], errs[i] = s.Ensure(t.Context(), ref) })
+		wg.Go(func() { imgs[i], errs[i] = s.Ensure(t.Context(), ref, PullOptions{}) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -192,7 +192,7 @@ func TestEnsureConcurrentPullsOnce(t *testing.T) {
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		wg.Go(func() { imgs[i], errs[i] = s.Ensure(t.Context(), ref) })
+		wg.Go(func() { imgs[i], errs[i] = s.Ensure(t.Context(), ref, PullOptions{}) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -238,7 +238,7 @@ func TestEnsureErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newStore(t, t.TempDir(), tc.insecure...)
-			_, err := s.Ensure(t.Context(), tc.ref)
+			_, err := s.Ensure(t.Context(), tc.ref, PullOptions{})
 			if err == nil {
 				t.Fatal("Ensure succeeded")
 			}
@@ -254,7 +254,7 @@ func TestEnsureErrors(t *testing.T) {
 func TestEnsureErrorKeepsRegistryError(t *testing.T) {
 	host := imagetest.Registry(t)
 	s := newStore(t, t.TempDir(), host)
-	_, err := s.Ensure(t.Context(), host+"/nothing")
+	_, err := s.Ensure(t.Context(), host+"/nothing", PullOptions{})
 	var terr *transport.Error
 	if !errors.As(err, &terr) || terr.StatusCode != http.StatusNotFound {
 		t.Errorf("error %v: want a *transport.Error with status 404 inside", err)
@@ -286,7 +286,7 @@ func TestEnsurePicksThisPlatform(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	img, err := newStore(t, t.TempDir(), host).Ensure(t.Context(), ref.String())
+	img, err := newStore(t, t.TempDir(), host).Ensure(t.Context(), ref.String(), PullOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

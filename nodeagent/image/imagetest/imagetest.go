@@ -1,6 +1,7 @@
 // Package imagetest builds images and serves registries for tests: images
 // from a list of files, a busybox image made of the host's static busybox
-// binary, and go-containerregistry's in-process registry.
+// binary, and go-containerregistry's in-process registry, optionally
+// behind basic or token authentication.
 //
 //	host := imagetest.Registry(t)
 //	ref := imagetest.Push(t, host, "app", imagetest.Busybox(t, v1.Config{Cmd: []string{"sleep", "60"}}))
@@ -103,14 +104,15 @@ func Host(srv *httptest.Server) string {
 
 // Push pushes img to the registry at host (over plain HTTP) as repo, which
 // may have a ":tag" (default latest), and returns the full reference
-// host/repo:tag.
-func Push(t testing.TB, host, repo string, img v1.Image) string {
+// host/repo:tag. Options add to the push's, e.g. remote.WithAuth for a
+// registry behind BasicAuth or TokenAuth.
+func Push(t testing.TB, host, repo string, img v1.Image, opts ...remote.Option) string {
 	t.Helper()
 	ref, err := name.ParseReference(host+"/"+repo, name.Insecure)
 	if err != nil {
 		t.Fatalf("push %q: %v", repo, err)
 	}
-	if err := remote.Write(ref, img, remote.WithContext(t.Context())); err != nil {
+	if err := remote.Write(ref, img, append([]remote.Option{remote.WithContext(t.Context())}, opts...)...); err != nil {
 		t.Fatalf("push %q: %v", ref, err)
 	}
 	return ref.Name()
