@@ -106,6 +106,9 @@ func instanceKind() *Kind {
 			"log": func(env SubresourceEnv) rest.Storage {
 				return &logREST{instances: env.Main, nodes: env.Store(nodesResource), cert: env.AgentCert}
 			},
+			"exec": func(env SubresourceEnv) rest.Storage {
+				return &execREST{instances: env.Main, nodes: env.Store(nodesResource), cert: env.AgentCert}
+			},
 		},
 		Columns: []metav1.TableColumnDefinition{
 			col("Status", "string", "Terminating, the reason a container waits or ended (ErrImagePull, CrashLoopBackOff, ...), or the phase."),
@@ -152,6 +155,9 @@ func instanceStatus(i *skiffv1alpha1.Instance) string {
 	if i.Status.Reason != "" {
 		return i.Status.Reason
 	}
+	if init, initializing := initStatus(i); initializing {
+		return init
+	}
 	status, running := string(i.Status.Phase), false
 	for k := len(i.Status.ContainerStatuses) - 1; k >= 0; k-- {
 		switch st := i.Status.ContainerStatuses[k].State; {
@@ -167,6 +173,33 @@ func instanceStatus(i *skiffv1alpha1.Instance) string {
 		return string(skiffv1alpha1.InstanceRunning) // a sidecar's peer finished
 	}
 	return orNone(status)
+}
+
+// initStatus is the STATUS column while init containers run, as kubectl
+// shows a Pod's: Init:N/M (N of M done), or Init: and the reason one waits
+// or failed (Init:CrashLoopBackOff, Init:Error).
+func initStatus(i *skiffv1alpha1.Instance) (string, bool) {
+	total := len(i.Spec.InitContainers)
+	if total == 0 {
+		return "", false
+	}
+	done := 0
+	for _, cs := range i.Status.InitContainerStatuses {
+		switch st := cs.State; {
+		case st.Terminated != nil && st.Terminated.ExitCode == 0:
+			done++
+		case st.Terminated != nil && st.Terminated.Reason != "":
+			return "Init:" + st.Terminated.Reason, true
+		case st.Terminated != nil:
+			return fmt.Sprintf("Init:ExitCode:%d", st.Terminated.ExitCode), true
+		case st.Waiting != nil && st.Waiting.Reason != "" && st.Waiting.Reason != "PodInitializing":
+			return "Init:" + st.Waiting.Reason, true
+		}
+	}
+	if done == total {
+		return "", false
+	}
+	return fmt.Sprintf("Init:%d/%d", done, total), true
 }
 
 func nodeKind() *Kind {

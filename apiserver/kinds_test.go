@@ -19,6 +19,13 @@ func TestInstanceStatusColumn(t *testing.T) {
 	}
 	running := skiffv1alpha1.ContainerStatus{State: skiffv1alpha1.ContainerState{Running: &skiffv1alpha1.ContainerStateRunning{}}}
 	now := metav1.Now()
+	twoInits := func(inits ...skiffv1alpha1.ContainerStatus) skiffv1alpha1.Instance {
+		return skiffv1alpha1.Instance{
+			Spec:   skiffv1alpha1.InstanceSpec{InstanceTemplateSpec: skiffv1alpha1.InstanceTemplateSpec{InitContainers: make([]skiffv1alpha1.Container, 2)}},
+			Status: skiffv1alpha1.InstanceStatus{Phase: skiffv1alpha1.InstancePending, InitContainerStatuses: inits, ContainerStatuses: []skiffv1alpha1.ContainerStatus{waiting("PodInitializing")}},
+		}
+	}
+	completed := skiffv1alpha1.ContainerStatus{State: skiffv1alpha1.ContainerState{Terminated: &skiffv1alpha1.ContainerStateTerminated{Reason: "Completed"}}}
 	for _, tc := range []struct {
 		name   string
 		inst   skiffv1alpha1.Instance
@@ -33,6 +40,11 @@ func TestInstanceStatusColumn(t *testing.T) {
 		{"done", skiffv1alpha1.Instance{Status: skiffv1alpha1.InstanceStatus{Phase: skiffv1alpha1.InstanceSucceeded, ContainerStatuses: []skiffv1alpha1.ContainerStatus{ended("Completed")}}}, "Completed"},
 		{"one of two done", skiffv1alpha1.Instance{Status: skiffv1alpha1.InstanceStatus{Phase: skiffv1alpha1.InstanceRunning, ContainerStatuses: []skiffv1alpha1.ContainerStatus{running, ended("Completed")}}}, "Running"},
 		{"node lost", skiffv1alpha1.Instance{Status: skiffv1alpha1.InstanceStatus{Phase: skiffv1alpha1.InstanceFailed, Reason: "NodeLost", ContainerStatuses: []skiffv1alpha1.ContainerStatus{running}}}, "NodeLost"},
+		{"first init container runs", twoInits(running, waiting("PodInitializing")), "Init:0/2"},
+		{"second init container runs", twoInits(completed, running), "Init:1/2"},
+		{"init container crashing", twoInits(completed, waiting("CrashLoopBackOff")), "Init:CrashLoopBackOff"},
+		{"init container failed", twoInits(skiffv1alpha1.ContainerStatus{State: skiffv1alpha1.ContainerState{Terminated: &skiffv1alpha1.ContainerStateTerminated{ExitCode: 1, Reason: "Error"}}}), "Init:Error"},
+		{"init done, containers starting", twoInits(completed, completed), "PodInitializing"},
 		{"being deleted", skiffv1alpha1.Instance{ObjectMeta: metav1.ObjectMeta{DeletionTimestamp: &now}, Status: skiffv1alpha1.InstanceStatus{Phase: skiffv1alpha1.InstanceRunning, ContainerStatuses: []skiffv1alpha1.ContainerStatus{running}}}, "Terminating"},
 	} {
 		if got := instanceStatus(&tc.inst); got != tc.status {

@@ -137,25 +137,36 @@ func (r *instanceReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	sandbox, waiting := r.attach(ctx, &inst)
 	if waiting != nil {
 		// No container can run without the Instance's network.
-		results := make([]containerResult, 0, len(inst.Spec.Containers))
-		for _, c := range inst.Spec.Containers {
-			restarts, imageID := previous(&inst, c.Name)
-			cs := skiffv1alpha1.ContainerStatus{Name: c.Name, Image: c.Image, RestartCount: restarts, ImageID: imageID, State: skiffv1alpha1.ContainerState{Waiting: waiting}}
-			results = append(results, containerResult{status: cs})
+		var inits, results []containerResult
+		for i := range inst.Spec.InitContainers {
+			inits = append(inits, waitingResult(&inst, &inst.Spec.InitContainers[i], waiting.Reason, waiting.Message))
 		}
-		if err := r.reportStatus(ctx, &inst, results, ""); err != nil {
+		for i := range inst.Spec.Containers {
+			results = append(results, waitingResult(&inst, &inst.Spec.Containers[i], waiting.Reason, waiting.Message))
+		}
+		if err := r.reportStatus(ctx, &inst, inits, results, ""); err != nil {
 			return reconcile.Result{}, err
 		}
 		return reconcile.Result{RequeueAfter: networkRetry}, nil
 	}
-	results, runErr := r.run(ctx, &inst, sandbox)
-	if err := r.reportStatus(ctx, &inst, results, sandbox.ip); err != nil {
+	inits, initialized, initErr := r.runInit(ctx, &inst, sandbox)
+	var results []containerResult
+	var runErr error
+	if initialized {
+		results, runErr = r.run(ctx, &inst, sandbox)
+	} else {
+		for i := range inst.Spec.Containers {
+			results = append(results, waitingResult(&inst, &inst.Spec.Containers[i], "PodInitializing", ""))
+		}
+	}
+	runErr = errors.Join(initErr, runErr)
+	if err := r.reportStatus(ctx, &inst, inits, results, sandbox.ip); err != nil {
 		return reconcile.Result{}, err
 	}
 	// Nothing in the API changes when a container exits: look again, or
 	// when the earliest back-off ends.
 	next := recheckInterval
-	for _, res := range results {
+	for _, res := range append(inits, results...) {
 		if !res.retryAt.IsZero() {
 			next = min(next, max(time.Until(res.retryAt), time.Millisecond))
 		}
@@ -246,6 +257,8 @@ func shortMessage(err error) string {
 // containerResult is one container's observed state after a pass.
 type containerResult struct {
 	status skiffv1alpha1.ContainerStatus
+	// init: an init container's.
+	init bool
 	// done: the container exited and its restart policy says stay down.
 	done bool
 	// retryAt: the container waits in back-off until then.
@@ -258,7 +271,7 @@ func (r *instanceReconciler) run(ctx context.Context, inst *skiffv1alpha1.Instan
 	var results []containerResult
 	var errs []error
 	for _, c := range inst.Spec.Containers {
-		res, err := r.runContainer(ctx, inst, &c, sb)
+		res, err := r.runContainer(ctx, inst, &c, sb, inst.Spec.RestartPolicy)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("instance %s/%s container %q: %w", inst.Namespace, inst.Name, c.Name, err))
 		}
@@ -267,10 +280,11 @@ func (r *instanceReconciler) run(ctx context.Context, inst *skiffv1alpha1.Instan
 	return results, errors.Join(errs...)
 }
 
-func (r *instanceReconciler) runContainer(ctx context.Context, inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, sb sandbox) (containerResult, error) {
+// runContainer runs c, restarting it as policy says.
+func (r *instanceReconciler) runContainer(ctx context.Context, inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, sb sandbox, policy skiffv1alpha1.RestartPolicy) (containerResult, error) {
 	id := containerID(inst, c.Name)
 	restarts, imageID := previous(inst, c.Name)
-	res, err := r.runImage(ctx, inst, c, id, sb, restarts, &imageID)
+	res, err := r.runImage(ctx, inst, c, id, sb, policy, restarts, &imageID)
 	res.status.ImageID = imageID // of the container that ran last
 	return res, err
 }
@@ -279,7 +293,7 @@ func (r *instanceReconciler) runContainer(ctx context.Context, inst *skiffv1alph
 // when a container is to be made: a pass over a running one reads nothing
 // but the runtime's state. imageID is the image's digest, updated when a
 // container is made.
-func (r *instanceReconciler) runImage(ctx context.Context, inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, id string, sb sandbox, restarts int32, imageID *string) (containerResult, error) {
+func (r *instanceReconciler) runImage(ctx context.Context, inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, id string, sb sandbox, policy skiffv1alpha1.RestartPolicy, restarts int32, imageID *string) (containerResult, error) {
 	st, err := r.rt.State(ctx, id)
 	switch {
 	case errors.Is(err, runtime.ErrNotFound):
@@ -310,7 +324,7 @@ func (r *instanceReconciler) runImage(ctx context.Context, inst *skiffv1alpha1.I
 	}
 	r.prober.forget(id)
 	r.terminating.forget(id)
-	if !shouldRestart(inst.Spec.RestartPolicy, st.ExitCode) {
+	if !shouldRestart(policy, st.ExitCode) {
 		return containerResult{status: containerStatus(c, id, st, restarts, nil), done: true}, nil
 	}
 	if at := r.backoff.restartAt(st.FinishedAt, restarts); time.Now().Before(at) {
@@ -375,15 +389,11 @@ func (r *instanceReconciler) removeContainer(id string) error {
 func logPath(dir, id string) string         { return filepath.Join(dir, id, "container.log") }
 func previousLogPath(dir, id string) string { return filepath.Join(dir, id, "previous.log") }
 
-// previous is what the last status said of a container: its restarts and
-// its image's digest.
+// previous is what the last status said of a container (or init
+// container): its restarts and its image's digest.
 func previous(inst *skiffv1alpha1.Instance, name string) (restarts int32, imageID string) {
-	for _, cs := range inst.Status.ContainerStatuses {
-		if cs.Name == name {
-			return cs.RestartCount, cs.ImageID
-		}
-	}
-	return 0, ""
+	cs := previousStatus(inst, name)
+	return cs.RestartCount, cs.ImageID
 }
 
 // imageDigest is img's ID; the sim runtime runs no image.

@@ -48,12 +48,19 @@ func apiTime(t time.Time) metav1.Time {
 	return metav1.NewTime(t.Truncate(time.Second))
 }
 
-// reportStatus derives phase and Ready from the containers: Running while
-// any runs or restarts, Succeeded or Failed once every one is done for good.
-func (r *instanceReconciler) reportStatus(ctx context.Context, inst *skiffv1alpha1.Instance, results []containerResult, ip string) error {
+// reportStatus derives phase and Ready from the containers: Pending while
+// init containers run, Failed when one failed for good, then Running while
+// any container runs or restarts, Succeeded or Failed once every one is
+// done for good.
+func (r *instanceReconciler) reportStatus(ctx context.Context, inst *skiffv1alpha1.Instance, inits, results []containerResult, ip string) error {
 	before := inst.Status.DeepCopy()
 	s := &inst.Status
-	s.ContainerStatuses, s.HostIP, s.InstanceIP = nil, r.hostIP, ip
+	s.InitContainerStatuses, s.ContainerStatuses, s.HostIP, s.InstanceIP = nil, nil, r.hostIP, ip
+	initialized := true
+	for _, res := range inits {
+		s.InitContainerStatuses = append(s.InitContainerStatuses, res.status)
+		initialized = initialized && res.done && succeeded(res)
+	}
 	if s.StartTime == nil {
 		now := apiTime(time.Now())
 		s.StartTime = &now
@@ -72,8 +79,10 @@ func (r *instanceReconciler) reportStatus(ctx context.Context, inst *skiffv1alph
 		started = started || cs.State.Running != nil || cs.State.Terminated != nil || cs.RestartCount > 0
 	}
 	switch {
-	case allDone && failed:
+	case initFailed(inits) || allDone && failed:
 		s.Phase = skiffv1alpha1.InstanceFailed
+	case !initialized:
+		s.Phase = skiffv1alpha1.InstancePending
 	case allDone:
 		s.Phase = skiffv1alpha1.InstanceSucceeded
 	case started:

@@ -38,14 +38,14 @@ func TestSettledStatusIsNotRewritten(t *testing.T) {
 		return got.ResourceVersion
 	}
 	before := rv()
-	if err := r.reportStatus(ctx, inst, results, ""); err != nil {
+	if err := r.reportStatus(ctx, inst, nil, results, ""); err != nil {
 		t.Fatal(err)
 	}
 	first := rv()
 	if first == before || inst.Status.Phase != skiffv1alpha1.InstanceRunning {
 		t.Fatalf("first pass wrote nothing: phase %q", inst.Status.Phase)
 	}
-	if err := r.reportStatus(ctx, inst, results, ""); err != nil {
+	if err := r.reportStatus(ctx, inst, nil, results, ""); err != nil {
 		t.Fatal(err)
 	}
 	if second := rv(); second != first {

@@ -55,7 +55,7 @@ const stopPoll = 250 * time.Millisecond
 // gone).
 func (r *instanceReconciler) stopStep(ctx context.Context, inst *skiffv1alpha1.Instance) (time.Duration, error) {
 	var wait time.Duration
-	for _, c := range inst.Spec.Containers {
+	for _, c := range allContainers(inst) {
 		w, err := r.stopContainerStep(ctx, containerID(inst, c.Name), gracePeriod(inst))
 		if err != nil {
 			return 0, fmt.Errorf("instance %s/%s container %q: %w", inst.Namespace, inst.Name, c.Name, err)
