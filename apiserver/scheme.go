@@ -32,6 +32,9 @@ func newSchemes() (*schemes, error) {
 	if err := addCoreFieldLabels(full); err != nil {
 		return nil, err
 	}
+	if err := addExecOptions(full); err != nil {
+		return nil, err
+	}
 	external := runtime.NewScheme()
 	if err := addExternal(external); err != nil {
 		return nil, err
