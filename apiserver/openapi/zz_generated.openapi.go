@@ -394,6 +394,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		version.Info{}.OpenAPIModelName():                                   schema_k8sio_apimachinery_pkg_version_Info(ref),
 		v1alpha1.Affinity{}.OpenAPIModelName():                              schema_skiff_apis_skiff_v1alpha1_Affinity(ref),
 		v1alpha1.Binding{}.OpenAPIModelName():                               schema_skiff_apis_skiff_v1alpha1_Binding(ref),
+		v1alpha1.Capabilities{}.OpenAPIModelName():                          schema_skiff_apis_skiff_v1alpha1_Capabilities(ref),
 		v1alpha1.ConfigMapEnvSource{}.OpenAPIModelName():                    schema_skiff_apis_skiff_v1alpha1_ConfigMapEnvSource(ref),
 		v1alpha1.ConfigMapKeySelector{}.OpenAPIModelName():                  schema_skiff_apis_skiff_v1alpha1_ConfigMapKeySelector(ref),
 		v1alpha1.Container{}.OpenAPIModelName():                             schema_skiff_apis_skiff_v1alpha1_Container(ref),
@@ -414,10 +415,13 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.InstanceAffinityTerm{}.OpenAPIModelName():                  schema_skiff_apis_skiff_v1alpha1_InstanceAffinityTerm(ref),
 		v1alpha1.InstanceList{}.OpenAPIModelName():                          schema_skiff_apis_skiff_v1alpha1_InstanceList(ref),
 		v1alpha1.InstanceLogOptions{}.OpenAPIModelName():                    schema_skiff_apis_skiff_v1alpha1_InstanceLogOptions(ref),
+		v1alpha1.InstanceSecurityContext{}.OpenAPIModelName():               schema_skiff_apis_skiff_v1alpha1_InstanceSecurityContext(ref),
 		v1alpha1.InstanceSpec{}.OpenAPIModelName():                          schema_skiff_apis_skiff_v1alpha1_InstanceSpec(ref),
 		v1alpha1.InstanceStatus{}.OpenAPIModelName():                        schema_skiff_apis_skiff_v1alpha1_InstanceStatus(ref),
 		v1alpha1.InstanceTemplate{}.OpenAPIModelName():                      schema_skiff_apis_skiff_v1alpha1_InstanceTemplate(ref),
 		v1alpha1.InstanceTemplateSpec{}.OpenAPIModelName():                  schema_skiff_apis_skiff_v1alpha1_InstanceTemplateSpec(ref),
+		v1alpha1.Lifecycle{}.OpenAPIModelName():                             schema_skiff_apis_skiff_v1alpha1_Lifecycle(ref),
+		v1alpha1.LifecycleHandler{}.OpenAPIModelName():                      schema_skiff_apis_skiff_v1alpha1_LifecycleHandler(ref),
 		v1alpha1.LocalObjectReference{}.OpenAPIModelName():                  schema_skiff_apis_skiff_v1alpha1_LocalObjectReference(ref),
 		v1alpha1.Node{}.OpenAPIModelName():                                  schema_skiff_apis_skiff_v1alpha1_Node(ref),
 		v1alpha1.NodeAddress{}.OpenAPIModelName():                           schema_skiff_apis_skiff_v1alpha1_NodeAddress(ref),
@@ -434,8 +438,10 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.Probe{}.OpenAPIModelName():                                 schema_skiff_apis_skiff_v1alpha1_Probe(ref),
 		v1alpha1.ResourceRequirements{}.OpenAPIModelName():                  schema_skiff_apis_skiff_v1alpha1_ResourceRequirements(ref),
 		v1alpha1.RollingUpdate{}.OpenAPIModelName():                         schema_skiff_apis_skiff_v1alpha1_RollingUpdate(ref),
+		v1alpha1.SeccompProfile{}.OpenAPIModelName():                        schema_skiff_apis_skiff_v1alpha1_SeccompProfile(ref),
 		v1alpha1.SecretEnvSource{}.OpenAPIModelName():                       schema_skiff_apis_skiff_v1alpha1_SecretEnvSource(ref),
 		v1alpha1.SecretKeySelector{}.OpenAPIModelName():                     schema_skiff_apis_skiff_v1alpha1_SecretKeySelector(ref),
+		v1alpha1.SecurityContext{}.OpenAPIModelName():                       schema_skiff_apis_skiff_v1alpha1_SecurityContext(ref),
 		v1alpha1.TCPSocketAction{}.OpenAPIModelName():                       schema_skiff_apis_skiff_v1alpha1_TCPSocketAction(ref),
 		v1alpha1.Taint{}.OpenAPIModelName():                                 schema_skiff_apis_skiff_v1alpha1_Taint(ref),
 		v1alpha1.TemplateMetadata{}.OpenAPIModelName():                      schema_skiff_apis_skiff_v1alpha1_TemplateMetadata(ref),
@@ -20067,6 +20073,57 @@ func schema_skiff_apis_skiff_v1alpha1_Binding(ref common.ReferenceCallback) comm
 	}
 }
 
+func schema_skiff_apis_skiff_v1alpha1_Capabilities(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "Capabilities to add and drop (\"ALL\" drops every one).",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"add": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "Add are capabilities added to the default set.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Type:   []string{"string"},
+										Format: "",
+									},
+								},
+							},
+						},
+					},
+					"drop": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "Drop are capabilities removed from it.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Type:   []string{"string"},
+										Format: "",
+									},
+								},
+							},
+						},
+					},
+				},
+			},
+		},
+	}
+}
+
 func schema_skiff_apis_skiff_v1alpha1_ConfigMapEnvSource(ref common.ReferenceCallback) common.OpenAPIDefinition {
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
@@ -20299,12 +20356,31 @@ func schema_skiff_apis_skiff_v1alpha1_Container(ref common.ReferenceCallback) co
 							Ref:         ref(v1alpha1.Probe{}.OpenAPIModelName()),
 						},
 					},
+					"securityContext": {
+						SchemaProps: spec.SchemaProps{
+							Description: "SecurityContext holds the container's security settings, over the Instance's.",
+							Ref:         ref(v1alpha1.SecurityContext{}.OpenAPIModelName()),
+						},
+					},
+					"lifecycle": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Lifecycle holds the container's preStop hook.",
+							Ref:         ref(v1alpha1.Lifecycle{}.OpenAPIModelName()),
+						},
+					},
+					"terminationMessagePath": {
+						SchemaProps: spec.SchemaProps{
+							Description: "TerminationMessagePath is a file in the container whose contents (up to 4 KiB) become the terminated state's message when it ends. Defaults to /dev/termination-log.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
 				},
 				Required: []string{"name", "image"},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.ContainerPort{}.OpenAPIModelName(), v1alpha1.EnvFromSource{}.OpenAPIModelName(), v1alpha1.EnvVar{}.OpenAPIModelName(), v1alpha1.Probe{}.OpenAPIModelName(), v1alpha1.ResourceRequirements{}.OpenAPIModelName()},
+			v1alpha1.ContainerPort{}.OpenAPIModelName(), v1alpha1.EnvFromSource{}.OpenAPIModelName(), v1alpha1.EnvVar{}.OpenAPIModelName(), v1alpha1.Lifecycle{}.OpenAPIModelName(), v1alpha1.Probe{}.OpenAPIModelName(), v1alpha1.ResourceRequirements{}.OpenAPIModelName(), v1alpha1.SecurityContext{}.OpenAPIModelName()},
 	}
 }
 
@@ -21052,6 +21128,48 @@ func schema_skiff_apis_skiff_v1alpha1_InstanceLogOptions(ref common.ReferenceCal
 	}
 }
 
+func schema_skiff_apis_skiff_v1alpha1_InstanceSecurityContext(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "InstanceSecurityContext holds settings for every container of an Instance; a container's own SecurityContext wins where both set one.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"runAsUser": {
+						SchemaProps: spec.SchemaProps{
+							Description: "RunAsUser is the user id the containers' processes run as (default: the image's user).",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"runAsGroup": {
+						SchemaProps: spec.SchemaProps{
+							Description: "RunAsGroup is their primary group id (default: the image's).",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"runAsNonRoot": {
+						SchemaProps: spec.SchemaProps{
+							Description: "RunAsNonRoot refuses to start a container whose process would run as user 0.",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+					"seccompProfile": {
+						SchemaProps: spec.SchemaProps{
+							Description: "SeccompProfile is the containers' seccomp filter.",
+							Ref:         ref(v1alpha1.SeccompProfile{}.OpenAPIModelName()),
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.SeccompProfile{}.OpenAPIModelName()},
+	}
+}
+
 func schema_skiff_apis_skiff_v1alpha1_InstanceSpec(ref common.ReferenceCallback) common.OpenAPIDefinition {
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
@@ -21209,6 +21327,12 @@ func schema_skiff_apis_skiff_v1alpha1_InstanceSpec(ref common.ReferenceCallback)
 							Format:      "int64",
 						},
 					},
+					"securityContext": {
+						SchemaProps: spec.SchemaProps{
+							Description: "SecurityContext holds settings for every container.",
+							Ref:         ref(v1alpha1.InstanceSecurityContext{}.OpenAPIModelName()),
+						},
+					},
 					"hostNetwork": {
 						SchemaProps: spec.SchemaProps{
 							Description: "HostNetwork runs the containers in the node's network namespace. Otherwise the Instance has a network namespace of its own, shared by its containers, with an address from its node's instanceCIDR.",
@@ -21221,7 +21345,7 @@ func schema_skiff_apis_skiff_v1alpha1_InstanceSpec(ref common.ReferenceCallback)
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.Affinity{}.OpenAPIModelName(), v1alpha1.Container{}.OpenAPIModelName(), v1alpha1.LocalObjectReference{}.OpenAPIModelName(), v1alpha1.Toleration{}.OpenAPIModelName(), v1alpha1.TopologySpreadConstraint{}.OpenAPIModelName()},
+			v1alpha1.Affinity{}.OpenAPIModelName(), v1alpha1.Container{}.OpenAPIModelName(), v1alpha1.InstanceSecurityContext{}.OpenAPIModelName(), v1alpha1.LocalObjectReference{}.OpenAPIModelName(), v1alpha1.Toleration{}.OpenAPIModelName(), v1alpha1.TopologySpreadConstraint{}.OpenAPIModelName()},
 	}
 }
 
@@ -21554,6 +21678,12 @@ func schema_skiff_apis_skiff_v1alpha1_InstanceTemplateSpec(ref common.ReferenceC
 							Format:      "int64",
 						},
 					},
+					"securityContext": {
+						SchemaProps: spec.SchemaProps{
+							Description: "SecurityContext holds settings for every container.",
+							Ref:         ref(v1alpha1.InstanceSecurityContext{}.OpenAPIModelName()),
+						},
+					},
 					"hostNetwork": {
 						SchemaProps: spec.SchemaProps{
 							Description: "HostNetwork runs the containers in the node's network namespace. Otherwise the Instance has a network namespace of its own, shared by its containers, with an address from its node's instanceCIDR.",
@@ -21566,7 +21696,55 @@ func schema_skiff_apis_skiff_v1alpha1_InstanceTemplateSpec(ref common.ReferenceC
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.Affinity{}.OpenAPIModelName(), v1alpha1.Container{}.OpenAPIModelName(), v1alpha1.LocalObjectReference{}.OpenAPIModelName(), v1alpha1.Toleration{}.OpenAPIModelName(), v1alpha1.TopologySpreadConstraint{}.OpenAPIModelName()},
+			v1alpha1.Affinity{}.OpenAPIModelName(), v1alpha1.Container{}.OpenAPIModelName(), v1alpha1.InstanceSecurityContext{}.OpenAPIModelName(), v1alpha1.LocalObjectReference{}.OpenAPIModelName(), v1alpha1.Toleration{}.OpenAPIModelName(), v1alpha1.TopologySpreadConstraint{}.OpenAPIModelName()},
+	}
+}
+
+func schema_skiff_apis_skiff_v1alpha1_Lifecycle(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "Lifecycle holds hooks the agent runs around a container's life.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"preStop": {
+						SchemaProps: spec.SchemaProps{
+							Description: "PreStop runs before the container is sent SIGTERM, within its grace period; the container is stopped whatever it returns.",
+							Ref:         ref(v1alpha1.LifecycleHandler{}.OpenAPIModelName()),
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.LifecycleHandler{}.OpenAPIModelName()},
+	}
+}
+
+func schema_skiff_apis_skiff_v1alpha1_LifecycleHandler(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "LifecycleHandler is exactly one of Exec and HTTPGet.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"exec": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Exec runs a command in the container.",
+							Ref:         ref(v1alpha1.ExecAction{}.OpenAPIModelName()),
+						},
+					},
+					"httpGet": {
+						SchemaProps: spec.SchemaProps{
+							Description: "HTTPGet asks an HTTP endpoint of the container.",
+							Ref:         ref(v1alpha1.HTTPGetAction{}.OpenAPIModelName()),
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.ExecAction{}.OpenAPIModelName(), v1alpha1.HTTPGetAction{}.OpenAPIModelName()},
 	}
 }
 
@@ -22305,6 +22483,29 @@ func schema_skiff_apis_skiff_v1alpha1_RollingUpdate(ref common.ReferenceCallback
 	}
 }
 
+func schema_skiff_apis_skiff_v1alpha1_SeccompProfile(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "SeccompProfile selects a seccomp filter.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"type": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Type is RuntimeDefault or Unconfined.\n\nPossible enum values:\n - `\"RuntimeDefault\"` is the agent's default filter.\n - `\"Unconfined\"` is no filter.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+							Enum:        []interface{}{"RuntimeDefault", "Unconfined"},
+						},
+					},
+				},
+				Required: []string{"type"},
+			},
+		},
+	}
+}
+
 func schema_skiff_apis_skiff_v1alpha1_SecretEnvSource(ref common.ReferenceCallback) common.OpenAPIDefinition {
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
@@ -22368,6 +22569,75 @@ func schema_skiff_apis_skiff_v1alpha1_SecretKeySelector(ref common.ReferenceCall
 				Required: []string{"name", "key"},
 			},
 		},
+	}
+}
+
+func schema_skiff_apis_skiff_v1alpha1_SecurityContext(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "SecurityContext holds one container's security settings.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"runAsUser": {
+						SchemaProps: spec.SchemaProps{
+							Description: "RunAsUser is the user id the process runs as.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"runAsGroup": {
+						SchemaProps: spec.SchemaProps{
+							Description: "RunAsGroup is its primary group id.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"runAsNonRoot": {
+						SchemaProps: spec.SchemaProps{
+							Description: "RunAsNonRoot refuses to start the container if its process would run as user 0.",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+					"readOnlyRootFilesystem": {
+						SchemaProps: spec.SchemaProps{
+							Description: "ReadOnlyRootFilesystem mounts the root file system read-only.",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+					"allowPrivilegeEscalation": {
+						SchemaProps: spec.SchemaProps{
+							Description: "AllowPrivilegeEscalation: true lets a process of the container gain privileges (setuid binaries, file capabilities). Unset or false, it runs with no_new_privs, skiff's default.",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+					"capabilities": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Capabilities adds to and drops from the default set.",
+							Ref:         ref(v1alpha1.Capabilities{}.OpenAPIModelName()),
+						},
+					},
+					"privileged": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Privileged runs the container with every capability and device and no seccomp filter; refused unless the agent allows it.",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+					"seccompProfile": {
+						SchemaProps: spec.SchemaProps{
+							Description: "SeccompProfile is the container's seccomp filter.",
+							Ref:         ref(v1alpha1.SeccompProfile{}.OpenAPIModelName()),
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.Capabilities{}.OpenAPIModelName(), v1alpha1.SeccompProfile{}.OpenAPIModelName()},
 	}
 }
 

@@ -117,6 +117,9 @@ func SetDefaults_InstanceTemplateSpec(spec *InstanceTemplateSpec) {
 }
 
 func setDefaultsContainer(c *Container) {
+	if c.TerminationMessagePath == "" {
+		c.TerminationMessagePath = DefaultTerminationMessagePath
+	}
 	if c.ImagePullPolicy == "" {
 		c.ImagePullPolicy = DefaultPullPolicy(c.Image)
 	}

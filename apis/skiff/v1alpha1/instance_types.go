@@ -99,6 +99,9 @@ type InstanceTemplateSpec struct {
 	// before SIGKILL. Defaults to 30.
 	// +optional
 	TerminationGracePeriodSeconds *int64 `json:"terminationGracePeriodSeconds,omitempty"`
+	// SecurityContext holds settings for every container.
+	// +optional
+	SecurityContext *InstanceSecurityContext `json:"securityContext,omitempty"`
 	// HostNetwork runs the containers in the node's network namespace.
 	// Otherwise the Instance has a network namespace of its own, shared
 	// by its containers, with an address from its node's instanceCIDR.
@@ -197,6 +200,18 @@ type Container struct {
 	// container.
 	// +optional
 	StartupProbe *Probe `json:"startupProbe,omitempty"`
+	// SecurityContext holds the container's security settings, over the
+	// Instance's.
+	// +optional
+	SecurityContext *SecurityContext `json:"securityContext,omitempty"`
+	// Lifecycle holds the container's preStop hook.
+	// +optional
+	Lifecycle *Lifecycle `json:"lifecycle,omitempty"`
+	// TerminationMessagePath is a file in the container whose contents
+	// (up to 4 KiB) become the terminated state's message when it ends.
+	// Defaults to /dev/termination-log.
+	// +optional
+	TerminationMessagePath string `json:"terminationMessagePath,omitempty"`
 }
 
 // EnvVar is one environment variable.

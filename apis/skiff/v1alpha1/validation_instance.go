@@ -119,6 +119,7 @@ func ValidateInstanceStatusUpdate(newI, oldI *Instance) field.ErrorList {
 func ValidateInstanceTemplateSpec(spec *InstanceTemplateSpec, fldPath *field.Path) field.ErrorList {
 	allErrs := validateContainers(spec.Containers, fldPath.Child("containers"))
 	allErrs = append(allErrs, validateInitContainers(spec, fldPath.Child("initContainers"))...)
+	allErrs = append(allErrs, validateInstanceSecurityContext(spec.SecurityContext, fldPath.Child("securityContext"))...)
 	for i, ref := range spec.ImagePullSecrets {
 		allErrs = append(allErrs, validateRefName(ref.Name, fldPath.Child("imagePullSecrets").Index(i).Child("name"))...)
 	}
@@ -220,6 +221,8 @@ func validateContainer(c *Container, fldPath *field.Path) field.ErrorList {
 	allErrs = append(allErrs, validateEnv(c.Env, fldPath.Child("env"))...)
 	allErrs = append(allErrs, validateEnvFrom(c.EnvFrom, fldPath.Child("envFrom"))...)
 	allErrs = append(allErrs, validateProbes(c, fldPath)...)
+	allErrs = append(allErrs, validateSecurityContext(c.SecurityContext, fldPath.Child("securityContext"))...)
+	allErrs = append(allErrs, validateLifecycle(c, fldPath)...)
 	return append(allErrs, validateResources(&c.Resources, fldPath.Child("resources"))...)
 }
 

@@ -29,10 +29,17 @@ func validTemplateSpec() InstanceTemplateSpec {
 	return InstanceTemplateSpec{
 		Containers: []Container{
 			{
-				Name:            "web",
-				Image:           "registry.local/web:1.0",
-				ImagePullPolicy: PullIfNotPresent,
-				Env:             []EnvVar{{Name: "PORT", Value: "8080"}, {Name: "MODE"}},
+				Name:                   "web",
+				Image:                  "registry.local/web:1.0",
+				ImagePullPolicy:        PullIfNotPresent,
+				TerminationMessagePath: DefaultTerminationMessagePath,
+				SecurityContext: &SecurityContext{
+					RunAsUser: ptrTo(int64(1000)), RunAsNonRoot: ptrTo(true), ReadOnlyRootFilesystem: ptrTo(true),
+					AllowPrivilegeEscalation: ptrTo(false), Capabilities: &Capabilities{Add: []Capability{"NET_BIND_SERVICE"}, Drop: []Capability{"ALL"}},
+					SeccompProfile: &SeccompProfile{Type: SeccompProfileTypeRuntimeDefault},
+				},
+				Lifecycle: &Lifecycle{PreStop: &LifecycleHandler{Exec: &ExecAction{Command: []string{"sh", "-c", "sleep 1"}}}},
+				Env:       []EnvVar{{Name: "PORT", Value: "8080"}, {Name: "MODE"}},
 				Ports: []ContainerPort{
 					{Name: "http", ContainerPort: 8080, Protocol: ProtocolTCP},
 					{Name: "dns", ContainerPort: 8080, HostPort: 53, Protocol: ProtocolUDP},
@@ -49,10 +56,11 @@ func validTemplateSpec() InstanceTemplateSpec {
 				LivenessProbe: &Probe{TCPSocket: &TCPSocketAction{Port: intstr.FromInt32(8080)}, TimeoutSeconds: 1, PeriodSeconds: 10, SuccessThreshold: 1, FailureThreshold: 3},
 				StartupProbe:  &Probe{Exec: &ExecAction{Command: []string{"true"}}, TimeoutSeconds: 1, PeriodSeconds: 1, SuccessThreshold: 1, FailureThreshold: 30},
 			},
-			{Name: "sidecar", Image: "registry.local/sidecar@sha256:0123", ImagePullPolicy: PullIfNotPresent},
+			{Name: "sidecar", Image: "registry.local/sidecar@sha256:0123", ImagePullPolicy: PullIfNotPresent, TerminationMessagePath: "/tmp/end",
+				Lifecycle: &Lifecycle{PreStop: &LifecycleHandler{HTTPGet: &HTTPGetAction{Path: "/stop", Port: intstr.FromInt32(80), Scheme: URISchemeHTTP}}}},
 		},
 		InitContainers: []Container{
-			{Name: "setup", Image: "registry.local/setup:1.0", ImagePullPolicy: PullIfNotPresent},
+			{Name: "setup", Image: "registry.local/setup:1.0", ImagePullPolicy: PullIfNotPresent, TerminationMessagePath: DefaultTerminationMessagePath},
 		},
 		RestartPolicy: RestartPolicyAlways,
 		NodeSelector:  map[string]string{"skiff.dev/zone": "a"},
@@ -392,6 +400,19 @@ func TestValidateInstance(t *testing.T) {
 		{"exec probe without a command", func(i *Instance) { i.Spec.Containers[0].StartupProbe.Exec.Command = nil }, required, c0 + ".startupProbe.exec.command"},
 		{"liveness successThreshold above 1", func(i *Instance) { i.Spec.Containers[0].LivenessProbe.SuccessThreshold = 2 }, invalid, c0 + ".livenessProbe.successThreshold"},
 		{"probe period negative", func(i *Instance) { i.Spec.Containers[0].ReadinessProbe.PeriodSeconds = -1 }, invalid, c0 + ".readinessProbe.periodSeconds"},
+		{"runAsUser negative", func(i *Instance) { i.Spec.Containers[0].SecurityContext.RunAsUser = ptrTo(int64(-1)) }, invalid, c0 + ".securityContext.runAsUser"},
+		{"capability name with a space", func(i *Instance) {
+			i.Spec.Containers[0].SecurityContext.Capabilities.Add[0] = "NET ADMIN"
+		}, invalid, c0 + ".securityContext.capabilities.add[0]"},
+		{"seccomp Localhost", func(i *Instance) { i.Spec.Containers[0].SecurityContext.SeccompProfile.Type = "Localhost" }, notSupported, c0 + ".securityContext.seccompProfile.type"},
+		{"privileged without escalation", func(i *Instance) { i.Spec.Containers[0].SecurityContext.Privileged = ptrTo(true) }, invalid, c0 + ".securityContext.allowPrivilegeEscalation"},
+		{"instance seccomp unknown", func(i *Instance) {
+			i.Spec.SecurityContext = &InstanceSecurityContext{SeccompProfile: &SeccompProfile{Type: "Strict"}}
+		}, notSupported, "spec.securityContext.seccompProfile.type"},
+		{"preStop with two handlers", func(i *Instance) {
+			i.Spec.Containers[0].Lifecycle.PreStop.HTTPGet = &HTTPGetAction{Port: intstr.FromInt32(80), Scheme: URISchemeHTTP}
+		}, invalid, c0 + ".lifecycle.preStop"},
+		{"terminationMessagePath relative", func(i *Instance) { i.Spec.Containers[0].TerminationMessagePath = "end" }, invalid, c0 + ".terminationMessagePath"},
 		{"pull policy unknown", func(i *Instance) { i.Spec.Containers[0].ImagePullPolicy = "Sometimes" }, notSupported, c0 + ".imagePullPolicy"},
 		{"init container name taken by a container", func(i *Instance) { i.Spec.InitContainers[0].Name = "web" }, duplicate, "spec.initContainers[0].name"},
 		{"init container with a probe", func(i *Instance) {

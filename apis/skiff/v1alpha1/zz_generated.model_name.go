@@ -32,6 +32,11 @@ func (in Binding) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in Capabilities) OpenAPIModelName() string {
+	return "dev.skiff.v1alpha1.Capabilities"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in ConfigMapEnvSource) OpenAPIModelName() string {
 	return "dev.skiff.v1alpha1.ConfigMapEnvSource"
 }
@@ -132,6 +137,11 @@ func (in InstanceLogOptions) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in InstanceSecurityContext) OpenAPIModelName() string {
+	return "dev.skiff.v1alpha1.InstanceSecurityContext"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in InstanceSpec) OpenAPIModelName() string {
 	return "dev.skiff.v1alpha1.InstanceSpec"
 }
@@ -149,6 +159,16 @@ func (in InstanceTemplate) OpenAPIModelName() string {
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in InstanceTemplateSpec) OpenAPIModelName() string {
 	return "dev.skiff.v1alpha1.InstanceTemplateSpec"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in Lifecycle) OpenAPIModelName() string {
+	return "dev.skiff.v1alpha1.Lifecycle"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in LifecycleHandler) OpenAPIModelName() string {
+	return "dev.skiff.v1alpha1.LifecycleHandler"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
@@ -232,6 +252,11 @@ func (in RollingUpdate) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in SeccompProfile) OpenAPIModelName() string {
+	return "dev.skiff.v1alpha1.SeccompProfile"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in SecretEnvSource) OpenAPIModelName() string {
 	return "dev.skiff.v1alpha1.SecretEnvSource"
 }
@@ -239,6 +264,11 @@ func (in SecretEnvSource) OpenAPIModelName() string {
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in SecretKeySelector) OpenAPIModelName() string {
 	return "dev.skiff.v1alpha1.SecretKeySelector"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in SecurityContext) OpenAPIModelName() string {
+	return "dev.skiff.v1alpha1.SecurityContext"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
