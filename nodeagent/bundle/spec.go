@@ -155,13 +155,20 @@ func defaultMounts() []specs.Mount {
 // File is a host file (Source) shown read-only at Destination.
 type File struct {
 	Source, Destination string
+	// Writable lets the container write the file (its termination
+	// message); files are read-only otherwise.
+	Writable bool
 }
 
 func fileMounts(files []File) []specs.Mount {
 	var out []specs.Mount
 	for _, f := range files {
+		mode := "ro"
+		if f.Writable {
+			mode = "rw"
+		}
 		out = append(out, specs.Mount{Destination: f.Destination, Type: "bind", Source: f.Source,
-			Options: []string{"rbind", "ro", "nosuid", "nodev", "noexec"}})
+			Options: []string{"rbind", mode, "nosuid", "nodev", "noexec"}})
 	}
 	return out
 }
