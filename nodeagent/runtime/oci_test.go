@@ -169,8 +169,9 @@ func TestRuncExecTTY(t *testing.T) {
 		t.Fatal("the shell did not end at the end of its input")
 	}
 
-	if code, err := r.Exec(ctx, "tty", runtime.ExecOptions{Args: []string{"no-such-command"}, TTY: true, Stdout: io.Discard}); err == nil {
-		t.Errorf("exec of a missing command on a terminal: code %d, no error", code)
+	if code, err := r.Exec(ctx, "tty", runtime.ExecOptions{Args: []string{"no-such-command"}, TTY: true, Stdout: io.Discard}); err == nil ||
+		!strings.HasSuffix(err.Error(), `exec failed: unable to start container process: exec: "no-such-command": executable file not found in $PATH`) {
+		t.Errorf("exec of a missing command on a terminal: code %d, error %v; want the runtime's own word", code, err)
 	}
 }
 

@@ -76,7 +76,7 @@ func runExec(arg string) int {
 // startDetached runs the runtime's exec on a terminal, detached, and
 // returns the process's pid.
 func startDetached(job ExecJob) (int, error) {
-	args := []string{"--root", job.Root, "exec", "--detach", "--tty",
+	args := []string{"--root", job.Root, "--log-format", "json", "exec", "--detach", "--tty",
 		"--console-socket", job.ConsoleSocket, "--pid-file", job.PidFile}
 	for _, e := range job.Env {
 		args = append(args, "--env", e)
@@ -85,7 +85,7 @@ func startDetached(job ExecJob) (int, error) {
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		return 0, fmt.Errorf("%s exec in container %q: %w: %s", filepath.Base(job.Runtime), job.ID, err, strings.TrimSpace(stderr.String()))
+		return 0, fmt.Errorf("%s exec in container %q: %w: %s", filepath.Base(job.Runtime), job.ID, err, lastRuntimeError(stderr.Bytes()))
 	}
 	data, err := os.ReadFile(job.PidFile)
 	if err != nil {

@@ -1,0 +1,121 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// execResult is what one skiff exec printed and exited with.
+type execResult struct {
+	stdout, stderr string
+	code           int
+}
+
+// skiffExec runs skiff exec with args, stdin as its standard input.
+func skiffExec(t *testing.T, kubeconfig, stdin string, args ...string) execResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, skiffBin, append([]string{"exec", "--kubeconfig", kubeconfig}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatalf("skiff exec %s: %v", strings.Join(args, " "), err)
+	}
+	return execResult{stdout: stdout.String(), stderr: stderr.String(), code: cmd.ProcessState.ExitCode()}
+}
+
+// TestExecWithSkiff: skiff exec runs commands in a container on runc
+// through the API server's exec subresource and the node's agent: both
+// output streams and the command's exit code, stdin, a terminal; an
+// operator's key may exec, a viewer's may not; the audit log has it.
+func TestExecWithSkiff(t *testing.T) {
+	s, _ := startLocalNode(t, "10.250.1.1/24")
+	s.mustKubectl(t, "apply", "-f", writeFile(t, "shell.yaml", `apiVersion: skiff.dev/v1alpha1
+kind: Instance
+metadata:
+  name: shell
+  namespace: default
+spec:
+  nodeName: local
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: skiff.local/busybox:latest
+    command: ["sh", "-c", "exec sleep 1000"]
+`))
+	t.Cleanup(func() { // before the server stops: remove the container
+		_, _ = s.kubectl("delete", "instances", "--all", "--timeout=60s")
+	})
+	s.waitPhase(t, "shell", "Running")
+
+	t.Run("both streams and the exit code", func(t *testing.T) {
+		r := skiffExec(t, s.kubeconfig, "", "shell", "--", "sh", "-c", "echo out; echo err >&2; exit 7")
+		if r.stdout != "out\n" || r.stderr != "err\n" || r.code != 7 {
+			t.Errorf("stdout %q, stderr %q, exit %d; want out, err and 7", r.stdout, r.stderr, r.code)
+		}
+	})
+	t.Run("stdin", func(t *testing.T) {
+		r := skiffExec(t, s.kubeconfig, "hello\n", "-i", "shell", "--", "cat")
+		if r.stdout != "hello\n" || r.code != 0 {
+			t.Errorf("stdout %q, stderr %q, exit %d; want hello and 0", r.stdout, r.stderr, r.code)
+		}
+	})
+	t.Run("a terminal", func(t *testing.T) {
+		r := skiffExec(t, s.kubeconfig, "", "-t", "shell", "--", "busybox", "tty")
+		if !strings.HasPrefix(r.stdout, "/dev/pts/") || r.code != 0 {
+			t.Errorf("stdout %q, stderr %q, exit %d; want /dev/pts/N and 0", r.stdout, r.stderr, r.code)
+		}
+		r = skiffExec(t, s.kubeconfig, "", "shell", "--", "busybox", "tty")
+		if r.stdout != "not a tty\n" || r.code != 1 {
+			t.Errorf("without -t: stdout %q, exit %d; want not a tty and 1", r.stdout, r.code)
+		}
+	})
+	t.Run("no such container", func(t *testing.T) {
+		r := skiffExec(t, s.kubeconfig, "", "-c", "nope", "shell", "--", "true")
+		if r.code != 1 || !strings.Contains(r.stderr, "container nope is not valid for instance shell") {
+			t.Errorf("stderr %q, exit %d; want the valid containers and 1", r.stderr, r.code)
+		}
+	})
+	t.Run("an operator may, a viewer may not", func(t *testing.T) {
+		operator := newPerson(t, s, "olga", "--ca-hash", servingCertHash(t, s))
+		viewer := newPerson(t, s, "vic", "--ca-hash", servingCertHash(t, s))
+		s.trust(t, operator, "operator")
+		s.trust(t, viewer, "viewer")
+		waitFor(t, 10*time.Second, func() (bool, error) {
+			return s.run(operator.kubeconfig, "get", "instances").ExitCode == 0 && s.run(viewer.kubeconfig, "get", "instances").ExitCode == 0, nil
+		})
+		if r := skiffExec(t, operator.kubeconfig, "", "shell", "--", "echo", "as operator"); r.stdout != "as operator\n" || r.code != 0 {
+			t.Errorf("operator: stdout %q, stderr %q, exit %d", r.stdout, r.stderr, r.code)
+		}
+		r := skiffExec(t, viewer.kubeconfig, "", "shell", "--", "echo", "as viewer")
+		if r.code != 1 || r.stdout != "" || !strings.Contains(r.stderr, `cannot create resource "instances/exec"`) {
+			t.Errorf("viewer: stdout %q, stderr %q, exit %d; want forbidden", r.stdout, r.stderr, r.code)
+		}
+	})
+	t.Run("audited", func(t *testing.T) {
+		waitFor(t, 30*time.Second, func() (bool, error) {
+			data, err := os.ReadFile(filepath.Join(s.dataDir, "audit.log"))
+			if err != nil {
+				return false, nil
+			}
+			for _, line := range strings.Split(string(data), "\n") {
+				if strings.Contains(line, `"subresource":"exec"`) && strings.Contains(line, `"verb":"create"`) &&
+					strings.Contains(line, "command=cat") {
+					return true, nil
+				}
+			}
+			return false, nil
+		})
+	})
+}
