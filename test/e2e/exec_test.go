@@ -4,12 +4,17 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // execResult is what one skiff exec printed and exited with.
@@ -81,6 +86,9 @@ spec:
 			t.Errorf("without -t: stdout %q, exit %d; want not a tty and 1", r.stdout, r.code)
 		}
 	})
+	t.Run("an interactive terminal that follows the local one", func(t *testing.T) {
+		interactiveTerminal(t, s.kubeconfig)
+	})
 	t.Run("no such container", func(t *testing.T) {
 		r := skiffExec(t, s.kubeconfig, "", "-c", "nope", "shell", "--", "true")
 		if r.code != 1 || !strings.Contains(r.stderr, "container nope is not valid for instance shell") {
@@ -118,4 +126,82 @@ spec:
 			return false, nil
 		})
 	})
+}
+
+// interactiveTerminal runs skiff exec -it ... sh on a terminal of its own
+// (a pty the test holds, the controlling terminal of skiff's session, as
+// a user's shell's would be): the remote terminal starts at the local
+// one's size and follows its resize (SIGWINCH), keys reach the shell,
+// and skiff exits with the shell's code.
+func interactiveTerminal(t *testing.T, kubeconfig string) {
+	master, slave := openPTY(t)
+	defer master.Close()
+	setSize(t, master, 40, 100)
+	cmd := exec.Command(skiffBin, "exec", "-it", "--kubeconfig", kubeconfig, "shell", "--", "sh")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	slave.Close()
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	var screen lockedBuffer
+	go func() { _, _ = io.Copy(&screen, master) }()
+	waitForSize := func(rows, cols int) {
+		t.Helper()
+		want := fmt.Sprintf("%d %d", rows, cols)
+		waitFor(t, 30*time.Second, func() (bool, error) {
+			if strings.Contains(screen.String(), want) {
+				return true, nil
+			}
+			_, err := io.WriteString(master, "busybox stty size\r")
+			return false, err
+		})
+	}
+	waitForSize(40, 100)
+	setSize(t, master, 50, 120)
+	waitForSize(50, 120)
+	if _, err := io.WriteString(master, "exit 3\r"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 3 {
+			t.Errorf("skiff exec -it ... sh ended with %v, want exit code 3; the terminal shows %q", err, screen.String())
+		}
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("skiff exec -it did not end after exit; the terminal shows %q", screen.String())
+	}
+}
+
+// openPTY opens a pseudo-terminal pair.
+func openPTY(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals: %v", err)
+	}
+	fd := int(master.Fd())
+	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetUint32(fd, unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slave, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return master, slave
+}
+
+func setSize(t *testing.T, f *os.File, rows, cols uint16) {
+	t.Helper()
+	if err := unix.IoctlSetWinsize(int(f.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols}); err != nil {
+		t.Fatal(err)
+	}
 }
