@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -124,14 +125,20 @@ func withoutSignature(next http.Handler) http.Handler {
 	})
 }
 
-// agentErrors answers a failure to reach the agent as logs do: the dial's
-// own error stays in the log.
+// agentErrors answers the proxy's errors: its own API errors (a request
+// that is no upgrade) as they are, a failure to reach the agent as logs
+// do (the dial's own error stays in the log).
 type agentErrors struct {
 	node      string
 	responder rest.Responder
 }
 
 func (e agentErrors) Error(_ http.ResponseWriter, _ *http.Request, err error) {
+	var status apierrors.APIStatus
+	if errors.As(err, &status) {
+		e.responder.Error(err)
+		return
+	}
 	klog.InfoS("agent unreachable", "node", e.node, "err", err)
 	e.responder.Error(agentUnreachable(e.node))
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -159,10 +160,33 @@ func TestExecThroughTheAgent(t *testing.T) {
 	two.Spec.NodeName = "n1"
 	two.Spec.Containers = append(two.Spec.Containers, skiffv1alpha1.Container{Name: "side", Image: "busybox"})
 	unbound := newInstance("unbound")
-	for _, inst := range []*skiffv1alpha1.Instance{one, two, unbound} {
+	done := newInstance("done")
+	done.Spec.NodeName = "n1"
+	far := newInstance("far")
+	far.Spec.NodeName = "n2"
+	for _, inst := range []*skiffv1alpha1.Instance{one, two, unbound, done, far} {
 		if err := admin.Create(ctx, inst); err != nil {
 			t.Fatal(err)
 		}
+	}
+	done.Status.Phase = skiffv1alpha1.InstanceSucceeded
+	if err := admin.Status().Update(ctx, done); err != nil {
+		t.Fatal(err)
+	}
+	// n2's agent endpoint is a loopback port nobody listens on.
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed.Close()
+	n2 := &skiffv1alpha1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n2"}, Spec: skiffv1alpha1.NodeSpec{PublicKey: agent.id.PublicKeyString()}}
+	if err := admin.Create(ctx, n2); err != nil {
+		t.Fatal(err)
+	}
+	n2.Status.AgentEndpoint = closed.Addr().String()
+	n2.Status.Addresses = node.Status.Addresses
+	if err := admin.Status().Update(ctx, n2); err != nil {
+		t.Fatal(err)
 	}
 	main := one.Spec.Containers[0].Name
 
@@ -197,6 +221,8 @@ func TestExecThroughTheAgent(t *testing.T) {
 		{"one of several unnamed", "two", "command=true&stdout=true", "a container name must be specified for instance two, choose one of: [main side]"},
 		{"no such container", "one", "command=true&stdout=true&container=nope", "container nope is not valid for instance one"},
 		{"not bound", "unbound", "command=true&stdout=true", `instance "unbound" is not bound to a node yet`},
+		{"finished", "done", "command=true&stdout=true", "cannot exec into a container in a completed instance; current phase is Succeeded"},
+		{"an unreachable agent", "far", "command=true&stdout=true", `the agent of node "n2" is unreachable`},
 		{"no command", "one", "stdout=true", "no command to run"},
 		{"no stream", "one", "command=true", "at least one of stdin, stdout and stderr"},
 	} {
@@ -238,18 +264,26 @@ func TestExecThroughTheAgent(t *testing.T) {
 		})
 	})
 
-	t.Run("GET is not served", func(t *testing.T) {
+	t.Run("only an upgraded POST is served", func(t *testing.T) {
 		hc, err := rest.HTTPClientFor(ts.cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp, err := hc.Get(ts.cfg.Host + "/apis/skiff.dev/v1alpha1/namespaces/default/instances/one/exec?command=true&stdout=true")
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusMethodNotAllowed {
-			t.Errorf("GET exec: %s, want 405", resp.Status)
+		u := ts.cfg.Host + "/apis/skiff.dev/v1alpha1/namespaces/default/instances/one/exec?command=true&stdout=true"
+		for method, want := range map[string]int{http.MethodGet: http.StatusMethodNotAllowed, http.MethodPost: http.StatusBadRequest} {
+			req, err := http.NewRequest(method, u, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := hc.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Errorf("%s exec without an upgrade: %s %s, want %d", method, resp.Status, body, want)
+			}
 		}
 	})
 }
