@@ -235,9 +235,26 @@ const execDrainTimeout = 2 * time.Second
 // execPipes runs the process with pipes for its standard streams; the
 // runtime waits for it and exits with its code.
 func (o *OCI) execPipes(ctx context.Context, id string, opts ExecOptions) (int, error) {
-	cmd := exec.CommandContext(ctx, o.binary, append([]string{"--root", o.stateRoot(), "exec", id}, opts.Args...)...)
+	dir, err := os.MkdirTemp("", "skiff-exec-")
+	if err != nil {
+		return 0, fmt.Errorf("exec in container %q: %w", id, err)
+	}
+	defer os.RemoveAll(dir)
+	pidFile := filepath.Join(dir, "pid")
+	cmd := exec.CommandContext(ctx, o.binary, append([]string{"--root", o.stateRoot(), "exec", "--pid-file", pidFile, id}, opts.Args...)...)
 	cmd.Stdout, cmd.Stderr = opts.Stdout, opts.Stderr
 	cmd.WaitDelay = execDrainTimeout
+	// A cancelled exec ends its process, not only the runtime that waits
+	// for it. The process is the runtime's child, reaped by it only just
+	// before it exits itself: the pid is not another's meanwhile.
+	cmd.Cancel = func() error {
+		if data, err := os.ReadFile(pidFile); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && pid > 0 {
+				_ = unix.Kill(pid, unix.SIGKILL)
+			}
+		}
+		return cmd.Process.Kill()
+	}
 	var stdin io.WriteCloser
 	if opts.Stdin != nil {
 		// A pipe of our own: Wait must not wait for a client's stdin
@@ -257,7 +274,7 @@ func (o *OCI) execPipes(ctx context.Context, id string, opts ExecOptions) (int, 
 			stdin.Close()
 		}()
 	}
-	err := cmd.Wait()
+	err = cmd.Wait()
 	var exit *exec.ExitError
 	switch {
 	case err == nil, errors.Is(err, exec.ErrWaitDelay):

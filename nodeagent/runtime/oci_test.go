@@ -2,6 +2,7 @@ package runtime_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -173,6 +174,55 @@ func TestRuncExecTTY(t *testing.T) {
 		!strings.HasSuffix(err.Error(), `exec failed: unable to start container process: exec: "no-such-command": executable file not found in $PATH`) {
 		t.Errorf("exec of a missing command on a terminal: code %d, error %v; want the runtime's own word", code, err)
 	}
+}
+
+// TestRuncExecCancelled: an exec whose context ends (its client went
+// away) ends its process too, with pipes and on a terminal.
+func TestRuncExecCancelled(t *testing.T) {
+	rootfs := busyboxRootfs(t)
+	r := newRunc(t)
+	ctx := context.Background()
+	spec := runtime.Spec{Image: "busybox", Bundle: bundle.Input{Rootfs: rootfs, Args: []string{"sleep", "1000"}, Env: []string{"PATH=/bin"}}}
+	if err := r.Create(ctx, "cancel", spec); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(ctx, "cancel"); err != nil {
+		t.Fatal(err)
+	}
+	for i, tty := range []bool{false, true} {
+		arg := strconv.Itoa(900 + i) // a sleep of its own to look for
+		cctx, cancel := context.WithCancel(ctx)
+		time.AfterFunc(500*time.Millisecond, cancel)
+		if _, err := r.Exec(cctx, "cancel", runtime.ExecOptions{Args: []string{"sleep", arg}, TTY: tty}); !errors.Is(err, context.Canceled) {
+			t.Errorf("tty %v: exec cancelled: %v, want context.Canceled", tty, err)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for sleeping(t, arg) {
+			if time.Now().After(deadline) {
+				t.Fatalf("tty %v: sleep %s still runs after its exec was cancelled", tty, arg)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+// sleeping reports whether a process "sleep arg" runs on this machine.
+func sleeping(t *testing.T, arg string) bool {
+	t.Helper()
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dirs {
+		cmdline, err := os.ReadFile(filepath.Join("/proc", d.Name(), "cmdline"))
+		if err == nil && string(cmdline) == "sleep\x00"+arg+"\x00" {
+			stat, _ := os.ReadFile(filepath.Join("/proc", d.Name(), "stat"))
+			if !strings.Contains(string(stat), ") Z ") { // a zombie has ended
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // syncBuffer is a strings.Builder safe for a writer and a reader.
