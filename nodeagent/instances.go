@@ -325,7 +325,9 @@ func (r *instanceReconciler) runImage(ctx context.Context, inst *skiffv1alpha1.I
 	r.prober.forget(id)
 	r.terminating.forget(id)
 	if !shouldRestart(policy, st.ExitCode) {
-		return containerResult{status: containerStatus(c, id, st, restarts, nil), done: true}, nil
+		cs := containerStatus(c, id, st, restarts, nil)
+		cs.State.Terminated.Message = r.terminationMessage(id)
+		return containerResult{status: cs, done: true}, nil
 	}
 	if at := r.backoff.restartAt(st.FinishedAt, restarts); time.Now().Before(at) {
 		cs := containerStatus(c, id, st, restarts, nil)
@@ -449,6 +451,11 @@ func (r *instanceReconciler) containerSpec(inst *skiffv1alpha1.Instance, c *skif
 		if in.Files, err = etcFiles(dir, inst, sb.ip); err != nil {
 			return runtime.Spec{}, err
 		}
+		term, err := r.terminationFile(id, c)
+		if err != nil {
+			return runtime.Spec{}, err
+		}
+		in.Files = append(in.Files, term)
 	}
 	spec := runtime.Spec{
 		Image:  c.Image,

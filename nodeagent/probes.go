@@ -292,11 +292,24 @@ func (w *probeWorker) once(probe *skiffv1alpha1.Probe) (bool, string) {
 const probeOutput = 1024
 
 func (w *probeWorker) exec(ctx context.Context, a *skiffv1alpha1.ExecAction) (bool, string) {
+	if w.ctx.Err() != nil {
+		return false, ""
+	}
+	return execAction(ctx, w.p.rt, w.id, a)
+}
+
+func (w *probeWorker) httpGet(ctx context.Context, a *skiffv1alpha1.HTTPGetAction) (bool, string) {
+	return httpGetAction(ctx, w.http, a, w.container, w.host(a.Host))
+}
+
+// execAction runs a's command in container id: success is exit status 0;
+// the message holds the command's first output.
+func execAction(ctx context.Context, rt runtime.Runtime, id string, a *skiffv1alpha1.ExecAction) (bool, string) {
 	var out bytes.Buffer
 	lw := &limitedWriter{w: &out, n: probeOutput}
-	code, err := w.p.rt.Exec(ctx, w.id, runtime.ExecOptions{Args: a.Command, Stdout: lw, Stderr: lw})
+	code, err := rt.Exec(ctx, id, runtime.ExecOptions{Args: a.Command, Stdout: lw, Stderr: lw})
 	switch {
-	case ctx.Err() != nil && w.ctx.Err() == nil:
+	case ctx.Err() != nil:
 		return false, fmt.Sprintf("command %q timed out", strings.Join(a.Command, " "))
 	case err != nil:
 		return false, err.Error()
@@ -306,8 +319,10 @@ func (w *probeWorker) exec(ctx context.Context, a *skiffv1alpha1.ExecAction) (bo
 	return true, ""
 }
 
-func (w *probeWorker) httpGet(ctx context.Context, a *skiffv1alpha1.HTTPGetAction) (bool, string) {
-	port, err := probePort(a.Port, w.container)
+// httpGetAction asks a's endpoint of container c at host with client: a
+// status from 200 to 399 is success.
+func httpGetAction(ctx context.Context, client *http.Client, a *skiffv1alpha1.HTTPGetAction, c *skiffv1alpha1.Container, host string) (bool, string) {
+	port, err := probePort(a.Port, c)
 	if err != nil {
 		return false, err.Error()
 	}
@@ -315,7 +330,7 @@ func (w *probeWorker) httpGet(ctx context.Context, a *skiffv1alpha1.HTTPGetActio
 	if a.Scheme == skiffv1alpha1.URISchemeHTTPS {
 		scheme = "https"
 	}
-	url := scheme + "://" + net.JoinHostPort(w.host(a.Host), strconv.Itoa(port)) + a.Path
+	url := scheme + "://" + net.JoinHostPort(host, strconv.Itoa(port)) + a.Path
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return false, err.Error()
@@ -324,7 +339,7 @@ func (w *probeWorker) httpGet(ctx context.Context, a *skiffv1alpha1.HTTPGetActio
 	for _, h := range a.HTTPHeaders {
 		req.Header.Set(h.Name, h.Value)
 	}
-	resp, err := w.http.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return false, err.Error()
 	}
@@ -417,24 +432,23 @@ func (r *instanceReconciler) probed(ctx context.Context, inst *skiffv1alpha1.Ins
 	if v.unhealthy == "" {
 		return res, nil
 	}
-	wait, err := r.killUnhealthy(ctx, id, gracePeriod(inst))
+	wait, err := r.killUnhealthy(ctx, id, gracePeriod(inst), r.preStopHook(inst, c))
 	if wait > 0 {
 		res.retryAt = time.Now().Add(wait)
 	}
 	return res, err
 }
 
-// killUnhealthy stops a container its probes gave up on: SIGTERM, then
-// SIGKILL once the grace period is over. It returns how soon to look
-// again (0: killed).
-func (r *instanceReconciler) killUnhealthy(ctx context.Context, id string, grace time.Duration) (time.Duration, error) {
+// killUnhealthy stops a container its probes gave up on: its preStop
+// hook, SIGTERM, then SIGKILL once the grace period is over. It returns
+// how soon to look again.
+func (r *instanceReconciler) killUnhealthy(ctx context.Context, id string, grace time.Duration, hook func(context.Context)) (time.Duration, error) {
 	deadline, ok := r.terminating.deadline(id)
 	if !ok {
-		if err := r.rt.Kill(ctx, id, syscall.SIGTERM); err != nil && !errors.Is(err, runtime.ErrBadState) {
+		var err error
+		if deadline, err = r.beginStop(ctx, id, grace, hook); err != nil {
 			return 0, err
 		}
-		deadline = time.Now().Add(grace)
-		r.terminating.set(id, deadline)
 	}
 	if left := time.Until(deadline); left > 0 {
 		return min(left, stopPoll), nil

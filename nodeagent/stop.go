@@ -56,7 +56,7 @@ const stopPoll = 250 * time.Millisecond
 func (r *instanceReconciler) stopStep(ctx context.Context, inst *skiffv1alpha1.Instance) (time.Duration, error) {
 	var wait time.Duration
 	for _, c := range allContainers(inst) {
-		w, err := r.stopContainerStep(ctx, containerID(inst, c.Name), gracePeriod(inst))
+		w, err := r.stopContainerStep(ctx, containerID(inst, c.Name), gracePeriod(inst), r.preStopHook(inst, &c))
 		if err != nil {
 			return 0, fmt.Errorf("instance %s/%s container %q: %w", inst.Namespace, inst.Name, c.Name, err)
 		}
@@ -67,8 +67,9 @@ func (r *instanceReconciler) stopStep(ctx context.Context, inst *skiffv1alpha1.I
 	return wait, nil
 }
 
-// stopContainerStep is one step of stopping container id.
-func (r *instanceReconciler) stopContainerStep(ctx context.Context, id string, grace time.Duration) (time.Duration, error) {
+// stopContainerStep is one step of stopping container id, whose preStop
+// hook (nil: none) runs first.
+func (r *instanceReconciler) stopContainerStep(ctx context.Context, id string, grace time.Duration, hook func(context.Context)) (time.Duration, error) {
 	st, err := r.rt.State(ctx, id)
 	if errors.Is(err, runtime.ErrNotFound) {
 		r.terminating.forget(id)
@@ -80,11 +81,9 @@ func (r *instanceReconciler) stopContainerStep(ctx context.Context, id string, g
 	if st.State == runtime.Running {
 		deadline, ok := r.terminating.deadline(id)
 		if !ok {
-			if err := r.rt.Kill(ctx, id, syscall.SIGTERM); err != nil && !errors.Is(err, runtime.ErrBadState) {
+			if deadline, err = r.beginStop(ctx, id, grace, hook); err != nil {
 				return 0, err
 			}
-			deadline = time.Now().Add(grace)
-			r.terminating.set(id, deadline)
 		}
 		if left := time.Until(deadline); left > 0 {
 			return min(left, stopPoll), nil
@@ -137,7 +136,7 @@ func (t *terminations) forget(id string) {
 // Instance to come back to).
 func (r *instanceReconciler) stopContainer(ctx context.Context, id string, grace time.Duration) error {
 	for {
-		wait, err := r.stopContainerStep(ctx, id, grace)
+		wait, err := r.stopContainerStep(ctx, id, grace, nil)
 		if err != nil || wait == 0 {
 			return err
 		}

@@ -100,7 +100,7 @@ spec:
   containers:
   - name: main
     image: skiff.local/busybox:latest
-    command: [sh, -c, 'touch /tmp/healthy; sleep 3; rm /tmp/healthy; trap "exit 0" TERM; sleep 3600 & wait']
+    command: [sh, -c, 'echo > /tmp/healthy; sleep 3; rm /tmp/healthy; trap "exit 0" TERM; sleep 3600 & wait']
     livenessProbe:
       exec: {command: [cat, /tmp/healthy]}
       periodSeconds: 1
