@@ -31,6 +31,8 @@ const (
 	// idleTimeout closes a connection with no frames for this long, as
 	// the kubelet's default --streaming-connection-idle-timeout does.
 	idleTimeout = 4 * time.Hour
+	// maxStreams is one of each type: error, stdin, stdout, stderr, resize.
+	maxStreams = 5
 )
 
 // Options are the streams a client asked for.
@@ -89,15 +91,16 @@ func Serve(w http.ResponseWriter, r *http.Request, opts Options, run Run) {
 	if _, err := httpstream.Handshake(r, w, Protocols); err != nil {
 		return // Handshake answered
 	}
-	arrived := make(chan streamAndReply)
-	done := make(chan struct{})
-	defer close(done)
+	// The handler runs in the connection's reader and must not block it:
+	// a client opens at most one stream of each type, and one that opens
+	// more has them refused.
+	arrived := make(chan streamAndReply, maxStreams)
 	conn := spdy.NewResponseUpgrader().UpgradeResponse(w, r, func(s httpstream.Stream, replySent <-chan struct{}) error {
 		select {
 		case arrived <- streamAndReply{s, replySent}:
 			return nil
-		case <-done:
-			return fmt.Errorf("stream %q after the exec ended", s.Headers().Get(corev1.StreamType))
+		default:
+			return fmt.Errorf("too many streams: %q refused", s.Headers().Get(corev1.StreamType))
 		}
 	})
 	if conn == nil {
