@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -106,12 +107,18 @@ func Serve(w http.ResponseWriter, r *http.Request, opts Options, run Run) {
 	if conn == nil {
 		return // UpgradeResponse answered
 	}
+	// Closing: cancel, close the connection (which ends every stream),
+	// then wait for the goroutines here.
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	defer conn.Close()
 	conn.SetIdleTimeout(idleTimeout)
 
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
+	wg.Add(1)
 	go func() {
+		defer wg.Done()
 		select {
 		case <-conn.CloseChan():
 			cancel()
@@ -126,7 +133,11 @@ func Serve(w http.ResponseWriter, r *http.Request, opts Options, run Run) {
 	var resize chan runtime.TerminalSize
 	if s.resize != nil {
 		resize = make(chan runtime.TerminalSize)
-		go decodeResizes(ctx, s.resize, resize)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			decodeResizes(ctx, s.resize, resize)
+		}()
 	}
 	code, err := run(ctx, s.streams(resize))
 	for _, out := range []httpstream.Stream{s.stdout, s.stderr} {

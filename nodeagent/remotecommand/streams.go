@@ -3,6 +3,7 @@ package remotecommand
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -41,7 +42,10 @@ func waitForStreams(ctx context.Context, arrived <-chan streamAndReply, opts Opt
 	expired := time.NewTimer(streamCreationTimeout)
 	defer expired.Stop()
 	s := &clientStreams{}
-	replied := make(chan struct{})
+	// The replies' channels, as one: a stream counts once replied to.
+	replied := make(chan struct{}, maxStreams)
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	received := 0
 	for received < expected(opts) {
 		select {
@@ -49,12 +53,11 @@ func waitForStreams(ctx context.Context, arrived <-chan streamAndReply, opts Opt
 			if err := s.add(st.Stream); err != nil {
 				return nil, err
 			}
+			wg.Add(1)
 			go func() {
-				select {
-				case <-st.replySent:
-					replied <- struct{}{}
-				case <-ctx.Done():
-				}
+				defer wg.Done()
+				<-st.replySent // closed once sent, always
+				replied <- struct{}{}
 			}()
 		case <-replied:
 			received++
