@@ -73,7 +73,6 @@ func (o *OCI) execTTY(ctx context.Context, id string, opts ExecOptions) (int, er
 		return 0, fmt.Errorf("exec in container %q: %w", id, console.err)
 	}
 	attachTerminal(ctx, console.master, opts, h.done)
-	console.master.Close() // a process still holding the terminal is hung up on
 	if ctx.Err() != nil {
 		h.stop()
 		return 0, fmt.Errorf("exec in container %q: %w", id, ctx.Err())
@@ -183,7 +182,8 @@ func receiveConsole(ln *net.UnixListener) consoleResult {
 // attachTerminal connects the exec's streams to the terminal master until
 // the process has ended (exited closes) and its output is read, or ctx
 // ends: stdin in (an end of stdin is the terminal's end-of-file
-// character, as a user's ^D), output out, sizes applied.
+// character, as a user's ^D), output out, sizes applied. Then it closes
+// the master: a process still holding the terminal is hung up on.
 func attachTerminal(ctx context.Context, master *os.File, opts ExecOptions, exited <-chan struct{}) {
 	out := opts.Stdout
 	if out == nil {
@@ -222,6 +222,8 @@ func attachTerminal(ctx context.Context, master *os.File, opts ExecOptions, exit
 		}
 	}
 	close(stopResize)
+	master.Close() // ends the output's read
+	<-drained
 	wg.Wait()
 }
 
