@@ -244,7 +244,7 @@ func (a *Agent) newManager(j *joined, m *Machine) (manager.Manager, *instanceRec
 	r := &instanceReconciler{
 		client: mgr.GetClient(), sources: j.client, rt: a.rt, node: a.cfg.NodeName, hostIP: m.hostIP(), backoff: a.cfg.Backoff,
 		logDir: filepath.Join(a.cfg.DataDir, containersDir), pidsLimit: a.cfg.PidsLimit, metrics: a.metrics,
-		oom: newOOMPolicy(m.Capacity.Memory().Value(), m.OOMFloor),
+		oom: newOOMPolicy(m.Capacity.Memory().Value(), m.OOMFloor), security: newSecurityPolicy(a.cfg.AllowPrivileged),
 	}
 	if a.images != nil {
 		r.images, r.rootfsDir = a.images, filepath.Join(a.cfg.DataDir, rootfsDir)

@@ -85,6 +85,10 @@ type Config struct {
 	Listen string
 	// PidsLimit caps each container's processes; 0 is no limit (--pids-limit).
 	PidsLimit int64
+	// AllowPrivileged lets containers with securityContext.privileged run
+	// (--allow-privileged): every capability, no seccomp filter, the
+	// node's devices. Without it they wait in CreateContainerConfigError.
+	AllowPrivileged bool
 	// CNIPluginDir holds the CNI plugins: bridge, host-local, portmap,
 	// loopback (--cni-plugin-dir).
 	CNIPluginDir string

@@ -163,6 +163,7 @@ func (f *Fleet) join(ctx context.Context, mgr manager.Manager, mapper meta.RESTM
 				client: j.client,
 				reconciler: &instanceReconciler{
 					client: cached, sources: j.client, rt: a.rt, node: cfg.NodeName, hostIP: m.hostIP(), backoff: cfg.Backoff, metrics: a.metrics,
+					security: securityPolicy{allowPrivileged: cfg.AllowPrivileged},
 				},
 				lease: &leaseKeeper{client: j.client, node: cfg.NodeName, interval: cfg.LeaseInterval},
 			}

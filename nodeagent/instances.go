@@ -85,6 +85,8 @@ type instanceReconciler struct {
 	// prober runs containers' probes (nil: none run, as for simulated
 	// containers, which are ready while they run).
 	prober *prober
+	// security is what the node lets containers have.
+	security securityPolicy
 }
 
 func containerID(inst *skiffv1alpha1.Instance, container string) string {
@@ -302,7 +304,7 @@ func (r *instanceReconciler) runImage(ctx context.Context, inst *skiffv1alpha1.I
 			return *waiting, nil
 		}
 		*imageID = imageDigest(img)
-		env, waiting := r.environment(ctx, inst, id, c, restarts)
+		env, waiting := r.containerConfig(ctx, inst, id, c, img, restarts)
 		if waiting != nil {
 			return *waiting, nil
 		}
@@ -344,7 +346,7 @@ func (r *instanceReconciler) runImage(ctx context.Context, inst *skiffv1alpha1.I
 		return *waiting, nil
 	}
 	*imageID = imageDigest(img)
-	env, waiting := r.environment(ctx, inst, id, c, restarts)
+	env, waiting := r.containerConfig(ctx, inst, id, c, img, restarts)
 	if waiting != nil {
 		return *waiting, nil
 	}
@@ -433,6 +435,9 @@ func (r *instanceReconciler) containerSpec(inst *skiffv1alpha1.Instance, c *skif
 	in := bundle.Input{Hostname: hostname(inst), HostNetwork: inst.Spec.HostNetwork, NetNS: sb.netns, PidsLimit: r.pidsLimit,
 		OOMScoreAdj: r.oom.score(inst)}
 	limits(&in, c.Resources)
+	if err := r.secure(&in, inst, c, img); err != nil {
+		return runtime.Spec{}, err
+	}
 	in.Args, in.Env, in.Cwd = append(slices.Clone(c.Command), c.Args...), env, c.WorkingDir
 	if img != nil {
 		proc, err := mergeProcess(img.Config, c, env)
@@ -440,9 +445,6 @@ func (r *instanceReconciler) containerSpec(inst *skiffv1alpha1.Instance, c *skif
 			return runtime.Spec{}, err
 		}
 		in.Args, in.Env, in.Cwd = proc.Args, proc.Env, proc.Cwd
-		if in.UID, in.GID, err = image.User(img.Layers, proc.User); err != nil {
-			return runtime.Spec{}, fmt.Errorf("image %s user: %w", c.Image, err)
-		}
 		dir := filepath.Join(r.rootfsDir, id)
 		if err := image.Mount(img.Layers, dir); err != nil {
 			return runtime.Spec{}, err

@@ -75,6 +75,7 @@ func newAgentCommand() *cobra.Command {
 	fs.StringSliceVar(&cfg.InsecureRegistries, "insecure-registry", cfg.InsecureRegistries, "registries (host:port) pulled from over plain HTTP")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address of the agent's HTTPS endpoint (logs for the apiserver, /metrics, /healthz)")
 	fs.Int64Var(&cfg.PidsLimit, "pids-limit", cfg.PidsLimit, "most processes in one container; 0 for no limit")
+	addSecurityFlags(fs, &cfg, "")
 	addNetworkFlags(fs, &cfg, "")
 	fs.StringVar(&cfg.ClusterCIDR, "cluster-cidr", cfg.ClusterCIDR, "the control plane's --cluster-cidr: Instances' traffic leaving it is masqueraded")
 	fs.DurationVar(&cfg.SimStartDelay, "sim-start-delay", cfg.SimStartDelay, "how long a simulated container takes to start (--runtime sim)")
@@ -90,6 +91,12 @@ func addGossipAgentFlags(fs *pflag.FlagSet, cfg *nodeagent.Config, prefix string
 	fs.StringSliceVar(&cfg.GossipSeeds, prefix+"gossip-seeds", cfg.GossipSeeds, "members to join, host:port,...; empty learns them from the API server")
 	fs.DurationVar(&cfg.GossipLeaseInterval, prefix+"gossip-lease-interval", cfg.GossipLeaseInterval, "how often the Lease is renewed while gossip is healthy (the Lease is then the fallback signal)")
 	fs.DurationVar(&cfg.FenceAfter, prefix+"fence-after", cfg.FenceAfter, "stop this node's Instances after reaching neither the API server nor any gossip peer for this long; 0 never")
+}
+
+// addSecurityFlags adds what the agent lets containers do; prefix is
+// "agent-" for the local agent of `skiff server`.
+func addSecurityFlags(fs *pflag.FlagSet, cfg *nodeagent.Config, prefix string) {
+	fs.BoolVar(&cfg.AllowPrivileged, prefix+"allow-privileged", cfg.AllowPrivileged, "run containers with securityContext.privileged (every capability, no seccomp filter, the node's devices); without it they wait in CreateContainerConfigError")
 }
 
 // addTopologyFlags adds --zone and --region; prefix is "agent-" for the

@@ -92,6 +92,7 @@ func newServerCommand() *cobra.Command {
 	addGossipFlags(fs, &gf)
 	addGossipAgentFlags(fs, &agentCfg, "agent-")
 	addTopologyFlags(fs, &agentCfg, "agent-")
+	addSecurityFlags(fs, &agentCfg, "agent-")
 	fs.BoolVar(&disableControllers, "disable-controllers", false, "run no controllers (run `skiff controllers` elsewhere)")
 	fs.BoolVar(&disableAgent, "disable-agent", false, "run no local agent: this machine is not a node")
 	fs.StringVar(&agentCfg.Runtime, "runtime", agentCfg.Runtime, "the local agent's runtime: auto (youki, crun or runc, else sim), youki, runc, crun, a path, or sim")

@@ -50,6 +50,26 @@ type Input struct {
 	// seccompProfile of type Unconfined does; capabilities and the other
 	// hardening still apply. By default the process gets DefaultSeccomp.
 	Unconfined bool
+	// Capabilities, when not nil, replace DefaultCapabilities as the
+	// process's bounding, permitted and effective sets (ChangeCapabilities
+	// makes them from a security context's add and drop); empty is none.
+	Capabilities []string
+	// ReadonlyRootfs mounts the root file system read-only. The mounts
+	// over it keep their own modes: /dev, /dev/shm and a writable File
+	// stay writable, as in Kubernetes (no writable /tmp is added).
+	ReadonlyRootfs bool
+	// AllowPrivilegeEscalation turns no_new_privs off, so that setuid
+	// binaries and file capabilities raise privileges again.
+	AllowPrivilegeEscalation bool
+	// Privileged gives up the hardening, as containerd's privileged
+	// containers do: every capability (Capabilities, else all known), no
+	// seccomp filter, no masked or read-only paths, /sys and the cgroup
+	// file system writable, every device allowed and Devices created,
+	// and no_new_privs off.
+	Privileged bool
+	// Devices are device nodes made in a privileged container: the node's
+	// own (HostDevices). They are ignored otherwise.
+	Devices []specs.LinuxDevice
 }
 
 // CPUPeriod is the CFS period quotas are expressed against (100 ms).
@@ -80,7 +100,7 @@ const NoFileLimit = 1024
 
 // Spec returns the hardened runtime spec for in.
 func Spec(in Input) *specs.Spec {
-	caps := append([]string(nil), DefaultCapabilities...)
+	caps := in.capabilities()
 	cwd := in.Cwd
 	if cwd == "" {
 		cwd = "/"
@@ -88,11 +108,11 @@ func Spec(in Input) *specs.Spec {
 	s := &specs.Spec{
 		Version:  specs.Version,
 		Hostname: in.Hostname,
-		Root:     &specs.Root{Path: in.Rootfs},
+		Root:     &specs.Root{Path: in.Rootfs, Readonly: in.ReadonlyRootfs},
 		Process: &specs.Process{
 			Args: in.Args, Env: in.Env, Cwd: cwd,
 			User:            specs.User{UID: in.UID, GID: in.GID},
-			NoNewPrivileges: true,
+			NoNewPrivileges: !in.AllowPrivilegeEscalation && !in.Privileged,
 			OOMScoreAdj:     &in.OOMScoreAdj,
 			Capabilities: &specs.LinuxCapabilities{
 				Bounding: caps, Effective: caps, Permitted: caps,
@@ -108,7 +128,10 @@ func Spec(in Input) *specs.Spec {
 			ReadonlyPaths: append([]string(nil), ReadonlyPaths...),
 		},
 	}
-	if !in.Unconfined {
+	if in.Privileged {
+		unharden(s, in.Devices)
+	}
+	if !in.Unconfined && !in.Privileged {
 		s.Linux.Seccomp = seccompOrDenyAll(s)
 	}
 	return s

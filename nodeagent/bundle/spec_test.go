@@ -116,3 +116,116 @@ func TestWrite(t *testing.T) {
 		t.Fatalf("config.json does not read back: %v", err)
 	}
 }
+
+// TestSpecSecurity checks what each security setting changes in the spec,
+// and that everything else stays hardened.
+func TestSpecSecurity(t *testing.T) {
+	hasMount := func(s *specs.Spec, typ, opt string) bool {
+		return slices.ContainsFunc(s.Mounts, func(m specs.Mount) bool { return m.Type == typ && slices.Contains(m.Options, opt) })
+	}
+	hardened := func(t *testing.T, s *specs.Spec) {
+		t.Helper()
+		if len(s.Linux.MaskedPaths) == 0 || len(s.Linux.ReadonlyPaths) == 0 || s.Linux.Seccomp == nil || !hasMount(s, "sysfs", "ro") {
+			t.Errorf("hardening lost: masked %v, read-only %v, seccomp %v, sysfs read-only %v",
+				s.Linux.MaskedPaths, s.Linux.ReadonlyPaths, s.Linux.Seccomp != nil, hasMount(s, "sysfs", "ro"))
+		}
+		if d := s.Linux.Resources.Devices; len(d) == 0 || d[0].Allow || len(s.Linux.Devices) != 0 {
+			t.Errorf("devices opened: cgroup %+v, nodes %+v", d, s.Linux.Devices)
+		}
+	}
+	null := specs.LinuxDevice{Path: "/dev/null", Type: "c", Major: 1, Minor: 3}
+	cases := []struct {
+		name  string
+		in    Input
+		check func(t *testing.T, s *specs.Spec)
+	}{
+		{"default", Input{}, func(t *testing.T, s *specs.Spec) {
+			hardened(t, s)
+			if s.Root.Readonly || !s.Process.NoNewPrivileges || !slices.Equal(s.Process.Capabilities.Effective, DefaultCapabilities) {
+				t.Errorf("root read-only %v, no_new_privs %v, capabilities %v", s.Root.Readonly, s.Process.NoNewPrivileges, s.Process.Capabilities.Effective)
+			}
+		}},
+		{"readOnlyRootFilesystem", Input{ReadonlyRootfs: true, Files: []File{{Source: "/h/termination-log", Destination: "/dev/termination-log", Writable: true}}}, func(t *testing.T, s *specs.Spec) {
+			hardened(t, s)
+			if !s.Root.Readonly {
+				t.Error("root is writable")
+			}
+			// The runtime's own mounts and a writable file stay writable;
+			// no /tmp appears.
+			for _, dst := range []string{"/dev", "/dev/shm", "/dev/termination-log"} {
+				i := slices.IndexFunc(s.Mounts, func(m specs.Mount) bool { return m.Destination == dst })
+				if i < 0 || slices.Contains(s.Mounts[i].Options, "ro") {
+					t.Errorf("mount %s missing or read-only: %+v", dst, s.Mounts)
+				}
+			}
+			if slices.ContainsFunc(s.Mounts, func(m specs.Mount) bool { return m.Destination == "/tmp" }) {
+				t.Error("a /tmp mount was added")
+			}
+		}},
+		{"allowPrivilegeEscalation", Input{AllowPrivilegeEscalation: true}, func(t *testing.T, s *specs.Spec) {
+			hardened(t, s)
+			if s.Process.NoNewPrivileges {
+				t.Error("no_new_privs is on")
+			}
+		}},
+		{"capabilities", Input{Capabilities: []string{"CAP_CHOWN", "CAP_NET_ADMIN"}}, func(t *testing.T, s *specs.Spec) {
+			hardened(t, s)
+			c := s.Process.Capabilities
+			for _, set := range [][]string{c.Bounding, c.Effective, c.Permitted} {
+				if !slices.Equal(set, []string{"CAP_CHOWN", "CAP_NET_ADMIN"}) {
+					t.Errorf("capability set %v, want CAP_CHOWN CAP_NET_ADMIN", set)
+				}
+			}
+			if len(c.Inheritable) != 0 || len(c.Ambient) != 0 {
+				t.Errorf("inheritable %v ambient %v, want none", c.Inheritable, c.Ambient)
+			}
+			// The seccomp profile follows the bounding set.
+			if !allows(s.Linux.Seccomp, "chown") || allows(s.Linux.Seccomp, "chroot") {
+				t.Error("seccomp profile does not follow the capabilities")
+			}
+		}},
+		{"no capabilities", Input{Capabilities: []string{}}, func(t *testing.T, s *specs.Spec) {
+			if c := s.Process.Capabilities; len(c.Bounding) != 0 || len(c.Effective) != 0 {
+				t.Errorf("capabilities %+v, want none", c)
+			}
+		}},
+		{"seccomp Unconfined", Input{Unconfined: true}, func(t *testing.T, s *specs.Spec) {
+			if s.Linux.Seccomp != nil || len(s.Linux.MaskedPaths) == 0 || !s.Process.NoNewPrivileges {
+				t.Errorf("seccomp %v, masked %v, no_new_privs %v: want only the filter gone", s.Linux.Seccomp, s.Linux.MaskedPaths, s.Process.NoNewPrivileges)
+			}
+		}},
+		{"privileged", Input{Privileged: true, Capabilities: []string{"CAP_SYS_ADMIN", "CAP_NET_ADMIN"}, Devices: []specs.LinuxDevice{null}}, func(t *testing.T, s *specs.Spec) {
+			if s.Linux.Seccomp != nil || s.Linux.MaskedPaths != nil || s.Linux.ReadonlyPaths != nil || s.Process.NoNewPrivileges {
+				t.Errorf("seccomp %v, masked %v, read-only %v, no_new_privs %v: want none", s.Linux.Seccomp != nil, s.Linux.MaskedPaths, s.Linux.ReadonlyPaths, s.Process.NoNewPrivileges)
+			}
+			if !slices.Equal(s.Process.Capabilities.Bounding, []string{"CAP_SYS_ADMIN", "CAP_NET_ADMIN"}) {
+				t.Errorf("capabilities %v, want the ones given", s.Process.Capabilities.Bounding)
+			}
+			if d := s.Linux.Resources.Devices; len(d) != 1 || !d[0].Allow || d[0].Access != "rwm" || d[0].Major != nil {
+				t.Errorf("device cgroup %+v, want every device allowed", d)
+			}
+			if !slices.Equal(s.Linux.Devices, []specs.LinuxDevice{null}) {
+				t.Errorf("devices %+v, want the node's", s.Linux.Devices)
+			}
+			if hasMount(s, "sysfs", "ro") || hasMount(s, "cgroup", "ro") || !hasMount(s, "sysfs", "rw") {
+				t.Errorf("mounts %+v: want /sys and its cgroup writable", s.Mounts)
+			}
+			if got := Spec(Input{}).Mounts; !hasMount(&specs.Spec{Mounts: got}, "sysfs", "ro") {
+				t.Error("a privileged spec changed the default mounts")
+			}
+		}},
+		{"privileged without capabilities given", Input{Privileged: true}, func(t *testing.T, s *specs.Spec) {
+			if !slices.Equal(s.Process.Capabilities.Effective, AllCapabilities()) {
+				t.Errorf("capabilities %v, want all", s.Process.Capabilities.Effective)
+			}
+		}},
+		{"privileged read-only", Input{Privileged: true, ReadonlyRootfs: true}, func(t *testing.T, s *specs.Spec) {
+			if !s.Root.Readonly {
+				t.Error("privileged lost readOnlyRootFilesystem")
+			}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) { tc.check(t, Spec(tc.in)) })
+	}
+}
