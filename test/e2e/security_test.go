@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"fmt"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -148,6 +150,81 @@ spec:
 		t.Errorf("no Failed Event for the privileged container in:\n%s", events)
 	}
 	s.mustKubectl(t, "delete", "instance", "nonroot", "priv", "--timeout=60s")
+}
+
+// TestPrivilegedContainer: on an agent started with
+// --agent-allow-privileged a privileged container runs, and sees from
+// inside every capability the agent has, no seccomp filter, no
+// no_new_privs, /proc/keys unmasked and the node's devices.
+func TestPrivilegedContainer(t *testing.T) {
+	requireContainers(t)
+	dataDir := t.TempDir()
+	sampleImages(t, dataDir)
+	host := nodeHost(t, "10.250.10.1/24")
+	s := startServer(t, dataDir, "127.0.0.1:0", "--runtime", "runc", "--agent-listen", "127.0.0.1:0", "--node-name", "local", "--agent-netns", host,
+		"--agent-allow-privileged")
+	waitFor(t, 60*time.Second, func() (bool, error) {
+		phase, err := s.kubectl("get", "node", "local", "-o", "jsonpath={.status.phase}")
+		return err == nil && phase == "Ready", nil
+	})
+	// A device of the node's that no container gets by default.
+	device := ""
+	if entries, err := os.ReadDir("/dev"); err == nil {
+		for _, e := range entries {
+			switch e.Name() {
+			case "null", "zero", "full", "random", "urandom", "tty", "ptmx", "console":
+				continue
+			}
+			if e.Type()&os.ModeCharDevice != 0 {
+				device = "/dev/" + e.Name()
+				break
+			}
+		}
+	}
+	s.mustKubectl(t, "apply", "-f", writeFile(t, "priv.yaml", fmt.Sprintf(`apiVersion: skiff.dev/v1alpha1
+kind: Instance
+metadata: {name: priv}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: main
+    image: skiff.local/busybox:latest
+    securityContext: {privileged: true}
+    command: [sh, -c, 'grep -E "^(CapEff|NoNewPrivs|Seccomp):" /proc/self/status; ls -l /proc/keys %s; echo done; trap "exit 0" TERM; sleep 3600 & wait']
+`, device)))
+	s.waitPhase(t, "priv", "Running")
+	out := containerLog(t, s, "priv", "main")
+	agent, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.pid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	field := func(text, name string) string {
+		for _, line := range strings.Split(text, "\n") {
+			if v, ok := strings.CutPrefix(line, name+":"); ok {
+				return strings.TrimSpace(v)
+			}
+		}
+		return ""
+	}
+	if got, want := field(out, "CapEff"), field(string(agent), "CapEff"); got == "" || got != want {
+		t.Errorf("CapEff %q, want the agent's %q", got, want)
+	}
+	if nnp, mode := field(out, "NoNewPrivs"), field(out, "Seccomp"); nnp != "0" || mode != "0" {
+		t.Errorf("NoNewPrivs %s Seccomp %s, want 0 0", nnp, mode)
+	}
+	// Masked, /proc/keys would be /dev/null bound over it: "crw-rw-rw-".
+	for _, line := range strings.Split(out, "\n") {
+		switch {
+		case strings.HasSuffix(line, " /proc/keys") && strings.HasPrefix(line, "c"):
+			t.Errorf("/proc/keys is masked: %q", line)
+		case device != "" && strings.HasSuffix(line, " "+device) && !strings.HasPrefix(line, "c"):
+			t.Errorf("node device %s: %q", device, line)
+		}
+	}
+	if device != "" && !strings.Contains(out, " "+device+"\n") {
+		t.Errorf("node device %s is missing:\n%s", device, out)
+	}
+	s.mustKubectl(t, "delete", "instance", "priv", "--timeout=60s")
 }
 
 // containerLog waits until container c of Instance inst has printed
