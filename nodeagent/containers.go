@@ -16,12 +16,11 @@ import (
 )
 
 // processSpec is what the image and the Instance say together about one
-// container's process.
+// container's process; its user is the security context's (secure).
 type processSpec struct {
 	Args []string
 	Env  []string
 	Cwd  string
-	User string
 }
 
 // mergeProcess applies Kubernetes' rules for an image's config and a
@@ -71,7 +70,7 @@ func mergeProcess(img v1.Config, c *skiffv1alpha1.Container, containerEnv []stri
 	if cwd == "" {
 		cwd = img.WorkingDir
 	}
-	return processSpec{Args: args, Env: env, Cwd: cwd, User: img.User}, nil
+	return processSpec{Args: args, Env: env, Cwd: cwd}, nil
 }
 
 // limits turns a container's resources into cgroup limits: cpu shares from

@@ -62,9 +62,6 @@ func TestMergeProcess(t *testing.T) {
 			if !slices.Equal(got.Args, tc.args) || !slices.Equal(got.Env, tc.env) || got.Cwd != tc.cwd {
 				t.Errorf("got args %q env %q cwd %q\nwant args %q env %q cwd %q", got.Args, got.Env, got.Cwd, tc.args, tc.env, tc.cwd)
 			}
-			if got.User != tc.img.User {
-				t.Errorf("user %q, want the image's %q", got.User, tc.img.User)
-			}
 		})
 	}
 }
