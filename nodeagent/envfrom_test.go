@@ -1,7 +1,6 @@
 package nodeagent
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -26,6 +25,7 @@ import (
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 	"skiff.dev/skiff/apiserver/apiservertest"
+	"skiff.dev/skiff/internal/syncbuf"
 	cruntime "skiff.dev/skiff/nodeagent/runtime"
 )
 
@@ -172,33 +172,15 @@ func (e *envRecorder) of(id string) []string {
 	return e.env[id]
 }
 
-// syncBuffer is a log sink written by many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // captureLogs sends klog (and controller-runtime's log through it) to a
 // buffer at -v=5 for the rest of the test. Above that client-go prints
 // response bodies, Secrets among them, as its debugging levels do
 // everywhere.
-func captureLogs(t *testing.T) *syncBuffer {
+func captureLogs(t *testing.T) *syncbuf.Buffer {
 	t.Helper()
 	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
 	klog.InitFlags(fs)
-	buf := &syncBuffer{}
+	buf := &syncbuf.Buffer{}
 	for k, v := range map[string]string{"v": "5", "logtostderr": "false", "alsologtostderr": "false", "stderrthreshold": "FATAL"} {
 		if err := fs.Set(k, v); err != nil {
 			t.Fatal(err)

@@ -9,10 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"skiff.dev/skiff/internal/syncbuf"
 )
 
 // clock returns 1s-apart times from a fixed start.
@@ -136,24 +137,6 @@ func TestRead(t *testing.T) {
 	})
 }
 
-// syncBuffer is a buffer one goroutine writes while another reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -174,7 +157,7 @@ func TestFollow(t *testing.T) {
 	}
 	var running atomic.Bool
 	running.Store(true)
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- Read(context.Background(), path, Options{Follow: true, TailLines: -1}, out, running.Load)

@@ -10,11 +10,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"skiff.dev/skiff/internal/syncbuf"
 	"skiff.dev/skiff/nodeagent/bundle"
 	"skiff.dev/skiff/nodeagent/logs"
 	"skiff.dev/skiff/nodeagent/runtime"
@@ -142,7 +142,7 @@ func TestRuncExecTTY(t *testing.T) {
 	// An interactive shell: a resize, then stty size, then the end of input.
 	stdin, typed := io.Pipe()
 	sizes := make(chan runtime.TerminalSize, 1)
-	shell := &syncBuffer{}
+	shell := &syncbuf.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		code, err := r.Exec(ctx, "tty", runtime.ExecOptions{Args: []string{"sh"}, TTY: true, Stdin: stdin, Stdout: shell, Resize: sizes})
@@ -223,24 +223,6 @@ func sleeping(t *testing.T, arg string) bool {
 		}
 	}
 	return false
-}
-
-// syncBuffer is a strings.Builder safe for a writer and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestRuncMissingBinaryIsAClearError(t *testing.T) {
