@@ -155,6 +155,11 @@ func agentClient(pub ed25519.PublicKey, cert agentCert) *http.Client {
 
 // logContainer picks the container to read: the one named, or the only one.
 func logContainer(inst *skiffv1alpha1.Instance, name string) (string, error) {
+	for _, c := range inst.Spec.InitContainers {
+		if name != "" && c.Name == name {
+			return name, nil
+		}
+	}
 	names := make([]string, 0, len(inst.Spec.Containers))
 	for _, c := range inst.Spec.Containers {
 		if c.Name == name {
@@ -164,6 +169,9 @@ func logContainer(inst *skiffv1alpha1.Instance, name string) (string, error) {
 	}
 	if name == "" && len(names) == 1 {
 		return names[0], nil
+	}
+	for _, c := range inst.Spec.InitContainers {
+		names = append(names, c.Name)
 	}
 	if name == "" {
 		return "", apierrors.NewBadRequest(fmt.Sprintf("a container name must be specified for instance %s, choose one of: [%s]", inst.Name, strings.Join(names, " ")))

@@ -83,7 +83,7 @@ func (s *server) execTarget(ctx context.Context, key client.ObjectKey, uid types
 }
 
 func hasContainer(inst *skiffv1alpha1.Instance, name string) bool {
-	for _, c := range inst.Spec.Containers {
+	for _, c := range allContainers(inst) {
 		if c.Name == name {
 			return true
 		}

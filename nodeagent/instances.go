@@ -36,6 +36,7 @@ type instanceNetwork interface {
 	Setup(ctx context.Context, id string, ports []network.Port) (network.Attachment, error)
 	Teardown(ctx context.Context, id string) error
 	Attached() ([]string, error)
+	NetNS(id string) string
 }
 
 // imageStore is where containers' images come from.
@@ -85,6 +86,10 @@ type instanceReconciler struct {
 	// prober runs containers' probes (nil: none run, as for simulated
 	// containers, which are ready while they run).
 	prober *prober
+	// probeKills are the containers stopped because a probe gave up on
+	// them: they restart unless the policy is Never, whatever they exit
+	// with, as the kubelet restarts a liveness failure.
+	probeKills idSet
 	// security is what the node lets containers have.
 	security securityPolicy
 }
@@ -326,7 +331,7 @@ func (r *instanceReconciler) runImage(ctx context.Context, inst *skiffv1alpha1.I
 	}
 	r.prober.forget(id)
 	r.terminating.forget(id)
-	if !shouldRestart(policy, st.ExitCode) {
+	if !shouldRestart(policy, st.ExitCode) && !(r.probeKills.has(id) && policy != skiffv1alpha1.RestartPolicyNever) {
 		cs := containerStatus(c, id, st, restarts, nil)
 		cs.State.Terminated.Message = r.terminationMessage(id)
 		return containerResult{status: cs, done: true}, nil
@@ -353,6 +358,7 @@ func (r *instanceReconciler) runImage(ctx context.Context, inst *skiffv1alpha1.I
 	if err := r.deleteContainer(ctx, id, st); err != nil {
 		return containerResult{status: containerStatus(c, id, st, restarts, err)}, err
 	}
+	r.probeKills.remove(id)
 	st, err = r.createAndStart(ctx, inst, c, id, sb, img, env)
 	return containerResult{status: containerStatus(c, id, st, restarts+1, err)}, err
 }
@@ -385,6 +391,7 @@ func (r *instanceReconciler) removeContainer(id string) error {
 	r.pulls.clear(id)
 	r.configErrors.clear(id)
 	r.prober.forget(id)
+	r.probeKills.remove(id)
 	return nil
 }
 

@@ -21,6 +21,10 @@ import (
 // A container's lifecycle around its process, as the kubelet keeps it: the
 // preStop hook before SIGTERM, and the termination message it may leave.
 
+// sigtermShare is how much of the grace period a preStop hook leaves to
+// the process after SIGTERM (at most half of it).
+const sigtermShare = 2 * time.Second
+
 // beginStop starts stopping container id: it runs hook (the preStop hook;
 // nil: none) and then sends SIGTERM, in the background so that no worker
 // waits; the grace period, which the hook counts against, ends at the
@@ -34,9 +38,12 @@ func (r *instanceReconciler) beginStop(ctx context.Context, id string, grace tim
 		}
 		return deadline, nil
 	}
+	// The hook may take the grace period but the last seconds, which are
+	// SIGTERM's (as the kubelet keeps two for it).
+	hookDeadline := deadline.Add(-min(grace/2, sigtermShare))
 	go func() {
 		bg := context.WithoutCancel(ctx)
-		hctx, cancel := context.WithDeadline(bg, deadline)
+		hctx, cancel := context.WithDeadline(bg, hookDeadline)
 		hook(hctx)
 		cancel()
 		// Past the deadline the stop step sends SIGKILL itself.
@@ -64,9 +71,13 @@ func (r *instanceReconciler) preStopHook(inst *skiffv1alpha1.Instance, c *skiffv
 			if host == "" {
 				host = inst.Status.InstanceIP
 			}
-			// The node's namespace routes to every Instance's address.
-			client := probeHTTPClient(network.DialContext(r.hostNetNS, &net.Dialer{}))
-			ok, msg = httpGetAction(ctx, client, h.HTTPGet, c, host)
+			// From inside the Instance's network namespace, as probes: a
+			// hook must not reach what listens on the node only.
+			client := probeHTTPClient(network.DialContext(r.instanceNetNS(inst), &net.Dialer{}))
+			if ok, msg = httpGetAction(ctx, client, h.HTTPGet, c, host); !ok {
+				// Whatever answered, only whether it did is told.
+				msg = "HTTP GET failed"
+			}
 		default:
 			return
 		}
@@ -76,6 +87,16 @@ func (r *instanceReconciler) preStopHook(inst *skiffv1alpha1.Instance, c *skiffv
 			r.event(ectx, inst, "FailedPreStopHook", fmt.Sprintf("container %q: PreStop hook failed: %s", c.Name, msg))
 		}
 	}
+}
+
+// instanceNetNS is the network namespace inst's containers run in: the
+// node's with hostNetwork, else its own ("" without Instance networking,
+// where they run in the agent's).
+func (r *instanceReconciler) instanceNetNS(inst *skiffv1alpha1.Instance) string {
+	if inst.Spec.HostNetwork || r.network == nil {
+		return r.hostNetNS
+	}
+	return r.network.NetNS(string(inst.UID))
 }
 
 // terminationLog is where the host keeps container id's termination

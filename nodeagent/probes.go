@@ -432,6 +432,7 @@ func (r *instanceReconciler) probed(ctx context.Context, inst *skiffv1alpha1.Ins
 	if v.unhealthy == "" {
 		return res, nil
 	}
+	r.probeKills.add(id)
 	wait, err := r.killUnhealthy(ctx, id, gracePeriod(inst), r.preStopHook(inst, c))
 	if wait > 0 {
 		res.retryAt = time.Now().Add(wait)
@@ -457,4 +458,31 @@ func (r *instanceReconciler) killUnhealthy(ctx context.Context, id string, grace
 		return 0, err
 	}
 	return stopPoll, nil
+}
+
+// idSet is a set of container ids, safe for concurrent use.
+type idSet struct {
+	mu  sync.Mutex
+	ids map[string]bool
+}
+
+func (s *idSet) add(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ids == nil {
+		s.ids = map[string]bool{}
+	}
+	s.ids[id] = true
+}
+
+func (s *idSet) has(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ids[id]
+}
+
+func (s *idSet) remove(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.ids, id)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -109,6 +110,9 @@ func (p securityPolicy) security(sc skiffv1alpha1.SecurityContext, imageUser *st
 			return containerSecurity{}, err
 		}
 	}
+	if err := p.withinBaseline(sc, s.unconfined); err != nil {
+		return containerSecurity{}, err
+	}
 	if isTrue(sc.RunAsNonRoot) {
 		if err := verifyNonRoot(sc.RunAsUser, imageUser, instance, container); err != nil {
 			return containerSecurity{}, err
@@ -116,6 +120,35 @@ func (p securityPolicy) security(sc skiffv1alpha1.SecurityContext, imageUser *st
 	}
 	s.user = runAs(sc.RunAsUser, sc.RunAsGroup, imageUser)
 	return s, nil
+}
+
+// withinBaseline refuses, unless the node allows privileged containers,
+// what Kubernetes' baseline Pod Security forbids beside privileged:
+// capabilities added beyond the default set (SYS_ADMIN, SYS_MODULE, ALL:
+// each a way out of the container) and running without a seccomp filter.
+func (p securityPolicy) withinBaseline(sc skiffv1alpha1.SecurityContext, unconfined bool) error {
+	if p.allowPrivileged {
+		return nil
+	}
+	if sc.Capabilities != nil {
+		var beyond []string
+		for _, c := range sc.Capabilities.Add {
+			name := strings.ToUpper(string(c))
+			if !strings.HasPrefix(name, "CAP_") {
+				name = "CAP_" + name
+			}
+			if !slices.Contains(bundle.DefaultCapabilities, name) {
+				beyond = append(beyond, string(c))
+			}
+		}
+		if len(beyond) > 0 {
+			return fmt.Errorf("adding capabilities beyond the default set (%s) is not allowed on this node (agent --allow-privileged)", strings.Join(beyond, ", "))
+		}
+	}
+	if unconfined {
+		return errors.New("seccompProfile Unconfined is not allowed on this node (agent --allow-privileged)")
+	}
+	return nil
 }
 
 func names(caps []skiffv1alpha1.Capability) []string {
@@ -142,7 +175,10 @@ func verifyNonRoot(runAsUser *int64, imageUser *string, instance, container stri
 	if name == "" {
 		return fmt.Errorf("container has runAsNonRoot and image will run as root %s", where)
 	}
-	uid, err := strconv.ParseInt(name, 10, 64)
+	// The same parse as image.User's, so that what passes here is the uid
+	// the process gets (ParseInt would take "+1000" or "-1", which the
+	// image's /etc/passwd could then map to root).
+	uid, err := strconv.ParseUint(name, 10, 32)
 	switch {
 	case err != nil:
 		return fmt.Errorf("container has runAsNonRoot and image has non-numeric user (%s), cannot verify user is non-root %s", name, where)
@@ -217,6 +253,9 @@ func (r *instanceReconciler) secure(in *bundle.Input, inst *skiffv1alpha1.Instan
 	}
 	if in.UID, in.GID, err = image.User(img.Layers, s.user); err != nil {
 		return fmt.Errorf("image %s user %q: %w", c.Image, s.user, err)
+	}
+	if in.UID == 0 && isTrue(effectiveSecurityContext(inst, c).RunAsNonRoot) {
+		return fmt.Errorf("container has runAsNonRoot and image will run as root (instance: %q, container: %s)", inst.Namespace+"/"+inst.Name, c.Name)
 	}
 	return nil
 }

@@ -81,7 +81,7 @@ func TestSecurityPolicy(t *testing.T) {
 		{name: "image user", image: ptr.To("app"), want: containerSecurity{user: "app"}},
 		{name: "runAsUser and runAsGroup", sc: skiffv1alpha1.SecurityContext{RunAsUser: ptr.To[int64](1000), RunAsGroup: ptr.To[int64](2000)}, image: ptr.To("app"),
 			want: containerSecurity{user: "1000:2000"}},
-		{name: "settings", sc: skiffv1alpha1.SecurityContext{ReadOnlyRootFilesystem: ptr.To(true), AllowPrivilegeEscalation: ptr.To(true),
+		{name: "settings", policy: allowed, sc: skiffv1alpha1.SecurityContext{ReadOnlyRootFilesystem: ptr.To(true), AllowPrivilegeEscalation: ptr.To(true),
 			SeccompProfile: &skiffv1alpha1.SeccompProfile{Type: skiffv1alpha1.SeccompProfileTypeUnconfined}},
 			want: containerSecurity{readonlyRootfs: true, allowPrivilegeEscalation: true, unconfined: true}},
 		{name: "allowPrivilegeEscalation false", sc: skiffv1alpha1.SecurityContext{AllowPrivilegeEscalation: ptr.To(false),
@@ -93,6 +93,14 @@ func TestSecurityPolicy(t *testing.T) {
 			want: containerSecurity{capabilities: []string{}}},
 		{name: "unknown capability", sc: skiffv1alpha1.SecurityContext{Capabilities: &skiffv1alpha1.Capabilities{Add: []skiffv1alpha1.Capability{"NET_ADMN"}}},
 			err: "unknown capabilities: NET_ADMN"},
+		{name: "unconfined refused", sc: skiffv1alpha1.SecurityContext{SeccompProfile: &skiffv1alpha1.SeccompProfile{Type: skiffv1alpha1.SeccompProfileTypeUnconfined}},
+			err: "seccompProfile Unconfined is not allowed on this node (agent --allow-privileged)"},
+		{name: "a capability beyond the defaults refused", sc: skiffv1alpha1.SecurityContext{Capabilities: &skiffv1alpha1.Capabilities{Add: []skiffv1alpha1.Capability{"NET_BIND_SERVICE", "sys_admin", "ALL"}}},
+			err: "adding capabilities beyond the default set (sys_admin, ALL) is not allowed on this node (agent --allow-privileged)"},
+		{name: "a default capability added back", sc: skiffv1alpha1.SecurityContext{Capabilities: &skiffv1alpha1.Capabilities{Drop: []skiffv1alpha1.Capability{"ALL"}, Add: []skiffv1alpha1.Capability{"CAP_KILL"}}},
+			want: containerSecurity{capabilities: []string{"CAP_KILL"}}},
+		{name: "runAsNonRoot, a signed image user", sc: skiffv1alpha1.SecurityContext{RunAsNonRoot: ptr.To(true)}, image: ptr.To("+1000"),
+			err: "container has runAsNonRoot and image has non-numeric user (+1000), cannot verify user is non-root" + where},
 		{name: "privileged refused", sc: skiffv1alpha1.SecurityContext{Privileged: ptr.To(true)},
 			err: "privileged containers are not allowed on this node (agent --allow-privileged)"},
 		{name: "privileged", policy: allowed, sc: skiffv1alpha1.SecurityContext{Privileged: ptr.To(true), Capabilities: &skiffv1alpha1.Capabilities{Drop: []skiffv1alpha1.Capability{"ALL"}}},
@@ -226,14 +234,14 @@ func TestSecurityContextOnSim(t *testing.T) {
 
 	ok := boundInstance("ok", "n1")
 	ok.Spec.SecurityContext = &skiffv1alpha1.InstanceSecurityContext{RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](1000),
-		SeccompProfile: &skiffv1alpha1.SeccompProfile{Type: skiffv1alpha1.SeccompProfileTypeUnconfined}}
+		SeccompProfile: &skiffv1alpha1.SeccompProfile{Type: skiffv1alpha1.SeccompProfileTypeRuntimeDefault}}
 	ok.Spec.Containers[0].SecurityContext = &skiffv1alpha1.SecurityContext{ReadOnlyRootFilesystem: ptr.To(true), AllowPrivilegeEscalation: ptr.To(true),
 		Capabilities: &skiffv1alpha1.Capabilities{Drop: []skiffv1alpha1.Capability{"ALL"}, Add: []skiffv1alpha1.Capability{"NET_BIND_SERVICE"}}}
 	createBound(t, admin, ok, "n1")
 	got := waitContainer(t, admin, ok, "Running", func(cs skiffv1alpha1.ContainerStatus) bool { return cs.State.Running != nil })
 	in, _ := rec.of(containerID(got, "main"))
-	if !in.ReadonlyRootfs || !in.AllowPrivilegeEscalation || !in.Unconfined || in.Privileged || !slices.Equal(in.Capabilities, []string{"CAP_NET_BIND_SERVICE"}) {
-		t.Errorf("bundle input %+v: want a read-only root, no_new_privs off, unconfined, CAP_NET_BIND_SERVICE only", in)
+	if !in.ReadonlyRootfs || !in.AllowPrivilegeEscalation || in.Unconfined || in.Privileged || !slices.Equal(in.Capabilities, []string{"CAP_NET_BIND_SERVICE"}) {
+		t.Errorf("bundle input %+v: want a read-only root, no_new_privs off, the seccomp filter, CAP_NET_BIND_SERVICE only", in)
 	}
 
 	refused := []struct {
@@ -243,6 +251,8 @@ func TestSecurityContextOnSim(t *testing.T) {
 	}{
 		{"privileged", &skiffv1alpha1.SecurityContext{Privileged: ptr.To(true)}, "privileged containers are not allowed on this node (agent --allow-privileged)"},
 		{"unknown-cap", &skiffv1alpha1.SecurityContext{Capabilities: &skiffv1alpha1.Capabilities{Add: []skiffv1alpha1.Capability{"TIME_TRAVEL"}}}, "unknown capabilities: TIME_TRAVEL"},
+		{"sys-admin", &skiffv1alpha1.SecurityContext{Capabilities: &skiffv1alpha1.Capabilities{Add: []skiffv1alpha1.Capability{"SYS_ADMIN"}}}, "adding capabilities beyond the default set (SYS_ADMIN) is not allowed on this node (agent --allow-privileged)"},
+		{"unconfined", &skiffv1alpha1.SecurityContext{SeccompProfile: &skiffv1alpha1.SeccompProfile{Type: skiffv1alpha1.SeccompProfileTypeUnconfined}}, "seccompProfile Unconfined is not allowed on this node (agent --allow-privileged)"},
 		{"root", &skiffv1alpha1.SecurityContext{RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](0)}, `container's runAsUser breaks non-root policy (instance: "default/root", container: main)`},
 	}
 	for _, r := range refused {

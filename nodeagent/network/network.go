@@ -287,6 +287,10 @@ const cniTimeout = time.Minute
 
 func (m *Manager) netnsPath(id string) string { return filepath.Join(m.cfg.DataDir, netnsDir, id) }
 
+// NetNS is the path of the network namespace of Instance id (which may
+// not exist: it is made by Setup and removed by Teardown).
+func (m *Manager) NetNS(id string) string { return m.netnsPath(id) }
+
 func (m *Manager) runtimeConf(id, nsPath string, ports []Port) *libcni.RuntimeConf {
 	rt := &libcni.RuntimeConf{ContainerID: id, NetNS: nsPath, IfName: ifName}
 	if len(ports) > 0 {

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -57,6 +58,9 @@ spec:
 	firstDone, secondStart, secondDone, mainStart := parse(f[0]), parse(f[1]), parse(f[2]), parse(f[3])
 	if secondStart.Before(firstDone) || mainStart.Before(secondDone) {
 		t.Errorf("first done %s, second %s-%s, main started %s: want each after the one before", firstDone, secondStart, secondDone, mainStart)
+	}
+	if out, err := exec.Command(skiffBin, "logs", "--kubeconfig", s.kubeconfig, "inits", "-c", "first").CombinedOutput(); err != nil || string(out) != "first\n" {
+		t.Errorf("skiff logs -c first: %q, %v; want the init container's log", out, err)
 	}
 	codes := s.mustKubectl(t, "get", "instance", "inits", "-o", `jsonpath={.status.initContainerStatuses[*].state.terminated.exitCode}`)
 	if codes != "0 0" {

@@ -96,6 +96,8 @@ spec:
 kind: Instance
 metadata: {name: live}
 spec:
+  # A liveness kill restarts it even though it exits 0 on SIGTERM.
+  restartPolicy: OnFailure
   terminationGracePeriodSeconds: 2
   containers:
   - name: main

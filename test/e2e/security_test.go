@@ -12,8 +12,10 @@ import (
 
 // Capability numbers, as /proc/PID/status's CapEff mask has them.
 const (
-	capNetAdmin = 12
-	capNetRaw   = 13
+	capKill           = 5
+	capNetBindService = 10
+	capNetAdmin       = 12
+	capNetRaw         = 13
 )
 
 // TestSecurityContext on runc, seen from inside the containers (their own
@@ -36,7 +38,6 @@ spec:
   securityContext:
     runAsUser: 1000
     runAsGroup: 2000
-    seccompProfile: {type: Unconfined}
   containers:
   - name: user
     image: skiff.local/busybox:latest
@@ -55,12 +56,12 @@ spec:
     image: skiff.local/busybox:latest
     securityContext:
       runAsUser: 0
-      capabilities: {add: [NET_ADMIN], drop: [CAP_NET_RAW]}
+      capabilities: {drop: [ALL], add: [CAP_NET_BIND_SERVICE, KILL]}
     command: [sh, -c, 'grep -E "^CapEff:" /proc/self/status; `+wait+`']
   - name: rofs
     image: skiff.local/busybox:latest
     securityContext: {runAsUser: 0, readOnlyRootFilesystem: true}
-    command: [sh, -c, 'echo > /written; echo > /tmp/written; echo > /dev/shm/written && echo "/dev/shm writable"; `+wait+`']
+    command: [sh, -c, 'exec 2>&1; echo > /written; echo > /tmp/written; echo > /dev/shm/written && echo "/dev/shm writable"; `+wait+`']
 `))
 	s.waitPhase(t, "sec", "Running")
 	logs := map[string]string{}
@@ -84,9 +85,9 @@ spec:
 		t.Errorf("defaults: %q, want the container's runAsUser 0 over the Instance's", logs["defaults"])
 	}
 	for c, want := range map[string][2]string{
-		"user":     {"1", "0"}, // the Instance's Unconfined
-		"defaults": {"1", "2"}, // the container's RuntimeDefault over it
-		"escalate": {"0", "0"},
+		"user":     {"1", "2"}, // the node's filter by default
+		"defaults": {"1", "2"}, // and as RuntimeDefault
+		"escalate": {"0", "2"},
 	} {
 		if nnp, mode := status(c, "NoNewPrivs"), status(c, "Seccomp"); nnp != want[0] || mode != want[1] {
 			t.Errorf("%s: NoNewPrivs %s Seccomp %s, want %s %s", c, nnp, mode, want[0], want[1])
@@ -96,11 +97,8 @@ spec:
 	if defaults&(1<<capNetRaw) == 0 || defaults&(1<<capNetAdmin) != 0 {
 		t.Errorf("default CapEff %x: want NET_RAW and not NET_ADMIN", defaults)
 	}
-	if caps&(1<<capNetRaw) != 0 || caps&(1<<capNetAdmin) == 0 {
-		t.Errorf("caps CapEff %x: want NET_ADMIN added and NET_RAW dropped", caps)
-	}
-	if want := defaults&^(1<<capNetRaw) | 1<<capNetAdmin; caps != want {
-		t.Errorf("caps CapEff %x, want the defaults' %x with only those changed (%x)", caps, defaults, want)
+	if want := uint64(1<<capNetBindService | 1<<capKill); caps != want {
+		t.Errorf("caps CapEff %x: want only NET_BIND_SERVICE and KILL (%x) after dropping ALL", caps, want)
 	}
 	rofs := logs["rofs"]
 	if !strings.Contains(rofs, "/written: Read-only file system") || !strings.Contains(rofs, "/tmp/written: Read-only file system") ||
@@ -122,6 +120,26 @@ spec:
 ---
 apiVersion: skiff.dev/v1alpha1
 kind: Instance
+metadata: {name: netadmin}
+spec:
+  containers:
+  - name: main
+    image: skiff.local/busybox:latest
+    securityContext: {capabilities: {add: [NET_ADMIN]}}
+    command: [sh, -c, 'echo should not run']
+---
+apiVersion: skiff.dev/v1alpha1
+kind: Instance
+metadata: {name: unconfined}
+spec:
+  securityContext: {seccompProfile: {type: Unconfined}}
+  containers:
+  - name: main
+    image: skiff.local/busybox:latest
+    command: [sh, -c, 'echo should not run']
+---
+apiVersion: skiff.dev/v1alpha1
+kind: Instance
 metadata: {name: priv}
 spec:
   containers:
@@ -131,8 +149,10 @@ spec:
     command: [sh, -c, 'echo should not run']
 `))
 	for name, msg := range map[string]string{
-		"nonroot": `container has runAsNonRoot and image will run as root (instance: "default/nonroot", container: main)`,
-		"priv":    "privileged containers are not allowed on this node (agent --allow-privileged)",
+		"nonroot":    `container has runAsNonRoot and image will run as root (instance: "default/nonroot", container: main)`,
+		"priv":       "privileged containers are not allowed on this node (agent --allow-privileged)",
+		"netadmin":   "adding capabilities beyond the default set (NET_ADMIN) is not allowed on this node (agent --allow-privileged)",
+		"unconfined": "seccompProfile Unconfined is not allowed on this node (agent --allow-privileged)",
 	} {
 		waitFor(t, 60*time.Second, func() (bool, error) {
 			out, err := s.kubectl("get", "instance", name)
@@ -149,7 +169,7 @@ spec:
 	if events := s.mustKubectl(t, "get", "events", "-o", "json"); !strings.Contains(events, "Error: privileged containers are not allowed on this node") {
 		t.Errorf("no Failed Event for the privileged container in:\n%s", events)
 	}
-	s.mustKubectl(t, "delete", "instance", "nonroot", "priv", "--timeout=60s")
+	s.mustKubectl(t, "delete", "instance", "nonroot", "priv", "netadmin", "unconfined", "--timeout=60s")
 }
 
 // TestPrivilegedContainer: on an agent started with

@@ -187,6 +187,9 @@ func validateInitContainers(spec *InstanceTemplateSpec, fldPath *field.Path) fie
 				allErrs = append(allErrs, field.Forbidden(idxPath.Child(name), "may not be set for init containers"))
 			}
 		}
+		if c.Lifecycle != nil {
+			allErrs = append(allErrs, field.Forbidden(idxPath.Child("lifecycle"), "may not be set for init containers"))
+		}
 	}
 	return allErrs
 }

@@ -418,6 +418,9 @@ func TestValidateInstance(t *testing.T) {
 		{"init container with a probe", func(i *Instance) {
 			i.Spec.InitContainers[0].ReadinessProbe = &Probe{Exec: &ExecAction{Command: []string{"true"}}, TimeoutSeconds: 1, PeriodSeconds: 1, SuccessThreshold: 1, FailureThreshold: 1}
 		}, forbidden, "spec.initContainers[0].readinessProbe"},
+		{"init container with a preStop hook", func(i *Instance) {
+			i.Spec.InitContainers[0].Lifecycle = &Lifecycle{PreStop: &LifecycleHandler{Exec: &ExecAction{Command: []string{"true"}}}}
+		}, forbidden, "spec.initContainers[0].lifecycle"},
 		{"init container without an image", func(i *Instance) { i.Spec.InitContainers[0].Image = "" }, required, "spec.initContainers[0].image"},
 		{"pull secret without a name", func(i *Instance) { i.Spec.ImagePullSecrets = []LocalObjectReference{{}} }, required, "spec.imagePullSecrets[0].name"},
 		{"env value and valueFrom", func(i *Instance) {
