@@ -11,7 +11,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/conversion"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/proxy"
@@ -62,27 +61,11 @@ func (r *execREST) Connect(ctx context.Context, name string, options runtime.Obj
 	if !opts.Stdin && !opts.Stdout && !opts.Stderr {
 		return nil, apierrors.NewBadRequest("at least one of stdin, stdout and stderr must be true")
 	}
-	obj, err := r.instances.Get(ctx, name, &metav1.GetOptions{})
+	t, err := instanceAgent(ctx, r.instances, r.nodes, r.cert, name, opts.Container, execable)
 	if err != nil {
 		return nil, err
 	}
-	inst := obj.(*skiffv1alpha1.Instance)
-	container, err := logContainer(inst, opts.Container)
-	if err != nil {
-		return nil, err
-	}
-	if err := execable(inst); err != nil {
-		return nil, err
-	}
-	obj, err = r.nodes.Get(ctx, inst.Spec.NodeName, &metav1.GetOptions{})
-	if err != nil {
-		return nil, apierrors.NewServiceUnavailable(fmt.Sprintf("node %q of instance %q: %v", inst.Spec.NodeName, name, err))
-	}
-	node := obj.(*skiffv1alpha1.Node)
-	client, base, err := agentOf(node, r.cert)
-	if err != nil {
-		return nil, err
-	}
+	inst, container, node, client, base := t.inst, t.container, t.node, t.client, t.base
 	loc, err := url.Parse(base + "/exec/" + url.PathEscape(inst.Namespace) + "/" + url.PathEscape(inst.Name) + "/" +
 		url.PathEscape(string(inst.UID)) + "/" + url.PathEscape(container) + "?" + execQuery(opts).Encode())
 	if err != nil {

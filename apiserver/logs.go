@@ -65,31 +65,55 @@ func (r *logREST) Get(ctx context.Context, name string, options runtime.Object) 
 	if errs := validateLogOptions(opts); len(errs) > 0 {
 		return nil, apierrors.NewInvalid(gk, name, errs)
 	}
-	obj, err := r.instances.Get(ctx, name, &metav1.GetOptions{})
+	t, err := instanceAgent(ctx, r.instances, r.nodes, r.cert, name, opts.Container, func(inst *skiffv1alpha1.Instance) error {
+		if inst.Spec.NodeName == "" {
+			return apierrors.NewBadRequest(fmt.Sprintf("instance %q is not bound to a node yet: it has no logs", name))
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	inst := obj.(*skiffv1alpha1.Instance)
-	container, err := logContainer(inst, opts.Container)
-	if err != nil {
-		return nil, err
-	}
-	if inst.Spec.NodeName == "" {
-		return nil, apierrors.NewBadRequest(fmt.Sprintf("instance %q is not bound to a node yet: it has no logs", name))
-	}
-	obj, err = r.nodes.Get(ctx, inst.Spec.NodeName, &metav1.GetOptions{})
-	if err != nil {
-		return nil, apierrors.NewServiceUnavailable(fmt.Sprintf("node %q of instance %q: %v", inst.Spec.NodeName, name, err))
-	}
-	node := obj.(*skiffv1alpha1.Node)
-	client, base, err := agentOf(node, r.cert)
-	if err != nil {
-		return nil, err
-	}
+	inst, container, node, client, base := t.inst, t.container, t.node, t.client, t.base
 	q := opts.Query()
 	q.Set("container", container)
 	u := base + "/containerLogs/" + url.PathEscape(inst.Namespace) + "/" + url.PathEscape(inst.Name) + "?" + q.Encode()
 	return &agentStream{url: u, node: node.Name, client: client, flush: opts.Follow}, nil
+}
+
+// agentTarget is an Instance's container and the agent that runs it.
+type agentTarget struct {
+	inst      *skiffv1alpha1.Instance
+	container string
+	node      *skiffv1alpha1.Node
+	client    *http.Client
+	base      string
+}
+
+// instanceAgent finds Instance name's container (logContainer) and a
+// client for the agent of its node, for the subresources the agents serve
+// (log, exec). ready says why the Instance cannot be asked, if it cannot.
+func instanceAgent(ctx context.Context, instances, nodes rest.Getter, cert agentCert, name, container string, ready func(*skiffv1alpha1.Instance) error) (agentTarget, error) {
+	obj, err := instances.Get(ctx, name, &metav1.GetOptions{})
+	if err != nil {
+		return agentTarget{}, err
+	}
+	t := agentTarget{inst: obj.(*skiffv1alpha1.Instance)}
+	if t.container, err = logContainer(t.inst, container); err != nil {
+		return agentTarget{}, err
+	}
+	if err := ready(t.inst); err != nil {
+		return agentTarget{}, err
+	}
+	obj, err = nodes.Get(ctx, t.inst.Spec.NodeName, &metav1.GetOptions{})
+	if err != nil {
+		return agentTarget{}, apierrors.NewServiceUnavailable(fmt.Sprintf("node %q of instance %q: %v", t.inst.Spec.NodeName, name, err))
+	}
+	t.node = obj.(*skiffv1alpha1.Node)
+	if t.client, t.base, err = agentOf(t.node, cert); err != nil {
+		return agentTarget{}, err
+	}
+	return t, nil
 }
 
 // agentOf returns a client for node's agent, which accepts only the agent

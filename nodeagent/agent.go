@@ -44,6 +44,9 @@ type Agent struct {
 	images  *image.Store
 	network *network.Manager
 	metrics *metrics
+	// cgroups are the host's, read once at start: containers' usage and
+	// OOM kills.
+	cgroups usage.Cgroups
 }
 
 // Directories under the data dir.
@@ -67,7 +70,7 @@ func New(cfg Config) (*Agent, error) {
 			return nil, err
 		}
 	}
-	a := &Agent{cfg: cfg, scheme: scheme, metrics: newMetrics()}
+	a := &Agent{cfg: cfg, scheme: scheme, metrics: newMetrics(), cgroups: usage.HostCgroups()}
 	// Made now: the machine is read (the data directory's file system)
 	// before the Node is registered.
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -183,7 +186,7 @@ func (a *Agent) Run(ctx context.Context) error {
 // addParts adds the agent's Runnables beside the Instance controller.
 func (a *Agent) addParts(mgr manager.Manager, j *joined, m *Machine, ln net.Listener, members *gossip.Membership, r *instanceReconciler) error {
 	srv := &server{rt: a.rt, instances: mgr.GetClient(), logDir: filepath.Join(a.cfg.DataDir, containersDir), apiserverKey: j.apiserverKey, metrics: a.metrics}
-	a.metrics.registry.MustRegister(newInstancesCollector(mgr.GetCache()), newUsageCollector(a.rt, usage.HostCgroups(), "/proc"))
+	a.metrics.registry.MustRegister(newInstancesCollector(mgr.GetCache()), newUsageCollector(a.rt, a.cgroups, "/proc"))
 	status := newStatusReporter(a.cfg.StatusInterval, func(ctx context.Context) error { return a.reportStatus(ctx, j.client, m) })
 	keeper := &leaseKeeper{client: j.client, node: a.cfg.NodeName, interval: a.cfg.LeaseInterval}
 	renewer := &leaseRenewer{
@@ -249,6 +252,7 @@ func (a *Agent) newManager(j *joined, m *Machine) (manager.Manager, *instanceRec
 	if a.images != nil {
 		r.images, r.rootfsDir = a.images, filepath.Join(a.cfg.DataDir, rootfsDir)
 		r.prober = newProber(a.rt, r.event)
+		r.cgroups = &a.cgroups
 		if err := mgr.Add(manager.RunnableFunc(r.prober.Run)); err != nil {
 			return nil, nil, fmt.Errorf("instance controller: %w", err)
 		}

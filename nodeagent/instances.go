@@ -22,6 +22,7 @@ import (
 	"skiff.dev/skiff/nodeagent/logs"
 	"skiff.dev/skiff/nodeagent/network"
 	"skiff.dev/skiff/nodeagent/runtime"
+	"skiff.dev/skiff/nodeagent/usage"
 )
 
 // Labels the agent keeps on each container, to find its Instance again.
@@ -86,6 +87,9 @@ type instanceReconciler struct {
 	// prober runs containers' probes (nil: none run, as for simulated
 	// containers, which are ready while they run).
 	prober *prober
+	// cgroups are where the runtime makes containers' cgroups, read for
+	// their OOM kills (nil: simulated containers, which have none).
+	cgroups *usage.Cgroups
 	// probeKills are the containers stopped because a probe gave up on
 	// them: they restart unless the policy is Never, whatever they exit
 	// with, as the kubelet restarts a liveness failure.
@@ -156,17 +160,7 @@ func (r *instanceReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 		}
 		return reconcile.Result{RequeueAfter: networkRetry}, nil
 	}
-	inits, initialized, initErr := r.runInit(ctx, &inst, sandbox)
-	var results []containerResult
-	var runErr error
-	if initialized {
-		results, runErr = r.run(ctx, &inst, sandbox)
-	} else {
-		for i := range inst.Spec.Containers {
-			results = append(results, waitingResult(&inst, &inst.Spec.Containers[i], "PodInitializing", ""))
-		}
-	}
-	runErr = errors.Join(initErr, runErr)
+	inits, results, runErr := r.runAll(ctx, &inst, sandbox)
 	if err := r.reportStatus(ctx, &inst, inits, results, sandbox.ip); err != nil {
 		return reconcile.Result{}, err
 	}
@@ -272,6 +266,20 @@ type containerResult struct {
 	retryAt time.Time
 }
 
+// runAll runs the init containers, then, once they have all completed,
+// the containers (which wait, PodInitializing, until then).
+func (r *instanceReconciler) runAll(ctx context.Context, inst *skiffv1alpha1.Instance, sb sandbox) (inits, results []containerResult, err error) {
+	inits, initialized, initErr := r.runInit(ctx, inst, sb)
+	if !initialized {
+		for i := range inst.Spec.Containers {
+			results = append(results, waitingResult(inst, &inst.Spec.Containers[i], "PodInitializing", ""))
+		}
+		return inits, results, initErr
+	}
+	results, err = r.run(ctx, inst, sb)
+	return inits, results, errors.Join(initErr, err)
+}
+
 // run makes sure every container of the Instance runs, restarting exited
 // ones as the restart policy and the crash-loop back-off allow.
 func (r *instanceReconciler) run(ctx context.Context, inst *skiffv1alpha1.Instance, sb sandbox) ([]containerResult, error) {
@@ -333,6 +341,7 @@ func (r *instanceReconciler) runImage(ctx context.Context, inst *skiffv1alpha1.I
 	r.terminating.forget(id)
 	if !shouldRestart(policy, st.ExitCode) && !(r.probeKills.has(id) && policy != skiffv1alpha1.RestartPolicyNever) {
 		cs := containerStatus(c, id, st, restarts, nil)
+		cs.State.Terminated.Reason = r.terminatedReason(id, st.ExitCode)
 		cs.State.Terminated.Message = r.terminationMessage(id)
 		return containerResult{status: cs, done: true}, nil
 	}

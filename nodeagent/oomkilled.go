@@ -5,10 +5,6 @@ import (
 	"skiff.dev/skiff/nodeagent/usage"
 )
 
-// containerCgroups is where the OCI runtimes make containers' cgroups.
-// Simulated containers have none, and so are never OOMKilled.
-var containerCgroups = usage.HostCgroups()
-
 // terminatedReason is why the stopped container id ended, as the kubelet
 // says it: OOMKilled when the kernel's OOM killer killed a process in its
 // cgroup (any process, as containerd counts it: the one that died may be a
@@ -16,8 +12,13 @@ var containerCgroups = usage.HostCgroups()
 // code. The cgroup is read while the container is stopped but not yet
 // deleted, which is how the agent leaves it until a restart or the end of
 // its Instance; a restart begins with a new cgroup and a new count.
-func terminatedReason(id string, exitCode int) string {
-	return exitReason(exitCode, oomKills(containerCgroups, id))
+// Simulated containers have no cgroup (r.cgroups nil) and are never
+// OOMKilled.
+func (r *instanceReconciler) terminatedReason(id string, exitCode int) string {
+	if r.cgroups == nil {
+		return exitReason(exitCode, 0)
+	}
+	return exitReason(exitCode, oomKills(*r.cgroups, id))
 }
 
 // oomKills is the count of OOM kills in the container's cgroup; 0 when it

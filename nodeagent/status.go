@@ -29,7 +29,7 @@ func containerStatus(c *skiffv1alpha1.Container, id string, st runtime.Status, r
 		cs.State.Running = &skiffv1alpha1.ContainerStateRunning{StartedAt: apiTime(st.StartedAt)}
 	case st.State == runtime.Stopped:
 		cs.State.Terminated = &skiffv1alpha1.ContainerStateTerminated{
-			ExitCode: int32(st.ExitCode), Reason: terminatedReason(id, st.ExitCode),
+			ExitCode: int32(st.ExitCode), Reason: exitReason(st.ExitCode, 0),
 			StartedAt: apiTime(st.StartedAt), FinishedAt: apiTime(st.FinishedAt),
 		}
 	default:
