@@ -397,6 +397,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.Capabilities{}.OpenAPIModelName():                          schema_skiff_apis_skiff_v1alpha1_Capabilities(ref),
 		v1alpha1.ConfigMapEnvSource{}.OpenAPIModelName():                    schema_skiff_apis_skiff_v1alpha1_ConfigMapEnvSource(ref),
 		v1alpha1.ConfigMapKeySelector{}.OpenAPIModelName():                  schema_skiff_apis_skiff_v1alpha1_ConfigMapKeySelector(ref),
+		v1alpha1.ConfigMapVolumeSource{}.OpenAPIModelName():                 schema_skiff_apis_skiff_v1alpha1_ConfigMapVolumeSource(ref),
 		v1alpha1.Container{}.OpenAPIModelName():                             schema_skiff_apis_skiff_v1alpha1_Container(ref),
 		v1alpha1.ContainerPort{}.OpenAPIModelName():                         schema_skiff_apis_skiff_v1alpha1_ContainerPort(ref),
 		v1alpha1.ContainerState{}.OpenAPIModelName():                        schema_skiff_apis_skiff_v1alpha1_ContainerState(ref),
@@ -404,12 +405,14 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.ContainerStateTerminated{}.OpenAPIModelName():              schema_skiff_apis_skiff_v1alpha1_ContainerStateTerminated(ref),
 		v1alpha1.ContainerStateWaiting{}.OpenAPIModelName():                 schema_skiff_apis_skiff_v1alpha1_ContainerStateWaiting(ref),
 		v1alpha1.ContainerStatus{}.OpenAPIModelName():                       schema_skiff_apis_skiff_v1alpha1_ContainerStatus(ref),
+		v1alpha1.EmptyDirVolumeSource{}.OpenAPIModelName():                  schema_skiff_apis_skiff_v1alpha1_EmptyDirVolumeSource(ref),
 		v1alpha1.EnvFromSource{}.OpenAPIModelName():                         schema_skiff_apis_skiff_v1alpha1_EnvFromSource(ref),
 		v1alpha1.EnvVar{}.OpenAPIModelName():                                schema_skiff_apis_skiff_v1alpha1_EnvVar(ref),
 		v1alpha1.EnvVarSource{}.OpenAPIModelName():                          schema_skiff_apis_skiff_v1alpha1_EnvVarSource(ref),
 		v1alpha1.ExecAction{}.OpenAPIModelName():                            schema_skiff_apis_skiff_v1alpha1_ExecAction(ref),
 		v1alpha1.HTTPGetAction{}.OpenAPIModelName():                         schema_skiff_apis_skiff_v1alpha1_HTTPGetAction(ref),
 		v1alpha1.HTTPHeader{}.OpenAPIModelName():                            schema_skiff_apis_skiff_v1alpha1_HTTPHeader(ref),
+		v1alpha1.HostPathVolumeSource{}.OpenAPIModelName():                  schema_skiff_apis_skiff_v1alpha1_HostPathVolumeSource(ref),
 		v1alpha1.Instance{}.OpenAPIModelName():                              schema_skiff_apis_skiff_v1alpha1_Instance(ref),
 		v1alpha1.InstanceAffinity{}.OpenAPIModelName():                      schema_skiff_apis_skiff_v1alpha1_InstanceAffinity(ref),
 		v1alpha1.InstanceAffinityTerm{}.OpenAPIModelName():                  schema_skiff_apis_skiff_v1alpha1_InstanceAffinityTerm(ref),
@@ -420,6 +423,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.InstanceStatus{}.OpenAPIModelName():                        schema_skiff_apis_skiff_v1alpha1_InstanceStatus(ref),
 		v1alpha1.InstanceTemplate{}.OpenAPIModelName():                      schema_skiff_apis_skiff_v1alpha1_InstanceTemplate(ref),
 		v1alpha1.InstanceTemplateSpec{}.OpenAPIModelName():                  schema_skiff_apis_skiff_v1alpha1_InstanceTemplateSpec(ref),
+		v1alpha1.KeyToPath{}.OpenAPIModelName():                             schema_skiff_apis_skiff_v1alpha1_KeyToPath(ref),
 		v1alpha1.Lifecycle{}.OpenAPIModelName():                             schema_skiff_apis_skiff_v1alpha1_Lifecycle(ref),
 		v1alpha1.LifecycleHandler{}.OpenAPIModelName():                      schema_skiff_apis_skiff_v1alpha1_LifecycleHandler(ref),
 		v1alpha1.LocalObjectReference{}.OpenAPIModelName():                  schema_skiff_apis_skiff_v1alpha1_LocalObjectReference(ref),
@@ -441,12 +445,16 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.SeccompProfile{}.OpenAPIModelName():                        schema_skiff_apis_skiff_v1alpha1_SeccompProfile(ref),
 		v1alpha1.SecretEnvSource{}.OpenAPIModelName():                       schema_skiff_apis_skiff_v1alpha1_SecretEnvSource(ref),
 		v1alpha1.SecretKeySelector{}.OpenAPIModelName():                     schema_skiff_apis_skiff_v1alpha1_SecretKeySelector(ref),
+		v1alpha1.SecretVolumeSource{}.OpenAPIModelName():                    schema_skiff_apis_skiff_v1alpha1_SecretVolumeSource(ref),
 		v1alpha1.SecurityContext{}.OpenAPIModelName():                       schema_skiff_apis_skiff_v1alpha1_SecurityContext(ref),
 		v1alpha1.TCPSocketAction{}.OpenAPIModelName():                       schema_skiff_apis_skiff_v1alpha1_TCPSocketAction(ref),
 		v1alpha1.Taint{}.OpenAPIModelName():                                 schema_skiff_apis_skiff_v1alpha1_Taint(ref),
 		v1alpha1.TemplateMetadata{}.OpenAPIModelName():                      schema_skiff_apis_skiff_v1alpha1_TemplateMetadata(ref),
 		v1alpha1.Toleration{}.OpenAPIModelName():                            schema_skiff_apis_skiff_v1alpha1_Toleration(ref),
 		v1alpha1.TopologySpreadConstraint{}.OpenAPIModelName():              schema_skiff_apis_skiff_v1alpha1_TopologySpreadConstraint(ref),
+		v1alpha1.Volume{}.OpenAPIModelName():                                schema_skiff_apis_skiff_v1alpha1_Volume(ref),
+		v1alpha1.VolumeMount{}.OpenAPIModelName():                           schema_skiff_apis_skiff_v1alpha1_VolumeMount(ref),
+		v1alpha1.VolumeSource{}.OpenAPIModelName():                          schema_skiff_apis_skiff_v1alpha1_VolumeSource(ref),
 		v1alpha1.WeightedInstanceAffinityTerm{}.OpenAPIModelName():          schema_skiff_apis_skiff_v1alpha1_WeightedInstanceAffinityTerm(ref),
 		v1alpha1.Workload{}.OpenAPIModelName():                              schema_skiff_apis_skiff_v1alpha1_Workload(ref),
 		v1alpha1.WorkloadList{}.OpenAPIModelName():                          schema_skiff_apis_skiff_v1alpha1_WorkloadList(ref),
@@ -20190,6 +20198,62 @@ func schema_skiff_apis_skiff_v1alpha1_ConfigMapKeySelector(ref common.ReferenceC
 	}
 }
 
+func schema_skiff_apis_skiff_v1alpha1_ConfigMapVolumeSource(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "ConfigMapVolumeSource shows a ConfigMap of the Instance's namespace as files: one per key (or per item), updated within a minute of a change.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Name of the ConfigMap.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"items": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "Items, when set, project only these keys, to these paths; a key missing from the ConfigMap is an error unless optional.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.KeyToPath{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+					"defaultMode": {
+						SchemaProps: spec.SchemaProps{
+							Description: "DefaultMode is the files' permission bits (0 to 0777; default 0644).",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"optional": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Optional lets the containers start without the ConfigMap (or an item's key): the volume is then empty.",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"name"},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.KeyToPath{}.OpenAPIModelName()},
+	}
+}
+
 func schema_skiff_apis_skiff_v1alpha1_Container(ref common.ReferenceCallback) common.OpenAPIDefinition {
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
@@ -20313,7 +20377,7 @@ func schema_skiff_apis_skiff_v1alpha1_Container(ref common.ReferenceCallback) co
 							},
 						},
 						SchemaProps: spec.SchemaProps{
-							Description: "Ports the container listens on. Until Instance networking lands they are informational: the agent publishes nothing.",
+							Description: "Ports the container listens on, in the Instance's network namespace; those with a hostPort are published on the node.",
 							Type:        []string{"array"},
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
@@ -20375,12 +20439,35 @@ func schema_skiff_apis_skiff_v1alpha1_Container(ref common.ReferenceCallback) co
 							Format:      "",
 						},
 					},
+					"volumeMounts": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-map-keys": []interface{}{
+									"mountPath",
+								},
+								"x-kubernetes-list-type":       "map",
+								"x-kubernetes-patch-merge-key": "mountPath",
+								"x-kubernetes-patch-strategy":  "merge",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "VolumeMounts put the Instance's volumes into the container.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.VolumeMount{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
 				},
 				Required: []string{"name", "image"},
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.ContainerPort{}.OpenAPIModelName(), v1alpha1.EnvFromSource{}.OpenAPIModelName(), v1alpha1.EnvVar{}.OpenAPIModelName(), v1alpha1.Lifecycle{}.OpenAPIModelName(), v1alpha1.Probe{}.OpenAPIModelName(), v1alpha1.ResourceRequirements{}.OpenAPIModelName(), v1alpha1.SecurityContext{}.OpenAPIModelName()},
+			v1alpha1.ContainerPort{}.OpenAPIModelName(), v1alpha1.EnvFromSource{}.OpenAPIModelName(), v1alpha1.EnvVar{}.OpenAPIModelName(), v1alpha1.Lifecycle{}.OpenAPIModelName(), v1alpha1.Probe{}.OpenAPIModelName(), v1alpha1.ResourceRequirements{}.OpenAPIModelName(), v1alpha1.SecurityContext{}.OpenAPIModelName(), v1alpha1.VolumeMount{}.OpenAPIModelName()},
 	}
 }
 
@@ -20643,6 +20730,34 @@ func schema_skiff_apis_skiff_v1alpha1_ContainerStatus(ref common.ReferenceCallba
 	}
 }
 
+func schema_skiff_apis_skiff_v1alpha1_EmptyDirVolumeSource(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "EmptyDirVolumeSource is an empty directory made for the Instance.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"medium": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Medium is \"\" (the node's disk) or Memory (a tmpfs).",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"sizeLimit": {
+						SchemaProps: spec.SchemaProps{
+							Description: "SizeLimit is the most the volume may hold: an Instance whose volume holds more is evicted (phase Failed, reason Evicted).",
+							Ref:         ref(resource.Quantity{}.OpenAPIModelName()),
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			resource.Quantity{}.OpenAPIModelName()},
+	}
+}
+
 func schema_skiff_apis_skiff_v1alpha1_EnvFromSource(ref common.ReferenceCallback) common.OpenAPIDefinition {
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
@@ -20861,6 +20976,35 @@ func schema_skiff_apis_skiff_v1alpha1_HTTPHeader(ref common.ReferenceCallback) c
 					},
 				},
 				Required: []string{"name", "value"},
+			},
+		},
+	}
+}
+
+func schema_skiff_apis_skiff_v1alpha1_HostPathVolumeSource(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "HostPathVolumeSource is a path on the node.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"path": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Path is absolute, on the node.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"type": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Type is checked before the containers start: \"\" (nothing checked), DirectoryOrCreate, Directory, FileOrCreate or File.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"path"},
 			},
 		},
 	}
@@ -21162,6 +21306,13 @@ func schema_skiff_apis_skiff_v1alpha1_InstanceSecurityContext(ref common.Referen
 							Ref:         ref(v1alpha1.SeccompProfile{}.OpenAPIModelName()),
 						},
 					},
+					"fsGroup": {
+						SchemaProps: spec.SchemaProps{
+							Description: "FSGroup is a group id every container's processes also belong to, and that owns the Instance's emptyDir, configMap and secret volumes (directories setgid, files group-readable, emptyDirs group-writable) as in Kubernetes. HostPath volumes are left as they are.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
 				},
 			},
 		},
@@ -21225,6 +21376,29 @@ func schema_skiff_apis_skiff_v1alpha1_InstanceSpec(ref common.ReferenceCallback)
 								Schema: &spec.Schema{
 									SchemaProps: spec.SchemaProps{
 										Ref: ref(v1alpha1.Container{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+					"volumes": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-map-keys": []interface{}{
+									"name",
+								},
+								"x-kubernetes-list-type":       "map",
+								"x-kubernetes-patch-merge-key": "name",
+								"x-kubernetes-patch-strategy":  "merge,retainKeys",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "Volumes the containers may mount. Names unique. Immutable once the Instance exists.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.Volume{}.OpenAPIModelName()),
 									},
 								},
 							},
@@ -21345,7 +21519,7 @@ func schema_skiff_apis_skiff_v1alpha1_InstanceSpec(ref common.ReferenceCallback)
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.Affinity{}.OpenAPIModelName(), v1alpha1.Container{}.OpenAPIModelName(), v1alpha1.InstanceSecurityContext{}.OpenAPIModelName(), v1alpha1.LocalObjectReference{}.OpenAPIModelName(), v1alpha1.Toleration{}.OpenAPIModelName(), v1alpha1.TopologySpreadConstraint{}.OpenAPIModelName()},
+			v1alpha1.Affinity{}.OpenAPIModelName(), v1alpha1.Container{}.OpenAPIModelName(), v1alpha1.InstanceSecurityContext{}.OpenAPIModelName(), v1alpha1.LocalObjectReference{}.OpenAPIModelName(), v1alpha1.Toleration{}.OpenAPIModelName(), v1alpha1.TopologySpreadConstraint{}.OpenAPIModelName(), v1alpha1.Volume{}.OpenAPIModelName()},
 	}
 }
 
@@ -21581,6 +21755,29 @@ func schema_skiff_apis_skiff_v1alpha1_InstanceTemplateSpec(ref common.ReferenceC
 							},
 						},
 					},
+					"volumes": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-map-keys": []interface{}{
+									"name",
+								},
+								"x-kubernetes-list-type":       "map",
+								"x-kubernetes-patch-merge-key": "name",
+								"x-kubernetes-patch-strategy":  "merge,retainKeys",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "Volumes the containers may mount. Names unique. Immutable once the Instance exists.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.Volume{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
 					"imagePullSecrets": {
 						VendorExtensible: spec.VendorExtensible{
 							Extensions: spec.Extensions{
@@ -21696,7 +21893,44 @@ func schema_skiff_apis_skiff_v1alpha1_InstanceTemplateSpec(ref common.ReferenceC
 			},
 		},
 		Dependencies: []string{
-			v1alpha1.Affinity{}.OpenAPIModelName(), v1alpha1.Container{}.OpenAPIModelName(), v1alpha1.InstanceSecurityContext{}.OpenAPIModelName(), v1alpha1.LocalObjectReference{}.OpenAPIModelName(), v1alpha1.Toleration{}.OpenAPIModelName(), v1alpha1.TopologySpreadConstraint{}.OpenAPIModelName()},
+			v1alpha1.Affinity{}.OpenAPIModelName(), v1alpha1.Container{}.OpenAPIModelName(), v1alpha1.InstanceSecurityContext{}.OpenAPIModelName(), v1alpha1.LocalObjectReference{}.OpenAPIModelName(), v1alpha1.Toleration{}.OpenAPIModelName(), v1alpha1.TopologySpreadConstraint{}.OpenAPIModelName(), v1alpha1.Volume{}.OpenAPIModelName()},
+	}
+}
+
+func schema_skiff_apis_skiff_v1alpha1_KeyToPath(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "KeyToPath projects one key of a ConfigMap or Secret to a file.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"key": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Key is the key to project.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"path": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Path is the file's relative path in the volume; no \"..\".",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"mode": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Mode is the file's permission bits (0 to 0777), over defaultMode.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+				},
+				Required: []string{"key", "path"},
+			},
+		},
 	}
 }
 
@@ -22572,6 +22806,62 @@ func schema_skiff_apis_skiff_v1alpha1_SecretKeySelector(ref common.ReferenceCall
 	}
 }
 
+func schema_skiff_apis_skiff_v1alpha1_SecretVolumeSource(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "SecretVolumeSource shows a Secret of the Instance's namespace as files on a tmpfs (never on the node's disk), updated within a minute.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"secretName": {
+						SchemaProps: spec.SchemaProps{
+							Description: "SecretName of the Secret.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"items": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "Items, when set, project only these keys, to these paths; a key missing from the Secret is an error unless optional.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.KeyToPath{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+					"defaultMode": {
+						SchemaProps: spec.SchemaProps{
+							Description: "DefaultMode is the files' permission bits (0 to 0777; default 0644).",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"optional": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Optional lets the containers start without the Secret (or an item's key).",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"secretName"},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.KeyToPath{}.OpenAPIModelName()},
+	}
+}
+
 func schema_skiff_apis_skiff_v1alpha1_SecurityContext(ref common.ReferenceCallback) common.OpenAPIDefinition {
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
@@ -22853,6 +23143,137 @@ func schema_skiff_apis_skiff_v1alpha1_TopologySpreadConstraint(ref common.Refere
 		},
 		Dependencies: []string{
 			metav1.LabelSelector{}.OpenAPIModelName()},
+	}
+}
+
+func schema_skiff_apis_skiff_v1alpha1_Volume(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "Volume is a directory the Instance's containers may mount: made when the Instance starts on its node, kept over container restarts, and removed with the Instance (a hostPath's directory excepted). Exactly one source is set.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Name is a DNS label, unique within the Instance; volumeMounts name it.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"emptyDir": {
+						SchemaProps: spec.SchemaProps{
+							Description: "EmptyDir is an empty directory for the Instance's lifetime.",
+							Ref:         ref(v1alpha1.EmptyDirVolumeSource{}.OpenAPIModelName()),
+						},
+					},
+					"hostPath": {
+						SchemaProps: spec.SchemaProps{
+							Description: "HostPath is a file or directory of the node. Agents refuse it unless they run with --allow-host-paths.",
+							Ref:         ref(v1alpha1.HostPathVolumeSource{}.OpenAPIModelName()),
+						},
+					},
+					"configMap": {
+						SchemaProps: spec.SchemaProps{
+							Description: "ConfigMap shows a ConfigMap's keys as files, kept up to date.",
+							Ref:         ref(v1alpha1.ConfigMapVolumeSource{}.OpenAPIModelName()),
+						},
+					},
+					"secret": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Secret shows a Secret's keys as files on a tmpfs, kept up to date.",
+							Ref:         ref(v1alpha1.SecretVolumeSource{}.OpenAPIModelName()),
+						},
+					},
+				},
+				Required: []string{"name"},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.ConfigMapVolumeSource{}.OpenAPIModelName(), v1alpha1.EmptyDirVolumeSource{}.OpenAPIModelName(), v1alpha1.HostPathVolumeSource{}.OpenAPIModelName(), v1alpha1.SecretVolumeSource{}.OpenAPIModelName()},
+	}
+}
+
+func schema_skiff_apis_skiff_v1alpha1_VolumeMount(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "VolumeMount puts a volume (or a path in it) into a container.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Name of the Instance's volume.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"mountPath": {
+						SchemaProps: spec.SchemaProps{
+							Description: "MountPath is the absolute path in the container; unique among the container's mounts, with no ':'.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"readOnly": {
+						SchemaProps: spec.SchemaProps{
+							Description: "ReadOnly mounts it read-only. ConfigMap and Secret volumes are always read-only.",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+					"subPath": {
+						SchemaProps: spec.SchemaProps{
+							Description: "SubPath mounts this relative path of the volume instead of its root (made as a directory in an emptyDir when missing); no \"..\". A file mounted by subPath is not updated when its ConfigMap or Secret is.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"name", "mountPath"},
+			},
+		},
+	}
+}
+
+func schema_skiff_apis_skiff_v1alpha1_VolumeSource(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "VolumeSource is one of the kinds of volume; exactly one is set.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"emptyDir": {
+						SchemaProps: spec.SchemaProps{
+							Description: "EmptyDir is an empty directory for the Instance's lifetime.",
+							Ref:         ref(v1alpha1.EmptyDirVolumeSource{}.OpenAPIModelName()),
+						},
+					},
+					"hostPath": {
+						SchemaProps: spec.SchemaProps{
+							Description: "HostPath is a file or directory of the node. Agents refuse it unless they run with --allow-host-paths.",
+							Ref:         ref(v1alpha1.HostPathVolumeSource{}.OpenAPIModelName()),
+						},
+					},
+					"configMap": {
+						SchemaProps: spec.SchemaProps{
+							Description: "ConfigMap shows a ConfigMap's keys as files, kept up to date.",
+							Ref:         ref(v1alpha1.ConfigMapVolumeSource{}.OpenAPIModelName()),
+						},
+					},
+					"secret": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Secret shows a Secret's keys as files on a tmpfs, kept up to date.",
+							Ref:         ref(v1alpha1.SecretVolumeSource{}.OpenAPIModelName()),
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.ConfigMapVolumeSource{}.OpenAPIModelName(), v1alpha1.EmptyDirVolumeSource{}.OpenAPIModelName(), v1alpha1.HostPathVolumeSource{}.OpenAPIModelName(), v1alpha1.SecretVolumeSource{}.OpenAPIModelName()},
 	}
 }
 

@@ -69,6 +69,14 @@ type InstanceTemplateSpec struct {
 	// +patchMergeKey=name
 	// +patchStrategy=merge
 	InitContainers []Container `json:"initContainers,omitempty" patchStrategy:"merge" patchMergeKey:"name"`
+	// Volumes the containers may mount. Names unique. Immutable once the
+	// Instance exists.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +patchMergeKey=name
+	// +patchStrategy=merge,retainKeys
+	Volumes []Volume `json:"volumes,omitempty" patchStrategy:"merge,retainKeys" patchMergeKey:"name"`
 	// ImagePullSecrets name Secrets of type kubernetes.io/dockerconfigjson
 	// in the Instance's namespace whose credentials the agent pulls the
 	// images with.
@@ -172,8 +180,8 @@ type Container struct {
 	// +optional
 	// +listType=atomic
 	EnvFrom []EnvFromSource `json:"envFrom,omitempty"`
-	// Ports the container listens on. Until Instance networking lands they
-	// are informational: the agent publishes nothing.
+	// Ports the container listens on, in the Instance's network
+	// namespace; those with a hostPort are published on the node.
 	// +optional
 	// +listType=map
 	// +listMapKey=containerPort
@@ -212,6 +220,13 @@ type Container struct {
 	// Defaults to /dev/termination-log.
 	// +optional
 	TerminationMessagePath string `json:"terminationMessagePath,omitempty"`
+	// VolumeMounts put the Instance's volumes into the container.
+	// +optional
+	// +listType=map
+	// +listMapKey=mountPath
+	// +patchMergeKey=mountPath
+	// +patchStrategy=merge
+	VolumeMounts []VolumeMount `json:"volumeMounts,omitempty" patchStrategy:"merge" patchMergeKey:"mountPath"`
 }
 
 // EnvVar is one environment variable.
@@ -614,6 +629,9 @@ const (
 	// ReasonPreempted: the scheduler evicted the Instance to place one of
 	// higher priority.
 	ReasonPreempted = "Preempted"
+	// ReasonEvicted: the Instance's agent ended it for using more than it
+	// may, such as an emptyDir over its sizeLimit.
+	ReasonEvicted = "Evicted"
 )
 
 // ContainerStatus is the observed state of one container.

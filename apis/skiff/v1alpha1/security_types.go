@@ -17,6 +17,12 @@ type InstanceSecurityContext struct {
 	// SeccompProfile is the containers' seccomp filter.
 	// +optional
 	SeccompProfile *SeccompProfile `json:"seccompProfile,omitempty"`
+	// FSGroup is a group id every container's processes also belong to,
+	// and that owns the Instance's emptyDir, configMap and secret volumes
+	// (directories setgid, files group-readable, emptyDirs group-writable)
+	// as in Kubernetes. HostPath volumes are left as they are.
+	// +optional
+	FSGroup *int64 `json:"fsGroup,omitempty"`
 }
 
 // SecurityContext holds one container's security settings.

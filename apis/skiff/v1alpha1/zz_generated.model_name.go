@@ -47,6 +47,11 @@ func (in ConfigMapKeySelector) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in ConfigMapVolumeSource) OpenAPIModelName() string {
+	return "dev.skiff.v1alpha1.ConfigMapVolumeSource"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in Container) OpenAPIModelName() string {
 	return "dev.skiff.v1alpha1.Container"
 }
@@ -82,6 +87,11 @@ func (in ContainerStatus) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in EmptyDirVolumeSource) OpenAPIModelName() string {
+	return "dev.skiff.v1alpha1.EmptyDirVolumeSource"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in EnvFromSource) OpenAPIModelName() string {
 	return "dev.skiff.v1alpha1.EnvFromSource"
 }
@@ -109,6 +119,11 @@ func (in HTTPGetAction) OpenAPIModelName() string {
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in HTTPHeader) OpenAPIModelName() string {
 	return "dev.skiff.v1alpha1.HTTPHeader"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in HostPathVolumeSource) OpenAPIModelName() string {
+	return "dev.skiff.v1alpha1.HostPathVolumeSource"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
@@ -159,6 +174,11 @@ func (in InstanceTemplate) OpenAPIModelName() string {
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in InstanceTemplateSpec) OpenAPIModelName() string {
 	return "dev.skiff.v1alpha1.InstanceTemplateSpec"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in KeyToPath) OpenAPIModelName() string {
+	return "dev.skiff.v1alpha1.KeyToPath"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
@@ -267,6 +287,11 @@ func (in SecretKeySelector) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in SecretVolumeSource) OpenAPIModelName() string {
+	return "dev.skiff.v1alpha1.SecretVolumeSource"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in SecurityContext) OpenAPIModelName() string {
 	return "dev.skiff.v1alpha1.SecurityContext"
 }
@@ -294,6 +319,21 @@ func (in Toleration) OpenAPIModelName() string {
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in TopologySpreadConstraint) OpenAPIModelName() string {
 	return "dev.skiff.v1alpha1.TopologySpreadConstraint"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in Volume) OpenAPIModelName() string {
+	return "dev.skiff.v1alpha1.Volume"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in VolumeMount) OpenAPIModelName() string {
+	return "dev.skiff.v1alpha1.VolumeMount"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in VolumeSource) OpenAPIModelName() string {
+	return "dev.skiff.v1alpha1.VolumeSource"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
