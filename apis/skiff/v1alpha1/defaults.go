@@ -97,7 +97,8 @@ func setDefaultsStrategy(s *WorkloadStrategy) {
 
 // SetDefaults_InstanceTemplateSpec fills the unset fields of an Instance
 // template: restart policy Always, a 30 s grace period, TCP ports, Equal
-// tolerations, and requests equal to limits where only limits are set.
+// tolerations, requests equal to limits where only limits are set, and
+// mode 0644 for the files of configMap and secret volumes.
 func SetDefaults_InstanceTemplateSpec(spec *InstanceTemplateSpec) {
 	if spec.RestartPolicy == "" {
 		spec.RestartPolicy = RestartPolicyAlways
@@ -113,6 +114,20 @@ func SetDefaults_InstanceTemplateSpec(spec *InstanceTemplateSpec) {
 	}
 	for i := range spec.Tolerations {
 		setDefaultsToleration(&spec.Tolerations[i])
+	}
+	for i := range spec.Volumes {
+		setDefaultsVolume(&spec.Volumes[i])
+	}
+}
+
+// setDefaultsVolume gives configMap and secret volumes Kubernetes' default
+// file mode, 0644. A hostPath's type stays as written: unset checks nothing.
+func setDefaultsVolume(v *Volume) {
+	if c := v.ConfigMap; c != nil && c.DefaultMode == nil {
+		c.DefaultMode = ptrTo(DefaultVolumeMode)
+	}
+	if s := v.Secret; s != nil && s.DefaultMode == nil {
+		s.DefaultMode = ptrTo(DefaultVolumeMode)
 	}
 }
 

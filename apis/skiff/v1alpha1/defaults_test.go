@@ -110,6 +110,31 @@ func TestSetDefaultsInstanceTemplateSpec(t *testing.T) {
 		{"no limits, no requests", InstanceTemplateSpec{Containers: []Container{{}}}, func(t *testing.T, s *InstanceTemplateSpec) {
 			assertEqual(t, corev1.ResourceList(nil), s.Containers[0].Resources.Requests)
 		}},
+		{"configMap and secret volumes get mode 0644", InstanceTemplateSpec{Volumes: []Volume{
+			{Name: "c", VolumeSource: VolumeSource{ConfigMap: &ConfigMapVolumeSource{Name: "c", Items: []KeyToPath{{Key: "k", Path: "p"}}}}},
+			{Name: "s", VolumeSource: VolumeSource{Secret: &SecretVolumeSource{SecretName: "s"}}},
+		}}, func(t *testing.T, s *InstanceTemplateSpec) {
+			assertEqual(t, ptrTo(int32(0o644)), s.Volumes[0].ConfigMap.DefaultMode)
+			assertEqual(t, ptrTo(int32(0o644)), s.Volumes[1].Secret.DefaultMode)
+			// Items keep no mode of their own: they take defaultMode.
+			assertEqual(t, (*int32)(nil), s.Volumes[0].ConfigMap.Items[0].Mode)
+		}},
+		{"explicit defaultMode kept, zero included", InstanceTemplateSpec{Volumes: []Volume{
+			{Name: "c", VolumeSource: VolumeSource{ConfigMap: &ConfigMapVolumeSource{Name: "c", DefaultMode: ptrTo(int32(0))}}},
+			{Name: "s", VolumeSource: VolumeSource{Secret: &SecretVolumeSource{SecretName: "s", DefaultMode: ptrTo(int32(0o400))}}},
+		}}, func(t *testing.T, s *InstanceTemplateSpec) {
+			assertEqual(t, ptrTo(int32(0)), s.Volumes[0].ConfigMap.DefaultMode)
+			assertEqual(t, ptrTo(int32(0o400)), s.Volumes[1].Secret.DefaultMode)
+		}},
+		{"hostPath and emptyDir volumes left as written", InstanceTemplateSpec{Volumes: []Volume{
+			{Name: "h", VolumeSource: VolumeSource{HostPath: &HostPathVolumeSource{Path: "/var/log"}}},
+			{Name: "e", VolumeSource: VolumeSource{EmptyDir: &EmptyDirVolumeSource{}}},
+		}}, func(t *testing.T, s *InstanceTemplateSpec) {
+			assertEqual(t, []Volume{
+				{Name: "h", VolumeSource: VolumeSource{HostPath: &HostPathVolumeSource{Path: "/var/log"}}},
+				{Name: "e", VolumeSource: VolumeSource{EmptyDir: &EmptyDirVolumeSource{}}},
+			}, s.Volumes)
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -196,9 +221,11 @@ func TestSchemeDefaulting(t *testing.T) {
 	templated := InstanceTemplateSpec{Containers: []Container{{Name: "c", Image: "busybox"}}}
 
 	w := &Workload{Spec: WorkloadSpec{Template: InstanceTemplate{Spec: *templated.DeepCopy()}}}
+	w.Spec.Template.Spec.Volumes = []Volume{{Name: "c", VolumeSource: VolumeSource{ConfigMap: &ConfigMapVolumeSource{Name: "c"}}}}
 	scheme.Default(w)
 	assertEqual(t, ptrTo(int32(1)), w.Spec.Replicas)
 	assertEqual(t, RestartPolicyAlways, w.Spec.Template.Spec.RestartPolicy)
+	assertEqual(t, ptrTo(DefaultVolumeMode), w.Spec.Template.Spec.Volumes[0].ConfigMap.DefaultMode)
 
 	wl := &WorkloadList{Items: []Workload{{}, {}}}
 	scheme.Default(wl)
@@ -207,8 +234,10 @@ func TestSchemeDefaulting(t *testing.T) {
 	}
 
 	inst := &Instance{Spec: InstanceSpec{InstanceTemplateSpec: *templated.DeepCopy()}}
+	inst.Spec.Volumes = []Volume{{Name: "s", VolumeSource: VolumeSource{Secret: &SecretVolumeSource{SecretName: "s"}}}}
 	scheme.Default(inst)
 	assertEqual(t, ptrTo(int64(30)), inst.Spec.TerminationGracePeriodSeconds)
+	assertEqual(t, ptrTo(DefaultVolumeMode), inst.Spec.Volumes[0].Secret.DefaultMode)
 
 	il := &InstanceList{Items: []Instance{{}}}
 	scheme.Default(il)

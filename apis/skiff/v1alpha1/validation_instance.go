@@ -45,6 +45,11 @@ func validateInstanceSpecUpdate(newSpec, oldSpec *InstanceSpec, fldPath *field.P
 	if !apiequality.Semantic.DeepEqual(newSpec.Containers, oldSpec.Containers) {
 		allErrs = append(allErrs, field.Forbidden(fldPath.Child("containers"), "field is immutable"))
 	}
+	// Volumes are made when the Instance starts on its node and kept until
+	// it ends: a change would reach neither them nor the mounts.
+	if !apiequality.Semantic.DeepEqual(newSpec.Volumes, oldSpec.Volumes) {
+		allErrs = append(allErrs, field.Forbidden(fldPath.Child("volumes"), "field is immutable"))
+	}
 	if oldSpec.NodeName != "" && newSpec.NodeName != oldSpec.NodeName {
 		allErrs = append(allErrs, field.Invalid(fldPath.Child("nodeName"), newSpec.NodeName, "field is immutable once set"))
 	}
@@ -56,11 +61,13 @@ func validateInstanceSpecUpdate(newSpec, oldSpec *InstanceSpec, fldPath *field.P
 }
 
 // mutableFieldsCleared returns a template spec without the fields checked
-// on their own (containers, tolerations), so that a change to anything else
-// shows as a difference, and a change to those is reported once, at its path.
+// on their own (containers, volumes, tolerations), so that a change to
+// anything else shows as a difference, and a change to those is reported
+// once, at its path.
 func mutableFieldsCleared(spec *InstanceSpec) InstanceTemplateSpec {
 	t := *spec.InstanceTemplateSpec.DeepCopy()
 	t.Containers = nil
+	t.Volumes = nil
 	t.Tolerations = nil
 	return t
 }
@@ -115,10 +122,12 @@ func ValidateInstanceStatusUpdate(newI, oldI *Instance) field.ErrorList {
 
 // ValidateInstanceTemplateSpec checks what a Workload stamps into each
 // Instance (and what an Instance carries besides its node): containers,
-// restart policy and placement rules. fldPath is the spec's own path.
+// volumes, restart policy and placement rules. fldPath is the spec's own path.
 func ValidateInstanceTemplateSpec(spec *InstanceTemplateSpec, fldPath *field.Path) field.ErrorList {
-	allErrs := validateContainers(spec.Containers, fldPath.Child("containers"))
-	allErrs = append(allErrs, validateInitContainers(spec, fldPath.Child("initContainers"))...)
+	allErrs := validateVolumes(spec.Volumes, fldPath.Child("volumes"))
+	volumes := volumeNames(spec.Volumes)
+	allErrs = append(allErrs, validateContainers(spec.Containers, volumes, fldPath.Child("containers"))...)
+	allErrs = append(allErrs, validateInitContainers(spec, volumes, fldPath.Child("initContainers"))...)
 	allErrs = append(allErrs, validateInstanceSecurityContext(spec.SecurityContext, fldPath.Child("securityContext"))...)
 	for i, ref := range spec.ImagePullSecrets {
 		allErrs = append(allErrs, validateRefName(ref.Name, fldPath.Child("imagePullSecrets").Index(i).Child("name"))...)
@@ -149,7 +158,8 @@ const MaxContainers = 64
 
 // validateContainers requires at least one container, with unique DNS label
 // names: the agent names cgroups, logs and runtime containers after them.
-func validateContainers(containers []Container, fldPath *field.Path) field.ErrorList {
+// volumes are the names of the Instance's volumes.
+func validateContainers(containers []Container, volumes sets.Set[string], fldPath *field.Path) field.ErrorList {
 	if len(containers) == 0 {
 		return field.ErrorList{field.Required(fldPath, "at least one container is required")}
 	}
@@ -161,7 +171,7 @@ func validateContainers(containers []Container, fldPath *field.Path) field.Error
 	for i := range containers {
 		c, idxPath := &containers[i], fldPath.Index(i)
 		allErrs = append(allErrs, validateUniqueDNSLabel(c.Name, names, idxPath.Child("name"))...)
-		allErrs = append(allErrs, validateContainer(c, idxPath)...)
+		allErrs = append(allErrs, validateContainer(c, volumes, idxPath)...)
 	}
 	return allErrs
 }
@@ -169,7 +179,7 @@ func validateContainers(containers []Container, fldPath *field.Path) field.Error
 // validateInitContainers checks each init container as a container, with
 // names unique among the containers too, and no probes (an init container
 // runs to completion; readiness and liveness mean nothing for it).
-func validateInitContainers(spec *InstanceTemplateSpec, fldPath *field.Path) field.ErrorList {
+func validateInitContainers(spec *InstanceTemplateSpec, volumes sets.Set[string], fldPath *field.Path) field.ErrorList {
 	if len(spec.InitContainers)+len(spec.Containers) > MaxContainers {
 		return field.ErrorList{field.TooMany(fldPath, len(spec.InitContainers), MaxContainers-len(spec.Containers))}
 	}
@@ -181,7 +191,7 @@ func validateInitContainers(spec *InstanceTemplateSpec, fldPath *field.Path) fie
 	for i := range spec.InitContainers {
 		c, idxPath := &spec.InitContainers[i], fldPath.Index(i)
 		allErrs = append(allErrs, validateUniqueDNSLabel(c.Name, names, idxPath.Child("name"))...)
-		allErrs = append(allErrs, validateContainer(c, idxPath)...)
+		allErrs = append(allErrs, validateContainer(c, volumes, idxPath)...)
 		for name, p := range map[string]*Probe{"livenessProbe": c.LivenessProbe, "readinessProbe": c.ReadinessProbe, "startupProbe": c.StartupProbe} {
 			if p != nil {
 				allErrs = append(allErrs, field.Forbidden(idxPath.Child(name), "may not be set for init containers"))
@@ -211,7 +221,7 @@ func validateUniqueDNSLabel(name string, seen sets.Set[string], fldPath *field.P
 	return allErrs
 }
 
-func validateContainer(c *Container, fldPath *field.Path) field.ErrorList {
+func validateContainer(c *Container, volumes sets.Set[string], fldPath *field.Path) field.ErrorList {
 	allErrs := validateImage(c.Image, fldPath.Child("image"))
 	switch c.ImagePullPolicy {
 	case PullAlways, PullIfNotPresent, PullNever:
@@ -226,6 +236,7 @@ func validateContainer(c *Container, fldPath *field.Path) field.ErrorList {
 	allErrs = append(allErrs, validateProbes(c, fldPath)...)
 	allErrs = append(allErrs, validateSecurityContext(c.SecurityContext, fldPath.Child("securityContext"))...)
 	allErrs = append(allErrs, validateLifecycle(c, fldPath)...)
+	allErrs = append(allErrs, validateVolumeMounts(c.VolumeMounts, volumes, fldPath.Child("volumeMounts"))...)
 	return append(allErrs, validateResources(&c.Resources, fldPath.Child("resources"))...)
 }
 

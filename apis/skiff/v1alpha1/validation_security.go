@@ -15,6 +15,9 @@ func validateInstanceSecurityContext(sc *InstanceSecurityContext, fldPath *field
 		return nil
 	}
 	allErrs := validateIDs(sc.RunAsUser, sc.RunAsGroup, fldPath)
+	if g := sc.FSGroup; g != nil && (*g < 0 || *g > maxID) {
+		allErrs = append(allErrs, field.Invalid(fldPath.Child("fsGroup"), *g, idRangeMsg))
+	}
 	return append(allErrs, validateSeccomp(sc.SeccompProfile, fldPath.Child("seccompProfile"))...)
 }
 
@@ -42,11 +45,18 @@ func validateSecurityContext(sc *SecurityContext, fldPath *field.Path) field.Err
 	return allErrs
 }
 
+// maxID is the largest user or group id Kubernetes allows (math.MaxInt32),
+// and idRangeMsg says so.
+const (
+	maxID      = 2147483647
+	idRangeMsg = "must be between 0 and 2147483647"
+)
+
 func validateIDs(user, group *int64, fldPath *field.Path) field.ErrorList {
 	var allErrs field.ErrorList
 	for name, id := range map[string]*int64{"runAsUser": user, "runAsGroup": group} {
-		if id != nil && (*id < 0 || *id > 2147483647) {
-			allErrs = append(allErrs, field.Invalid(fldPath.Child(name), *id, "must be between 0 and 2147483647"))
+		if id != nil && (*id < 0 || *id > maxID) {
+			allErrs = append(allErrs, field.Invalid(fldPath.Child(name), *id, idRangeMsg))
 		}
 	}
 	return allErrs
