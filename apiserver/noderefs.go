@@ -45,8 +45,8 @@ func (r *instanceRefs) references(ctx context.Context, node, resource, namespace
 }
 
 // references reports whether spec uses the Secret or ConfigMap name: in
-// a container's or init container's environment, or as an image pull
-// secret.
+// a container's or init container's environment, as an image pull secret,
+// or as a volume.
 func references(spec *skiffv1alpha1.InstanceTemplateSpec, resource, name string) bool {
 	secrets := resource == "secrets"
 	if secrets {
@@ -54,6 +54,12 @@ func references(spec *skiffv1alpha1.InstanceTemplateSpec, resource, name string)
 			if ref.Name == name {
 				return true
 			}
+		}
+	}
+	for _, v := range spec.Volumes {
+		if secrets && v.Secret != nil && v.Secret.SecretName == name ||
+			!secrets && v.ConfigMap != nil && v.ConfigMap.Name == name {
+			return true
 		}
 	}
 	for _, c := range append(append([]skiffv1alpha1.Container(nil), spec.InitContainers...), spec.Containers...) {
