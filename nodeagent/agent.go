@@ -251,6 +251,7 @@ func (a *Agent) newManager(j *joined, m *Machine) (manager.Manager, *instanceRec
 	}
 	if a.images != nil {
 		r.images, r.rootfsDir = a.images, filepath.Join(a.cfg.DataDir, rootfsDir)
+		r.volumes = newVolumeManager(filepath.Join(a.cfg.DataDir, volumesDir), a.cfg.AllowHostPaths, j.client)
 		r.prober = newProber(a.rt, r.event)
 		r.cgroups = &a.cgroups
 		if err := mgr.Add(manager.RunnableFunc(r.prober.Run)); err != nil {

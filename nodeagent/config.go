@@ -89,6 +89,10 @@ type Config struct {
 	// (--allow-privileged): every capability, no seccomp filter, the
 	// node's devices. Without it they wait in CreateContainerConfigError.
 	AllowPrivileged bool
+	// AllowHostPaths lets Instances mount the node's files and
+	// directories (hostPath volumes, --allow-host-paths). Without it they
+	// wait in ContainerCreating saying so.
+	AllowHostPaths bool
 	// CNIPluginDir holds the CNI plugins: bridge, host-local, portmap,
 	// loopback (--cni-plugin-dir).
 	CNIPluginDir string

@@ -95,6 +95,9 @@ type instanceReconciler struct {
 	probeKills idSet
 	// security is what the node lets containers have.
 	security securityPolicy
+	// volumes makes the Instances' volumes (nil: the sim runtime, whose
+	// containers mount nothing).
+	volumes *volumeManager
 }
 
 func containerID(inst *skiffv1alpha1.Instance, container string) string {
@@ -144,9 +147,9 @@ func (r *instanceReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 		// Done for good: its address and hostPorts go back to the node.
 		return reconcile.Result{}, r.detach(ctx, &inst)
 	}
-	sandbox, waiting := r.attach(ctx, &inst)
+	sandbox, waiting := r.prepare(ctx, &inst)
 	if waiting != nil {
-		// No container can run without the Instance's network.
+		// No container can run without the Instance's network and volumes.
 		var inits, results []containerResult
 		for i := range inst.Spec.InitContainers {
 			inits = append(inits, waitingResult(&inst, &inst.Spec.InitContainers[i], waiting.Reason, waiting.Message))
@@ -158,6 +161,9 @@ func (r *instanceReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 			return reconcile.Result{}, err
 		}
 		return reconcile.Result{RequeueAfter: networkRetry}, nil
+	}
+	if evicted, err := r.evictIfOver(ctx, &inst); err != nil || evicted {
+		return reconcile.Result{Requeue: evicted}, err
 	}
 	inits, results, runErr := r.runAll(ctx, &inst, sandbox)
 	if err := r.reportStatus(ctx, &inst, inits, results, sandbox.ip); err != nil {
@@ -407,6 +413,12 @@ func (r *instanceReconciler) containerSpec(inst *skiffv1alpha1.Instance, c *skif
 		if in.Files, err = etcFiles(dir, inst, sb.ip); err != nil {
 			return runtime.Spec{}, err
 		}
+		if in.Mounts, err = mounts(inst, c, sb.volumes); err != nil {
+			return runtime.Spec{}, err
+		}
+		if gid := fsGroup(inst); gid >= 0 {
+			in.AdditionalGids = append(in.AdditionalGids, uint32(gid))
+		}
 		term, err := r.terminationFile(id, c)
 		if err != nil {
 			return runtime.Spec{}, err
@@ -427,11 +439,12 @@ func (r *instanceReconciler) containerSpec(inst *skiffv1alpha1.Instance, c *skif
 	return spec, nil
 }
 
-// endedByController reports whether a controller, not the agent, ended
-// the Instance: the node lifecycle controller when the node was lost
-// (NodeLost), the scheduler when it preempted it (Preempted). The agent
-// writes no reason of its own, so a Failed phase with a reason is a
-// controller's verdict, while the containers may still run.
+// endedByController reports whether a verdict, not the containers' exit,
+// ended the Instance: the node lifecycle controller's when the node was
+// lost (NodeLost), the scheduler's when it preempted it (Preempted), the
+// agent's own eviction (Evicted). A phase the agent reports from its
+// containers carries no reason, so a Failed phase with a reason is a
+// verdict, while the containers may still run.
 func endedByController(s *skiffv1alpha1.InstanceStatus) bool {
 	return s.Phase == skiffv1alpha1.InstanceFailed && s.Reason != ""
 }

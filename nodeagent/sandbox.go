@@ -12,15 +12,36 @@ import (
 	"skiff.dev/skiff/nodeagent/network"
 )
 
-// networkRetry is how soon an Instance waiting for its network is
-// looked at again.
+// networkRetry is how soon an Instance waiting for its network or its
+// volumes is looked at again.
 const networkRetry = 2 * time.Second
 
 // sandbox is where an Instance's containers run: the network namespace
-// they share (empty: a new one, or the runtime's own with hostNetwork)
-// and the Instance's address.
+// they share (empty: a new one, or the runtime's own with hostNetwork),
+// the Instance's address, and its volumes' paths on the node by name.
 type sandbox struct {
 	netns, ip string
+	volumes   map[string]string
+}
+
+// prepare gives the Instance its network, then its volumes. While either
+// cannot be had it returns why, as the containers' waiting state.
+func (r *instanceReconciler) prepare(ctx context.Context, inst *skiffv1alpha1.Instance) (sandbox, *skiffv1alpha1.ContainerStateWaiting) {
+	sb, waiting := r.attach(ctx, inst)
+	if waiting != nil || r.volumes == nil {
+		return sb, waiting
+	}
+	paths, err := r.volumes.setup(ctx, inst)
+	if err != nil {
+		msg := shortMessage(err)
+		if r.configErrors.tell(string(inst.UID), msg) {
+			r.event(ctx, inst, "FailedMount", msg)
+		}
+		return sb, &skiffv1alpha1.ContainerStateWaiting{Reason: "ContainerCreating", Message: msg}
+	}
+	r.configErrors.clear(string(inst.UID))
+	sb.volumes = paths
+	return sb, nil
 }
 
 // attach gives the Instance its network: with hostNetwork the node's,
@@ -49,8 +70,14 @@ func (r *instanceReconciler) attach(ctx context.Context, inst *skiffv1alpha1.Ins
 	return sandbox{netns: att.NetNS, ip: att.IP.String()}, nil
 }
 
-// detach releases the Instance's network, once its containers are gone.
+// detach releases the Instance's volumes and network, once its
+// containers are gone.
 func (r *instanceReconciler) detach(ctx context.Context, inst *skiffv1alpha1.Instance) error {
+	if r.volumes != nil {
+		if err := r.volumes.remove(inst.UID); err != nil {
+			return fmt.Errorf("instance %s/%s: %w", inst.Namespace, inst.Name, err)
+		}
+	}
 	if r.network == nil || inst.Spec.HostNetwork {
 		return nil
 	}
@@ -71,4 +98,25 @@ func hostPorts(inst *skiffv1alpha1.Instance) []network.Port {
 		}
 	}
 	return out
+}
+
+// evictIfOver ends the Instance when one of its emptyDirs holds more than
+// its sizeLimit, as the kubelet's eviction manager does: phase Failed,
+// reason Evicted, with an Event; its containers are then stopped as for
+// any Instance ended by a verdict (endedByController).
+func (r *instanceReconciler) evictIfOver(ctx context.Context, inst *skiffv1alpha1.Instance) (bool, error) {
+	if r.volumes == nil {
+		return false, nil
+	}
+	msg, err := r.volumes.overLimit(inst)
+	if err != nil || msg == "" {
+		return false, err
+	}
+	r.event(ctx, inst, skiffv1alpha1.ReasonEvicted, msg)
+	s := &inst.Status
+	s.Phase, s.Reason, s.Message = skiffv1alpha1.InstanceFailed, skiffv1alpha1.ReasonEvicted, msg
+	if err := r.written.Write(inst, func() error { return r.client.Status().Update(ctx, inst) }); err != nil {
+		return false, fmt.Errorf("instance %s/%s eviction: %w", inst.Namespace, inst.Name, err)
+	}
+	return true, nil
 }

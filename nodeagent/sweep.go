@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -44,6 +45,12 @@ func (r *instanceReconciler) sweep(ctx context.Context, c client.Reader) error {
 	if err != nil {
 		return err
 	}
+	var withVolumes []types.UID
+	if r.volumes != nil {
+		if withVolumes, err = r.volumes.instances(); err != nil {
+			return err
+		}
+	}
 	var attached []string
 	if r.network != nil {
 		if attached, err = r.network.Attached(); err != nil {
@@ -75,6 +82,15 @@ func (r *instanceReconciler) sweep(ctx context.Context, c client.Reader) error {
 		}
 		log.FromContext(ctx).Info("removing the network of a deleted instance", "uid", uid)
 		if err := r.network.Teardown(ctx, uid); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, uid := range withVolumes {
+		if live[string(uid)] {
+			continue
+		}
+		log.FromContext(ctx).Info("removing the volumes of a deleted instance", "uid", uid)
+		if err := r.volumes.remove(uid); err != nil {
 			errs = append(errs, err)
 		}
 	}

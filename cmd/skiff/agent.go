@@ -97,6 +97,7 @@ func addGossipAgentFlags(fs *pflag.FlagSet, cfg *nodeagent.Config, prefix string
 // "agent-" for the local agent of `skiff server`.
 func addSecurityFlags(fs *pflag.FlagSet, cfg *nodeagent.Config, prefix string) {
 	fs.BoolVar(&cfg.AllowPrivileged, prefix+"allow-privileged", cfg.AllowPrivileged, "run containers with securityContext.privileged (every capability, no seccomp filter, the node's devices); without it they wait in CreateContainerConfigError")
+	fs.BoolVar(&cfg.AllowHostPaths, prefix+"allow-host-paths", cfg.AllowHostPaths, "let Instances mount the node's files and directories (hostPath volumes); without it they wait in ContainerCreating")
 }
 
 // addTopologyFlags adds --zone and --region; prefix is "agent-" for the

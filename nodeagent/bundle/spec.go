@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -43,6 +44,12 @@ type Input struct {
 	// kernel's OOM killer picks containers by QoS, not the agent's value
 	// they would inherit.
 	OOMScoreAdj int
+	// Mounts are the container's volumes, bind-mounted in order before
+	// Files (so that a volume at /etc does not hide /etc/hosts).
+	Mounts []Mount
+	// AdditionalGids are groups the process belongs to besides GID (an
+	// Instance's fsGroup).
+	AdditionalGids []uint32
 	// Files are host files bind-mounted read-only into the container,
 	// such as the Instance's /etc/hosts and /etc/resolv.conf.
 	Files []File
@@ -111,7 +118,7 @@ func Spec(in Input) *specs.Spec {
 		Root:     &specs.Root{Path: in.Rootfs, Readonly: in.ReadonlyRootfs},
 		Process: &specs.Process{
 			Args: in.Args, Env: in.Env, Cwd: cwd,
-			User:            specs.User{UID: in.UID, GID: in.GID},
+			User:            specs.User{UID: in.UID, GID: in.GID, AdditionalGids: in.AdditionalGids},
 			NoNewPrivileges: !in.AllowPrivilegeEscalation && !in.Privileged,
 			OOMScoreAdj:     &in.OOMScoreAdj,
 			Capabilities: &specs.LinuxCapabilities{
@@ -119,7 +126,7 @@ func Spec(in Input) *specs.Spec {
 			},
 			Rlimits: []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: NoFileLimit, Soft: NoFileLimit}},
 		},
-		Mounts: append(defaultMounts(), fileMounts(in.Files)...),
+		Mounts: slices.Concat(defaultMounts(), volumeMounts(in.Mounts), fileMounts(in.Files)),
 		Linux: &specs.Linux{
 			Namespaces:    namespaces(in.HostNetwork, in.NetNS),
 			CgroupsPath:   CgroupsPath(in.CgroupParent, in.ID),
@@ -173,6 +180,25 @@ func defaultMounts() []specs.Mount {
 		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
 		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"}},
 	}
+}
+
+// Mount is a host directory or file (Source) shown at Destination.
+type Mount struct {
+	Source, Destination string
+	ReadOnly            bool
+}
+
+func volumeMounts(mounts []Mount) []specs.Mount {
+	var out []specs.Mount
+	for _, m := range mounts {
+		mode := "rw"
+		if m.ReadOnly {
+			mode = "ro"
+		}
+		out = append(out, specs.Mount{Destination: m.Destination, Type: "bind", Source: m.Source,
+			Options: []string{"rbind", "rprivate", mode}})
+	}
+	return out
 }
 
 // File is a host file (Source) shown read-only at Destination.
