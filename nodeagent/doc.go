@@ -22,7 +22,13 @@
 // reason (events.go). A container's environment takes Secrets' and
 // ConfigMaps' keys (env valueFrom, envFrom) as the kubelet resolves them,
 // read by name at each start; while a required one is missing the
-// container waits in CreateContainerConfigError (envfrom.go).
+// container waits in CreateContainerConfigError (envfrom.go). An
+// Instance's volumes (volumes.go) are made before its containers start,
+// kept over their restarts and removed with it: emptyDirs (a tmpfs for
+// medium Memory; sizeLimit enforced by eviction), hostPaths where
+// --allow-host-paths allows, and ConfigMaps and Secrets projected
+// atomically (package projection; Secrets on a tmpfs), read again every
+// 30 s.
 //
 //	a, err := nodeagent.New(cfg)
 //	err = a.Run(ctx) // blocks until ctx ends
