@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -227,5 +228,27 @@ func TestSpecSecurity(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) { tc.check(t, Spec(tc.in)) })
+	}
+}
+
+// TestSpecVolumeMounts: volumes are bind mounts after the default mounts
+// and before the files (a volume at /etc must not hide /etc/hosts), read
+// only where asked; the fsGroup joins the process's groups.
+func TestSpecVolumeMounts(t *testing.T) {
+	s := Spec(Input{ID: "c", Rootfs: "/r", Args: []string{"sh"},
+		Mounts:         []Mount{{Source: "/v/data", Destination: "/data"}, {Source: "/v/etc", Destination: "/etc", ReadOnly: true}},
+		Files:          []File{{Source: "/i/hosts", Destination: "/etc/hosts"}},
+		AdditionalGids: []uint32{3000},
+	})
+	var got []string
+	for _, m := range s.Mounts[len(defaultMounts()):] {
+		got = append(got, m.Destination+" "+strings.Join(m.Options, ","))
+	}
+	want := []string{"/data rbind,rprivate,rw", "/etc rbind,rprivate,ro", "/etc/hosts rbind,ro,nosuid,nodev,noexec"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("mounts %q, want %q", got, want)
+	}
+	if g := s.Process.User.AdditionalGids; len(g) != 1 || g[0] != 3000 {
+		t.Errorf("additional gids %v, want [3000]", g)
 	}
 }
