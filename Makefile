@@ -82,9 +82,16 @@ test-deps: ## Install what the tests run (runc, busybox-static, systemd-analyze,
 		else echo "missing$$missing: the runtime tests will skip (install them as root)"; fi; \
 	fi
 
+# CHARTS are the Helm charts users start from: charts/NAME and charts/examples/NAME.
+CHARTS := $(patsubst %/Chart.yaml,%,$(wildcard charts/*/Chart.yaml charts/examples/*/Chart.yaml))
+
+.PHONY: lint-charts
+lint-charts: ## Lint the Helm charts in charts/ with the Helm that go.mod pins (go tool helm).
+	$(GO) tool helm lint --strict $(CHARTS)
+
 .PHONY: test
-test: verify build test-deps ## Run verify, unit, integration and e2e tests (real etcd, runc, kubectl).
-	SKIFF_BIN=$(BIN)/skiff $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+test: verify build test-deps lint-charts ## Run verify, chart lint, unit, integration and e2e tests (real etcd, runc, kubectl, helm).
+	SKIFF_BIN=$(BIN)/skiff HELM_BIN=$$($(GO) tool -n helm) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 .PHONY: test-unit
 test-unit: ## Run the fast unit tests only.
