@@ -46,6 +46,7 @@ func newServerCommand() *cobra.Command {
 	ctrlCfg := controllers.DefaultConfig()
 	var disableAgent, disableControllers bool
 	var gf gossipFlags
+	var sf snapshotFlags
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the control plane (embedded etcd, the API server, the controllers) and a local agent",
@@ -55,6 +56,11 @@ func newServerCommand() *cobra.Command {
 			"root, it simulates containers (--runtime sim) and says so.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := sf.validate(cfg); err != nil {
+				return err
+			} else if sf.clusterReset {
+				return clusterReset(cmd.OutOrStdout(), cfg, sf)
+			}
 			srv, err := newAPIServer(cmd.OutOrStdout(), "server", cfg)
 			if err != nil {
 				return err
@@ -70,6 +76,11 @@ func newServerCommand() *cobra.Command {
 			}
 			if members != nil {
 				parts = append(parts, part{"gossip", members.Run})
+			}
+			if snapshots, err := serverSnapshots(srv, cfg, sf, agentCfg.NodeName); err != nil {
+				return err
+			} else if snapshots != nil {
+				parts = append(parts, *snapshots)
 			}
 			if disableAgent {
 				return runServer(cmd.Context(), srv, parts...)
@@ -90,6 +101,7 @@ func newServerCommand() *cobra.Command {
 	addAPIServerFlags(fs, &cfg)
 	addControllerFlags(fs, &ctrlCfg)
 	addGossipFlags(fs, &gf)
+	addSnapshotFlags(fs, &sf)
 	addGossipAgentFlags(fs, &agentCfg, "agent-")
 	addTopologyFlags(fs, &agentCfg, "agent-")
 	addSecurityFlags(fs, &agentCfg, "agent-")

@@ -1,0 +1,289 @@
+package etcdsnapshot
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/storage/mvcc"
+	"go.etcd.io/etcd/server/v3/storage/schema"
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+)
+
+// RevisionBump is how far a restore moves etcd's revision past the
+// snapshot's (and past the replaced database's, when it can be read), as
+// `etcdutl snapshot restore --bump-revision 1000000000 --mark-compacted`
+// does for Kubernetes: every resourceVersion a client saw before is then
+// older than the restored store's history, which is marked compacted, so
+// watches and informers get 410 Gone and list again instead of missing
+// the changes the restore undid.
+const RevisionBump = 1_000_000_000
+
+// RestoreOptions says what to restore where.
+type RestoreOptions struct {
+	// File is the snapshot file.
+	File string
+	// DataDir is the server's data directory; its etcd is replaced.
+	DataDir string
+	// EncryptionConfig is where the encryption configuration goes; empty
+	// is <DataDir>/encryption-config.yaml.
+	EncryptionConfig string
+	// Now is the clock; nil is time.Now.
+	Now func() time.Time
+}
+
+// RestoreReport is what a restore did.
+type RestoreReport struct {
+	Manifest Manifest
+	// EtcdDir is the restored etcd directory; Previous is where the etcd
+	// directory it replaced was moved ("" if there was none).
+	EtcdDir, Previous string
+	// Revision is the restored etcd's revision after the bump.
+	Revision int64
+	// EncryptionConfig is where the snapshot's encryption configuration
+	// was written; EncryptionBackup keeps the file it replaced ("" if it
+	// was missing or the same).
+	EncryptionConfig, EncryptionBackup string
+	// Written are the state files the data directory lacked, written from
+	// the snapshot; Kept the ones present and different, left as they were.
+	Written, Kept []string
+}
+
+// Restore replaces the etcd of the data directory with the snapshot's,
+// made a new single-member cluster of this server at a bumped revision,
+// and puts back the snapshot's encryption configuration and the state
+// files the data directory lacks. Nothing is touched unless the whole file
+// checks out against its manifest and the data directory is not in use.
+// The server starts from it afterwards.
+func Restore(opts RestoreOptions) (RestoreReport, error) {
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
+	}
+	if _, err := os.Stat(opts.File); err != nil {
+		return RestoreReport{}, fmt.Errorf("snapshot: %w", err)
+	}
+	encPath := opts.EncryptionConfig
+	if encPath == "" {
+		encPath = filepath.Join(opts.DataDir, encryptionConfigPath)
+	}
+	unlock, err := lockDataDir(opts.DataDir)
+	if err != nil {
+		return RestoreReport{}, err
+	}
+	defer unlock()
+
+	stamp := strconv.FormatInt(now().Unix(), 10)
+	staging := filepath.Join(opts.DataDir, "etcd.restoring-"+stamp)
+	if err := os.RemoveAll(staging); err != nil {
+		return RestoreReport{}, err
+	}
+	dbDir := filepath.Join(staging, "data", "member", "snap")
+	if err := os.MkdirAll(dbDir, 0o700); err != nil {
+		return RestoreReport{}, err
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			os.RemoveAll(staging)
+		}
+	}()
+	v, err := extract(opts.File, filepath.Join(dbDir, "db"))
+	if err != nil {
+		return RestoreReport{}, err
+	}
+	if _, ok := v.State[encryptionConfigPath]; !ok {
+		return RestoreReport{}, fmt.Errorf("%s: %w: it holds no encryption configuration", opts.File, ErrCorrupt)
+	}
+	etcdDir := filepath.Join(opts.DataDir, "etcd")
+	replaced := currentRevision(filepath.Join(etcdDir, "data", "member", "snap", "db"))
+	rev, err := prepareDB(filepath.Join(dbDir, "db"), replaced)
+	if err != nil {
+		return RestoreReport{}, fmt.Errorf("%s: %w", opts.File, err)
+	}
+	if err := os.Chmod(staging, 0o700); err != nil {
+		return RestoreReport{}, err
+	}
+	r := RestoreReport{Manifest: v.Manifest, EtcdDir: etcdDir, Revision: rev, EncryptionConfig: encPath}
+	if _, err := os.Lstat(etcdDir); err == nil {
+		r.Previous = filepath.Join(opts.DataDir, "etcd.before-restore-"+stamp)
+		if err := os.Rename(etcdDir, r.Previous); err != nil {
+			return RestoreReport{}, fmt.Errorf("moving the current etcd aside: %w", err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return RestoreReport{}, err
+	}
+	if err := os.Rename(staging, etcdDir); err != nil {
+		return RestoreReport{}, fmt.Errorf("putting the restored etcd in place (the previous one is in %s): %w", r.Previous, err)
+	}
+	committed = true
+	if err := syncDir(opts.DataDir); err != nil {
+		return r, err
+	}
+
+	// The Secrets in the restored database need the snapshot's keys.
+	enc := v.State[encryptionConfigPath]
+	if old, err := os.ReadFile(encPath); err == nil && !bytes.Equal(old, enc) {
+		r.EncryptionBackup = encPath + ".before-restore-" + stamp
+		if err := writeFileAtomic(r.EncryptionBackup, old); err != nil {
+			return r, fmt.Errorf("keeping the current encryption configuration: %w", err)
+		}
+	}
+	if err := writeFileAtomic(encPath, enc); err != nil {
+		return r, fmt.Errorf("encryption configuration (run the restore again): %w", err)
+	}
+	// The identities in place are the ones agents and admins use now:
+	// only the missing are taken from the snapshot.
+	for _, sf := range stateFiles {
+		data, ok := v.State[sf.path]
+		if !ok {
+			continue
+		}
+		dst := filepath.Join(opts.DataDir, filepath.FromSlash(sf.path))
+		cur, err := os.ReadFile(dst)
+		switch {
+		case err == nil:
+			if !bytes.Equal(cur, data) {
+				r.Kept = append(r.Kept, sf.path)
+			}
+		case errors.Is(err, fs.ErrNotExist):
+			if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+				return r, err
+			}
+			if err := writeFileAtomic(dst, data); err != nil {
+				return r, err
+			}
+			r.Written = append(r.Written, sf.path)
+		default:
+			return r, err
+		}
+	}
+	return r, nil
+}
+
+// prepareDB makes a snapshot's database the start of a new single-member
+// cluster, as etcdutl's restore does: the old members are removed (etcd
+// adds this one when it bootstraps), the consistent index is reset so that
+// etcd applies its new raft log from index 1, and the revision moves to
+// RevisionBump past max(the snapshot's, replaced), marked compacted.
+func prepareDB(path string, replaced int64) (rev int64, err error) {
+	be, err := openBackend(path)
+	if err != nil {
+		return 0, err
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", ErrCorrupt, r)
+		}
+	}()
+	defer be.Close()
+	if err := schema.NewMembershipBackend(zap.NewNop(), be).TrimMembershipFromBackend(); err != nil {
+		return 0, err
+	}
+	tx := be.BatchTx()
+	tx.LockOutsideApply()
+	defer func() {
+		tx.Unlock()
+		be.ForceCommit()
+	}()
+	var latest mvcc.Revision
+	if err := tx.UnsafeForEach(schema.Key, func(k, _ []byte) error {
+		if r := mvcc.BytesToRev(k); r.GreaterThan(latest) {
+			latest = r
+		}
+		return nil
+	}); err != nil {
+		return 0, err
+	}
+	rev = max(latest.Main, replaced) + RevisionBump
+	tx.UnsafePut(schema.Key, mvcc.RevToBytes(mvcc.Revision{Main: rev}, mvcc.NewRevBytes()), []byte{})
+	mvcc.UnsafeSetScheduledCompact(tx, rev)
+	tx.UnsafeDelete(schema.Meta, schema.MetaConsistentIndexKeyName)
+	tx.UnsafeDelete(schema.Meta, schema.MetaTermKeyName)
+	tx.UnsafeDelete(schema.Meta, schema.MetaConfStateName)
+	return rev, nil
+}
+
+// currentRevision is the latest revision of the database a restore
+// replaces, 0 when there is none or it cannot be read.
+func currentRevision(path string) int64 {
+	if _, err := os.Stat(path); err != nil {
+		return 0
+	}
+	be, err := openBackend(path)
+	if err != nil {
+		return 0
+	}
+	defer be.Close()
+	var rev int64
+	tx := be.ReadTx()
+	tx.RLock()
+	defer tx.RUnlock()
+	_ = tx.UnsafeForEach(schema.Key, func(k, _ []byte) error {
+		if len(k) >= 8 {
+			rev = max(rev, int64(binary.BigEndian.Uint64(k[:8])))
+		}
+		return nil
+	})
+	return rev
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	_, werr := tmp.Write(data)
+	if werr == nil {
+		werr = tmp.Chmod(0o600)
+	}
+	if werr == nil {
+		werr = tmp.Sync()
+	}
+	if err := errors.Join(werr, tmp.Close()); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// ErrDataDirInUse: a server runs on the data directory.
+var ErrDataDirInUse = errors.New("data directory in use")
+
+// lockDataDir takes the data directory's lock, as the API server does
+// (the file "lock", flock), so that a restore and a server never run on
+// one data directory together.
+func lockDataDir(dir string) (func(), error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir %q: %w", dir, err)
+	}
+	path := filepath.Join(dir, "lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("data dir %q: %w", dir, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		b, _ := os.ReadFile(path)
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			holder := "another process"
+			if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); perr == nil {
+				holder = "process " + strconv.Itoa(pid)
+			}
+			return nil, fmt.Errorf("%w: %s is locked by %s: stop the server before restoring", ErrDataDirInUse, dir, holder)
+		}
+		return nil, fmt.Errorf("data dir %q: lock: %w", dir, err)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return func() { f.Close() }, nil
+}
