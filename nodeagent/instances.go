@@ -413,7 +413,7 @@ func (r *instanceReconciler) containerSpec(inst *skiffv1alpha1.Instance, c *skif
 		if in.Files, err = etcFiles(dir, inst, sb.ip); err != nil {
 			return runtime.Spec{}, err
 		}
-		if in.Mounts, err = mounts(inst, c, sb.volumes); err != nil {
+		if in.Mounts, err = r.volumes.mounts(inst, c, sb.volumes); err != nil {
 			return runtime.Spec{}, err
 		}
 		if gid := fsGroup(inst); gid >= 0 {

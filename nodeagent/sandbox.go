@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
@@ -31,7 +33,12 @@ func (r *instanceReconciler) prepare(ctx context.Context, inst *skiffv1alpha1.In
 	if waiting != nil || r.volumes == nil {
 		return sb, waiting
 	}
-	paths, err := r.volumes.setup(ctx, inst)
+	paths, warning, err := r.volumes.setup(ctx, inst)
+	if warning != nil {
+		if msg := shortMessage(warning); r.configErrors.tell(string(inst.UID), msg) {
+			r.event(ctx, inst, "FailedMount", msg)
+		}
+	}
 	if err != nil {
 		msg := shortMessage(err)
 		if r.configErrors.tell(string(inst.UID), msg) {
@@ -39,7 +46,9 @@ func (r *instanceReconciler) prepare(ctx context.Context, inst *skiffv1alpha1.In
 		}
 		return sb, &skiffv1alpha1.ContainerStateWaiting{Reason: "ContainerCreating", Message: msg}
 	}
-	r.configErrors.clear(string(inst.UID))
+	if warning == nil {
+		r.configErrors.clear(string(inst.UID))
+	}
 	sb.volumes = paths
 	return sb, nil
 }
@@ -115,6 +124,8 @@ func (r *instanceReconciler) evictIfOver(ctx context.Context, inst *skiffv1alpha
 	r.event(ctx, inst, skiffv1alpha1.ReasonEvicted, msg)
 	s := &inst.Status
 	s.Phase, s.Reason, s.Message = skiffv1alpha1.InstanceFailed, skiffv1alpha1.ReasonEvicted, msg
+	meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: skiffv1alpha1.InstanceReady, Status: metav1.ConditionFalse,
+		Reason: skiffv1alpha1.ReasonEvicted, Message: msg, ObservedGeneration: inst.Generation})
 	if err := r.written.Write(inst, func() error { return r.client.Status().Update(ctx, inst) }); err != nil {
 		return false, fmt.Errorf("instance %s/%s eviction: %w", inst.Namespace, inst.Name, err)
 	}

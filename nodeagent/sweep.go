@@ -66,6 +66,7 @@ func (r *instanceReconciler) sweep(ctx context.Context, c client.Reader) error {
 		live[string(inst.UID)] = true
 	}
 	var errs []error
+	stopping := map[string]bool{} // a container of theirs is not gone yet
 	for _, ct := range containers {
 		uid, ok := ct.Labels[labelInstanceUID]
 		if !ok || live[uid] {
@@ -74,6 +75,7 @@ func (r *instanceReconciler) sweep(ctx context.Context, c client.Reader) error {
 		log.FromContext(ctx).Info("removing the container of a deleted instance", "container", ct.ID, "instance", ct.Labels[labelInstance])
 		if err := r.stopContainer(ctx, ct.ID, 10*time.Second); err != nil {
 			errs = append(errs, fmt.Errorf("container %s: %w", ct.ID, err))
+			stopping[uid] = true
 		}
 	}
 	for _, uid := range attached {
@@ -86,7 +88,7 @@ func (r *instanceReconciler) sweep(ctx context.Context, c client.Reader) error {
 		}
 	}
 	for _, uid := range withVolumes {
-		if live[string(uid)] {
+		if live[string(uid)] || stopping[string(uid)] {
 			continue
 		}
 		log.FromContext(ctx).Info("removing the volumes of a deleted instance", "uid", uid)

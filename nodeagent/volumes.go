@@ -1,12 +1,16 @@
 package nodeagent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -76,21 +80,23 @@ func (e *volumeError) Unwrap() error { return e.err }
 
 // setup makes every volume of the Instance, projecting its ConfigMaps
 // and Secrets when they were not yet or their refresh is due, and
-// returns each volume's path on the node by name.
-func (v *volumeManager) setup(ctx context.Context, inst *skiffv1alpha1.Instance) (map[string]string, error) {
+// returns each volume's path on the node by name. Once the volumes have
+// been set up, what fails later (a refresh of a deleted ConfigMap) is a
+// warning: the volume keeps its files.
+func (v *volumeManager) setup(ctx context.Context, inst *skiffv1alpha1.Instance) (paths map[string]string, warning, err error) {
 	if len(inst.Spec.Volumes) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
+	var warnings []error
 	v.mu.Lock()
 	last, ok := v.projected[inst.UID]
 	v.mu.Unlock()
 	reproject := !ok || time.Since(last) >= v.refresh
 	gid := fsGroup(inst)
-	paths := make(map[string]string, len(inst.Spec.Volumes))
+	paths = make(map[string]string, len(inst.Spec.Volumes))
 	for i := range inst.Spec.Volumes {
 		vol := &inst.Spec.Volumes[i]
 		dir := filepath.Join(v.dir, string(inst.UID), vol.Name)
-		var err error
 		switch src := vol.VolumeSource; {
 		case src.EmptyDir != nil:
 			err = emptyDir(dir, src.EmptyDir, inst, gid)
@@ -104,16 +110,28 @@ func (v *volumeManager) setup(ctx context.Context, inst *skiffv1alpha1.Instance)
 			err = errors.New("no volume source")
 		}
 		if err != nil {
-			return nil, &volumeError{volume: vol.Name, err: err}
+			verr := &volumeError{volume: vol.Name, err: err}
+			if !ok {
+				return nil, nil, verr
+			}
+			// Set up before: the containers keep what they have (the
+			// last files projected), as in Kubernetes; the error is told.
+			warnings = append(warnings, verr)
+			if vol.HostPath != nil {
+				dir = vol.HostPath.Path
+			}
 		}
 		paths[vol.Name] = dir
+	}
+	if warning = errors.Join(warnings...); warning != nil {
+		return paths, warning, nil
 	}
 	if reproject {
 		v.mu.Lock()
 		v.projected[inst.UID] = time.Now()
 		v.mu.Unlock()
 	}
-	return paths, nil
+	return paths, nil, nil
 }
 
 // fsGroup is the Instance's fsGroup, or -1.
@@ -129,6 +147,8 @@ func fsGroup(inst *skiffv1alpha1.Instance) int {
 // mounts a tmpfs there, as large as the Instance's memory limit (its
 // sizeLimit is enforced by eviction, as on disk).
 func emptyDir(dir string, src *skiffv1alpha1.EmptyDirVolumeSource, inst *skiffv1alpha1.Instance, gid int) error {
+	_, err := os.Lstat(dir)
+	made := errors.Is(err, fs.ErrNotExist)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -138,6 +158,7 @@ func emptyDir(dir string, src *skiffv1alpha1.EmptyDirVolumeSource, inst *skiffv1
 			return err
 		}
 		if !mounted {
+			made = true
 			opts := "mode=0777"
 			if limit := memoryLimit(inst); limit > 0 {
 				opts += fmt.Sprintf(",size=%d", limit)
@@ -146,6 +167,10 @@ func emptyDir(dir string, src *skiffv1alpha1.EmptyDirVolumeSource, inst *skiffv1
 				return fmt.Errorf("mount tmpfs on %s: %w", dir, err)
 			}
 		}
+	}
+	if !made {
+		// Its mode is the containers' now (a database's 0700 stays).
+		return nil
 	}
 	return own(dir, 0o777, gid)
 }
@@ -177,7 +202,9 @@ func memoryLimit(inst *skiffv1alpha1.Instance) int64 {
 	return sum
 }
 
-// hostPath checks (or makes) what its type says must be at the path.
+// hostPath checks (or makes) what its type says must be at the path:
+// FileOrCreate makes the file, not its directory; no type makes a missing
+// path a directory, as containerd makes a bind mount's source.
 func (v *volumeManager) hostPath(src *skiffv1alpha1.HostPathVolumeSource) (string, error) {
 	if !v.allowHostPaths {
 		return "", errHostPathNotAllowed
@@ -193,6 +220,11 @@ func (v *volumeManager) hostPath(src *skiffv1alpha1.HostPathVolumeSource) (strin
 		return "", err
 	}
 	switch t {
+	case skiffv1alpha1.HostPathUnset:
+		if missing {
+			// As containerd does for a bind mount's missing source.
+			return p, os.MkdirAll(p, 0o755)
+		}
 	case skiffv1alpha1.HostPathDirectoryOrCreate:
 		if missing {
 			return p, os.MkdirAll(p, 0o755)
@@ -204,9 +236,6 @@ func (v *volumeManager) hostPath(src *skiffv1alpha1.HostPathVolumeSource) (strin
 		}
 	case skiffv1alpha1.HostPathFileOrCreate:
 		if missing {
-			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-				return "", err
-			}
 			f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY, 0o644)
 			if err != nil {
 				return "", err
@@ -279,7 +308,7 @@ func (v *volumeManager) secret(ctx context.Context, ns, dir string, src *skiffv1
 		return err
 	}
 	if !mounted {
-		if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0755"); err != nil {
+		if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
 			return fmt.Errorf("mount tmpfs on %s: %w", dir, err)
 		}
 	}
@@ -304,7 +333,7 @@ func isProjected(dir string) bool {
 
 // projectKeys are the files of data: every key, or the items' keys at
 // their paths (a missing key is an error unless optional, missing says
-// so), with their modes; with an fsGroup, group-readable.
+// so), with their modes; with an fsGroup, owner- and group-readable.
 func projectKeys(data map[string][]byte, items []skiffv1alpha1.KeyToPath, defaultMode *int32, optional bool, gid int, missing string) (map[string]projection.File, error) {
 	mode := skiffv1alpha1.DefaultVolumeMode
 	if defaultMode != nil {
@@ -312,7 +341,7 @@ func projectKeys(data map[string][]byte, items []skiffv1alpha1.KeyToPath, defaul
 	}
 	withGroup := func(m int32) fs.FileMode {
 		if gid >= 0 {
-			m |= 0o040
+			m |= 0o440 // as the kubelet's SetVolumeOwnership for a read-only volume
 		}
 		return fs.FileMode(m)
 	}
@@ -335,7 +364,7 @@ func projectKeys(data map[string][]byte, items []skiffv1alpha1.KeyToPath, defaul
 		if it.Mode != nil {
 			m = *it.Mode
 		}
-		files[it.Path] = projection.File{Data: d, Mode: withGroup(m)}
+		files[path.Clean(it.Path)] = projection.File{Data: d, Mode: withGroup(m)}
 	}
 	return files, nil
 }
@@ -367,7 +396,19 @@ func (v *volumeManager) remove(uid types.UID) error {
 	if err != nil {
 		return fmt.Errorf("volumes of %s: %w", uid, err)
 	}
+	pins, err := filepath.Glob(filepath.Join(root, subPathsDir, "*", "*"))
+	if err != nil {
+		return err
+	}
+	for _, pin := range pins {
+		if err := unpin(pin); err != nil {
+			return fmt.Errorf("volumes of %s: %w", uid, err)
+		}
+	}
 	for _, e := range entries {
+		if e.Name() == subPathsDir {
+			continue
+		}
 		p := filepath.Join(root, e.Name())
 		mounted, err := isMountPoint(p)
 		if err != nil {
@@ -462,12 +503,11 @@ func diskUsage(dir string, tmpfs bool) (int64, error) {
 }
 
 // mounts are the container's volumeMounts as bind mounts of the
-// volumes' paths (paths, by name). A subPath is resolved on the node and
-// must stay inside its volume; in an emptyDir or hostPath it is made as a
-// directory when missing. ConfigMap and secret volumes are read-only.
-func mounts(inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, paths map[string]string) ([]bundle.Mount, error) {
+// volumes' paths (paths, by name). ConfigMap and secret volumes are
+// read-only. A subPath is opened inside its volume and pinned (pinSubPath).
+func (v *volumeManager) mounts(inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, paths map[string]string) ([]bundle.Mount, error) {
 	var out []bundle.Mount
-	for _, m := range c.VolumeMounts {
+	for i, m := range c.VolumeMounts {
 		vol := volumeNamed(inst, m.Name)
 		root, ok := paths[m.Name]
 		if vol == nil || !ok {
@@ -476,15 +516,25 @@ func mounts(inst *skiffv1alpha1.Instance, c *skiffv1alpha1.Container, paths map[
 		projected := vol.ConfigMap != nil || vol.Secret != nil
 		src := root
 		if m.SubPath != "" {
-			var err error
-			if src, err = subPath(root, m.SubPath, !projected); err != nil {
-				return nil, fmt.Errorf("volumeMount %q: %w", m.MountPath, err)
+			pin := filepath.Join(v.dir, string(inst.UID), subPathsDir, c.Name, strconv.Itoa(i))
+			if err := pinSubPath(root, m.SubPath, pin, !projected); err != nil {
+				return nil, fmt.Errorf("volumeMount %q: subPath %q: %w", m.MountPath, m.SubPath, err)
 			}
+			src = pin
 		}
 		out = append(out, bundle.Mount{Source: src, Destination: m.MountPath, ReadOnly: m.ReadOnly || projected})
 	}
+	// Parents before children, whatever the order listed, as containerd
+	// sorts a container's mounts.
+	slices.SortStableFunc(out, func(a, b bundle.Mount) int {
+		return cmp.Compare(depth(a.Destination), depth(b.Destination))
+	})
 	return out, nil
 }
+
+// subPathsDir holds, in an Instance's volumes directory, the subPaths
+// pinned for its containers: not a DNS label, so no volume's name.
+const subPathsDir = ".subpaths"
 
 func volumeNamed(inst *skiffv1alpha1.Instance, name string) *skiffv1alpha1.Volume {
 	for i := range inst.Spec.Volumes {
@@ -495,27 +545,135 @@ func volumeNamed(inst *skiffv1alpha1.Instance, name string) *skiffv1alpha1.Volum
 	return nil
 }
 
-// subPath is root/sub with its symlinks resolved, refused when it leads
-// out of root; create makes it as a directory when missing.
-func subPath(root, sub string, create bool) (string, error) {
-	p := filepath.Join(root, sub)
+// pinSubPath opens root/sub without ever leaving root (openat2 with
+// RESOLVE_BENEATH: a symlink in the volume may lead anywhere inside it,
+// none out, even one swapped in meanwhile by a container) and bind-mounts
+// what it opened at pin, a path of the agent's that the runtime then
+// mounts: what the container gets is what was checked, as the kubelet's
+// safe subpaths do. With create, missing directories are made, each
+// with its parent's mode and group (an emptyDir's 0777 and fsGroup).
+func pinSubPath(root, sub, pin string, create bool) error {
+	rootFD, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(rootFD)
 	if create {
-		if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
-			if err := os.MkdirAll(p, 0o755); err != nil {
-				return "", fmt.Errorf("subPath %q: %w", sub, err)
-			}
+		if err := makeBeneath(rootFD, sub); err != nil {
+			return err
 		}
 	}
-	realRoot, err := filepath.EvalSymlinks(root)
+	fd, err := openBeneath(rootFD, sub, unix.O_PATH)
 	if err != nil {
-		return "", err
+		if errors.Is(err, unix.EXDEV) {
+			return errors.New("leads out of its volume")
+		}
+		return err
 	}
-	real, err := filepath.EvalSymlinks(p)
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	if err := unpin(pin); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(pin), 0o700); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		err = os.Mkdir(pin, 0o700)
+	} else {
+		err = os.WriteFile(pin, nil, 0o600)
+	}
+	if err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	if err := unix.Mount(fmt.Sprintf("/proc/self/fd/%d", fd), pin, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind %s: %w", pin, err)
+	}
+	return nil
+}
+
+// openBeneath opens path under dirFD, refusing to resolve out of it.
+func openBeneath(dirFD int, path string, flags uint64) (int, error) {
+	return unix.Openat2(dirFD, path, &unix.OpenHow{Flags: flags | unix.O_CLOEXEC, Resolve: unix.RESOLVE_BENEATH})
+}
+
+// makeBeneath makes the missing directories of path under rootFD, each
+// inside root whatever symlinks the path holds.
+func makeBeneath(rootFD int, path string) error {
+	parts := strings.Split(filepath.Clean(path), "/")
+	for i := range parts {
+		prefix := strings.Join(parts[:i+1], "/")
+		fd, err := openBeneath(rootFD, prefix, unix.O_PATH)
+		if err == nil {
+			unix.Close(fd)
+			continue
+		}
+		if !errors.Is(err, unix.ENOENT) {
+			return err
+		}
+		parent := "."
+		if i > 0 {
+			parent = strings.Join(parts[:i], "/")
+		}
+		pfd, err := openBeneath(rootFD, parent, unix.O_RDONLY|unix.O_DIRECTORY)
+		if err != nil {
+			return err
+		}
+		err = mkdirLikeParent(pfd, parts[i])
+		unix.Close(pfd)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mkdirLikeParent makes name in the directory pfd with pfd's mode and
+// group.
+func mkdirLikeParent(pfd int, name string) error {
+	var pst unix.Stat_t
+	if err := unix.Fstat(pfd, &pst); err != nil {
+		return err
+	}
+	if err := unix.Mkdirat(pfd, name, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+		return err
+	}
+	fd, err := unix.Openat2(pfd, name, &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS})
 	if err != nil {
-		return "", fmt.Errorf("subPath %q: %w", sub, err)
+		return err
 	}
-	if real != realRoot && !strings.HasPrefix(real, realRoot+string(filepath.Separator)) {
-		return "", fmt.Errorf("subPath %q leads out of its volume", sub)
+	defer unix.Close(fd)
+	if err := unix.Fchown(fd, -1, int(pst.Gid)); err != nil {
+		return err
 	}
-	return real, nil
+	return unix.Fchmod(fd, pst.Mode&0o7777)
+}
+
+// unpin unmounts whatever is mounted at pin (a subPath bound there
+// before), so that nothing under it is removed through the mount.
+func unpin(pin string) error {
+	for {
+		err := unix.Unmount(pin, unix.MNT_DETACH)
+		switch {
+		case err == nil:
+			continue
+		case errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOENT):
+			return nil
+		default:
+			return fmt.Errorf("unmount %s: %w", pin, err)
+		}
+	}
+}
+
+// depth is the number of elements of an absolute path.
+func depth(p string) int {
+	p = filepath.Clean(p)
+	if p == "/" {
+		return 0
+	}
+	return strings.Count(p, "/")
 }

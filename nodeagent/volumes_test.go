@@ -124,7 +124,7 @@ func TestVolumeSetupAndRemove(t *testing.T) {
 		{Name: "cfg", VolumeSource: skiffv1alpha1.VolumeSource{ConfigMap: &skiffv1alpha1.ConfigMapVolumeSource{Name: "cfg"}}},
 	}
 	ctx := context.Background()
-	paths, err := v.setup(ctx, inst)
+	paths, _, err := v.setup(ctx, inst)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,21 +135,39 @@ func TestVolumeSetupAndRemove(t *testing.T) {
 		{Name: "scratch", MountPath: "/data", SubPath: "sub"},
 		{Name: "cfg", MountPath: "/etc/cfg"},
 	}}
-	got, err := mounts(inst, c, paths)
+	got, err := v.mounts(inst, c, paths)
 	if err != nil {
 		t.Fatal(err)
 	}
-	realScratch, _ := filepath.EvalSymlinks(paths["scratch"])
-	want := []bundle.Mount{{Source: filepath.Join(realScratch, "sub"), Destination: "/data"}, {Source: paths["cfg"], Destination: "/etc/cfg", ReadOnly: true}}
+	pin := filepath.Join(v.dir, "u1", subPathsDir, "c", "0")
+	want := []bundle.Mount{{Source: pin, Destination: "/data"}, {Source: paths["cfg"], Destination: "/etc/cfg", ReadOnly: true}}
 	if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
 		t.Errorf("mounts %+v, want %+v", got, want)
 	}
-	if err := os.Symlink("/etc", filepath.Join(paths["scratch"], "out")); err != nil {
+	// The pin shows the subPath, made with the volume root's mode.
+	if err := os.WriteFile(filepath.Join(paths["scratch"], "sub", "f"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c.VolumeMounts = []skiffv1alpha1.VolumeMount{{Name: "scratch", MountPath: "/x", SubPath: "out"}}
-	if _, err := mounts(inst, c, paths); err == nil || !strings.Contains(err.Error(), "leads out of its volume") {
-		t.Errorf("a subPath through a symlink out of the volume: %v", err)
+	if b, err := os.ReadFile(filepath.Join(pin, "f")); err != nil || string(b) != "x" {
+		t.Errorf("through the pinned subPath: %q %v", b, err)
+	}
+	if fi, err := os.Stat(filepath.Join(paths["scratch"], "sub")); err != nil || fi.Mode().Perm() != 0o777 {
+		t.Errorf("subPath made with mode %v (%v), want the emptyDir's 0777", fi.Mode(), err)
+	}
+	// A symlink the container made, leading out: neither mounted nor
+	// followed to make directories on the node.
+	outside := t.TempDir()
+	if err := os.Symlink(outside, filepath.Join(paths["scratch"], "out")); err != nil {
+		t.Fatal(err)
+	}
+	for _, sub := range []string{"out", "out/made", "sub/../../../etc"} {
+		c.VolumeMounts = []skiffv1alpha1.VolumeMount{{Name: "scratch", MountPath: "/x", SubPath: sub}}
+		if _, err := v.mounts(inst, c, paths); err == nil {
+			t.Errorf("subPath %q out of the volume: mounted", sub)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(outside, "made")); !os.IsNotExist(err) {
+		t.Errorf("a subPath through a symlink made a directory outside the volume: %v", err)
 	}
 
 	// Over the sizeLimit: the eviction message.
@@ -168,29 +186,40 @@ func TestVolumeSetupAndRemove(t *testing.T) {
 	if err := reader.Update(ctx, cm); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.setup(ctx, inst); err != nil {
+	if _, _, err := v.setup(ctx, inst); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := os.ReadFile(filepath.Join(paths["cfg"], "k")); string(got) != "v1" {
 		t.Errorf("before the refresh: %q, want v1 still", got)
 	}
 	v.refresh = 0
-	if _, err := v.setup(ctx, inst); err != nil {
+	if _, _, err := v.setup(ctx, inst); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := os.ReadFile(filepath.Join(paths["cfg"], "k")); string(got) != "v2" {
 		t.Errorf("after the refresh: %q, want v2", got)
 	}
 
+	// Deleted once the volume is set up: a warning, the files stay.
+	if err := reader.Delete(ctx, cm); err != nil {
+		t.Fatal(err)
+	}
+	if _, warning, err := v.setup(ctx, inst); err != nil || warning == nil || !strings.Contains(warning.Error(), `configmap "cfg" not found`) {
+		t.Errorf("a ConfigMap deleted after setup: warning %v, err %v; want a warning only", warning, err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(paths["cfg"], "k")); string(got) != "v2" {
+		t.Errorf("after the ConfigMap is deleted: %q, want the last files (v2)", got)
+	}
+
 	// A missing ConfigMap says so; optional, the volume is empty.
 	inst2 := inst.DeepCopy()
 	inst2.UID = "u2"
 	inst2.Spec.Volumes = []skiffv1alpha1.Volume{{Name: "gone", VolumeSource: skiffv1alpha1.VolumeSource{ConfigMap: &skiffv1alpha1.ConfigMapVolumeSource{Name: "gone"}}}}
-	if _, err := v.setup(ctx, inst2); err == nil || err.Error() != `MountVolume.SetUp failed for volume "gone": configmap "gone" not found` {
+	if _, _, err := v.setup(ctx, inst2); err == nil || err.Error() != `MountVolume.SetUp failed for volume "gone": configmap "gone" not found` {
 		t.Errorf("missing ConfigMap: %v", err)
 	}
 	inst2.Spec.Volumes[0].ConfigMap.Optional = ptr.To(true)
-	if _, err := v.setup(ctx, inst2); err != nil {
+	if _, _, err := v.setup(ctx, inst2); err != nil {
 		t.Errorf("missing optional ConfigMap: %v", err)
 	}
 
@@ -205,5 +234,8 @@ func TestVolumeSetupAndRemove(t *testing.T) {
 	}
 	if entries, err := os.ReadDir(v.dir); err != nil || len(entries) != 0 {
 		t.Errorf("after remove: %v %v", entries, err)
+	}
+	if info, err := os.ReadFile("/proc/self/mountinfo"); err == nil && strings.Contains(string(info), v.dir) {
+		t.Errorf("still mounted after remove:\n%s", info)
 	}
 }

@@ -31,19 +31,14 @@ const (
 	keepReplaced = time.Second
 )
 
-// File is the content and permission bits of one projected file. A zero
-// Mode means 0644.
+// File is the content and permission bits of one projected file (0 is
+// 0000, as a Kubernetes mode of 0 is).
 type File struct {
 	Data []byte
 	Mode os.FileMode
 }
 
-func (f File) perm() os.FileMode {
-	if f.Mode.Perm() == 0 {
-		return 0o644
-	}
-	return f.Mode.Perm()
-}
+func (f File) perm() os.FileMode { return f.Mode.Perm() }
 
 // Write makes dir show exactly files (relative, cleaned paths without a ".."
 // element, the first not starting with ".."). It returns changed=false and
