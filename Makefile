@@ -69,13 +69,14 @@ runtime-deps: ## Install runc (when no OCI runtime is present), the CNI plugins 
 ##@ Test
 
 .PHONY: test-deps
-test-deps: ## Install what the tests run (runc, busybox-static, systemd-analyze, the CNI plugins, iptables, iproute2) from Debian's packages, as root.
+test-deps: ## Install what the tests run (runc, busybox-static, systemd-analyze, the CNI plugins, iptables, iproute2, curl) from Debian's packages, as root.
 	@missing=""; command -v runc >/dev/null || missing="$$missing runc"; \
 	command -v busybox >/dev/null || missing="$$missing busybox-static"; \
 	[ -x $(CNI_PLUGIN_DIR)/bridge ] || missing="$$missing containernetworking-plugins"; \
 	command -v iptables >/dev/null || missing="$$missing iptables"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			echo "installing$$missing"; apt-get update -qq && apt-get install -y -qq $$missing; \
