@@ -17,6 +17,6 @@ func newRootCommand() *cobra.Command {
 	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
 	klog.InitFlags(klogFlags)
 	root.PersistentFlags().AddGoFlag(klogFlags.Lookup("v"))
-	root.AddCommand(newServerCommand(), newAPIServerCommand(), newAgentCommand(), newControllersCommand(), newPlanCommand(), newTopCommand(), newKubeconfigCommand(), newIdentityCommand(), newTrustCommand(), newTokenCommand(), newSecretsCommand(), newEtcdSnapshotCommand(), newAPICommand(), newLogsCommand(), newExecCommand(), newMCPCommand(), newGossipCommand(), newVersionCommand())
+	root.AddCommand(newServerCommand(), newAPIServerCommand(), newAgentCommand(), newControllersCommand(), newPlanCommand(), newTopCommand(), newKubeconfigCommand(), newIdentityCommand(), newTrustCommand(), newTokenCommand(), newSecretsCommand(), newEtcdSnapshotCommand(), newAPICommand(), newLogsCommand(), newExecCommand(), newMCPCommand(), newGossipCommand(), newInstallCommand(), newUninstallCommand(), newVersionCommand())
 	return root
 }

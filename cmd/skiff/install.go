@@ -1,0 +1,874 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"skiff.dev/skiff/apiserver"
+	"skiff.dev/skiff/config/systemd"
+	"skiff.dev/skiff/identity"
+	"skiff.dev/skiff/nodeagent/network"
+	"skiff.dev/skiff/version"
+)
+
+// Where skiff install puts things, as the machine that runs them sees it
+// (beneath --root when that is not /).
+const (
+	unitDir = "/etc/systemd/system"
+	// agentJoinToken is the file skiff-agent.service reads its join token
+	// from (its default SKIFF_JOIN_TOKEN).
+	agentJoinToken = "/etc/skiff/join-token"
+	// systemDataDir is where skiff keeps its state when run as root, as
+	// the services are.
+	systemDataDir = "/var/lib/skiff"
+)
+
+// installMarker begins the files skiff install writes; skiff uninstall
+// removes an /etc/default file only if it begins so.
+const installMarker = "# Written by `skiff install "
+
+// role is what skiff install can put on a machine: the server, or an
+// agent joining one.
+type role struct {
+	name     string // server, agent: the subcommand of skiff it runs
+	service  string // skiff-server
+	template string // the unit, from config/systemd
+	// argsVar is the unit's variable of further flags, last on ExecStart;
+	// the flags given to skiff install go before it, so that envFile can
+	// still override them.
+	argsVar string
+	envFile string // the unit's EnvironmentFile
+	// defaultDataDir is the data directory when no flag names one.
+	defaultDataDir string
+	// flags returns the flag set of the command the unit runs, to check
+	// the flags given against.
+	flags func() *pflag.FlagSet
+	// refused are flags of that command a service must not run with.
+	refused map[string]string
+	// runtimeState is the OCI runtime's state directory of the node's
+	// containers, within the data directory.
+	runtimeState string
+}
+
+var (
+	serverRole = &role{
+		name: "server", service: "skiff-server", template: systemd.ServerUnit,
+		argsVar: "$SKIFF_SERVER_ARGS", envFile: "/etc/default/skiff-server",
+		defaultDataDir: filepath.Join(systemDataDir, "server"),
+		flags:          func() *pflag.FlagSet { return newServerCommand().Flags() },
+		refused: map[string]string{
+			"cluster-reset": "restores a snapshot and exits: run it by hand with the service stopped (docs/operations.md, Snapshots)",
+			"restore":       "goes with --cluster-reset, which is run by hand with the service stopped",
+		},
+		runtimeState: "agent/runtime/state",
+	}
+	agentRole = &role{
+		name: "agent", service: "skiff-agent", template: systemd.AgentUnit,
+		argsVar: "$SKIFF_AGENT_ARGS", envFile: "/etc/default/skiff-agent",
+		defaultDataDir: filepath.Join(systemDataDir, "agent"),
+		flags:          func() *pflag.FlagSet { return newAgentCommand().Flags() },
+		refused: map[string]string{
+			"server":         "is skiff install agent's own flag: put it before --",
+			"join-token":     "is skiff install agent's own flag: put it before --",
+			"node-name":      "is skiff install agent's own flag: put it before --",
+			"simulate-nodes": "is for scale tests, not a service",
+			"kubeconfig":     "goes with --simulate-nodes, which is for scale tests, not a service",
+		},
+		runtimeState: "runtime/state",
+	}
+	roles = []*role{serverRole, agentRole}
+)
+
+func (r *role) unit() string { return r.service + ".service" }
+
+// installFlags are the flags of skiff install and skiff uninstall.
+type installFlags struct {
+	root    string
+	binDir  string
+	noStart bool
+	purge   bool
+	// skiff install agent's
+	server, joinToken, nodeName string
+}
+
+func (f *installFlags) addCommon(fs *pflag.FlagSet) {
+	fs.StringVar(&f.root, "root", "/", "write every file beneath this directory instead of / (an image being built, a test); nothing is started there")
+	fs.StringVar(&f.binDir, "bin-dir", "/usr/local/bin", "the directory the skiff binary goes in")
+}
+
+func newInstallCommand() *cobra.Command {
+	var f installFlags
+	cmd := &cobra.Command{
+		Use:   "install server|agent [flags] [-- flags of skiff server or skiff agent]",
+		Short: "Install skiff on this machine as a systemd service: the server, or an agent joining one",
+		Long: "skiff install copies this binary to <bin-dir>/skiff, writes the systemd unit from\n" +
+			"config/systemd (skiff-server.service or skiff-agent.service) with the flags after -- on its\n" +
+			"ExecStart, then runs systemctl daemon-reload, enable and restart (--no-start: not) and says\n" +
+			"what comes next: for the server, the admin kubeconfig and the command that adds a node;\n" +
+			"for an agent, the Node it registers. Running it again upgrades the binary and replaces\n" +
+			"the flags; the containers keep running through the restart. skiff uninstall undoes it.",
+		Example: "  sudo skiff install server -- --listen 0.0.0.0:6443\n" +
+			"  sudo skiff install agent --server https://10.0.0.1:6443 --join-token skiff1:3f1c…:ab12cd.9f…\n" +
+			"  sudo skiff install agent --server https://10.0.0.1:6443 --join-token ./join-token --node-name n2 -- --labels rack=4",
+		Args: cobra.ArbitraryArgs,
+		RunE: func(_ *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return errors.New("skiff install needs a role: server or agent (skiff install server; skiff install agent --server URL --join-token TOKEN)")
+			}
+			return fmt.Errorf("unknown role %q: want server or agent", args[0])
+		},
+	}
+	f.addCommon(cmd.PersistentFlags())
+	cmd.PersistentFlags().BoolVar(&f.noStart, "no-start", false, "write the files only: no systemctl")
+
+	server := &cobra.Command{
+		Use:   "server [--bin-dir DIR] [--root DIR] [--no-start] [-- skiff server flags]",
+		Short: "Install skiff server (the control plane and a local agent) as skiff-server.service",
+		Example: "  sudo skiff install server                              # listens on 127.0.0.1:6443: this machine only\n" +
+			"  sudo skiff install server -- --listen 0.0.0.0:6443    # agents on other machines can join",
+		Args: func(cmd *cobra.Command, args []string) error { return flagsAfterDash(cmd, args, serverRole) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			in, err := newInstaller(cmd, f)
+			if err != nil {
+				return err
+			}
+			return in.install(cmd.Context(), serverRole, f, args)
+		},
+	}
+	agent := &cobra.Command{
+		Use:   "agent --server URL --join-token TOKEN|FILE [--node-name NAME] [--bin-dir DIR] [--root DIR] [--no-start] [-- skiff agent flags]",
+		Short: "Install skiff agent as skiff-agent.service, joining the server at --server",
+		Example: "  sudo skiff install agent --server https://10.0.0.1:6443 --join-token skiff1:3f1c…:ab12cd.9f…\n" +
+			"  sudo skiff install agent --server https://10.0.0.1:6443 --join-token /root/join-token -- --labels zone=a",
+		Args: func(cmd *cobra.Command, args []string) error { return flagsAfterDash(cmd, args, agentRole) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			in, err := newInstaller(cmd, f)
+			if err != nil {
+				return err
+			}
+			return in.install(cmd.Context(), agentRole, f, args)
+		},
+	}
+	agent.Flags().StringVar(&f.server, "server", "", "the API server's URL, https://host:port (required)")
+	agent.Flags().StringVar(&f.joinToken, "join-token", "", "the join token, a file holding it, or - to read it from stdin (required); it is written to "+agentJoinToken+" (0600)")
+	agent.Flags().StringVar(&f.nodeName, "node-name", "", "the Node's name (default: the host name)")
+	for _, c := range []*cobra.Command{server, agent} {
+		r := serverRole
+		if c == agent {
+			r = agentRole
+		}
+		c.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+			return fmt.Errorf("%w (flags of skiff %s go after --: skiff install %s -- --flag value)", err, r.name, r.name)
+		})
+	}
+	cmd.AddCommand(server, agent)
+	return cmd
+}
+
+// flagsAfterDash accepts arguments only after --: they are the flags of
+// the command the unit runs.
+func flagsAfterDash(cmd *cobra.Command, args []string, r *role) error {
+	if len(args) > 0 && cmd.ArgsLenAtDash() != 0 {
+		return fmt.Errorf("unexpected argument %q: the flags of skiff %s go after --, e.g. skiff install %s -- --data-dir /srv/skiff", args[0], r.name, r.name)
+	}
+	return nil
+}
+
+func newUninstallCommand() *cobra.Command {
+	var f installFlags
+	cmd := &cobra.Command{
+		Use:   "uninstall [server|agent] [--root DIR] [--purge]",
+		Short: "Undo skiff install: stop and remove the services and the binary, keeping the data unless --purge",
+		Long: "skiff uninstall stops and disables skiff-server and skiff-agent (or the one named), stops\n" +
+			"the node's containers, removes the units, the files skiff install wrote and the binary,\n" +
+			"and keeps the data directories (etcd, certificates, images) unless --purge, which removes\n" +
+			"them too.",
+		Example: "  sudo skiff uninstall               # both, data kept\n" +
+			"  sudo skiff uninstall agent --purge # the agent and its data",
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return fmt.Errorf("unexpected argument %q: skiff uninstall [server|agent]", args[1])
+			}
+			if len(args) == 1 && roleNamed(args[0]) == nil {
+				return fmt.Errorf("unknown role %q: want server or agent (or neither: both)", args[0])
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			in, err := newInstaller(cmd, f)
+			if err != nil {
+				return err
+			}
+			which := roles
+			if len(args) == 1 {
+				which = []*role{roleNamed(args[0])}
+			}
+			return in.uninstall(cmd.Context(), which, len(args) == 1, f)
+		},
+	}
+	f.addCommon(cmd.Flags())
+	cmd.Flags().Lookup("bin-dir").Usage = "where the binary is when no unit names it"
+	cmd.Flags().BoolVar(&f.purge, "purge", false, "remove the data directories too: etcd, certificates, keys, images, logs")
+	return cmd
+}
+
+func roleNamed(name string) *role {
+	for _, r := range roles {
+		if r.name == name {
+			return r
+		}
+	}
+	return nil
+}
+
+// installer writes beneath root and, when root is this machine's own
+// (live), asks its systemd to act on what it wrote.
+type installer struct {
+	root        string
+	live        bool
+	in          io.Reader
+	out, errOut io.Writer
+	// systemd says why this machine's systemd cannot be asked (nil: it can).
+	systemd func() error
+	// systemctl runs systemctl with args.
+	systemctl func(ctx context.Context, args ...string) error
+	// executable is the binary to install (this one).
+	executable func() (string, error)
+	// hostAddress is an address of this machine other machines may reach.
+	hostAddress func() string
+	// processes are the ids of the processes running `skiff NAME` on a
+	// data directory.
+	processes func(name, dataDir string) []string
+	// tokenWait bounds the wait for a started server's join token.
+	tokenWait time.Duration
+}
+
+func newInstaller(cmd *cobra.Command, f installFlags) (*installer, error) {
+	root, err := filepath.Abs(f.root)
+	if err != nil {
+		return nil, fmt.Errorf("--root: %w", err)
+	}
+	in := &installer{
+		root: root, live: root == "/", in: cmd.InOrStdin(), out: cmd.OutOrStdout(), errOut: cmd.ErrOrStderr(),
+		systemd: systemdRunning, systemctl: runSystemctl, executable: os.Executable,
+		hostAddress: hostAddress, processes: skiffProcesses, tokenWait: 30 * time.Second,
+	}
+	if in.live && os.Geteuid() != 0 {
+		return nil, fmt.Errorf("%s changes %s, %s and %s and runs systemctl: run it as root (sudo), or pass --root DIR to work beneath DIR",
+			cmd.CommandPath(), f.binDir, unitDir, systemDataDir)
+	}
+	return in, nil
+}
+
+// path is p (as the machine that runs skiff sees it) beneath the root.
+func (in *installer) path(p string) string { return filepath.Join(in.root, p) }
+
+func systemdRunning() error {
+	if _, err := exec.LookPath("systemctl"); err != nil {
+		return errors.New("systemctl is not installed")
+	}
+	// sd_booted(3): systemd, as PID 1, makes this directory.
+	if fi, err := os.Lstat("/run/systemd/system"); err != nil || !fi.IsDir() {
+		return errors.New("systemd is not running as PID 1 on this machine (no /run/systemd/system)")
+	}
+	return nil
+}
+
+func runSystemctl(ctx context.Context, args ...string) error {
+	c := exec.CommandContext(ctx, "systemctl", args...)
+	out, err := c.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// install puts r on the machine: the binary, the unit and (agent) its
+// settings, then starts it unless f.noStart.
+func (in *installer) install(ctx context.Context, r *role, f installFlags, extra []string) error {
+	binDir := filepath.Clean(f.binDir)
+	if !filepath.IsAbs(binDir) {
+		return fmt.Errorf("--bin-dir %q: want an absolute path", f.binDir)
+	}
+	bin := filepath.Join(binDir, "skiff")
+	var (
+		envFile   []byte // agent: /etc/default/skiff-agent
+		token     string // agent: the join token
+		unitFlags = extra
+	)
+	if r == agentRole {
+		server, err := agentServerURL(f.server)
+		if err != nil {
+			return err
+		}
+		if token, err = readJoinToken(f.joinToken, in.in); err != nil {
+			return err
+		}
+		envFile = []byte(installMarker + "agent` (skiff " + version.Version + "); `skiff uninstall agent` removes it.\n" +
+			"# The flags given to skiff install are on the unit's ExecStart; SKIFF_AGENT_ARGS here adds to them.\n" +
+			"SKIFF_SERVER=" + server + "\n" +
+			"SKIFF_JOIN_TOKEN=" + agentJoinToken + "\n")
+		if f.nodeName != "" {
+			unitFlags = append([]string{"--node-name", f.nodeName}, extra...)
+		}
+	}
+	fs, err := in.checkFlags(r, extra, unitFlags, f.server)
+	if err != nil {
+		return err
+	}
+	dataDir := fs.Lookup("data-dir").Value.String()
+	if !fs.Changed("data-dir") && r == agentRole {
+		// The service runs as root; this command may not (--root).
+		dataDir = r.defaultDataDir
+	}
+	if !filepath.IsAbs(dataDir) {
+		return fmt.Errorf("--data-dir %q: want an absolute path (the service runs in /)", dataDir)
+	}
+	unit, err := renderUnit(r, bin, unitFlags)
+	if err != nil {
+		return err
+	}
+	// One node agent a machine: a second would claim the same Node name,
+	// ports and containers.
+	other := serverRole
+	if r == serverRole {
+		other = agentRole
+	}
+	if it := in.inspect(other); it.unit && it.runsAgent() && (r == agentRole || fs.Lookup("disable-agent").Value.String() != "true") {
+		return fmt.Errorf("%s is installed here, and with skiff %s this machine would run two node agents: "+
+			"skiff server's local agent already makes it a node (skiff uninstall %s first, or run the server with --disable-agent)",
+			in.path(filepath.Join(unitDir, other.unit())), r.name, other.name)
+	}
+
+	if err := in.installBinary(bin); err != nil {
+		return err
+	}
+	if r == agentRole {
+		if err := in.writeFile(agentJoinToken, []byte(token+"\n"), 0o600); err != nil {
+			return err
+		}
+		if err := in.backUp(r.envFile); err != nil {
+			return err
+		}
+		if err := in.writeFile(r.envFile, envFile, 0o644); err != nil {
+			return err
+		}
+	} else if _, err := os.Stat(in.path(r.envFile)); err == nil {
+		fmt.Fprintf(in.out, "note: %s exists; its SKIFF_SERVER_ARGS still apply, after the flags given here\n", in.path(r.envFile))
+	}
+	if err := in.writeFile(filepath.Join(unitDir, r.unit()), []byte(unit), 0o644); err != nil {
+		return err
+	}
+	if in.live {
+		in.warnMissing(r, fs)
+	}
+
+	enable := "systemctl daemon-reload && systemctl enable --now " + r.service
+	if f.noStart {
+		fmt.Fprintf(in.out, "not started (--no-start); start it with:\n  %s\n", enable)
+	} else {
+		if err := in.start(ctx, r, enable, bin, unitFlags, f.server); err != nil {
+			return err
+		}
+	}
+	if r == serverRole {
+		in.serverNext(dataDir, fs.Lookup("listen").Value.String(), f.noStart)
+	} else {
+		name := f.nodeName
+		if name == "" {
+			name = fs.Lookup("node-name").Value.String()
+		}
+		fmt.Fprintf(in.out, "node %q joins %s", name, f.server)
+		if !f.noStart {
+			fmt.Fprint(in.out, "; on the server, kubectl get nodes shows it Ready")
+		}
+		fmt.Fprintln(in.out)
+	}
+	return nil
+}
+
+// checkFlags checks the flags given after -- (extra) as the command the
+// unit runs would, refusing those a service must not have, then parses
+// the unit's whole command line (its own flags, then flags) to read the
+// values the service will have.
+func (in *installer) checkFlags(r *role, extra, flags []string, server string) (*pflag.FlagSet, error) {
+	given := r.flags()
+	given.SetOutput(io.Discard)
+	if err := given.Parse(extra); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return nil, fmt.Errorf("the flags after -- are skiff %s's: see skiff %s --help", r.name, r.name)
+		}
+		return nil, fmt.Errorf("the flags after -- are skiff %s's: %w", r.name, err)
+	}
+	if given.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q after --: skiff %s takes flags only", given.Arg(0), r.name)
+	}
+	for name, why := range r.refused {
+		if given.Changed(name) {
+			return nil, fmt.Errorf("--%s after --: it %s", name, why)
+		}
+	}
+	all, err := templateFlags(r)
+	if err != nil {
+		return nil, err
+	}
+	if r == agentRole {
+		all = append(all, "--server", server, "--join-token", agentJoinToken)
+	}
+	all = append(all, flags...)
+	fs := r.flags()
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(all); err != nil {
+		return nil, fmt.Errorf("skiff %s %s: %w", r.name, shellWords(all), err)
+	}
+	return fs, nil
+}
+
+// templateFlags are the flags on the template's ExecStart that take no
+// variable: the server's --data-dir.
+func templateFlags(r *role) ([]string, error) {
+	line, err := execStart(r.template)
+	if err != nil {
+		return nil, fmt.Errorf("config/systemd/%s: %w", r.unit(), err)
+	}
+	words, err := execWords(line)
+	if err != nil || len(words) < 2 || words[0] != systemd.Binary || words[1] != r.name {
+		return nil, fmt.Errorf("config/systemd/%s: ExecStart=%s: want %s %s ...", r.unit(), line, systemd.Binary, r.name)
+	}
+	var flags []string
+	for _, w := range words[2:] {
+		if !strings.Contains(w, "$") {
+			flags = append(flags, w)
+		}
+	}
+	return flags, nil
+}
+
+// agentServerURL checks --server: an https URL, written as is to the
+// agent's environment file (so nothing in it may need quoting).
+func agentServerURL(s string) (string, error) {
+	if s == "" {
+		return "", errors.New("skiff install agent needs --server: the API server's URL, e.g. https://10.0.0.1:6443 (skiff install server printed the whole command)")
+	}
+	u, err := parseServerURL(s)
+	if err != nil {
+		return "", err
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune(".-_~:/[]", c)) {
+			return "", fmt.Errorf("--server %q: want https://host:port, without %q", s, c)
+		}
+	}
+	if u.Path != "" && u.Path != "/" || u.RawQuery != "" {
+		return "", fmt.Errorf("--server %q: want https://host:port, without a path", s)
+	}
+	return s, nil
+}
+
+// readJoinToken reads --join-token: the token, a file holding it, or -
+// for stdin.
+func readJoinToken(s string, stdin io.Reader) (string, error) {
+	if s == "" {
+		return "", errors.New("skiff install agent needs --join-token: the server's join token (skiff install server printed it; skiff token create makes another), or a file holding it")
+	}
+	text := s
+	if s == "-" {
+		b, err := io.ReadAll(io.LimitReader(stdin, 4096))
+		if err != nil {
+			return "", fmt.Errorf("--join-token -: %w", err)
+		}
+		text = string(b)
+	} else if _, err := identity.ParseJoinToken(s); err != nil {
+		b, ferr := os.ReadFile(s)
+		if ferr != nil {
+			if errors.Is(ferr, os.ErrNotExist) {
+				return "", fmt.Errorf("--join-token %q: neither a join token (skiff1:<sha256>:<id>.<secret>) nor a file", s)
+			}
+			return "", fmt.Errorf("--join-token: %w", ferr)
+		}
+		text = string(b)
+	}
+	tok, err := identity.ParseJoinToken(text)
+	if err != nil {
+		return "", fmt.Errorf("--join-token: %w", err)
+	}
+	return tok.String(), nil
+}
+
+// renderUnit is r's unit from config/systemd running bin with flags on
+// its ExecStart, before the unit's variable of further flags.
+func renderUnit(r *role, bin string, flags []string) (string, error) {
+	q, err := execArg(bin)
+	if err != nil {
+		return "", fmt.Errorf("--bin-dir: %w", err)
+	}
+	words := []string{q}
+	for _, f := range flags {
+		if q, err = execArg(f); err != nil {
+			return "", err
+		}
+		words = append(words, q)
+	}
+	lines := strings.SplitAfter(r.template, "\n")
+	found := 0
+	for i, line := range lines {
+		body, ok := strings.CutPrefix(line, "ExecStart=")
+		if !ok {
+			continue
+		}
+		found++
+		body = strings.TrimRight(body, "\n")
+		rest, ok := strings.CutPrefix(body, systemd.Binary+" ")
+		if !ok || !strings.HasSuffix(rest, " "+r.argsVar) {
+			return "", fmt.Errorf("config/systemd/%s: ExecStart=%s: want %s ... %s", r.unit(), body, systemd.Binary, r.argsVar)
+		}
+		rest = strings.TrimSuffix(rest, r.argsVar)
+		lines[i] = "ExecStart=" + words[0] + " " + rest + strings.Join(append(words[1:], r.argsVar), " ") + "\n"
+	}
+	if found != 1 {
+		return "", fmt.Errorf("config/systemd/%s: %d ExecStart= lines, want 1", r.unit(), found)
+	}
+	header := installMarker + r.name + "` (skiff " + version.Version + ") from skiff's config/systemd/" + r.unit() + ";\n" +
+		"# `skiff uninstall " + r.name + "` removes it. Run skiff install again to change its flags.\n\n"
+	return header + strings.Join(lines, ""), nil
+}
+
+// execStart is the value of the unit's (last) ExecStart= line.
+func execStart(unit string) (string, error) {
+	var v string
+	found := false
+	for _, line := range strings.Split(unit, "\n") {
+		if s, ok := strings.CutPrefix(strings.TrimSpace(line), "ExecStart="); ok {
+			v, found = s, true
+		}
+	}
+	if !found {
+		return "", errors.New("no ExecStart=")
+	}
+	return v, nil
+}
+
+// execArg quotes s as one argument on a systemd ExecStart= line
+// (systemd.service(5), "Command lines"): % and $ are doubled, so that no
+// specifier or variable is expanded in it, and anything but plain
+// characters is double-quoted with \ and " escaped.
+func execArg(s string) (string, error) {
+	plain := s != ""
+	for _, c := range s {
+		if c < 0x20 || c == 0x7f {
+			return "", fmt.Errorf("%q: a control character cannot be passed on a unit's command line", s)
+		}
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("-_./:=,+@%$", c)) {
+			plain = false
+		}
+	}
+	e := strings.NewReplacer("%", "%%", "$", "$$").Replace(s)
+	if plain {
+		return e, nil
+	}
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(e) + `"`, nil
+}
+
+// execWords splits an ExecStart= value into its words as systemd does:
+// %% is %, words end at unquoted blanks, double or single quotes enclose
+// blanks, backslash escapes as in C, and $$ is $ (any other $ is left as
+// it is: systemd would expand it from the environment).
+func execWords(s string) ([]string, error) {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		b.WriteByte(s[i])
+		if s[i] == '%' && i+1 < len(s) && s[i+1] == '%' {
+			i++
+		}
+	}
+	s = b.String()
+	var words []string
+	var w strings.Builder
+	inWord := false
+	var quote byte
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\\':
+			if i+1 >= len(s) {
+				return nil, errors.New("trailing backslash")
+			}
+			i++
+			switch e := s[i]; e {
+			case 'n':
+				w.WriteByte('\n')
+			case 't':
+				w.WriteByte('\t')
+			case 's':
+				w.WriteByte(' ')
+			default:
+				w.WriteByte(e)
+			}
+			inWord = true
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			} else {
+				w.WriteByte(c)
+			}
+		case c == '"' || c == '\'':
+			quote, inWord = c, true
+		case c == ' ' || c == '\t' || c == '\n':
+			if inWord {
+				words = append(words, w.String())
+				w.Reset()
+				inWord = false
+			}
+		default:
+			w.WriteByte(c)
+			inWord = true
+		}
+	}
+	if quote != 0 {
+		return nil, errors.New("unterminated quote")
+	}
+	if inWord {
+		words = append(words, w.String())
+	}
+	for i, word := range words {
+		words[i] = strings.ReplaceAll(word, "$$", "$")
+	}
+	return words, nil
+}
+
+// shellWords quotes args for a POSIX shell, to print a command to run.
+func shellWords(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		plain := a != ""
+		for _, c := range a {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("-_./:=,+@%", c)) {
+				plain = false
+			}
+		}
+		if plain {
+			q[i] = a
+		} else {
+			q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+	}
+	return strings.Join(q, " ")
+}
+
+// installBinary copies this binary to bin (beneath the root), by a rename
+// so that a running service's binary is replaced whole; when bin is this
+// binary already, it does nothing.
+func (in *installer) installBinary(bin string) error {
+	self, err := in.executable()
+	if err != nil {
+		return fmt.Errorf("this binary: %w", err)
+	}
+	if self, err = filepath.EvalSymlinks(self); err != nil {
+		return fmt.Errorf("this binary: %w", err)
+	}
+	dst := in.path(bin)
+	src, err := os.Open(self)
+	if err != nil {
+		return fmt.Errorf("this binary: %w", err)
+	}
+	defer src.Close()
+	si, err := src.Stat()
+	if err != nil {
+		return fmt.Errorf("this binary: %w", err)
+	}
+	if di, err := os.Stat(dst); err == nil && os.SameFile(si, di) {
+		fmt.Fprintf(in.out, "%s is this binary (skiff %s)\n", dst, version.Version)
+		return nil
+	}
+	dir := filepath.Dir(dst)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("--bin-dir: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, ".skiff-install-*")
+	if err != nil {
+		return fmt.Errorf("--bin-dir: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = io.Copy(tmp, src)
+	if err == nil {
+		err = tmp.Chmod(0o755)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), dst)
+	}
+	if err != nil {
+		return fmt.Errorf("installing %s: %w", dst, err)
+	}
+	fmt.Fprintf(in.out, "installed %s (skiff %s)\n", dst, version.Version)
+	return nil
+}
+
+// writeFile writes p (beneath the root) whole, making its directories.
+func (in *installer) writeFile(p string, data []byte, perm os.FileMode) error {
+	dst := in.path(p)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	if err := identity.WriteFileAtomic(dst, data, perm); err != nil {
+		return fmt.Errorf("writing %s: %w", dst, err)
+	}
+	fmt.Fprintf(in.out, "wrote %s\n", dst)
+	return nil
+}
+
+// backUp keeps a file skiff install is about to replace as FILE.bak,
+// unless skiff install wrote it.
+func (in *installer) backUp(p string) error {
+	data, err := os.ReadFile(in.path(p))
+	if err != nil || strings.HasPrefix(string(data), installMarker) {
+		return nil
+	}
+	if err := os.Rename(in.path(p), in.path(p)+".bak"); err != nil {
+		return err
+	}
+	fmt.Fprintf(in.out, "kept the previous %s as %s.bak\n", in.path(p), in.path(p))
+	return nil
+}
+
+// warnMissing says what the node's containers will lack on this machine.
+func (in *installer) warnMissing(r *role, fs *pflag.FlagSet) {
+	if r == serverRole && fs.Lookup("disable-agent").Value.String() == "true" {
+		return
+	}
+	if rt := fs.Lookup("runtime").Value.String(); rt == "sim" {
+		return
+	} else if rt == "auto" {
+		found := false
+		for _, name := range []string{"youki", "crun", "runc"} {
+			if _, err := exec.LookPath(name); err == nil {
+				found = true
+			}
+		}
+		if !found {
+			fmt.Fprintf(in.errOut, "warning: no OCI runtime (youki, crun, runc) is installed: the %s's containers are simulated until one is (apt-get install -y runc; then systemctl restart %s)\n", r.name, r.service)
+			return
+		}
+	}
+	if err := network.CheckPlugins(fs.Lookup("cni-plugin-dir").Value.String()); err != nil {
+		fmt.Fprintf(in.errOut, "warning: %v: the %s stops at start until they are there\n", err, r.name)
+	}
+}
+
+// start has systemd load, enable and (re)start r's unit; on a machine
+// without systemd it says what to run instead.
+func (in *installer) start(ctx context.Context, r *role, enable, bin string, flags []string, server string) error {
+	if err := in.systemd(); err != nil {
+		args := []string{bin, r.name}
+		if r == serverRole {
+			tf, _ := templateFlags(r)
+			args = append(args, tf...)
+		} else {
+			args = append(args, "--server", server, "--join-token", agentJoinToken)
+		}
+		return fmt.Errorf("the files are written, but %v, so %s was not started.\n"+
+			"Where systemd runs, start it with\n  %s\nor run skiff in the foreground:\n  %s",
+			err, r.service, enable, shellWords(append(args, flags...)))
+	}
+	if !in.live {
+		return fmt.Errorf("the files are written beneath %s, which this machine's systemd does not read, so %s was not started (--no-start says so). "+
+			"On the machine that boots from %s, run\n  %s", in.root, r.service, in.root, enable)
+	}
+	for _, args := range [][]string{{"daemon-reload"}, {"enable", r.service}, {"restart", r.service}} {
+		fmt.Fprintf(in.out, "systemctl %s\n", strings.Join(args, " "))
+		if err := in.systemctl(ctx, args...); err != nil {
+			return fmt.Errorf("systemctl %s: %w\n(systemctl status %s and journalctl -u %s -e say why)", strings.Join(args, " "), err, r.service, r.service)
+		}
+	}
+	fmt.Fprintf(in.out, "%s is running\n", r.service)
+	return nil
+}
+
+// serverNext prints where the admin kubeconfig is and how nodes join.
+func (in *installer) serverNext(dataDir, listen string, noStart bool) {
+	kubeconfig := filepath.Join(dataDir, apiserver.AdminKubeconfigFile)
+	tokenFile := filepath.Join(dataDir, apiserver.JoinTokenFile)
+	when := ""
+	if noStart {
+		when = " (once the server has started)"
+	}
+	fmt.Fprintf(in.out, "admin kubeconfig%s: %s\n  export KUBECONFIG=%s\n", when, kubeconfig, kubeconfig)
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return
+	}
+	if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
+		fmt.Fprintf(in.out, "the server listens on %s, so only this machine reaches it: to add nodes, install it again with\n"+
+			"  skiff install server -- --listen 0.0.0.0:%s\n", listen, port)
+		return
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = in.hostAddress()
+	}
+	token := "<the token in " + tokenFile + ">"
+	if !noStart {
+		if t := in.waitFile(in.path(tokenFile)); t != "" {
+			token = t
+		}
+	}
+	fmt.Fprintf(in.out, "to add a node, copy %s to it and run there, as root:\n"+
+		"  skiff install agent --server https://%s --join-token %s\n", "the skiff binary", net.JoinHostPort(host, port), token)
+}
+
+// waitFile returns the trimmed content of path once it has some, or ""
+// after tokenWait.
+func (in *installer) waitFile(path string) string {
+	deadline := time.Now().Add(in.tokenWait)
+	for {
+		if b, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(b)) != "" {
+			return strings.TrimSpace(string(b))
+		}
+		if time.Now().After(deadline) {
+			return ""
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// hostAddress is the address this machine reaches others from (the one
+// its default route leaves by), else its first global unicast IPv4
+// address, else "HOST".
+func hostAddress() string {
+	// Connecting a UDP socket sends nothing: it picks the source address.
+	if c, err := net.Dial("udp4", "192.0.2.1:9"); err == nil {
+		defer c.Close()
+		if a, ok := c.LocalAddr().(*net.UDPAddr); ok && a.IP.IsGlobalUnicast() {
+			return a.IP.String()
+		}
+	}
+	ifaces, _ := net.Interfaces()
+	for _, i := range ifaces {
+		if i.Flags&net.FlagUp == 0 || i.Flags&net.FlagLoopback != 0 || i.Name == network.DefaultBridge ||
+			strings.HasPrefix(i.Name, "veth") || strings.HasPrefix(i.Name, "docker") {
+			continue
+		}
+		addrs, _ := i.Addrs()
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && n.IP.IsGlobalUnicast() {
+				return n.IP.String()
+			}
+		}
+	}
+	return "HOST"
+}
