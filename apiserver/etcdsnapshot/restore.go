@@ -9,13 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/storage/mvcc"
 	"go.etcd.io/etcd/server/v3/storage/schema"
 	"go.uber.org/zap"
-	"golang.org/x/sys/unix"
+
+	"skiff.dev/skiff/internal/datadirlock"
 )
 
 // RevisionBump is how far a restore moves etcd's revision past the
@@ -256,34 +256,14 @@ func writeFileAtomic(path string, data []byte) error {
 }
 
 // ErrDataDirInUse: a server runs on the data directory.
-var ErrDataDirInUse = errors.New("data directory in use")
+var ErrDataDirInUse = datadirlock.ErrInUse
 
-// lockDataDir takes the data directory's lock, as the API server does
-// (the file "lock", flock), so that a restore and a server never run on
-// one data directory together.
+// lockDataDir takes the data directory's lock, as the API server does,
+// so that a restore and a server never run on one data directory together.
 func lockDataDir(dir string) (func(), error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("data dir %q: %w", dir, err)
+	release, err := datadirlock.Lock(dir)
+	if errors.Is(err, datadirlock.ErrInUse) {
+		return nil, fmt.Errorf("%w: stop the server before restoring", err)
 	}
-	path := filepath.Join(dir, "lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("data dir %q: %w", dir, err)
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		b, _ := os.ReadFile(path)
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			holder := "another process"
-			if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); perr == nil {
-				holder = "process " + strconv.Itoa(pid)
-			}
-			return nil, fmt.Errorf("%w: %s is locked by %s: stop the server before restoring", ErrDataDirInUse, dir, holder)
-		}
-		return nil, fmt.Errorf("data dir %q: lock: %w", dir, err)
-	}
-	if err := f.Truncate(0); err == nil {
-		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
-	}
-	return func() { f.Close() }, nil
+	return release, err
 }
