@@ -1,6 +1,7 @@
 // Command skiff is the one skiff binary: the control plane (server), and
 // the tools around it (agent, controllers, kubeconfig, identity, trust,
-// token, secrets, api, logs, exec, mcp, plan, gossip, version).
+// token, secrets, etcd-snapshot, api, logs, exec, top, mcp, plan, gossip,
+// install, uninstall, version).
 package main
 
 import (
