@@ -36,7 +36,10 @@ func main() {
 	clients := flag.Int("clients", 8, "concurrent create clients")
 	profile := flag.String("cpuprofile", "", "write the server's CPU profile of the create phase to this file")
 	containers := flag.Int("containers", 50, "containers the agent benchmark runs")
-	only := flag.String("only", "", "run one part: apiserver, agent, network, fleet, controllers, placement, mcp or gossip")
+	only := flag.String("only", "", "run one part: apiserver, agent, probes, network, fleet, controllers, placement, mcp or gossip")
+	probeInstances := flag.Int("probe-instances", 100, "Instances serving HTTP the probes benchmark runs")
+	probeWindow := flag.Duration("probe-window", 30*time.Second, "how long the probes benchmark samples the agent's CPU, without and with probes")
+	execs := flag.Int("execs", 50, "execs of each kind the probes benchmark times")
 	deaths := flag.Int("deaths", 10, "node deaths the gossip benchmark times")
 	restarts := flag.Int("restarts", 20, "agent restarts the gossip benchmark counts false positives over")
 	mcpNodes := flag.Int("mcp-nodes", 1000, "simulated nodes of the MCP benchmark")
@@ -68,6 +71,16 @@ func main() {
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench: agent:", err)
 			if *only == "agent" {
+				os.Exit(1)
+			}
+		}
+		all = append(all, res...)
+	}
+	if *only == "" || *only == "probes" {
+		res, err := probesBench(bin, *probeInstances, *probeWindow, *execs)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: probes:", err)
+			if *only == "probes" {
 				os.Exit(1)
 			}
 		}
