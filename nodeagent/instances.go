@@ -245,6 +245,10 @@ func (r *instanceReconciler) runContainer(ctx context.Context, inst *skiffv1alph
 	restarts, imageID := previous(inst, c.Name)
 	res, err := r.runImage(ctx, inst, c, id, sb, policy, restarts, &imageID)
 	res.status.ImageID = imageID // of the container that ran last
+	if res.status.LastTerminationState == (skiffv1alpha1.ContainerState{}) {
+		// How the run before this one ended, until another ends.
+		res.status.LastTerminationState = previousStatus(inst, c.Name).LastTerminationState
+	}
 	return res, err
 }
 
@@ -285,12 +289,13 @@ func (r *instanceReconciler) runImage(ctx context.Context, inst *skiffv1alpha1.I
 	r.terminating.forget(id)
 	if !shouldRestart(policy, st.ExitCode) && !(r.probeKills.has(id) && policy != skiffv1alpha1.RestartPolicyNever) {
 		cs := containerStatus(c, id, st, restarts, nil)
-		cs.State.Terminated.Reason = r.terminatedReason(id, st.ExitCode)
-		cs.State.Terminated.Message = r.terminationMessage(id)
+		cs.State = r.ended(c, id, st, restarts)
 		return containerResult{status: cs, done: true}, nil
 	}
+	last := r.ended(c, id, st, restarts)
 	if at := r.backoff.restartAt(st.FinishedAt, restarts); time.Now().Before(at) {
 		cs := containerStatus(c, id, st, restarts, nil)
+		cs.LastTerminationState = last
 		cs.State = skiffv1alpha1.ContainerState{Waiting: &skiffv1alpha1.ContainerStateWaiting{
 			Reason:  "CrashLoopBackOff",
 			Message: fmt.Sprintf("back-off %s restarting container that exited with code %d", r.backoff.Delay(restarts), st.ExitCode),
@@ -313,7 +318,21 @@ func (r *instanceReconciler) runImage(ctx context.Context, inst *skiffv1alpha1.I
 	}
 	r.probeKills.remove(id)
 	st, err = r.createAndStart(ctx, inst, c, id, sb, img, env)
-	return containerResult{status: containerStatus(c, id, st, restarts+1, err)}, err
+	cs := containerStatus(c, id, st, restarts+1, err)
+	cs.LastTerminationState = last
+	return containerResult{status: cs}, err
+}
+
+// ended is the terminated state of a stopped container, with the reason
+// (OOMKilled, Error, Completed) and its termination message: read before
+// the container and its cgroup are deleted.
+func (r *instanceReconciler) ended(c *skiffv1alpha1.Container, id string, st runtime.Status, restarts int32) skiffv1alpha1.ContainerState {
+	state := containerStatus(c, id, st, restarts, nil).State
+	if t := state.Terminated; t != nil {
+		t.Reason = r.terminatedReason(id, st.ExitCode)
+		t.Message = r.terminationMessage(id)
+	}
+	return state
 }
 
 // deleteContainer deletes a stopped container, keeping its log and rootfs

@@ -113,6 +113,9 @@ func TestRestartPolicies(t *testing.T) {
 		}
 		return sawBackOff && cs.RestartCount >= 2
 	})
+	if last := got.Status.ContainerStatuses[0].LastTerminationState.Terminated; last == nil || last.ExitCode == 0 {
+		t.Errorf("crash-looping instance: lastState %+v, want the previous run's non-zero exit", got.Status.ContainerStatuses[0].LastTerminationState)
+	}
 	if got.Status.Phase != skiffv1alpha1.InstanceRunning || meta.IsStatusConditionTrue(got.Status.Conditions, skiffv1alpha1.InstanceReady) {
 		t.Errorf("crash-looping instance: phase %s, Ready %v; want Running and not Ready", got.Status.Phase,
 			meta.IsStatusConditionTrue(got.Status.Conditions, skiffv1alpha1.InstanceReady))

@@ -325,6 +325,9 @@ func TestInstancesOnRunc(t *testing.T) {
 			if w := cs.State.Waiting; w != nil && w.Reason == "CrashLoopBackOff" {
 				sawBackOff = true
 			}
+			if last := cs.LastTerminationState.Terminated; sawBackOff && (last == nil || last.ExitCode != 1 || last.Reason != "Error") {
+				t.Errorf("lastState %+v in back-off, want the run that exited 1 (Error)", cs.LastTerminationState)
+			}
 			return sawBackOff && cs.RestartCount >= 2
 		})
 		if prev := c.logText(t, inst.Name, "previous=true"); prev != "crashing\n" {

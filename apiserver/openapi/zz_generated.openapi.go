@@ -20683,6 +20683,13 @@ func schema_skiff_apis_skiff_v1alpha1_ContainerStatus(ref common.ReferenceCallba
 							Ref:         ref(v1alpha1.ContainerState{}.OpenAPIModelName()),
 						},
 					},
+					"lastState": {
+						SchemaProps: spec.SchemaProps{
+							Description: "LastTerminationState is how the container's previous run ended (exit code, reason such as OOMKilled, termination message), kept while it restarts.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(v1alpha1.ContainerState{}.OpenAPIModelName()),
+						},
+					},
 					"ready": {
 						SchemaProps: spec.SchemaProps{
 							Description: "Ready is true while the container runs and its readiness probe, if any, succeeds.",

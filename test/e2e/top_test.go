@@ -62,8 +62,11 @@ func TestTopAndOOMKilled(t *testing.T) {
 	s.mustKubectl(t, "apply", "-f", writeFile(t, "burn.yaml", usageInstanceYAML("burn", "local", "", "while :; do :; done")))
 	// The shell holds the 100 MB a command substitution reads: past the
 	// 32Mi limit, the kernel's OOM killer ends it.
-	s.mustKubectl(t, "apply", "-f", writeFile(t, "hog.yaml", usageInstanceYAML("hog", "local", "32Mi",
-		`x=$(head -c 100000000 /dev/zero | tr '\0' a); echo survived ${#x}`)))
+	hog := `x=$(head -c 100000000 /dev/zero | tr '\0' a); echo survived ${#x}`
+	s.mustKubectl(t, "apply", "-f", writeFile(t, "hog.yaml", usageInstanceYAML("hog", "local", "32Mi", hog)))
+	// Restarted after its OOM kill, it says so in lastState.
+	s.mustKubectl(t, "apply", "-f", writeFile(t, "hog-again.yaml",
+		strings.Replace(usageInstanceYAML("hog-again", "local", "32Mi", hog), "restartPolicy: Never", "restartPolicy: Always", 1)))
 	s.waitPhase(t, "burn", "Running")
 
 	top := func(args ...string) (string, error) {
@@ -95,4 +98,9 @@ func TestTopAndOOMKilled(t *testing.T) {
 	if reason != "OOMKilled" || code != "137" {
 		t.Errorf("hog terminated with reason %q, exit code %s; want OOMKilled, 137", reason, code)
 	}
+	waitFor(t, 60*time.Second, func() (bool, error) {
+		out, err := s.kubectl("get", "instance", "hog-again", "-o",
+			`jsonpath={.status.containerStatuses[0].lastState.terminated.reason}/{.status.containerStatuses[0].lastState.terminated.exitCode}`)
+		return err == nil && out == "OOMKilled/137", nil
+	})
 }

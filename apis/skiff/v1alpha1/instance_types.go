@@ -644,6 +644,11 @@ type ContainerStatus struct {
 	// State is the container's current state.
 	// +optional
 	State ContainerState `json:"state,omitempty"`
+	// LastTerminationState is how the container's previous run ended
+	// (exit code, reason such as OOMKilled, termination message), kept
+	// while it restarts.
+	// +optional
+	LastTerminationState ContainerState `json:"lastState,omitempty"`
 	// Ready is true while the container runs and its readiness probe, if
 	// any, succeeds.
 	Ready bool `json:"ready"`
