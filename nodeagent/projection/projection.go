@@ -62,15 +62,44 @@ func Write(dir string, files map[string]File, gid int) (changed bool, err error)
 			return false, err
 		}
 	}
-	old, _ := os.Readlink(filepath.Join(dir, dataLink))
+	old, managed, err := survey(dir, tops)
+	if err != nil {
+		return false, err
+	}
+	if old != "" && sameKeys(managed, tops) && same(filepath.Join(dir, old), files, gid) {
+		return false, nil
+	}
+	ver, err := writeVersion(dir, files, gid)
+	if err != nil {
+		return false, err
+	}
+	tmp := filepath.Join(dir, tmpLink)
+	if err := os.Symlink(filepath.Base(ver), tmp); err != nil {
+		os.RemoveAll(ver)
+		return false, err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, dataLink)); err != nil {
+		os.Remove(tmp)
+		os.RemoveAll(ver)
+		return false, err
+	}
+	return true, relink(dir, old, tops, managed)
+}
+
+// survey reads dir: the version ..data names (old, "" when none of
+// ours) and the top-level symlinks into it (managed). On the way it
+// removes a stale ..data_tmp and versions replaced at least keepReplaced
+// ago, and refuses a projected top-level name taken by something else.
+func survey(dir string, tops map[string]bool) (old string, managed map[string]bool, err error) {
+	old, _ = os.Readlink(filepath.Join(dir, dataLink))
 	if !strings.HasPrefix(old, "..") || strings.ContainsRune(old, '/') || old == ".." || old == dataLink || old == tmpLink {
 		old = "" // not one of ours: never follow it out of dir
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return false, err
+		return "", nil, err
 	}
-	managed := map[string]bool{} // top-level symlinks into ..data
+	managed = map[string]bool{}
 	for _, e := range entries {
 		name, p := e.Name(), filepath.Join(dir, e.Name())
 		switch {
@@ -80,38 +109,39 @@ func Write(dir string, files map[string]File, gid int) (changed bool, err error)
 				continue
 			}
 			if err := os.RemoveAll(p); err != nil {
-				return false, err
+				return "", nil, err
 			}
 		case isManaged(p, name):
 			managed[name] = true
 		case tops[name]:
-			return false, fmt.Errorf("projection: %s exists and is not managed by projection", p)
+			return "", nil, fmt.Errorf("projection: %s exists and is not managed by projection", p)
 		}
 	}
-	if old != "" && sameKeys(managed, tops) && same(filepath.Join(dir, old), files, gid) {
-		return false, nil
-	}
+	return old, managed, nil
+}
 
-	ver, err := os.MkdirTemp(dir, ".."+time.Now().UTC().Format("2006_01_02_15_04_05.")) // 0700 for now
+// writeVersion writes files into a new version directory of dir, whole
+// before anyone may read it: made 0700, its modes and groups set once
+// every file is written (so that the umask does not interfere either).
+func writeVersion(dir string, files map[string]File, gid int) (ver string, err error) {
+	ver, err = os.MkdirTemp(dir, ".."+time.Now().UTC().Format("2006_01_02_15_04_05."))
 	if err != nil {
-		return false, err
+		return "", err
 	}
-	swapped := false
 	defer func() {
-		if err != nil && !swapped {
+		if err != nil {
 			os.RemoveAll(ver)
 		}
 	}()
 	for p, f := range files {
 		full := filepath.Join(ver, p)
 		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			return false, fmt.Errorf("projection: %s: %w", p, err)
+			return "", fmt.Errorf("projection: %s: %w", p, err)
 		}
 		if err := os.WriteFile(full, f.Data, 0o600); err != nil {
-			return false, fmt.Errorf("projection: %s: %w", p, err)
+			return "", fmt.Errorf("projection: %s: %w", p, err)
 		}
 	}
-	// Set modes after writing, so that the umask does not interfere, and groups.
 	err = filepath.WalkDir(ver, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -122,40 +152,34 @@ func Write(dir string, files map[string]File, gid int) (changed bool, err error)
 		rel, _ := filepath.Rel(ver, p)
 		return setMode(p, files[rel].perm(), gid)
 	})
-	if err != nil {
-		return false, err
-	}
+	return ver, err
+}
 
-	tmp := filepath.Join(dir, tmpLink)
-	if err := os.Symlink(filepath.Base(ver), tmp); err != nil {
-		return false, err
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, dataLink)); err != nil {
-		os.Remove(tmp)
-		return false, err
-	}
-	swapped = true
+// relink, once ..data names the new version, makes the top-level
+// symlinks of the new paths, removes those of paths no longer projected,
+// and stamps the replaced version (old) with the time it was replaced.
+func relink(dir, old string, tops, managed map[string]bool) error {
 	for top := range tops {
 		if !managed[top] {
 			if err := os.Symlink(filepath.Join(dataLink, top), filepath.Join(dir, top)); err != nil {
-				return true, err
+				return err
 			}
 		}
 	}
 	for name := range managed {
 		if !tops[name] {
 			if err := os.Remove(filepath.Join(dir, name)); err != nil {
-				return true, err
+				return err
 			}
 		}
 	}
 	if old != "" { // its mtime now says when it was replaced
 		now := time.Now()
 		if err := os.Chtimes(filepath.Join(dir, old), now, now); err != nil {
-			return true, err
+			return err
 		}
 	}
-	return true, nil
+	return nil
 }
 
 func validate(p string) error {
