@@ -15,7 +15,6 @@ import (
 
 	"skiff.dev/skiff/config/systemd"
 	"skiff.dev/skiff/identity"
-	"skiff.dev/skiff/version"
 )
 
 // Where skiff install puts things, as the machine that runs them sees it
@@ -291,10 +290,7 @@ func (in *installer) install(ctx context.Context, r *role, f installFlags, extra
 		if token, err = readJoinToken(f.joinToken, in.in); err != nil {
 			return err
 		}
-		envFile = []byte(installMarker + "agent` (skiff " + version.Version + "); `skiff uninstall agent` removes it.\n" +
-			"# The flags given to skiff install are on the unit's ExecStart; SKIFF_AGENT_ARGS here adds to them.\n" +
-			"SKIFF_SERVER=" + server + "\n" +
-			"SKIFF_JOIN_TOKEN=" + agentJoinToken + "\n")
+		envFile = agentEnvFile(server)
 		if f.nodeName != "" {
 			unitFlags = append([]string{"--node-name", f.nodeName}, extra...)
 		}
@@ -315,35 +311,11 @@ func (in *installer) install(ctx context.Context, r *role, f installFlags, extra
 	if err != nil {
 		return err
 	}
-	// One node agent a machine: a second would claim the same Node name,
-	// ports and containers.
-	other := serverRole
-	if r == serverRole {
-		other = agentRole
-	}
-	if it := in.inspect(other); it.unit && it.runsAgent() && (r == agentRole || fs.Lookup("disable-agent").Value.String() != "true") {
-		return fmt.Errorf("%s is installed here, and with skiff %s this machine would run two node agents: "+
-			"skiff server's local agent already makes it a node (skiff uninstall %s first, or run the server with --disable-agent)",
-			in.path(filepath.Join(unitDir, other.unit())), r.name, other.name)
-	}
-
-	if err := in.installBinary(bin); err != nil {
+	if err := in.checkOneNodeAgent(r, fs); err != nil {
 		return err
 	}
-	if r == agentRole {
-		if err := in.writeFile(agentJoinToken, []byte(token+"\n"), 0o600); err != nil {
-			return err
-		}
-		if err := in.backUp(r.envFile); err != nil {
-			return err
-		}
-		if err := in.writeFile(r.envFile, envFile, 0o644); err != nil {
-			return err
-		}
-	} else if _, err := os.Stat(in.path(r.envFile)); err == nil {
-		fmt.Fprintf(in.out, "note: %s exists; its SKIFF_SERVER_ARGS still apply, after the flags given here\n", in.path(r.envFile))
-	}
-	if err := in.writeFile(filepath.Join(unitDir, r.unit()), []byte(unit), 0o644); err != nil {
+
+	if err := in.writeFiles(r, bin, unit, token, envFile); err != nil {
 		return err
 	}
 	if in.live {
@@ -365,11 +337,23 @@ func (in *installer) install(ctx context.Context, r *role, f installFlags, extra
 		if name == "" {
 			name = fs.Lookup("node-name").Value.String()
 		}
-		fmt.Fprintf(in.out, "node %q joins %s", name, f.server)
-		if !f.noStart {
-			fmt.Fprint(in.out, "; on the server, kubectl get nodes shows it Ready")
-		}
-		fmt.Fprintln(in.out)
+		in.agentNext(name, f.server, f.noStart)
+	}
+	return nil
+}
+
+// checkOneNodeAgent refuses r when the other role is installed and the
+// two would both run a node agent. One node agent a machine: a second
+// would claim the same Node name, ports and containers.
+func (in *installer) checkOneNodeAgent(r *role, fs *pflag.FlagSet) error {
+	other := serverRole
+	if r == serverRole {
+		other = agentRole
+	}
+	if it := in.inspect(other); it.unit && it.runsAgent() && (r == agentRole || fs.Lookup("disable-agent").Value.String() != "true") {
+		return fmt.Errorf("%s is installed here, and with skiff %s this machine would run two node agents: "+
+			"skiff server's local agent already makes it a node (skiff uninstall %s first, or run the server with --disable-agent)",
+			in.path(filepath.Join(unitDir, other.unit())), r.name, other.name)
 	}
 	return nil
 }

@@ -11,6 +11,37 @@ import (
 	"skiff.dev/skiff/version"
 )
 
+// agentEnvFile is the agent's environment file (agentRole.envFile): the
+// server's URL and where the join token is.
+func agentEnvFile(server string) []byte {
+	return []byte(installMarker + "agent` (skiff " + version.Version + "); `skiff uninstall agent` removes it.\n" +
+		"# The flags given to skiff install are on the unit's ExecStart; SKIFF_AGENT_ARGS here adds to them.\n" +
+		"SKIFF_SERVER=" + server + "\n" +
+		"SKIFF_JOIN_TOKEN=" + agentJoinToken + "\n")
+}
+
+// writeFiles writes r's files beneath the root: the binary, (agent) the
+// join token and the environment file, and the unit.
+func (in *installer) writeFiles(r *role, bin, unit, token string, envFile []byte) error {
+	if err := in.installBinary(bin); err != nil {
+		return err
+	}
+	if r == agentRole {
+		if err := in.writeFile(agentJoinToken, []byte(token+"\n"), 0o600); err != nil {
+			return err
+		}
+		if err := in.backUp(r.envFile); err != nil {
+			return err
+		}
+		if err := in.writeFile(r.envFile, envFile, 0o644); err != nil {
+			return err
+		}
+	} else if _, err := os.Stat(in.path(r.envFile)); err == nil {
+		fmt.Fprintf(in.out, "note: %s exists; its SKIFF_SERVER_ARGS still apply, after the flags given here\n", in.path(r.envFile))
+	}
+	return in.writeFile(filepath.Join(unitDir, r.unit()), []byte(unit), 0o644)
+}
+
 // installBinary copies this binary to bin (beneath the root), by a rename
 // so that a running service's binary is replaced whole; when bin is this
 // binary already, it does nothing.

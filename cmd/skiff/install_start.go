@@ -121,6 +121,15 @@ func (in *installer) serverNext(dataDir, listen string, noStart bool) {
 		"  skiff install agent --server https://%s --join-token %s\n", "the skiff binary", net.JoinHostPort(host, port), token)
 }
 
+// agentNext prints the Node that joins and the server it joins.
+func (in *installer) agentNext(name, server string, noStart bool) {
+	fmt.Fprintf(in.out, "node %q joins %s", name, server)
+	if !noStart {
+		fmt.Fprint(in.out, "; on the server, kubectl get nodes shows it Ready")
+	}
+	fmt.Fprintln(in.out)
+}
+
 // waitFile returns the trimmed content of path once it has some, or ""
 // after tokenWait.
 func (in *installer) waitFile(path string) string {
