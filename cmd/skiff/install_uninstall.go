@@ -111,102 +111,141 @@ func (in *installer) uninstall(ctx context.Context, which []*role, explicit bool
 	}
 	sdErr := in.systemd()
 	if in.live {
-		for _, it := range its {
-			if !it.unit {
-				continue
-			}
-			if sdErr != nil {
-				fmt.Fprintf(in.out, "%v: %s is not stopped by systemctl\n", sdErr, it.role.service)
-				continue
-			}
-			fmt.Fprintf(in.out, "systemctl disable --now %s\n", it.role.service)
-			if err := in.systemctl(ctx, "disable", "--now", it.role.service); err != nil {
-				return fmt.Errorf("systemctl disable --now %s: %w; nothing was removed", it.role.service, err)
-			}
+		if err := in.stopServices(ctx, its, sdErr); err != nil {
+			return err
 		}
-		// Running by hand, or under systemd still: its containers and
-		// data are in use.
-		for _, it := range its {
-			if _, err := os.Stat(in.path(it.dataDir)); !it.unit && err != nil {
-				continue
-			}
-			if pids := in.processes(it.role.name, it.dataDir); len(pids) > 0 {
-				return fmt.Errorf("skiff %s still runs on %s (process %s): stop it, then run skiff uninstall again; nothing was removed", it.role.name, it.dataDir, strings.Join(pids, ", "))
-			}
+		if err := in.checkNotRunning(its); err != nil {
+			return err
 		}
 	}
 	var errs []error
 	for _, it := range its {
-		r := it.role
-		if !it.unit && explicit {
-			fmt.Fprintf(in.out, "%s is not installed (no %s)\n", r.service, in.path(filepath.Join(unitDir, r.unit())))
-		}
-		data := in.path(it.dataDir)
-		if _, err := os.Stat(data); err == nil {
-			if in.live {
-				if n, err := stopContainers(filepath.Join(data, r.runtimeState)); err != nil {
-					errs = append(errs, err)
-				} else if n > 0 {
-					fmt.Fprintf(in.out, "stopped %d containers of %s's node; the %s bridge and the iptables rules of its Instances' network stay until reboot (ip link delete %s)\n", n, r.service, network.DefaultBridge, network.DefaultBridge)
-				}
-				if err := unmountBeneath(data); err != nil {
-					errs = append(errs, err)
-				}
-			}
-		}
-		errs = append(errs, in.remove(filepath.Join(unitDir, r.unit())))
-		if r == agentRole {
-			errs = append(errs, in.remove(agentJoinToken))
-			in.removeEmptyDir(filepath.Dir(agentJoinToken))
-		}
-		if b, err := os.ReadFile(in.path(r.envFile)); err == nil {
-			if strings.HasPrefix(string(b), installMarker) {
-				errs = append(errs, in.remove(r.envFile))
-			} else {
-				fmt.Fprintf(in.out, "kept %s (skiff install did not write it)\n", in.path(r.envFile))
-			}
-		}
-		if _, err := os.Stat(data); err != nil {
-			continue
-		}
-		if !f.purge {
-			fmt.Fprintf(in.out, "kept %s, the %s's data (etcd, certificates, keys, images, logs): skiff uninstall %s --purge removes it\n", data, r.name, r.name)
-			continue
-		}
-		if err := purgeDataDir(data, in.live); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		fmt.Fprintf(in.out, "removed %s\n", data)
+		errs = append(errs, in.removeRole(it, explicit, f)...)
 	}
 	if f.purge {
 		in.removeEmptyDir(systemDataDir)
 	}
-	// The binary goes with the last unit that runs it.
-	left := false
-	for _, r := range roles {
-		if _, err := os.Stat(in.path(filepath.Join(unitDir, r.unit()))); err == nil {
-			left = true
-		}
-	}
-	if !left {
-		bins := map[string]bool{}
-		for _, it := range its {
-			if it.bin != "" {
-				bins[it.bin] = true
-			}
-		}
-		if len(bins) == 0 {
-			bins[filepath.Join(f.binDir, "skiff")] = true
-		}
-		for bin := range bins {
-			errs = append(errs, in.remove(bin))
-		}
-	}
+	errs = append(errs, in.removeBinary(its, f)...)
 	if in.live && sdErr == nil {
 		errs = append(errs, in.systemctl(ctx, "daemon-reload"))
 	}
 	return errors.Join(errs...)
+}
+
+// stopServices disables and stops, with systemctl, the services of the
+// roles whose unit is installed; without systemd (sdErr) it says so of
+// each. A failure stops the uninstall before anything is removed.
+func (in *installer) stopServices(ctx context.Context, its []installed, sdErr error) error {
+	for _, it := range its {
+		if !it.unit {
+			continue
+		}
+		if sdErr != nil {
+			fmt.Fprintf(in.out, "%v: %s is not stopped by systemctl\n", sdErr, it.role.service)
+			continue
+		}
+		fmt.Fprintf(in.out, "systemctl disable --now %s\n", it.role.service)
+		if err := in.systemctl(ctx, "disable", "--now", it.role.service); err != nil {
+			return fmt.Errorf("systemctl disable --now %s: %w; nothing was removed", it.role.service, err)
+		}
+	}
+	return nil
+}
+
+// checkNotRunning fails when a role still runs on its data directory, by
+// hand or under systemd still: its containers and data are in use.
+func (in *installer) checkNotRunning(its []installed) error {
+	for _, it := range its {
+		if _, err := os.Stat(in.path(it.dataDir)); !it.unit && err != nil {
+			continue
+		}
+		if pids := in.processes(it.role.name, it.dataDir); len(pids) > 0 {
+			return fmt.Errorf("skiff %s still runs on %s (process %s): stop it, then run skiff uninstall again; nothing was removed", it.role.name, it.dataDir, strings.Join(pids, ", "))
+		}
+	}
+	return nil
+}
+
+// removeRole removes what skiff install left of one role: its node's
+// containers and mounts (live), its unit, the agent's join token, its
+// environment file if skiff install wrote it, and with f.purge its data
+// directory. It returns the errors met on the way.
+func (in *installer) removeRole(it installed, explicit bool, f installFlags) []error {
+	var errs []error
+	r := it.role
+	if !it.unit && explicit {
+		fmt.Fprintf(in.out, "%s is not installed (no %s)\n", r.service, in.path(filepath.Join(unitDir, r.unit())))
+	}
+	data := in.path(it.dataDir)
+	if _, err := os.Stat(data); err == nil {
+		if in.live {
+			errs = append(errs, in.stopNode(r, data)...)
+		}
+	}
+	errs = append(errs, in.remove(filepath.Join(unitDir, r.unit())))
+	if r == agentRole {
+		errs = append(errs, in.remove(agentJoinToken))
+		in.removeEmptyDir(filepath.Dir(agentJoinToken))
+	}
+	if b, err := os.ReadFile(in.path(r.envFile)); err == nil {
+		if strings.HasPrefix(string(b), installMarker) {
+			errs = append(errs, in.remove(r.envFile))
+		} else {
+			fmt.Fprintf(in.out, "kept %s (skiff install did not write it)\n", in.path(r.envFile))
+		}
+	}
+	if _, err := os.Stat(data); err != nil {
+		return errs
+	}
+	if !f.purge {
+		fmt.Fprintf(in.out, "kept %s, the %s's data (etcd, certificates, keys, images, logs): skiff uninstall %s --purge removes it\n", data, r.name, r.name)
+		return errs
+	}
+	if err := purgeDataDir(data, in.live); err != nil {
+		return append(errs, err)
+	}
+	fmt.Fprintf(in.out, "removed %s\n", data)
+	return errs
+}
+
+// stopNode stops the containers of r's node kept beneath its data
+// directory data, and detaches what is mounted there.
+func (in *installer) stopNode(r *role, data string) []error {
+	var errs []error
+	if n, err := stopContainers(filepath.Join(data, r.runtimeState)); err != nil {
+		errs = append(errs, err)
+	} else if n > 0 {
+		fmt.Fprintf(in.out, "stopped %d containers of %s's node; the %s bridge and the iptables rules of its Instances' network stay until reboot (ip link delete %s)\n", n, r.service, network.DefaultBridge, network.DefaultBridge)
+	}
+	if err := unmountBeneath(data); err != nil {
+		errs = append(errs, err)
+	}
+	return errs
+}
+
+// removeBinary removes the binary the roles' units ran (or the one in
+// f.binDir) once no skiff unit is left: it goes with the last unit that
+// runs it.
+func (in *installer) removeBinary(its []installed, f installFlags) []error {
+	for _, r := range roles {
+		if _, err := os.Stat(in.path(filepath.Join(unitDir, r.unit()))); err == nil {
+			return nil
+		}
+	}
+	bins := map[string]bool{}
+	for _, it := range its {
+		if it.bin != "" {
+			bins[it.bin] = true
+		}
+	}
+	if len(bins) == 0 {
+		bins[filepath.Join(f.binDir, "skiff")] = true
+	}
+	var errs []error
+	for bin := range bins {
+		errs = append(errs, in.remove(bin))
+	}
+	return errs
 }
 
 // remove removes p (beneath the root), saying so; a missing p is no error.
