@@ -82,13 +82,32 @@ func Restore(opts RestoreOptions) (RestoreReport, error) {
 	defer unlock()
 
 	stamp := strconv.FormatInt(now().Unix(), 10)
+	r, v, err := replaceEtcd(opts, encPath, stamp)
+	if err != nil {
+		return r, err
+	}
+	// The Secrets in the restored database need the snapshot's keys.
+	if err := restoreEncryption(&r, v.State[encryptionConfigPath], encPath, stamp); err != nil {
+		return r, err
+	}
+	if err := restoreStateFiles(&r, opts.DataDir, v.State); err != nil {
+		return r, err
+	}
+	return r, nil
+}
+
+// replaceEtcd prepares the snapshot's database in a staging directory
+// beside the data directory's etcd (removed unless it is put in place),
+// moves the current etcd aside and the staged one into its place. Its
+// report is empty unless the restored etcd is in place.
+func replaceEtcd(opts RestoreOptions, encPath, stamp string) (RestoreReport, verified, error) {
 	staging := filepath.Join(opts.DataDir, "etcd.restoring-"+stamp)
 	if err := os.RemoveAll(staging); err != nil {
-		return RestoreReport{}, err
+		return RestoreReport{}, verified{}, err
 	}
 	dbDir := filepath.Join(staging, "data", "member", "snap")
 	if err := os.MkdirAll(dbDir, 0o700); err != nil {
-		return RestoreReport{}, err
+		return RestoreReport{}, verified{}, err
 	}
 	committed := false
 	defer func() {
@@ -96,58 +115,79 @@ func Restore(opts RestoreOptions) (RestoreReport, error) {
 			os.RemoveAll(staging)
 		}
 	}()
-	v, err := extract(opts.File, filepath.Join(dbDir, "db"))
-	if err != nil {
-		return RestoreReport{}, err
-	}
-	if _, ok := v.State[encryptionConfigPath]; !ok {
-		return RestoreReport{}, fmt.Errorf("%s: %w: it holds no encryption configuration", opts.File, ErrCorrupt)
-	}
 	etcdDir := filepath.Join(opts.DataDir, "etcd")
-	replaced := currentRevision(filepath.Join(etcdDir, "data", "member", "snap", "db"))
-	rev, err := prepareDB(filepath.Join(dbDir, "db"), replaced)
+	v, rev, err := stageDB(opts.File, filepath.Join(dbDir, "db"), etcdDir)
 	if err != nil {
-		return RestoreReport{}, fmt.Errorf("%s: %w", opts.File, err)
+		return RestoreReport{}, verified{}, err
 	}
 	if err := os.Chmod(staging, 0o700); err != nil {
-		return RestoreReport{}, err
+		return RestoreReport{}, verified{}, err
 	}
 	r := RestoreReport{Manifest: v.Manifest, EtcdDir: etcdDir, Revision: rev, EncryptionConfig: encPath}
 	if _, err := os.Lstat(etcdDir); err == nil {
 		r.Previous = filepath.Join(opts.DataDir, "etcd.before-restore-"+stamp)
 		if err := os.Rename(etcdDir, r.Previous); err != nil {
-			return RestoreReport{}, fmt.Errorf("moving the current etcd aside: %w", err)
+			return RestoreReport{}, verified{}, fmt.Errorf("moving the current etcd aside: %w", err)
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		return RestoreReport{}, err
+		return RestoreReport{}, verified{}, err
 	}
 	if err := os.Rename(staging, etcdDir); err != nil {
-		return RestoreReport{}, fmt.Errorf("putting the restored etcd in place (the previous one is in %s): %w", r.Previous, err)
+		return RestoreReport{}, verified{}, fmt.Errorf("putting the restored etcd in place (the previous one is in %s): %w", r.Previous, err)
 	}
 	committed = true
 	if err := syncDir(opts.DataDir); err != nil {
-		return r, err
+		return r, v, err
 	}
+	return r, v, nil
+}
 
-	// The Secrets in the restored database need the snapshot's keys.
-	enc := v.State[encryptionConfigPath]
+// stageDB extracts the snapshot file's database to db, checks that the
+// snapshot holds an encryption configuration, and prepares the database
+// to start past the revision of the one in etcdDir it replaces. It
+// returns the verified snapshot and the restored revision.
+func stageDB(file, db, etcdDir string) (verified, int64, error) {
+	v, err := extract(file, db)
+	if err != nil {
+		return verified{}, 0, err
+	}
+	if _, ok := v.State[encryptionConfigPath]; !ok {
+		return verified{}, 0, fmt.Errorf("%s: %w: it holds no encryption configuration", file, ErrCorrupt)
+	}
+	replaced := currentRevision(filepath.Join(etcdDir, "data", "member", "snap", "db"))
+	rev, err := prepareDB(db, replaced)
+	if err != nil {
+		return verified{}, 0, fmt.Errorf("%s: %w", file, err)
+	}
+	return v, rev, nil
+}
+
+// restoreEncryption writes the snapshot's encryption configuration enc to
+// encPath, keeping a different one there in r.EncryptionBackup first.
+func restoreEncryption(r *RestoreReport, enc []byte, encPath, stamp string) error {
 	if old, err := os.ReadFile(encPath); err == nil && !bytes.Equal(old, enc) {
 		r.EncryptionBackup = encPath + ".before-restore-" + stamp
 		if err := writeFileAtomic(r.EncryptionBackup, old); err != nil {
-			return r, fmt.Errorf("keeping the current encryption configuration: %w", err)
+			return fmt.Errorf("keeping the current encryption configuration: %w", err)
 		}
 	}
 	if err := writeFileAtomic(encPath, enc); err != nil {
-		return r, fmt.Errorf("encryption configuration (run the restore again): %w", err)
+		return fmt.Errorf("encryption configuration (run the restore again): %w", err)
 	}
-	// The identities in place are the ones agents and admins use now:
-	// only the missing are taken from the snapshot.
+	return nil
+}
+
+// restoreStateFiles writes the snapshot's state files the data directory
+// lacks (r.Written) and leaves those present as they are (r.Kept when
+// different): the identities in place are the ones agents and admins use
+// now, so only the missing are taken from the snapshot.
+func restoreStateFiles(r *RestoreReport, dataDir string, state map[string][]byte) error {
 	for _, sf := range stateFiles {
-		data, ok := v.State[sf.path]
+		data, ok := state[sf.path]
 		if !ok {
 			continue
 		}
-		dst := filepath.Join(opts.DataDir, filepath.FromSlash(sf.path))
+		dst := filepath.Join(dataDir, filepath.FromSlash(sf.path))
 		cur, err := os.ReadFile(dst)
 		switch {
 		case err == nil:
@@ -156,17 +196,17 @@ func Restore(opts RestoreOptions) (RestoreReport, error) {
 			}
 		case errors.Is(err, fs.ErrNotExist):
 			if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
-				return r, err
+				return err
 			}
 			if err := writeFileAtomic(dst, data); err != nil {
-				return r, err
+				return err
 			}
 			r.Written = append(r.Written, sf.path)
 		default:
-			return r, err
+			return err
 		}
 	}
-	return r, nil
+	return nil
 }
 
 // prepareDB makes a snapshot's database the start of a new single-member
