@@ -41,32 +41,11 @@ func (s *Store) Save(ctx context.Context, name string, scheduled bool) (Info, er
 		Format: Format, Name: fileName, Node: s.Node, Created: created, Scheduled: scheduled,
 		SkiffVersion: version.Version, EtcdPrefix: s.EtcdPrefix, Contains: contains,
 	}
-	// The encryption configuration must be the one the database's Secrets
-	// were written with: a key rotation during the snapshot changes it,
-	// and then the snapshot is taken again.
-	var encryption []byte
-	for attempt := 0; ; attempt++ {
-		before, err := os.ReadFile(s.EncryptionConfig)
-		if err != nil {
-			return Info{}, fmt.Errorf("encryption configuration: %w", err)
-		}
-		_ = os.Remove(tmpDB)
-		if m.EtcdVersion, err = s.snapshotDB(ctx, tmpDB); err != nil {
-			return Info{}, err
-		}
-		after, err := os.ReadFile(s.EncryptionConfig)
-		if err != nil {
-			return Info{}, fmt.Errorf("encryption configuration: %w", err)
-		}
-		if bytes.Equal(before, after) {
-			encryption = after
-			break
-		}
-		if attempt == 2 {
-			return Info{}, errors.New("the encryption keys changed during each of 3 snapshots (a key rotation?); try again when it is done")
-		}
+	encryption, etcdVersion, err := s.snapshotWithEncryption(ctx, tmpDB)
+	if err != nil {
+		return Info{}, err
 	}
-	var err error
+	m.EtcdVersion = etcdVersion
 	if m.Revision, m.Objects, err = scanDB(tmpDB, s.EtcdPrefix); err != nil {
 		return Info{}, fmt.Errorf("reading the snapshot's database: %w", err)
 	}
@@ -76,17 +55,11 @@ func (s *Store) Save(ctx context.Context, name string, scheduled bool) (Info, er
 	}
 	state := map[string][]byte{encryptionConfigPath: encryption}
 	m.Files = []File{dbFile, memFile(encryptionConfigPath, encryption, "the encryption configuration: the keys Secrets are encrypted with")}
-	for _, sf := range stateFiles {
-		data, err := os.ReadFile(filepath.Join(s.DataDir, filepath.FromSlash(sf.path)))
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return Info{}, err
-		}
-		state[sf.path] = data
-		m.Files = append(m.Files, memFile(sf.path, data, sf.about))
+	files, err := s.readStateFiles(state)
+	if err != nil {
+		return Info{}, err
 	}
+	m.Files = append(m.Files, files...)
 	archiveState := map[string][]byte{}
 	for p, data := range state {
 		archiveState[statePrefix+p] = data
@@ -103,6 +76,53 @@ func (s *Store) Save(ctx context.Context, name string, scheduled bool) (Info, er
 		return Info{}, err
 	}
 	return infoOf(m, final, size), nil
+}
+
+// snapshotWithEncryption snapshots etcd into tmpDB and returns the
+// encryption configuration with it, and etcd's version. The encryption
+// configuration must be the one the database's Secrets were written with:
+// a key rotation during the snapshot changes it, and then the snapshot is
+// taken again (3 times at most).
+func (s *Store) snapshotWithEncryption(ctx context.Context, tmpDB string) (encryption []byte, etcdVersion string, err error) {
+	for attempt := 0; ; attempt++ {
+		before, err := os.ReadFile(s.EncryptionConfig)
+		if err != nil {
+			return nil, "", fmt.Errorf("encryption configuration: %w", err)
+		}
+		_ = os.Remove(tmpDB)
+		if etcdVersion, err = s.snapshotDB(ctx, tmpDB); err != nil {
+			return nil, "", err
+		}
+		after, err := os.ReadFile(s.EncryptionConfig)
+		if err != nil {
+			return nil, "", fmt.Errorf("encryption configuration: %w", err)
+		}
+		if bytes.Equal(before, after) {
+			return after, etcdVersion, nil
+		}
+		if attempt == 2 {
+			return nil, "", errors.New("the encryption keys changed during each of 3 snapshots (a key rotation?); try again when it is done")
+		}
+	}
+}
+
+// readStateFiles reads the data directory's state files into state (by
+// path in the data directory), skipping the missing, and returns their
+// manifest entries.
+func (s *Store) readStateFiles(state map[string][]byte) ([]File, error) {
+	var files []File
+	for _, sf := range stateFiles {
+		data, err := os.ReadFile(filepath.Join(s.DataDir, filepath.FromSlash(sf.path)))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		state[sf.path] = data
+		files = append(files, memFile(sf.path, data, sf.about))
+	}
+	return files, nil
 }
 
 // snapshotDB streams etcd's snapshot into path and checks the SHA-256
