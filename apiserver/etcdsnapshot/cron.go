@@ -170,31 +170,48 @@ func (f cronField) value(text string) (int, error) {
 var errNever = errors.New("the schedule matches no time in the next five years")
 
 // Next is the first time after t that the schedule runs, in t's time zone;
-// an error if it never does. For "@every D" it is t+D.
+// an error if it never does. For "@every D" it is t+D. Every step moves
+// forward in absolute time, so that a wall-clock time a daylight-saving
+// change skips or repeats neither stalls the search nor returns the past
+// (a time in a skipped hour does not run that day; one in a repeated
+// hour may run in both).
 func (s Schedule) Next(t time.Time) (time.Time, error) {
 	if s.every > 0 {
 		return t.Add(s.every), nil
 	}
 	loc := t.Location()
-	// The next whole minute strictly after t.
-	t = time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), 0, 0, loc).Add(time.Minute)
+	from := t
+	// The next whole minute strictly after t (offsets are whole minutes).
+	t = t.Truncate(time.Minute).Add(time.Minute)
 	limit := t.Year() + 5
-	for t.Year() <= limit {
+	for steps := 0; t.Year() <= limit && steps < maxSteps; steps++ {
+		var next time.Time
 		switch {
 		case s.month&(1<<uint(t.Month())) == 0:
-			t = time.Date(t.Year(), t.Month()+1, 1, 0, 0, 0, 0, loc)
+			next = time.Date(t.Year(), t.Month()+1, 1, 0, 0, 0, 0, loc)
 		case !s.dayMatches(t):
-			t = time.Date(t.Year(), t.Month(), t.Day()+1, 0, 0, 0, 0, loc)
+			next = time.Date(t.Year(), t.Month(), t.Day()+1, 0, 0, 0, 0, loc)
 		case s.hour&(1<<uint(t.Hour())) == 0:
-			t = time.Date(t.Year(), t.Month(), t.Day(), t.Hour()+1, 0, 0, 0, loc)
+			next = t.Add(time.Duration(60-t.Minute()) * time.Minute)
 		case s.minute&(1<<uint(t.Minute())) == 0:
-			t = time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute()+1, 0, 0, loc)
+			next = t.Add(time.Minute)
 		default:
+			if !t.After(from) {
+				return time.Time{}, fmt.Errorf("schedule %q: went back to %s from %s", s.spec, t, from)
+			}
 			return t, nil
 		}
+		if !next.After(t) {
+			// A wall-clock date the zone skips or repeats: on by the hour.
+			next = t.Truncate(time.Minute).Add(time.Hour - time.Duration(t.Minute())*time.Minute)
+		}
+		t = next
 	}
 	return time.Time{}, fmt.Errorf("schedule %q: %w", s.spec, errNever)
 }
+
+// maxSteps bounds Next's search (five years of hours and more).
+const maxSteps = 200000
 
 // dayMatches applies cron's day rule: both day fields must match, unless
 // neither is '*', when either may.

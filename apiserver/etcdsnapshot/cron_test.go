@@ -103,3 +103,44 @@ func TestScheduleTimeZone(t *testing.T) {
 		t.Errorf("Next in %s = %v, want %v (the location's noon)", loc, got, want)
 	}
 }
+
+// TestScheduleNextAcrossDaylightSaving: on the days a zone skips or
+// repeats an hour, Next still moves forward and ends.
+func TestScheduleNextAcrossDaylightSaving(t *testing.T) {
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Skipf("no time zone data: %v", err)
+	}
+	for _, tc := range []struct {
+		spec       string
+		from, want time.Time
+	}{
+		// 2025-03-09 02:00 EST is 03:00 EDT.
+		{"0 */12 * * *", time.Date(2025, 3, 9, 0, 0, 0, 0, ny), time.Date(2025, 3, 9, 12, 0, 0, 0, ny)},
+		{"30 1 * * *", time.Date(2025, 3, 9, 1, 30, 0, 0, ny), time.Date(2025, 3, 10, 1, 30, 0, 0, ny)},
+		{"30 2 * * *", time.Date(2025, 3, 8, 3, 0, 0, 0, ny), time.Date(2025, 3, 10, 2, 30, 0, 0, ny)},
+		{"*/20 * * * *", time.Date(2025, 3, 9, 1, 50, 0, 0, ny), time.Date(2025, 3, 9, 3, 0, 0, 0, ny)},
+		// 2025-11-02 02:00 EDT is 01:00 EST: the 01:xx hour comes twice.
+		{"0 */12 * * *", time.Date(2025, 11, 2, 0, 0, 0, 0, ny), time.Date(2025, 11, 2, 12, 0, 0, 0, ny)},
+		{"0 3 * * *", time.Date(2025, 11, 2, 0, 30, 0, 0, ny), time.Date(2025, 11, 2, 3, 0, 0, 0, ny)},
+	} {
+		s, err := ParseSchedule(tc.spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Next(tc.from)
+		if err != nil || !got.Equal(tc.want) {
+			t.Errorf("%q after %s: %s %v, want %s", tc.spec, tc.from, got, err, tc.want)
+		}
+	}
+	// Walking a whole year hour by hour never goes back nor stalls.
+	s, _ := ParseSchedule("17 * * * *")
+	at := time.Date(2025, 1, 1, 0, 0, 0, 0, ny)
+	for i := 0; i < 24*366; i++ {
+		next, err := s.Next(at)
+		if err != nil || !next.After(at) || next.Sub(at) > 2*time.Hour {
+			t.Fatalf("after %s: %s %v", at, next, err)
+		}
+		at = next
+	}
+}

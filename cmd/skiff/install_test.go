@@ -560,3 +560,27 @@ func TestInstallSkiffProcesses(t *testing.T) {
 		}
 	}
 }
+
+// TestPurgeRefusesWhatIsNotSkiffs: a purge never removes the root, a
+// top-level directory, or a directory with nothing skiff made in it.
+func TestPurgeRefusesWhatIsNotSkiffs(t *testing.T) {
+	plain := t.TempDir()
+	if err := os.WriteFile(filepath.Join(plain, "precious"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{"/", "/srv", "relative/dir", plain} {
+		if err := purgeDataDir(dir, false); err == nil || !strings.Contains(err.Error(), "not a skiff data directory") {
+			t.Errorf("purge %s: %v, want refused", dir, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(plain, "precious")); err != nil {
+		t.Errorf("a refused purge removed files: %v", err)
+	}
+	ours := t.TempDir()
+	if err := os.Mkdir(filepath.Join(ours, "etcd"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := purgeDataDir(ours, false); err != nil {
+		t.Errorf("purge of a server's data dir: %v", err)
+	}
+}

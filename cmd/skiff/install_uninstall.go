@@ -414,11 +414,34 @@ func unmountBeneath(dir string) error {
 	return errors.Join(errs...)
 }
 
+// skiffDataDir refuses to let a purge remove what is not a skiff data
+// directory: the root or a top-level directory (a --data-dir of / or
+// /srv in a hand-edited unit), or one holding none of what a server or
+// an agent makes (its lock, etcd, its node key, its runtime state, its image store).
+func skiffDataDir(dir string) error {
+	clean := filepath.Clean(dir)
+	if !filepath.IsAbs(clean) || strings.Count(clean, "/") < 2 {
+		return errors.New("not a skiff data directory (too near the root)")
+	}
+	for _, marker := range []string{"lock", "etcd", "node.key", "runtime", "store", "images"} {
+		if _, err := os.Lstat(filepath.Join(clean, marker)); err == nil {
+			return nil
+		}
+	}
+	if _, err := os.Stat(clean); errors.Is(err, os.ErrNotExist) {
+		return nil // nothing to remove
+	}
+	return errors.New("not a skiff data directory (none of lock, etcd, node.key, runtime, store or images in it)")
+}
+
 // purgeDataDir removes a data directory, unless a server holds its lock
 // or something is still mounted beneath it (removing would reach into
 // what is mounted: a hostPath volume is the host's own files). With
 // unmount, it first detaches what is mounted there.
 func purgeDataDir(dir string, unmount bool) error {
+	if err := skiffDataDir(dir); err != nil {
+		return fmt.Errorf("not removing %s: %w", dir, err)
+	}
 	if unmount {
 		if err := unmountBeneath(dir); err != nil {
 			return fmt.Errorf("not removing %s: %w", dir, err)
