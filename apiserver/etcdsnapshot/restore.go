@@ -254,16 +254,20 @@ func prepareDB(path string, replaced int64) (rev int64, err error) {
 
 // currentRevision is the latest revision of the database a restore
 // replaces, 0 when there is none or it cannot be read.
-func currentRevision(path string) int64 {
+func currentRevision(path string) (rev int64) {
 	if _, err := os.Stat(path); err != nil {
 		return 0
 	}
+	defer func() {
+		if recover() != nil {
+			rev = 0 // a damaged database, the usual reason to restore: the snapshot's revision is bumped alone
+		}
+	}()
 	be, err := openBackend(path)
 	if err != nil {
 		return 0
 	}
 	defer be.Close()
-	var rev int64
 	tx := be.ReadTx()
 	tx.RLock()
 	defer tx.RUnlock()

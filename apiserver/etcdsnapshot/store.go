@@ -185,7 +185,11 @@ func (s *Store) List() ([]Info, error) {
 	return out, nil
 }
 
-// Delete removes the snapshot file name from Dir.
+// snapshotFileName is how Save names snapshots: <name>-<node>-<unix time>.
+var snapshotFileName = regexp.MustCompile(`^[^/]+-[^/]+-[0-9]{9,}$`)
+
+// Delete removes the snapshot file name from Dir: a snapshot, or a file
+// named as one (a damaged snapshot), never another file of a shared Dir.
 func (s *Store) Delete(name string) error {
 	if name == "" || strings.ContainsAny(name, `/\`) || strings.HasPrefix(name, ".") {
 		return fmt.Errorf("%w %q: give a snapshot's file name, as list shows it", ErrInvalidName, name)
@@ -202,6 +206,11 @@ func (s *Store) Delete(name string) error {
 	}
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("%w: %s is not a file", ErrNotFound, path)
+	}
+	if _, err := ReadManifest(path); err != nil && !snapshotFileName.MatchString(name) {
+		// The directory may be shared (--etcd-snapshot-dir /var/backups):
+		// only what is a snapshot (or named as one: a damaged one) goes.
+		return fmt.Errorf("%w: %s is not a snapshot (%v)", ErrNotFound, path, err)
 	}
 	if err := os.Remove(path); err != nil {
 		return err

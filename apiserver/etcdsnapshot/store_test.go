@@ -488,3 +488,27 @@ func TestResourceOf(t *testing.T) {
 		}
 	}
 }
+
+// TestDeleteOnlySnapshots: in a shared directory, delete refuses a file
+// that is neither a snapshot nor named as one.
+func TestDeleteOnlySnapshots(t *testing.T) {
+	dir := t.TempDir()
+	s := &Store{Dir: dir}
+	other := filepath.Join(dir, "backup.tar")
+	if err := os.WriteFile(other, []byte("not a snapshot"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete("backup.tar"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("delete of another file: %v, want refused", err)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("the other file: %v", err)
+	}
+	damaged := filepath.Join(dir, "before-node-1760000000")
+	if err := os.WriteFile(damaged, []byte("truncated"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete("before-node-1760000000"); err != nil {
+		t.Errorf("delete of a damaged snapshot: %v", err)
+	}
+}

@@ -243,6 +243,11 @@ func (in *installer) removeBinary(its []installed, f installFlags) []error {
 	}
 	var errs []error
 	for bin := range bins {
+		if filepath.Base(bin) != "skiff" {
+			// A hand-edited unit starting another program (env, taskset).
+			fmt.Fprintf(in.out, "kept %s: not skiff's binary\n", bin)
+			continue
+		}
 		errs = append(errs, in.remove(bin))
 	}
 	return errs
