@@ -177,16 +177,7 @@ spec:
 // inside every capability the agent has, no seccomp filter, no
 // no_new_privs, /proc/keys unmasked and the node's devices.
 func TestPrivilegedContainer(t *testing.T) {
-	requireContainers(t)
-	dataDir := t.TempDir()
-	sampleImages(t, dataDir)
-	host := nodeHost(t, "10.250.10.1/24")
-	s := startServer(t, dataDir, "127.0.0.1:0", "--runtime", "runc", "--agent-listen", "127.0.0.1:0", "--node-name", "local", "--agent-netns", host,
-		"--agent-allow-privileged")
-	waitFor(t, 60*time.Second, func() (bool, error) {
-		phase, err := s.kubectl("get", "node", "local", "-o", "jsonpath={.status.phase}")
-		return err == nil && phase == "Ready", nil
-	})
+	s, _ := startLocalNode(t, "10.250.10.1/24", "--agent-allow-privileged")
 	// A device of the node's that no container gets by default.
 	device := ""
 	if entries, err := os.ReadDir("/dev"); err == nil {

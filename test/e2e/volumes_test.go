@@ -224,16 +224,7 @@ spec:
 // type that does not match waits saying so, and deleting the Instance
 // leaves the node's files alone.
 func TestHostPathVolumes(t *testing.T) {
-	requireContainers(t)
-	dataDir := t.TempDir()
-	sampleImages(t, dataDir)
-	host := nodeHost(t, "10.250.12.1/24")
-	s := startServer(t, dataDir, "127.0.0.1:0", "--runtime", "runc", "--agent-listen", "127.0.0.1:0", "--node-name", "local", "--agent-netns", host,
-		"--agent-allow-host-paths")
-	waitFor(t, 60*time.Second, func() (bool, error) {
-		phase, err := s.kubectl("get", "node", "local", "-o", "jsonpath={.status.phase}")
-		return err == nil && phase == "Ready", nil
-	})
+	s, _ := startLocalNode(t, "10.250.12.1/24", "--agent-allow-host-paths")
 	node := t.TempDir()
 	if err := os.WriteFile(filepath.Join(node, "existing"), []byte("from the node\n"), 0o644); err != nil {
 		t.Fatal(err)

@@ -34,13 +34,14 @@ func sampleImages(t *testing.T, dataDir string) {
 // startLocalNode runs `skiff server` with its local agent on runc, the
 // node "local" in a network namespace host of its own with the address
 // hostAddr, and the samples' images; it returns when the node is Ready.
-func startLocalNode(t *testing.T, hostAddr string) (s *server, host string) {
+func startLocalNode(t *testing.T, hostAddr string, extra ...string) (s *server, host string) {
 	t.Helper()
 	requireContainers(t)
 	dataDir := t.TempDir()
 	sampleImages(t, dataDir)
 	host = nodeHost(t, hostAddr)
-	s = startServer(t, dataDir, "127.0.0.1:0", "--runtime", "runc", "--agent-listen", "127.0.0.1:0", "--node-name", "local", "--agent-netns", host)
+	args := append([]string{"--runtime", "runc", "--agent-listen", "127.0.0.1:0", "--node-name", "local", "--agent-netns", host}, extra...)
+	s = startServer(t, dataDir, "127.0.0.1:0", args...)
 	waitFor(t, 60*time.Second, func() (bool, error) {
 		phase, err := s.kubectl("get", "node", "local", "-o", "jsonpath={.status.phase}")
 		return err == nil && phase == "Ready", nil
