@@ -14,6 +14,14 @@ import (
 	"time"
 )
 
+// ServingName is a name every serving certificate EnsureServingCert makes
+// carries. The servers of a cluster share one certificate (copied when a
+// server joins), which names only the first server's address: a client of
+// several servers pins that certificate and verifies this name
+// (tls.Config.ServerName, a kubeconfig's tls-server-name) whichever
+// address it dials.
+const ServingName = "localhost"
+
 // EnsureServingCert writes a self-signed ECDSA serving certificate named
 // name, valid for the loopback names and hosts, to certFile (0644) and its
 // key to keyFile (0600), unless certFile exists. Clients pin the
@@ -45,7 +53,7 @@ func EnsureServingCert(certFile, keyFile, name string, hosts []string) error {
 		// Not a CA: clients trust this certificate itself (pinned), and it
 		// must not be able to vouch for another.
 		IsCA:        false,
-		DNSNames:    []string{"localhost"},
+		DNSNames:    []string{ServingName},
 		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 	}
 	for _, h := range hosts {

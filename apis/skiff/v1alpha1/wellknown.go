@@ -23,6 +23,16 @@ const (
 	// as text) of the API server's client identity towards agents: an
 	// agent serves logs and metrics only to that key.
 	APIServerClientKeyPath = "/skiff/apiserver-client-key"
+	// ServersPath is where any authenticated client GETs the API servers
+	// of the cluster that are alive: JSON {"servers": ["https://IP:PORT",
+	// ...]}, from the Leases each server renews (ServerLeaseLabel).
+	ServersPath = "/skiff/servers"
+	// ServerLeaseLabel marks the Lease (in skiff-system, named
+	// "apiserver-<server name>") an API server renews while it serves; its
+	// ServerURLAnnotation says where.
+	ServerLeaseLabel = "skiff.dev/apiserver"
+	// ServerURLAnnotation is an API server Lease's HTTPS URL.
+	ServerURLAnnotation = "skiff.dev/url"
 	// RevisionLabel carries the template revision an Instance was made from.
 	RevisionLabel = "skiff.dev/revision"
 	// TaintUnreachable is put on a Node, with effect NoExecute, while its
