@@ -52,11 +52,7 @@ func (s *Server) build(endpoints []string) (*genericapiserver.GenericAPIServer, 
 	if err != nil {
 		return nil, nil, err
 	}
-	encryption := s.cfg.EncryptionConfig
-	if encryption == "" {
-		encryption = s.dir.file(EncryptionConfigFile)
-	}
-	atRest, err := newAtRest(context.Background(), encryption)
+	atRest, err := newAtRest(context.Background(), s.cfg.encryptionConfigPath())
 	if err != nil {
 		return nil, nil, err
 	}

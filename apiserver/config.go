@@ -4,7 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
+	"path/filepath"
+	"strings"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"skiff.dev/skiff/apiserver/rbac"
 	"skiff.dev/skiff/identity"
@@ -43,6 +48,20 @@ type Config struct {
 	// encrypted with (--encryption-config); empty: EncryptionConfigFile in
 	// DataDir. Several API servers over one etcd must share one.
 	EncryptionConfig string
+	// ClusterInit makes the embedded etcd the first member of a cluster of
+	// servers that others join (--cluster-init).
+	ClusterInit bool
+	// Join is the URL of a server of the cluster this one joins on its
+	// first start (--join), with JoinToken, a server token or a file
+	// holding one (--token).
+	Join, JoinToken string
+	// Name is this server's name in its cluster (--node-name).
+	Name string
+	// AdvertiseAddress is the IP other servers reach this one's etcd at
+	// (--advertise-address); empty: the --listen address.
+	AdvertiseAddress string
+	// EtcdPeerPort is the port of the etcd peer listener (--etcd-peer-port).
+	EtcdPeerPort int
 }
 
 // DefaultDataDir is /var/lib/skiff/server for root and
@@ -60,6 +79,7 @@ func DefaultConfig() Config {
 		RequestTimeout: time.Minute,
 		TrustPreset:    rbac.PresetRestrictive,
 		SignatureSkew:  identity.DefaultSignatureSkew,
+		EtcdPeerPort:   DefaultEtcdPeerPort,
 	}
 }
 
@@ -87,6 +107,9 @@ func (c *Config) Validate() error {
 	if c.EtcdPrefix == "" || c.EtcdPrefix[0] != '/' {
 		return fmt.Errorf("--etcd-prefix %q: must start with /", c.EtcdPrefix)
 	}
+	if err := c.validateCluster(); err != nil {
+		return err
+	}
 	tls := []string{c.EtcdCAFile, c.EtcdCertFile, c.EtcdKeyFile}
 	if len(c.EtcdServers) == 0 {
 		for _, f := range tls {
@@ -99,4 +122,48 @@ func (c *Config) Validate() error {
 		return errors.New("--etcd-certfile and --etcd-keyfile go together")
 	}
 	return nil
+}
+
+// validateCluster checks the flags of a cluster of servers.
+func (c *Config) validateCluster() error {
+	if c.ClusterInit && c.Join != "" {
+		return errors.New("--cluster-init and --join: a server starts a cluster or joins one, not both")
+	}
+	if (c.ClusterInit || c.Join != "") && len(c.EtcdServers) > 0 {
+		return errors.New("--cluster-init and --join cluster the embedded etcd: with --etcd-servers, run several servers over that etcd instead")
+	}
+	if c.Join != "" {
+		u, err := url.Parse(c.Join)
+		if err != nil || u.Scheme != "https" || u.Host == "" {
+			return fmt.Errorf("--join %q: want the https:// URL of a server of the cluster", c.Join)
+		}
+		if c.JoinToken == "" {
+			return errors.New("--join needs --token: a server token (skiff token create --role server on a server of the cluster)")
+		}
+	} else if c.JoinToken != "" {
+		return errors.New("--token goes with --join")
+	}
+	if c.ClusterInit || c.Join != "" {
+		if errs := validation.IsDNS1123Subdomain(c.Name); len(errs) > 0 {
+			return fmt.Errorf("--node-name %q: the server's name in its cluster: %s", c.Name, strings.Join(errs, "; "))
+		}
+	}
+	if c.AdvertiseAddress != "" {
+		if ip := net.ParseIP(c.AdvertiseAddress); ip == nil || ip.IsUnspecified() {
+			return fmt.Errorf("--advertise-address %q: want an IP address other servers reach", c.AdvertiseAddress)
+		}
+	}
+	if c.EtcdPeerPort < 1 || c.EtcdPeerPort > 65535 {
+		return fmt.Errorf("--etcd-peer-port %d: want 1-65535", c.EtcdPeerPort)
+	}
+	return nil
+}
+
+// encryptionConfigPath is --encryption-config, by default in the data
+// directory.
+func (c *Config) encryptionConfigPath() string {
+	if c.EncryptionConfig != "" {
+		return c.EncryptionConfig
+	}
+	return filepath.Join(c.DataDir, EncryptionConfigFile)
 }

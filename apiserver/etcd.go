@@ -1,25 +1,29 @@
 package apiserver
 
 import (
-	"crypto/tls"
-
 	"context"
+	"crypto/tls"
 	"fmt"
-	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"net/url"
 	"os"
 	"path/filepath"
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 )
 
-// embeddedEtcd is a single-member etcd inside the server process. Its
-// client and peer endpoints are unix sockets in a 0700 directory: nothing
-// but this process (and root) can reach the data.
+// embeddedEtcd is etcd inside the server process. Its client endpoint is
+// a unix socket in a 0700 directory: nothing but this process (and root)
+// can reach the data. A server's own etcd has its peer endpoint there
+// too; a member of a cluster of servers (etcdOptions.member) listens for
+// its peers on TCP with mutual TLS, accepting only certificates of the
+// cluster's peer CA.
 type embeddedEtcd struct {
 	etcd *embed.Etcd
+	// member is the cluster membership, nil for a server's own etcd.
+	member *etcdMember
 	// Endpoint is the client URL for the apiserver's storage.
 	Endpoint string
 	// closing quiets etcd's logger for a stop on purpose.
@@ -30,9 +34,18 @@ type embeddedEtcd struct {
 // is 108 bytes including the terminating NUL).
 const maxSocketPath = 107
 
+// etcdOptions say how the embedded etcd starts.
+type etcdOptions struct {
+	// member, when set, makes etcd a member of a cluster of servers.
+	member *etcdMember
+	// forceNewCluster makes the member the only one of its cluster,
+	// keeping the data (--cluster-reset without a snapshot).
+	forceNewCluster bool
+}
+
 // startEmbeddedEtcd starts etcd in dir and waits until it serves or the
 // context ends.
-func startEmbeddedEtcd(ctx context.Context, dir string) (*embeddedEtcd, error) {
+func startEmbeddedEtcd(ctx context.Context, dir string, opts etcdOptions) (*embeddedEtcd, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("etcd dir %q: %w", dir, err)
 	}
@@ -61,6 +74,12 @@ func startEmbeddedEtcd(ctx context.Context, dir string) (*embeddedEtcd, error) {
 	cfg.ListenPeerUrls = []url.URL{*peer}
 	cfg.AdvertisePeerUrls = []url.URL{*peer}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	if m := opts.member; m != nil {
+		if err := clusterPeers(cfg, abs, m); err != nil {
+			return nil, err
+		}
+	}
+	cfg.ForceNewCluster = opts.forceNewCluster
 	cfg.LogLevel = "error"
 	closing := &atomic.Bool{}
 	lg, err := etcdLogger(closing)
@@ -78,8 +97,18 @@ func startEmbeddedEtcd(ctx context.Context, dir string) (*embeddedEtcd, error) {
 	select {
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
+		// A removed member's etcd stops itself; its listeners' errors
+		// ("server is stopping") come first.
+		select {
+		case <-e.Server.StopNotify():
+			err = stoppedOnItsOwn(dir)
+		case <-time.After(2 * time.Second):
+		}
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd in %q: %w", dir, err)
+	case <-e.Server.StopNotify():
+		e.Close()
+		return nil, stoppedOnItsOwn(dir)
 	case <-time.After(60 * time.Second):
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd in %q: not ready after 60s", dir)
@@ -91,8 +120,46 @@ func startEmbeddedEtcd(ctx context.Context, dir string) (*embeddedEtcd, error) {
 		e.Close()
 		return nil, fmt.Errorf("etcd socket: %w", err)
 	}
-	return &embeddedEtcd{etcd: e, Endpoint: client.String(), closing: closing}, nil
+	return &embeddedEtcd{etcd: e, member: opts.member, Endpoint: client.String(), closing: closing}, nil
 }
+
+// clusterPeers makes cfg a member of a cluster of servers: peers on TCP
+// with mutual TLS.
+func clusterPeers(cfg *embed.Config, dir string, m *etcdMember) error {
+	u, err := url.Parse(m.PeerURL)
+	if err != nil {
+		return fmt.Errorf("etcd peer URL %q: %w", m.PeerURL, err)
+	}
+	if err := ensurePeerCert(dir, m.Name, u.Hostname()); err != nil {
+		return err
+	}
+	cfg.Name = m.Name
+	cfg.ListenPeerUrls = []url.URL{*u}
+	cfg.AdvertisePeerUrls = []url.URL{*u}
+	cfg.InitialCluster = m.InitialCluster
+	cfg.ClusterState = embed.ClusterStateFlagNew
+	if m.Existing {
+		cfg.ClusterState = embed.ClusterStateFlagExisting
+	}
+	cfg.PeerTLSInfo = transport.TLSInfo{
+		CertFile:       filepath.Join(dir, peerCertFile),
+		KeyFile:        filepath.Join(dir, peerKeyFile),
+		TrustedCAFile:  filepath.Join(dir, peerCACertFile),
+		ClientCertAuth: true,
+	}
+	return nil
+}
+
+// stoppedOnItsOwn is why etcd stopped without being asked: most often,
+// its member was removed from the cluster.
+func stoppedOnItsOwn(dir string) error {
+	return fmt.Errorf("etcd stopped on its own: most likely this server was removed from its cluster "+
+		"(skiff server remove), and a removed server cannot come back with its old data: "+
+		"move %s aside and start it again with --join and a server token", dir)
+}
+
+// Stopped is closed when etcd stops, asked to or not.
+func (e *embeddedEtcd) Stopped() <-chan struct{} { return e.etcd.Server.StopNotify() }
 
 // Err reports a fatal etcd error; the server stops on it.
 func (e *embeddedEtcd) Err() <-chan error { return e.etcd.Err() }

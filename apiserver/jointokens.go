@@ -33,11 +33,23 @@ const (
 	JoinTokenExpirationKey  = "expiration"
 	JoinTokenDescriptionKey = "description"
 	JoinTokenRevokedKey     = "revoked"
+	// JoinTokenRoleKey says what a token joins: nodes (TokenRoleNode, also
+	// when absent) or servers (TokenRoleServer).
+	JoinTokenRoleKey = "role"
 	// JoinTokenLabel marks the records, for listing.
 	JoinTokenLabel = "skiff.dev/join-token"
 	// initialTokenRecorded, in the data directory, says the first-start
 	// token's record was made once: a revoked one is not made again.
 	initialTokenRecorded = "join-token.recorded"
+)
+
+// What a join token lets its holder join.
+const (
+	// TokenRoleNode registers a Node (an agent).
+	TokenRoleNode = "node"
+	// TokenRoleServer joins a server to the cluster of servers: it gets
+	// the cluster's keys and an etcd membership, and nothing else.
+	TokenRoleServer = "server"
 )
 
 // JoinTokenSecretName is the name of token id's record.
@@ -81,6 +93,9 @@ func validateJoinTokenRecord(s *corev1.Secret) field.ErrorList {
 	if h, err := hex.DecodeString(string(s.Data[JoinTokenHashKey])); err != nil || len(h) != 32 {
 		errs = append(errs, field.Invalid(data.Key(JoinTokenHashKey), "<redacted>", "must be the hex SHA-256 of the token's secret"))
 	}
+	if r, ok := s.Data[JoinTokenRoleKey]; ok && string(r) != TokenRoleNode && string(r) != TokenRoleServer {
+		errs = append(errs, field.NotSupported(data.Key(JoinTokenRoleKey), string(r), []string{TokenRoleNode, TokenRoleServer}))
+	}
 	for _, k := range []string{JoinTokenExpirationKey, JoinTokenRevokedKey} {
 		if v, ok := s.Data[k]; ok {
 			if _, err := time.Parse(time.RFC3339, string(v)); err != nil {
@@ -105,34 +120,44 @@ var errUnknownToken = errors.New("invalid join token")
 // for one that is not known, and otherwise why a known token is refused
 // (expired, revoked).
 func (j *joinTokens) check(ctx context.Context, t identity.JoinToken) error {
+	_, err := j.checkRole(ctx, t)
+	return err
+}
+
+// checkRole is check that also says what the token joins (TokenRoleNode
+// or TokenRoleServer).
+func (j *joinTokens) checkRole(ctx context.Context, t identity.JoinToken) (string, error) {
 	if j == nil || j.secrets == nil {
-		return errUnknownToken
+		return "", errUnknownToken
 	}
 	ctx = genericapirequest.WithNamespace(ctx, SystemNamespace)
 	// A read from etcd, not the watch cache: a revocation holds from the
 	// moment it is acknowledged. Registrations are rare, guesses limited.
 	obj, err := j.secrets.Get(ctx, JoinTokenSecretName(t.TokenID()), &metav1.GetOptions{})
 	if err != nil {
-		return errUnknownToken
+		return "", errUnknownToken
 	}
 	rec, ok := obj.(*corev1.Secret)
 	if !ok || rec.Type != JoinTokenSecretType {
-		return errUnknownToken
+		return "", errUnknownToken
 	}
 	want, err := hex.DecodeString(string(rec.Data[JoinTokenHashKey]))
 	if err != nil || subtle.ConstantTimeCompare(want, t.SecretHash()) != 1 {
-		return errUnknownToken
+		return "", errUnknownToken
 	}
 	if v, ok := rec.Data[JoinTokenRevokedKey]; ok {
-		return fmt.Errorf("join token %s was revoked at %s; ask an admin for a new one (skiff token create)", t.TokenID(), v)
+		return "", fmt.Errorf("join token %s was revoked at %s; ask an admin for a new one (skiff token create)", t.TokenID(), v)
 	}
 	if v, ok := rec.Data[JoinTokenExpirationKey]; ok {
 		exp, err := time.Parse(time.RFC3339, string(v))
 		if err != nil || !j.now().Before(exp) {
-			return fmt.Errorf("join token %s expired at %s; ask an admin for a new one (skiff token create)", t.TokenID(), v)
+			return "", fmt.Errorf("join token %s expired at %s; ask an admin for a new one (skiff token create)", t.TokenID(), v)
 		}
 	}
-	return nil
+	if string(rec.Data[JoinTokenRoleKey]) == TokenRoleServer {
+		return TokenRoleServer, nil
+	}
+	return TokenRoleNode, nil
 }
 
 // recordInitialToken makes the record of the first-start token once, so

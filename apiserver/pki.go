@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -202,7 +203,7 @@ func (d dataDir) writeKubeconfig(c clientCert) error {
 		return fmt.Errorf("serving certificate: %w", err)
 	}
 	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["skiff"] = &clientcmdapi.Cluster{Server: c.server, CertificateAuthorityData: ca}
+	cfg.Clusters["skiff"] = &clientcmdapi.Cluster{Server: c.server, CertificateAuthorityData: ca, TLSServerName: d.tlsServerName(c.server)}
 	cfg.AuthInfos[c.CommonName] = &clientcmdapi.AuthInfo{ClientCertificateData: certPEM, ClientKeyData: keyPEM}
 	cfg.Contexts["skiff"] = &clientcmdapi.Context{Cluster: "skiff", AuthInfo: c.CommonName, Namespace: DefaultNamespace}
 	cfg.CurrentContext = "skiff"
@@ -220,7 +221,25 @@ func (d dataDir) restConfig(c clientCert) (*rest.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("serving certificate: %w", err)
 	}
-	return &rest.Config{Host: c.server, TLSClientConfig: rest.TLSClientConfig{CAData: ca, CertFile: c.Path, KeyFile: c.keyPath}}, nil
+	return &rest.Config{Host: c.server, TLSClientConfig: rest.TLSClientConfig{
+		CAData: ca, CertFile: c.Path, KeyFile: c.keyPath, ServerName: d.tlsServerName(c.server),
+	}}, nil
+}
+
+// tlsServerName is the name a client of server verifies the serving
+// certificate with: none when the certificate names server's host (a
+// server's own), else identity.ServingName (the cluster's certificate,
+// which names the first server's address, served by another).
+func (d dataDir) tlsServerName(server string) string {
+	cert, err := d.servingCertificate()
+	if err != nil {
+		return ""
+	}
+	u, err := url.Parse(server)
+	if err != nil || cert.VerifyHostname(u.Hostname()) == nil {
+		return ""
+	}
+	return identity.ServingName
 }
 
 // RenewAdminKubeconfig renews the admin's certificate in dataDir (when

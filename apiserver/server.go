@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -42,6 +43,10 @@ type Server struct {
 	reports   map[string]HealthReport
 	// handlers are other parts' endpoints (path -> handler).
 	handlers map[string]http.Handler
+	// member is the embedded etcd's membership of a cluster of servers
+	// (nil: the server's own etcd); cluster serves the cluster endpoints.
+	member  *etcdMember
+	cluster *cluster
 }
 
 // HealthReport is a HealthCheck that also tells what it saw (shown as the
@@ -106,6 +111,17 @@ func New(cfg Config) (*Server, error) {
 func newServer(cfg Config) (*Server, error) {
 	host, _, _ := net.SplitHostPort(cfg.Listen)
 	dir := dataDir{path: cfg.DataDir}
+	if err := os.MkdirAll(dir.path, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir %q: %w", dir.path, err)
+	}
+	var member *etcdMember
+	if len(cfg.EtcdServers) == 0 {
+		// A joining server takes the cluster's keys before making any.
+		var err error
+		if member, err = prepareMembership(context.Background(), cfg, dir); err != nil {
+			return nil, err
+		}
+	}
 	if err := dir.ensure([]string{host}); err != nil {
 		return nil, err
 	}
@@ -113,7 +129,11 @@ func newServer(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, dir: dir, trust: identity.NewTrust(), joinToken: token}
+	s := &Server{cfg: cfg, dir: dir, trust: identity.NewTrust(), joinToken: token, member: member}
+	if len(cfg.EtcdServers) == 0 {
+		s.cluster = &cluster{dir: dir, encryptionConfig: cfg.encryptionConfigPath()}
+		s.AddHandler(ClusterPath, s.cluster)
+	}
 	for _, c := range []struct {
 		into            *clientCert
 		key, cert, user string
@@ -163,6 +183,10 @@ func (s *Server) URL() string {
 	return "https://" + net.JoinHostPort(host, strconv.Itoa(addr.Port))
 }
 
+// Clustered tells whether the server's embedded etcd is a member of a
+// cluster of servers (--cluster-init, --join, or either before).
+func (s *Server) Clustered() bool { return s.member != nil }
+
 // MCPKubeconfigPath is the MCP bridge's kubeconfig in the data directory.
 func (s *Server) MCPKubeconfigPath() string { return s.dir.file(MCPKubeconfigFile) }
 
@@ -200,14 +224,20 @@ func (s *Server) Run(ctx context.Context) error {
 	defer s.listener.Close()
 	endpoints := s.cfg.EtcdServers
 	var etcdErr <-chan error
+	var etcdStopped <-chan struct{}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	if len(endpoints) == 0 {
-		etcd, err := startEmbeddedEtcd(ctx, s.dir.file("etcd"))
+		etcd, err := s.startEtcd(ctx)
 		if err != nil {
 			return err
 		}
 		defer etcd.Close()
 		endpoints = []string{etcd.Endpoint}
-		etcdErr = etcd.Err()
+		etcdErr, etcdStopped = etcd.Err(), etcd.Stopped()
+		if s.member != nil {
+			go s.cluster.promoteLearners(runCtx)
+		}
 	}
 	generic, closeExtras, err := s.build(endpoints)
 	if err != nil {
@@ -215,8 +245,6 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	defer closeExtras()
 
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	go s.renewClientCerts(runCtx)
 	done := make(chan error, 1)
 	go func() { done <- generic.PrepareRun().RunWithContext(runCtx) }()
@@ -227,7 +255,34 @@ func (s *Server) Run(ctx context.Context) error {
 		cancel()
 		<-done
 		return fmt.Errorf("embedded etcd: %w", err)
+	case <-etcdStopped:
+		cancel()
+		<-done
+		return stoppedOnItsOwn(s.dir.file("etcd"))
 	}
+}
+
+// startEtcd starts the embedded etcd; a member of a cluster of servers
+// waits until it votes, and makes sure the cluster has its peer URL.
+func (s *Server) startEtcd(ctx context.Context) (*embeddedEtcd, error) {
+	dir := s.dir.file("etcd")
+	if s.member != nil {
+		klog.InfoS("starting etcd as a member of a cluster of servers", "name", s.member.Name, "peerURL", s.member.PeerURL)
+	}
+	etcd, err := startEmbeddedEtcd(ctx, dir, etcdOptions{member: s.member})
+	if err != nil || s.member == nil {
+		return etcd, err
+	}
+	if err := waitPromoted(ctx, etcd, dir); err != nil {
+		etcd.Close()
+		return nil, err
+	}
+	if err := updatePeerURL(ctx, etcd); err != nil {
+		etcd.Close()
+		return nil, err
+	}
+	s.cluster.etcd.Store(etcd)
+	return etcd, nil
 }
 
 // poll calls check every 50ms until it succeeds or ctx ends.

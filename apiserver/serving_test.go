@@ -241,7 +241,7 @@ func TestWatchOverWebSocket(t *testing.T) {
 
 func TestExternalEtcd(t *testing.T) {
 	ctx := context.Background()
-	etcd, err := startEmbeddedEtcd(ctx, t.TempDir())
+	etcd, err := startEmbeddedEtcd(ctx, t.TempDir(), etcdOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +274,7 @@ func TestExternalEtcd(t *testing.T) {
 
 func TestLongDataDirIsRefusedByName(t *testing.T) {
 	long := filepath.Join(t.TempDir(), strings.Repeat("d", 120))
-	_, err := startEmbeddedEtcd(context.Background(), long)
+	_, err := startEmbeddedEtcd(context.Background(), long, etcdOptions{})
 	if err == nil || !strings.Contains(err.Error(), "--data-dir") {
 		t.Fatalf("embedded etcd in a %d-byte path: %v, want an error naming --data-dir", len(long), err)
 	}

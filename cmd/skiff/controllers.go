@@ -43,6 +43,10 @@ func serverControllers(srv *apiserver.Server, cfg controllers.Config, disabled b
 	if err != nil {
 		return nil, fmt.Errorf("controllers: %w", err)
 	}
+	if srv.Clustered() {
+		// Every server of a cluster runs them; one leads.
+		cfg.LeaderElect = true
+	}
 	c, err := controllers.New(cfg, kubeconfig)
 	if err != nil {
 		return nil, err

@@ -35,7 +35,7 @@ func addSnapshotFlags(fs *pflag.FlagSet, f *snapshotFlags) {
 	fs.StringVar(&f.schedule, "etcd-snapshot-schedule", etcdsnapshot.DefaultSchedule, "when to snapshot the embedded etcd: a 5-field cron expression in local time, @daily/@hourly/..., or \"@every 6h\"; empty takes none")
 	fs.IntVar(&f.retention, "etcd-snapshot-retention", etcdsnapshot.DefaultRetention, "how many scheduled snapshots to keep; older ones are deleted (snapshots saved on demand are kept)")
 	fs.StringVar(&f.dir, "etcd-snapshot-dir", "", "directory of the etcd snapshots (default <data-dir>/snapshots)")
-	fs.BoolVar(&f.clusterReset, "cluster-reset", false, "with --restore: replace this server's etcd with a snapshot's (a new one-member cluster), put back its encryption keys, and exit")
+	fs.BoolVar(&f.clusterReset, "cluster-reset", false, "make this server's etcd a cluster of one and exit: keeping its data (a cluster of servers that lost its quorum), or with --restore replacing it with a snapshot's (and its encryption keys); the other servers then join again")
 	fs.StringVar(&f.restore, "restore", "", "with --cluster-reset: the snapshot to restore (a file, or a name in --etcd-snapshot-dir)")
 }
 
@@ -43,9 +43,6 @@ func addSnapshotFlags(fs *pflag.FlagSet, f *snapshotFlags) {
 func (f *snapshotFlags) validate(cfg apiserver.Config) error {
 	if f.restore != "" && !f.clusterReset {
 		return errors.New("--restore needs --cluster-reset (the server's etcd is replaced)")
-	}
-	if f.clusterReset && f.restore == "" {
-		return errors.New("--cluster-reset needs --restore FILE: a single server has no cluster membership to reset, only a snapshot to restore")
 	}
 	if f.clusterReset && len(cfg.EtcdServers) > 0 {
 		return errors.New("--cluster-reset restores the embedded etcd: restore an external etcd (--etcd-servers) with etcdutl")
@@ -108,6 +105,14 @@ func serverSnapshots(srv *apiserver.Server, cfg apiserver.Config, f snapshotFlag
 // restores the snapshot into the data directory and exits; the server
 // starts from it the next time, without the two flags.
 func clusterReset(out io.Writer, cfg apiserver.Config, f snapshotFlags) error {
+	if f.restore == "" {
+		if err := apiserver.ResetMembership(cfg); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "this server's etcd is now the only member of its cluster, with all its data\n")
+		fmt.Fprintf(out, "now start it without --cluster-reset; the other servers join again with an empty etcd: move <data-dir>/etcd aside on each, start it with --join and a server token\n")
+		return nil
+	}
 	file := f.restore
 	if _, err := os.Stat(file); errors.Is(err, fs.ErrNotExist) && !strings.ContainsRune(file, filepath.Separator) {
 		if alt := filepath.Join(f.snapshotDir(cfg.DataDir), file); fileExists(alt) {
@@ -117,6 +122,9 @@ func clusterReset(out io.Writer, cfg apiserver.Config, f snapshotFlags) error {
 	start := time.Now()
 	rep, err := etcdsnapshot.Restore(etcdsnapshot.RestoreOptions{File: file, DataDir: cfg.DataDir, EncryptionConfig: cfg.EncryptionConfig})
 	if err != nil {
+		return fmt.Errorf("restore %s: %w", file, err)
+	}
+	if err := apiserver.RestoredMembership(cfg.DataDir); err != nil {
 		return fmt.Errorf("restore %s: %w", file, err)
 	}
 	m := rep.Manifest

@@ -36,6 +36,16 @@ func addAPIServerFlags(fs *pflag.FlagSet, cfg *apiserver.Config) {
 	fs.DurationVar(&cfg.SignatureSkew, "signature-skew", cfg.SignatureSkew, "how far a signed request's X-Auth-Timestamp may be from the server's clock")
 }
 
+// addClusterFlags are `skiff server`'s flags for a cluster of servers
+// over their embedded etcds.
+func addClusterFlags(fs *pflag.FlagSet, cfg *apiserver.Config) {
+	fs.BoolVar(&cfg.ClusterInit, "cluster-init", false, "make the embedded etcd the first member of a cluster of servers that others join (--join); its peers listen on --advertise-address:--etcd-peer-port with mutual TLS")
+	fs.StringVar(&cfg.Join, "join", "", "on the first start, join the cluster of servers of this URL (https://SERVER:6443) with --token; later starts are members already")
+	fs.StringVar(&cfg.JoinToken, "token", "", "with --join: a server token (skiff token create --role server), or a file holding one")
+	fs.StringVar(&cfg.AdvertiseAddress, "advertise-address", "", "the IP the other servers reach this one's etcd at (default: the --listen address)")
+	fs.IntVar(&cfg.EtcdPeerPort, "etcd-peer-port", cfg.EtcdPeerPort, "the port of the etcd peer listener of a server in a cluster")
+}
+
 // newServerCommand is `skiff server`, the whole control plane in one
 // process: embedded etcd, the API server, and a local agent that makes this
 // machine a node (--disable-agent leaves it out).
@@ -61,6 +71,7 @@ func newServerCommand() *cobra.Command {
 			} else if sf.clusterReset {
 				return clusterReset(cmd.OutOrStdout(), cfg, sf)
 			}
+			cfg.Name = agentCfg.NodeName
 			srv, err := newAPIServer(cmd.OutOrStdout(), "server", cfg)
 			if err != nil {
 				return err
@@ -102,6 +113,7 @@ func newServerCommand() *cobra.Command {
 	addControllerFlags(fs, &ctrlCfg)
 	addGossipFlags(fs, &gf)
 	addSnapshotFlags(fs, &sf)
+	addClusterFlags(fs, &cfg)
 	addGossipAgentFlags(fs, &agentCfg, "agent-")
 	addTopologyFlags(fs, &agentCfg, "agent-")
 	addSecurityFlags(fs, &agentCfg, "agent-")
@@ -109,10 +121,11 @@ func newServerCommand() *cobra.Command {
 	fs.BoolVar(&disableAgent, "disable-agent", false, "run no local agent: this machine is not a node")
 	fs.StringVar(&agentCfg.Runtime, "runtime", agentCfg.Runtime, "the local agent's runtime: auto (youki, crun or runc, else sim), youki, runc, crun, a path, or sim")
 	fs.StringSliceVar(&agentCfg.InsecureRegistries, "insecure-registry", nil, "registries (host:port) the local agent pulls from over plain HTTP")
-	fs.StringVar(&agentCfg.NodeName, "node-name", agentCfg.NodeName, "the local agent's Node name")
+	fs.StringVar(&agentCfg.NodeName, "node-name", agentCfg.NodeName, "the local agent's Node name, and this server's name in a cluster of servers")
 	fs.StringVar(&agentCfg.Listen, "agent-listen", agentCfg.Listen, "address of the local agent's HTTPS endpoint (logs, /metrics, /healthz)")
 	fs.DurationVar(&agentCfg.Backoff.Base, "backoff-base", agentCfg.Backoff.Base, "the local agent's first crash-loop back-off; it doubles up to 5m")
 	addNetworkFlags(fs, &agentCfg, "agent-")
+	cmd.AddCommand(newServerListCommand(), newServerRemoveCommand())
 	return cmd
 }
 

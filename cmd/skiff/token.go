@@ -65,8 +65,9 @@ func clientset(cf *clientFlags) (kubernetes.Interface, *rest.Config, error) {
 func newTokenCreateCommand(cf *clientFlags) *cobra.Command {
 	ttl := 24 * time.Hour
 	var description string
+	role := apiserver.TokenRoleNode
 	cmd := &cobra.Command{
-		Use:   "create [--ttl 24h] [--description TEXT]",
+		Use:   "create [--ttl 24h] [--description TEXT] [--role node|server]",
 		Short: "Create a join token and print it",
 		Long: "skiff token create prints the new token alone on stdout, and its id and expiry on stderr.\n" +
 			"The token's certificate hash is that of the certificate authority in the kubeconfig, which\n" +
@@ -77,6 +78,9 @@ func newTokenCreateCommand(cf *clientFlags) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if ttl < 0 {
 				return fmt.Errorf("--ttl %s: want a positive duration, or 0 for a token that never expires", ttl)
+			}
+			if role != apiserver.TokenRoleNode && role != apiserver.TokenRoleServer {
+				return fmt.Errorf("--role %q: want %s (an agent joins) or %s (a server joins the cluster of servers)", role, apiserver.TokenRoleNode, apiserver.TokenRoleServer)
 			}
 			cs, cfg, err := clientset(cf)
 			if err != nil {
@@ -90,17 +94,18 @@ func newTokenCreateCommand(cf *clientFlags) *cobra.Command {
 			if ttl > 0 {
 				expires = time.Now().Add(ttl)
 			}
-			tok, err := createJoinToken(cmd.Context(), cs, cert, expires, description)
+			tok, err := createJoinToken(cmd.Context(), cs, cert, expires, description, role)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), tok.String())
-			fmt.Fprintf(cmd.ErrOrStderr(), "skiff token: created join token %s, expires %s\n", tok.ID, formatExpiry(expires))
+			fmt.Fprintf(cmd.ErrOrStderr(), "skiff token: created %s token %s, expires %s\n", role, tok.ID, formatExpiry(expires))
 			return nil
 		},
 	}
 	cmd.Flags().DurationVar(&ttl, "ttl", ttl, "how long the token works; 0 for ever (until revoked)")
 	cmd.Flags().StringVar(&description, "description", "", "what the token is for, shown by skiff token list")
+	cmd.Flags().StringVar(&role, "role", role, "what the token joins: node (an agent: skiff agent --join-token) or server (another server: skiff server --join --token)")
 	return cmd
 }
 
@@ -135,14 +140,18 @@ func servingCertificate(cfg *rest.Config) (*x509.Certificate, error) {
 const tokenCreateAttempts = 3
 
 // createJoinToken makes a token for cert and records it.
-func createJoinToken(ctx context.Context, cs kubernetes.Interface, cert *x509.Certificate, expires time.Time, description string) (identity.JoinToken, error) {
+func createJoinToken(ctx context.Context, cs kubernetes.Interface, cert *x509.Certificate, expires time.Time, description, role string) (identity.JoinToken, error) {
 	secrets := cs.CoreV1().Secrets(apiserver.SystemNamespace)
 	for range tokenCreateAttempts {
 		tok, err := identity.NewJoinTokenWithID(cert)
 		if err != nil {
 			return identity.JoinToken{}, err
 		}
-		_, err = secrets.Create(ctx, apiserver.JoinTokenRecord(tok, expires, description), metav1.CreateOptions{})
+		rec := apiserver.JoinTokenRecord(tok, expires, description)
+		if role == apiserver.TokenRoleServer {
+			rec.Data[apiserver.JoinTokenRoleKey] = []byte(role)
+		}
+		_, err = secrets.Create(ctx, rec, metav1.CreateOptions{})
 		if apierrors.IsAlreadyExists(err) {
 			continue
 		}
@@ -165,7 +174,7 @@ func formatExpiry(t time.Time) string {
 func newTokenListCommand(cf *clientFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
-		Short: "List the join tokens: id, expiry, status (valid, expired, revoked) and description",
+		Short: "List the join tokens: id, role (node or server), expiry, status (valid, expired, revoked) and description",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cs, _, err := clientset(cf)
@@ -184,7 +193,7 @@ func newTokenListCommand(cf *clientFlags) *cobra.Command {
 
 // tokenRow is one line of skiff token list.
 type tokenRow struct {
-	id, expires, status, description string
+	id, role, expires, status, description string
 }
 
 // joinTokenRows are the rows for the records among secrets, oldest first.
@@ -208,8 +217,13 @@ func joinTokenRows(secrets []corev1.Secret, now time.Time) []tokenRow {
 		if v, ok := s.Data[apiserver.JoinTokenExpirationKey]; ok {
 			expires = string(v)
 		}
+		role := apiserver.TokenRoleNode
+		if r, ok := s.Data[apiserver.JoinTokenRoleKey]; ok {
+			role = string(r)
+		}
 		rows = append(rows, tokenRow{
 			id:          string(s.Data[apiserver.JoinTokenIDKey]),
+			role:        role,
 			expires:     expires,
 			status:      tokenStatus(&s, now),
 			description: string(s.Data[apiserver.JoinTokenDescriptionKey]),
@@ -236,9 +250,9 @@ func tokenStatus(rec *corev1.Secret, now time.Time) string {
 
 func printTokens(out io.Writer, rows []tokenRow) {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tEXPIRES\tSTATUS\tDESCRIPTION")
+	fmt.Fprintln(tw, "ID\tROLE\tEXPIRES\tSTATUS\tDESCRIPTION")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.id, r.expires, r.status, r.description)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.id, r.role, r.expires, r.status, r.description)
 	}
 	tw.Flush()
 }

@@ -139,9 +139,9 @@ func TestTokenCommands(t *testing.T) {
 
 	rows := list()
 	for _, want := range []map[string]string{
-		{"ID": day.ID, "EXPIRES": exp.Format(time.RFC3339), "STATUS": "revoked", "DESCRIPTION": "rack 4"},
-		{"ID": forever.ID, "EXPIRES": "never", "STATUS": "valid", "DESCRIPTION": ""},
-		{"ID": identity.InitialJoinTokenID, "EXPIRES": "never", "STATUS": "valid", "DESCRIPTION": "made at the server's first start"},
+		{"ID": day.ID, "ROLE": "node", "EXPIRES": exp.Format(time.RFC3339), "STATUS": "revoked", "DESCRIPTION": "rack 4"},
+		{"ID": forever.ID, "ROLE": "node", "EXPIRES": "never", "STATUS": "valid", "DESCRIPTION": ""},
+		{"ID": identity.InitialJoinTokenID, "ROLE": "node", "EXPIRES": "never", "STATUS": "valid", "DESCRIPTION": "made at the server's first start"},
 	} {
 		if got := rowWith(rows, "ID", want["ID"]); !equalRow(got, want) {
 			t.Errorf("token list row %v; want %v", got, want)
