@@ -208,8 +208,8 @@ type authzDeps struct {
 // anything; nodes what the node authorizer allows; the MCP bridge may
 // impersonate key users and nobody else; the join token registers nodes;
 // then RBAC (roles, when set); any authenticated user may read discovery,
-// OpenAPI and the version; anonymous users reach only the public probe
-// paths.
+// OpenAPI, the version and the list of API servers; anonymous users reach
+// only the public probe paths.
 func authorize(ctx context.Context, a authorizer.Attributes, deps authzDeps) (authorizer.Decision, string, error) {
 	u := a.GetUser()
 	if u == nil {
@@ -226,6 +226,9 @@ func authorize(ctx context.Context, a authorizer.Attributes, deps authzDeps) (au
 				return authorizer.DecisionDeny, strings.Join(u.GetExtra()[refusalExtra], "; "), nil
 			}
 		}
+	}
+	if isServerListRead(u, a) {
+		return authorizer.DecisionAllow, "", nil
 	}
 	if _, ok := nodeName(u); ok && !a.IsResourceRequest() && a.GetVerb() == "get" &&
 		(a.GetPath() == gossip.APIPath || a.GetPath() == skiffv1alpha1.APIServerClientKeyPath) {
@@ -258,6 +261,16 @@ func authorize(ctx context.Context, a authorizer.Attributes, deps authzDeps) (au
 		return authorizer.DecisionAllow, "", nil
 	}
 	return authorizer.DecisionDeny, fmt.Sprintf("user %q may not %s %s", u.GetName(), a.GetVerb(), a.GetPath()), nil
+}
+
+// isServerListRead is a GET of the live API servers by any authenticated
+// user: a person's key, a node, the MCP bridge, and the join token's
+// user too, so that an agent can find another server while it joins. A
+// join token that is expired or revoked (refusedTokensGroup) may not, nor
+// may anonymous users: the list names the servers' addresses.
+func isServerListRead(u user.Info, a authorizer.Attributes) bool {
+	return !a.IsResourceRequest() && a.GetVerb() == "get" && a.GetPath() == skiffv1alpha1.ServersPath &&
+		hasGroup(u, user.AllAuthenticated) && !hasGroup(u, refusedTokensGroup)
 }
 
 func isDiscoveryPath(path string) bool {

@@ -17,6 +17,8 @@ import (
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 
+	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+	"skiff.dev/skiff/apiserver/rbac"
 	"skiff.dev/skiff/identity"
 )
 
@@ -138,6 +140,12 @@ func TestAuthorize(t *testing.T) {
 	admin := &user.DefaultInfo{Name: AdminUser, Groups: []string{user.SystemPrivilegedGroup}}
 	anon := &user.DefaultInfo{Name: user.Anonymous, Groups: []string{user.AllUnauthenticated}}
 	other := &user.DefaultInfo{Name: "skiff:node:n1", Groups: []string{"skiff:nodes", user.AllAuthenticated}}
+	person := &user.DefaultInfo{Name: "key:abc", Groups: []string{rbac.KeysGroup, user.AllAuthenticated}}
+	joiner := &user.DefaultInfo{Name: skiffv1alpha1.BootstrapUser, Groups: []string{skiffv1alpha1.BootstrappersGroup, user.AllAuthenticated}}
+	refused := &user.DefaultInfo{Name: skiffv1alpha1.BootstrapUser, Groups: []string{refusedTokensGroup}}
+	// Even should something add system:authenticated to it.
+	refusedAuthenticated := &user.DefaultInfo{Name: skiffv1alpha1.BootstrapUser, Groups: []string{refusedTokensGroup, user.AllAuthenticated}}
+	servers := skiffv1alpha1.ServersPath
 	cases := []struct {
 		name string
 		attr authorizer.AttributesRecord
@@ -150,6 +158,16 @@ func TestAuthorize(t *testing.T) {
 		{"other user discovery", authorizer.AttributesRecord{User: other, Verb: "get", Path: "/openapi/v3"}, authorizer.DecisionAllow},
 		{"other user resource", authorizer.AttributesRecord{User: other, Verb: "delete", Resource: "nodes", ResourceRequest: true}, authorizer.DecisionDeny},
 		{"other user metrics", authorizer.AttributesRecord{User: other, Verb: "get", Path: "/metrics"}, authorizer.DecisionDeny},
+		{"node lists servers", authorizer.AttributesRecord{User: other, Verb: "get", Path: servers}, authorizer.DecisionAllow},
+		{"key user lists servers", authorizer.AttributesRecord{User: person, Verb: "get", Path: servers}, authorizer.DecisionAllow},
+		{"join token lists servers", authorizer.AttributesRecord{User: joiner, Verb: "get", Path: servers}, authorizer.DecisionAllow},
+		{"admin lists servers", authorizer.AttributesRecord{User: admin, Verb: "get", Path: servers}, authorizer.DecisionAllow},
+		{"anonymous lists servers", authorizer.AttributesRecord{User: anon, Verb: "get", Path: servers}, authorizer.DecisionDeny},
+		{"refused token lists servers", authorizer.AttributesRecord{User: refused, Verb: "get", Path: servers}, authorizer.DecisionDeny},
+		{"refused token, authenticated, lists servers", authorizer.AttributesRecord{User: refusedAuthenticated, Verb: "get", Path: servers}, authorizer.DecisionDeny},
+		{"node posts servers", authorizer.AttributesRecord{User: other, Verb: "post", Path: servers}, authorizer.DecisionDeny},
+		{"key user deletes servers", authorizer.AttributesRecord{User: person, Verb: "delete", Path: servers}, authorizer.DecisionDeny},
+		{"node below servers", authorizer.AttributesRecord{User: other, Verb: "get", Path: servers + "/x"}, authorizer.DecisionDeny},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

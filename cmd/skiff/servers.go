@@ -1,0 +1,39 @@
+package main
+
+import (
+	"fmt"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+	"skiff.dev/skiff/apiserver"
+	"skiff.dev/skiff/apiserver/serverlist"
+)
+
+// serverListParts puts the API server in the list of live servers: it
+// serves the list at skiffv1alpha1.ServersPath, and returns the part that
+// renews this server's Lease there, named name (its etcd member name), at
+// srv.URL(). Both use the admin identity; the part retries until the
+// server serves. Call it before srv.Run (it adds a handler).
+//
+// The part deletes the Lease when its ctx ends, through this server: that
+// succeeds only while the server still serves, so the server must stop
+// after the part does; else the Lease expires (serverlist.LeaseDuration).
+func serverListParts(srv *apiserver.Server, name string) (part, error) {
+	rc, err := srv.AdminConfig()
+	if err != nil {
+		return part{}, fmt.Errorf("server list: %w", err)
+	}
+	// client.New's default scheme knows coordination.k8s.io/v1; its REST
+	// mapper asks the server only at the first request.
+	c, err := client.New(rc, client.Options{})
+	if err != nil {
+		return part{}, fmt.Errorf("server list: %w", err)
+	}
+	lease, err := serverlist.NewLease(c, name, srv.URL())
+	if err != nil {
+		return part{}, fmt.Errorf("server list: %w", err)
+	}
+	srv.AddHandler(skiffv1alpha1.ServersPath, serverlist.NewHandler(c))
+	return part{name: "server lease", run: lease.Run}, nil
+}
