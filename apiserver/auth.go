@@ -106,10 +106,16 @@ func (a keyAuthenticator) AuthenticateRequest(req *http.Request) (*authenticator
 	}
 	if token, ok := bearerToken(req); ok {
 		presented, err := identity.ParseJoinToken(token)
+		role := ""
 		if err == nil {
-			err = a.tokens.check(req.Context(), presented)
+			role, err = a.tokens.checkRole(req.Context(), presented)
 		}
 		switch {
+		case err == nil && role == TokenRoleServer:
+			return &authenticator.Response{User: &user.DefaultInfo{
+				Name: ServerJoinerUser, Groups: []string{ServerJoinerGroup, user.AllAuthenticated},
+				Extra: map[string][]string{tokenIDExtra: {presented.TokenID()}},
+			}}, true, nil
 		case err == nil:
 			return &authenticator.Response{User: &user.DefaultInfo{
 				Name: skiffv1alpha1.BootstrapUser, Groups: []string{skiffv1alpha1.BootstrappersGroup, user.AllAuthenticated},
@@ -226,6 +232,12 @@ func authorize(ctx context.Context, a authorizer.Attributes, deps authzDeps) (au
 				return authorizer.DecisionDeny, strings.Join(u.GetExtra()[refusalExtra], "; "), nil
 			}
 		}
+	}
+	if hasGroup(u, ServerJoinerGroup) {
+		if !a.IsResourceRequest() && a.GetVerb() == "post" && a.GetPath() == ClusterJoinPath {
+			return authorizer.DecisionAllow, "", nil
+		}
+		return authorizer.DecisionDeny, "a server token only joins a server to the cluster (POST " + ClusterJoinPath + ")", nil
 	}
 	if isServerListRead(u, a) {
 		return authorizer.DecisionAllow, "", nil

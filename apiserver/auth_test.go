@@ -49,9 +49,12 @@ func TestKeyAuthenticator(t *testing.T) {
 	revoked := identity.JoinToken{CAHash: make([]byte, 32), ID: "gone00", Secret: []byte("fedcba9876543210fedc")}
 	revokedRecord := JoinTokenRecord(revoked, time.Time{}, "")
 	revokedRecord.Data[JoinTokenRevokedKey] = []byte(now.Format(time.RFC3339))
+	server := identity.JoinToken{CAHash: make([]byte, 32), ID: "srv000", Secret: []byte("fedcba9876543210fedc")}
+	serverRecord := JoinTokenRecord(server, time.Time{}, "")
+	serverRecord.Data[JoinTokenRoleKey] = []byte(TokenRoleServer)
 	records := recordGetter{
 		JoinTokenRecord(join, time.Time{}, ""), JoinTokenRecord(withID, now.Add(time.Hour), ""),
-		JoinTokenRecord(expired, now.Add(-time.Second), ""), revokedRecord,
+		JoinTokenRecord(expired, now.Add(-time.Second), ""), revokedRecord, serverRecord,
 	}
 	a := newKeyAuthenticator(keyUsers{trust: trust}, &joinTokens{secrets: records, now: func() time.Time { return clock }}, func() time.Time { return clock })
 	wrong := join
@@ -75,6 +78,8 @@ func TestKeyAuthenticator(t *testing.T) {
 		{"expired join token", "/apis/skiff.dev/v1alpha1/nodes", nil, expired.String(), true, "skiff:bootstrap"},
 		{"revoked join token", "/apis/skiff.dev/v1alpha1/nodes", nil, revoked.String(), true, "skiff:bootstrap"},
 		{"malformed join token", "/apis/skiff.dev/v1alpha1/nodes", nil, "guess", false, ""},
+		// A server token is not a node's: it registers nothing.
+		{"server token", "/apis/skiff.dev/v1alpha1/nodes", nil, server.String(), true, ServerJoinerUser},
 		{"trusted key", "/api", certOf(t, admin, now), "", true, AdminUser},
 		{"trusted key again (cached)", "/api", certOf(t, admin, now), "", true, AdminUser},
 		{"untrusted key", "/api", certOf(t, stranger, now), "", false, ""},
@@ -105,11 +110,11 @@ func TestKeyAuthenticator(t *testing.T) {
 			d, reason, _ := authorize(context.Background(), authorizer.AttributesRecord{
 				User: resp.User, Verb: "create", APIGroup: "skiff.dev", Resource: "nodes", ResourceRequest: true,
 			}, authzDeps{})
-			refused := strings.Contains(tc.name, "expired") || strings.Contains(tc.name, "revoked")
+			refused := strings.Contains(tc.name, "expired") || strings.Contains(tc.name, "revoked") || strings.Contains(tc.name, "server")
 			if (d == authorizer.DecisionAllow) == refused {
 				t.Fatalf("registration decision %v (%s)", d, reason)
 			}
-			if refused && !strings.Contains(reason, "join token "+strings.Split(tc.bearer, ":")[2][:6]) {
+			if refused && tc.wantUser != ServerJoinerUser && !strings.Contains(reason, "join token "+strings.Split(tc.bearer, ":")[2][:6]) {
 				t.Fatalf("refusal %q does not name the token", reason)
 			}
 		})
@@ -146,6 +151,7 @@ func TestAuthorize(t *testing.T) {
 	// Even should something add system:authenticated to it.
 	refusedAuthenticated := &user.DefaultInfo{Name: skiffv1alpha1.BootstrapUser, Groups: []string{refusedTokensGroup, user.AllAuthenticated}}
 	servers := skiffv1alpha1.ServersPath
+	serverJoiner := &user.DefaultInfo{Name: ServerJoinerUser, Groups: []string{ServerJoinerGroup, user.AllAuthenticated}}
 	cases := []struct {
 		name string
 		attr authorizer.AttributesRecord
@@ -168,6 +174,14 @@ func TestAuthorize(t *testing.T) {
 		{"node posts servers", authorizer.AttributesRecord{User: other, Verb: "post", Path: servers}, authorizer.DecisionDeny},
 		{"key user deletes servers", authorizer.AttributesRecord{User: person, Verb: "delete", Path: servers}, authorizer.DecisionDeny},
 		{"node below servers", authorizer.AttributesRecord{User: other, Verb: "get", Path: servers + "/x"}, authorizer.DecisionDeny},
+		{"server token joins", authorizer.AttributesRecord{User: serverJoiner, Verb: "post", Path: ClusterJoinPath}, authorizer.DecisionAllow},
+		{"server token lists members", authorizer.AttributesRecord{User: serverJoiner, Verb: "get", Path: ClusterMembersPath}, authorizer.DecisionDeny},
+		{"server token registers a node", authorizer.AttributesRecord{User: serverJoiner, Verb: "create", APIGroup: "skiff.dev", Resource: "nodes", ResourceRequest: true}, authorizer.DecisionDeny},
+		{"server token reads discovery", authorizer.AttributesRecord{User: serverJoiner, Verb: "get", Path: "/apis"}, authorizer.DecisionDeny},
+		{"node token joins a server", authorizer.AttributesRecord{User: joiner, Verb: "post", Path: ClusterJoinPath}, authorizer.DecisionDeny},
+		{"node removes a server", authorizer.AttributesRecord{User: other, Verb: "delete", Path: ClusterMembersPath + "/s1"}, authorizer.DecisionDeny},
+		{"key user lists members", authorizer.AttributesRecord{User: person, Verb: "get", Path: ClusterMembersPath}, authorizer.DecisionDeny},
+		{"admin removes a server", authorizer.AttributesRecord{User: admin, Verb: "delete", Path: ClusterMembersPath + "/s1"}, authorizer.DecisionAllow},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

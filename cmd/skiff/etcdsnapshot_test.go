@@ -25,7 +25,7 @@ func TestSnapshotFlagsValidate(t *testing.T) {
 		{"no schedule", snapshotFlags{retention: 5}, cfg, ""},
 		{"restore", snapshotFlags{schedule: "@daily", retention: 5, clusterReset: true, restore: "f"}, cfg, ""},
 		{"restore alone", snapshotFlags{schedule: "@daily", retention: 5, restore: "f"}, cfg, "--restore needs --cluster-reset"},
-		{"reset alone", snapshotFlags{schedule: "@daily", retention: 5, clusterReset: true}, cfg, "--cluster-reset needs --restore"},
+		{"reset alone", snapshotFlags{schedule: "@daily", retention: 5, clusterReset: true}, cfg, ""},
 		{"external etcd", snapshotFlags{schedule: "@daily", retention: 5, clusterReset: true, restore: "f"}, external, "external etcd"},
 		{"bad schedule", snapshotFlags{schedule: "0 25 * * *", retention: 5}, cfg, "--etcd-snapshot-schedule"},
 		{"no retention", snapshotFlags{schedule: "@daily"}, cfg, "--etcd-snapshot-retention 0"},
