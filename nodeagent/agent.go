@@ -137,7 +137,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	klog.InfoS("joined", "node", a.cfg.NodeName, "server", a.cfg.Server, "key", j.id.PublicKeyString())
+	klog.InfoS("joined", "node", a.cfg.NodeName, "server", j.servers.Current(), "key", j.id.PublicKeyString())
 	machine.Info.RuntimeName, machine.Info.RuntimeVersion = a.rt.Name(), runtimeVersion
 	if c := oomCondition(machine.OOMFloor); c != nil && a.rt.Name() != "sim" {
 		klog.InfoS("OOM scores limited", "node", a.cfg.NodeName, "detail", c.Message)
@@ -206,7 +206,7 @@ func (a *Agent) addParts(mgr manager.Manager, j *joined, m *Machine, ln net.List
 	parts := []manager.Runnable{
 		manager.RunnableFunc(func(ctx context.Context) error { return srv.serve(ctx, ln, j.cert) }),
 		manager.RunnableFunc(func(ctx context.Context) error { return j.cert.Run(ctx, nil) }),
-		renewer, status,
+		renewer, status, serversRefresher(a.cfg, j.servers, j.http),
 	}
 	if members != nil {
 		renewer.gossipHealthy = members.Healthy

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"net/url"
 	"os"
 	"time"
 
@@ -14,13 +13,17 @@ import (
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 	"skiff.dev/skiff/gossip"
+	"skiff.dev/skiff/internal/failover"
 	"skiff.dev/skiff/internal/xdg"
 	"skiff.dev/skiff/nodeagent/network"
 )
 
 // Config configures an agent. Every field maps to a flag of `skiff agent`.
 type Config struct {
-	// Server is the apiserver's HTTPS URL (--server).
+	// Server is the API server's https:// URL, or several, comma-separated
+	// (--server): the agent fails over among them, learns the cluster's
+	// live servers from the API while it runs, and keeps what it learned
+	// in DataDir for its next start.
 	Server string
 	// JoinToken is the join token, or the path of a file holding it (--join-token).
 	JoinToken string
@@ -137,9 +140,14 @@ func DefaultConfig() Config {
 
 // Validate reports the first invalid field, named by its flag.
 func (c *Config) Validate() error {
-	u, err := url.Parse(c.Server)
-	if err != nil || u.Scheme != "https" || u.Host == "" {
-		return fmt.Errorf("--server %q: must be an https:// URL", c.Server)
+	servers := failover.Split(c.Server)
+	if len(servers) == 0 {
+		return errors.New("--server: must name the API server, https://host:port (several: comma-separated or repeated)")
+	}
+	for _, s := range servers {
+		if _, err := failover.Normalize(s); err != nil {
+			return fmt.Errorf("--server %q: must be an https:// URL", s)
+		}
 	}
 	if c.JoinToken == "" {
 		return errors.New("--join-token: must not be empty (the server's <data-dir>/join-token, or its contents)")

@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+	"skiff.dev/skiff/internal/failover"
 )
 
 // Fleet hosts simulated nodes in one process, as kwok does: the fleet for
@@ -70,6 +71,7 @@ func NewFleet(cfg Config, size int, kubeconfig *rest.Config) (*Fleet, error) {
 type simNode struct {
 	agent      *Agent
 	client     client.Client // direct, as the node
+	http       *http.Client  // the node's connection
 	reconciler *instanceReconciler
 	lease      *leaseKeeper
 }
@@ -99,7 +101,13 @@ func (f *Fleet) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("fleet: %w", err)
 	}
-	nodes, err := f.join(ctx, mgr, mapper, machine)
+	// One list of API servers for every node, kept current through one
+	// node's connection.
+	servers, err := knownServers(a.cfg)
+	if err != nil {
+		return err
+	}
+	nodes, err := f.join(ctx, mgr, mapper, machine, servers)
 	if err != nil {
 		return err
 	}
@@ -126,6 +134,10 @@ func (f *Fleet) Run(ctx context.Context) error {
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return mgr.Start(ctx) })
+	for _, n := range nodes { // any one node's connection
+		g.Go(func() error { return serversRefresher(a.cfg, servers, n.http).Start(ctx) })
+		break
+	}
 	for _, n := range nodes {
 		g.Go(func() error { n.keep(ctx, machine); return nil })
 	}
@@ -133,7 +145,7 @@ func (f *Fleet) Run(ctx context.Context) error {
 }
 
 // join registers every node, joinConcurrency at a time.
-func (f *Fleet) join(ctx context.Context, mgr manager.Manager, mapper meta.RESTMapper, m *Machine) (map[string]*simNode, error) {
+func (f *Fleet) join(ctx context.Context, mgr manager.Manager, mapper meta.RESTMapper, m *Machine, servers *failover.Servers) (map[string]*simNode, error) {
 	a := f.agent
 	var mu sync.Mutex
 	nodes := make(map[string]*simNode, f.size)
@@ -144,7 +156,7 @@ func (f *Fleet) join(ctx context.Context, mgr manager.Manager, mapper meta.RESTM
 			cfg := a.cfg
 			cfg.NodeName = a.cfg.NodeName + "-" + strconv.Itoa(i)
 			cfg.DataDir = filepath.Join(a.cfg.DataDir, "nodes", cfg.NodeName)
-			j, err := join(gctx, cfg, a.scheme, joinOptions{mapper: mapper, http1: true})
+			j, err := join(gctx, cfg, a.scheme, joinOptions{mapper: mapper, http1: true, servers: servers})
 			if err != nil {
 				return fmt.Errorf("node %s: %w", cfg.NodeName, err)
 			}
@@ -161,6 +173,7 @@ func (f *Fleet) join(ctx context.Context, mgr manager.Manager, mapper meta.RESTM
 			n := &simNode{
 				agent:  node,
 				client: j.client,
+				http:   j.http,
 				reconciler: &instanceReconciler{
 					client: cached, sources: j.client, rt: a.rt, node: cfg.NodeName, hostIP: m.hostIP(), backoff: cfg.Backoff, metrics: a.metrics,
 					security: securityPolicy{allowPrivileged: cfg.AllowPrivileged},

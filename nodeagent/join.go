@@ -26,6 +26,7 @@ import (
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 	"skiff.dev/skiff/identity"
+	"skiff.dev/skiff/internal/failover"
 )
 
 // The node's identity in its data directory: its key, and its client
@@ -51,6 +52,24 @@ func readJoinToken(s string) (identity.JoinToken, error) {
 	return tok, nil
 }
 
+// firstServerCertificate fetches the API server's certificate from the
+// first of servers that answers, trying each once from the current one;
+// a server that does not is left for the next. The servers share one
+// certificate.
+func firstServerCertificate(ctx context.Context, servers *failover.Servers, tok identity.JoinToken) ([]byte, error) {
+	var errs []error
+	for range servers.List() {
+		server := servers.Current()
+		ca, err := serverCertificate(ctx, server, tok)
+		if err == nil {
+			return ca, nil
+		}
+		errs = append(errs, err)
+		servers.Failed(server)
+	}
+	return nil, errors.Join(errs...)
+}
+
 // serverCertificate fetches the apiserver's certificate, accepting it only
 // if it is the one the join token pins.
 func serverCertificate(ctx context.Context, server string, tok identity.JoinToken) ([]byte, error) {
@@ -62,7 +81,7 @@ func serverCertificate(ctx context.Context, server string, tok identity.JoinToke
 	if u.Port() == "" {
 		host = net.JoinHostPort(u.Hostname(), "443")
 	}
-	d := tls.Dialer{Config: &tls.Config{
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: failover.DialTimeout}, Config: &tls.Config{
 		InsecureSkipVerify:    true, // the pin below is the whole check
 		VerifyPeerCertificate: tok.VerifyPinned,
 	}}
@@ -84,6 +103,10 @@ type joinOptions struct {
 	// a request every few seconds, and an HTTP/2 connection holds several
 	// times the buffers.
 	http1 bool
+	// servers, when not nil, are the API servers, shared by the clients
+	// (a fleet keeps one list for every node); else join makes them from
+	// --server and the list kept in the data dir.
+	servers *failover.Servers
 }
 
 // joined is the outcome of a join: the node's identity and clients.
@@ -96,6 +119,8 @@ type joined struct {
 	client client.Client
 	// http is the client's connection, for other clients of this node.
 	http *http.Client
+	// servers are the API servers config's clients fail over among.
+	servers *failover.Servers
 	// apiserverKey is the key of the API server's client identity towards
 	// agents: the only caller of logs and metrics.
 	apiserverKey ed25519.PublicKey
@@ -117,12 +142,17 @@ func join(ctx context.Context, cfg Config, scheme *runtime.Scheme, opts joinOpti
 	if _, err := cert.Ensure(time.Now(), false); err != nil {
 		return nil, err
 	}
-	ca, err := serverCertificate(ctx, cfg.Server, tok)
+	servers := opts.servers
+	if servers == nil {
+		if servers, err = knownServers(cfg); err != nil {
+			return nil, err
+		}
+	}
+	ca, err := firstServerCertificate(ctx, servers, tok)
 	if err != nil {
 		return nil, err
 	}
 	nodeCfg := &rest.Config{
-		Host: cfg.Server,
 		// Files, not data: client-go re-reads them, so a renewed
 		// certificate is used without a restart.
 		TLSClientConfig: rest.TLSClientConfig{CAData: ca, CertFile: cert.Path, KeyFile: filepath.Join(cfg.DataDir, keyFile)},
@@ -132,6 +162,7 @@ func join(ctx context.Context, cfg Config, scheme *runtime.Scheme, opts joinOpti
 	if opts.http1 {
 		nodeCfg.TLSClientConfig.NextProtos = []string{"http/1.1"}
 	}
+	servers.Apply(nodeCfg)
 	nodeHTTP, err := rest.HTTPClientFor(nodeCfg)
 	if err != nil {
 		return nil, err
@@ -148,7 +179,7 @@ func join(ctx context.Context, cfg Config, scheme *runtime.Scheme, opts joinOpti
 	case err == nil:
 		return nil, fmt.Errorf("node %q is registered with another key", cfg.NodeName)
 	case apierrors.IsUnauthorized(err):
-		if err := register(ctx, cfg, tok, ca, id, scheme, mapper); err != nil {
+		if err := register(ctx, cfg, servers, tok, ca, id, scheme, mapper); err != nil {
 			return nil, err
 		}
 		if err := waitTrusted(ctx, nodeClient, cfg.NodeName); err != nil {
@@ -157,11 +188,11 @@ func join(ctx context.Context, cfg Config, scheme *runtime.Scheme, opts joinOpti
 	default:
 		return nil, fmt.Errorf("node %q: %w", cfg.NodeName, err)
 	}
-	apiserverKey, err := apiserverClientKey(ctx, nodeHTTP, cfg.Server)
+	apiserverKey, err := apiserverClientKey(ctx, nodeHTTP, servers.Current())
 	if err != nil {
 		return nil, err
 	}
-	return &joined{id: id, cert: cert, config: nodeCfg, client: nodeClient, http: nodeHTTP, apiserverKey: apiserverKey}, nil
+	return &joined{id: id, cert: cert, config: nodeCfg, client: nodeClient, http: nodeHTTP, servers: servers, apiserverKey: apiserverKey}, nil
 }
 
 // apiserverClientKey asks the API server for the key it reaches agents
@@ -198,8 +229,9 @@ func bootstrapConfig(server string, tok identity.JoinToken, ca []byte) *rest.Con
 
 // register creates the Node with the agent's key, or sets the key of a
 // Node that has none, authenticating with the join token.
-func register(ctx context.Context, cfg Config, tok identity.JoinToken, ca []byte, id *identity.Identity, scheme *runtime.Scheme, mapper meta.RESTMapper) error {
-	bootCfg := bootstrapConfig(cfg.Server, tok, ca)
+func register(ctx context.Context, cfg Config, servers *failover.Servers, tok identity.JoinToken, ca []byte, id *identity.Identity, scheme *runtime.Scheme, mapper meta.RESTMapper) error {
+	bootCfg := bootstrapConfig(servers.Current(), tok, ca)
+	servers.Apply(bootCfg)
 	bootHTTP, err := rest.HTTPClientFor(bootCfg)
 	if err != nil {
 		return err

@@ -49,7 +49,7 @@ func routeIP(server string) string {
 // API server (the control plane's address) and every Node's
 // status.gossipAddress. nodes reads Nodes (the manager's cache).
 func (a *Agent) newMembership(ctx context.Context, j *joined, m *Machine, nodes client.Reader) (*gossip.Membership, error) {
-	info, err := gossip.Fetch(ctx, j.http, a.cfg.Server, gossip.APIPath)
+	info, err := gossip.Fetch(ctx, j.http, j.servers.Current(), gossip.APIPath)
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +81,7 @@ func (a *Agent) newMembership(ctx context.Context, j *joined, m *Machine, nodes 
 		}
 		return out, nil
 	}
-	advertiseIP := routeIP(a.cfg.Server)
+	advertiseIP := routeIP(j.servers.Current())
 	mem, err := gossip.New(gossip.Config{
 		Name: a.cfg.NodeName, Role: gossip.RoleNode, PublicKey: j.id.PublicKeyString(),
 		Bind: a.cfg.GossipBind, Advertise: a.cfg.GossipAdvertise, AdvertiseIP: advertiseIP,

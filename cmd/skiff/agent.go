@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -13,7 +14,7 @@ import (
 func newAgentCommand() *cobra.Command {
 	cfg := nodeagent.DefaultConfig()
 	cfg.Runtime = "auto" // as skiff server's local agent
-	var taints []string
+	var servers, taints []string
 	var reserved map[string]string
 	var simulate int
 	var kubeconfig string
@@ -28,6 +29,7 @@ func newAgentCommand() *cobra.Command {
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error
+			cfg.Server = strings.Join(servers, ",")
 			if cfg.Taints, err = nodeagent.ParseTaints(taints); err != nil {
 				return err
 			}
@@ -56,7 +58,7 @@ func newAgentCommand() *cobra.Command {
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&cfg.Server, "server", cfg.Server, "the apiserver's https:// URL")
+	fs.StringSliceVar(&servers, "server", nil, "the API server's https:// URL; several, comma-separated or repeated, for a cluster of servers (the agent fails over among them, and learns the others from the API)")
 	fs.StringVar(&cfg.JoinToken, "join-token", cfg.JoinToken, "the join token, or a file holding it (the server's <data-dir>/join-token)")
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for the agent's key, images, container logs and runtime state")
 	fs.StringVar(&cfg.NodeName, "node-name", cfg.NodeName, "the Node's name")

@@ -149,6 +149,7 @@ func newGossipCommand() *cobra.Command {
 		},
 	}
 	rotate.Flags().StringVar(&cf.kubeconfig, "kubeconfig", "", "an admin kubeconfig (default $KUBECONFIG, ~/.kube/config, or the local server's admin.kubeconfig)")
+	addServerFlag(rotate.Flags(), &cf)
 	cmd.AddCommand(rotate)
 	return cmd
 }

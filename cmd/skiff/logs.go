@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -20,6 +21,7 @@ import (
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 	"skiff.dev/skiff/apiserver"
+	"skiff.dev/skiff/internal/failover"
 )
 
 // clientFlags locate the cluster as kubectl does: --kubeconfig, then
@@ -28,13 +30,21 @@ import (
 type clientFlags struct {
 	kubeconfig string
 	namespace  string
-	// server overrides the kubeconfig's server URL, when set.
+	// server overrides the kubeconfig's server URL, when set; several,
+	// comma-separated, are servers of one cluster to fail over among.
 	server string
 }
 
 func (f *clientFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default $KUBECONFIG, ~/.kube/config, or the local server's admin.kubeconfig)")
+	addServerFlag(cmd.Flags(), f)
 	cmd.Flags().StringVarP(&f.namespace, "namespace", "n", "", "namespace (default: the kubeconfig context's, else default)")
+}
+
+// addServerFlag adds --server, which overrides the kubeconfig's server.
+func addServerFlag(fs *pflag.FlagSet, f *clientFlags) {
+	fs.StringVar(&f.server, "server", "", "the API server's https:// URL, in place of the kubeconfig's (whose credentials and certificate are kept); "+
+		"several, comma-separated, for a cluster of servers: requests go to one and move on to the next while it is down")
 }
 
 func (f *clientFlags) config() (*rest.Config, string, error) {
@@ -45,8 +55,16 @@ func (f *clientFlags) config() (*rest.Config, string, error) {
 			rules.ExplicitPath = filepath.Join(apiserver.DefaultDataDir(), apiserver.AdminKubeconfigFile)
 		}
 	}
+	servers := failover.Split(f.server)
+	for _, s := range servers {
+		if _, err := parseServerURL(s); err != nil {
+			return nil, "", err
+		}
+	}
 	overrides := &clientcmd.ConfigOverrides{Context: clientcmdapi.Context{Namespace: f.namespace}}
-	overrides.ClusterInfo.Server = f.server
+	if len(servers) > 0 {
+		overrides.ClusterInfo.Server = servers[0]
+	}
 	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides)
 	cfg, err := cc.ClientConfig()
 	if err != nil {
@@ -55,6 +73,13 @@ func (f *clientFlags) config() (*rest.Config, string, error) {
 	ns, _, err := cc.Namespace()
 	if err != nil {
 		return nil, "", fmt.Errorf("kubeconfig: %w", err)
+	}
+	if len(servers) > 1 {
+		fo, err := failover.New(servers)
+		if err != nil {
+			return nil, "", fmt.Errorf("--server: %w", err)
+		}
+		fo.Apply(cfg)
 	}
 	return cfg, ns, nil
 }

@@ -19,6 +19,7 @@ func newSecretsCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 	}
 	addKubeconfigFlag(cmd.PersistentFlags(), &cf)
+	addServerFlag(cmd.PersistentFlags(), &cf)
 	cmd.AddCommand(newRotateKeyCommand(&cf))
 	return cmd
 }

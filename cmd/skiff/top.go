@@ -79,6 +79,7 @@ func newTopNodesCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&cf.kubeconfig, "kubeconfig", "", "kubeconfig file (default $KUBECONFIG, ~/.kube/config, or the local server's admin.kubeconfig)")
+	addServerFlag(cmd.Flags(), &cf)
 	cmd.Flags().StringVar(&sortBy, "sort-by", "", "sort by cpu or memory, most first (default: by name)")
 	return cmd
 }

@@ -119,6 +119,7 @@ func newTrustCommand() *cobra.Command {
 		Args: cobra.NoArgs,
 	}
 	addKubeconfigFlag(cmd.PersistentFlags(), &cf)
+	addServerFlag(cmd.PersistentFlags(), &cf)
 	cmd.AddCommand(newTrustAddCommand(&cf), newTrustListCommand(&cf), newTrustRemoveCommand(&cf))
 	return cmd
 }
