@@ -75,6 +75,10 @@ func (s *Server) build(endpoints []string) (*genericapiserver.GenericAPIServer, 
 	if err != nil {
 		return nil, nil, fmt.Errorf("apiserver: %w", err)
 	}
+	// A stopping server waits this long for the requests in flight (not
+	// the whole request timeout: a server whose etcd lost its quorum
+	// would wait out every request).
+	generic.ShutdownTimeout = min(cfg.RequestTimeout, shutdownDrain)
 	stores, err := s.install(generic, sch, cfg, map[schema.GroupVersion]map[string]rest.Storage{
 		authorizationGV: reviewStorage(cfg.Authorization.Authorizer, acc.rbac),
 	})
@@ -101,6 +105,9 @@ func (s *Server) build(endpoints []string) (*genericapiserver.GenericAPIServer, 
 // kube-apiserver does: they are not cut by the request timeout (60 s) and
 // do not hold one of the in-flight slots that short requests share.
 var longRunning = genericfilters.BasicLongRunningRequestCheck(sets.NewString("watch"), sets.NewString("log", "exec", "attach", "portforward"))
+
+// shutdownDrain bounds how long a stopping server drains its requests.
+const shutdownDrain = 10 * time.Second
 
 func (s *Server) applyServing(cfg *genericapiserver.Config) error {
 	serving := genericoptions.NewSecureServingOptions().WithLoopback()

@@ -15,8 +15,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/klog/v2"
 )
@@ -116,7 +118,7 @@ func (c *cluster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(r.URL.Path, ClusterMembersPath+"/") && r.Method == http.MethodDelete:
 		c.remove(w, r, strings.TrimPrefix(r.URL.Path, ClusterMembersPath+"/"))
 	default:
-		http.Error(w, "not found: the cluster endpoints are POST "+ClusterJoinPath+", GET "+ClusterMembersPath+
+		clusterError(w, "not found: the cluster endpoints are POST "+ClusterJoinPath+", GET "+ClusterMembersPath+
 			" and DELETE "+ClusterMembersPath+"/NAME", http.StatusNotFound)
 	}
 }
@@ -124,16 +126,16 @@ func (c *cluster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (c *cluster) join(w http.ResponseWriter, r *http.Request) {
 	var req JoinRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil {
-		http.Error(w, "join request: "+err.Error(), http.StatusBadRequest)
+		clusterError(w, "join request: "+err.Error(), http.StatusBadRequest)
 		return
 	}
 	if err := validateJoinRequest(req); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		clusterError(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	cli, _, err := c.client()
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusConflict)
+		clusterError(w, err.Error(), http.StatusConflict)
 		return
 	}
 	defer cli.Close()
@@ -141,7 +143,7 @@ func (c *cluster) join(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	initial, status, err := addLearner(ctx, cli, req)
 	if err != nil {
-		http.Error(w, err.Error(), status)
+		clusterError(w, err.Error(), status)
 		return
 	}
 	resp := JoinResponse{InitialCluster: initial, Files: map[string][]byte{}}
@@ -150,13 +152,13 @@ func (c *cluster) join(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		} else if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
+			clusterError(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
 		resp.Files[name] = data
 	}
 	if resp.EncryptionConfig, err = os.ReadFile(c.encryptionConfig); err != nil {
-		http.Error(w, fmt.Sprintf("encryption configuration: %v", err), http.StatusInternalServerError)
+		clusterError(w, fmt.Sprintf("encryption configuration: %v", err), http.StatusInternalServerError)
 		return
 	}
 	klog.InfoS("a server joins the cluster", "name", req.Name, "peerURL", req.PeerURL)
@@ -224,13 +226,13 @@ func addLearner(ctx context.Context, cli *clientv3.Client, req JoinRequest) (str
 func (c *cluster) list(w http.ResponseWriter, r *http.Request) {
 	cli, e, err := c.client()
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusConflict)
+		clusterError(w, err.Error(), http.StatusConflict)
 		return
 	}
 	defer cli.Close()
 	resp, err := cli.MemberList(r.Context())
 	if err != nil {
-		http.Error(w, fmt.Sprintf("etcd members: %v", err), http.StatusServiceUnavailable)
+		clusterError(w, fmt.Sprintf("etcd members: %v", err), http.StatusServiceUnavailable)
 		return
 	}
 	leader := uint64(e.etcd.Server.Leader())
@@ -248,13 +250,13 @@ func (c *cluster) list(w http.ResponseWriter, r *http.Request) {
 func (c *cluster) remove(w http.ResponseWriter, r *http.Request, name string) {
 	cli, _, err := c.client()
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusConflict)
+		clusterError(w, err.Error(), http.StatusConflict)
 		return
 	}
 	defer cli.Close()
 	list, err := cli.MemberList(r.Context())
 	if err != nil {
-		http.Error(w, fmt.Sprintf("etcd members: %v", err), http.StatusServiceUnavailable)
+		clusterError(w, fmt.Sprintf("etcd members: %v", err), http.StatusServiceUnavailable)
 		return
 	}
 	for _, m := range list.Members {
@@ -262,18 +264,60 @@ func (c *cluster) remove(w http.ResponseWriter, r *http.Request, name string) {
 			continue
 		}
 		if len(list.Members) == 1 {
-			http.Error(w, fmt.Sprintf("server %q is the cluster's only member", name), http.StatusConflict)
+			clusterError(w, fmt.Sprintf("server %q is the cluster's only member", name), http.StatusConflict)
 			return
 		}
-		if _, err := cli.MemberRemove(r.Context(), m.ID); err != nil {
-			http.Error(w, fmt.Sprintf("remove %q from etcd: %v", name, err), http.StatusServiceUnavailable)
+		if err := removeMember(r.Context(), cli, m.ID); err != nil {
+			clusterError(w, fmt.Sprintf("remove %q from etcd: %v", name, err), http.StatusServiceUnavailable)
 			return
 		}
 		klog.InfoS("a server was removed from the cluster", "name", name)
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	http.Error(w, fmt.Sprintf("no server named %q is a member", name), http.StatusNotFound)
+	clusterError(w, fmt.Sprintf("no server named %q is a member", name), http.StatusNotFound)
+}
+
+// removeMember removes member id, retrying for a while what etcd refuses
+// until the cluster looks healthy (a member that just stopped, a leader
+// just elected: etcd's strict reconfiguration check).
+func removeMember(ctx context.Context, cli *clientv3.Client, id uint64) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		_, err := cli.MemberRemove(ctx, id)
+		if err == nil || !errors.Is(err, rpctypes.ErrGRPCUnhealthy) && !errors.Is(err, rpctypes.ErrUnhealthy) &&
+			!strings.Contains(err.Error(), "unhealthy") && !strings.Contains(err.Error(), "not enough started members") {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// clusterError answers with a metav1.Status, which clients show as the
+// message.
+func clusterError(w http.ResponseWriter, msg string, code int) {
+	reason := metav1.StatusReasonInternalError
+	switch code {
+	case http.StatusBadRequest:
+		reason = metav1.StatusReasonBadRequest
+	case http.StatusNotFound:
+		reason = metav1.StatusReasonNotFound
+	case http.StatusConflict:
+		reason = metav1.StatusReasonConflict
+	case http.StatusServiceUnavailable:
+		reason = metav1.StatusReasonServiceUnavailable
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(metav1.Status{
+		TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
+		Status:   metav1.StatusFailure, Message: msg, Reason: reason, Code: int32(code),
+	})
 }
 
 // promoteLearners makes learners voters once they have caught up; only

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"skiff.dev/skiff/identity"
 )
 
@@ -133,6 +135,11 @@ func postJoin(ctx context.Context, client *http.Client, url, token string, body 
 	if err != nil {
 		return nil, true, err
 	}
+	msg := strings.TrimSpace(string(data))
+	var status metav1.Status
+	if json.Unmarshal(data, &status) == nil && status.Message != "" {
+		msg = status.Message
+	}
 	switch resp.StatusCode {
 	case http.StatusOK:
 		var out JoinResponse
@@ -141,9 +148,9 @@ func postJoin(ctx context.Context, client *http.Client, url, token string, body 
 		}
 		return &out, false, nil
 	case http.StatusServiceUnavailable, http.StatusTooManyRequests, http.StatusInternalServerError:
-		return nil, true, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(data)))
+		return nil, true, fmt.Errorf("%s: %s", resp.Status, msg)
 	default:
-		return nil, false, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(data)))
+		return nil, false, fmt.Errorf("%s: %s", resp.Status, msg)
 	}
 }
 

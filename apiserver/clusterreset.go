@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"time"
+
+	"skiff.dev/skiff/identity"
 )
 
 // ResetMembership makes this server's etcd the only member of its
@@ -43,14 +47,40 @@ func ResetMembership(cfg Config) error {
 	return nil
 }
 
-// RestoredMembership makes a clustered server's member file say that the
-// etcd restored into dataDir starts a new cluster of one (a restore
-// bootstraps its etcd anew); a server's own etcd is left as it is.
-func RestoredMembership(dataDir string) error {
-	dir := filepath.Join(dataDir, "etcd")
-	m, err := loadEtcdMember(dir)
+// RestoreMember is the etcd member a snapshot restored into dataDir
+// starts as: a clustered server's own (its member file), or none ("") for
+// a server's own etcd.
+func RestoreMember(dataDir string) (name, peerURL string, err error) {
+	m, err := loadEtcdMember(filepath.Join(dataDir, "etcd"))
+	if err != nil || m == nil {
+		return "", "", err
+	}
+	return m.Name, m.PeerURL, nil
+}
+
+// RestoredMembership keeps a clustered server clustered after a restore
+// replaced its etcd directory (the old one moved to previous): the member
+// file, now saying the member starts a new cluster of one, and the peer
+// certificates go into the new directory. A server's own etcd has none.
+func RestoredMembership(dataDir, previous string) error {
+	if previous == "" {
+		return nil
+	}
+	m, err := loadEtcdMember(previous)
 	if err != nil || m == nil {
 		return err
+	}
+	dir := filepath.Join(dataDir, "etcd")
+	for _, name := range []string{peerCACertFile, peerCAKeyFile, peerCertFile, peerKeyFile} {
+		data, err := os.ReadFile(filepath.Join(previous, name))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		if err := identity.WriteFileAtomic(filepath.Join(dir, name), data, 0o600); err != nil {
+			return err
+		}
 	}
 	m.InitialCluster, m.Existing = m.Name+"="+m.PeerURL, false
 	return m.save(dir)

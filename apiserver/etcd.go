@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,7 +28,8 @@ type embeddedEtcd struct {
 	// Endpoint is the client URL for the apiserver's storage.
 	Endpoint string
 	// closing quiets etcd's logger for a stop on purpose.
-	closing *atomic.Bool
+	closing   *atomic.Bool
+	closeOnce sync.Once
 }
 
 // maxSocketPath is the longest unix socket path Linux accepts (sun_path
@@ -167,10 +169,12 @@ func (e *embeddedEtcd) Err() <-chan error { return e.etcd.Err() }
 // Close stops etcd; it is safe to call more than once. A stop on purpose
 // logs nothing.
 func (e *embeddedEtcd) Close() {
-	if e.closing != nil {
-		e.closing.Store(true)
-	}
-	e.etcd.Close()
+	e.closeOnce.Do(func() {
+		if e.closing != nil {
+			e.closing.Store(true)
+		}
+		e.etcd.Close()
+	})
 }
 
 // etcdTLS is the client TLS for external etcd, nil without TLS flags.

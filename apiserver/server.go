@@ -183,6 +183,15 @@ func (s *Server) URL() string {
 	return "https://" + net.JoinHostPort(host, strconv.Itoa(addr.Port))
 }
 
+// AdvertisedURL is the URL other machines reach this server at: URL(),
+// with --advertise-address as its host when given.
+func (s *Server) AdvertisedURL() string {
+	if s.cfg.AdvertiseAddress == "" {
+		return s.URL()
+	}
+	return "https://" + net.JoinHostPort(s.cfg.AdvertiseAddress, strconv.Itoa(s.listener.Addr().(*net.TCPAddr).Port))
+}
+
 // Clustered tells whether the server's embedded etcd is a member of a
 // cluster of servers (--cluster-init, --join, or either before).
 func (s *Server) Clustered() bool { return s.member != nil }
@@ -218,13 +227,17 @@ func (s *Server) renewClientCerts(ctx context.Context) {
 }
 
 // Run starts storage and serves until ctx ends. Shutdown order: stop
-// accepting requests and drain them, then stop etcd.
+// accepting requests and drain them, then stop etcd. Requests still in
+// flight after the drain (a server whose etcd lost its quorum would wait
+// out each one's timeout) fail: etcd stops under them, and Run returns
+// even if the library has not finished.
 func (s *Server) Run(ctx context.Context) error {
 	defer s.unlock()
 	defer s.listener.Close()
 	endpoints := s.cfg.EtcdServers
 	var etcdErr <-chan error
 	var etcdStopped <-chan struct{}
+	stopEtcd, leaderless := func() {}, func() bool { return false }
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if len(endpoints) == 0 {
@@ -233,6 +246,8 @@ func (s *Server) Run(ctx context.Context) error {
 			return err
 		}
 		defer etcd.Close()
+		stopEtcd = etcd.Close
+		leaderless = func() bool { return etcd.etcd.Server.Leader() == 0 }
 		endpoints = []string{etcd.Endpoint}
 		etcdErr, etcdStopped = etcd.Err(), etcd.Stopped()
 		if s.member != nil {
@@ -259,6 +274,26 @@ func (s *Server) Run(ctx context.Context) error {
 		cancel()
 		<-done
 		return stoppedOnItsOwn(s.dir.file("etcd"))
+	case <-ctx.Done():
+		drain := shutdownDrain + 5*time.Second
+		if leaderless() {
+			// No request that needs etcd can finish: none is waited for.
+			drain = 0
+		}
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(drain):
+			klog.InfoS("requests are still in flight after the drain: stopping etcd under them")
+			stopEtcd()
+			select {
+			case err := <-done:
+				return err
+			case <-time.After(2 * time.Second):
+				// The process ends; what is left of the server with it.
+				return nil
+			}
+		}
 	}
 }
 
@@ -277,7 +312,22 @@ func (s *Server) startEtcd(ctx context.Context) (*embeddedEtcd, error) {
 		etcd.Close()
 		return nil, err
 	}
-	if err := updatePeerURL(ctx, etcd); err != nil {
+	// A member removed while it was away learns it now: etcd stops.
+	updateCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	go func() {
+		select {
+		case <-etcd.Stopped():
+			cancel()
+		case <-updateCtx.Done():
+		}
+	}()
+	if err := updatePeerURL(updateCtx, etcd); err != nil {
+		select {
+		case <-etcd.Stopped():
+			err = stoppedOnItsOwn(dir)
+		default:
+		}
 		etcd.Close()
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.etcd.io/etcd/server/v3/storage/mvcc"
 	"go.etcd.io/etcd/server/v3/storage/schema"
 	"go.uber.org/zap"
@@ -38,7 +39,14 @@ type RestoreOptions struct {
 	EncryptionConfig string
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
+	// MemberName and MemberPeerURL are the etcd member the restored etcd
+	// starts as, alone in a new cluster; empty: a server's own etcd
+	// ("skiff", its peer socket in <DataDir>/etcd).
+	MemberName, MemberPeerURL string
 }
+
+// StandaloneMember is the name of the etcd member of a server's own etcd.
+const StandaloneMember = "skiff"
 
 // RestoreReport is what a restore did.
 type RestoreReport struct {
@@ -105,8 +113,7 @@ func replaceEtcd(opts RestoreOptions, encPath, stamp string) (RestoreReport, ver
 	if err := os.RemoveAll(staging); err != nil {
 		return RestoreReport{}, verified{}, err
 	}
-	dbDir := filepath.Join(staging, "data", "member", "snap")
-	if err := os.MkdirAll(dbDir, 0o700); err != nil {
+	if err := os.MkdirAll(staging, 0o700); err != nil {
 		return RestoreReport{}, verified{}, err
 	}
 	committed := false
@@ -116,9 +123,12 @@ func replaceEtcd(opts RestoreOptions, encPath, stamp string) (RestoreReport, ver
 		}
 	}()
 	etcdDir := filepath.Join(opts.DataDir, "etcd")
-	v, rev, err := stageDB(opts.File, filepath.Join(dbDir, "db"), etcdDir)
+	v, rev, err := stageDB(opts.File, filepath.Join(staging, "snapshot.db"), etcdDir)
 	if err != nil {
 		return RestoreReport{}, verified{}, err
+	}
+	if err := bootstrapMember(opts, filepath.Join(staging, "snapshot.db"), filepath.Join(staging, "data"), etcdDir); err != nil {
+		return RestoreReport{}, verified{}, fmt.Errorf("%s: %w", opts.File, err)
 	}
 	if err := os.Chmod(staging, 0o700); err != nil {
 		return RestoreReport{}, verified{}, err
@@ -160,6 +170,38 @@ func stageDB(file, db, etcdDir string) (verified, int64, error) {
 		return verified{}, 0, fmt.Errorf("%s: %w", file, err)
 	}
 	return v, rev, nil
+}
+
+// bootstrapMember makes dataDir the etcd data of the member opts names,
+// alone in a new cluster, starting from the prepared database db: etcd's
+// own restore (etcdutl's) writes the database, a write-ahead log and a
+// raft snapshot at its start. The raft snapshot matters once other
+// servers join: the leader's log then begins after it, so a joining
+// member receives the whole database rather than a log that lacks it.
+func bootstrapMember(opts RestoreOptions, db, dataDir, etcdDir string) error {
+	name, peer := opts.MemberName, opts.MemberPeerURL
+	if name == "" {
+		abs, err := filepath.Abs(etcdDir)
+		if err != nil {
+			return err
+		}
+		name, peer = StandaloneMember, "unix://"+filepath.Join(abs, "peer.sock")
+	}
+	err := snapshot.NewV3(zap.NewNop()).Restore(snapshot.RestoreConfig{
+		SnapshotPath:   db,
+		Name:           name,
+		OutputDataDir:  dataDir,
+		PeerURLs:       []string{peer},
+		InitialCluster: name + "=" + peer,
+		// embed's default; the member and cluster ids derive from it.
+		InitialClusterToken: "etcd-cluster",
+		// extract checked the database against the manifest's SHA-256.
+		SkipHashCheck: true,
+	})
+	if err != nil {
+		return fmt.Errorf("etcd restore: %w", err)
+	}
+	return os.Remove(db)
 }
 
 // restoreEncryption writes the snapshot's encryption configuration enc to
@@ -209,11 +251,10 @@ func restoreStateFiles(r *RestoreReport, dataDir string, state map[string][]byte
 	return nil
 }
 
-// prepareDB makes a snapshot's database the start of a new single-member
-// cluster, as etcdutl's restore does: the old members are removed (etcd
-// adds this one when it bootstraps), the consistent index is reset so that
-// etcd applies its new raft log from index 1, and the revision moves to
-// RevisionBump past max(the snapshot's, replaced), marked compacted.
+// prepareDB readies a snapshot's database for a new single-member
+// cluster (bootstrapMember makes it one): the old members are removed,
+// the consistent index is reset, and the revision moves to RevisionBump
+// past max(the snapshot's, replaced), marked compacted.
 func prepareDB(path string, replaced int64) (rev int64, err error) {
 	be, err := openBackend(path)
 	if err != nil {

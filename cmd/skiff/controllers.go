@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"k8s.io/klog/v2"
 
 	"skiff.dev/skiff/apiserver"
 	"skiff.dev/skiff/controllers"
@@ -43,9 +46,14 @@ func serverControllers(srv *apiserver.Server, cfg controllers.Config, disabled b
 	if err != nil {
 		return nil, fmt.Errorf("controllers: %w", err)
 	}
+	run := func(c *controllers.Controllers) func(context.Context) error { return c.Start }
 	if srv.Clustered() {
-		// Every server of a cluster runs them; one leads.
+		// Every server of a cluster runs them; one leads. Leadership lost
+		// (this server cut off from the others) ends the controllers, not
+		// the server: they stand for it again, with new controller names.
 		cfg.LeaderElect = true
+		cfg.SkipNameValidation = true
+		run = func(c *controllers.Controllers) func(context.Context) error { return standAgain(c.Start) }
 	}
 	c, err := controllers.New(cfg, kubeconfig)
 	if err != nil {
@@ -57,7 +65,26 @@ func serverControllers(srv *apiserver.Server, cfg controllers.Config, disabled b
 	srv.AddMetrics(c.Gatherer())
 	srv.AddHealth("controllers", c.Check)
 	srv.AddHealth("scheduler", c.Check)
-	return []part{{"controllers", c.Start}}, nil
+	return []part{{"controllers", run(c)}}, nil
+}
+
+// standAgain runs start again when it ends by losing its leadership,
+// until ctx ends.
+func standAgain(start func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		for {
+			err := start(ctx)
+			if ctx.Err() != nil || err == nil || !strings.Contains(err.Error(), "leader election lost") {
+				return err
+			}
+			klog.InfoS("the controllers lost their leadership: they stand for it again")
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
+		}
+	}
 }
 
 // newControllersCommand is `skiff controllers`: the controllers alone,

@@ -120,12 +120,18 @@ func clusterReset(out io.Writer, cfg apiserver.Config, f snapshotFlags) error {
 		}
 	}
 	start := time.Now()
-	rep, err := etcdsnapshot.Restore(etcdsnapshot.RestoreOptions{File: file, DataDir: cfg.DataDir, EncryptionConfig: cfg.EncryptionConfig})
+	member, peer, err := apiserver.RestoreMember(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	rep, err := etcdsnapshot.Restore(etcdsnapshot.RestoreOptions{
+		File: file, DataDir: cfg.DataDir, EncryptionConfig: cfg.EncryptionConfig, MemberName: member, MemberPeerURL: peer,
+	})
 	if err != nil {
 		return fmt.Errorf("restore %s: %w", file, err)
 	}
-	if err := apiserver.RestoredMembership(cfg.DataDir); err != nil {
-		return fmt.Errorf("restore %s: %w", file, err)
+	if err := apiserver.RestoredMembership(cfg.DataDir, rep.Previous); err != nil {
+		return fmt.Errorf("restore %s: keeping this server's cluster membership: %w", file, err)
 	}
 	m := rep.Manifest
 	fmt.Fprintf(out, "restored %s (taken %s on %s at etcd revision %d) in %s\n", m.Name, m.Created.Format(time.RFC3339), m.Node, m.Revision, time.Since(start).Round(time.Millisecond))
@@ -146,6 +152,9 @@ func clusterReset(out io.Writer, cfg apiserver.Config, f snapshotFlags) error {
 		fmt.Fprintf(out, "identities kept as they are (they differ from the snapshot's): %s\n", strings.Join(rep.Kept, ", "))
 	}
 	fmt.Fprintf(out, "now start the server without --cluster-reset and --restore: skiff server --data-dir %s\n", cfg.DataDir)
+	if member != "" {
+		fmt.Fprintf(out, "it is server %s, alone in its cluster: the other servers join it again with an empty etcd (move <data-dir>/etcd aside on each, start it with --join and a server token)\n", member)
+	}
 	return nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"golang.org/x/sync/errgroup"
 
 	"skiff.dev/skiff/apiserver"
 	"skiff.dev/skiff/controllers"
@@ -88,6 +89,11 @@ func newServerCommand() *cobra.Command {
 			if members != nil {
 				parts = append(parts, part{"gossip", members.Run})
 			}
+			lease, err := serverListParts(srv, cfg.Name)
+			if err != nil {
+				return err
+			}
+			parts = append(parts, lease)
 			if snapshots, err := serverSnapshots(srv, cfg, sf, agentCfg.NodeName); err != nil {
 				return err
 			} else if snapshots != nil {
@@ -158,23 +164,26 @@ type part struct {
 }
 
 // runServer runs the API server, tells systemd it is ready once it is,
-// then starts the other parts, and stops everything when ctx ends or any
-// part fails.
+// then runs the other parts beside it (runParts says in which order they
+// stop).
 func runServer(ctx context.Context, srv *apiserver.Server, parts ...part) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// The server outlives ctx: it stops after the parts (runParts).
+	srvCtx, stopServer := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServer()
 	srvDone := make(chan error, 1)
-	go func() { srvDone <- srv.Run(ctx) }()
+	go func() { srvDone <- srv.Run(srvCtx) }()
+	readyCtx, stopWaiting := context.WithCancel(ctx)
+	defer stopWaiting()
 	ready := make(chan error, 1)
-	go func() { ready <- waitReady(ctx, srv.URL()) }()
+	go func() { ready <- waitReady(readyCtx, srv.URL()) }()
 	select {
 	case err := <-srvDone: // failed before it was ready
-		cancel()
+		stopWaiting()
 		<-ready
 		return err
 	case err := <-ready:
 		if err != nil {
-			cancel()
+			stopServer()
 			return errors.Join(err, <-srvDone)
 		}
 	}
@@ -182,44 +191,47 @@ func runServer(ctx context.Context, srv *apiserver.Server, parts ...part) error 
 	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
 		fmt.Fprintln(os.Stderr, "sd_notify:", err)
 	}
-	return runParts(ctx, cancel, srvDone, parts)
+	return runParts(ctx, srvDone, stopServer, parts)
 }
 
-// runParts runs the parts beside the API server until ctx ends, the
-// server ends (srvDone), or a part ends: a part that ends ends them all
-// (nothing restarts it here), and it is an error unless the server was
-// already stopping.
-func runParts(ctx context.Context, cancel context.CancelFunc, srvDone <-chan error, parts []part) error {
-	type result struct {
-		name string
-		err  error
-	}
-	done := make(chan result, len(parts))
+// runParts runs the parts beside the running API server (srvDone reports
+// its end; stopServer ends it) until ctx ends, a part ends, or the server
+// ends. A part that ends ends them all (nothing restarts it here), and is
+// an error unless ctx had ended.
+//
+// Shutdown order: first the parts, while the API server still serves
+// them (the local agent and the controllers finish their writes, the
+// controllers give up their leadership, this server's Lease leaves the
+// list of servers); then the API server, which drains its requests and
+// then stops etcd.
+func runParts(ctx context.Context, srvDone <-chan error, stopServer func(), parts []part) error {
+	partsCtx, stopParts := context.WithCancel(ctx)
+	defer stopParts()
+	g, gctx := errgroup.WithContext(partsCtx)
 	for _, p := range parts {
-		go func() { done <- result{p.name, p.run(ctx)} }()
+		g.Go(func() error {
+			err := p.run(gctx)
+			switch {
+			case err != nil:
+				return fmt.Errorf("%s: %w", p.name, err)
+			case gctx.Err() == nil:
+				return fmt.Errorf("%s stopped", p.name)
+			}
+			return nil
+		})
 	}
-	var errs []error
+	partsDone := make(chan error, 1)
+	go func() { partsDone <- g.Wait() }()
 	select {
+	case err := <-partsDone:
+		stopServer()
+		return errors.Join(err, <-srvDone)
 	case err := <-srvDone:
-		cancel()
-		errs = append(errs, err)
-		for range parts {
-			<-done
-		}
-	case r := <-done:
-		stopping := ctx.Err() != nil
-		cancel()
-		if r.err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", r.name, r.err))
-		} else if !stopping {
-			errs = append(errs, fmt.Errorf("%s stopped", r.name))
-		}
-		for range parts[1:] {
-			<-done
-		}
-		errs = append(errs, <-srvDone)
+		// The server ended on its own (etcd failed, say): the parts cannot
+		// go on without it.
+		stopParts()
+		return errors.Join(err, <-partsDone)
 	}
-	return errors.Join(errs...)
 }
 
 // waitReady polls the server's /readyz until it answers 200.

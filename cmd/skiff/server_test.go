@@ -5,7 +5,9 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -36,15 +38,23 @@ func TestLocalRuntime(t *testing.T) {
 }
 
 // TestRunParts: a part that returns ends the server, and says so unless
-// the server was stopping; the other parts and the server are waited for.
+// the server was stopping; the parts stop before the server does.
 func TestRunParts(t *testing.T) {
-	waiter := part{"waiter", func(ctx context.Context) error { <-ctx.Done(); return nil }}
+	var mu sync.Mutex
+	var events []string
+	record := func(e string) {
+		mu.Lock()
+		defer mu.Unlock()
+		events = append(events, e)
+	}
+	waiter := part{"waiter", func(ctx context.Context) error { <-ctx.Done(); record("part stopped"); return nil }}
 	run := func(parent context.Context, parts ...part) error {
-		ctx, cancel := context.WithCancel(parent)
-		defer cancel()
+		events = nil
+		srvCtx, stopServer := context.WithCancel(context.Background())
+		defer stopServer()
 		srvDone := make(chan error, 1)
-		go func() { <-ctx.Done(); srvDone <- nil }()
-		return runParts(ctx, cancel, srvDone, parts)
+		go func() { <-srvCtx.Done(); record("server stopped"); srvDone <- nil }()
+		return runParts(parent, srvDone, stopServer, parts)
 	}
 	quitter := part{"quitter", func(context.Context) error { return nil }}
 	if err := run(context.Background(), waiter, quitter); err == nil || err.Error() != "quitter stopped" {
@@ -58,5 +68,40 @@ func TestRunParts(t *testing.T) {
 	cancel() // SIGTERM: every part returns nil
 	if err := run(stopped, waiter, waiter); err != nil {
 		t.Errorf("shutdown: %v, want nil", err)
+	}
+	if want := []string{"part stopped", "part stopped", "server stopped"}; !slices.Equal(events, want) {
+		t.Errorf("shutdown order %v, want %v", events, want)
+	}
+
+	// The server ending on its own stops the parts.
+	events = nil
+	srvDone := make(chan error, 1)
+	srvDone <- errors.New("etcd failed")
+	if err := runParts(context.Background(), srvDone, func() {}, []part{waiter}); err == nil || err.Error() != "etcd failed" {
+		t.Errorf("the server failing: %v, want its error", err)
+	}
+	if !slices.Equal(events, []string{"part stopped"}) {
+		t.Errorf("the server failing: %v; want the part stopped", events)
+	}
+}
+
+// TestStandAgain: controllers that lose their leadership start again; any
+// other end is the part's end.
+func TestStandAgain(t *testing.T) {
+	starts := 0
+	lost := func(context.Context) error {
+		starts++
+		if starts < 3 {
+			return errors.New("leader election lost")
+		}
+		return errors.New("boom")
+	}
+	if err := standAgain(lost)(context.Background()); err == nil || err.Error() != "boom" || starts != 3 {
+		t.Errorf("after %d starts: %v; want boom after 3 (two lost leaderships stood for again)", starts, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := standAgain(func(context.Context) error { return errors.New("leader election lost") })(ctx); err == nil {
+		t.Error("a stop while it ran: nil; want the start's error passed on")
 	}
 }

@@ -13,7 +13,7 @@ import (
 // serverListParts puts the API server in the list of live servers: it
 // serves the list at skiffv1alpha1.ServersPath, and returns the part that
 // renews this server's Lease there, named name (its etcd member name), at
-// srv.URL(). Both use the admin identity; the part retries until the
+// srv.AdvertisedURL(). Both use the admin identity; the part retries until the
 // server serves. Call it before srv.Run (it adds a handler).
 //
 // The part deletes the Lease when its ctx ends, through this server: that
@@ -30,7 +30,7 @@ func serverListParts(srv *apiserver.Server, name string) (part, error) {
 	if err != nil {
 		return part{}, fmt.Errorf("server list: %w", err)
 	}
-	lease, err := serverlist.NewLease(c, name, srv.URL())
+	lease, err := serverlist.NewLease(c, name, srv.AdvertisedURL())
 	if err != nil {
 		return part{}, fmt.Errorf("server list: %w", err)
 	}

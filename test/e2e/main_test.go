@@ -132,6 +132,13 @@ type server struct {
 // (e.g. to run the agent) follow.
 func startServer(t *testing.T, dataDir, listen string, extra ...string) *server {
 	t.Helper()
+	return startServerIn(t, "", dataDir, listen, extra...)
+}
+
+// startServerIn is startServer inside the network namespace netns (a
+// path; empty: this process's own).
+func startServerIn(t *testing.T, netns, dataDir, listen string, extra ...string) *server {
+	t.Helper()
 	requireE2E(t)
 	logDir := t.TempDir()
 	s := &server{
@@ -158,6 +165,10 @@ func startServer(t *testing.T, dataDir, listen string, extra ...string) *server 
 		args = append(args, "--agent-gossip-bind", "127.0.0.1:0")
 	}
 	cmd := exec.Command(skiffBin, append(args, extra...)...)
+	if netns != "" {
+		// nsenter execs skiff: the pid stays the server's.
+		cmd = exec.Command("nsenter", append([]string{"--net=" + netns, skiffBin}, append(args, extra...)...)...)
+	}
 	cmd.Stderr = logFile
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -265,7 +276,9 @@ func (s *server) anonymousClient(t *testing.T) *http.Client {
 	return &http.Client{
 		Timeout: 10 * time.Second,
 		Transport: &http.Transport{
-			TLSClientConfig:   &tls.Config{RootCAs: pool},
+			// Every serving certificate names localhost; the servers of a
+			// cluster share the first one's, which names only its address.
+			TLSClientConfig:   &tls.Config{RootCAs: pool, ServerName: "localhost"},
 			DisableKeepAlives: true,
 		},
 	}
