@@ -154,7 +154,9 @@ func learnerJoinsUnderLoad(ctx context.Context, t *testing.T, c *haCluster) {
 	s1 := c.hosts["s1"]
 	stop := make(chan struct{})
 	done := make(chan *createLoad)
-	go func() { done <- runCreates(ctx, []kubernetes.Interface{c.client(s1), c.client(c.hosts["s2"])}, "ha", "load", 0, 4, stop) }()
+	go func() {
+		done <- runCreates(ctx, []kubernetes.Interface{c.client(s1), c.client(c.hosts["s2"])}, "ha", "load", 0, 4, stop)
+	}()
 	s4 := c.host("s4", 4)
 	c.join(s4, s1)
 	c.waitVoters(s1, "s1", "s2", "s3", "s4")
