@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -70,7 +71,9 @@ func DefaultDataDir() string { return xdg.DataDir("server") }
 
 // DefaultConfig returns the configuration `skiff server` starts with.
 func DefaultConfig() Config {
+	host, _ := os.Hostname()
 	return Config{
+		Name:       host,
 		DataDir:    DefaultDataDir(),
 		Listen:     "127.0.0.1:6443",
 		EtcdPrefix: "/registry",

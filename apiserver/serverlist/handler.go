@@ -85,6 +85,25 @@ func Live(leases []coordinationv1.Lease, now time.Time) []string {
 	return slices.Compact(urls)
 }
 
+// GossipSeeds lists the live servers' gossip addresses but self's, for
+// a server to join the others' gossip.
+func GossipSeeds(ctx context.Context, r client.Reader, self string, now time.Time) ([]string, error) {
+	var leases coordinationv1.LeaseList
+	if err := r.List(ctx, &leases, client.InNamespace(Namespace),
+		client.MatchingLabels{skiffv1alpha1.ServerLeaseLabel: "true"}); err != nil {
+		return nil, fmt.Errorf("list leases in %s: %w", Namespace, err)
+	}
+	var seeds []string
+	for i := range leases.Items {
+		l := &leases.Items[i]
+		if g := l.Annotations[skiffv1alpha1.ServerGossipAnnotation]; g != "" && g != self && live(l, now) {
+			seeds = append(seeds, g)
+		}
+	}
+	slices.Sort(seeds)
+	return slices.Compact(seeds), nil
+}
+
 // live says whether l was renewed less than its duration before now.
 func live(l *coordinationv1.Lease, now time.Time) bool {
 	s := l.Spec

@@ -46,8 +46,10 @@ func LeaseName(server string) string { return "apiserver-" + server }
 // the Lease it last wrote, so a renewal is one update; it reads the Lease
 // again only after a conflict.
 type Lease struct {
-	client        client.Client
-	server, url   string
+	client      client.Client
+	server, url string
+	// gossip is the server's gossip address ("": none).
+	gossip        string
 	interval      time.Duration
 	firstRetry    time.Duration
 	now           func() time.Time
@@ -79,6 +81,13 @@ func NewLease(c client.Client, server, serverURL string) (*Lease, error) {
 		client: c, server: server, url: serverURL,
 		interval: RenewInterval, firstRetry: firstRetry, deleteTimeout: releaseTimeout, now: time.Now,
 	}, nil
+}
+
+// WithGossip makes the Lease carry the server's gossip address (ip:port),
+// where the other servers join its gossip (GossipSeeds).
+func (l *Lease) WithGossip(addr string) *Lease {
+	l.gossip = addr
+	return l
 }
 
 // checkURL accepts what clients can dial: https with a host.
@@ -202,6 +211,9 @@ func (l *Lease) stamp(lease *coordinationv1.Lease) {
 		lease.Annotations = map[string]string{}
 	}
 	lease.Annotations[skiffv1alpha1.ServerURLAnnotation] = l.url
+	if l.gossip != "" {
+		lease.Annotations[skiffv1alpha1.ServerGossipAnnotation] = l.gossip
+	}
 	if lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != l.server || lease.Spec.AcquireTime == nil {
 		lease.Spec.AcquireTime = &now
 	}

@@ -1,6 +1,7 @@
 package serverlist
 
 import (
+	"context"
 	"slices"
 	"testing"
 	"time"
@@ -8,6 +9,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 )
@@ -66,5 +68,34 @@ func TestLive(t *testing.T) {
 				t.Fatalf("Live = %#v, want %#v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestGossipSeeds: the live servers' gossip addresses, not one's own, not
+// a dead server's, not a Lease without one.
+func TestGossipSeeds(t *testing.T) {
+	gossip := func(l coordinationv1.Lease, addr string) coordinationv1.Lease {
+		l.Annotations[skiffv1alpha1.ServerGossipAnnotation] = addr
+		return l
+	}
+	now := time.Now()
+	c := fakeClient(t, interceptor.Funcs{},
+		gossip(serverLease("a", "https://10.0.0.1:6443", now, 30), "10.0.0.1:7946"),
+		gossip(serverLease("b", "https://10.0.0.2:6443", now, 30), "10.0.0.2:7946"),
+		gossip(serverLease("c", "https://10.0.0.3:6443", now.Add(-time.Minute), 30), "10.0.0.3:7946"),
+		serverLease("d", "https://10.0.0.4:6443", now, 30),
+	)
+	got, err := GossipSeeds(context.Background(), c, "10.0.0.1:7946", now)
+	if err != nil || !slices.Equal(got, []string{"10.0.0.2:7946"}) {
+		t.Errorf("seeds %v, %v; want only b's (a is this server, c is dead, d has none)", got, err)
+	}
+	l, err := NewLease(c, "e", "https://10.0.0.5:6443")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var written coordinationv1.Lease
+	l.WithGossip("10.0.0.5:7946").stamp(&written)
+	if written.Annotations[skiffv1alpha1.ServerGossipAnnotation] != "10.0.0.5:7946" {
+		t.Errorf("a Lease with gossip: annotations %v", written.Annotations)
 	}
 }

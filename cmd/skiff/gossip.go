@@ -7,14 +7,19 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"skiff.dev/skiff/apiserver"
+	"skiff.dev/skiff/apiserver/serverlist"
 	"skiff.dev/skiff/gossip"
 )
 
@@ -38,13 +43,11 @@ func addGossipFlags(fs *pflag.FlagSet, f *gossipFlags) {
 	fs.StringSliceVar(&f.seeds, "gossip-seeds", nil, "members to join, host:port,... (agents join the control plane by themselves)")
 }
 
-// member makes a control plane member named ControlPlanePrefix+host+suffix.
-// listen is the API server's address: bound to all interfaces, the member
-// advertises its IP when it is a specific one (agents reach that), else
-// gossip.LocalIP.
-func (f *gossipFlags) member(suffix, listen string, kr *gossip.Keyring, seeds []string) (*gossip.Membership, error) {
-	host, _ := os.Hostname()
-	seeds = append(seeds, f.seeds...)
+// member makes the control plane member name. listen is the API server's
+// address: bound to all interfaces, the member advertises its IP when it
+// is a specific one (agents reach that), else gossip.LocalIP. It joins
+// --gossip-seeds and the seeds more returns (nil: none).
+func (f *gossipFlags) member(name, listen string, kr *gossip.Keyring, more func(context.Context) ([]string, error)) (*gossip.Membership, error) {
 	ip := gossip.LocalIP()
 	if h, _, err := net.SplitHostPort(listen); err == nil {
 		if a := net.ParseIP(h); a != nil && !a.IsUnspecified() && !a.IsLoopback() {
@@ -52,9 +55,16 @@ func (f *gossipFlags) member(suffix, listen string, kr *gossip.Keyring, seeds []
 		}
 	}
 	return gossip.New(gossip.Config{
-		Name: gossip.ControlPlanePrefix + host + suffix, Role: gossip.RoleControlPlane,
+		Name: name, Role: gossip.RoleControlPlane,
 		Bind: f.bind, Advertise: f.advertise, AdvertiseIP: ip, Keyring: kr, Timing: gossip.DefaultTiming(),
-		Seeds: func(context.Context) ([]string, error) { return seeds, nil },
+		Seeds: func(ctx context.Context) ([]string, error) {
+			seeds := slices.Clone(f.seeds)
+			if more == nil {
+				return seeds, nil
+			}
+			found, err := more(ctx)
+			return append(seeds, found...), err
+		},
 	})
 }
 
@@ -70,10 +80,26 @@ func serverGossip(srv *apiserver.Server, cfg apiserver.Config, f gossipFlags) (*
 	if err != nil {
 		return nil, err
 	}
-	m, err := f.member("", cfg.Listen, kr, nil)
+	// The other servers of a cluster are found from their Leases (the
+	// list of servers), which carry their gossip addresses.
+	rc, err := srv.AdminConfig()
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.New(rc, client.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("gossip: %w", err)
+	}
+	var self atomic.Value
+	self.Store("")
+	others := func(ctx context.Context) ([]string, error) {
+		return serverlist.GossipSeeds(ctx, c, self.Load().(string), time.Now())
+	}
+	m, err := f.member(gossip.ControlPlanePrefix+cfg.Name, cfg.Listen, kr, others)
 	if err != nil {
 		return nil, fmt.Errorf("--gossip-bind: %w", err)
 	}
+	self.Store(m.Addr())
 	srv.AddHandler(gossip.APIPath, gossip.Handler(gossip.APIPath, m))
 	addGossipObservability(srv, m)
 	return m, nil
@@ -115,7 +141,10 @@ func controllersGossip(ctx context.Context, rc *rest.Config, f gossipFlags) (*go
 	if err != nil {
 		return nil, err
 	}
-	return f.member("/controllers-"+strconv.Itoa(os.Getpid()), "", kr, info.Seeds)
+	host, _ := os.Hostname()
+	seeds := info.Seeds
+	return f.member(gossip.ControlPlanePrefix+host+"/controllers-"+strconv.Itoa(os.Getpid()), "", kr,
+		func(context.Context) ([]string, error) { return seeds, nil })
 }
 
 // newGossipCommand is `skiff gossip`: the cluster's gossip key.

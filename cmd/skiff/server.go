@@ -89,7 +89,7 @@ func newServerCommand() *cobra.Command {
 			if members != nil {
 				parts = append(parts, part{"gossip", members.Run})
 			}
-			lease, err := serverListParts(srv, cfg.Name)
+			lease, err := serverListParts(srv, cfg.Name, members)
 			if err != nil {
 				return err
 			}

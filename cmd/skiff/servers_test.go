@@ -25,7 +25,7 @@ func TestServerListParts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lease, err := serverListParts(srv, "server-1")
+	lease, err := serverListParts(srv, "server-1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

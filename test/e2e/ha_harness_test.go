@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -252,3 +253,31 @@ func removeDir(t *testing.T, dir string) {
 
 // etcdDir is h's embedded etcd.
 func (h *haHost) etcdDir() string { return filepath.Join(h.dataDir, "etcd") }
+
+// waitGossip waits until every host's server sees the others alive in
+// its gossip (/health's cluster component): the servers make one gossip
+// cluster, so an agent joined to any of them is heard by all.
+func (c *haCluster) waitGossip() {
+	c.t.Helper()
+	for _, h := range c.hosts {
+		hc := h.s.anonymousClient(c.t)
+		waitFor(c.t, 60*time.Second, func() (bool, error) {
+			resp, err := hc.Get(h.url() + "/health")
+			if err != nil {
+				return false, nil
+			}
+			defer resp.Body.Close()
+			var health struct {
+				Components map[string]struct {
+					Detail struct {
+						Members map[string]int `json:"members"`
+					} `json:"detail"`
+				} `json:"components"`
+			}
+			if err := json.NewDecoder(resp.Body).Decode(&health); err != nil {
+				return false, nil
+			}
+			return health.Components["cluster"].Detail.Members["alive"] == len(c.hosts)-1, nil
+		})
+	}
+}

@@ -3,8 +3,13 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -12,6 +17,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"skiff.dev/skiff/nodeagent/image/imagebuild"
+	"skiff.dev/skiff/nodeagent/network/nettest"
 )
 
 // TestHighAvailability runs three servers (hosts are network namespaces,
@@ -28,12 +36,14 @@ func TestHighAvailability(t *testing.T) {
 	c.join(s2, s1)
 	c.join(s3, s2) // through any server of the cluster
 	c.waitVoters(s1, "s1", "s2", "s3")
+	c.waitGossip()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	s3.s.mustKubectl(t, "create", "namespace", "ha")
 
 	t.Run("leader killed under 1000 creates", func(t *testing.T) { leaderKilled(ctx, t, c) })
 	t.Run("partitioned minority", func(t *testing.T) { partitionedMinority(ctx, t, c) })
+	t.Run("agent fails over", func(t *testing.T) { agentFailsOver(ctx, t, c) })
 	t.Run("learner joins under load", func(t *testing.T) { learnerJoinsUnderLoad(ctx, t, c) })
 	t.Run("snapshot wipe restore", func(t *testing.T) { snapshotWipeRestore(ctx, t, c) })
 }
@@ -255,4 +265,117 @@ func runWithTimeout(cmd *exec.Cmd, d time.Duration) (string, error) {
 		<-done
 		return out.String(), fmt.Errorf("still running after %v", d)
 	}
+}
+
+// agentFailsOver: an agent that knows one server (it learns the others
+// from the API) keeps its Instances running when that server is killed,
+// and goes on through another: it stops an Instance deleted meanwhile and
+// starts its replacement.
+func agentFailsOver(ctx context.Context, t *testing.T, c *haCluster) {
+	requireContainers(t)
+	img, err := imagebuild.Busybox()
+	if err != nil {
+		t.Skip(err)
+	}
+	s1, s2 := c.hosts["s1"], c.hosts["s2"]
+	n := &haHost{name: "n1", ns: nettest.Host(t, "n1"), ip: c.net + ".21", dataDir: t.TempDir()}
+	n.link = nettest.Attach(t, c.lan, n.ns, n.ip+"/24")
+	if err := imagebuild.WriteTarball(filepath.Join(n.dataDir, "images", "busybox.tar"), "skiff.local/busybox:latest", img); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { removeLeftovers(n.dataDir) })
+	agent := exec.Command("nsenter", "--net="+n.ns, skiffBin, "agent", "--server", s2.url(),
+		"--join-token", filepath.Join(s1.dataDir, "join-token"), "--data-dir", n.dataDir, "--node-name", n.name,
+		"--runtime", "runc", "--listen", ":10250")
+	out := &lockedBuffer{}
+	agent.Stdout, agent.Stderr = out, out
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = agent.Process.Signal(syscall.SIGTERM)
+		_ = agent.Wait()
+		if t.Failed() {
+			t.Logf("agent n1:\n%s", lastLines(out.String(), 60))
+		}
+	})
+	kubectl := func(args ...string) string { return s1.s.mustKubectl(t, args...) }
+	waitFor(t, 90*time.Second, func() (bool, error) {
+		phase, err := s1.s.kubectl("get", "node", "n1", "-o", "jsonpath={.status.phase}")
+		return err == nil && phase == "Ready", nil
+	})
+	// The agent learned every server from the one it was given.
+	waitFor(t, 60*time.Second, func() (bool, error) {
+		data, err := os.ReadFile(filepath.Join(n.dataDir, "servers"))
+		return err == nil && strings.Contains(string(data), s1.url()) && strings.Contains(string(data), c.hosts["s3"].url()), nil
+	})
+	kubectl("apply", "-f", writeFile(t, "keep.yaml", `apiVersion: skiff.dev/v1alpha1
+kind: Workload
+metadata:
+  name: keep
+  namespace: default
+spec:
+  replicas: 2
+  template:
+    metadata:
+      labels:
+        app: keep
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: c
+        image: skiff.local/busybox:latest
+        command: ["sh", "-c", "exec sleep 100000"]
+`))
+	// Running Instances of keep: name -> "uid restarts".
+	running := func() map[string]string {
+		rows := map[string]string{}
+		out, err := s1.s.kubectl("get", "instances", "-l", "app=keep", "-o",
+			`jsonpath={range .items[*]}{.metadata.name}{"|"}{.status.phase}{"|"}{.metadata.deletionTimestamp}{"|"}{.metadata.uid}{" "}{.status.containerStatuses[0].restartCount}{"\n"}{end}`)
+		if err != nil {
+			return nil
+		}
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			if f := strings.Split(line, "|"); len(f) == 4 && f[1] == "Running" && f[2] == "" {
+				rows[f[0]] = f[3]
+			}
+		}
+		return rows
+	}
+	var before map[string]string
+	waitFor(t, 120*time.Second, func() (bool, error) {
+		before = running()
+		return len(before) == 2, nil
+	})
+	names := slices.Sorted(maps.Keys(before))
+	victim, kept := names[0], names[1]
+	keptUID := strings.Fields(before[kept])[0]
+	keptContainers := slices.DeleteFunc(runcContainers(n.dataDir), func(id string) bool { return !strings.HasPrefix(id, keptUID) })
+	if len(keptContainers) == 0 {
+		t.Fatalf("runc runs no container of %s on n1: %v", kept, runcContainers(n.dataDir))
+	}
+
+	s2.s.kill9()
+	kubectl("delete", "instance", victim, "--wait=false")
+	waitFor(t, 120*time.Second, func() (bool, error) {
+		now := running()
+		_, stillThere := now[victim]
+		return len(now) == 2 && !stillThere, nil
+	})
+	if after := running(); after[kept] != before[kept] {
+		t.Errorf("instance %s: %q -> %q (uid restarts): it restarted while its agent's server was down", kept, before[kept], after[kept])
+	}
+	for _, id := range keptContainers {
+		if !slices.Contains(runcContainers(n.dataDir), id) {
+			t.Errorf("container %s of the kept Instance is gone", id)
+		}
+	}
+	c.start(s2)
+	c.waitVoters(s1, "s1", "s2", "s3")
+}
+
+// runcContainers lists the containers of the agent whose data directory is dataDir.
+func runcContainers(dataDir string) []string {
+	out, _ := exec.Command("runc", "--root", filepath.Join(dataDir, "runtime", "state"), "list", "-q").Output()
+	return strings.Fields(string(out))
 }

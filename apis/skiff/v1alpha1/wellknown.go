@@ -33,6 +33,9 @@ const (
 	ServerLeaseLabel = "skiff.dev/apiserver"
 	// ServerURLAnnotation is an API server Lease's HTTPS URL.
 	ServerURLAnnotation = "skiff.dev/url"
+	// ServerGossipAnnotation is an API server Lease's gossip address
+	// (ip:port): the servers of a cluster join each other's gossip there.
+	ServerGossipAnnotation = "skiff.dev/gossip"
 	// RevisionLabel carries the template revision an Instance was made from.
 	RevisionLabel = "skiff.dev/revision"
 	// TaintUnreachable is put on a Node, with effect NoExecute, while its
