@@ -99,5 +99,5 @@ test-unit: ## Run the fast unit tests only.
 	$(GO) test -short ./apis/... ./identity/...
 
 .PHONY: bench
-bench: build ## Print the performance table (apiserver, agent, network, fleet, controllers, placement, MCP bridge, gossip and node death).
+bench: build ## Print the performance table (apiserver, three servers, agent, network, fleet, controllers, placement, MCP bridge, gossip and node death).
 	SKIFF_BIN=$(BIN)/skiff $(GO) run ./test/bench

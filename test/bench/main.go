@@ -36,7 +36,8 @@ func main() {
 	clients := flag.Int("clients", 8, "concurrent create clients")
 	profile := flag.String("cpuprofile", "", "write the server's CPU profile of the create phase to this file")
 	containers := flag.Int("containers", 50, "containers the agent benchmark runs")
-	only := flag.String("only", "", "run one part: apiserver, agent, probes, network, fleet, controllers, placement, mcp or gossip")
+	only := flag.String("only", "", "run one part: apiserver, ha, agent, probes, network, fleet, controllers, placement, mcp or gossip")
+	haKills := flag.Int("ha-kills", 10, "etcd leader kills the ha benchmark times failover over")
 	probeInstances := flag.Int("probe-instances", 100, "Instances serving HTTP the probes benchmark runs")
 	probeWindow := flag.Duration("probe-window", 30*time.Second, "how long the probes benchmark samples the agent's CPU, without and with probes")
 	execs := flag.Int("execs", 50, "execs of each kind the probes benchmark times")
@@ -62,6 +63,14 @@ func main() {
 		res, err := run(bin, *objects, *clients, *profile)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		all = append(all, res...)
+	}
+	if *only == "" || *only == "ha" {
+		res, err := haBench(bin, *objects, *clients, *haKills)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: ha:", err)
 			os.Exit(1)
 		}
 		all = append(all, res...)
