@@ -212,7 +212,8 @@ type authzDeps struct {
 
 // authorize is skiff's authorization: admins (system:masters) may do
 // anything; nodes what the node authorizer allows; the MCP bridge may
-// impersonate key users and nobody else; the join token registers nodes;
+// impersonate key users and nobody else; a server token joins a server
+// (ClusterJoinPath) and does nothing else; the join token registers nodes;
 // then RBAC (roles, when set); any authenticated user may read discovery,
 // OpenAPI, the version and the list of API servers; anonymous users reach
 // only the public probe paths.

@@ -96,7 +96,15 @@ func (s *Server) build(endpoints []string) (*genericapiserver.GenericAPIServer, 
 	if err := s.connectAccess(acc, generic, stores); err != nil {
 		return nil, nil, err
 	}
-	generic.Handler.NonGoRestfulMux.Handle(RotateKeyPath, atRest.rotateKeyHandler(stores.store(secretsResource), etcdClient, s.cfg.EtcdPrefix+"/secrets/"))
+	rotateKey := atRest.rotateKeyHandler(stores.store(secretsResource), etcdClient, s.cfg.EtcdPrefix+"/secrets/")
+	if s.member != nil {
+		rotateKey = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "skiff secrets rotate-key: this server is one of a cluster of servers, each holding the encryption keys "+
+				"it was given when it joined; a new key made here would be missing on the others, which could then read no Secret "+
+				"written with it. Rotating the key of a cluster of servers is not supported yet.", http.StatusConflict)
+		})
+	}
+	generic.Handler.NonGoRestfulMux.Handle(RotateKeyPath, rotateKey)
 	return generic, func() { etcdClient.Close() }, nil
 }
 

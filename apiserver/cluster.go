@@ -23,9 +23,9 @@ import (
 	"k8s.io/klog/v2"
 )
 
-// The cluster of servers' endpoints. ClusterPath's members are the
-// admin's (GET lists them, DELETE ClusterPath/members/NAME removes one);
-// ClusterJoinPath is a server token's, and nothing else is.
+// The cluster of servers' endpoints, an admin's (GET ClusterMembersPath
+// lists the members, DELETE ClusterMembersPath/NAME removes one); a
+// server token reaches ClusterJoinPath and nothing else.
 const (
 	ClusterPath        = "/skiff/cluster"
 	ClusterMembersPath = ClusterPath + "/members"
@@ -197,6 +197,10 @@ func addLearner(ctx context.Context, cli *clientv3.Client, req JoinRequest) (str
 			return "", http.StatusConflict, fmt.Errorf("server %q is already a voting member: a server joins once; one that lost its data is removed (skiff server remove %s) and joins again", req.Name, req.Name)
 		case samePeer:
 			added = true // a retried join: the learner is there
+		case m.IsLearner && m.Name == "":
+			// etcd takes one learner at a time; this one never started.
+			return "", http.StatusConflict, fmt.Errorf("server joining at %s was added and has not started yet: servers join one at a time; "+
+				"if it never will, remove it first (skiff server remove %x)", strings.Join(m.PeerURLs, ","), m.ID)
 		}
 	}
 	if !added {
@@ -260,7 +264,9 @@ func (c *cluster) remove(w http.ResponseWriter, r *http.Request, name string) {
 		return
 	}
 	for _, m := range list.Members {
-		if m.Name != name {
+		// By name, or for a member added that never started (it has no
+		// name yet) by its id.
+		if m.Name != name && strconv.FormatUint(m.ID, 16) != name {
 			continue
 		}
 		if len(list.Members) == 1 {

@@ -10,9 +10,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,24 +41,15 @@ func prepareMembership(ctx context.Context, cfg Config, dir dataDir) (*etcdMembe
 	if m == nil && !cfg.ClusterInit && cfg.Join == "" {
 		return nil, nil
 	}
+	if m != nil {
+		return keepMembership(cfg, etcdDir, m)
+	}
 	advertise, err := cfg.advertiseIP()
 	if err != nil {
 		return nil, err
 	}
 	peer := peerURL(advertise, cfg.EtcdPeerPort)
 	switch {
-	case m != nil:
-		if m.PeerURL != peer || m.Name != cfg.Name {
-			if m.Name != cfg.Name {
-				// etcd knows the member by its first name.
-				return nil, fmt.Errorf("--node-name %q: this server is member %q of its cluster; keep its name", cfg.Name, m.Name)
-			}
-			m.PeerURL = peer
-			if err := m.save(etcdDir); err != nil {
-				return nil, err
-			}
-		}
-		return m, nil
 	case cfg.Join != "":
 		if etcdDataExists(etcdDir) {
 			return nil, fmt.Errorf("--join: %s already holds an etcd of its own: a server joins with a data directory without one (move %s aside)", etcdDir, etcdDir)
@@ -78,9 +71,41 @@ func prepareMembership(ctx context.Context, cfg Config, dir dataDir) (*etcdMembe
 		if err := ensurePeerCA(etcdDir); err != nil {
 			return nil, err
 		}
-		m = &etcdMember{Name: cfg.Name, PeerURL: peer, InitialCluster: cfg.Name + "=" + peer}
+		token, err := newClusterToken()
+		if err != nil {
+			return nil, err
+		}
+		m = &etcdMember{Name: cfg.Name, PeerURL: peer, InitialCluster: cfg.Name + "=" + peer, ClusterToken: token}
 	}
 	return m, m.save(etcdDir)
+}
+
+// keepMembership is a member's restart: it keeps its name and its peer
+// URL, but for the parts --advertise-address and --etcd-peer-port (when
+// not the default) say anew.
+func keepMembership(cfg Config, etcdDir string, m *etcdMember) (*etcdMember, error) {
+	if m.Name != cfg.Name {
+		// etcd knows the member by its first name.
+		return nil, fmt.Errorf("--node-name %q: this server is member %q of its cluster; start it with --node-name %s", cfg.Name, m.Name, m.Name)
+	}
+	u, err := url.Parse(m.PeerURL)
+	if err != nil {
+		return nil, fmt.Errorf("etcd member file: peer URL %q: %w", m.PeerURL, err)
+	}
+	host, port := u.Hostname(), u.Port()
+	if cfg.AdvertiseAddress != "" {
+		host = cfg.AdvertiseAddress
+	}
+	if cfg.EtcdPeerPort != DefaultEtcdPeerPort {
+		port = strconv.Itoa(cfg.EtcdPeerPort)
+	}
+	if peer := "https://" + net.JoinHostPort(host, port); peer != m.PeerURL {
+		m.PeerURL = peer
+		if err := m.save(etcdDir); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
 }
 
 // requestJoin POSTs the join to cfg.Join, trusting only the certificate

@@ -139,6 +139,9 @@ func clusterPeers(cfg *embed.Config, dir string, m *etcdMember) error {
 	cfg.ListenPeerUrls = []url.URL{*u}
 	cfg.AdvertisePeerUrls = []url.URL{*u}
 	cfg.InitialCluster = m.InitialCluster
+	if m.ClusterToken != "" {
+		cfg.InitialClusterToken = m.ClusterToken
+	}
 	cfg.ClusterState = embed.ClusterStateFlagNew
 	if m.Existing {
 		cfg.ClusterState = embed.ClusterStateFlagExisting

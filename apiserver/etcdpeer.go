@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -53,6 +54,20 @@ type etcdMember struct {
 	// them only while its data directory is empty.
 	InitialCluster string `json:"initialCluster"`
 	Existing       bool   `json:"existing,omitempty"`
+	// ClusterToken is the cluster's initial token (etcd derives the
+	// member and cluster ids from it): random for each new cluster, so
+	// that members of another, or of this one before a restore, are not
+	// taken for its own.
+	ClusterToken string `json:"clusterToken,omitempty"`
+}
+
+// newClusterToken is a random initial cluster token.
+func newClusterToken() (string, error) {
+	b := make([]byte, 12)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return "skiff-" + hex.EncodeToString(b), nil
 }
 
 // loadEtcdMember reads dir's member file; nil without one.

@@ -588,6 +588,36 @@ func TestJoinTokenRecordsNeedNodeCreate(t *testing.T) {
 	if err := boss.c.Create(ctx, record("adm000")); err != nil {
 		t.Fatalf("skiff:admin (by binding) writes a join token record: %v", err)
 	}
+
+	// A server token hands out the cluster's keys: creating nodes is not
+	// enough to mint one, nor to make a node token one.
+	nodeMaker := newPersonalKey(t, ts)
+	if err := admin.Create(ctx, &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: "node-maker"},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{skiffv1alpha1.GroupName}, Resources: []string{"nodes"}, Verbs: []string{"create"}},
+			{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"create", "update", "get"}},
+		},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	bindClusterRole(t, admin, nodeMaker, "node-maker")
+	node := record("nod000")
+	if err := nodeMaker.c.Create(ctx, node); err != nil {
+		t.Fatalf("a user who may create nodes writes a node token record: %v", err)
+	}
+	server := record("srv000")
+	server.Data[JoinTokenRoleKey] = []byte(TokenRoleServer)
+	if err := nodeMaker.c.Create(ctx, server); !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "server tokens") {
+		t.Fatalf("a user who may create nodes writes a server token record: %v, want Forbidden naming server tokens", err)
+	}
+	node.Data[JoinTokenRoleKey] = []byte(TokenRoleServer)
+	if err := nodeMaker.c.Update(ctx, node); !apierrors.IsForbidden(err) {
+		t.Fatalf("a user who may create nodes makes a node token a server token: %v, want Forbidden", err)
+	}
+	if err := boss.c.Create(ctx, server); err != nil {
+		t.Fatalf("skiff:admin writes a server token record: %v", err)
+	}
 }
 
 // TestAccessReviewsAgree: the admin's SubjectAccessReview for a key user

@@ -53,7 +53,11 @@ func (n noEscalation) Validate(ctx context.Context, a admission.Attributes, _ ad
 	case *rbacv1.ClusterRoleBinding:
 		err = n.confirmBinding(ctx, u, "", obj.RoleRef)
 	case *corev1.Secret:
-		if obj.Type == JoinTokenSecretType && !n.allowed(ctx, u, "create", skiffv1alpha1.GroupName, "nodes") {
+		old, _ := a.GetOldObject().(*corev1.Secret)
+		switch {
+		case obj.Type == JoinTokenSecretType && (isServerToken(obj) || isServerToken(old)) && !n.allowedPath(ctx, u, "post", ClusterJoinPath):
+			err = fmt.Errorf("user %q may not write server tokens: a server token hands its holder the cluster's keys, and the user may not join servers (post %s)", u.GetName(), ClusterJoinPath)
+		case obj.Type == JoinTokenSecretType && !n.allowed(ctx, u, "create", skiffv1alpha1.GroupName, "nodes"):
 			err = fmt.Errorf("user %q may not write join tokens: a join token registers nodes, and the user may not create nodes", u.GetName())
 		}
 	}
@@ -79,4 +83,15 @@ func (n noEscalation) allowed(ctx context.Context, u user.Info, verb, group, res
 		User: u, Verb: verb, APIGroup: group, Resource: resource, ResourceRequest: true,
 	})
 	return d == authorizer.DecisionAllow
+}
+
+// allowedPath says whether u may verb the non-resource path.
+func (n noEscalation) allowedPath(ctx context.Context, u user.Info, verb, path string) bool {
+	d, _, _ := n.chain.Authorize(ctx, authorizer.AttributesRecord{User: u, Verb: verb, Path: path})
+	return d == authorizer.DecisionAllow
+}
+
+// isServerToken says whether s is the record of a server token.
+func isServerToken(s *corev1.Secret) bool {
+	return s != nil && s.Type == JoinTokenSecretType && string(s.Data[JoinTokenRoleKey]) == TokenRoleServer
 }

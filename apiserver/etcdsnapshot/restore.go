@@ -193,8 +193,10 @@ func bootstrapMember(opts RestoreOptions, db, dataDir, etcdDir string) error {
 		OutputDataDir:  dataDir,
 		PeerURLs:       []string{peer},
 		InitialCluster: name + "=" + peer,
-		// embed's default; the member and cluster ids derive from it.
-		InitialClusterToken: "etcd-cluster",
+		// The member and cluster ids derive from it: a new one for each
+		// restore, so that a member of the cluster before the restore is
+		// refused rather than taken for one of this cluster.
+		InitialClusterToken: "skiff-restore-" + strconv.FormatInt(time.Now().UnixNano(), 36),
 		// extract checked the database against the manifest's SHA-256.
 		SkipHashCheck: true,
 	})

@@ -74,7 +74,9 @@ func (f *clientFlags) config() (*rest.Config, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("kubeconfig: %w", err)
 	}
-	if len(servers) > 1 {
+	if len(servers) > 0 {
+		// Even one: a server other than the kubeconfig's serves the
+		// cluster's certificate, which names another address.
 		fo, err := failover.New(servers)
 		if err != nil {
 			return nil, "", fmt.Errorf("--server: %w", err)

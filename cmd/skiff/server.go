@@ -194,6 +194,10 @@ func runServer(ctx context.Context, srv *apiserver.Server, parts ...part) error 
 	return runParts(ctx, srvDone, stopServer, parts)
 }
 
+// partsStopGrace is how long the parts have to stop before the API server
+// stops under them.
+const partsStopGrace = 15 * time.Second
+
 // runParts runs the parts beside the running API server (srvDone reports
 // its end; stopServer ends it) until ctx ends, a part ends, or the server
 // ends. A part that ends ends them all (nothing restarts it here), and is
@@ -226,6 +230,17 @@ func runParts(ctx context.Context, srvDone <-chan error, stopServer func(), part
 	case err := <-partsDone:
 		stopServer()
 		return errors.Join(err, <-srvDone)
+	case <-ctx.Done():
+		// Stopping: the parts have partsStopGrace to finish their writes
+		// (a server without etcd quorum would keep them waiting).
+		select {
+		case err := <-partsDone:
+			stopServer()
+			return errors.Join(err, <-srvDone)
+		case <-time.After(partsStopGrace):
+			stopServer()
+			return errors.Join(<-srvDone, <-partsDone)
+		}
 	case err := <-srvDone:
 		// The server ended on its own (etcd failed, say): the parts cannot
 		// go on without it.

@@ -62,12 +62,13 @@ func printMembers(out io.Writer, members []apiserver.Member) {
 func newServerRemoveCommand() *cobra.Command {
 	var cf clientFlags
 	cmd := &cobra.Command{
-		Use:   "remove NAME",
+		Use:   "remove NAME|ID",
 		Short: "Remove a server from the cluster's etcd; it cannot come back with its old data",
 		Long: "skiff server remove takes a server out of the cluster's etcd membership: the cluster's\n" +
 			"quorum no longer counts it. Stop the server first. A removed server that starts again\n" +
 			"with its old data stops with an error; it joins again only with an empty etcd\n" +
-			"(move <data-dir>/etcd aside, start it with --join and a server token).",
+			"(move <data-dir>/etcd aside, start it with --join and a server token). A server added\n" +
+			"that never started has no name yet: remove it by its id (skiff server list).",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			rc, err := snapshotClient(&cf)

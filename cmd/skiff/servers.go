@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
@@ -33,6 +35,13 @@ func serverListParts(srv *apiserver.Server, name string, members *gossip.Members
 		return part{}, fmt.Errorf("server list: %w", err)
 	}
 	lease, err := serverlist.NewLease(c, name, srv.AdvertisedURL())
+	if err != nil && !srv.Clustered() {
+		// A server alone (a host name that is no Lease name, say) is
+		// listed by nobody, and needs not be.
+		klog.InfoS("this server is not in the list of servers", "err", err)
+		srv.AddHandler(skiffv1alpha1.ServersPath, serverlist.NewHandler(c))
+		return part{name: "server lease", run: func(ctx context.Context) error { <-ctx.Done(); return nil }}, nil
+	}
 	if err != nil {
 		return part{}, fmt.Errorf("server list: %w", err)
 	}

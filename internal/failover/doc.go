@@ -1,7 +1,8 @@
 // Package failover lets a client of several API servers of one cluster go
 // on when one of them stops: a Servers holds their URLs and the one in
 // use, its Wrap sends each request to that one and moves on when it
-// cannot be reached, and a Refresher keeps the list current from the API
+// cannot be reached (resending the request, which it never reached) or
+// answers 500, 503 or 504 (the next request goes elsewhere), and a Refresher keeps the list current from the API
 // (ServersPath).
 //
 // The servers of a cluster share one serving certificate, which names

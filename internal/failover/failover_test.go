@@ -71,13 +71,15 @@ type server struct {
 	// abort, when set, drops the connection of every request but the
 	// list's once it is read: the request may have been acted on.
 	abort bool
+	// status, when set, answers every request but the list's with it.
+	status int
 }
 
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	s.mu.Lock()
 	s.requests = append(s.requests, strings.TrimSpace(r.Method+" "+r.URL.Path+" "+string(body)))
-	abort := s.abort
+	abort, status := s.abort, s.status
 	s.mu.Unlock()
 	if r.URL.Path == skiffv1alpha1.ServersPath {
 		s.cluster.serveList(w)
@@ -85,6 +87,9 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if abort {
 		panic(http.ErrAbortHandler)
+	}
+	if status != 0 {
+		w.WriteHeader(status)
 	}
 	io.WriteString(w, s.name)
 }
@@ -289,6 +294,27 @@ func TestFailureAfterSendingMovesOnWithoutResending(t *testing.T) {
 	}
 	if got, err := do(t, hc, http.MethodGet, "/x", ""); err != nil || got != "b" {
 		t.Errorf("the next GET: %q, %v; want b", got, err)
+	}
+}
+
+// TestServerErrorMovesOn: a server that answers 503 or 504 (say, its
+// etcd has lost its quorum) answers this request, and the next goes
+// elsewhere.
+func TestServerErrorMovesOn(t *testing.T) {
+	for _, code := range []int{http.StatusInternalServerError, http.StatusServiceUnavailable, http.StatusGatewayTimeout} {
+		c := startCluster(t, "a", "b")
+		c.servers[0].status = code
+		servers := newServers(t, c.urls()...)
+		hc := c.client(t, servers)
+		if got, err := do(t, hc, http.MethodPost, "/things", "payload"); err != nil || got != "a" {
+			t.Fatalf("%d: the POST: %q, %v; want a's answer, not resent", code, got, err)
+		}
+		if got := c.servers[1].got(); len(got) != 0 {
+			t.Fatalf("%d: b got %q: an answered request was resent", code, got)
+		}
+		if got, err := do(t, hc, http.MethodGet, "/x", ""); err != nil || got != "b" {
+			t.Errorf("%d: the next GET: %q, %v; want b", code, got, err)
+		}
 	}
 }
 

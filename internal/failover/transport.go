@@ -74,6 +74,11 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp, err := t.next.RoundTrip(attempt)
 		switch {
 		case err == nil:
+			if serverTrouble(resp.StatusCode) {
+				// Answered, and not resent; but the next request goes to
+				// another server (this one's etcd may have lost its quorum).
+				t.servers.Failed(server)
+			}
 			return resp, nil
 		case req.Context().Err() != nil:
 			return nil, err // the caller gave up: nothing said about the server
@@ -117,4 +122,11 @@ func retarget(req *http.Request, server string, again bool) (*http.Request, erro
 func dialFailed(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// serverTrouble says whether a response's status is the server's own
+// trouble rather than the request's: a server whose etcd lost its quorum
+// answers 500 (etcd timed out), 503 or 504.
+func serverTrouble(code int) bool {
+	return code == http.StatusInternalServerError || code == http.StatusServiceUnavailable || code == http.StatusGatewayTimeout
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -280,4 +281,60 @@ func (c *haCluster) waitGossip() {
 			return health.Components["cluster"].Detail.Members["alive"] == len(c.hosts)-1, nil
 		})
 	}
+}
+
+// readmeHA runs the README's "High availability" lines on hosts s1, s2
+// and s3, the README's 10.0.0.1, 10.0.0.2 and 10.0.0.3: each `skiff
+// server` line starts that host's server with the line's flags (and the
+// test's own: data directory, name, gossip on the host's address), the
+// others run as a user on s1 would (KUBECONFIG its admin's).
+func (c *haCluster) readmeHA() {
+	c.t.Helper()
+	env := []string{"KUBECONFIG=" + c.hosts["s1"].s.kubeconfig, "PATH=" + filepath.Dir(skiffBin) + ":/usr/local/bin:/usr/bin:/bin"}
+	vars := map[string]string{}
+	readmeAddr := regexp.MustCompile(`10\.0\.0\.([1-3])\b`)
+	for _, line := range readmeLines(c.t, "## High availability") {
+		line = readmeAddr.ReplaceAllStringFunc(line, func(a string) string {
+			return fmt.Sprintf("%s.%d", c.net, 10+int(a[len(a)-1]-'0'))
+		})
+		for name, v := range vars {
+			line = strings.ReplaceAll(line, `"$`+name+`"`, v)
+		}
+		if args, ok := strings.CutPrefix(line, "skiff server --"); ok {
+			fields := strings.Fields("--" + args)
+			var h *haHost
+			for i, f := range fields {
+				if f == "--listen" && i+1 < len(fields) {
+					for _, o := range c.hosts {
+						if strings.HasPrefix(fields[i+1], o.ip+":") {
+							h = o
+						}
+					}
+				}
+			}
+			if h == nil {
+				c.t.Fatalf("README line %q: no --listen of a host", line)
+			}
+			c.t.Logf("$ %s   (on %s)", line, h.name)
+			c.start(h, fields...)
+			continue
+		}
+		name, cmdline, isVar := strings.Cut(line, "=$(")
+		if isVar {
+			cmdline = strings.TrimSuffix(cmdline, ")")
+		} else {
+			cmdline = line
+		}
+		cmd := exec.Command("sh", "-ec", cmdline)
+		cmd.Env = env
+		out, err := cmd.Output()
+		c.t.Logf("$ %s\n%s", line, out)
+		if err != nil {
+			c.t.Fatalf("README line %q: %v", line, err)
+		}
+		if isVar {
+			vars[name] = strings.TrimSpace(string(out))
+		}
+	}
+	c.token = vars["TOKEN"]
 }

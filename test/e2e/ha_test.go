@@ -31,12 +31,16 @@ import (
 func TestHighAvailability(t *testing.T) {
 	c := newHACluster(t, "10.252.0")
 	s1, s2, s3 := c.host("s1", 1), c.host("s2", 2), c.host("s3", 3)
-	c.start(s1, "--cluster-init")
-	c.token = c.serverToken(s1)
-	c.join(s2, s1)
-	c.join(s3, s2) // through any server of the cluster
+	// s1 first runs alone, as the README's reader's server has.
+	c.start(s1)
+	s1.s.mustKubectl(t, "create", "configmap", "from-before", "--from-literal=a=b")
+	if err := s1.s.stop(); err != nil {
+		t.Fatal(err)
+	}
+	c.readmeHA()
 	c.waitVoters(s1, "s1", "s2", "s3")
 	c.waitGossip()
+	s2.s.mustKubectl(t, "get", "configmap", "from-before") // kept through --cluster-init, served by a joined server
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	s3.s.mustKubectl(t, "create", "namespace", "ha")

@@ -308,32 +308,7 @@ type readmeTour struct {
 
 func newReadmeTour(t *testing.T, s *server, host, heading string) *readmeTour {
 	t.Helper()
-	readme, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, section, ok := strings.Cut(string(readme), heading)
-	if !ok {
-		t.Fatalf("README.md has no %q", strings.TrimSpace(heading))
-	}
-	section, _, _ = strings.Cut(section, "\n### ")
-	section, _, _ = strings.Cut(section, "\n## ")
-	tr := &readmeTour{t: t, vars: map[string]string{}}
-	inBlock := false
-	for _, line := range strings.Split(section, "\n") {
-		switch {
-		case strings.HasPrefix(line, "```"):
-			inBlock = !inBlock && line == "```sh"
-		case inBlock && strings.TrimSpace(line) != "" && !strings.HasPrefix(strings.TrimSpace(line), "#"):
-			if strings.HasSuffix(line, "\\") {
-				t.Fatalf("README.md: a continued line is not supported here: %q", line)
-			}
-			tr.lines = append(tr.lines, line)
-		}
-	}
-	if len(tr.lines) == 0 {
-		t.Fatalf("README.md %q has no sh lines", strings.TrimSpace(heading))
-	}
+	tr := &readmeTour{t: t, vars: map[string]string{}, lines: readmeLines(t, heading)}
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Skip("the README's lines use curl, which is not installed")
 	}
@@ -352,6 +327,39 @@ func newReadmeTour(t *testing.T, s *server, host, heading string) *readmeTour {
 	}
 	tr.env = append(s.kubectlEnv(s.kubeconfig), "PATH="+bin+":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
 	return tr
+}
+
+// readmeLines are the shell lines of a README section (its ```sh
+// blocks, without comments and blank lines).
+func readmeLines(t *testing.T, heading string) []string {
+	t.Helper()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), heading)
+	if !ok {
+		t.Fatalf("README.md has no %q", strings.TrimSpace(heading))
+	}
+	section, _, _ = strings.Cut(section, "\n### ")
+	section, _, _ = strings.Cut(section, "\n## ")
+	var lines []string
+	inBlock := false
+	for _, line := range strings.Split(section, "\n") {
+		switch {
+		case strings.HasPrefix(line, "```"):
+			inBlock = !inBlock && line == "```sh"
+		case inBlock && strings.TrimSpace(line) != "" && !strings.HasPrefix(strings.TrimSpace(line), "#"):
+			if strings.HasSuffix(line, "\\") {
+				t.Fatalf("README.md: a continued line is not supported here: %q", line)
+			}
+			lines = append(lines, line)
+		}
+	}
+	if len(lines) == 0 {
+		t.Fatalf("README.md %q has no sh lines", strings.TrimSpace(heading))
+	}
+	return lines
 }
 
 var assignment = regexp.MustCompile(`^([A-Z_][A-Z0-9_]*)=`)
