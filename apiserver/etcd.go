@@ -111,7 +111,7 @@ func startEmbeddedEtcd(ctx context.Context, dir string, opts etcdOptions) (*embe
 	case <-e.Server.StopNotify():
 		e.Close()
 		return nil, stoppedOnItsOwn(dir)
-	case <-time.After(60 * time.Second):
+	case <-readyTimeout(opts):
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd in %q: not ready after 60s", dir)
 	case <-ctx.Done():
@@ -123,6 +123,16 @@ func startEmbeddedEtcd(ctx context.Context, dir string, opts etcdOptions) (*embe
 		return nil, fmt.Errorf("etcd socket: %w", err)
 	}
 	return &embeddedEtcd{etcd: e, member: opts.member, Endpoint: client.String(), closing: closing}, nil
+}
+
+// readyTimeout bounds the wait for a server's own etcd to serve. A member
+// of a cluster of servers waits as long as it takes: after a whole
+// cluster stopped, it serves only once enough others are back.
+func readyTimeout(opts etcdOptions) <-chan time.Time {
+	if opts.member != nil {
+		return nil
+	}
+	return time.After(60 * time.Second)
 }
 
 // clusterPeers makes cfg a member of a cluster of servers: peers on TCP

@@ -72,46 +72,8 @@ func newServerCommand() *cobra.Command {
 			} else if sf.clusterReset {
 				return clusterReset(cmd.OutOrStdout(), cfg, sf)
 			}
-			cfg.Name = agentCfg.NodeName
-			srv, err := newAPIServer(cmd.OutOrStdout(), "server", cfg)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "export KUBECONFIG=%s\n", srv.KubeconfigPath())
-			members, err := serverGossip(srv, cfg, gf)
-			if err != nil {
-				return err
-			}
-			parts, err := serverControllers(srv, ctrlCfg, disableControllers, members)
-			if err != nil {
-				return err
-			}
-			if members != nil {
-				parts = append(parts, part{"gossip", members.Run})
-			}
-			lease, err := serverListParts(srv, cfg.Name, members)
-			if err != nil {
-				return err
-			}
-			parts = append(parts, lease)
-			if snapshots, err := serverSnapshots(srv, cfg, sf, agentCfg.NodeName); err != nil {
-				return err
-			} else if snapshots != nil {
-				parts = append(parts, *snapshots)
-			}
-			if disableAgent {
-				return runServer(cmd.Context(), srv, parts...)
-			}
-			agentCfg.Server = srv.URL()
-			agentCfg.JoinToken = filepath.Join(cfg.DataDir, apiserver.JoinTokenFile)
-			agentCfg.DataDir = filepath.Join(cfg.DataDir, "agent")
-			agentCfg.Runtime = localRuntime(cmd.ErrOrStderr(), agentCfg.Runtime)
-			agentCfg.ClusterCIDR = ctrlCfg.ClusterCIDR
-			agent, err := nodeagent.New(agentCfg)
-			if err != nil {
-				return err
-			}
-			return runServer(cmd.Context(), srv, append(parts, part{"local agent", agent.Run})...)
+			return serve(cmd, serverSetup{cfg: cfg, agent: agentCfg, ctrl: ctrlCfg, gossip: gf, snapshots: sf,
+				disableAgent: disableAgent, disableControllers: disableControllers})
 		},
 	}
 	fs := cmd.Flags()
@@ -133,6 +95,63 @@ func newServerCommand() *cobra.Command {
 	addNetworkFlags(fs, &agentCfg, "agent-")
 	cmd.AddCommand(newServerListCommand(), newServerRemoveCommand())
 	return cmd
+}
+
+// serverSetup is `skiff server`'s configuration, flags parsed.
+type serverSetup struct {
+	cfg                              apiserver.Config
+	agent                            nodeagent.Config
+	ctrl                             controllers.Config
+	gossip                           gossipFlags
+	snapshots                        snapshotFlags
+	disableAgent, disableControllers bool
+}
+
+// serve builds the server's parts (the API server, gossip, the
+// controllers, the server's Lease, snapshots, the local agent) and runs
+// them until cmd's context ends.
+func serve(cmd *cobra.Command, o serverSetup) error {
+	cfg, agentCfg := o.cfg, o.agent
+	cfg.Name = agentCfg.NodeName
+	srv, err := newAPIServer(cmd.OutOrStdout(), "server", cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "export KUBECONFIG=%s\n", srv.KubeconfigPath())
+	members, err := serverGossip(srv, cfg, o.gossip)
+	if err != nil {
+		return err
+	}
+	parts, err := serverControllers(srv, o.ctrl, o.disableControllers, members)
+	if err != nil {
+		return err
+	}
+	if members != nil {
+		parts = append(parts, part{"gossip", members.Run})
+	}
+	lease, err := serverListParts(srv, cfg.Name, members)
+	if err != nil {
+		return err
+	}
+	parts = append(parts, lease)
+	if snapshots, err := serverSnapshots(srv, cfg, o.snapshots, agentCfg.NodeName); err != nil {
+		return err
+	} else if snapshots != nil {
+		parts = append(parts, *snapshots)
+	}
+	if o.disableAgent {
+		return runServer(cmd.Context(), srv, parts...)
+	}
+	agentCfg.Server = srv.URL()
+	agentCfg.JoinToken = filepath.Join(cfg.DataDir, apiserver.JoinTokenFile)
+	agentCfg.DataDir = filepath.Join(cfg.DataDir, "agent")
+	agentCfg.Runtime = localRuntime(cmd.ErrOrStderr(), agentCfg.Runtime)
+	agentCfg.ClusterCIDR = o.ctrl.ClusterCIDR
+	agent, err := nodeagent.New(agentCfg)
+	if err != nil {
+		return err
+	}
+	return runServer(cmd.Context(), srv, append(parts, part{"local agent", agent.Run})...)
 }
 
 // localRuntime resolves "auto": the first OCI runtime on $PATH when root,
