@@ -179,20 +179,9 @@ func postJoin(ctx context.Context, client *http.Client, url, token string, body 
 	}
 }
 
-// readServerToken accepts the token itself or a file holding it.
+// readServerToken accepts the token itself or the path of a file holding it.
 func readServerToken(s string) (identity.JoinToken, error) {
-	if tok, err := identity.ParseJoinToken(s); err == nil {
-		return tok, nil
-	}
-	data, err := os.ReadFile(s)
-	if err != nil {
-		return identity.JoinToken{}, fmt.Errorf("--token: neither a token nor a readable file: %w", err)
-	}
-	tok, err := identity.ParseJoinToken(string(data))
-	if err != nil {
-		return identity.JoinToken{}, fmt.Errorf("--token %s: %w", s, err)
-	}
-	return tok, nil
+	return identity.ReadJoinToken("--token", s)
 }
 
 // writeJoinFiles writes the cluster's shared files into dir: only those

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 )
 
@@ -89,6 +90,23 @@ func (t JoinToken) String() string {
 		secret = t.ID + "." + secret
 	}
 	return joinTokenPrefix + ":" + hex.EncodeToString(t.CAHash) + ":" + secret
+}
+
+// ReadJoinToken accepts the token itself or the path of a file holding
+// it; flag names where it came from in the errors (e.g. "--join-token").
+func ReadJoinToken(flag, s string) (JoinToken, error) {
+	if tok, err := ParseJoinToken(s); err == nil {
+		return tok, nil
+	}
+	data, err := os.ReadFile(s)
+	if err != nil {
+		return JoinToken{}, fmt.Errorf("%s: neither a token nor a readable file: %w", flag, err)
+	}
+	tok, err := ParseJoinToken(string(data))
+	if err != nil {
+		return JoinToken{}, fmt.Errorf("%s %s: %w", flag, s, err)
+	}
+	return tok, nil
 }
 
 // ErrMalformedJoinToken is returned for text that is not a join token.

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -38,18 +37,7 @@ const (
 
 // readJoinToken accepts the token itself or the path of a file holding it.
 func readJoinToken(s string) (identity.JoinToken, error) {
-	if tok, err := identity.ParseJoinToken(s); err == nil {
-		return tok, nil
-	}
-	data, err := os.ReadFile(s)
-	if err != nil {
-		return identity.JoinToken{}, fmt.Errorf("--join-token: neither a token nor a readable file: %w", err)
-	}
-	tok, err := identity.ParseJoinToken(string(data))
-	if err != nil {
-		return identity.JoinToken{}, fmt.Errorf("--join-token %s: %w", s, err)
-	}
-	return tok, nil
+	return identity.ReadJoinToken("--join-token", s)
 }
 
 // firstServerCertificate fetches the API server's certificate from the

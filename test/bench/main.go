@@ -380,7 +380,17 @@ func (c *client) create(name string) error {
 
 // post creates one object at url.
 func (c *client) post(url, name string, body []byte) error {
-	resp, err := c.hc.Post(url, "application/json", bytes.NewReader(body))
+	return c.postContext(context.Background(), url, name, body)
+}
+
+// postContext is post, given up when ctx ends.
+func (c *client) postContext(ctx context.Context, url, name string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.hc.Do(req)
 	if err != nil {
 		return err
 	}
