@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
@@ -116,7 +117,12 @@ func (c *cluster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == ClusterMembersPath && r.Method == http.MethodGet:
 		c.list(w, r)
 	case strings.HasPrefix(r.URL.Path, ClusterMembersPath+"/") && r.Method == http.MethodDelete:
-		c.remove(w, r, strings.TrimPrefix(r.URL.Path, ClusterMembersPath+"/"))
+		name := strings.TrimPrefix(r.URL.Path, ClusterMembersPath+"/")
+		if name == "" {
+			clusterError(w, "DELETE "+ClusterMembersPath+"/NAME: which server?", http.StatusBadRequest)
+			return
+		}
+		c.remove(w, r, name)
 	default:
 		clusterError(w, "not found: the cluster endpoints are POST "+ClusterJoinPath+", GET "+ClusterMembersPath+
 			" and DELETE "+ClusterMembersPath+"/NAME", http.StatusNotFound)
@@ -170,11 +176,28 @@ func validateJoinRequest(req JoinRequest) error {
 	if errs := validation.IsDNS1123Subdomain(req.Name); len(errs) > 0 {
 		return fmt.Errorf("name %q: %s", req.Name, strings.Join(errs, "; "))
 	}
+	bad := fmt.Errorf("peerURL %q: want https://IP:PORT, a unicast address and a port 1-65535", req.PeerURL)
 	u, err := url.Parse(req.PeerURL)
-	if err != nil || u.Scheme != "https" || net.ParseIP(u.Hostname()) == nil || u.Port() == "" || u.Path != "" {
-		return fmt.Errorf("peerURL %q: want https://IP:PORT", req.PeerURL)
+	if err != nil || u.Scheme != "https" || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return bad
+	}
+	ip := net.ParseIP(u.Hostname())
+	port, err := strconv.Atoi(u.Port())
+	if ip == nil || ip.IsUnspecified() || ip.IsMulticast() || err != nil || port < 1 || port > 65535 {
+		return bad
 	}
 	return nil
+}
+
+// voters counts the voting members.
+func voters(members []*etcdserverpb.Member) int {
+	n := 0
+	for _, m := range members {
+		if !m.IsLearner {
+			n++
+		}
+	}
+	return n
 }
 
 // addLearner adds req's server as a learner, unless it was added already
@@ -269,8 +292,8 @@ func (c *cluster) remove(w http.ResponseWriter, r *http.Request, name string) {
 		if m.Name != name && strconv.FormatUint(m.ID, 16) != name {
 			continue
 		}
-		if len(list.Members) == 1 {
-			clusterError(w, fmt.Sprintf("server %q is the cluster's only member", name), http.StatusConflict)
+		if !m.IsLearner && voters(list.Members) == 1 {
+			clusterError(w, fmt.Sprintf("server %q is the cluster's only member that votes", name), http.StatusConflict)
 			return
 		}
 		if err := removeMember(r.Context(), cli, m.ID); err != nil {

@@ -363,4 +363,5 @@ func TestClusterOfTwo(t *testing.T) {
 		t.Fatalf("members after the removal: %+v, want s1 alone, leading", members)
 	}
 	wantStatus(t, serveCluster(t, c, http.MethodDelete, ClusterMembersPath+"/s1", nil), http.StatusConflict, metav1.StatusReasonConflict, "only member")
+	wantStatus(t, serveCluster(t, c, http.MethodDelete, ClusterMembersPath+"/", nil), http.StatusBadRequest, metav1.StatusReasonBadRequest, "which server")
 }

@@ -188,19 +188,10 @@ func readServerToken(s string) (identity.JoinToken, error) {
 // sharedFiles names, and the encryption configuration where this server
 // keeps it.
 func writeJoinFiles(cfg Config, dir dataDir, resp *JoinResponse) error {
-	if err := os.MkdirAll(dir.file("etcd"), 0o700); err != nil {
-		return err
-	}
-	for name, data := range resp.Files {
+	// Checked whole before anything is written.
+	for name := range resp.Files {
 		if !slices.Contains(sharedFiles, name) {
 			return fmt.Errorf("join response: %q is not a file servers share", name)
-		}
-		mode := os.FileMode(0o600)
-		if name == servingCertFile {
-			mode = 0o644
-		}
-		if err := identity.WriteFileAtomic(dir.file(filepath.FromSlash(name)), data, mode); err != nil {
-			return fmt.Errorf("join: %s: %w", name, err)
 		}
 	}
 	if _, ok := resp.Files["etcd/"+peerCACertFile]; !ok {
@@ -208,6 +199,18 @@ func writeJoinFiles(cfg Config, dir dataDir, resp *JoinResponse) error {
 	}
 	if len(resp.EncryptionConfig) == 0 {
 		return errors.New("join response: no encryption configuration")
+	}
+	if err := os.MkdirAll(dir.file("etcd"), 0o700); err != nil {
+		return err
+	}
+	for name, data := range resp.Files {
+		mode := os.FileMode(0o600)
+		if name == servingCertFile {
+			mode = 0o644
+		}
+		if err := identity.WriteFileAtomic(dir.file(filepath.FromSlash(name)), data, mode); err != nil {
+			return fmt.Errorf("join: %s: %w", name, err)
+		}
 	}
 	path := cfg.encryptionConfigPath()
 	if err := identity.WriteFileAtomic(path, resp.EncryptionConfig, 0o600); err != nil {

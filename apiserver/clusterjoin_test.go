@@ -50,6 +50,15 @@ func TestValidateJoinRequest(t *testing.T) {
 		{JoinRequest{Name: "s2", PeerURL: "https://10.0.0.2:2380/peer"}, false},
 		{JoinRequest{Name: "s2", PeerURL: "10.0.0.2:2380"}, false},
 		{JoinRequest{Name: "s2", PeerURL: "unix:///tmp/peer.sock"}, false},
+		// A learner nobody can reach would hold etcd's one learner seat.
+		{JoinRequest{Name: "s2", PeerURL: "https://10.0.0.2:0"}, false},
+		{JoinRequest{Name: "s2", PeerURL: "https://10.0.0.2:99999"}, false},
+		{JoinRequest{Name: "s2", PeerURL: "https://0.0.0.0:2380"}, false},
+		{JoinRequest{Name: "s2", PeerURL: "https://[::]:2380"}, false},
+		{JoinRequest{Name: "s2", PeerURL: "https://224.0.0.1:2380"}, false},
+		{JoinRequest{Name: "s2", PeerURL: "https://10.0.0.2:2380?x=1"}, false},
+		{JoinRequest{Name: "s2", PeerURL: "https://10.0.0.2:2380#x"}, false},
+		{JoinRequest{Name: "s2", PeerURL: "https://u:p@10.0.0.2:2380"}, false},
 	} {
 		err := validateJoinRequest(tc.req)
 		if tc.ok && err != nil {
@@ -181,7 +190,8 @@ func TestWriteJoinFilesRefusesOtherNames(t *testing.T) {
 					t.Errorf("%s written outside the data directory", rel)
 				}
 			})
-			for _, own := range []string{"etcd/" + memberFile, "etcd/" + peerKeyFile, EncryptionConfigFile} {
+			// Nothing at all: not even the good names of the response.
+			for _, own := range []string{"etcd/" + memberFile, "etcd/" + peerKeyFile, "etcd/" + peerCACertFile, EncryptionConfigFile} {
 				if _, err := os.Stat(filepath.Join(data, own)); err == nil {
 					t.Errorf("%s written", own)
 				}
@@ -210,6 +220,9 @@ func TestWriteJoinFilesRefusesIncompleteResponses(t *testing.T) {
 			}
 			if _, err := os.Stat(filepath.Join(data, EncryptionConfigFile)); err == nil {
 				t.Error("the encryption config was written from a refused response")
+			}
+			if _, err := os.Stat(filepath.Join(data, servingCertFile)); err == nil && tc.name != "no files" {
+				t.Error("the serving certificate was written from a refused response")
 			}
 		})
 	}

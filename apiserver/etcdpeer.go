@@ -135,14 +135,14 @@ func ensurePeerCA(dir string) error {
 // ensurePeerCert makes this member's peer certificate, signed by the
 // peer CA, for ip (again when the address changed).
 func ensurePeerCert(dir, name, ip string) error {
-	if cert, err := readCert(filepath.Join(dir, peerCertFile)); err == nil &&
-		slices.ContainsFunc(cert.IPAddresses, func(a net.IP) bool { return a.Equal(net.ParseIP(ip)) }) &&
-		time.Now().Before(cert.NotAfter.Add(-30*24*time.Hour)) {
-		return nil
-	}
 	caCert, err := readCert(filepath.Join(dir, peerCACertFile))
 	if err != nil {
 		return err
+	}
+	if cert, err := readCert(filepath.Join(dir, peerCertFile)); err == nil &&
+		slices.ContainsFunc(cert.IPAddresses, func(a net.IP) bool { return a.Equal(net.ParseIP(ip)) }) &&
+		time.Now().Before(cert.NotAfter.Add(-30*24*time.Hour)) && cert.CheckSignatureFrom(caCert) == nil {
+		return nil
 	}
 	caKey, err := readECKey(filepath.Join(dir, peerCAKeyFile))
 	if err != nil {
