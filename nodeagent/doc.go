@@ -5,10 +5,10 @@
 // certificate), and from then on authenticates with its key as
 // skiff:node:NAME (a year-long certificate in node.crt, which it renews).
 // It serves logs and metrics only to the API server's own client key,
-// fetched when it joins. Given several API servers (a cluster of them), it
-// fails over among them (package internal/failover) and keeps the list it
-// learns from the API in its data directory (servers.go). It reports the machine's capacity and software in the
-// Node's status and renews its Lease in the skiff-node-lease namespace:
+// fetched when it joins. Given several API servers (a cluster of them),
+// it fails over among them (package internal/failover) and keeps the list
+// it learns from the API in its data directory (servers.go). It reports
+// the machine's capacity and software in the Node's status and renews its Lease in the skiff-node-lease namespace:
 // every 40 s while its gossip is healthy, every 5 s otherwise. It is a
 // member of the gossip cluster (package gossip; keys from the API server),
 // and fences itself (kills its containers, starts nothing) when it reaches
