@@ -34,7 +34,14 @@
 // source address (tokenguess.go). Behind authorization, requests take a
 // seat in a fair queue per identity instead of the library's global
 // in-flight limit (fairness.go). New locks the data directory first
-// (datadirlock.go). Use it as:
+// (datadirlock.go).
+//
+// Several servers make a cluster over their embedded etcds (cluster.go,
+// clusterjoin.go, etcdpeer.go, clusterreset.go): the first with
+// --cluster-init, the others with --join and a server token, which gets
+// them the cluster's shared files and an etcd membership (a learner,
+// promoted when caught up); peers talk mutual TLS under a cluster peer CA.
+// Use it as:
 //
 //	cfg := apiserver.DefaultConfig()
 //	cfg.DataDir = dir
