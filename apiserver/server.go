@@ -90,7 +90,11 @@ func (s *Server) AddHealth(name string, check HealthCheck) {
 // start creates the certificates, identities and join token), binds the
 // listener and writes the admin kubeconfig. Run releases the lock when it
 // ends.
-func New(cfg Config) (*Server, error) {
+func New(cfg Config) (*Server, error) { return NewContext(context.Background(), cfg) }
+
+// NewContext is New, whose join of a cluster of servers (--join, the
+// first start) ctx can cut short.
+func NewContext(ctx context.Context, cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -98,7 +102,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := newServer(cfg)
+	s, err := newServer(ctx, cfg)
 	if err != nil {
 		unlock()
 		return nil, err
@@ -108,7 +112,7 @@ func New(cfg Config) (*Server, error) {
 }
 
 // newServer is New once the data directory is locked.
-func newServer(cfg Config) (*Server, error) {
+func newServer(ctx context.Context, cfg Config) (*Server, error) {
 	host, _, _ := net.SplitHostPort(cfg.Listen)
 	dir := dataDir{path: cfg.DataDir}
 	if err := os.MkdirAll(dir.path, 0o700); err != nil {
@@ -118,7 +122,7 @@ func newServer(cfg Config) (*Server, error) {
 	if len(cfg.EtcdServers) == 0 {
 		// A joining server takes the cluster's keys before making any.
 		var err error
-		if member, err = prepareMembership(context.Background(), cfg, dir); err != nil {
+		if member, err = prepareMembership(ctx, cfg, dir); err != nil {
 			return nil, err
 		}
 	}

@@ -113,7 +113,7 @@ type serverSetup struct {
 func serve(cmd *cobra.Command, o serverSetup) error {
 	cfg, agentCfg := o.cfg, o.agent
 	cfg.Name = agentCfg.NodeName
-	srv, err := newAPIServer(cmd.OutOrStdout(), "server", cfg)
+	srv, err := newAPIServer(cmd.Context(), cmd.OutOrStdout(), "server", cfg)
 	if err != nil {
 		return err
 	}
@@ -302,7 +302,7 @@ func newAPIServerCommand() *cobra.Command {
 		Short: "Run only the API server (embedded etcd unless --etcd-servers)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			srv, err := newAPIServer(cmd.OutOrStdout(), "apiserver", cfg)
+			srv, err := newAPIServer(cmd.Context(), cmd.OutOrStdout(), "apiserver", cfg)
 			if err != nil {
 				return err
 			}
@@ -320,8 +320,8 @@ func newAPIServerCommand() *cobra.Command {
 
 // newAPIServer makes the API server and prints where it listens and where
 // its admin kubeconfig is (tests and scripts read these lines).
-func newAPIServer(out io.Writer, command string, cfg apiserver.Config) (*apiserver.Server, error) {
-	srv, err := apiserver.New(cfg)
+func newAPIServer(ctx context.Context, out io.Writer, command string, cfg apiserver.Config) (*apiserver.Server, error) {
+	srv, err := apiserver.NewContext(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}

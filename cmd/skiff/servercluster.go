@@ -7,8 +7,11 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"skiff.dev/skiff/apiserver"
+	"skiff.dev/skiff/apiserver/serverlist"
 )
 
 // newServerListCommand is `skiff server list`: the cluster's servers as
@@ -79,6 +82,15 @@ func newServerRemoveCommand() *cobra.Command {
 				return fmt.Errorf("removing server %s: %w", args[0], err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "server %s removed from the cluster\n", args[0])
+			// Out of the list of servers at once, not when its Lease expires.
+			cs, _, err := clientset(&cf)
+			if err != nil {
+				return err
+			}
+			err = cs.CoordinationV1().Leases(serverlist.Namespace).Delete(cmd.Context(), serverlist.LeaseName(args[0]), metav1.DeleteOptions{})
+			if err != nil && !apierrors.IsNotFound(err) {
+				return fmt.Errorf("server %s: its Lease in the list of servers (it expires within %s): %w", args[0], serverlist.LeaseDuration, err)
+			}
 			return nil
 		},
 	}

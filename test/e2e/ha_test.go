@@ -193,12 +193,18 @@ func learnerJoinsUnderLoad(ctx context.Context, t *testing.T, c *haCluster) {
 		}
 	}
 
-	// Removed, s4 cannot come back with its data.
-	if err := s4.s.stop(); err != nil {
-		t.Fatalf("stopping s4: %v", err)
-	}
+	// Lost (its Lease stays in the list of servers until it expires), then
+	// removed: out of the list at once, and it cannot come back with its data.
+	waitFor(t, 30*time.Second, func() (bool, error) {
+		list, err := s1.s.kubectl("get", "--raw", "/skiff/servers")
+		return err == nil && strings.Contains(list, s4.url()), nil
+	})
+	s4.s.kill9()
 	if out, err := skiffCmd("server", "remove", "s4", "--kubeconfig", s1.s.kubeconfig); err != nil {
 		t.Fatalf("skiff server remove s4: %v: %s", err, out)
+	}
+	if list, err := s1.s.kubectl("get", "--raw", "/skiff/servers"); err != nil || strings.Contains(list, s4.url()) {
+		t.Errorf("the list of servers right after s4 was removed: %s, %v; want it without s4", list, err)
 	}
 	c.waitVoters(s1, "s1", "s2", "s3")
 	delete(c.hosts, "s4")
