@@ -3,6 +3,7 @@ package apiserver
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -20,7 +21,11 @@ import (
 
 // bindingREST is an Instance's binding subresource: it sets spec.nodeName
 // once. Binding a bound Instance is a Conflict, even to the same node, so
-// two schedulers racing never both believe they won.
+// two schedulers racing never both believe they won. The bind also adds
+// the agent finalizer, which the node's agent would otherwise add with a
+// write of its own before the first start: an Instance bound to a node
+// is held until that node's agent (or, for a deleted Node, the node
+// lifecycle controller) lets it go.
 type bindingREST struct {
 	store *genericregistry.Store
 }
@@ -62,6 +67,9 @@ func (r *bindingREST) Create(ctx context.Context, name string, obj runtime.Objec
 			return nil, apierrors.NewConflict(gr, name, fmt.Errorf("binding is for uid %q, instance has uid %q", uid, inst.UID))
 		}
 		inst.Spec.NodeName = binding.NodeName
+		if !slices.Contains(inst.Finalizers, skiffv1alpha1.AgentFinalizer) {
+			inst.Finalizers = append(inst.Finalizers, skiffv1alpha1.AgentFinalizer)
+		}
 		meta.SetStatusCondition(&inst.Status.Conditions, metav1.Condition{
 			Type: skiffv1alpha1.InstanceScheduled, Status: metav1.ConditionTrue,
 			Reason: "Bound", Message: fmt.Sprintf("bound to node %q", binding.NodeName),

@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -207,6 +208,11 @@ func TestBindingSetsNodeNameOnce(t *testing.T) {
 	}
 	if got.Spec.NodeName != "node-a" || !meta.IsStatusConditionTrue(got.Status.Conditions, skiffv1alpha1.InstanceScheduled) {
 		t.Fatalf("after bind: nodeName %q conditions %v", got.Spec.NodeName, got.Status.Conditions)
+	}
+	// The bind holds the Instance for the node's agent: no write of its
+	// own is needed before the first start.
+	if !slices.Equal(got.Finalizers, []string{skiffv1alpha1.AgentFinalizer}) {
+		t.Fatalf("after bind: finalizers %v, want [%s]", got.Finalizers, skiffv1alpha1.AgentFinalizer)
 	}
 	got.Spec.NodeName = "node-c"
 	if err := ts.client.Update(ctx, &got); !apierrors.IsInvalid(err) {

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -220,17 +221,38 @@ func (c *Controller) deleted(ctx context.Context, name string) (reconcile.Result
 		return reconcile.Result{RequeueAfter: wait}, nil
 	}
 	msg := fmt.Sprintf("node %q was deleted", name)
+	again := false
 	for i := range list.Items {
 		inst := &list.Items[i]
-		if inst.Status.Phase == skiffv1alpha1.InstanceFailed || inst.Status.Phase == skiffv1alpha1.InstanceSucceeded {
-			continue
+		err := c.evict(ctx, inst, name, msg)
+		if err == nil {
+			err = c.release(ctx, inst)
 		}
-		if err := c.evict(ctx, inst, name, msg); err != nil && !apierrors.IsConflict(err) {
+		switch {
+		case apierrors.IsConflict(err):
+			again = true
+		case err != nil:
 			return reconcile.Result{}, err
 		}
 	}
+	if again {
+		// A stale copy: the next pass reads the newer one.
+		return reconcile.Result{Requeue: true}, nil
+	}
 	c.missing.forget(name)
 	return reconcile.Result{}, nil
+}
+
+// release takes the agent finalizer off an Instance of a deleted Node:
+// no agent will stop it, so it would hold the Instance's deletion forever.
+func (c *Controller) release(ctx context.Context, inst *skiffv1alpha1.Instance) error {
+	if !controllerutil.RemoveFinalizer(inst, skiffv1alpha1.AgentFinalizer) {
+		return nil
+	}
+	if err := c.Client.Update(ctx, inst); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("instance %s/%s on deleted node: release %s: %w", inst.Namespace, inst.Name, skiffv1alpha1.AgentFinalizer, err)
+	}
+	return nil
 }
 
 // missingQuarantine is how long a Node must be missing before the
@@ -380,6 +402,9 @@ func nodeWritten(node *skiffv1alpha1.Node, res reconcile.Result, err error) (rec
 // evict marks inst Failed/NodeLost and records an Event. The workload
 // controller replaces it; the agent stops it if the node comes back.
 func (c *Controller) evict(ctx context.Context, inst *skiffv1alpha1.Instance, node, msg string) error {
+	if inst.Finished() {
+		return nil
+	}
 	inst.MarkNodeLost(msg)
 	if err := c.Client.Status().Update(ctx, inst); err != nil {
 		if apierrors.IsNotFound(err) {

@@ -10,6 +10,7 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -287,4 +288,16 @@ func TestDeletedNodesInstancesAreFinished(t *testing.T) {
 	if msg := h.instance("orphan").Status.Message; !strings.Contains(msg, `node "n1" was deleted`) {
 		t.Errorf("message %q, want it to say the node was deleted", msg)
 	}
+	// The bind set the agent finalizer; no agent will release it now, so
+	// the controller does, and the Instance can be deleted.
+	eventually(t, "the agent finalizer released", func() bool {
+		return !slices.Contains(h.instance("orphan").Finalizers, skiffv1alpha1.AgentFinalizer)
+	})
+	if err := h.admin.Delete(h.ctx, h.instance("orphan")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the Instance gone", func() bool {
+		err := h.admin.Get(h.ctx, client.ObjectKey{Namespace: "default", Name: "orphan"}, &skiffv1alpha1.Instance{})
+		return apierrors.IsNotFound(err)
+	})
 }

@@ -5,8 +5,9 @@ const (
 	// NodeLeaseNamespace holds one Lease per Node, named after it, renewed
 	// by the node's agent.
 	NodeLeaseNamespace = "skiff-node-lease"
-	// AgentFinalizer is held by a node agent on each Instance bound to its
-	// node until the containers are stopped and cleaned up.
+	// AgentFinalizer holds each Instance bound to a node until the node's
+	// agent has stopped and cleaned up its containers. The bind sets it
+	// (an agent sets it on an Instance created with spec.nodeName).
 	AgentFinalizer = "skiff.dev/agent"
 	// NodeUserPrefix prefixes a node identity's user name: skiff:node:NAME.
 	NodeUserPrefix = "skiff:node:"
