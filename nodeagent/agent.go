@@ -237,9 +237,12 @@ func (a *Agent) newManager(j *joined, m *Machine) (manager.Manager, *instanceRec
 	mgr, err := manager.New(j.config, manager.Options{
 		Scheme:  a.scheme,
 		Metrics: metricsserver.Options{BindAddress: "0"},
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&skiffv1alpha1.Instance{}: {Field: fields.OneTermEqualSelector("spec.nodeName", a.cfg.NodeName)},
-		}},
+		Cache: cache.Options{
+			ByObject: map[client.Object]cache.ByObject{
+				&skiffv1alpha1.Instance{}: {Field: fields.OneTermEqualSelector("spec.nodeName", a.cfg.NodeName)},
+			},
+			DefaultTransform: cache.TransformStripManagedFields(),
+		},
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("instance controller: %w", err)
