@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -54,6 +55,8 @@ type Controller struct {
 	Clock clock.PassiveClock
 
 	expect *expectations
+	// owned reads a Workload's Instances from the informer's index.
+	owned func(types.UID) ([]*skiffv1alpha1.Instance, error)
 	// written is what the controller's own status writes replaced.
 	written writes.Superseded
 	// lastStatus is when each Workload's status was last written.
@@ -80,9 +83,18 @@ func (c *Controller) SetupWithManager(mgr manager.Manager) error {
 	if c.Clock == nil {
 		c.Clock = clock.RealClock{}
 	}
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &skiffv1alpha1.Instance{}, ownerIndex, controllerUID); err != nil {
+	informer, err := mgr.GetCache().GetInformer(context.Background(), &skiffv1alpha1.Instance{})
+	if err != nil {
+		return fmt.Errorf("instance informer: %w", err)
+	}
+	if err := informer.AddIndexers(toolscache.Indexers{ownerIndex: OwnerIndex}); err != nil {
 		return fmt.Errorf("indexing instances by owner: %w", err)
 	}
+	indexed, ok := informer.(interface{ GetIndexer() toolscache.Indexer })
+	if !ok {
+		return fmt.Errorf("instance informer %T has no indexer", informer)
+	}
+	c.owned = ownedFrom(indexed.GetIndexer())
 	workers := c.Workers
 	if workers <= 0 {
 		workers = 4
@@ -132,7 +144,7 @@ func (c *Controller) Reconcile(ctx context.Context, req reconcile.Request) (res 
 		c.expect.forget(req.NamespacedName)
 		return reconcile.Result{}, nil
 	}
-	snap, err := Sensor{Reader: c.Client, Indexed: true}.Sense(ctx, &w)
+	snap, err := Sensor{Reader: c.Client, Owned: c.owned}.Sense(ctx, &w)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
@@ -215,6 +227,24 @@ func (c *Controller) writeStatus(ctx context.Context, w *skiffv1alpha1.Workload,
 	}
 	c.lastStatus.Store(key, time.Now())
 	return nil
+}
+
+// ownedFrom reads the Instances of ownerIndex in indexer: the cache's
+// objects themselves.
+func ownedFrom(indexer toolscache.Indexer) func(types.UID) ([]*skiffv1alpha1.Instance, error) {
+	return func(uid types.UID) ([]*skiffv1alpha1.Instance, error) {
+		objs, err := indexer.ByIndex(ownerIndex, string(uid))
+		if err != nil {
+			return nil, err
+		}
+		out := make([]*skiffv1alpha1.Instance, 0, len(objs))
+		for _, o := range objs {
+			if inst, ok := o.(*skiffv1alpha1.Instance); ok {
+				out = append(out, inst)
+			}
+		}
+		return out, nil
+	}
 }
 
 // transition reports whether a status change is one to write at once: a

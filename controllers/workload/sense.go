@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
@@ -29,31 +30,51 @@ type Snapshot struct {
 type Sensor struct {
 	// Reader is the manager's cache, or a live client for `skiff plan`.
 	Reader client.Reader
-	// Indexed says Reader has the ownerIndex field index (a cache does;
-	// the apiserver has no such field selector).
-	Indexed bool
+	// Owned, when set, gives the Instances whose controlling owner has
+	// the UID, as the cache holds them (see OwnerIndex): read in place,
+	// never copied, so a reconciliation per Instance change costs no
+	// allocation per Instance. Without it, Instances are listed from
+	// Reader.
+	Owned func(uid types.UID) ([]*skiffv1alpha1.Instance, error)
 	// WithNodes also reads the Nodes, for placements.
 	WithNodes bool
 }
 
+// OwnerIndex is an informer index of Instances by the UID of their
+// controlling Workload: the one Sensor.Owned reads.
+func OwnerIndex(obj any) ([]string, error) {
+	o, ok := obj.(client.Object)
+	if !ok {
+		return nil, nil
+	}
+	return controllerUID(o), nil
+}
+
 // Sense reads the snapshot for w. Instances are the ones w controls by
 // ownerReference (matched by UID, so a namesake's are not counted), in name
-// order.
+// order. The snapshot is read, never written: its Instances may be the
+// cache's own.
 func (s Sensor) Sense(ctx context.Context, w *skiffv1alpha1.Workload) (*Snapshot, error) {
 	snap := &Snapshot{Workload: w}
-	opts := []client.ListOption{client.InNamespace(w.Namespace)}
-	if s.Indexed {
-		// The snapshot is read, never written: no copies of the cache's
-		// objects (a reconciliation per Instance change must stay cheap).
-		opts = append(opts, client.MatchingFields{ownerIndex: string(w.UID)}, client.UnsafeDisableDeepCopy)
-	}
-	var list skiffv1alpha1.InstanceList
-	if err := s.Reader.List(ctx, &list, opts...); err != nil {
-		return nil, fmt.Errorf("workload %q in %q: listing instances: %w", w.Name, w.Namespace, err)
-	}
-	for i := range list.Items {
-		if uids := controllerUID(&list.Items[i]); len(uids) == 1 && uids[0] == string(w.UID) {
-			snap.Instances = append(snap.Instances, &list.Items[i])
+	if s.Owned != nil {
+		owned, err := s.Owned(w.UID)
+		if err != nil {
+			return nil, fmt.Errorf("workload %q in %q: listing instances: %w", w.Name, w.Namespace, err)
+		}
+		for _, inst := range owned {
+			if inst.Namespace == w.Namespace {
+				snap.Instances = append(snap.Instances, inst)
+			}
+		}
+	} else {
+		var list skiffv1alpha1.InstanceList
+		if err := s.Reader.List(ctx, &list, client.InNamespace(w.Namespace)); err != nil {
+			return nil, fmt.Errorf("workload %q in %q: listing instances: %w", w.Name, w.Namespace, err)
+		}
+		for i := range list.Items {
+			if uids := controllerUID(&list.Items[i]); len(uids) == 1 && uids[0] == string(w.UID) {
+				snap.Instances = append(snap.Instances, &list.Items[i])
+			}
 		}
 	}
 	sort.Slice(snap.Instances, func(i, j int) bool { return snap.Instances[i].Name < snap.Instances[j].Name })

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -30,7 +31,11 @@ func controllersBench(bin string, n, workloads, replicas int) ([]result, error) 
 	}
 	defer os.RemoveAll(dir)
 	defer srv.stop()
-	fleet, err := startFleet(bin, dir, srv, api, n, 10*time.Second)
+	// The simulated nodes renew their Leases as agents whose gossip is
+	// healthy do (--gossip-lease-interval's 40 s): gossip, not the Lease,
+	// is then the heartbeat. The fleet gossips not, so the grace period
+	// above covers the interval.
+	fleet, err := startFleet(bin, dir, srv, api, n, 40*time.Second)
 	if err != nil {
 		return nil, err
 	}
@@ -123,6 +128,13 @@ func controllersBench(bin string, n, workloads, replicas int) ([]result, error) 
 		{label + ": control plane CPU", fmt.Sprintf("%.1f s (%.1f ms per Instance)", cpu, cpu*1000/float64(total)), "<= 6 ms per Instance"},
 		{label + ": API writes per Instance", writesPer(writes0, writes, total), ""},
 	}
+	// Then a steady trickle on the loaded cluster: how long one Instance
+	// takes when the control plane is not saturated.
+	s50, s99, err := api.steady(50, 20*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("steady creates: %w", err)
+	}
+	res = append(res, result{label + ": then 50 Instances/s, create-to-Running p50/p99", ms(s50) + " / " + ms(s99), "p99 <= 2 s at 1000 nodes"})
 	// Printed at once too: the next fleet takes minutes.
 	for _, r := range res {
 		fmt.Fprintf(os.Stderr, "bench: %s: %s\n", r.name, r.value)
@@ -326,4 +338,59 @@ func writesPer(before, after map[string]float64, instances int) string {
 		parts[i] = fmt.Sprintf("%s %.2f", r.k, r.v)
 	}
 	return fmt.Sprintf("%.2f (%s)", total, strings.Join(parts, ", "))
+}
+
+// steady creates Instances (scheduled, not bound by the client) at rate
+// per second for d and times each from its create to Running as a watch
+// shows it: the latency a user sees on a cluster that is not saturated.
+func (c *client) steady(rate int, d time.Duration) (p50, p99 time.Duration, err error) {
+	rv, err := c.instancesRV()
+	if err != nil {
+		return 0, 0, err
+	}
+	events, stop, err := c.watchInstances(rv)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer stop()
+	n := rate * int(d/time.Second)
+	sent := make([]atomic.Int64, n) // unix nanoseconds
+	errs := make(chan error, n)
+	go func() {
+		tick := time.NewTicker(time.Second / time.Duration(rate))
+		defer tick.Stop()
+		for i := range n {
+			<-tick.C
+			sent[i].Store(time.Now().UnixNano())
+			go func(i int) {
+				body := fmt.Sprintf(`{"apiVersion":"skiff.dev/v1alpha1","kind":"Instance","metadata":{"name":"steady-%d","labels":{"app":"steady"}},"spec":{"containers":[{"name":"main","image":"registry.local/load:1","resources":{"requests":{"cpu":"10m","memory":"16Mi"}}}]}}`, i)
+				errs <- c.post(c.instancesURL(), fmt.Sprintf("steady-%d", i), []byte(body))
+			}(i)
+		}
+	}()
+	var lat []time.Duration
+	seen := map[string]bool{}
+	deadline := time.After(d + 2*time.Minute)
+	for len(lat) < n {
+		select {
+		case err := <-errs:
+			if err != nil {
+				return 0, 0, err
+			}
+		case ev := <-events:
+			if ev.err != nil {
+				return 0, 0, ev.err
+			}
+			var i int
+			if _, err := fmt.Sscanf(ev.name, "steady-%d", &i); err != nil || ev.phase != "Running" || seen[ev.name] {
+				continue
+			}
+			seen[ev.name] = true
+			lat = append(lat, ev.at.Sub(time.Unix(0, sent[i].Load())))
+		case <-deadline:
+			return 0, 0, fmt.Errorf("%d of %d steady Instances running", len(lat), n)
+		}
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	return lat[len(lat)/2], lat[len(lat)*99/100], nil
 }
