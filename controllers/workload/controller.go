@@ -109,8 +109,10 @@ func (c *Controller) SetupWithManager(mgr manager.Manager) error {
 }
 
 // instanceChanged passes the Instance updates that can change a plan or a
-// status: phase, readiness, deletion, revision, binding. The agents' other
-// status writes (restart counts, container states) do not.
+// status: phase, readiness, deletion, revision. The agents' other status
+// writes (restart counts, container states) do not, nor does the bind:
+// where an Instance runs only orders deletions, which the next
+// reconciliation reads from the cache anyway.
 var instanceChanged = predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
 	a, okA := e.ObjectOld.(*skiffv1alpha1.Instance)
 	b, okB := e.ObjectNew.(*skiffv1alpha1.Instance)
@@ -119,8 +121,7 @@ var instanceChanged = predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool
 	}
 	return a.Status.Phase != b.Status.Phase || Ready(a) != Ready(b) ||
 		a.DeletionTimestamp.IsZero() != b.DeletionTimestamp.IsZero() ||
-		a.Labels[skiffv1alpha1.RevisionLabel] != b.Labels[skiffv1alpha1.RevisionLabel] ||
-		a.Spec.NodeName != b.Spec.NodeName
+		a.Labels[skiffv1alpha1.RevisionLabel] != b.Labels[skiffv1alpha1.RevisionLabel]
 }}
 
 // Reconcile moves one Workload a step toward its desired state.
