@@ -499,6 +499,20 @@ func TestNoConflictingWrites(t *testing.T) {
 	events := []string{`resource="events"`, `verb="POST"`}
 	conflicts0 := map[string]int{"workloads": p.s.Conflicts(t, "workloads"), "instances": p.s.Conflicts(t, "instances")}
 	status0, events0 := p.s.Requests(t, statusWrites...), p.s.Requests(t, events...)
+	// An Instance's way to Running is three writes: the create, the bind
+	// (which sets the agent's finalizer too) and the agent's status.
+	perInstance := map[string][]string{
+		"creates":               {`resource="instances"`, `subresource=""`, `verb="POST"`},
+		"binds":                 {`resource="instances"`, `subresource="binding"`, `verb="POST"`},
+		"status writes":         {`resource="instances"`, `subresource="status"`, `verb="PUT"`},
+		"other writes (PUT)":    {`resource="instances"`, `subresource=""`, `verb="PUT"`},
+		"other writes (PATCH)":  {`resource="instances"`, `subresource=""`, `verb="PATCH"`},
+		"status writes (PATCH)": {`resource="instances"`, `subresource="status"`, `verb="PATCH"`},
+	}
+	writes0 := map[string]int{}
+	for what, labels := range perInstance {
+		writes0[what] = p.s.Requests(t, labels...)
+	}
 
 	w := webWorkload("many", 50, "registry.local/web:1")
 	if err := p.admin.Create(p.ctx, w); err != nil {
@@ -520,5 +534,11 @@ func TestNoConflictingWrites(t *testing.T) {
 	// its first try: the bind's Scheduled condition says where.
 	if got := p.s.Requests(t, events...) - events0; got > 5 {
 		t.Errorf("%d Events for 50 Instances placed at once", got)
+	}
+	for what, want := range map[string]int{"creates": 50, "binds": 50, "status writes": 50,
+		"other writes (PUT)": 0, "other writes (PATCH)": 0, "status writes (PATCH)": 0} {
+		if got := p.s.Requests(t, perInstance[what]...) - writes0[what]; got != want {
+			t.Errorf("%d Instance %s on the way to 50 Running, want %d", got, what, want)
+		}
 	}
 }

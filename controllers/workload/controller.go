@@ -87,7 +87,7 @@ func (c *Controller) SetupWithManager(mgr manager.Manager) error {
 	if err != nil {
 		return fmt.Errorf("instance informer: %w", err)
 	}
-	if err := informer.AddIndexers(toolscache.Indexers{ownerIndex: OwnerIndex}); err != nil {
+	if err := informer.AddIndexers(toolscache.Indexers{ownerIndex: ownerIndexFunc}); err != nil {
 		return fmt.Errorf("indexing instances by owner: %w", err)
 	}
 	indexed, ok := informer.(interface{ GetIndexer() toolscache.Indexer })

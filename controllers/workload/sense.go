@@ -31,7 +31,7 @@ type Sensor struct {
 	// Reader is the manager's cache, or a live client for `skiff plan`.
 	Reader client.Reader
 	// Owned, when set, gives the Instances whose controlling owner has
-	// the UID, as the cache holds them (see OwnerIndex): read in place,
+	// the UID, as the cache holds them (see ownerIndexFunc): read in place,
 	// never copied, so a reconciliation per Instance change costs no
 	// allocation per Instance. Without it, Instances are listed from
 	// Reader.
@@ -40,9 +40,9 @@ type Sensor struct {
 	WithNodes bool
 }
 
-// OwnerIndex is an informer index of Instances by the UID of their
-// controlling Workload: the one Sensor.Owned reads.
-func OwnerIndex(obj any) ([]string, error) {
+// ownerIndexFunc indexes Instances in an informer by the UID of their
+// controlling Workload, for Sensor.Owned.
+func ownerIndexFunc(obj any) ([]string, error) {
 	o, ok := obj.(client.Object)
 	if !ok {
 		return nil, nil
@@ -90,7 +90,7 @@ func (s Sensor) Sense(ctx context.Context, w *skiffv1alpha1.Workload) (*Snapshot
 	return snap, nil
 }
 
-// controllerUID is the index function behind ownerIndex.
+// controllerUID is the UID of o's controlling Workload, if it has one.
 func controllerUID(o client.Object) []string {
 	for _, ref := range o.GetOwnerReferences() {
 		if ref.Controller != nil && *ref.Controller && ref.Kind == "Workload" &&
