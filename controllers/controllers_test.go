@@ -535,9 +535,13 @@ func TestNoConflictingWrites(t *testing.T) {
 	if got := p.s.Requests(t, events...) - events0; got > 5 {
 		t.Errorf("%d Events for 50 Instances placed at once", got)
 	}
+	// Exactly one create and one bind each (more would be replacements or
+	// retried binds); one status write each, give or take a few a loaded
+	// machine may add; nothing else.
 	for what, want := range map[string]int{"creates": 50, "binds": 50, "status writes": 50,
 		"other writes (PUT)": 0, "other writes (PATCH)": 0, "status writes (PATCH)": 0} {
-		if got := p.s.Requests(t, perInstance[what]...) - writes0[what]; got != want {
+		got := p.s.Requests(t, perInstance[what]...) - writes0[what]
+		if got != want && !(what == "status writes" && got >= want && got <= want+5) {
 			t.Errorf("%d Instance %s on the way to 50 Running, want %d", got, what, want)
 		}
 	}

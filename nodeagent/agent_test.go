@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 	"skiff.dev/skiff/apiserver/apiservertest"
@@ -351,6 +352,13 @@ func TestNodeRestriction(t *testing.T) {
 		t.Error("a status write changed the instance's labels")
 	}
 
+	// The bind set the agent finalizer; the node may take it off and put
+	// it back.
+	mineGot = get(&skiffv1alpha1.Instance{}, "mine", "default").(*skiffv1alpha1.Instance)
+	if !controllerutil.RemoveFinalizer(mineGot, skiffv1alpha1.AgentFinalizer) {
+		t.Fatalf("finalizers %v after the bind, want %s", mineGot.Finalizers, skiffv1alpha1.AgentFinalizer)
+	}
+	allowed("n1 removes the agent finalizer from its instance", node.Update(ctx, mineGot))
 	mineGot = get(&skiffv1alpha1.Instance{}, "mine", "default").(*skiffv1alpha1.Instance)
 	mineGot.Finalizers = append(mineGot.Finalizers, skiffv1alpha1.AgentFinalizer)
 	allowed("n1 adds the agent finalizer to its instance", node.Update(ctx, mineGot))

@@ -12,7 +12,7 @@ import (
 )
 
 // TestNoWritesFromAStaleView: an agent that starts Instances writes each
-// one's finalizer and status from the Instance as it last wrote it, never
+// one's status from the Instance as it last wrote it, never
 // from the cache's older copy: no write of its conflicts (each conflict
 // was a wasted write, a retry and a back-off before Running).
 func TestNoWritesFromAStaleView(t *testing.T) {

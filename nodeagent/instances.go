@@ -137,8 +137,9 @@ func (r *instanceReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 		return reconcile.Result{}, r.detach(ctx, &inst)
 	}
 	if controllerutil.AddFinalizer(&inst, skiffv1alpha1.AgentFinalizer) {
-		// Go on with the updated object: waiting for the update's own
-		// event would cost a round trip before every first start.
+		// Only for an Instance created with spec.nodeName: a bind sets
+		// the finalizer itself. Go on with the updated object: waiting
+		// for the update's own event would cost a round trip first.
 		if err := r.written.Write(&inst, func() error { return r.client.Update(ctx, &inst) }); err != nil {
 			return reconcile.Result{}, err
 		}

@@ -54,6 +54,34 @@ func TestInstanceLifecycleOnSim(t *testing.T) {
 	deleteAndWaitGone(t, admin, a, &got)
 }
 
+// TestAgentHoldsInstancesCreatedOnItsNode: an Instance created with
+// spec.nodeName set (no bind, so no finalizer from the API) gets the agent
+// finalizer from the agent itself before it runs, and its delete still
+// waits for the agent to stop its containers.
+func TestAgentHoldsInstancesCreatedOnItsNode(t *testing.T) {
+	s := apiservertest.Start(t)
+	a, _ := runAgent(t, testConfig(s, t.TempDir(), "n1"))
+	admin := adminClient(t, s, a)
+	ctx := context.Background()
+	eventually(t, "node n1", func() bool { return admin.Get(ctx, client.ObjectKey{Name: "n1"}, &skiffv1alpha1.Node{}) == nil })
+
+	inst := boundInstance("placed", "n1")
+	inst.Spec.NodeName = "n1"
+	if err := admin.Create(ctx, inst); err != nil {
+		t.Fatal(err)
+	}
+	if len(inst.Finalizers) != 0 {
+		t.Fatalf("finalizers %v at create, want none", inst.Finalizers)
+	}
+	var got skiffv1alpha1.Instance
+	eventually(t, "instance Running with the agent finalizer", func() bool {
+		return admin.Get(ctx, client.ObjectKeyFromObject(inst), &got) == nil &&
+			got.Status.Phase == skiffv1alpha1.InstanceRunning &&
+			controllerutil.ContainsFinalizer(&got, skiffv1alpha1.AgentFinalizer)
+	})
+	deleteAndWaitGone(t, admin, a, &got)
+}
+
 // deleteAndWaitGone deletes inst and waits until the agent has let it go,
 // its containers removed.
 func deleteAndWaitGone(t *testing.T, admin client.Client, a *Agent, inst *skiffv1alpha1.Instance) {

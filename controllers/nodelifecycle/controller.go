@@ -43,7 +43,9 @@ const nodeNameIndex = "nodelifecycle.spec.nodeName"
 // itself). It writes status.gossip and the MemberAlive condition, and
 // the Node Events NodeJoined, NodeSuspect, NodeDead, NodeRecovered and
 // NodeLeft. The Instances bound to a Node that was deleted end
-// Failed/NodeLost once it has been missing for missingQuarantine. The
+// Failed/NodeLost once it has been missing for missingQuarantine, and lose
+// the agent finalizer, as do the deleted Instances on a lost node that its
+// agent never accepted. The
 // verdict comes from the signals alone, never from the
 // Node's conditions, so the controller and the agent do not undo each
 // other's writes. It runs as an admin: it writes Node specs.
@@ -95,7 +97,8 @@ func (c *Controller) SetupWithManager(mgr manager.Manager) error {
 		}
 		return []reconcile.Request{{NamespacedName: client.ObjectKey{Name: o.GetName()}}}
 	})
-	// An Instance bound to a node that is already lost must be judged too.
+	// An Instance bound to a node that is already lost must be judged too,
+	// and one deleted there may be for the controller to let go.
 	instanceToNode := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 		if inst, ok := o.(*skiffv1alpha1.Instance); ok && inst.Spec.NodeName != "" {
 			return []reconcile.Request{{NamespacedName: client.ObjectKey{Name: inst.Spec.NodeName}}}
@@ -109,7 +112,8 @@ func (c *Controller) SetupWithManager(mgr manager.Manager) error {
 		UpdateFunc: func(e event.UpdateEvent) bool {
 			old, ok1 := e.ObjectOld.(*skiffv1alpha1.Instance)
 			inst, ok2 := e.ObjectNew.(*skiffv1alpha1.Instance)
-			return ok1 && ok2 && old.Spec.NodeName != inst.Spec.NodeName
+			return ok1 && ok2 && (old.Spec.NodeName != inst.Spec.NodeName ||
+				old.DeletionTimestamp.IsZero() != inst.DeletionTimestamp.IsZero())
 		},
 	}
 	b := builder.ControllerManagedBy(mgr).Named("nodelifecycle").
@@ -203,7 +207,7 @@ func (c *Controller) signals(ctx context.Context, node *skiffv1alpha1.Node) (sig
 // (Failed/NodeLost, so that their Workloads replace them), as Kubernetes'
 // pod garbage collector does for Pods of a deleted Node: nothing runs them
 // any more, and an agent that registers the name again must not take
-// them over.
+// them over. It also releases their agent finalizer, which no agent will.
 //
 // A name missing for less than missingQuarantine may be a Node about to
 // be registered (an Instance bound ahead of its node), as Kubernetes' pod
@@ -243,14 +247,15 @@ func (c *Controller) deleted(ctx context.Context, name string) (reconcile.Result
 	return reconcile.Result{}, nil
 }
 
-// release takes the agent finalizer off an Instance of a deleted Node:
-// no agent will stop it, so it would hold the Instance's deletion forever.
+// release takes the agent finalizer off an Instance no agent will stop:
+// one bound to a deleted Node, or one being deleted on a lost node whose
+// agent never accepted it. The finalizer would hold its deletion forever.
 func (c *Controller) release(ctx context.Context, inst *skiffv1alpha1.Instance) error {
 	if !controllerutil.RemoveFinalizer(inst, skiffv1alpha1.AgentFinalizer) {
 		return nil
 	}
 	if err := c.Client.Update(ctx, inst); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("instance %s/%s on deleted node: release %s: %w", inst.Namespace, inst.Name, skiffv1alpha1.AgentFinalizer, err)
+		return fmt.Errorf("instance %s/%s: release %s: %w", inst.Namespace, inst.Name, skiffv1alpha1.AgentFinalizer, err)
 	}
 	return nil
 }
@@ -304,8 +309,8 @@ func (c *Controller) healthy(ctx context.Context, node *skiffv1alpha1.Node, v ve
 }
 
 // lost taints a node that is cut off or dead (key says which), marks it
-// NotReady, and marks its Instances lost as their tolerations of the
-// taint run out.
+// NotReady, marks its Instances lost as their tolerations of the taint
+// run out, and lets go of the deleted Instances its agent never accepted.
 func (c *Controller) lost(ctx context.Context, node *skiffv1alpha1.Node, v verdict, key, what string, now time.Time) (reconcile.Result, error) {
 	taints, taint, changed := withTaint(node.Spec.Taints, key, now)
 	other := skiffv1alpha1.TaintDead
@@ -334,6 +339,14 @@ func (c *Controller) lost(ctx context.Context, node *skiffv1alpha1.Node, v verdi
 		if err := c.evict(ctx, inst, node.Name, msg); err != nil {
 			if apierrors.IsConflict(err) {
 				return reconcile.Result{Requeue: true}, nil // changed meanwhile: judge it again
+			}
+			return reconcile.Result{}, err
+		}
+	}
+	for _, inst := range unclaimed(list.Items) {
+		if err := c.release(ctx, inst); err != nil {
+			if apierrors.IsConflict(err) {
+				return reconcile.Result{Requeue: true}, nil
 			}
 			return reconcile.Result{}, err
 		}
@@ -399,8 +412,9 @@ func nodeWritten(node *skiffv1alpha1.Node, res reconcile.Result, err error) (rec
 	return reconcile.Result{}, fmt.Errorf("node %q: %w", node.Name, err)
 }
 
-// evict marks inst Failed/NodeLost and records an Event. The workload
-// controller replaces it; the agent stops it if the node comes back.
+// evict marks inst Failed/NodeLost and records an Event (nothing for an
+// Instance already finished). The workload controller replaces it; the
+// agent stops it if the node comes back.
 func (c *Controller) evict(ctx context.Context, inst *skiffv1alpha1.Instance, node, msg string) error {
 	if inst.Finished() {
 		return nil

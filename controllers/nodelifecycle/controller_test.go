@@ -271,6 +271,34 @@ func TestNodeNeverRenewed(t *testing.T) {
 	}
 }
 
+// TestUnclaimedInstancesOnALostNodeAreReleased: the bind sets the agent
+// finalizer; on a node whose agent is gone, an Instance the agent never
+// accepted can still be deleted, while one it accepted waits for it.
+func TestUnclaimedInstancesOnALostNodeAreReleased(t *testing.T) {
+	h := start(t)
+	h.addNode("n1")
+	h.bind("ghost", "n1", nil)
+	h.bind("accepted", "n1", nil)
+	accepted := h.instance("accepted")
+	accepted.Status.StartTime = ptr.To(metav1.Now())
+	if err := h.admin.Status().Update(h.ctx, accepted); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "n1 tainted unreachable", func() bool { return unreachableTaint(h.node("n1")) != nil })
+	for _, name := range []string{"ghost", "accepted"} {
+		if err := h.admin.Delete(h.ctx, h.instance(name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "the Instance its agent never accepted gone", func() bool {
+		err := h.admin.Get(h.ctx, client.ObjectKey{Namespace: "default", Name: "ghost"}, &skiffv1alpha1.Instance{})
+		return apierrors.IsNotFound(err)
+	})
+	if got := h.instance("accepted"); !slices.Contains(got.Finalizers, skiffv1alpha1.AgentFinalizer) {
+		t.Errorf("the accepted Instance lost its agent finalizer %v: its agent may still be stopping it", got.Finalizers)
+	}
+}
+
 // TestDeletedNodesInstancesAreFinished: the Instances bound to a Node that
 // is deleted end Failed/NodeLost, so that they are replaced and an agent
 // registering the name again does not take them over.

@@ -119,3 +119,21 @@ func evictions(instances []skiffv1alpha1.Instance, taint skiffv1alpha1.Taint, no
 	}
 	return due, next
 }
+
+// unclaimed returns the Instances on a lost node that are being deleted
+// and that its agent never accepted (no start time, no container status):
+// the agent finalizer the bind set holds them, and no agent may come to
+// release it. Their containers, should the agent have started some it
+// could not report, are swept by the agent when it is back.
+func unclaimed(instances []skiffv1alpha1.Instance) []*skiffv1alpha1.Instance {
+	var out []*skiffv1alpha1.Instance
+	for i := range instances {
+		inst := &instances[i]
+		if !inst.DeletionTimestamp.IsZero() && inst.Status.StartTime == nil &&
+			len(inst.Status.ContainerStatuses) == 0 && len(inst.Status.InitContainerStatuses) == 0 &&
+			slices.Contains(inst.Finalizers, skiffv1alpha1.AgentFinalizer) {
+			out = append(out, inst)
+		}
+	}
+	return out
+}

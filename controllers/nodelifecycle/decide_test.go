@@ -142,3 +142,36 @@ func TestMarkUnknown(t *testing.T) {
 		t.Error("an unknown node reported changed by a new age in the message: every pass would write")
 	}
 }
+
+func TestUnclaimed(t *testing.T) {
+	now := metav1.NewTime(t0)
+	inst := func(name string, deleting bool, change func(*skiffv1alpha1.Instance)) skiffv1alpha1.Instance {
+		i := skiffv1alpha1.Instance{ObjectMeta: metav1.ObjectMeta{Name: name, Finalizers: []string{skiffv1alpha1.AgentFinalizer}}}
+		if deleting {
+			i.DeletionTimestamp = &now
+		}
+		if change != nil {
+			change(&i)
+		}
+		return i
+	}
+	got := unclaimed([]skiffv1alpha1.Instance{
+		inst("never-accepted", true, nil),
+		inst("not-deleted", false, nil),
+		inst("started", true, func(i *skiffv1alpha1.Instance) { i.Status.StartTime = &now }),
+		inst("has-status", true, func(i *skiffv1alpha1.Instance) {
+			i.Status.ContainerStatuses = []skiffv1alpha1.ContainerStatus{{Name: "c"}}
+		}),
+		inst("has-init-status", true, func(i *skiffv1alpha1.Instance) {
+			i.Status.InitContainerStatuses = []skiffv1alpha1.ContainerStatus{{Name: "i"}}
+		}),
+		inst("no-finalizer", true, func(i *skiffv1alpha1.Instance) { i.Finalizers = nil }),
+	})
+	var names []string
+	for _, i := range got {
+		names = append(names, i.Name)
+	}
+	if !slices.Equal(names, []string{"never-accepted"}) {
+		t.Errorf("unclaimed: %v, want [never-accepted]", names)
+	}
+}

@@ -16,7 +16,14 @@
 //   - the Node was deleted: once it has been missing for 10 s, the
 //     Instances still bound to it are marked Failed/NodeLost, so that they
 //     are replaced and an agent registering the name again does not take
-//     them over.
+//     them over, and they lose the agent finalizer the bind set (no agent
+//     will stop them), so that they can be deleted.
+//
+// On a cut-off or dead node, an Instance being deleted that the agent
+// never accepted (no start time, no container status) loses the agent
+// finalizer too: nothing else would let it go. Instances the agent did
+// accept keep it until the agent comes back or the Node is deleted, as
+// Pods on a lost kubelet do.
 //
 // The workload controller replaces lost Instances; when the node comes
 // back, the taints go, its agent writes Ready=True again and stops what

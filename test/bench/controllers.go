@@ -33,8 +33,8 @@ func controllersBench(bin string, n, workloads, replicas int) ([]result, error) 
 	defer srv.stop()
 	// The simulated nodes renew their Leases as agents whose gossip is
 	// healthy do (--gossip-lease-interval's 40 s): gossip, not the Lease,
-	// is then the heartbeat. The fleet gossips not, so the grace period
-	// above covers the interval.
+	// is then the heartbeat. The fleet does not gossip; each renewal
+	// vouches for its lease duration, three intervals.
 	fleet, err := startFleet(bin, dir, srv, api, n, 40*time.Second)
 	if err != nil {
 		return nil, err
@@ -356,11 +356,17 @@ func (c *client) steady(rate int, d time.Duration) (p50, p99 time.Duration, err 
 	n := rate * int(d/time.Second)
 	sent := make([]atomic.Int64, n) // unix nanoseconds
 	errs := make(chan error, n)
+	done := make(chan struct{})
+	defer close(done)
 	go func() {
 		tick := time.NewTicker(time.Second / time.Duration(rate))
 		defer tick.Stop()
 		for i := range n {
-			<-tick.C
+			select {
+			case <-tick.C:
+			case <-done:
+				return
+			}
 			sent[i].Store(time.Now().UnixNano())
 			go func(i int) {
 				body := fmt.Sprintf(`{"apiVersion":"skiff.dev/v1alpha1","kind":"Instance","metadata":{"name":"steady-%d","labels":{"app":"steady"}},"spec":{"containers":[{"name":"main","image":"registry.local/load:1","resources":{"requests":{"cpu":"10m","memory":"16Mi"}}}]}}`, i)

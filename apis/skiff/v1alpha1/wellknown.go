@@ -7,7 +7,10 @@ const (
 	NodeLeaseNamespace = "skiff-node-lease"
 	// AgentFinalizer holds each Instance bound to a node until the node's
 	// agent has stopped and cleaned up its containers. The bind sets it
-	// (an agent sets it on an Instance created with spec.nodeName).
+	// (an agent sets it on an Instance created with spec.nodeName); the
+	// node lifecycle controller releases it where no agent will (a
+	// deleted Node, or a lost node whose agent never accepted the
+	// Instance).
 	AgentFinalizer = "skiff.dev/agent"
 	// NodeUserPrefix prefixes a node identity's user name: skiff:node:NAME.
 	NodeUserPrefix = "skiff:node:"
