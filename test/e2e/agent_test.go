@@ -23,7 +23,9 @@ func TestAgentJoins(t *testing.T) {
 	agent := exec.Command(skiffBin, "agent",
 		"--server", s.url, "--join-token", filepath.Join(s.dataDir, "join-token"),
 		"--data-dir", agentDir, "--node-name", "e2e-node",
-		"--labels", "zone=a", "--taints", "dedicated=e2e:NoSchedule", "--lease-interval", "200ms",
+		// Renewals every 200 ms, and every second once gossip is healthy
+		// (its default, 40 s, would outlast the wait for a renewal below).
+		"--labels", "zone=a", "--taints", "dedicated=e2e:NoSchedule", "--lease-interval", "200ms", "--gossip-lease-interval", "1s",
 		"--runtime", "sim", "--listen", "127.0.0.1:0", "--gossip-bind", "127.0.0.1:0")
 	var out strings.Builder
 	agent.Stdout, agent.Stderr = &out, &out
