@@ -18,7 +18,6 @@ import (
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/klog/v2"
@@ -103,7 +102,7 @@ func (c *cluster) client() (*clientv3.Client, *embeddedEtcd, error) {
 	if e == nil || e.member == nil {
 		return nil, nil, errNotClustered
 	}
-	return v3client.New(e.etcd.Server), e, nil
+	return e.client(), e, nil
 }
 
 var errNotClustered = errors.New("this server's etcd is its own, not a cluster's: start the first server with --cluster-init")
@@ -144,7 +143,6 @@ func (c *cluster) join(w http.ResponseWriter, r *http.Request) {
 		clusterError(w, err.Error(), http.StatusConflict)
 		return
 	}
-	defer cli.Close()
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
 	initial, status, err := addLearner(ctx, cli, req)
@@ -256,7 +254,6 @@ func (c *cluster) list(w http.ResponseWriter, r *http.Request) {
 		clusterError(w, err.Error(), http.StatusConflict)
 		return
 	}
-	defer cli.Close()
 	resp, err := cli.MemberList(r.Context())
 	if err != nil {
 		clusterError(w, fmt.Sprintf("etcd members: %v", err), http.StatusServiceUnavailable)
@@ -280,7 +277,6 @@ func (c *cluster) remove(w http.ResponseWriter, r *http.Request, name string) {
 		clusterError(w, err.Error(), http.StatusConflict)
 		return
 	}
-	defer cli.Close()
 	list, err := cli.MemberList(r.Context())
 	if err != nil {
 		clusterError(w, fmt.Sprintf("etcd members: %v", err), http.StatusServiceUnavailable)
@@ -364,7 +360,7 @@ func (c *cluster) promoteLearners(ctx context.Context) {
 		if e == nil || e.member == nil || e.etcd.Server.Leader() != e.etcd.Server.MemberID() {
 			continue
 		}
-		cli := v3client.New(e.etcd.Server)
+		cli := e.client()
 		list, err := cli.MemberList(ctx)
 		if err == nil {
 			for _, m := range list.Members {
@@ -377,7 +373,6 @@ func (c *cluster) promoteLearners(ctx context.Context) {
 				}
 			}
 		}
-		cli.Close()
 	}
 }
 
@@ -405,8 +400,7 @@ func updatePeerURL(ctx context.Context, e *embeddedEtcd) error {
 	if e.member == nil || e.etcd.Server.IsLearner() {
 		return nil
 	}
-	cli := v3client.New(e.etcd.Server)
-	defer cli.Close()
+	cli := e.client()
 	id := uint64(e.etcd.Server.MemberID())
 	list, err := cli.MemberList(ctx)
 	if err != nil {

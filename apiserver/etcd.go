@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
 )
 
 // embeddedEtcd is etcd inside the server process. Its client endpoint is
@@ -30,6 +32,17 @@ type embeddedEtcd struct {
 	// closing quiets etcd's logger for a stop on purpose.
 	closing   *atomic.Bool
 	closeOnce sync.Once
+	// v3 is the in-process client of this member (client), made once.
+	v3     *clientv3.Client
+	v3Once sync.Once
+}
+
+// client is an in-process client of this etcd, made at the first call
+// and closed with it: cluster membership requests and the learner
+// promoter share it.
+func (e *embeddedEtcd) client() *clientv3.Client {
+	e.v3Once.Do(func() { e.v3 = v3client.New(e.etcd.Server) })
+	return e.v3
 }
 
 // maxSocketPath is the longest unix socket path Linux accepts (sun_path
@@ -185,6 +198,10 @@ func (e *embeddedEtcd) Close() {
 	e.closeOnce.Do(func() {
 		if e.closing != nil {
 			e.closing.Store(true)
+		}
+		e.v3Once.Do(func() {}) // no client made after this
+		if e.v3 != nil {
+			_ = e.v3.Close()
 		}
 		e.etcd.Close()
 	})

@@ -60,12 +60,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // Servers lists the Leases and returns the live servers' URLs (Live).
 func (h *Handler) Servers(ctx context.Context) ([]string, error) {
+	leases, err := serverLeases(ctx, h.reader)
+	if err != nil {
+		return nil, err
+	}
+	return Live(leases, h.now()), nil
+}
+
+// serverLeases lists the API servers' Leases.
+func serverLeases(ctx context.Context, r client.Reader) ([]coordinationv1.Lease, error) {
 	var leases coordinationv1.LeaseList
-	if err := h.reader.List(ctx, &leases, client.InNamespace(Namespace),
+	if err := r.List(ctx, &leases, client.InNamespace(Namespace),
 		client.MatchingLabels{skiffv1alpha1.ServerLeaseLabel: "true"}); err != nil {
 		return nil, fmt.Errorf("list leases in %s: %w", Namespace, err)
 	}
-	return Live(leases.Items, h.now()), nil
+	return leases.Items, nil
 }
 
 // Live returns the URLs of the leases that are live at now, sorted and
@@ -88,14 +97,13 @@ func Live(leases []coordinationv1.Lease, now time.Time) []string {
 // GossipSeeds lists the live servers' gossip addresses but self's, for
 // a server to join the others' gossip.
 func GossipSeeds(ctx context.Context, r client.Reader, self string, now time.Time) ([]string, error) {
-	var leases coordinationv1.LeaseList
-	if err := r.List(ctx, &leases, client.InNamespace(Namespace),
-		client.MatchingLabels{skiffv1alpha1.ServerLeaseLabel: "true"}); err != nil {
-		return nil, fmt.Errorf("list leases in %s: %w", Namespace, err)
+	leases, err := serverLeases(ctx, r)
+	if err != nil {
+		return nil, err
 	}
 	var seeds []string
-	for i := range leases.Items {
-		l := &leases.Items[i]
+	for i := range leases {
+		l := &leases[i]
 		if g := l.Annotations[skiffv1alpha1.ServerGossipAnnotation]; g != "" && g != self && live(l, now) {
 			seeds = append(seeds, g)
 		}
