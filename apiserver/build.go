@@ -85,6 +85,7 @@ func (s *Server) build(endpoints []string) (*genericapiserver.GenericAPIServer, 
 	if err != nil {
 		return nil, nil, err
 	}
+	s.local.serve(stores)
 	etcdClient, err := newEtcdClient(endpoints, s.cfg)
 	if err != nil {
 		return nil, nil, err

@@ -47,6 +47,8 @@ type Server struct {
 	// (nil: the server's own etcd); cluster serves the cluster endpoints.
 	member  *etcdMember
 	cluster *cluster
+	// local reads the storage in process, once Run has built it.
+	local *Local
 }
 
 // HealthReport is a HealthCheck that also tells what it saw (shown as the
@@ -133,7 +135,7 @@ func newServer(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, dir: dir, trust: identity.NewTrust(), joinToken: token, member: member}
+	s := &Server{cfg: cfg, dir: dir, trust: identity.NewTrust(), joinToken: token, member: member, local: newLocal()}
 	if len(cfg.EtcdServers) == 0 {
 		s.cluster = &cluster{dir: dir, encryptionConfig: cfg.encryptionConfigPath()}
 		s.AddHandler(ClusterPath, s.cluster)

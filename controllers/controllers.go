@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	toolscache "k8s.io/client-go/tools/cache"
+
 	"github.com/prometheus/client_golang/prometheus"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -122,7 +124,21 @@ type Controllers struct {
 	mgr atomic.Pointer[manager.Manager]
 	// members is the control plane's gossip member (nil: Leases alone).
 	members nodelifecycle.WatchedMembers
+	// local lists and watches in process (nil: through the API).
+	local LocalReader
 }
+
+// LocalReader lists and watches the objects of a kind without the API:
+// the storage of the server the controllers run in. It says false for a
+// type it does not store.
+type LocalReader interface {
+	ListerWatcher(obj runtime.Object) (toolscache.ListerWatcher, bool)
+}
+
+// ReadFrom makes the controllers' caches list and watch through r, for
+// every kind r stores; their writes still go through the API. It is for
+// controllers in the server's own process. Call it before Start.
+func (c *Controllers) ReadFrom(r LocalReader) { c.local = r }
 
 // UseGossip makes the node lifecycle controller judge nodes by gossip
 // too (see nodelifecycle). Call it before Start.
@@ -179,6 +195,17 @@ func (c *Controllers) build() (manager.Manager, error) {
 		// object without them (a third of an Instance's size), and a
 		// write from a cached copy keeps the server's.
 		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+	}
+	if c.local != nil {
+		// The caches are built without per-kind selectors (none is
+		// configured above), so a local list and watch see what the
+		// API's would.
+		opts.Cache.NewInformer = func(lw toolscache.ListerWatcher, obj runtime.Object, resync time.Duration, indexers toolscache.Indexers) toolscache.SharedIndexInformer {
+			if local, ok := c.local.ListerWatcher(obj); ok {
+				lw = local
+			}
+			return toolscache.NewSharedIndexInformer(lw, obj, resync, indexers)
+		}
 	}
 	if cfg.SkipNameValidation {
 		opts.Controller = config.Controller{SkipNameValidation: ptr.To(true)}

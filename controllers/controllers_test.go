@@ -55,6 +55,7 @@ func startPlane(t *testing.T, nodes int, cfg controllers.Config) *plane {
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.ReadFrom(s.Local) // as `skiff server` runs them
 	start(c.Start)
 	admin, err := client.NewWithWatch(s.Admin, client.Options{Scheme: apiservertest.Scheme(t)})
 	if err != nil {

@@ -65,3 +65,23 @@ func TestNoConflictingWrites(t *testing.T) {
 		}
 	}
 }
+
+// TestControllersReadInProcess: the controllers of a server list and
+// watch its storage in process (Controllers.ReadFrom), not through the
+// API: while they bring a Workload up, none of the API's watches is
+// theirs.
+func TestControllersReadInProcess(t *testing.T) {
+	p := startPlane(t, 1, controllers.DefaultConfig())
+	w := webWorkload("local", 2, "registry.local/web:1")
+	if err := p.admin.Create(p.ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	p.waitRunning(t, w, 2, "registry.local/web:1")
+	// The fleet watches its node's Instances through the API; only the
+	// controllers watch Workloads and Nodes.
+	for _, resource := range []string{"workloads", "nodes"} {
+		if got := p.s.Metric(t, "apiserver_longrunning_requests", `resource="`+resource+`"`, `verb="WATCH"`); got != 0 {
+			t.Errorf("%d watches of %s open through the API, want none: the controllers watch in process", got, resource)
+		}
+	}
+}

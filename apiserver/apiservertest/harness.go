@@ -28,6 +28,9 @@ type Server struct {
 	Admin *rest.Config
 	// JoinTokenFile is the path of the node join token.
 	JoinTokenFile string
+	// Local reads the server's storage in process, as the controllers
+	// of `skiff server` do.
+	Local *apiserver.Local
 }
 
 // Start boots a control plane in a temporary directory and waits until it
@@ -57,7 +60,7 @@ func Start(t testing.TB) *Server {
 		t.Fatalf("admin kubeconfig: %v", err)
 	}
 	admin.QPS, admin.Burst = 1000, 1000
-	s := &Server{URL: srv.URL(), DataDir: cfg.DataDir, Admin: admin, JoinTokenFile: filepath.Join(cfg.DataDir, apiserver.JoinTokenFile)}
+	s := &Server{URL: srv.URL(), DataDir: cfg.DataDir, Admin: admin, JoinTokenFile: filepath.Join(cfg.DataDir, apiserver.JoinTokenFile), Local: srv.Local()}
 	if err := s.waitReady(done); err != nil {
 		t.Fatalf("apiserver not ready: %v", err)
 	}

@@ -16,6 +16,13 @@ import (
 // started adds to them, so compare two readings.
 func (s *Server) Requests(t testing.TB, labels ...string) int {
 	t.Helper()
+	return s.Metric(t, "apiserver_request_total", labels...)
+}
+
+// Metric sums the samples of the server's metric name (a counter or a
+// gauge) whose labels hold every one of labels.
+func (s *Server) Metric(t testing.TB, name string, labels ...string) int {
+	t.Helper()
 	c, err := rest.HTTPClientFor(s.Admin)
 	if err != nil {
 		t.Fatal(err)
@@ -31,7 +38,7 @@ func (s *Server) Requests(t testing.TB, labels ...string) int {
 next:
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, "apiserver_request_total{") {
+		if !strings.HasPrefix(line, name+"{") {
 			continue
 		}
 		for _, l := range labels {
@@ -42,7 +49,7 @@ next:
 		f := strings.Fields(line)
 		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil && v > 0 {
 			total += int(v)
-			t.Logf("requests: %s", line)
+			t.Logf("%s", line)
 		}
 	}
 	if err := sc.Err(); err != nil {

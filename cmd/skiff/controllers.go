@@ -62,6 +62,7 @@ func serverControllers(srv *apiserver.Server, cfg controllers.Config, disabled b
 	if members != nil {
 		c.UseGossip(members)
 	}
+	c.ReadFrom(srv.Local())
 	srv.AddMetrics(c.Gatherer())
 	srv.AddHealth("controllers", c.Check)
 	srv.AddHealth("scheduler", c.Check)
