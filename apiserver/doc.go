@@ -41,6 +41,12 @@
 // --cluster-init, the others with --join and a server token, which gets
 // them the cluster's shared files and an etcd membership (a learner,
 // promoted when caught up); peers talk mutual TLS under a cluster peer CA.
+//
+// Code in the server's process reads its storage through Local (local.go):
+// lists and watches of the watch cache, each reader holding its own copies,
+// with no HTTP, TLS or JSON; `skiff server` runs its controllers' caches on
+// it. Writes always go through the API.
+//
 // Use it as:
 //
 //	cfg := apiserver.DefaultConfig()

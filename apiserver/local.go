@@ -59,6 +59,9 @@ func (l *Local) serve(in *installed) {
 	l.once.Do(func() {
 		l.byKind = map[schema.GroupVersionKind]localStore{}
 		for k, r := range in.byKind {
+			// The generic store, without the API's per-caller
+			// redaction (REST.List, REST.Watch): that hides Node keys
+			// from nodes only, and no node reads in process.
 			l.byKind[k.GVK] = r.Store
 		}
 		close(l.ready)
@@ -155,7 +158,7 @@ func (lw *localListerWatcher) metadataList(list runtime.Object) (runtime.Object,
 	out.SetContinue(lm.GetContinue())
 	out.SetRemainingItemCount(lm.GetRemainingItemCount())
 	err = meta.EachListItem(list, func(item runtime.Object) error {
-		m, err := lw.metadataOf(item)
+		m, err := lw.metadataOf(item, false)
 		if err != nil {
 			return err
 		}
@@ -165,8 +168,9 @@ func (lw *localListerWatcher) metadataList(list runtime.Object) (runtime.Object,
 	return out, err
 }
 
-// metadataOf is obj's metadata alone, copied, as the kind's.
-func (lw *localListerWatcher) metadataOf(obj runtime.Object) (*metav1.PartialObjectMetadata, error) {
+// metadataOf is obj's metadata alone, as the kind's; copied unless obj
+// is the reader's already.
+func (lw *localListerWatcher) metadataOf(obj runtime.Object, owned bool) (*metav1.PartialObjectMetadata, error) {
 	a, ok := obj.(metav1.ObjectMetaAccessor)
 	if !ok {
 		return nil, fmt.Errorf("%T has no ObjectMeta", obj)
@@ -175,7 +179,10 @@ func (lw *localListerWatcher) metadataOf(obj runtime.Object) (*metav1.PartialObj
 	if !ok {
 		return nil, fmt.Errorf("%T has no ObjectMeta", obj)
 	}
-	out := &metav1.PartialObjectMetadata{ObjectMeta: *om.DeepCopy()}
+	if !owned {
+		om = om.DeepCopy()
+	}
+	out := &metav1.PartialObjectMetadata{ObjectMeta: *om}
 	out.SetGroupVersionKind(lw.gvk)
 	return out, nil
 }
@@ -197,7 +204,7 @@ func (lw *localListerWatcher) WatchWithContext(ctx context.Context, opts metav1.
 	if err != nil {
 		return nil, err
 	}
-	return watch.Filter(w, lw.owned), nil
+	return filterWatch(w, lw.owned), nil
 }
 
 // owned is an event with an object of the reader's own.
@@ -206,7 +213,7 @@ func (lw *localListerWatcher) owned(e watch.Event) (watch.Event, bool) {
 		e.Object = c.GetObject()
 	}
 	if lw.metadata && e.Type != watch.Error {
-		m, err := lw.metadataOf(e.Object)
+		m, err := lw.metadataOf(e.Object, true)
 		if err != nil {
 			return watch.Event{Type: watch.Error, Object: &apierrors.NewInternalError(err).ErrStatus}, true
 		}

@@ -34,7 +34,7 @@ func TestLocalListsAndWatchesCopies(t *testing.T) {
 	if err := ts.client.Create(ctx, first); err != nil {
 		t.Fatal(err)
 	}
-	obj, err := lwc.ListWithContext(ctx, metav1.ListOptions{ResourceVersion: "0"})
+	obj, err := lwc.ListWithContext(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,7 @@ func TestLocalListsAndWatchesCopies(t *testing.T) {
 	}
 	// The reader owns its copy: changing it changes no later read.
 	list.Items[0].Labels["app"] = "changed"
-	again, err := lwc.ListWithContext(ctx, metav1.ListOptions{ResourceVersion: "0"})
+	again, err := lwc.ListWithContext(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -196,10 +196,11 @@ func (c *Controllers) build() (manager.Manager, error) {
 		// write from a cached copy keeps the server's.
 		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
 	}
-	if c.local != nil {
-		// The caches are built without per-kind selectors (none is
-		// configured above), so a local list and watch see what the
-		// API's would.
+	if c.local != nil && opts.Cache.ByObject == nil && opts.Cache.DefaultNamespaces == nil &&
+		opts.Cache.DefaultLabelSelector == nil && opts.Cache.DefaultFieldSelector == nil {
+		// A local list and watch see every namespace and object, as the
+		// caches do while no selector or namespace narrows them: one
+		// that did would be ignored here, so none may.
 		opts.Cache.NewInformer = func(lw toolscache.ListerWatcher, obj runtime.Object, resync time.Duration, indexers toolscache.Indexers) toolscache.SharedIndexInformer {
 			if local, ok := c.local.ListerWatcher(obj); ok {
 				lw = local
