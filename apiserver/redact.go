@@ -63,7 +63,7 @@ func (r *REST) Watch(ctx context.Context, opts *metainternalversion.ListOptions)
 	if err != nil || r.kind.Redact == nil {
 		return w, err
 	}
-	return watch.Filter(w, func(e watch.Event) (watch.Event, bool) {
+	return filterWatch(w, func(e watch.Event) (watch.Event, bool) {
 		if e.Type == watch.Error || e.Type == watch.Bookmark {
 			return e, true
 		}
