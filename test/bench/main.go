@@ -34,7 +34,7 @@ import (
 func main() {
 	objects := flag.Int("objects", 10000, "objects to create")
 	clients := flag.Int("clients", 8, "concurrent create clients")
-	profile := flag.String("cpuprofile", "", "write the server's CPU profile of the create phase to this file")
+	profile := flag.String("cpuprofile", "", "write the server's CPU profile of the create phase to this file (and of the lists to FILE.list)")
 	containers := flag.Int("containers", 50, "containers the agent benchmark runs")
 	only := flag.String("only", "", "run one part: apiserver, ha, agent, probes, network, fleet, controllers, placement, mcp or gossip")
 	haKills := flag.Int("ha-kills", 10, "etcd leader kills the ha benchmark times failover over")
@@ -237,9 +237,20 @@ func run(bin string, objects, clients int, profile string) ([]result, error) {
 			return nil, err
 		}
 	}
+	// With -cpuprofile, the lists are profiled too (PATH.list).
+	var listProfiled chan error
+	if profile != "" {
+		listProfiled = make(chan error, 1)
+		go func() { listProfiled <- api.cpuProfile(profile+".list", 5) }()
+	}
 	listP50, listP99, err := api.listLatency(20)
 	if err != nil {
 		return nil, err
+	}
+	if listProfiled != nil {
+		if err := <-listProfiled; err != nil {
+			return nil, err
+		}
 	}
 	watchP50, watchP99, err := api.watchLatency(200)
 	if err != nil {
