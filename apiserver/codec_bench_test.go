@@ -98,7 +98,7 @@ func runningInstance() *skiffv1alpha1.Instance {
 			}},
 			Conditions: []metav1.Condition{
 				{Type: skiffv1alpha1.InstanceScheduled, Status: metav1.ConditionTrue, Reason: "Bound", Message: `bound to node "node-17"`, LastTransitionTime: now},
-				{Type: "Ready", Status: metav1.ConditionTrue, Reason: "ContainersReady", LastTransitionTime: now},
+				{Type: skiffv1alpha1.InstanceReady, Status: metav1.ConditionTrue, Reason: "ContainersReady", LastTransitionTime: now},
 			},
 		},
 	}

@@ -102,41 +102,34 @@ var (
 	_ cache.ListerWatcher            = (*localListerWatcher)(nil)
 )
 
-// store waits for the storage to be built.
-func (lw *localListerWatcher) store(ctx context.Context) (localStore, error) {
+// open waits for the storage to be built and returns it with what a
+// read of every namespace passes it.
+func (lw *localListerWatcher) open(ctx context.Context, opts metav1.ListOptions) (localStore, context.Context, *metainternalversion.ListOptions, error) {
 	select {
 	case <-lw.local.ready:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, nil, nil, ctx.Err()
 	}
 	st, ok := lw.local.byKind[lw.gvk]
 	if !ok {
-		return nil, fmt.Errorf("no storage for %v", lw.gvk)
+		return nil, nil, nil, fmt.Errorf("no storage for %v", lw.gvk)
 	}
-	return st, nil
-}
-
-func internalOptions(opts metav1.ListOptions) (*metainternalversion.ListOptions, error) {
 	var in metainternalversion.ListOptions
 	if err := metainternalversion.Convert_v1_ListOptions_To_internalversion_ListOptions(&opts, &in, nil); err != nil {
-		return nil, fmt.Errorf("list options: %w", err)
+		return nil, nil, nil, fmt.Errorf("list options: %w", err)
 	}
-	return &in, nil
+	return st, genericapirequest.WithNamespace(ctx, metav1.NamespaceAll), &in, nil
 }
 
 // ListWithContext lists from the watch cache. Its items are shallow
 // copies of the cache's objects: the list is deep-copied, so the reader
 // owns what it holds.
 func (lw *localListerWatcher) ListWithContext(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-	st, err := lw.store(ctx)
+	st, ctx, in, err := lw.open(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
-	in, err := internalOptions(opts)
-	if err != nil {
-		return nil, err
-	}
-	list, err := st.List(genericapirequest.WithNamespace(ctx, metav1.NamespaceAll), in)
+	list, err := st.List(ctx, in)
 	if err != nil {
 		return nil, err
 	}
@@ -190,16 +183,12 @@ func (lw *localListerWatcher) metadataOf(obj runtime.Object, owned bool) (*metav
 // reader's own copy of the object (the cache hands out copies, some
 // wrapped to cache their serializations: those are unwrapped).
 func (lw *localListerWatcher) WatchWithContext(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-	st, err := lw.store(ctx)
-	if err != nil {
-		return nil, err
-	}
 	opts.Watch = true
-	in, err := internalOptions(opts)
+	st, ctx, in, err := lw.open(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
-	w, err := st.Watch(genericapirequest.WithNamespace(ctx, metav1.NamespaceAll), in)
+	w, err := st.Watch(ctx, in)
 	if err != nil {
 		return nil, err
 	}

@@ -119,8 +119,10 @@ func controllersBench(bin string, n, workloads, replicas int) ([]result, error) 
 			lat = append(lat, s.running.Sub(s.added))
 		}
 	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	p50, p99 := lat[len(lat)/2], lat[len(lat)*99/100]
+	p50, p99, err := percentiles(lat)
+	if err != nil {
+		return nil, err
+	}
 	binds := float64(total) / lastBind.Sub(firstBind).Seconds()
 	label := fmt.Sprintf("controllers %d nodes, %dx%d", n, workloads, replicas)
 	res := []result{
@@ -407,6 +409,5 @@ func (c *client) steady(rate int, d time.Duration) (p50, p99 time.Duration, err 
 			return 0, 0, fmt.Errorf("%d of %d steady Instances running", len(lat), n)
 		}
 	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	return lat[len(lat)/2], lat[len(lat)*99/100], nil
+	return percentiles(lat)
 }
