@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -14,6 +15,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apiserver/pkg/features"
+	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -301,5 +304,48 @@ func TestNamespaces(t *testing.T) {
 	def := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: DefaultNamespace}}
 	if err := ts.client.Delete(ctx, def); !apierrors.IsForbidden(err) {
 		t.Fatalf("delete default: %v, want Forbidden", err)
+	}
+}
+
+// A paginated list sees the cluster as of its first page: objects created
+// after it are not in the later pages, which the server reads from etcd at
+// the first page's revision (the watch cache keeps no snapshots for them).
+func TestPaginatedListIsOneSnapshot(t *testing.T) {
+	ts := startTestServer(t, t.TempDir())
+	ctx := context.Background()
+	if utilfeature.DefaultFeatureGate.Enabled(features.ListFromCacheSnapshot) {
+		t.Fatal("the watch cache keeps snapshots: ListFromCacheSnapshot is on")
+	}
+	var want []string
+	for i := range 25 {
+		w := newWorkload(fmt.Sprintf("page-%02d", i), 1)
+		if err := ts.client.Create(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, w.Name)
+	}
+	var got []string
+	opts := []client.ListOption{client.InNamespace("default"), client.Limit(10)}
+	for page := 0; ; page++ {
+		var list skiffv1alpha1.WorkloadList
+		if err := ts.client.List(ctx, &list, opts...); err != nil {
+			t.Fatalf("page %d: %v", page, err)
+		}
+		for _, w := range list.Items {
+			got = append(got, w.Name)
+		}
+		if page == 0 {
+			// Created after the first page: not in this list.
+			if err := ts.client.Create(ctx, newWorkload("page-late", 1)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if list.Continue == "" {
+			break
+		}
+		opts = []client.ListOption{client.InNamespace("default"), client.Limit(10), client.Continue(list.Continue)}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("paginated list: %v, want %v", got, want)
 	}
 }
