@@ -138,7 +138,7 @@ func (s *Server) applyStorage(cfg *genericapiserver.Config, sch *schemes, endpoi
 	if err := withoutCacheSnapshots(); err != nil {
 		return err
 	}
-	codec := sch.codecs.LegacyCodec(servedGroupVersions()...)
+	codec := newRecallingCodec(storageCodec(sch), sch.full)
 	etcd := genericoptions.NewEtcdOptions(storagebackend.NewDefaultConfig(s.cfg.EtcdPrefix, codec))
 	etcd.StorageConfig.Transport.ServerList = endpoints
 	etcd.StorageConfig.Transport.TrustedCAFile = s.cfg.EtcdCAFile
@@ -251,7 +251,7 @@ func (s *Server) installGroups(generic *genericapiserver.GenericAPIServer, sch *
 			// Its options kinds (InstanceLogOptions) decode from queries
 			// through conversions in the full scheme.
 			info.ParameterCodec = runtime.NewParameterCodec(sch.full)
-			info.NegotiatedSerializer = withoutProtobuf{info.NegotiatedSerializer}
+			info.NegotiatedSerializer = newSkiffSerializer(info.NegotiatedSerializer, sch.full)
 		}
 		info.PrioritizedVersions = []schema.GroupVersion{gv}
 		info.VersionedResourcesStorageMap[gv.Version] = byGV[gv]

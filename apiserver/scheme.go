@@ -8,6 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/runtime/serializer/json"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 )
@@ -111,19 +112,45 @@ func addCoreFieldLabels(s *runtime.Scheme) error {
 	return nil
 }
 
-// withoutProtobuf hides the protobuf media type: skiff types have no
-// generated protobuf, and a protobuf-asking client must get JSON, not 406.
-type withoutProtobuf struct {
+// skiffSerializer is how the skiff.dev group is read and written. It
+// hides the protobuf media type: skiff types have no generated protobuf,
+// and a protobuf-asking client must get JSON, not 406. Its JSON finds an
+// object's kind with kindMeta (jsonkind.go), not by decoding the object
+// twice.
+type skiffSerializer struct {
 	runtime.NegotiatedSerializer
+	types []runtime.SerializerInfo
 }
 
-func (w withoutProtobuf) SupportedMediaTypes() []runtime.SerializerInfo {
-	var out []runtime.SerializerInfo
-	for _, info := range w.NegotiatedSerializer.SupportedMediaTypes() {
-		if info.MediaType == runtime.ContentTypeProtobuf {
+func newSkiffSerializer(ns runtime.NegotiatedSerializer, scheme *runtime.Scheme) skiffSerializer {
+	var types []runtime.SerializerInfo
+	for _, info := range ns.SupportedMediaTypes() {
+		switch info.MediaType {
+		case runtime.ContentTypeProtobuf:
 			continue
+		case runtime.ContentTypeJSON:
+			info = kindMetaJSON(info, scheme)
 		}
-		out = append(out, info)
+		types = append(types, info)
 	}
-	return out
+	return skiffSerializer{NegotiatedSerializer: ns, types: types}
+}
+
+func (s skiffSerializer) SupportedMediaTypes() []runtime.SerializerInfo { return s.types }
+
+// kindMetaJSON is info, the JSON serializers of an API group (streamed
+// lists, pretty printing on request), with kindMeta.
+func kindMetaJSON(info runtime.SerializerInfo, scheme *runtime.Scheme) runtime.SerializerInfo {
+	plain := json.NewSerializerWithOptions(kindMeta{}, scheme, scheme, json.SerializerOptions{StreamingCollectionsEncoding: true})
+	info.Serializer = plain
+	info.StrictSerializer = json.NewSerializerWithOptions(kindMeta{}, scheme, scheme, json.SerializerOptions{Strict: true, StreamingCollectionsEncoding: true})
+	if info.PrettySerializer != nil {
+		info.PrettySerializer = json.NewSerializerWithOptions(kindMeta{}, scheme, scheme, json.SerializerOptions{Pretty: true})
+	}
+	if info.StreamSerializer != nil {
+		stream := *info.StreamSerializer
+		stream.Serializer = plain
+		info.StreamSerializer = &stream
+	}
+	return info
 }

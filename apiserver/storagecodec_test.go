@@ -1,0 +1,263 @@
+package apiserver
+
+import (
+	"bytes"
+	encodingjson "encoding/json"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer/json"
+	"k8s.io/utils/ptr"
+
+	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+)
+
+// storedForms are objects as the storage holds them: second-precision
+// timestamps (what JSON keeps), of skiff's kinds and upstream ones.
+func storedForms(t testing.TB, base runtime.Codec) []runtime.Object {
+	t.Helper()
+	sec := metav1.NewTime(time.Now().Truncate(time.Second))
+	inst := runningInstance()
+	inst.CreationTimestamp = sec
+	for i := range inst.ManagedFields {
+		inst.ManagedFields[i].Time = &sec
+	}
+	inst.Status.ContainerStatuses[0].State.Running.StartedAt = sec
+	for i := range inst.Status.Conditions {
+		inst.Status.Conditions[i].LastTransitionTime = sec
+	}
+	wl := newWorkload("web", 3)
+	wl.Annotations = map[string]string{"note": `quotes " and \ slashes`}
+	wl.Spec.Template.Spec.Containers[0].Env = []skiffv1alpha1.EnvVar{{Name: "A", Value: "1"}}
+	lease := &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: "node-1", Namespace: "skiff-node-lease"},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: ptr.To("node-1"), LeaseDurationSeconds: ptr.To[int32](40)},
+	}
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: "default"},
+		Data:       map[string][]byte{"password": []byte("s3cret")},
+	}
+	var out []runtime.Object
+	for _, obj := range []runtime.Object{inst, wl, lease, secret} {
+		data, err := runtime.Encode(base, obj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored := obj.DeepCopyObject()
+		if _, _, err := base.Decode(data, nil, stored); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, stored)
+	}
+	return out
+}
+
+func remembered(c *recallingCodec) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, s := range c.slots {
+		if s.obj != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// What the storage codec gives back for bytes it has just encoded is what
+// decoding them gives: the same kind, defaults and fields, an object of the
+// reader's own. Other bytes with the same content are decoded.
+func TestRecalledDecodeIsTheDecode(t *testing.T) {
+	sch, err := newSchemes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := storageCodec(sch)
+	c := newRecallingCodec(base, sch.full)
+	// As the store writes them: without their kind (an internal object's
+	// TypeMeta is empty), and one without its defaults.
+	objs := storedForms(t, base)
+	undefaulted := newWorkload("undefaulted", 1)
+	undefaulted.Spec.Replicas = nil
+	objs = append(objs, undefaulted)
+	for _, obj := range objs {
+		obj.GetObjectKind().SetGroupVersionKind(schema.GroupVersionKind{})
+		data, err := runtime.Encode(c, obj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := remembered(c); n != 1 {
+			t.Fatalf("%T: %d objects remembered after its encode, want 1", obj, n)
+		}
+		if plain, err := runtime.Encode(base, obj); err != nil || !bytes.Equal(plain, data) {
+			t.Fatalf("%T: encoded %s, want %s (%v)", obj, data, plain, err)
+		}
+		want := obj.DeepCopyObject()
+		if _, _, err := base.Decode(bytes.Clone(data), nil, want); err != nil {
+			t.Fatal(err)
+		}
+		got := obj.DeepCopyObject()
+		if _, _, err := c.Decode(data, nil, got); err != nil {
+			t.Fatal(err)
+		}
+		if n := remembered(c); n != 0 {
+			t.Fatalf("%T: %d objects still remembered after the decode, want 0 (not recalled)", obj, n)
+		}
+		if !apiequality.Semantic.DeepEqual(got, want) {
+			t.Fatalf("%T recalled:\n%#v\nwant, as decoded:\n%#v", obj, got, want)
+		}
+		if got.GetObjectKind().GroupVersionKind() != want.GetObjectKind().GroupVersionKind() {
+			t.Fatalf("%T recalled as %v, decoded as %v", obj, got.GetObjectKind().GroupVersionKind(), want.GetObjectKind().GroupVersionKind())
+		}
+		// The reader's own: changing the written object does not reach it.
+		obj.(metav1.Object).SetLabels(map[string]string{"changed": "after"})
+		if _, ok := got.(metav1.Object).GetLabels()["changed"]; ok {
+			t.Fatalf("%T recalled shares its labels with the object written", obj)
+		}
+	}
+
+	// Equal bytes in another slice (as etcd returns them) are decoded.
+	inst := storedForms(t, base)[0]
+	data, err := runtime.Encode(c, inst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Decode(bytes.Clone(data), nil, &skiffv1alpha1.Instance{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := remembered(c); n != 1 {
+		t.Fatalf("%d objects remembered after decoding a copy of the bytes, want 1 (the copy decoded)", n)
+	}
+}
+
+// kindMeta reads the kind encoding/json would, from any JSON object.
+func TestKindMetaAgreesWithTheLibrary(t *testing.T) {
+	for _, data := range []string{
+		`{"kind":"Instance","apiVersion":"skiff.dev/v1alpha1","metadata":{"name":"a"}}`,
+		`{"metadata":{"kind":"Nested","apiVersion":"x/v9"},"apiVersion":"skiff.dev/v1alpha1","kind":"Workload"}`,
+		` { "apiVersion" : "v1" , "kind" : "Secret" } `,
+		`{"spec":{"a":[1,2,{"b":"]}[{"}],"c":"\"kind\":\"X\""},"kind":"Node","apiVersion":"skiff.dev/v1alpha1"}`,
+		`{"KIND":"Upper","ApiVersion":"skiff.dev/v1alpha1"}`,
+		`{"kind":"First","kind":"Last","apiVersion":"v1","apiVersion":"skiff.dev/v1alpha1"}`,
+		`{"kind":"Escaped\u0041","apiVersion":"skiff.dev\/v1alpha1"}`,
+		`{"kind":null,"apiVersion":"v1"}`,
+		`{"kind":"Instance"}`,
+		`{"apiVersion":"a/b/c","kind":"Bad"}`,
+		`{}`,
+		`{"n":-1.5e3,"t":true,"f":false,"z":null,"kind":"K","apiVersion":"v1"}`,
+		`{"kind":"K\u00e9","apiVersion":"v1"}`,
+		`{"kind":"Kélvin","apiVersion":"v1"}`,
+		`{"\u212aind":"Kelvin","apiVersion":"v1"}`,
+		`{"kind":1,"apiVersion":"v1"}`,
+	} {
+		if !encodingjson.Valid([]byte(data)) {
+			t.Fatalf("test input %s is not JSON", data)
+		}
+		gotGVK, gotErr := kindMeta{}.Interpret([]byte(data))
+		wantGVK, wantErr := json.DefaultMetaFactory.Interpret([]byte(data))
+		if (gotErr != nil) != (wantErr != nil) {
+			t.Fatalf("%s: error %v, the library's %v", data, gotErr, wantErr)
+		}
+		if gotErr == nil && *gotGVK != *wantGVK {
+			t.Fatalf("%s: %v, the library's %v", data, *gotGVK, *wantGVK)
+		}
+	}
+}
+
+// Bytes that are not JSON, whatever kindMeta makes of their start, are
+// refused by the decode.
+func TestKindMetaDecodeRefusesBrokenJSON(t *testing.T) {
+	sch, err := newSchemes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := json.NewSerializerWithOptions(kindMeta{}, sch.full, sch.full, json.SerializerOptions{})
+	for _, data := range []string{
+		`{"kind":"Instance","apiVersion":"skiff.dev/v1alpha1","spec":[1,}}`,
+		`{"kind":"Instance","apiVersion":"skiff.dev/v1alpha1","spec":{"a":tru}}`,
+		`{"kind":"Instance","apiVersion":"skiff.dev/v1alpha1"} trailing`,
+		`{"kind":"Instance","apiVersion":"skiff.dev/v1alpha1",}`,
+		`{"kind":"Instance" "apiVersion":"skiff.dev/v1alpha1"}`,
+		`{"kind":"Instance","apiVersion":"skiff.dev/v1alpha1"`,
+	} {
+		if _, _, err := s.Decode([]byte(data), nil, &skiffv1alpha1.Instance{}); err == nil {
+			t.Fatalf("%s decoded", data)
+		}
+	}
+}
+
+// FuzzKindMeta checks kindMeta against the library on any JSON object.
+func FuzzKindMeta(f *testing.F) {
+	f.Add(`{"kind":"Instance","apiVersion":"skiff.dev/v1alpha1"}`)
+	f.Add(`{"a":{"kind":"x"},"Kind":"Y","apiversion":"v1"}`)
+	f.Add(`{"s":"\\\"","kind":"Z","apiVersion":"g/v"}`)
+	f.Fuzz(func(t *testing.T, data string) {
+		if !encodingjson.Valid([]byte(data)) {
+			return
+		}
+		gotGVK, gotErr := kindMeta{}.Interpret([]byte(data))
+		wantGVK, wantErr := json.DefaultMetaFactory.Interpret([]byte(data))
+		if (gotErr != nil) != (wantErr != nil) {
+			t.Fatalf("%q: error %v, the library's %v", data, gotErr, wantErr)
+		}
+		if gotErr == nil && *gotGVK != *wantGVK {
+			t.Fatalf("%q: %v, the library's %v", data, *gotGVK, *wantGVK)
+		}
+	})
+}
+
+// BenchmarkStorageRecall is the etcd store's decode of an Instance it has
+// just written: from its bytes, and recalled.
+func BenchmarkStorageRecall(b *testing.B) {
+	sch, err := newSchemes()
+	if err != nil {
+		b.Fatal(err)
+	}
+	base := storageCodec(sch)
+	inst := storedForms(b, base)[0]
+	for _, c := range []struct {
+		name  string
+		codec runtime.Codec
+	}{{"decode", base}, {"recall", newRecallingCodec(base, sch.full)}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				data, err := runtime.Encode(c.codec, inst)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, _, err := c.codec.Decode(data, nil, &skiffv1alpha1.Instance{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkKindMeta reads an Instance's kind as the library does, and as
+// kindMeta does.
+func BenchmarkKindMeta(b *testing.B) {
+	data, err := encodingjson.Marshal(runningInstance())
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, m := range []struct {
+		name string
+		meta json.MetaFactory
+	}{{"library", json.DefaultMetaFactory}, {"kindMeta", kindMeta{}}} {
+		b.Run(m.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := m.meta.Interpret(data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
