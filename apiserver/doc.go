@@ -47,6 +47,13 @@
 // with no HTTP, TLS or JSON; `skiff server` runs its controllers' caches on
 // it. Writes always go through the API.
 //
+// Objects are stored as JSON (storagecodec.go). The storage codec hands
+// the etcd store a copy of what it has just written instead of decoding
+// the bytes again, and finds a JSON object's kind by scanning its
+// top-level keys (jsonkind.go), as the skiff.dev group's request decoding
+// does. The watch cache keeps no snapshots for paginated lists: their
+// later pages are read from etcd (build.go).
+//
 // Use it as:
 //
 //	cfg := apiserver.DefaultConfig()

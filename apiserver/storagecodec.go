@@ -20,14 +20,23 @@ import (
 // ordinary decode, nothing else.
 const recallSlots = 128
 
+// recallMaxBytes bounds what one slot holds: larger objects (a big Secret
+// or ConfigMap) are decoded as ever, so the slots never hold more than a
+// few MB.
+const recallMaxBytes = 16 << 10
+
 // recallingCodec is the storage's codec. It remembers a copy of each object
 // it has just encoded, with the bytes it encoded it to: the etcd store
 // decodes every object it writes from those very bytes to hand it back to
-// the caller (create, update, bind, status), and the copy, defaulted as a
-// decode would default it, is that decode for a fifth of the cost (a JSON
-// decode of an Instance is most of a write's storage CPU,
-// BenchmarkStorageRecall). Bytes from anywhere else, etcd's reads and
-// watch events among them, are decoded as ever.
+// the caller (create, update, bind, status), and the copy, with the stored
+// kind and defaulted as a decode would default it, stands for that decode
+// at a third of the cost (BenchmarkStorageRecall). Bytes from anywhere
+// else, etcd's reads and watch events among them, are decoded as ever.
+//
+// The copy is the decode as far as anything outside the process can tell:
+// encoded again it gives the same bytes. In memory it keeps what the JSON
+// drops (sub-second timestamps, an empty list that omitempty leaves out);
+// what the store returns from a write is only encoded for the response.
 //
 // The bytes are known by identity, not content: the same slice (first
 // element and length) that Encode wrote. Each slot holds its slice, so its
@@ -36,8 +45,11 @@ type recallingCodec struct {
 	runtime.Codec
 	defaulter runtime.ObjectDefaulter
 
-	mu    sync.Mutex
-	slots [recallSlots]recalled
+	mu     sync.Mutex
+	byData map[*byte]recalled
+	// order is the remembered slices' first bytes, oldest first from
+	// next, to forget the oldest when the slots are full.
+	order [recallSlots]*byte
 	next  int
 }
 
@@ -49,7 +61,7 @@ type recalled struct {
 }
 
 func newRecallingCodec(codec runtime.Codec, defaulter runtime.ObjectDefaulter) *recallingCodec {
-	return &recallingCodec{Codec: codec, defaulter: defaulter}
+	return &recallingCodec{Codec: codec, defaulter: defaulter, byData: make(map[*byte]recalled, recallSlots)}
 }
 
 // Encode encodes obj to w; into an empty bytes.Buffer (as runtime.Encode
@@ -63,7 +75,7 @@ func (c *recallingCodec) Encode(obj runtime.Object, w io.Writer) error {
 		return err
 	}
 	data := buf.Bytes()
-	if len(data) == 0 {
+	if len(data) == 0 || len(data) > recallMaxBytes {
 		return nil
 	}
 	gvk, err := storedKind(data)
@@ -75,16 +87,20 @@ func (c *recallingCodec) Encode(obj runtime.Object, w io.Writer) error {
 	cp.GetObjectKind().SetGroupVersionKind(gvk)
 	c.defaulter.Default(cp)
 	c.mu.Lock()
-	c.slots[c.next] = recalled{data: data, obj: cp}
+	defer c.mu.Unlock()
+	if old := c.order[c.next]; old != nil {
+		delete(c.byData, old)
+	}
+	c.byData[&data[0]] = recalled{data: data, obj: cp}
+	c.order[c.next] = &data[0]
 	c.next = (c.next + 1) % recallSlots
-	c.mu.Unlock()
 	return nil
 }
 
 // Decode gives into the remembered copy when data is the very slice an
 // Encode wrote and into is of the copy's type; otherwise it decodes data.
 func (c *recallingCodec) Decode(data []byte, defaults *schema.GroupVersionKind, into runtime.Object) (runtime.Object, *schema.GroupVersionKind, error) {
-	if into != nil && len(data) > 0 {
+	if into != nil && len(data) > 0 && len(data) <= recallMaxBytes {
 		if obj := c.recall(data, into); obj != nil {
 			reflect.ValueOf(into).Elem().Set(reflect.ValueOf(obj).Elem())
 			gvk := into.GetObjectKind().GroupVersionKind()
@@ -95,22 +111,21 @@ func (c *recallingCodec) Decode(data []byte, defaults *schema.GroupVersionKind, 
 }
 
 // recall takes the copy remembered with data, if it is of into's type.
+// Taken, it is forgotten: no two decodes share it.
 func (c *recallingCodec) recall(data []byte, into runtime.Object) runtime.Object {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for i := range c.slots {
-		s := &c.slots[i]
-		if len(s.data) != len(data) || &s.data[0] != &data[0] {
-			continue
-		}
-		obj := s.obj
-		*s = recalled{}
-		if reflect.TypeOf(obj) != reflect.TypeOf(into) {
-			return nil
-		}
-		return obj
+	r, ok := c.byData[&data[0]]
+	if !ok || len(r.data) != len(data) {
+		return nil
 	}
-	return nil
+	// Its place in order stays: forgetting it again later is a no-op, or
+	// forgets a newer slice at the same address a little early.
+	delete(c.byData, &data[0])
+	if reflect.TypeOf(r.obj) != reflect.TypeOf(into) {
+		return nil
+	}
+	return r.obj
 }
 
 // storageCodec is how objects are stored: JSON of the served group

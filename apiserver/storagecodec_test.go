@@ -3,6 +3,7 @@ package apiserver
 import (
 	"bytes"
 	encodingjson "encoding/json"
+	"reflect"
 	"testing"
 	"time"
 
@@ -61,13 +62,12 @@ func storedForms(t testing.TB, base runtime.Codec) []runtime.Object {
 func remembered(c *recallingCodec) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	n := 0
-	for _, s := range c.slots {
-		if s.obj != nil {
-			n++
-		}
-	}
-	return n
+	return len(c.byData)
+}
+
+// fresh is a new, empty object of obj's type.
+func fresh(obj runtime.Object) runtime.Object {
+	return reflect.New(reflect.TypeOf(obj).Elem()).Interface().(runtime.Object)
 }
 
 // What the storage codec gives back for bytes it has just encoded is what
@@ -98,11 +98,11 @@ func TestRecalledDecodeIsTheDecode(t *testing.T) {
 		if plain, err := runtime.Encode(base, obj); err != nil || !bytes.Equal(plain, data) {
 			t.Fatalf("%T: encoded %s, want %s (%v)", obj, data, plain, err)
 		}
-		want := obj.DeepCopyObject()
+		want := fresh(obj)
 		if _, _, err := base.Decode(bytes.Clone(data), nil, want); err != nil {
 			t.Fatal(err)
 		}
-		got := obj.DeepCopyObject()
+		got := fresh(obj)
 		if _, _, err := c.Decode(data, nil, got); err != nil {
 			t.Fatal(err)
 		}
@@ -122,9 +122,35 @@ func TestRecalledDecodeIsTheDecode(t *testing.T) {
 		}
 	}
 
-	// Equal bytes in another slice (as etcd returns them) are decoded.
-	inst := storedForms(t, base)[0]
+	// An object as a create writes it, timestamps to the nanosecond: the
+	// copy keeps them, encoded again it is the decode's bytes.
+	inst := runningInstance()
+	inst.TypeMeta = metav1.TypeMeta{}
 	data, err := runtime.Encode(c, inst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, got := &skiffv1alpha1.Instance{}, &skiffv1alpha1.Instance{}
+	if _, _, err := base.Decode(bytes.Clone(data), nil, want); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Decode(data, nil, got); err != nil || remembered(c) != 0 {
+		t.Fatalf("decode: %v, %d remembered, want it recalled", err, remembered(c))
+	}
+	gotData, err := runtime.Encode(base, got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantData, err := runtime.Encode(base, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(gotData, wantData) {
+		t.Fatalf("recalled, encoded again:\n%s\nwant, as decoded and encoded again:\n%s", gotData, wantData)
+	}
+
+	// Equal bytes in another slice (as etcd returns them) are decoded.
+	data, err = runtime.Encode(c, storedForms(t, base)[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,6 +159,23 @@ func TestRecalledDecodeIsTheDecode(t *testing.T) {
 	}
 	if n := remembered(c); n != 1 {
 		t.Fatalf("%d objects remembered after decoding a copy of the bytes, want 1 (the copy decoded)", n)
+	}
+
+	// A large object is not remembered: its decode reads the bytes.
+	before := remembered(c)
+	big := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "big", Namespace: "default"},
+		Data:       map[string][]byte{"blob": bytes.Repeat([]byte("x"), recallMaxBytes)},
+	}
+	if data, err = runtime.Encode(c, big); err != nil {
+		t.Fatal(err)
+	}
+	if n := remembered(c); n != before {
+		t.Fatalf("%d objects remembered after encoding %d bytes, want %d", n, len(data), before)
+	}
+	decoded := &corev1.Secret{}
+	if _, _, err := c.Decode(data, nil, decoded); err != nil || !bytes.Equal(decoded.Data["blob"], big.Data["blob"]) {
+		t.Fatalf("large Secret decoded: %v", err)
 	}
 }
 
