@@ -223,34 +223,22 @@ func run(bin string, objects, clients int, profile string) ([]result, error) {
 	if err != nil {
 		return nil, err
 	}
-	var profiled chan error
-	if profile != "" {
-		profiled = make(chan error, 1)
-		go func() { profiled <- api.cpuProfile(profile, 5) }()
-	}
-	rate, err := api.createMany(objects, clients)
+	var rate float64
+	err = api.profiling(profile, func() (err error) {
+		rate, err = api.createMany(objects, clients)
+		return err
+	})
 	if err != nil {
 		return nil, err
-	}
-	if profiled != nil {
-		if err := <-profiled; err != nil {
-			return nil, err
-		}
 	}
 	// With -cpuprofile, the lists are profiled too (PATH.list).
-	var listProfiled chan error
-	if profile != "" {
-		listProfiled = make(chan error, 1)
-		go func() { listProfiled <- api.cpuProfile(profile+".list", 5) }()
-	}
-	listP50, listP99, err := api.listLatency(20)
+	var listP50, listP99 time.Duration
+	err = api.profiling(profileList(profile), func() (err error) {
+		listP50, listP99, err = api.listLatency(20)
+		return err
+	})
 	if err != nil {
 		return nil, err
-	}
-	if listProfiled != nil {
-		if err := <-listProfiled; err != nil {
-			return nil, err
-		}
 	}
 	watchP50, watchP99, err := api.watchLatency(200)
 	if err != nil {
@@ -364,6 +352,28 @@ func newClient(kubeconfig string) (*client, error) {
 }
 
 // cpuProfile saves the server's CPU profile over the next seconds.
+// profiling runs f while the server's CPU is profiled to path (the
+// first 5 s of it); with no path it only runs f.
+func (c *client) profiling(path string, f func() error) error {
+	if path == "" {
+		return f()
+	}
+	profiled := make(chan error, 1)
+	go func() { profiled <- c.cpuProfile(path, 5) }()
+	if err := f(); err != nil {
+		return err
+	}
+	return <-profiled
+}
+
+// profileList is where the lists' profile goes: beside path, if any.
+func profileList(path string) string {
+	if path == "" {
+		return ""
+	}
+	return path + ".list"
+}
+
 func (c *client) cpuProfile(path string, seconds int) error {
 	resp, err := c.hc.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", c.host, seconds))
 	if err != nil {
