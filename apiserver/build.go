@@ -11,6 +11,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/etcdserver"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -36,7 +37,10 @@ import (
 
 // build wires the generic API server: serving, authentication,
 // authorization, storage, audit, OpenAPI, then installs every Kind.
-func (s *Server) build(endpoints []string) (*genericapiserver.GenericAPIServer, func(), error) {
+//
+// local is the embedded etcd, nil for an external one: the stores call it
+// in process (localEtcdStorage).
+func (s *Server) build(endpoints []string, local *etcdserver.EtcdServer) (*genericapiserver.GenericAPIServer, func(), error) {
 	sch, err := newSchemes()
 	if err != nil {
 		return nil, nil, err
@@ -59,7 +63,8 @@ func (s *Server) build(endpoints []string) (*genericapiserver.GenericAPIServer, 
 		return nil, nil, err
 	}
 	cfg.ResourceTransformers = atRest
-	if err := s.applyStorage(cfg, sch, endpoints); err != nil {
+	closeStorage, err := s.applyStorage(cfg, sch, endpoints, local)
+	if err != nil {
 		return nil, nil, err
 	}
 	if err := s.applyAudit(cfg); err != nil {
@@ -108,7 +113,7 @@ func (s *Server) build(endpoints []string) (*genericapiserver.GenericAPIServer, 
 		})
 	}
 	generic.Handler.NonGoRestfulMux.Handle(RotateKeyPath, rotateKey)
-	return generic, func() { etcdClient.Close() }, nil
+	return generic, func() { etcdClient.Close(); closeStorage() }, nil
 }
 
 // longRunning tells the requests that stream for as long as the client
@@ -134,9 +139,11 @@ func (s *Server) applyServing(cfg *genericapiserver.Config) error {
 	return nil
 }
 
-func (s *Server) applyStorage(cfg *genericapiserver.Config, sch *schemes, endpoints []string) error {
+// applyStorage configures the stores; the function it returns stops what
+// they share.
+func (s *Server) applyStorage(cfg *genericapiserver.Config, sch *schemes, endpoints []string, local *etcdserver.EtcdServer) (func(), error) {
 	if err := withoutCacheSnapshots(); err != nil {
-		return err
+		return nil, err
 	}
 	codec := newRecallingCodec(storageCodec(sch), sch.full)
 	etcd := genericoptions.NewEtcdOptions(storagebackend.NewDefaultConfig(s.cfg.EtcdPrefix, codec))
@@ -145,9 +152,14 @@ func (s *Server) applyStorage(cfg *genericapiserver.Config, sch *schemes, endpoi
 	etcd.StorageConfig.Transport.CertFile = s.cfg.EtcdCertFile
 	etcd.StorageConfig.Transport.KeyFile = s.cfg.EtcdKeyFile
 	if err := etcd.ApplyTo(cfg); err != nil {
-		return fmt.Errorf("storage: %w", err)
+		return nil, fmt.Errorf("storage: %w", err)
 	}
-	return nil
+	if local == nil {
+		return func() {}, nil
+	}
+	stores := newLocalEtcdStorage(local, func() (*clientv3.Client, error) { return newEtcdClient(endpoints, s.cfg) })
+	cfg.RESTOptionsGetter = stores.options(cfg.RESTOptionsGetter)
+	return stores.Close, nil
 }
 
 func (s *Server) applyAudit(cfg *genericapiserver.Config) error {

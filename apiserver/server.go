@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.etcd.io/etcd/server/v3/etcdserver"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
@@ -244,6 +245,7 @@ func (s *Server) Run(ctx context.Context) error {
 	var etcdErr <-chan error
 	var etcdStopped <-chan struct{}
 	stopEtcd, leaderless := func() {}, func() bool { return false }
+	var local *etcdserver.EtcdServer
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if len(endpoints) == 0 {
@@ -255,12 +257,13 @@ func (s *Server) Run(ctx context.Context) error {
 		stopEtcd = etcd.Close
 		leaderless = func() bool { return etcd.etcd.Server.Leader() == 0 }
 		endpoints = []string{etcd.Endpoint}
+		local = etcd.etcd.Server
 		etcdErr, etcdStopped = etcd.Err(), etcd.Stopped()
 		if s.member != nil {
 			go s.cluster.promoteLearners(runCtx)
 		}
 	}
-	generic, closeExtras, err := s.build(endpoints)
+	generic, closeExtras, err := s.build(endpoints, local)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,166 @@
+package apiserver
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apiserver/pkg/storage"
+	"k8s.io/apiserver/pkg/storage/storagebackend"
+	"k8s.io/apiserver/pkg/storage/storagebackend/factory"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+)
+
+// etcdRPCs counts the gRPC requests of method (Txn, Watch, ...) every etcd
+// of this test process has been sent over its socket, from etcd's own
+// metrics.
+func etcdRPCs(t *testing.T, method string) float64 {
+	t.Helper()
+	families, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0.0
+	for _, f := range families {
+		if f.GetName() != "grpc_server_started_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "grpc_method" && l.GetValue() == method {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return n
+}
+
+// writeWorkloads creates, updates and deletes n Workloads through ts.
+func writeWorkloads(t *testing.T, c client.Client, n int) {
+	t.Helper()
+	ctx := context.Background()
+	for i := range n {
+		w := newWorkload(fmt.Sprintf("w%d", i), 1)
+		if err := c.Create(ctx, w); err != nil {
+			t.Fatalf("create: %v", err)
+		}
+		w.Labels = map[string]string{"round": "2"}
+		if err := c.Update(ctx, w); err != nil {
+			t.Fatalf("update: %v", err)
+		}
+		if err := c.Delete(ctx, w); err != nil {
+			t.Fatalf("delete: %v", err)
+		}
+	}
+}
+
+// A server with its own etcd writes to it by function call, not over the
+// socket, while its watches stay gRPC streams; a server of an external
+// etcd writes over gRPC.
+func TestStoresCallTheirOwnEtcdInProcess(t *testing.T) {
+	ts := startTestServer(t, t.TempDir())
+	if etcdRPCs(t, "Watch") == 0 {
+		t.Fatal("no watch stream to etcd: the watch caches should watch over gRPC")
+	}
+	txns := etcdRPCs(t, "Txn")
+	writeWorkloads(t, ts.client, 10)
+	if got := etcdRPCs(t, "Txn") - txns; got != 0 {
+		t.Fatalf("30 writes to the server's own etcd sent %v Txn requests over gRPC, want none", got)
+	}
+
+	etcd, err := startEmbeddedEtcd(context.Background(), t.TempDir(), etcdOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(etcd.Close) // runs after the server's cleanup stops it
+	external := startTestServer(t, t.TempDir(), func(c *Config) { c.EtcdServers = []string{etcd.Endpoint} })
+	txns = etcdRPCs(t, "Txn")
+	writeWorkloads(t, external.client, 10)
+	if got := etcdRPCs(t, "Txn") - txns; got < 30 {
+		t.Fatalf("30 writes to an external etcd sent %v Txn requests over gRPC, want at least 30", got)
+	}
+}
+
+// BenchmarkEtcdStoreUpdate updates one Instance's status through the
+// library's etcd3 store, its requests to the embedded etcd as gRPC over
+// the socket (the library's client) or in process (localEtcdStorage).
+// cpu-µs/op is the whole process's CPU (store and etcd) per update.
+func BenchmarkEtcdStoreUpdate(b *testing.B) {
+	etcd, err := startEmbeddedEtcd(context.Background(), b.TempDir(), etcdOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer etcd.Close()
+	sch, err := newSchemes()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := storagebackend.NewDefaultConfig("/bench", newRecallingCodec(storageCodec(sch), sch.full))
+	cfg.Transport.ServerList = []string{etcd.Endpoint}
+	res := cfg.ForResource(skiffv1alpha1.SchemeGroupVersion.WithResource("instances").GroupResource())
+	newFunc := func() runtime.Object { return &skiffv1alpha1.Instance{} }
+	newListFunc := func() runtime.Object { return &skiffv1alpha1.InstanceList{} }
+	local := newLocalEtcdStorage(etcd.etcd.Server, func() (*clientv3.Client, error) { return newEtcdClient([]string{etcd.Endpoint}, DefaultConfig()) })
+	defer local.Close()
+	runs := 0
+	for _, c := range []struct {
+		name  string
+		store func() (storage.Interface, factory.DestroyFunc, error)
+	}{
+		{"grpc", func() (storage.Interface, factory.DestroyFunc, error) {
+			return factory.Create(*res, newFunc, newListFunc, "/instances")
+		}},
+		{"in-process", func() (storage.Interface, factory.DestroyFunc, error) {
+			return local.raw(res, newFunc, newListFunc, "/instances")
+		}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			s, destroy, err := c.store()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer destroy()
+			ctx := context.Background()
+			runs++
+			key := fmt.Sprintf("/instances/default/%s-%d", c.name, runs)
+			inst := runningInstance()
+			inst.ResourceVersion = ""
+			if err := s.Create(ctx, key, inst, &skiffv1alpha1.Instance{}, 0); err != nil {
+				b.Fatal(err)
+			}
+			i := 0
+			b.ReportAllocs()
+			cpu0 := cpuTime()
+			for b.Loop() {
+				i++
+				err := s.GuaranteedUpdate(ctx, key, &skiffv1alpha1.Instance{}, false, nil,
+					func(in runtime.Object, _ storage.ResponseMeta) (runtime.Object, *uint64, error) {
+						in.(*skiffv1alpha1.Instance).Status.Message = strconv.Itoa(i)
+						return in, nil, nil
+					}, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(i), "cpu-µs/op")
+		})
+	}
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
