@@ -15,6 +15,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 	"golang.org/x/sync/errgroup"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
@@ -34,9 +35,10 @@ import (
 // Fleet hosts simulated nodes in one process, as kwok does: the fleet for
 // scale tests. Each node is a real Node with its own Ed25519 identity, its
 // own Lease renewed with that identity, and its Instances' status written
-// with it; containers are simulated. The nodes share one watch of
-// Instances, which reads every node's Instances: no node identity may, so
-// the fleet reads with the credentials of its kubeconfig (an admin's).
+// with it; containers are simulated. The nodes share one watch of the
+// bound Instances, which reads every node's Instances: no node identity
+// may, so the fleet reads with the credentials of its kubeconfig (an
+// admin's).
 type Fleet struct {
 	agent      *Agent
 	size       int
@@ -98,7 +100,15 @@ func (f *Fleet) Run(ctx context.Context) error {
 	mgr, err := manager.New(f.kubeconfig, manager.Options{
 		Scheme: a.scheme, MapperProvider: func(*rest.Config, *http.Client) (meta.RESTMapper, error) { return mapper, nil },
 		Metrics: metricsserver.Options{BindAddress: "0"},
-		Cache:   cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+		Cache: cache.Options{
+			DefaultTransform: cache.TransformStripManagedFields(),
+			// A node sees an Instance once it is bound, as an agent's
+			// own watch (spec.nodeName=NODE) does: no fleet node has
+			// anything to do with one the scheduler has not placed.
+			ByObject: map[client.Object]cache.ByObject{
+				&skiffv1alpha1.Instance{}: {Field: fields.OneTermNotEqualSelector("spec.nodeName", "")},
+			},
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("fleet: %w", err)
