@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,6 +51,9 @@ type Server struct {
 	cluster *cluster
 	// local reads the storage in process, once Run has built it.
 	local *Local
+	// serving is the handler chain while Run serves, for the clients in
+	// process (InProcessAdminConfig).
+	serving atomic.Pointer[http.Handler]
 }
 
 // HealthReport is a HealthCheck that also tells what it saw (shown as the
@@ -271,7 +275,11 @@ func (s *Server) Run(ctx context.Context) error {
 
 	go s.renewClientCerts(runCtx)
 	done := make(chan error, 1)
-	go func() { done <- generic.PrepareRun().RunWithContext(runCtx) }()
+	prepared := generic.PrepareRun()
+	var handler http.Handler = generic.Handler
+	s.serving.Store(&handler)
+	defer s.serving.Store(nil)
+	go func() { done <- prepared.RunWithContext(runCtx) }()
 	select {
 	case err := <-done:
 		return err

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +27,8 @@ type testServer struct {
 	scheme *runtime.Scheme
 	cancel context.CancelFunc
 	done   chan error
+	// stopped makes stop (a test's own and its cleanup's) wait once.
+	stopped sync.Once
 }
 
 func startTestServer(t *testing.T, dataDir string, configure ...func(*Config)) *testServer {
@@ -66,11 +69,13 @@ func startTestServer(t *testing.T, dataDir string, configure ...func(*Config)) *
 
 // stop shuts the server down and waits for Run to return.
 func (ts *testServer) stop() {
-	ts.cancel()
-	select {
-	case <-ts.done:
-	case <-time.After(60 * time.Second):
-	}
+	ts.stopped.Do(func() {
+		ts.cancel()
+		select {
+		case <-ts.done:
+		case <-time.After(60 * time.Second):
+		}
+	})
 }
 
 func (ts *testServer) waitReady(t *testing.T) {

@@ -42,10 +42,9 @@ func serverControllers(srv *apiserver.Server, cfg controllers.Config, disabled b
 	if disabled {
 		return nil, nil
 	}
-	kubeconfig, err := srv.AdminConfig()
-	if err != nil {
-		return nil, fmt.Errorf("controllers: %w", err)
-	}
+	// The controllers read the server's storage in process (ReadFrom)
+	// and write through its handler in process: no TLS, no socket.
+	kubeconfig := srv.InProcessAdminConfig()
 	run := func(c *controllers.Controllers) func(context.Context) error { return c.Start }
 	if srv.Clustered() {
 		// Every server of a cluster runs them; one leads. Leadership lost
