@@ -157,7 +157,10 @@ func (s *Server) applyStorage(cfg *genericapiserver.Config, sch *schemes, endpoi
 	if local == nil {
 		return func() {}, nil
 	}
-	stores := newLocalEtcdStorage(local, func() (*clientv3.Client, error) { return newEtcdClient(endpoints, s.cfg) })
+	stores, err := newLocalEtcdStorage(local, endpoints)
+	if err != nil {
+		return nil, fmt.Errorf("storage: %w", err)
+	}
 	cfg.RESTOptionsGetter = stores.options(cfg.RESTOptionsGetter)
 	return stores.Close, nil
 }

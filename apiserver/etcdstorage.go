@@ -1,15 +1,23 @@
 package apiserver
 
 import (
+	"context"
 	"fmt"
+	"math/rand/v2"
 	"sync"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/client/pkg/v3/logutil"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/kubernetes"
 	"go.etcd.io/etcd/server/v3/etcdserver"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3rpc"
 	"go.etcd.io/etcd/server/v3/proxy/grpcproxy/adapter"
+	"go.uber.org/zap/zapcore"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	genericfeatures "k8s.io/apiserver/pkg/features"
@@ -33,11 +41,12 @@ import (
 // syscalls and both sides' gRPC interceptors: about a tenth of the
 // control plane's CPU through a burst of writes (docs/performance.md).
 //
-// Watches and leases stay gRPC streams over the socket, each resource
-// with its own client as in the library: the library's watches ask for
-// a leader, which only etcd's gRPC stream interceptor enforces, so a
-// member cut off from its cluster still ends them and its watch caches
-// start over once a leader is back.
+// Watches, leases and streamed lists stay gRPC streams over the socket,
+// each resource with its own client as in the library: the library's
+// watches ask for a leader, which only etcd's gRPC stream interceptor
+// enforces, so a member cut off from its cluster still ends them and its
+// watch caches start over once a leader is back. The reads called in
+// process are retried as the gRPC client retries them (localKV).
 type localEtcdStorage struct {
 	// kv is the etcd server's KV service, called in process.
 	kv pb.KVClient
@@ -58,8 +67,24 @@ type compactor interface {
 	Stop()
 }
 
-func newLocalEtcdStorage(server *etcdserver.EtcdServer, dial func() (*clientv3.Client, error)) *localEtcdStorage {
-	return &localEtcdStorage{kv: adapter.KvServerToKvClient(v3rpc.NewQuotaKVServer(server)), dial: dial}
+// newLocalEtcdStorage builds the stores of the embedded etcd server,
+// whose clients connect to endpoints.
+func newLocalEtcdStorage(server *etcdserver.EtcdServer, endpoints []string) (*localEtcdStorage, error) {
+	// One logger for every client, as the library shares one.
+	lg, err := logutil.CreateDefaultZapLogger(zapcore.ErrorLevel)
+	if err != nil {
+		return nil, fmt.Errorf("etcd client logger: %w", err)
+	}
+	lg = lg.Named("etcd-client")
+	dial := func() (*clientv3.Client, error) {
+		// The library's dial timeout and keepalives.
+		return clientv3.New(clientv3.Config{
+			Endpoints: endpoints, DialTimeout: 20 * time.Second,
+			DialKeepAliveTime: 30 * time.Second, DialKeepAliveTimeout: 10 * time.Second,
+			Logger: lg,
+		})
+	}
+	return &localEtcdStorage{kv: adapter.KvServerToKvClient(v3rpc.NewQuotaKVServer(server)), dial: dial}, nil
 }
 
 // options has every resource's store built by decorate.
@@ -141,8 +166,9 @@ func (l *localEtcdStorage) raw(cfg *storagebackend.ConfigForResource, newFunc, n
 	if err != nil {
 		return nil, nil, fmt.Errorf("etcd client for %s: %w", cfg.GroupResource, err)
 	}
-	// The latency tracker keeps the library's etcd request metrics.
-	c.KV = etcd3.NewETCDLatencyTracker(clientv3.NewKVFromKVClient(l.kv, c))
+	// The latency tracker keeps the library's etcd request metrics. A
+	// list streamed from etcd (RangeStream) stays a gRPC stream.
+	c.KV = etcd3.NewETCDLatencyTracker(streamingKV{KV: clientv3.NewKVFromKVClient(localKV{l.kv}, c), stream: c.KV})
 	kc := &kubernetes.Client{Client: c}
 	kc.Kubernetes = kc
 
@@ -194,4 +220,69 @@ func (l *localEtcdStorage) compactorFor(cfg *storagebackend.ConfigForResource) (
 		l.compactor, l.compactClient = etcd3.StartCompactorPerEndpoint(c, cfg.CompactionInterval), c
 	}
 	return l.compactor, nil
+}
+
+// streamingKV is the in-process KV but for streamed lists, which go to
+// stream's.
+type streamingKV struct {
+	clientv3.KV
+	stream clientv3.KV
+}
+
+func (k streamingKV) GetStream(ctx context.Context, key string, opts ...clientv3.OpOption) (clientv3.GetStreamChan, error) {
+	return k.stream.GetStream(ctx, key, opts...)
+}
+
+// localKV is etcd's KV service called in process, with the gRPC client's
+// manners: a read that finds etcd briefly unable to serve (no leader, a
+// leader change, a read index timed out: Unavailable) is tried again
+// after 25 ms, up to 100 times, as the client's retry interceptor does;
+// writes are not (neither does the client, once a request reached etcd).
+// A request whose context ended fails with the context's error.
+type localKV struct{ pb.KVClient }
+
+// localRetries and localRetryWait are the gRPC client's defaults.
+const (
+	localRetries   = 100
+	localRetryWait = 25 * time.Millisecond
+)
+
+func (k localKV) Range(ctx context.Context, in *pb.RangeRequest, opts ...grpc.CallOption) (*pb.RangeResponse, error) {
+	for try := 1; ; try++ {
+		resp, err := k.KVClient.Range(ctx, in, opts...)
+		if err == nil || status.Code(err) != codes.Unavailable || try == localRetries {
+			return resp, contextError(ctx, err)
+		}
+		wait := time.NewTimer(localRetryWait + time.Duration(rand.Int64N(int64(localRetryWait/5))) - localRetryWait/10)
+		select {
+		case <-ctx.Done():
+			wait.Stop()
+			return nil, ctx.Err()
+		case <-wait.C:
+		}
+	}
+}
+
+func (k localKV) Txn(ctx context.Context, in *pb.TxnRequest, opts ...grpc.CallOption) (*pb.TxnResponse, error) {
+	resp, err := k.KVClient.Txn(ctx, in, opts...)
+	return resp, contextError(ctx, err)
+}
+
+func (k localKV) Put(ctx context.Context, in *pb.PutRequest, opts ...grpc.CallOption) (*pb.PutResponse, error) {
+	resp, err := k.KVClient.Put(ctx, in, opts...)
+	return resp, contextError(ctx, err)
+}
+
+func (k localKV) DeleteRange(ctx context.Context, in *pb.DeleteRangeRequest, opts ...grpc.CallOption) (*pb.DeleteRangeResponse, error) {
+	resp, err := k.KVClient.DeleteRange(ctx, in, opts...)
+	return resp, contextError(ctx, err)
+}
+
+// contextError is ctx's error for a request that failed once ctx ended,
+// as a gRPC call's is; etcd's own answer otherwise.
+func contextError(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
 }

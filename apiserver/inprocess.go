@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,7 +24,10 @@ import (
 // HTTP/2 frames on either side. They pass every filter as over the
 // network: the admin's certificate is presented to authentication as the
 // TLS handshake would, and authorization, audit and fair queuing see the
-// same request. Requests made before Run serves fail.
+// same request. Requests made while Run does not serve fail. It serves
+// no upgrade (exec, attach, port forwarding): nothing hijacks the
+// connection there is not. Responses are not compressed: the server
+// compresses none for a loopback client (withoutLoopbackCompression).
 func (s *Server) InProcessAdminConfig() *rest.Config {
 	return &rest.Config{Host: s.URL(), Transport: &inProcessTransport{handler: &s.serving, cert: &certCache{file: s.adminCert.Read}}}
 }
@@ -41,16 +46,20 @@ const inProcessAddr = "127.0.0.1:0"
 func (t *inProcessTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	h := t.handler.Load()
 	if h == nil {
-		return nil, errors.New("skiff API server in process: not serving yet")
+		closeBody(req)
+		return nil, errors.New("skiff API server in process: not serving")
 	}
 	cert, err := t.cert.get()
 	if err != nil {
+		closeBody(req)
 		return nil, fmt.Errorf("skiff API server in process: %w", err)
 	}
 	// The request's context ends with the handler, as a server's does.
 	ctx, cancel := context.WithCancel(req.Context())
 	in := req.Clone(ctx)
 	in.RequestURI = req.URL.RequestURI()
+	// A server's request URL has its path and query only.
+	in.URL = &url.URL{Path: req.URL.Path, RawPath: req.URL.RawPath, RawQuery: req.URL.RawQuery}
 	in.RemoteAddr = inProcessAddr
 	in.Host = req.URL.Host
 	in.Proto, in.ProtoMajor, in.ProtoMinor = "HTTP/1.1", 1, 1
@@ -59,10 +68,15 @@ func (t *inProcessTransport) RoundTrip(req *http.Request) (*http.Response, error
 		in.Body = http.NoBody
 	}
 	body, out := io.Pipe()
+	// A client gone (its context ended) is a connection closed: the
+	// handler's writes fail, as they would.
+	unwatch := context.AfterFunc(ctx, func() { _ = out.CloseWithError(context.Cause(ctx)) })
 	w := &pipeResponse{ctx: ctx, header: http.Header{}, body: out, started: make(chan struct{})}
 	go func() {
 		var cut error
 		defer cancel()
+		defer func() { _ = in.Body.Close() }()
+		defer unwatch()
 		defer func() {
 			// The handler chain panics with http.ErrAbortHandler to cut a
 			// response short, as a connection would be; the client sees
@@ -70,7 +84,7 @@ func (t *inProcessTransport) RoundTrip(req *http.Request) (*http.Response, error
 			if r := recover(); r != nil {
 				cut = fmt.Errorf("skiff API server in process: %s %s: the response was cut short: %v", req.Method, req.URL.Path, r)
 				if r != http.ErrAbortHandler {
-					klog.ErrorS(nil, "panic serving an in-process request", "panic", r, "method", req.Method, "url", req.URL.String())
+					klog.ErrorS(nil, "panic serving an in-process request", "panic", r, "method", req.Method, "url", req.URL.String(), "stack", string(debug.Stack()))
 				}
 			}
 			w.finish(cut)
@@ -83,6 +97,11 @@ func (t *inProcessTransport) RoundTrip(req *http.Request) (*http.Response, error
 	case <-req.Context().Done():
 		_ = body.CloseWithError(req.Context().Err())
 		return nil, req.Context().Err()
+	}
+	if err := req.Context().Err(); err != nil {
+		// The handler may have given up on the request without a word.
+		_ = body.CloseWithError(err)
+		return nil, err
 	}
 	if w.err != nil {
 		return nil, w.err
@@ -111,6 +130,14 @@ type closingBody struct {
 func (b *closingBody) Close() error {
 	b.cancel()
 	return b.PipeReader.Close()
+}
+
+// closeBody closes a request's body, as a RoundTripper must, also when it
+// fails.
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		_ = req.Body.Close()
+	}
 }
 
 // pipeResponse is the server's side of an in-process response: the
@@ -177,16 +204,17 @@ type certCache struct {
 func (c *certCache) get() (*x509.Certificate, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.cert != nil && time.Since(c.read) < time.Minute {
+	now := time.Now()
+	if c.cert != nil && now.Sub(c.read) < time.Minute && now.Before(c.cert.NotAfter) {
 		return c.cert, nil
 	}
 	cert, err := c.file()
 	if err != nil {
-		if c.cert != nil && time.Now().Before(c.cert.NotAfter) {
+		if c.cert != nil && now.Before(c.cert.NotAfter) {
 			return c.cert, nil // the one read before still serves
 		}
 		return nil, fmt.Errorf("admin certificate: %w", err)
 	}
-	c.cert, c.read = cert, time.Now()
+	c.cert, c.read = cert, now
 	return cert, nil
 }
