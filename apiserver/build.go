@@ -86,23 +86,34 @@ func (s *Server) build(endpoints []string, local *etcdserver.EtcdServer) (*gener
 	// the whole request timeout: a server whose etcd lost its quorum
 	// would wait out every request).
 	generic.ShutdownTimeout = min(cfg.RequestTimeout, shutdownDrain)
+	closeServing, err := s.installStores(generic, sch, cfg, acc, atRest, endpoints)
+	if err != nil {
+		return nil, nil, err
+	}
+	return generic, func() { closeServing(); closeStorage() }, nil
+}
+
+// installStores installs the stores and what reads them (the in-process reader,
+// observability, the access parts, the key rotation endpoint); the
+// function it returns closes its etcd client.
+func (s *Server) installStores(generic *genericapiserver.GenericAPIServer, sch *schemes, cfg *genericapiserver.Config, acc *access, atRest *atRest, endpoints []string) (func(), error) {
 	stores, err := s.install(generic, sch, cfg, map[schema.GroupVersion]map[string]rest.Storage{
 		authorizationGV: reviewStorage(cfg.Authorization.Authorizer, acc.rbac),
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	s.local.serve(stores)
 	etcdClient, err := newEtcdClient(endpoints, s.cfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	s.installObservability(generic, stores, etcdClient)
 	if err := generic.AddPostStartHook("skiff-bootstrap-namespaces", bootstrapNamespaces(stores.store(namespacesResource))); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if err := s.connectAccess(acc, generic, stores); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	rotateKey := atRest.rotateKeyHandler(stores.store(secretsResource), etcdClient, s.cfg.EtcdPrefix+"/secrets/")
 	if s.member != nil {
@@ -113,7 +124,7 @@ func (s *Server) build(endpoints []string, local *etcdserver.EtcdServer) (*gener
 		})
 	}
 	generic.Handler.NonGoRestfulMux.Handle(RotateKeyPath, rotateKey)
-	return generic, func() { etcdClient.Close(); closeStorage() }, nil
+	return func() { etcdClient.Close() }, nil
 }
 
 // longRunning tells the requests that stream for as long as the client
