@@ -67,6 +67,12 @@ func (s *Server) build(endpoints []string, local *etcdserver.EtcdServer) (*gener
 	if err != nil {
 		return nil, nil, err
 	}
+	built := false
+	defer func() {
+		if !built {
+			closeStorage()
+		}
+	}()
 	if err := s.applyAudit(cfg); err != nil {
 		return nil, nil, err
 	}
@@ -90,6 +96,7 @@ func (s *Server) build(endpoints []string, local *etcdserver.EtcdServer) (*gener
 	if err != nil {
 		return nil, nil, err
 	}
+	built = true
 	return generic, func() { closeServing(); closeStorage() }, nil
 }
 
@@ -110,9 +117,11 @@ func (s *Server) installStores(generic *genericapiserver.GenericAPIServer, sch *
 	}
 	s.installObservability(generic, stores, etcdClient)
 	if err := generic.AddPostStartHook("skiff-bootstrap-namespaces", bootstrapNamespaces(stores.store(namespacesResource))); err != nil {
+		etcdClient.Close()
 		return nil, err
 	}
 	if err := s.connectAccess(acc, generic, stores); err != nil {
+		etcdClient.Close()
 		return nil, err
 	}
 	rotateKey := atRest.rotateKeyHandler(stores.store(secretsResource), etcdClient, s.cfg.EtcdPrefix+"/secrets/")
