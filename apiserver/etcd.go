@@ -45,6 +45,14 @@ func (e *embeddedEtcd) client() *clientv3.Client {
 	return e.v3
 }
 
+// ownSnapshotCount and ownCatchUpEntries bound the raft log a server's
+// own etcd keeps in memory: a snapshot (membership only: the data is in
+// bbolt) every 1,000 writes, and 100 entries kept after it.
+const (
+	ownSnapshotCount  = 1000
+	ownCatchUpEntries = 100
+)
+
 // maxSocketPath is the longest unix socket path Linux accepts (sun_path
 // is 108 bytes including the terminating NUL).
 const maxSocketPath = 107
@@ -93,6 +101,13 @@ func startEmbeddedEtcd(ctx context.Context, dir string, opts etcdOptions) (*embe
 		if err := clusterPeers(cfg, abs, m); err != nil {
 			return nil, err
 		}
+	}
+	if opts.member == nil {
+		// A server's own etcd has no follower to catch up: it keeps
+		// a short raft log in memory (etcd keeps 5,000 entries after
+		// each snapshot, taken every 10,000, for slow followers:
+		// about 12 MB through a burst of writes).
+		cfg.SnapshotCount, cfg.SnapshotCatchUpEntries = ownSnapshotCount, ownCatchUpEntries
 	}
 	cfg.ForceNewCluster = opts.forceNewCluster
 	cfg.LogLevel = "error"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"testing"
@@ -223,4 +224,39 @@ func TestLocalKVRetriesReadsAsTheGRPCClient(t *testing.T) {
 	if _, err := (localKV{kv}).Range(ended, &pb.RangeRequest{}); !errors.Is(err, context.DeadlineExceeded) || kv.calls > 4 {
 		t.Fatalf("read whose context ended: %v after %d calls; want the context's error", err, kv.calls)
 	}
+}
+
+// A server's own etcd, which has no follower to catch up, snapshots its
+// raft log every ownSnapshotCount writes (then keeps ownCatchUpEntries of
+// it in memory), not every 10,000 as etcd does by default: its in-memory
+// log stays short through a burst of writes.
+func TestOwnEtcdSnapshotsItsRaftLogOften(t *testing.T) {
+	dir := t.TempDir()
+	etcd, err := startEmbeddedEtcd(context.Background(), dir, etcdOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer etcd.Close()
+	// A snapshot file is named TERM-INDEX.snap, in hex.
+	latest := func() uint64 {
+		files, _ := filepath.Glob(filepath.Join(dir, "data", "member", "snap", "*.snap"))
+		var index uint64
+		for _, f := range files {
+			var term, i uint64
+			if _, err := fmt.Sscanf(filepath.Base(f), "%016x-%016x.snap", &term, &i); err == nil {
+				index = max(index, i)
+			}
+		}
+		return index
+	}
+	if i := latest(); i != 0 {
+		t.Fatalf("a raft snapshot at index %d before any write", i)
+	}
+	ctx := context.Background()
+	for i := range ownSnapshotCount + ownSnapshotCount/2 {
+		if _, err := etcd.client().Put(ctx, fmt.Sprintf("/k/%d", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 10*time.Second, "a raft snapshot after 1,500 writes", func() bool { return latest() >= ownSnapshotCount })
 }
