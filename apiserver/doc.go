@@ -45,7 +45,12 @@
 // Code in the server's process reads its storage through Local (local.go):
 // lists and watches of the watch cache, each reader holding its own copies,
 // with no HTTP, TLS or JSON; `skiff server` runs its controllers' caches on
-// it. Writes always go through the API.
+// it. Their writes go through the API, in process (InProcessAdminConfig,
+// inprocess.go): the server's whole handler chain, called with the admin's
+// certificate, without TLS, socket or HTTP/2. A server of an embedded etcd
+// calls its KV service in process too (etcdstorage.go): the stores' reads
+// and writes are function calls, not gRPC requests over its socket, while
+// watches, leases and streamed lists stay gRPC streams.
 //
 // Objects are stored as JSON (storagecodec.go). The storage codec hands
 // the etcd store a copy of what it has just written instead of decoding
