@@ -3,7 +3,6 @@ package apiserver
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -16,8 +15,6 @@ import (
 	"go.etcd.io/etcd/server/v3/proxy/grpcproxy/adapter"
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	genericfeatures "k8s.io/apiserver/pkg/features"
@@ -34,19 +31,19 @@ import (
 
 // localEtcdStorage builds the storage of a server whose etcd is embedded.
 // It builds what the library builds for each resource (an etcd3 store
-// behind a watch cache) with one difference: the store's reads and writes
-// reach etcd by function call, as etcd's own in-process client does, not
-// as gRPC requests over the socket. That drops, for every request, the
+// behind a watch cache) with one difference: the store's writes reach
+// etcd by function call, as etcd's own in-process client does, not as
+// gRPC requests over the socket. That drops, for every write, the
 // protobuf encoding on both sides, the HTTP/2 framing, two socket
-// syscalls and both sides' gRPC interceptors: about a tenth of the
-// control plane's CPU through a burst of writes (docs/performance.md).
+// syscalls and both sides' gRPC interceptors: most of the tenth of the
+// control plane's CPU gRPC took through a burst of writes
+// (docs/performance.md).
 //
-// Watches, leases and streamed lists stay gRPC streams over the socket,
-// each resource with its own client as in the library: the library's
-// watches ask for a leader, which only etcd's gRPC stream interceptor
-// enforces, so a member cut off from its cluster still ends them and its
-// watch caches start over once a leader is back. The reads called in
-// process are retried as the gRPC client retries them (localKV).
+// Reads, watches and leases stay gRPC over the socket, each resource
+// with its own client as in the library (writingKV says why reads do):
+// the library's watches ask for a leader, which only etcd's gRPC stream
+// interceptor enforces, so a member cut off from its cluster still ends
+// them and its watch caches start over once a leader is back.
 type localEtcdStorage struct {
 	// kv is the etcd server's KV service, called in process.
 	kv pb.KVClient
@@ -166,9 +163,8 @@ func (l *localEtcdStorage) raw(cfg *storagebackend.ConfigForResource, newFunc, n
 	if err != nil {
 		return nil, nil, fmt.Errorf("etcd client for %s: %w", cfg.GroupResource, err)
 	}
-	// The latency tracker keeps the library's etcd request metrics. A
-	// list streamed from etcd (RangeStream) stays a gRPC stream.
-	c.KV = etcd3.NewETCDLatencyTracker(streamingKV{KV: clientv3.NewKVFromKVClient(localKV{l.kv}, c), stream: c.KV})
+	// The latency tracker keeps the library's etcd request metrics.
+	c.KV = etcd3.NewETCDLatencyTracker(writingKV{KV: clientv3.NewKVFromKVClient(localKV{l.kv}, c), reads: c.KV})
 	kc := &kubernetes.Client{Client: c}
 	kc.Kubernetes = kc
 
@@ -222,46 +218,35 @@ func (l *localEtcdStorage) compactorFor(cfg *storagebackend.ConfigForResource) (
 	return l.compactor, nil
 }
 
-// streamingKV is the in-process KV but for streamed lists, which go to
-// stream's.
-type streamingKV struct {
+// writingKV sends writes (Put, Delete, Txn) to etcd in process and
+// reads (Get, streamed lists) to reads, the gRPC client's KV, which
+// retries them while etcd is briefly without a leader. Reads stay gRPC
+// for a reason measured: in process, a flood of consistent lists (each
+// reads etcd's current revision) got through five times faster and
+// starved the server's own readiness check (TestFloodLeavesOthersATurn).
+type writingKV struct {
 	clientv3.KV
-	stream clientv3.KV
+	reads clientv3.KV
 }
 
-func (k streamingKV) GetStream(ctx context.Context, key string, opts ...clientv3.OpOption) (clientv3.GetStreamChan, error) {
-	return k.stream.GetStream(ctx, key, opts...)
+func (k writingKV) Get(ctx context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	return k.reads.Get(ctx, key, opts...)
 }
 
-// localKV is etcd's KV service called in process, with the gRPC client's
-// manners: a read that finds etcd briefly unable to serve (no leader, a
-// leader change, a read index timed out: Unavailable) is tried again
-// after 25 ms, up to 100 times, as the client's retry interceptor does;
-// writes are not (neither does the client, once a request reached etcd).
-// A request whose context ended fails with the context's error.
-type localKV struct{ pb.KVClient }
+func (k writingKV) GetStream(ctx context.Context, key string, opts ...clientv3.OpOption) (clientv3.GetStreamChan, error) {
+	return k.reads.GetStream(ctx, key, opts...)
+}
 
-// localRetries and localRetryWait are the gRPC client's defaults.
-const (
-	localRetries   = 100
-	localRetryWait = 25 * time.Millisecond
-)
-
-func (k localKV) Range(ctx context.Context, in *pb.RangeRequest, opts ...grpc.CallOption) (*pb.RangeResponse, error) {
-	for try := 1; ; try++ {
-		resp, err := k.KVClient.Range(ctx, in, opts...)
-		if err == nil || status.Code(err) != codes.Unavailable || try == localRetries {
-			return resp, contextError(ctx, err)
-		}
-		wait := time.NewTimer(localRetryWait + time.Duration(rand.Int64N(int64(localRetryWait/5))) - localRetryWait/10)
-		select {
-		case <-ctx.Done():
-			wait.Stop()
-			return nil, ctx.Err()
-		case <-wait.C:
-		}
+func (k writingKV) Do(ctx context.Context, op clientv3.Op) (clientv3.OpResponse, error) {
+	if op.IsGet() {
+		return k.reads.Do(ctx, op)
 	}
+	return k.KV.Do(ctx, op)
 }
+
+// localKV is etcd's KV service called in process. A request whose
+// context ended fails with the context's error, as a gRPC call's does.
+type localKV struct{ pb.KVClient }
 
 func (k localKV) Txn(ctx context.Context, in *pb.TxnRequest, opts ...grpc.CallOption) (*pb.TxnResponse, error) {
 	resp, err := k.KVClient.Txn(ctx, in, opts...)

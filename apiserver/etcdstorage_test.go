@@ -2,7 +2,6 @@ package apiserver
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -11,9 +10,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	"google.golang.org/grpc"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apiserver/pkg/storage"
 	"k8s.io/apiserver/pkg/storage/storagebackend"
@@ -170,60 +166,6 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// flakyKV fails its first fails calls with err.
-type flakyKV struct {
-	pb.KVClient
-	fails, calls int
-	err          error
-}
-
-func (f *flakyKV) Range(context.Context, *pb.RangeRequest, ...grpc.CallOption) (*pb.RangeResponse, error) {
-	f.calls++
-	if f.calls <= f.fails {
-		return nil, f.err
-	}
-	return &pb.RangeResponse{Count: 1}, nil
-}
-
-func (f *flakyKV) Txn(context.Context, *pb.TxnRequest, ...grpc.CallOption) (*pb.TxnResponse, error) {
-	f.calls++
-	if f.calls <= f.fails {
-		return nil, f.err
-	}
-	return &pb.TxnResponse{Succeeded: true}, nil
-}
-
-// A read in process is tried again while etcd is briefly unable to serve
-// it (a leader change), as the gRPC client's are; a write is not, nor is
-// a read etcd refused for good; a request whose context ended fails with
-// the context's error.
-func TestLocalKVRetriesReadsAsTheGRPCClient(t *testing.T) {
-	ctx := context.Background()
-	leaderChanged := rpctypes.ErrGRPCLeaderChanged
-	kv := &flakyKV{fails: 3, err: leaderChanged}
-	if resp, err := (localKV{kv}).Range(ctx, &pb.RangeRequest{}); err != nil || resp.Count != 1 || kv.calls != 4 {
-		t.Fatalf("read through 3 leader changes: %v, %d calls; want success at the 4th", err, kv.calls)
-	}
-	kv = &flakyKV{fails: 1, err: leaderChanged}
-	if _, err := (localKV{kv}).Txn(ctx, &pb.TxnRequest{}); !errors.Is(err, leaderChanged) || kv.calls != 1 {
-		t.Fatalf("write at a leader change: %v after %d calls; want its error at once", err, kv.calls)
-	}
-	kv = &flakyKV{fails: 1, err: rpctypes.ErrGRPCCompacted}
-	if _, err := (localKV{kv}).Range(ctx, &pb.RangeRequest{}); !errors.Is(err, rpctypes.ErrGRPCCompacted) || kv.calls != 1 {
-		t.Fatalf("read of a compacted revision: %v after %d calls; want its error at once", err, kv.calls)
-	}
-	kv = &flakyKV{fails: localRetries + 1, err: leaderChanged}
-	if _, err := (localKV{kv}).Range(ctx, &pb.RangeRequest{}); !errors.Is(err, leaderChanged) || kv.calls != localRetries {
-		t.Fatalf("read without a leader: %v after %d calls; want its error after %d", err, kv.calls, localRetries)
-	}
-	ended, cancel := context.WithTimeout(ctx, 60*time.Millisecond)
-	defer cancel()
-	kv = &flakyKV{fails: localRetries, err: leaderChanged}
-	if _, err := (localKV{kv}).Range(ended, &pb.RangeRequest{}); !errors.Is(err, context.DeadlineExceeded) || kv.calls > 4 {
-		t.Fatalf("read whose context ended: %v after %d calls; want the context's error", err, kv.calls)
-	}
 }
 
 // A server's own etcd, which has no follower to catch up, snapshots its
