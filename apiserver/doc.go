@@ -48,9 +48,9 @@
 // it. Their writes go through the API, in process (InProcessAdminConfig,
 // inprocess.go): the server's whole handler chain, called with the admin's
 // certificate, without TLS, socket or HTTP/2. A server of an embedded etcd
-// calls its KV service in process too (etcdstorage.go): the stores' reads
-// and writes are function calls, not gRPC requests over its socket, while
-// watches, leases and streamed lists stay gRPC streams.
+// calls its KV service in process too (etcdstorage.go): the stores' writes
+// are function calls, not gRPC requests over its socket, while reads,
+// watches and leases stay gRPC.
 //
 // Objects are stored as JSON (storagecodec.go). The storage codec hands
 // the etcd store a copy of what it has just written instead of decoding
