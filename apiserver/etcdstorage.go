@@ -155,7 +155,7 @@ func (l *localEtcdStorage) decorate(cfg *storagebackend.ConfigForResource, resou
 
 // raw is the library's etcd3 storage for one resource, its KV in process.
 func (l *localEtcdStorage) raw(cfg *storagebackend.ConfigForResource, newFunc, newListFunc func() runtime.Object, resourcePrefix string) (storage.Interface, factory.DestroyFunc, error) {
-	compactor, err := l.compactorFor(cfg)
+	compacts, err := l.compactorFor(cfg)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -179,7 +179,7 @@ func (l *localEtcdStorage) raw(cfg *storagebackend.ConfigForResource, newFunc, n
 		transformer = etcd3.WithCorruptObjErrorHandlingTransformer(transformer)
 		decoder = etcd3.WithCorruptObjErrorHandlingDecoder(decoder)
 	}
-	store, err := etcd3.New(kc, compactor, cfg.Codec, newFunc, newListFunc, cfg.Prefix, resourcePrefix,
+	store, err := etcd3.New(kc, compacts, cfg.Codec, newFunc, newListFunc, cfg.Prefix, resourcePrefix,
 		cfg.GroupResource, transformer, cfg.LeaseManagerConfig, decoder, versioner)
 	if err != nil {
 		_ = c.Close()

@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apiserver/pkg/storage"
 	"k8s.io/apiserver/pkg/storage/storagebackend"
@@ -201,4 +203,37 @@ func TestOwnEtcdSnapshotsItsRaftLogOften(t *testing.T) {
 		}
 	}
 	eventually(t, 10*time.Second, "a raft snapshot after 1,500 writes", func() bool { return latest() >= ownSnapshotCount })
+}
+
+// routeKV records which KV a request reached.
+type routeKV struct {
+	clientv3.KV
+	name string
+	got  *[]string
+}
+
+func (r routeKV) Get(context.Context, string, ...clientv3.OpOption) (*clientv3.GetResponse, error) {
+	*r.got = append(*r.got, r.name+" get")
+	return &clientv3.GetResponse{}, nil
+}
+
+func (r routeKV) Do(_ context.Context, op clientv3.Op) (clientv3.OpResponse, error) {
+	*r.got = append(*r.got, r.name+" do")
+	return clientv3.OpResponse{}, nil
+}
+
+// Writes go in process, reads to the gRPC client (a flood of consistent
+// lists read in process starved the readiness check).
+func TestWritingKVSendsOnlyWritesInProcess(t *testing.T) {
+	var got []string
+	kv := writingKV{KV: routeKV{name: "local", got: &got}, reads: routeKV{name: "grpc", got: &got}}
+	ctx := context.Background()
+	_, _ = kv.Get(ctx, "k")
+	_, _ = kv.Do(ctx, clientv3.OpGet("k"))
+	_, _ = kv.Do(ctx, clientv3.OpPut("k", "v"))
+	_, _ = kv.Do(ctx, clientv3.OpDelete("k"))
+	want := []string{"grpc get", "grpc do", "local do", "local do"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("routed %v, want %v", got, want)
+	}
 }
