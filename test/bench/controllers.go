@@ -20,8 +20,9 @@ import (
 // fleet of n nodes, applies workloads Workloads of replicas each, and
 // watches every Instance from creation to Running: the time until all run,
 // the scheduler's binds/s, create-to-Running latency, and the control
-// plane's RSS and CPU seconds.
-func controllersBench(bin string, n, workloads, replicas int) ([]result, error) {
+// plane's RSS and CPU seconds. With a profile path, the server's CPU is
+// profiled over the burst's first 25 s.
+func controllersBench(bin string, n, workloads, replicas int, profile string) ([]result, error) {
 	// A fleet in the same process as the load shares the two cores with
 	// the control plane; its renewals can lag past the 15 s default grace
 	// and its nodes would be given up: the benchmark measures scheduling.
@@ -61,6 +62,12 @@ func controllersBench(bin string, n, workloads, replicas int) ([]result, error) 
 	}
 	cpu0 := cpuSeconds(srv.cmd.Process.Pid)
 	fleetCPU0, benchCPU0 := cpuSeconds(fleet.Process.Pid), cpuSeconds(os.Getpid())
+	profiled := make(chan error, 1)
+	if profile != "" {
+		go func() { profiled <- api.cpuProfile(profile, 25) }()
+	} else {
+		profiled <- nil
+	}
 	t0 := time.Now()
 	for i := range workloads {
 		if err := api.createWorkload(fmt.Sprintf("load-%d", i), replicas); err != nil {
@@ -107,6 +114,9 @@ func controllersBench(bin string, n, workloads, replicas int) ([]result, error) 
 	}
 	allRunning := time.Since(t0)
 	cpu := cpuSeconds(srv.cmd.Process.Pid) - cpu0
+	if err := <-profiled; err != nil {
+		return nil, fmt.Errorf("profile: %w", err)
+	}
 	fleetCPU := cpuSeconds(fleet.Process.Pid) - fleetCPU0
 	benchCPU := cpuSeconds(os.Getpid()) - benchCPU0
 	writes, err := api.writeCounts()

@@ -34,7 +34,7 @@ import (
 func main() {
 	objects := flag.Int("objects", 10000, "objects to create")
 	clients := flag.Int("clients", 8, "concurrent create clients")
-	profile := flag.String("cpuprofile", "", "write the server's CPU profile of the create phase to this file (and of the lists to FILE.list)")
+	profile := flag.String("cpuprofile", "", "write the server's CPU profile of the create phase to this file (and of the lists to FILE.list); with -only controllers, of the first fleet's burst")
 	containers := flag.Int("containers", 50, "containers the agent benchmark runs")
 	only := flag.String("only", "", "run one part: apiserver, ha, agent, probes, network, fleet, controllers, placement, mcp or gossip")
 	haKills := flag.Int("ha-kills", 10, "etcd leader kills the ha benchmark times failover over")
@@ -134,7 +134,11 @@ func main() {
 				// Beyond the first fleet only binds/s is asked: half the load.
 				w = max(w/2, 1)
 			}
-			res, err := controllersBench(bin, n, w, *replicas)
+			prof := ""
+			if i == 0 && *only == "controllers" {
+				prof = *profile
+			}
+			res, err := controllersBench(bin, n, w, *replicas, prof)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "bench: controllers at %d nodes: %v\n", n, err)
 				if *only == "controllers" {
