@@ -31,7 +31,7 @@ type testServer struct {
 	stopped sync.Once
 }
 
-func startTestServer(t *testing.T, dataDir string, configure ...func(*Config)) *testServer {
+func startTestServer(t testing.TB, dataDir string, configure ...func(*Config)) *testServer {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.DataDir = dataDir
@@ -78,7 +78,7 @@ func (ts *testServer) stop() {
 	})
 }
 
-func (ts *testServer) waitReady(t *testing.T) {
+func (ts *testServer) waitReady(t testing.TB) {
 	t.Helper()
 	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, // probe only
