@@ -26,6 +26,7 @@ import (
 	"skiff.dev/skiff/controllers/nodelifecycle"
 	"skiff.dev/skiff/controllers/scheduler"
 	"skiff.dev/skiff/controllers/workload"
+	"skiff.dev/skiff/internal/writes"
 )
 
 // LeaderElectionID names the Lease in skiff-system the controllers elect a
@@ -218,7 +219,10 @@ func (c *Controllers) build() (manager.Manager, error) {
 	if err := sched.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("scheduler: %w", err)
 	}
-	wl := &workload.Controller{Client: mgr.GetClient(), Workers: cfg.Workers, Concurrency: cfg.Concurrency, Metrics: c.metrics}
+	// The Workload controller's creates and status writes take back only
+	// metadata: it never reads what they return.
+	wlClient := writes.MetadataReplies(mgr.GetClient(), mgr.GetConfig(), mgr.GetHTTPClient())
+	wl := &workload.Controller{Client: wlClient, Workers: cfg.Workers, Concurrency: cfg.Concurrency, Metrics: c.metrics}
 	if err := wl.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("workload controller: %w", err)
 	}

@@ -29,6 +29,7 @@ import (
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 	"skiff.dev/skiff/gossip"
+	"skiff.dev/skiff/internal/writes"
 	"skiff.dev/skiff/nodeagent/image"
 	"skiff.dev/skiff/nodeagent/network"
 	cruntime "skiff.dev/skiff/nodeagent/runtime"
@@ -248,7 +249,7 @@ func (a *Agent) newManager(j *joined, m *Machine) (manager.Manager, *instanceRec
 		return nil, nil, fmt.Errorf("instance controller: %w", err)
 	}
 	r := &instanceReconciler{
-		client: mgr.GetClient(), sources: j.client, rt: a.rt, node: a.cfg.NodeName, hostIP: m.hostIP(), backoff: a.cfg.Backoff,
+		client: writes.MetadataReplies(mgr.GetClient(), mgr.GetConfig(), mgr.GetHTTPClient()), sources: j.client, rt: a.rt, node: a.cfg.NodeName, hostIP: m.hostIP(), backoff: a.cfg.Backoff,
 		logDir: filepath.Join(a.cfg.DataDir, containersDir), pidsLimit: a.cfg.PidsLimit, metrics: a.metrics,
 		oom: newOOMPolicy(m.Capacity.Memory().Value(), m.OOMFloor), security: newSecurityPolicy(a.cfg.AllowPrivileged),
 	}

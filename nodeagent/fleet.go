@@ -30,6 +30,7 @@ import (
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 	"skiff.dev/skiff/internal/failover"
+	"skiff.dev/skiff/internal/writes"
 )
 
 // Fleet hosts simulated nodes in one process, as kwok does: the fleet for
@@ -187,7 +188,7 @@ func (f *Fleet) join(ctx context.Context, mgr manager.Manager, mapper meta.RESTM
 				client: j.client,
 				http:   j.http,
 				reconciler: &instanceReconciler{
-					client: cached, sources: j.client, rt: a.rt, node: cfg.NodeName, hostIP: m.hostIP(), backoff: cfg.Backoff, metrics: a.metrics,
+					client: writes.MetadataReplies(cached, j.config, j.http), sources: j.client, rt: a.rt, node: cfg.NodeName, hostIP: m.hostIP(), backoff: cfg.Backoff, metrics: a.metrics,
 					security: securityPolicy{allowPrivileged: cfg.AllowPrivileged},
 				},
 				lease: &leaseKeeper{client: j.client, node: cfg.NodeName, interval: cfg.LeaseInterval},
