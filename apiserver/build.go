@@ -177,7 +177,7 @@ func (s *Server) applyStorage(cfg *genericapiserver.Config, sch *schemes, endpoi
 	if local == nil {
 		return func() {}, nil
 	}
-	stores, err := newLocalEtcdStorage(local, endpoints)
+	stores, err := newLocalEtcdStorage(local, endpoints, s.member == nil)
 	if err != nil {
 		return nil, fmt.Errorf("storage: %w", err)
 	}

@@ -39,14 +39,22 @@ import (
 // control plane's CPU gRPC took through a burst of writes
 // (docs/performance.md).
 //
-// Reads, watches and leases stay gRPC over the socket, each resource
-// with its own client as in the library (writingKV says why reads do):
-// the library's watches ask for a leader, which only etcd's gRPC stream
-// interceptor enforces, so a member cut off from its cluster still ends
-// them and its watch caches start over once a leader is back.
+// Reads and leases stay gRPC over the socket, each resource with its own
+// client as in the library (writingKV says why reads do). So do the
+// watches of a member of a cluster of servers: the library's watches ask
+// for a leader, which only etcd's gRPC stream interceptor enforces, so a
+// member cut off from its cluster still ends them and its watch caches
+// start over once a leader is back. A server's own etcd has no cluster to
+// be cut off from (its peer endpoint is a socket no other server can
+// reach): it is its own leader while it runs, and its watch events reach
+// the watch caches by function call too (lone), with no protobuf
+// encoding and decoding of every event (each with its previous value).
 type localEtcdStorage struct {
 	// kv is the etcd server's KV service, called in process.
 	kv pb.KVClient
+	// watches, for a server's own etcd, is its watch service, called in
+	// process; nil for a member of a cluster.
+	watches pb.WatchServer
 	// dial opens a gRPC client of the etcd, for a resource's watches and
 	// leases, and for the compactor.
 	dial func() (*clientv3.Client, error)
@@ -65,8 +73,9 @@ type compactor interface {
 }
 
 // newLocalEtcdStorage builds the stores of the embedded etcd server,
-// whose clients connect to endpoints.
-func newLocalEtcdStorage(server *etcdserver.EtcdServer, endpoints []string) (*localEtcdStorage, error) {
+// whose clients connect to endpoints; lone is a server's own etcd, never
+// a member of a cluster.
+func newLocalEtcdStorage(server *etcdserver.EtcdServer, endpoints []string, lone bool) (*localEtcdStorage, error) {
 	// One logger for every client, as the library shares one.
 	lg, err := logutil.CreateDefaultZapLogger(zapcore.ErrorLevel)
 	if err != nil {
@@ -81,7 +90,11 @@ func newLocalEtcdStorage(server *etcdserver.EtcdServer, endpoints []string) (*lo
 			Logger: lg,
 		})
 	}
-	return &localEtcdStorage{kv: adapter.KvServerToKvClient(v3rpc.NewQuotaKVServer(server)), dial: dial}, nil
+	l := &localEtcdStorage{kv: adapter.KvServerToKvClient(v3rpc.NewQuotaKVServer(server)), dial: dial}
+	if lone {
+		l.watches = v3rpc.NewWatchServer(server)
+	}
+	return l, nil
 }
 
 // options has every resource's store built by decorate.
@@ -165,6 +178,11 @@ func (l *localEtcdStorage) raw(cfg *storagebackend.ConfigForResource, newFunc, n
 	}
 	// The latency tracker keeps the library's etcd request metrics.
 	c.KV = etcd3.NewETCDLatencyTracker(writingKV{KV: clientv3.NewKVFromKVClient(localKV{l.kv}, c), reads: c.KV})
+	if l.watches != nil {
+		// Closed with c, as the gRPC watcher it replaces.
+		_ = c.Watcher.Close()
+		c.Watcher = clientv3.NewWatchFromWatchClient(adapter.WatchServerToWatchClient(l.watches), c)
+	}
 	kc := &kubernetes.Client{Client: c}
 	kc.Kubernetes = kc
 

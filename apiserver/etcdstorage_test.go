@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/apiserver/pkg/storage"
 	"k8s.io/apiserver/pkg/storage/storagebackend"
 	"k8s.io/apiserver/pkg/storage/storagebackend/factory"
@@ -65,18 +66,44 @@ func writeWorkloads(t *testing.T, c client.Client, n int) {
 	}
 }
 
-// A server with its own etcd writes to it by function call, not over the
-// socket, while its watches stay gRPC streams; a server of an external
-// etcd writes over gRPC.
+// A server with its own etcd writes to it and watches it by function
+// call, not over the socket (yet its watch caches see every write); a
+// server of an external etcd writes and watches over gRPC.
 func TestStoresCallTheirOwnEtcdInProcess(t *testing.T) {
+	watches := etcdRPCs(t, "Watch")
 	ts := startTestServer(t, t.TempDir())
-	if etcdRPCs(t, "Watch") == 0 {
-		t.Fatal("no watch stream to etcd: the watch caches should watch over gRPC")
+	if got := etcdRPCs(t, "Watch") - watches; got != 0 {
+		t.Fatalf("the watch caches opened %v watch streams to the server's own etcd over gRPC, want none", got)
 	}
+	wc, err := client.NewWithWatch(ts.cfg, client.Options{Scheme: ts.scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, err := wc.Watch(context.Background(), &skiffv1alpha1.WorkloadList{}, client.InNamespace("default"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer events.Stop()
 	txns := etcdRPCs(t, "Txn")
 	writeWorkloads(t, ts.client, 10)
 	if got := etcdRPCs(t, "Txn") - txns; got != 0 {
 		t.Fatalf("30 writes to the server's own etcd sent %v Txn requests over gRPC, want none", got)
+	}
+	// The watch cache serves the API's watches: each of the 30 writes
+	// reaches one, in order.
+	want := []watch.EventType{watch.Added, watch.Modified, watch.Deleted}
+	for i := range 30 {
+		select {
+		case ev, ok := <-events.ResultChan():
+			if !ok {
+				t.Fatalf("the watch ended after %d of 30 events", i)
+			}
+			if ev.Type != want[i%3] {
+				t.Fatalf("event %d of the writes is %s %v, want %s", i, ev.Type, ev.Object, want[i%3])
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%d of 30 events of the writes seen by a watch", i)
+		}
 	}
 
 	etcd, err := startEmbeddedEtcd(context.Background(), t.TempDir(), etcdOptions{})
@@ -84,7 +111,11 @@ func TestStoresCallTheirOwnEtcdInProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(etcd.Close) // runs after the server's cleanup stops it
+	watches = etcdRPCs(t, "Watch")
 	external := startTestServer(t, t.TempDir(), func(c *Config) { c.EtcdServers = []string{etcd.Endpoint} })
+	if etcdRPCs(t, "Watch") == watches {
+		t.Fatal("no watch stream to the external etcd: its watch caches watch over gRPC")
+	}
 	txns = etcdRPCs(t, "Txn")
 	writeWorkloads(t, external.client, 10)
 	if got := etcdRPCs(t, "Txn") - txns; got < 30 {
@@ -111,7 +142,7 @@ func BenchmarkEtcdStoreUpdate(b *testing.B) {
 	res := cfg.ForResource(skiffv1alpha1.SchemeGroupVersion.WithResource("instances").GroupResource())
 	newFunc := func() runtime.Object { return &skiffv1alpha1.Instance{} }
 	newListFunc := func() runtime.Object { return &skiffv1alpha1.InstanceList{} }
-	local, err := newLocalEtcdStorage(etcd.etcd.Server, []string{etcd.Endpoint})
+	local, err := newLocalEtcdStorage(etcd.etcd.Server, []string{etcd.Endpoint}, true)
 	if err != nil {
 		b.Fatal(err)
 	}

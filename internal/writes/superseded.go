@@ -1,5 +1,7 @@
 // Package writes helps a controller that writes objects it reads from an
-// informer's cache: it tells a cached object its own writes replaced.
+// informer's cache: it tells a cached object its own writes replaced
+// (Superseded), and lets writers that never read what a write returns take
+// back only the written object's metadata (MetadataReplies).
 package writes
 
 import (
