@@ -49,8 +49,10 @@
 // inprocess.go): the server's whole handler chain, called with the admin's
 // certificate, without TLS, socket or HTTP/2. A server of an embedded etcd
 // calls its KV service in process too (etcdstorage.go): the stores' writes
-// are function calls, not gRPC requests over its socket, while reads,
-// watches and leases stay gRPC.
+// are function calls, not gRPC requests over its socket, and so are the
+// watch caches' watches of a server's own etcd; reads, leases and the
+// watches of a member of a cluster of servers (which need etcd's leader
+// check) stay gRPC.
 //
 // Objects are stored as JSON (storagecodec.go). The storage codec hands
 // the etcd store a copy of what it has just written instead of decoding

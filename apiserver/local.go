@@ -174,9 +174,28 @@ func (lw *localListerWatcher) metadataOf(obj runtime.Object, owned bool) (*metav
 	if !owned {
 		om = om.DeepCopy()
 	}
+	return lw.partial(om), nil
+}
+
+// partial is the kind's PartialObjectMetadata of om, which it takes.
+func (lw *localListerWatcher) partial(om *metav1.ObjectMeta) *metav1.PartialObjectMetadata {
 	out := &metav1.PartialObjectMetadata{ObjectMeta: *om}
 	out.SetGroupVersionKind(lw.gvk)
-	return out, nil
+	return out
+}
+
+// copyMeta is a deep copy of m's metadata, read through its accessors.
+func copyMeta(m metav1.Object) *metav1.ObjectMeta {
+	shared := metav1.ObjectMeta{
+		Name: m.GetName(), GenerateName: m.GetGenerateName(), Namespace: m.GetNamespace(),
+		UID: m.GetUID(), ResourceVersion: m.GetResourceVersion(), Generation: m.GetGeneration(),
+		CreationTimestamp: m.GetCreationTimestamp(), DeletionTimestamp: m.GetDeletionTimestamp(),
+		DeletionGracePeriodSeconds: m.GetDeletionGracePeriodSeconds(),
+		Labels:                     m.GetLabels(), Annotations: m.GetAnnotations(),
+		OwnerReferences: m.GetOwnerReferences(), Finalizers: m.GetFinalizers(),
+		ManagedFields: m.GetManagedFields(),
+	}
+	return shared.DeepCopy()
 }
 
 // WatchWithContext watches the watch cache. Each event carries the
@@ -198,6 +217,11 @@ func (lw *localListerWatcher) WatchWithContext(ctx context.Context, opts metav1.
 // owned is an event with an object of the reader's own.
 func (lw *localListerWatcher) owned(e watch.Event) (watch.Event, bool) {
 	if c, ok := e.Object.(runtime.CacheableObject); ok {
+		if m, ok := c.(metav1.Object); ok && lw.metadata && e.Type != watch.Error {
+			// Its metadata alone, copied: not the whole object first.
+			e.Object = lw.partial(copyMeta(m))
+			return e, true
+		}
 		e.Object = c.GetObject()
 	}
 	if lw.metadata && e.Type != watch.Error {

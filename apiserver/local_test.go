@@ -107,8 +107,18 @@ func TestLocalListsAndWatchesCopies(t *testing.T) {
 	select {
 	case ev := <-mw.ResultChan():
 		m, ok := ev.Object.(*metav1.PartialObjectMetadata)
-		if ev.Type != watch.Added || !ok || m.Name != "third" || m.Kind != "Instance" || m.Labels["app"] != "third" {
-			t.Fatalf("metadata event %s %#v; want third Added, as an Instance's metadata", ev.Type, ev.Object)
+		if ev.Type != watch.Added || !ok || m.Name != "third" || m.Kind != "Instance" || m.Labels["app"] != "third" ||
+			m.UID == "" || m.ResourceVersion == "" || m.CreationTimestamp.IsZero() || len(m.ManagedFields) == 0 {
+			t.Fatalf("metadata event %s %#v; want third Added, as an Instance's whole metadata", ev.Type, ev.Object)
+		}
+		// Its own copy too.
+		m.Labels["app"], m.ManagedFields[0].Manager = "changed", "changed"
+		got, err := lwc.ListWithContext(ctx, metav1.ListOptions{LabelSelector: "app=third"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if items := got.(*skiffv1alpha1.InstanceList).Items; len(items) != 1 || items[0].ManagedFields[0].Manager == "changed" {
+			t.Fatalf("a metadata reader's change reached the cache: %+v", items)
 		}
 	case <-ctx.Done():
 		t.Fatal("no metadata watch event")
