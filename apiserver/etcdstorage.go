@@ -55,8 +55,8 @@ type localEtcdStorage struct {
 	// watches, for a server's own etcd, is its watch service, called in
 	// process; nil for a member of a cluster.
 	watches pb.WatchServer
-	// dial opens a gRPC client of the etcd, for a resource's watches and
-	// leases, and for the compactor.
+	// dial opens a gRPC client of the etcd, for a resource's reads, leases
+	// and (a member's) watches, and for the compactor.
 	dial func() (*clientv3.Client, error)
 
 	mu sync.Mutex

@@ -187,13 +187,20 @@ func (lw *localListerWatcher) partial(om *metav1.ObjectMeta) *metav1.PartialObje
 // copyMeta is a deep copy of m's metadata, read through its accessors.
 func copyMeta(m metav1.Object) *metav1.ObjectMeta {
 	shared := metav1.ObjectMeta{
-		Name: m.GetName(), GenerateName: m.GetGenerateName(), Namespace: m.GetNamespace(),
-		UID: m.GetUID(), ResourceVersion: m.GetResourceVersion(), Generation: m.GetGeneration(),
-		CreationTimestamp: m.GetCreationTimestamp(), DeletionTimestamp: m.GetDeletionTimestamp(),
+		Name:                       m.GetName(),
+		GenerateName:               m.GetGenerateName(),
+		Namespace:                  m.GetNamespace(),
+		UID:                        m.GetUID(),
+		ResourceVersion:            m.GetResourceVersion(),
+		Generation:                 m.GetGeneration(),
+		CreationTimestamp:          m.GetCreationTimestamp(),
+		DeletionTimestamp:          m.GetDeletionTimestamp(),
 		DeletionGracePeriodSeconds: m.GetDeletionGracePeriodSeconds(),
-		Labels:                     m.GetLabels(), Annotations: m.GetAnnotations(),
-		OwnerReferences: m.GetOwnerReferences(), Finalizers: m.GetFinalizers(),
-		ManagedFields: m.GetManagedFields(),
+		Labels:                     m.GetLabels(),
+		Annotations:                m.GetAnnotations(),
+		OwnerReferences:            m.GetOwnerReferences(),
+		Finalizers:                 m.GetFinalizers(),
+		ManagedFields:              m.GetManagedFields(),
 	}
 	return shared.DeepCopy()
 }
