@@ -177,7 +177,11 @@ func (s *Server) applyStorage(cfg *genericapiserver.Config, sch *schemes, endpoi
 	if local == nil {
 		return func() {}, nil
 	}
-	stores, err := newLocalEtcdStorage(local, endpoints, s.member == nil)
+	clientCfg, err := etcdClientConfig(endpoints, s.cfg)
+	if err != nil {
+		return nil, fmt.Errorf("storage: %w", err)
+	}
+	stores, err := newLocalEtcdStorage(local, clientCfg, s.member == nil)
 	if err != nil {
 		return nil, fmt.Errorf("storage: %w", err)
 	}
@@ -325,15 +329,25 @@ func bootstrapNamespaces(store *REST) genericapiserver.PostStartHookFunc {
 }
 
 func newEtcdClient(endpoints []string, cfg Config) (*clientv3.Client, error) {
-	tlsCfg, err := etcdTLS(cfg)
+	cc, err := etcdClientConfig(endpoints, cfg)
 	if err != nil {
 		return nil, err
 	}
-	c, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, TLS: tlsCfg})
+	c, err := clientv3.New(cc)
 	if err != nil {
 		return nil, fmt.Errorf("etcd client %v: %w", endpoints, err)
 	}
 	return c, nil
+}
+
+// etcdClientConfig is how skiff's own clients reach etcd at endpoints
+// (with cfg's client certificate for an external etcd).
+func etcdClientConfig(endpoints []string, cfg Config) (clientv3.Config, error) {
+	tlsCfg, err := etcdTLS(cfg)
+	if err != nil {
+		return clientv3.Config{}, err
+	}
+	return clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, TLS: tlsCfg}, nil
 }
 
 // noCA is an empty client CA bundle: see applyServing.

@@ -72,24 +72,19 @@ type compactor interface {
 	Stop()
 }
 
-// newLocalEtcdStorage builds the stores of the embedded etcd server,
-// whose clients connect to endpoints; lone is a server's own etcd, never
-// a member of a cluster.
-func newLocalEtcdStorage(server *etcdserver.EtcdServer, endpoints []string, lone bool) (*localEtcdStorage, error) {
+// newLocalEtcdStorage builds the stores of the embedded etcd server; its
+// gRPC clients are made from clientCfg. lone is a server's own etcd, never a
+// member of a cluster.
+func newLocalEtcdStorage(server *etcdserver.EtcdServer, clientCfg clientv3.Config, lone bool) (*localEtcdStorage, error) {
 	// One logger for every client, as the library shares one.
 	lg, err := logutil.CreateDefaultZapLogger(zapcore.ErrorLevel)
 	if err != nil {
 		return nil, fmt.Errorf("etcd client logger: %w", err)
 	}
-	lg = lg.Named("etcd-client")
-	dial := func() (*clientv3.Client, error) {
-		// The library's dial timeout and keepalives.
-		return clientv3.New(clientv3.Config{
-			Endpoints: endpoints, DialTimeout: 20 * time.Second,
-			DialKeepAliveTime: 30 * time.Second, DialKeepAliveTimeout: 10 * time.Second,
-			Logger: lg,
-		})
-	}
+	// The library's dial timeout and keepalives.
+	clientCfg.Logger = lg.Named("etcd-client")
+	clientCfg.DialTimeout, clientCfg.DialKeepAliveTime, clientCfg.DialKeepAliveTimeout = 20*time.Second, 30*time.Second, 10*time.Second
+	dial := func() (*clientv3.Client, error) { return clientv3.New(clientCfg) }
 	l := &localEtcdStorage{kv: adapter.KvServerToKvClient(v3rpc.NewQuotaKVServer(server)), dial: dial}
 	if lone {
 		l.watches = v3rpc.NewWatchServer(server)

@@ -142,7 +142,11 @@ func BenchmarkEtcdStoreUpdate(b *testing.B) {
 	res := cfg.ForResource(skiffv1alpha1.SchemeGroupVersion.WithResource("instances").GroupResource())
 	newFunc := func() runtime.Object { return &skiffv1alpha1.Instance{} }
 	newListFunc := func() runtime.Object { return &skiffv1alpha1.InstanceList{} }
-	local, err := newLocalEtcdStorage(etcd.etcd.Server, []string{etcd.Endpoint}, true)
+	clientCfg, err := etcdClientConfig([]string{etcd.Endpoint}, DefaultConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	local, err := newLocalEtcdStorage(etcd.etcd.Server, clientCfg, true)
 	if err != nil {
 		b.Fatal(err)
 	}
