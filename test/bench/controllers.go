@@ -62,12 +62,7 @@ func controllersBench(bin string, n, workloads, replicas int, profile string) ([
 	}
 	cpu0 := cpuSeconds(srv.cmd.Process.Pid)
 	fleetCPU0, benchCPU0 := cpuSeconds(fleet.Process.Pid), cpuSeconds(os.Getpid())
-	profiled := make(chan error, 1)
-	if profile != "" {
-		go func() { profiled <- api.cpuProfile(profile, 25) }()
-	} else {
-		profiled <- nil
-	}
+	profiled := api.startProfile(profile, 25)
 	t0 := time.Now()
 	for i := range workloads {
 		if err := api.createWorkload(fmt.Sprintf("load-%d", i), replicas); err != nil {
@@ -114,7 +109,7 @@ func controllersBench(bin string, n, workloads, replicas int, profile string) ([
 	}
 	allRunning := time.Since(t0)
 	cpu := cpuSeconds(srv.cmd.Process.Pid) - cpu0
-	if err := <-profiled; err != nil {
+	if err := profiled(); err != nil {
 		return nil, fmt.Errorf("profile: %w", err)
 	}
 	fleetCPU := cpuSeconds(fleet.Process.Pid) - fleetCPU0

@@ -355,19 +355,25 @@ func newClient(kubeconfig string) (*client, error) {
 	return &client{host: cfg.Host, base: cfg.Host + "/apis/skiff.dev/v1alpha1/namespaces/default/workloads", hc: hc}, nil
 }
 
-// cpuProfile saves the server's CPU profile over the next seconds.
 // profiling runs f while the server's CPU is profiled to path (the
 // first 5 s of it); with no path it only runs f.
 func (c *client) profiling(path string, f func() error) error {
-	if path == "" {
-		return f()
-	}
-	profiled := make(chan error, 1)
-	go func() { profiled <- c.cpuProfile(path, 5) }()
+	wait := c.startProfile(path, 5)
 	if err := f(); err != nil {
 		return err
 	}
-	return <-profiled
+	return wait()
+}
+
+// startProfile starts saving the server's CPU profile of the next seconds
+// to path; wait returns once it is saved. With no path there is none.
+func (c *client) startProfile(path string, seconds int) (wait func() error) {
+	if path == "" {
+		return func() error { return nil }
+	}
+	profiled := make(chan error, 1)
+	go func() { profiled <- c.cpuProfile(path, seconds) }()
+	return func() error { return <-profiled }
 }
 
 // profileList is where the lists' profile goes: beside path, if any.
@@ -378,6 +384,7 @@ func profileList(path string) string {
 	return path + ".list"
 }
 
+// cpuProfile saves the server's CPU profile over the next seconds.
 func (c *client) cpuProfile(path string, seconds int) error {
 	resp, err := c.hc.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", c.host, seconds))
 	if err != nil {
