@@ -36,15 +36,13 @@ const metadataAccept = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;
 // again from the object must read it first. Writes with options, of
 // unstructured objects, and every other call go to c.
 func MetadataReplies(c client.Client, cfg *rest.Config, httpClient *http.Client) client.Client {
-	return &metadataReplies{Client: c, cfg: cfg, http: httpClient,
-		codecs: serializer.NewCodecFactory(c.Scheme()), rest: map[schema.GroupVersionKind]rest.Interface{}}
+	return &metadataReplies{Client: c, cfg: cfg, http: httpClient, rest: map[schema.GroupVersionKind]rest.Interface{}}
 }
 
 type metadataReplies struct {
 	client.Client
-	cfg    *rest.Config
-	http   *http.Client
-	codecs serializer.CodecFactory
+	cfg  *rest.Config
+	http *http.Client
 
 	mu   sync.Mutex
 	rest map[schema.GroupVersionKind]rest.Interface
@@ -129,7 +127,7 @@ func (m *metadataReplies) restFor(gvk schema.GroupVersionKind) (rest.Interface, 
 	if rc, ok := m.rest[gvk]; ok {
 		return rc, nil
 	}
-	rc, err := apiutil.RESTClientForGVK(gvk, true, false, m.cfg, m.codecs, m.http)
+	rc, err := apiutil.RESTClientForGVK(gvk, true, false, m.cfg, serializer.NewCodecFactory(m.Scheme()), m.http)
 	if err != nil {
 		return nil, fmt.Errorf("client for %s: %w", gvk, err)
 	}
