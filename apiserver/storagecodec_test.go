@@ -3,6 +3,7 @@ package apiserver
 import (
 	"bytes"
 	encodingjson "encoding/json"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -62,7 +63,26 @@ func storedForms(t testing.TB, base runtime.Codec) []runtime.Object {
 func remembered(c *recallingCodec) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.byData)
+	return len(c.byHash)
+}
+
+// countingCodec counts the decodes that reach the codec it wraps.
+type countingCodec struct {
+	runtime.Codec
+	decodes int
+}
+
+func (c *countingCodec) Decode(data []byte, defaults *schema.GroupVersionKind, into runtime.Object) (runtime.Object, *schema.GroupVersionKind, error) {
+	c.decodes++
+	return c.Codec.Decode(data, defaults, into)
+}
+
+// forget empties c's slots.
+func forget(c *recallingCodec) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.byHash)
+	c.order = [recallSlots]*recalled{}
 }
 
 // fresh is a new, empty object of obj's type.
@@ -70,16 +90,34 @@ func fresh(obj runtime.Object) runtime.Object {
 	return reflect.New(reflect.TypeOf(obj).Elem()).Interface().(runtime.Object)
 }
 
+// decodedAs fails unless got is what decoding gave (want): the same type,
+// kind, defaults and fields.
+func decodedAs(t *testing.T, what string, got, want runtime.Object) {
+	t.Helper()
+	if reflect.TypeOf(got) != reflect.TypeOf(want) {
+		t.Fatalf("%s: recalled a %T, decoded a %T", what, got, want)
+	}
+	if !apiequality.Semantic.DeepEqual(got, want) {
+		t.Fatalf("%s recalled:\n%#v\nwant, as decoded:\n%#v", what, got, want)
+	}
+	if got.GetObjectKind().GroupVersionKind() != want.GetObjectKind().GroupVersionKind() {
+		t.Fatalf("%s recalled as %v, decoded as %v", what, got.GetObjectKind().GroupVersionKind(), want.GetObjectKind().GroupVersionKind())
+	}
+}
+
 // What the storage codec gives back for bytes it has just encoded is what
-// decoding them gives: the same kind, defaults and fields, an object of the
-// reader's own. Other bytes with the same content are decoded.
+// decoding them gives, to each decode that follows a write: the store's
+// (into an object, from the very bytes written), the watch cache's (no
+// target object, from etcd's copy of the bytes) and any later read of
+// them. Each gets an object of its own.
 func TestRecalledDecodeIsTheDecode(t *testing.T) {
 	sch, err := newSchemes()
 	if err != nil {
 		t.Fatal(err)
 	}
 	base := storageCodec(sch)
-	c := newRecallingCodec(base, sch.full)
+	counted := &countingCodec{Codec: base}
+	c := newRecallingCodec(counted, sch.full)
 	// As the store writes them: without their kind (an internal object's
 	// TypeMeta is empty), and one without its defaults.
 	objs := storedForms(t, base)
@@ -102,28 +140,53 @@ func TestRecalledDecodeIsTheDecode(t *testing.T) {
 		if _, _, err := base.Decode(bytes.Clone(data), nil, want); err != nil {
 			t.Fatal(err)
 		}
+		// The store's decode.
 		got := fresh(obj)
 		if _, _, err := c.Decode(data, nil, got); err != nil {
 			t.Fatal(err)
 		}
-		if n := remembered(c); n != 0 {
-			t.Fatalf("%T: %d objects still remembered after the decode, want 0 (not recalled)", obj, n)
+		decodedAs(t, fmt.Sprintf("%T into an object", obj), got, want)
+		// The watch cache's, of etcd's copy of the bytes.
+		wantWatch, _, err := base.Decode(bytes.Clone(data), nil, nil)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if !apiequality.Semantic.DeepEqual(got, want) {
-			t.Fatalf("%T recalled:\n%#v\nwant, as decoded:\n%#v", obj, got, want)
+		gotWatch, _, err := c.Decode(bytes.Clone(data), nil, nil)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if got.GetObjectKind().GroupVersionKind() != want.GetObjectKind().GroupVersionKind() {
-			t.Fatalf("%T recalled as %v, decoded as %v", obj, got.GetObjectKind().GroupVersionKind(), want.GetObjectKind().GroupVersionKind())
+		decodedAs(t, fmt.Sprintf("%T without a target", obj), gotWatch, wantWatch)
+		if n := remembered(c); n != 1 {
+			t.Fatalf("%T: %d objects remembered after two decodes, want 1 (recalled, not taken)", obj, n)
 		}
-		// The reader's own: changing the written object does not reach it.
+		// Each the reader's own: changing the written object, or one
+		// decode's, reaches no other.
 		obj.(metav1.Object).SetLabels(map[string]string{"changed": "after"})
+		got.(metav1.Object).SetAnnotations(map[string]string{"changed": "by the store"})
 		if _, ok := got.(metav1.Object).GetLabels()["changed"]; ok {
 			t.Fatalf("%T recalled shares its labels with the object written", obj)
 		}
+		if _, ok := gotWatch.(metav1.Object).GetAnnotations()["changed"]; ok {
+			t.Fatalf("%T: the two decodes share their annotations", obj)
+		}
+		// A third decode, of etcd's bytes: recalled too, its own again.
+		third := fresh(obj)
+		if _, _, err := c.Decode(bytes.Clone(data), nil, third); err != nil {
+			t.Fatal(err)
+		}
+		decodedAs(t, fmt.Sprintf("%T decoded a third time", obj), third, want)
+		if counted.decodes != 0 {
+			t.Fatalf("%T: %d of three decodes read the bytes, want none", obj, counted.decodes)
+		}
+		if _, ok := third.(metav1.Object).GetAnnotations()["changed"]; ok {
+			t.Fatalf("%T: the store's decode and a later one share their annotations", obj)
+		}
+		forget(c)
 	}
 
 	// An object as a create writes it, timestamps to the nanosecond: the
-	// copy keeps them, encoded again it is the decode's bytes.
+	// copy's metadata times are the decode's, and encoded again it is the
+	// decode's bytes.
 	inst := runningInstance()
 	inst.TypeMeta = metav1.TypeMeta{}
 	data, err := runtime.Encode(c, inst)
@@ -134,8 +197,11 @@ func TestRecalledDecodeIsTheDecode(t *testing.T) {
 	if _, _, err := base.Decode(bytes.Clone(data), nil, want); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := c.Decode(data, nil, got); err != nil || remembered(c) != 0 {
-		t.Fatalf("decode: %v, %d remembered, want it recalled", err, remembered(c))
+	if _, _, err := c.Decode(data, nil, got); err != nil || counted.decodes != 0 {
+		t.Fatalf("decode: %v, %d decodes of the bytes, want it recalled", err, counted.decodes)
+	}
+	if !reflect.DeepEqual(got.ObjectMeta, want.ObjectMeta) {
+		t.Fatalf("recalled metadata:\n%#v\nwant, as decoded:\n%#v", got.ObjectMeta, want.ObjectMeta)
 	}
 	gotData, err := runtime.Encode(base, got)
 	if err != nil {
@@ -149,20 +215,22 @@ func TestRecalledDecodeIsTheDecode(t *testing.T) {
 		t.Fatalf("recalled, encoded again:\n%s\nwant, as decoded and encoded again:\n%s", gotData, wantData)
 	}
 
-	// Equal bytes in another slice (as etcd returns them) are decoded.
-	data, err = runtime.Encode(c, storedForms(t, base)[0])
+	// Bytes it did not encode are decoded, and a remembered object is not
+	// given into another type.
+	before := remembered(c)
+	other := storedForms(t, base)[1]
+	otherData, err := runtime.Encode(base, other)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := c.Decode(bytes.Clone(data), nil, &skiffv1alpha1.Instance{}); err != nil {
-		t.Fatal(err)
+	if _, _, err := c.Decode(otherData, nil, fresh(other)); err != nil || counted.decodes != 1 {
+		t.Fatalf("decode of bytes it did not encode: %v, %d decodes of the bytes, want 1", err, counted.decodes)
 	}
-	if n := remembered(c); n != 1 {
-		t.Fatalf("%d objects remembered after decoding a copy of the bytes, want 1 (the copy decoded)", n)
+	if _, _, err := c.Decode(data, nil, &skiffv1alpha1.Workload{}); err == nil || counted.decodes != 2 {
+		t.Fatalf("an Instance's bytes into a Workload: %v, %d decodes of the bytes, want an error from the decode", err, counted.decodes)
 	}
 
 	// A large object is not remembered: its decode reads the bytes.
-	before := remembered(c)
 	big := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: "big", Namespace: "default"},
 		Data:       map[string][]byte{"blob": bytes.Repeat([]byte("x"), recallMaxBytes)},
@@ -253,8 +321,9 @@ func FuzzKindMeta(f *testing.F) {
 	})
 }
 
-// BenchmarkStorageRecall is the etcd store's decode of an Instance it has
-// just written: from its bytes, and recalled.
+// BenchmarkStorageRecall is the two decodes of an Instance the etcd store
+// has just written (the store's, from the bytes written, and the watch
+// cache's, from etcd's copy): from the bytes, and recalled.
 func BenchmarkStorageRecall(b *testing.B) {
 	sch, err := newSchemes()
 	if err != nil {
@@ -274,6 +343,9 @@ func BenchmarkStorageRecall(b *testing.B) {
 					b.Fatal(err)
 				}
 				if _, _, err := c.codec.Decode(data, nil, &skiffv1alpha1.Instance{}); err != nil {
+					b.Fatal(err)
+				}
+				if _, _, err := c.codec.Decode(bytes.Clone(data), nil, nil); err != nil {
 					b.Fatal(err)
 				}
 			}
