@@ -101,6 +101,12 @@ func (c *recallingCodec) Encode(obj runtime.Object, w io.Writer) error {
 	if len(data) == 0 || len(data) > recallMaxBytes {
 		return nil
 	}
+	h := maphash.Bytes(c.seed, data)
+	if c.remembers(h, data) {
+		// The object an update starts from, encoded again to compare:
+		// the write that stored it is remembered already.
+		return nil
+	}
 	gvk, err := storedKind(data)
 	if err != nil {
 		return nil // not remembered: its decode reads the bytes
@@ -111,7 +117,7 @@ func (c *recallingCodec) Encode(obj runtime.Object, w io.Writer) error {
 	cp.GetObjectKind().SetGroupVersionKind(gvk)
 	c.defaulter.Default(cp)
 	jsonTimes(cp)
-	r := &recalled{hash: maphash.Bytes(c.seed, data), data: data, obj: cp, gvk: gvk}
+	r := &recalled{hash: h, data: data, obj: cp, gvk: gvk}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old := c.order[c.next]; old != nil && c.byHash[old.hash] == old {
@@ -121,6 +127,14 @@ func (c *recallingCodec) Encode(obj runtime.Object, w io.Writer) error {
 	c.order[c.next] = r
 	c.next = (c.next + 1) % recallSlots
 	return nil
+}
+
+// remembers reports whether bytes equal to data, of hash h, are.
+func (c *recallingCodec) remembers(h uint64, data []byte) bool {
+	c.mu.Lock()
+	r, ok := c.byHash[h]
+	c.mu.Unlock()
+	return ok && bytes.Equal(r.data, data)
 }
 
 // Decode gives a copy of a remembered object when data is what an Encode

@@ -66,6 +66,17 @@ func remembered(c *recallingCodec) int {
 	return len(c.byHash)
 }
 
+// entries is what c remembers.
+func entries(c *recallingCodec) []*recalled {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*recalled
+	for _, r := range c.byHash {
+		out = append(out, r)
+	}
+	return out
+}
+
 // countingCodec counts the decodes that reach the codec it wraps.
 type countingCodec struct {
 	runtime.Codec
@@ -135,6 +146,15 @@ func TestRecalledDecodeIsTheDecode(t *testing.T) {
 		}
 		if plain, err := runtime.Encode(base, obj); err != nil || !bytes.Equal(plain, data) {
 			t.Fatalf("%T: encoded %s, want %s (%v)", obj, data, plain, err)
+		}
+		// Encoded again (as an update encodes the object it starts
+		// from), it is remembered already: no second copy.
+		first := entries(c)
+		if _, err := runtime.Encode(c, obj); err != nil {
+			t.Fatal(err)
+		}
+		if again := entries(c); len(again) != 1 || again[0] != first[0] {
+			t.Fatalf("%T: encoded again, %d objects remembered (the same: %v), want the first alone", obj, len(again), len(again) == 1 && again[0] == first[0])
 		}
 		want := fresh(obj)
 		if _, _, err := base.Decode(bytes.Clone(data), nil, want); err != nil {
