@@ -5,6 +5,7 @@ import (
 	encodingjson "encoding/json"
 	"fmt"
 	"reflect"
+	"strconv"
 	"testing"
 	"time"
 
@@ -350,14 +351,18 @@ func BenchmarkStorageRecall(b *testing.B) {
 		b.Fatal(err)
 	}
 	base := storageCodec(sch)
-	inst := storedForms(b, base)[0]
+	inst := storedForms(b, base)[0].(*skiffv1alpha1.Instance)
 	for _, c := range []struct {
 		name  string
 		codec runtime.Codec
 	}{{"decode", base}, {"recall", newRecallingCodec(base, sch.full)}} {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
+			n := 0
 			for b.Loop() {
+				// Each write a new version, as a store's writes are.
+				n++
+				inst.Status.Message = strconv.Itoa(n)
 				data, err := runtime.Encode(c.codec, inst)
 				if err != nil {
 					b.Fatal(err)
