@@ -55,10 +55,11 @@
 // check) stay gRPC.
 //
 // Objects are stored as JSON (storagecodec.go). The storage codec hands
-// the etcd store a copy of what it has just written instead of decoding
-// the bytes again, and finds a JSON object's kind by scanning its
-// top-level keys (jsonkind.go), as the skiff.dev group's request decoding
-// does. The watch cache keeps no snapshots for paginated lists: their
+// every decode of what it has lately written (the etcd store's, the watch
+// cache's of etcd's event, a re-read) a copy of the object instead of
+// decoding the bytes again, and finds a JSON object's kind by scanning
+// its top-level keys (jsonkind.go), as the skiff.dev group's request
+// decoding does. The watch cache keeps no snapshots for paginated lists: their
 // later pages are read from etcd (build.go).
 //
 // Use it as:
