@@ -27,14 +27,14 @@ import (
 const recallSlots = 512
 
 // recallMaxBytes bounds what one slot holds: larger objects (a big Secret
-// or ConfigMap) are decoded as ever, so the slots never hold more than a
-// few MB.
+// or ConfigMap) are decoded as ever, so the slots hold a few MB of
+// Instance-sized objects and never more than some tens of MB.
 const recallMaxBytes = 16 << 10
 
 // recallingCodec is the storage's codec. It remembers a copy of each object
 // it has just encoded, with the bytes it encoded it to, and stands a copy
-// of that for a decode of those bytes: a tenth of the cost of the JSON
-// decode (BenchmarkStorageRecall). Every write is decoded again at once,
+// of that for a decode of those bytes, at a fraction of the cost of the
+// JSON decode (BenchmarkStorageRecall). Every write is decoded again at once,
 // twice: by the etcd store, to hand the written object back to the caller
 // (create, update, bind, status), and by the watch cache, from the event
 // etcd's watch delivers; and an update that finds the watch cache behind

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -266,6 +267,73 @@ func TestRecalledDecodeIsTheDecode(t *testing.T) {
 	if _, _, err := c.Decode(data, nil, decoded); err != nil || !bytes.Equal(decoded.Data["blob"], big.Data["blob"]) {
 		t.Fatalf("large Secret decoded: %v", err)
 	}
+}
+
+// Writes in flight at once each get back what they wrote, from the
+// store's decode and the watch cache's alike, each decode an object of its
+// own (go test -race covers the slots' lock).
+func TestRecallUnderConcurrentWrites(t *testing.T) {
+	sch, err := newSchemes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := storageCodec(sch)
+	c := newRecallingCodec(base, sch.full)
+	inst := storedForms(t, base)[0].(*skiffv1alpha1.Instance)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			mine := inst.DeepCopy()
+			mine.Labels = map[string]string{"app": "web"}
+			for i := range recallSlots {
+				mine.Name = fmt.Sprintf("w%d", w)
+				mine.Status.Message = strconv.Itoa(i)
+				data, err := runtime.Encode(c, mine)
+				if err != nil {
+					errs <- err
+					return
+				}
+				stored := &skiffv1alpha1.Instance{}
+				if _, _, err := c.Decode(data, nil, stored); err != nil {
+					errs <- err
+					return
+				}
+				if err := wroteBack(mine, stored); err != nil {
+					errs <- err
+					return
+				}
+				stored.Labels["read-by"] = "the store" // in place
+				watched, _, err := c.Decode(bytes.Clone(data), nil, nil)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if err := wroteBack(mine, watched.(*skiffv1alpha1.Instance)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// wroteBack says how got differs from the version written, if it does.
+func wroteBack(wrote, got *skiffv1alpha1.Instance) error {
+	if got.Name != wrote.Name || got.Status.Message != wrote.Status.Message {
+		return fmt.Errorf("wrote %s version %s, decoded %s version %s", wrote.Name, wrote.Status.Message, got.Name, got.Status.Message)
+	}
+	if by, ok := got.Labels["read-by"]; ok {
+		return fmt.Errorf("%s version %s decoded with a label %s set", got.Name, got.Status.Message, by)
+	}
+	return nil
 }
 
 // kindMeta reads the kind encoding/json would, from any JSON object.
