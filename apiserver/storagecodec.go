@@ -102,7 +102,7 @@ func (c *recallingCodec) Encode(obj runtime.Object, w io.Writer) error {
 		return nil
 	}
 	h := maphash.Bytes(c.seed, data)
-	if c.remembers(h, data) {
+	if c.lookup(h, data) != nil {
 		// The object an update starts from, encoded again to compare:
 		// the write that stored it is remembered already.
 		return nil
@@ -129,12 +129,16 @@ func (c *recallingCodec) Encode(obj runtime.Object, w io.Writer) error {
 	return nil
 }
 
-// remembers reports whether bytes equal to data, of hash h, are.
-func (c *recallingCodec) remembers(h uint64, data []byte) bool {
+// lookup is the encoding remembered with bytes equal to data, whose hash
+// is h, or nil.
+func (c *recallingCodec) lookup(h uint64, data []byte) *recalled {
 	c.mu.Lock()
-	r, ok := c.byHash[h]
+	r := c.byHash[h]
 	c.mu.Unlock()
-	return ok && bytes.Equal(r.data, data)
+	if r == nil || !bytes.Equal(r.data, data) {
+		return nil
+	}
+	return r
 }
 
 // Decode gives a copy of a remembered object when data is what an Encode
@@ -149,7 +153,8 @@ func (c *recallingCodec) Decode(data []byte, defaults *schema.GroupVersionKind, 
 		return c.Codec.Decode(data, defaults, into)
 	}
 	if into == nil {
-		// As the codec converts what it decodes without a target.
+		// As the codec converts what it decodes without a target (and
+		// with the error it would give).
 		out, err := c.convertor.ConvertToVersion(obj, c.decodeVersion)
 		return out, &gvk, err
 	}
@@ -161,14 +166,8 @@ func (c *recallingCodec) Decode(data []byte, defaults *schema.GroupVersionKind, 
 // recall is a copy of the object remembered with data, if it is of
 // into's type (or into is nil): each decode gets one of its own.
 func (c *recallingCodec) recall(data []byte, into runtime.Object) (runtime.Object, schema.GroupVersionKind) {
-	h := maphash.Bytes(c.seed, data)
-	c.mu.Lock()
-	r, ok := c.byHash[h]
-	c.mu.Unlock()
-	if !ok || !bytes.Equal(r.data, data) {
-		return nil, schema.GroupVersionKind{}
-	}
-	if into != nil && reflect.TypeOf(r.obj) != reflect.TypeOf(into) {
+	r := c.lookup(maphash.Bytes(c.seed, data), data)
+	if r == nil || into != nil && reflect.TypeOf(r.obj) != reflect.TypeOf(into) {
 		return nil, schema.GroupVersionKind{}
 	}
 	return r.obj.DeepCopyObject(), r.gvk
@@ -187,10 +186,11 @@ func jsonTimes(obj runtime.Object) {
 		t := jsonTime(*d)
 		m.SetDeletionTimestamp(&t)
 	}
-	for i, e := range m.GetManagedFields() {
-		if e.Time != nil {
-			t := jsonTime(*e.Time)
-			m.GetManagedFields()[i].Time = &t
+	entries := m.GetManagedFields()
+	for i := range entries {
+		if entries[i].Time != nil {
+			t := jsonTime(*entries[i].Time)
+			entries[i].Time = &t
 		}
 	}
 }
