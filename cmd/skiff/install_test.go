@@ -542,7 +542,18 @@ func TestInstallSkiffProcesses(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		return strconv.Itoa(cmd.Process.Pid)
+		// Start returns while the kernel may still be setting up the
+		// new program: its /proc cmdline is empty until then.
+		pid := strconv.Itoa(cmd.Process.Pid)
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+			if b, err := os.ReadFile(filepath.Join("/proc", pid, "cmdline")); err == nil && strings.HasPrefix(string(b), "skiff\x00server\x00") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("process %s never showed as skiff server", pid)
+			}
+		}
+		return pid
 	}
 	abs, rel := start("/srv/skiff"), start("data")
 	for _, tc := range []struct {
