@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -338,13 +339,22 @@ func TestInstancesOnRunc(t *testing.T) {
 	t.Run("image pull failure", func(t *testing.T) {
 		inst := c.run(t, "no-image", func(i *skiffv1alpha1.Instance) { i.Spec.Containers[0].Image = c.missing })
 		reasons := map[string]string{}
+		var order []string // reasons in the order first seen
 		c.waitFor(t, inst, "ErrImagePull then ImagePullBackOff", func(i *skiffv1alpha1.Instance) bool {
 			if len(i.Status.ContainerStatuses) > 0 && i.Status.ContainerStatuses[0].State.Waiting != nil {
 				w := i.Status.ContainerStatuses[0].State.Waiting
+				if _, seen := reasons[w.Reason]; !seen {
+					order = append(order, w.Reason)
+				}
 				reasons[w.Reason] = w.Message
 			}
 			return reasons["ErrImagePull"] != "" && reasons["ImagePullBackOff"] != ""
 		})
+		// The failed pull shows (for half its back-off) before the
+		// back-off does, as a Pod's does.
+		if e, b := slices.Index(order, "ErrImagePull"), slices.Index(order, "ImagePullBackOff"); e > b {
+			t.Errorf("waiting reasons in the order %v: want ErrImagePull before ImagePullBackOff", order)
+		}
 		if msg := reasons["ErrImagePull"]; !strings.Contains(msg, "NAME_UNKNOWN") || !strings.Contains(msg, c.missing) {
 			t.Errorf("ErrImagePull message %q: want the registry's words and the image", msg)
 		}

@@ -23,7 +23,12 @@ type pullFailures struct {
 type pullFailure struct {
 	count   int32
 	message string
-	retryAt time.Time
+	// The failure shows as ErrImagePull until backOffAt, the first half
+	// of its back-off, then as ImagePullBackOff until retryAt, when the
+	// image is pulled again: as a kubelet's Pod shows ErrImagePull until
+	// its next sync, not for the moment between two status writes.
+	backOffAt time.Time
+	retryAt   time.Time
 	// backOffTold says the BackOff Event of this failure was recorded.
 	backOffTold bool
 }
@@ -42,7 +47,8 @@ func (p *pullFailures) fail(id, msg string, b Backoff) pullFailure {
 		p.m = map[string]pullFailure{}
 	}
 	f := p.m[id]
-	f.retryAt = time.Now().Add(b.Delay(f.count))
+	now, delay := time.Now(), b.Delay(f.count)
+	f.backOffAt, f.retryAt = now.Add(delay/2), now.Add(delay)
 	f.count++
 	f.message = msg
 	p.m[id] = f
@@ -100,6 +106,9 @@ func (r *instanceReconciler) image(ctx context.Context, inst *skiffv1alpha1.Inst
 		return &containerResult{status: cs, retryAt: retryAt}
 	}
 	if f, ok := r.pulls.get(id); ok && time.Now().Before(f.retryAt) {
+		if time.Now().Before(f.backOffAt) {
+			return nil, waiting("ErrImagePull", f.message, f.backOffAt)
+		}
 		msg := fmt.Sprintf("Back-off pulling image %q: %s", c.Image, f.message)
 		if r.pulls.tellBackOff(id) {
 			r.event(ctx, inst, "BackOff", msg)
@@ -117,7 +126,7 @@ func (r *instanceReconciler) image(ctx context.Context, inst *skiffv1alpha1.Inst
 	case err != nil:
 		f := r.pulls.fail(id, shortMessage(err), r.backoff)
 		r.event(ctx, inst, "Failed", fmt.Sprintf("Failed to pull image %q: %s", c.Image, f.message))
-		return nil, waiting("ErrImagePull", f.message, f.retryAt)
+		return nil, waiting("ErrImagePull", f.message, f.backOffAt)
 	}
 	r.pulls.clear(id)
 	if img.PullDuration > 0 {

@@ -189,8 +189,18 @@ func TestImagePullSecrets(t *testing.T) {
 	c.Image, c.ImagePullPolicy = "ghcr.io/me/app", skiffv1alpha1.PullAlways
 	ctx := context.Background()
 
+	// The failed pull shows as ErrImagePull for the first half of its
+	// back-off (a second look at once still says so, without pulling),
+	// then as ImagePullBackOff.
 	var reasons []string
-	for range 2 {
+	for i := range 3 {
+		if i == 2 {
+			r.pulls.mu.Lock()
+			f := r.pulls.m["id"]
+			f.backOffAt = time.Now()
+			r.pulls.m["id"] = f
+			r.pulls.mu.Unlock()
+		}
 		_, res := r.image(ctx, inst, "id", c, 0)
 		w := res.status.State.Waiting
 		reasons = append(reasons, w.Reason)
@@ -198,8 +208,8 @@ func TestImagePullSecrets(t *testing.T) {
 			t.Errorf("waiting message %q: want the registry's refusal, no password", w.Message)
 		}
 	}
-	if !slices.Equal(reasons, []string{"ErrImagePull", "ImagePullBackOff"}) {
-		t.Errorf("reasons %q, want ErrImagePull then ImagePullBackOff", reasons)
+	if !slices.Equal(reasons, []string{"ErrImagePull", "ErrImagePull", "ImagePullBackOff"}) {
+		t.Errorf("reasons %q, want ErrImagePull twice, then ImagePullBackOff", reasons)
 	}
 	asked := store.asked()
 	if len(asked) != 1 || asked[0].Policy != image.Always || asked[0].Keyring.Len() != 1 {
