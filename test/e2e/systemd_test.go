@@ -69,9 +69,20 @@ func TestSdNotify(t *testing.T) {
 	agent := exec.Command(skiffBin, "agent", "--server", url, "--join-token", filepath.Join(dir, "join-token"),
 		"--data-dir", t.TempDir(), "--node-name", "notify", "--runtime", "sim", "--listen", "127.0.0.1:0", "--gossip-bind", "127.0.0.1:0")
 	agent.Env = append(os.Environ(), "NOTIFY_SOCKET="+agentSock)
+	agentOut, err := os.Create(filepath.Join(t.TempDir(), "agent.out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent.Stdout, agent.Stderr = agentOut, agentOut
 	if err := agent.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = agent.Process.Signal(syscall.SIGTERM); _ = agent.Wait() })
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := os.ReadFile(agentOut.Name())
+			t.Logf("the agent's output:\n%s", out)
+		}
+	})
 	expectReady(t, "skiff agent", agentConn)
 }
