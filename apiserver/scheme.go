@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"fmt"
+	goruntime "runtime"
 
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -139,10 +140,12 @@ func newSkiffSerializer(ns runtime.NegotiatedSerializer, scheme *runtime.Scheme)
 func (s skiffSerializer) SupportedMediaTypes() []runtime.SerializerInfo { return s.types }
 
 // kindMetaJSON is info, the JSON serializers of an API group (streamed
-// lists, pretty printing on request), with kindMeta.
+// lists, pretty printing on request), with kindMeta, and long lists
+// encoded on every core (parallelLists). Watch events keep the plain
+// serializer: each is one object.
 func kindMetaJSON(info runtime.SerializerInfo, scheme *runtime.Scheme) runtime.SerializerInfo {
 	plain := json.NewSerializerWithOptions(kindMeta{}, scheme, scheme, json.SerializerOptions{StreamingCollectionsEncoding: true})
-	info.Serializer = plain
+	info.Serializer = newParallelLists(plain, goruntime.GOMAXPROCS(0))
 	info.StrictSerializer = json.NewSerializerWithOptions(kindMeta{}, scheme, scheme, json.SerializerOptions{Strict: true, StreamingCollectionsEncoding: true})
 	if info.PrettySerializer != nil {
 		info.PrettySerializer = json.NewSerializerWithOptions(kindMeta{}, scheme, scheme, json.SerializerOptions{Pretty: true})
