@@ -60,7 +60,9 @@
 // decoding the bytes again, and finds a JSON object's kind by scanning
 // its top-level keys (jsonkind.go), as the skiff.dev group's request
 // decoding does. The watch cache keeps no snapshots for paginated lists: their
-// later pages are read from etcd (build.go).
+// later pages are read from etcd (build.go). The skiff.dev group's JSON
+// encodes a list of 256 or more objects on every core, writing the bytes
+// the library's streaming encoder would (listencoding.go).
 //
 // Use it as:
 //
