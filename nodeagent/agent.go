@@ -134,7 +134,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("--listen %s: %w", listen, err)
 	}
 	defer ln.Close()
-	j, err := join(ctx, a.cfg, a.scheme, joinOptions{})
+	j, err := joinPatiently(ctx, a.cfg, a.scheme, joinOptions{}, joinAttempt)
 	if err != nil {
 		return err
 	}

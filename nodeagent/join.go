@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
@@ -95,6 +96,11 @@ type joinOptions struct {
 	// (a fleet keeps one list for every node); else join makes them from
 	// --server and the list kept in the data dir.
 	servers *failover.Servers
+	// timeout, when not 0, bounds each request of the join (discovery
+	// too, which takes no context) and, after it, each of the node's own
+	// client's (its Lease, its status, the sources of its Instances). The
+	// manager's watches use another client, without one.
+	timeout time.Duration
 }
 
 // joined is the outcome of a join: the node's identity and clients.
@@ -112,6 +118,29 @@ type joined struct {
 	// apiserverKey is the key of the API server's client identity towards
 	// agents: the only caller of logs and metrics.
 	apiserverKey ed25519.PublicKey
+}
+
+// joinAttempt bounds one attempt to join. A join takes well under a
+// second, and none of its requests has a timeout of its own: a server that
+// accepts a connection and never answers would hold the agent, silent,
+// for as long as the connection lasts.
+const joinAttempt = 30 * time.Second
+
+// joinPatiently joins, trying again each time an attempt runs out of
+// time; any other failure (a refused token, a Node with another key, no
+// server reachable) ends it, as before.
+func joinPatiently(ctx context.Context, cfg Config, scheme *runtime.Scheme, opts joinOptions, attempt time.Duration) (*joined, error) {
+	for {
+		actx, cancel := context.WithTimeout(ctx, attempt)
+		opts.timeout = attempt
+		j, err := join(actx, cfg, scheme, opts)
+		timedOut := actx.Err() != nil
+		cancel()
+		if err == nil || !timedOut || ctx.Err() != nil {
+			return j, err
+		}
+		klog.ErrorS(err, "no answer to the join within an attempt; trying again", "node", cfg.NodeName, "attempt", attempt)
+	}
 }
 
 // join registers the Node once with the join token and returns a client
@@ -155,7 +184,7 @@ func join(ctx context.Context, cfg Config, scheme *runtime.Scheme, opts joinOpti
 	if err != nil {
 		return nil, err
 	}
-	nodeClient, err := client.New(nodeCfg, client.Options{Scheme: scheme, Mapper: mapper, HTTPClient: nodeHTTP})
+	nodeClient, err := client.New(nodeCfg, client.Options{Scheme: scheme, Mapper: mapper, HTTPClient: withTimeout(nodeHTTP, opts.timeout)})
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +196,7 @@ func join(ctx context.Context, cfg Config, scheme *runtime.Scheme, opts joinOpti
 	case err == nil:
 		return nil, fmt.Errorf("node %q is registered with another key", cfg.NodeName)
 	case apierrors.IsUnauthorized(err):
-		if err := register(ctx, cfg, servers, tok, ca, id, scheme, mapper); err != nil {
+		if err := register(ctx, cfg, servers, tok, ca, id, scheme, mapper, opts.timeout); err != nil {
 			return nil, err
 		}
 		if err := waitTrusted(ctx, nodeClient, cfg.NodeName); err != nil {
@@ -181,6 +210,17 @@ func join(ctx context.Context, cfg Config, scheme *runtime.Scheme, opts joinOpti
 		return nil, err
 	}
 	return &joined{id: id, cert: cert, config: nodeCfg, client: nodeClient, http: nodeHTTP, servers: servers, apiserverKey: apiserverKey}, nil
+}
+
+// withTimeout is c bounding each request to timeout (0: c itself), over
+// c's connections.
+func withTimeout(c *http.Client, timeout time.Duration) *http.Client {
+	if timeout == 0 {
+		return c
+	}
+	bounded := *c
+	bounded.Timeout = timeout
+	return &bounded
 }
 
 // apiserverClientKey asks the API server for the key it reaches agents
@@ -217,8 +257,9 @@ func bootstrapConfig(server string, tok identity.JoinToken, ca []byte) *rest.Con
 
 // register creates the Node with the agent's key, or sets the key of a
 // Node that has none, authenticating with the join token.
-func register(ctx context.Context, cfg Config, servers *failover.Servers, tok identity.JoinToken, ca []byte, id *identity.Identity, scheme *runtime.Scheme, mapper meta.RESTMapper) error {
+func register(ctx context.Context, cfg Config, servers *failover.Servers, tok identity.JoinToken, ca []byte, id *identity.Identity, scheme *runtime.Scheme, mapper meta.RESTMapper, timeout time.Duration) error {
 	bootCfg := bootstrapConfig(servers.Current(), tok, ca)
+	bootCfg.Timeout = timeout
 	servers.Apply(bootCfg)
 	bootHTTP, err := rest.HTTPClientFor(bootCfg)
 	if err != nil {

@@ -2,13 +2,21 @@ package nodeagent
 
 import (
 	"context"
+	"io"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
 	"skiff.dev/skiff/apiserver/apiservertest"
 )
 
@@ -100,5 +108,124 @@ func TestConfigServer(t *testing.T) {
 		if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
 			t.Errorf("--server %q: %v, want error %q", tc.server, err, tc.wantErr)
 		}
+	}
+}
+
+// silentProxy forwards TLS connections to target, except its n-th: that
+// one it forwards until the client has finished its handshake and sends
+// its first request, which it holds, unanswered, until the test ends. The
+// client sees a server that took its request and never answered.
+// silenced counts the requests held so.
+func silentProxy(t *testing.T, target string, n int) (addr string, silenced *atomic.Int32) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	silenced = new(atomic.Int32)
+	var mu sync.Mutex
+	var conns []net.Conn
+	hold := func(c net.Conn) {
+		mu.Lock()
+		defer mu.Unlock()
+		conns = append(conns, c)
+	}
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	go func() {
+		for i := 1; ; i++ {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			hold(c)
+			hold(up)
+			go func() { _, _ = io.Copy(c, up); c.Close() }()
+			if i != n {
+				go func() { _, _ = io.Copy(up, c); up.Close() }()
+				continue
+			}
+			go func() {
+				// TLS records: type, version, length, then the payload.
+				// The client's Finished is its first application-data
+				// record (TLS 1.3), its request the second.
+				appData := 0
+				for {
+					var hdr [5]byte
+					if _, err := io.ReadFull(c, hdr[:]); err != nil {
+						return
+					}
+					if hdr[0] == 23 {
+						if appData++; appData == 2 {
+							silenced.Add(1)
+							_, _ = io.Copy(io.Discard, c)
+							return
+						}
+					}
+					payload := make([]byte, int(hdr[3])<<8|int(hdr[4]))
+					if _, err := io.ReadFull(c, payload); err != nil {
+						return
+					}
+					if _, err := up.Write(append(hdr[:], payload...)); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String(), silenced
+}
+
+// TestJoinOutlastsASilentServer: a server that takes the agent's
+// connection and never answers costs the join one attempt, not the agent.
+func TestJoinOutlastsASilentServer(t *testing.T) {
+	s := apiservertest.Start(t)
+	u, err := url.Parse(s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first connection fetches the server's certificate; the second
+	// is the node client's.
+	proxy, silenced := silentProxy(t, u.Host, 2)
+	cfg := testConfig(s, t.TempDir(), "n1")
+	cfg.Server = "https://" + proxy
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	j, err := joinPatiently(ctx, cfg, a.scheme, joinOptions{}, time.Second)
+	if err != nil {
+		t.Fatalf("join through a server that stalls once: %v", err)
+	}
+	// A generous bound: an attempt is a second. Without one, the join
+	// waited for the stalled connection to be found dead (HTTP/2's
+	// health check, over 30 s); with a live server stuck on the request
+	// it would wait forever.
+	if took := time.Since(start); took > 20*time.Second {
+		t.Fatalf("the join took %s through a server that stalled once, want a retry after the 1 s attempt", took)
+	}
+	if silenced.Load() != 1 {
+		t.Fatalf("the proxy stalled %d connections, want 1", silenced.Load())
+	}
+	var n skiffv1alpha1.Node
+	if err := j.client.Get(ctx, client.ObjectKey{Name: "n1"}, &n); err != nil {
+		t.Fatalf("the joined node reads itself: %v", err)
+	}
+	if n.Spec.PublicKey != j.id.PublicKeyString() {
+		t.Fatalf("node n1 has key %q, want the agent's %q", n.Spec.PublicKey, j.id.PublicKeyString())
 	}
 }
