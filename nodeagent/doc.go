@@ -5,7 +5,9 @@
 // certificate), and from then on authenticates with its key as
 // skiff:node:NAME (a year-long certificate in node.crt, which it renews).
 // It serves logs and metrics only to the API server's own client key,
-// fetched when it joins. Given several API servers (a cluster of them),
+// fetched when it joins. A join attempt that gets no answer within 30 s is
+// tried again, and the node's own requests (its Lease, its status) are
+// each bounded as long. Given several API servers (a cluster of them),
 // it fails over among them (package internal/failover) and keeps the list
 // it learns from the API in its data directory (servers.go). It reports
 // the machine's capacity and software in the Node's status and renews its Lease in the skiff-node-lease namespace:
