@@ -118,7 +118,12 @@ func scale(c *Comparison, creates int32) (actions []Action, surplus []*skiffv1al
 		actions = append(actions, Action{Type: Create, Revision: c.UpdateRevision, Reason: createReason(c)})
 	}
 	actions = append(actions, deleteFinishedBeyond(c, creates)...)
-	surplus = deletionOrder(c.Current)[:max(int32(len(c.Current))-c.Replicas, 0)]
+	// Sorted only when some go: a Workload scaling up is reconciled on
+	// each of its Instances' events, and sorting them all each time was
+	// quadratic in its replicas.
+	if n := int32(len(c.Current)) - c.Replicas; n > 0 {
+		surplus = deletionOrder(c.Current)[:n]
+	}
 	for _, inst := range surplus {
 		actions = append(actions, deleteAction(inst, "scale down"))
 	}
