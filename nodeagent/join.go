@@ -120,19 +120,19 @@ type joined struct {
 	apiserverKey ed25519.PublicKey
 }
 
-// joinAttempt bounds one attempt to join. A join takes well under a
-// second, and none of its requests has a timeout of its own: a server that
-// accepts a connection and never answers would hold the agent, silent,
-// for as long as the connection lasts.
+// joinAttempt bounds one attempt to join, and each request of it. A join
+// takes well under a second; unbounded, a server that accepts a
+// connection and never answers would hold the agent, silent, for as long
+// as the connection lasts.
 const joinAttempt = 30 * time.Second
 
 // joinPatiently joins, trying again each time an attempt runs out of
 // time; any other failure (a refused token, a Node with another key, no
 // server reachable) ends it, as before.
 func joinPatiently(ctx context.Context, cfg Config, scheme *runtime.Scheme, opts joinOptions, attempt time.Duration) (*joined, error) {
+	opts.timeout = attempt
 	for {
 		actx, cancel := context.WithTimeout(ctx, attempt)
-		opts.timeout = attempt
 		j, err := join(actx, cfg, scheme, opts)
 		timedOut := actx.Err() != nil
 		cancel()
