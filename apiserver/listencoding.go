@@ -166,7 +166,9 @@ func (p parallelLists) encodeItems(items []runtime.Object, w io.Writer) error {
 			}
 		}()
 	}
+	wg.Add(1)
 	go func() {
+		defer wg.Done()
 		defer close(inOrder)
 		defer close(work)
 		for lo := 0; lo < len(items); lo += listChunk {
@@ -187,6 +189,7 @@ func (p parallelLists) encodeItems(items []runtime.Object, w io.Writer) error {
 	}()
 	err := p.writeInOrder(inOrder, w)
 	close(stop)
+	// Nothing reads items once Encode returns.
 	wg.Wait()
 	return err
 }
