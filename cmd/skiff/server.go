@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
@@ -186,6 +185,7 @@ type part struct {
 // then runs the other parts beside it (runParts says in which order they
 // stop).
 func runServer(ctx context.Context, srv *apiserver.Server, parts ...part) error {
+	notifier := takeNotifySocket()
 	// The server outlives ctx: it stops after the parts (runParts).
 	srvCtx, stopServer := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopServer()
@@ -206,9 +206,10 @@ func runServer(ctx context.Context, srv *apiserver.Server, parts ...part) error 
 			return errors.Join(err, <-srvDone)
 		}
 	}
-	// Type=notify units wait for this; without NOTIFY_SOCKET it does nothing.
-	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
-		fmt.Fprintln(os.Stderr, "sd_notify:", err)
+	// Type=notify units wait for this: /readyz answered 200, every
+	// post-start hook has finished.
+	if err := notifier.ready(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 	}
 	return runParts(ctx, srvDone, stopServer, parts)
 }

@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"crypto/tls"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,6 +37,27 @@ func expectReady(t *testing.T, who string, conn *net.UnixConn) {
 	}
 }
 
+// bearerStatus is the status of a GET of url with the token in tokenFile.
+func bearerStatus(t *testing.T, url, tokenFile string) int {
+	t.Helper()
+	tok, err := os.ReadFile(tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 // TestSdNotify: skiff server and skiff agent tell systemd they are ready
 // (the units in config/systemd are Type=notify).
 func TestSdNotify(t *testing.T) {
@@ -65,6 +88,14 @@ func TestSdNotify(t *testing.T) {
 	if url == "" {
 		t.Fatalf("no URL in the server's output:\n%s", out)
 	}
+	// Ready means ready to join: the join token works from the first
+	// request after READY=1 (the library's own READY came before the
+	// token's record was written, and an agent started on it was
+	// refused about one time in twenty).
+	if code := bearerStatus(t, url+"/api", filepath.Join(dir, "join-token")); code == http.StatusUnauthorized {
+		out, _ := os.ReadFile(srvOut.Name())
+		t.Fatalf("the join token was refused (%d) right after the server said it was ready; the server's output:\n%s", code, out)
+	}
 	agentSock, agentConn := notifySocket(t)
 	agent := exec.Command(skiffBin, "agent", "--server", url, "--join-token", filepath.Join(dir, "join-token"),
 		"--data-dir", t.TempDir(), "--node-name", "notify", "--runtime", "sim", "--listen", "127.0.0.1:0", "--gossip-bind", "127.0.0.1:0")
@@ -82,6 +113,8 @@ func TestSdNotify(t *testing.T) {
 		if t.Failed() {
 			out, _ := os.ReadFile(agentOut.Name())
 			t.Logf("the agent's output:\n%s", out)
+			out, _ = os.ReadFile(srvOut.Name())
+			t.Logf("the server's output:\n%s", out)
 		}
 	})
 	expectReady(t, "skiff agent", agentConn)
