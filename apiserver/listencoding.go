@@ -3,13 +3,11 @@ package apiserver
 import (
 	"bytes"
 	stdjson "encoding/json"
-	"fmt"
 	"io"
 	"reflect"
 	"sync"
 
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer/json"
 )
@@ -43,23 +41,9 @@ func newParallelLists(s *json.Serializer, workers int) parallelLists {
 
 // Encode writes obj as JSON to w.
 func (p parallelLists) Encode(obj runtime.Object, w io.Writer) error {
-	if p.workers < 2 {
-		return p.Serializer.Encode(obj, w)
-	}
-	if _, ok := obj.(stdjson.Marshaler); ok {
-		return p.Serializer.Encode(obj, w)
-	}
-	typeMeta, listMeta, ok := listHead(obj)
+	head, items, ok := p.split(obj)
 	if !ok {
 		return p.Serializer.Encode(obj, w)
-	}
-	items, err := meta.ExtractList(obj)
-	if err != nil || len(items) < parallelListMin {
-		return p.Serializer.Encode(obj, w)
-	}
-	head, err := encodeListHead(typeMeta, listMeta)
-	if err != nil {
-		return err
 	}
 	if _, err := w.Write(head); err != nil {
 		return err
@@ -67,77 +51,54 @@ func (p parallelLists) Encode(obj runtime.Object, w io.Writer) error {
 	if err := p.encodeItems(items, w); err != nil {
 		return err
 	}
-	_, err = w.Write([]byte("]}\n"))
+	_, err := w.Write([]byte("]}\n"))
 	return err
 }
 
-// listHead returns the TypeMeta and ListMeta of a list shaped as the
-// library's streaming encoder requires (TypeMeta inline, then ListMeta as
-// "metadata", then a non-nil "items"); false for anything else, which
-// goes to the library's encoder as it is.
-func listHead(obj runtime.Object) (metav1.TypeMeta, metav1.ListMeta, bool) {
-	v := reflect.ValueOf(obj)
-	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
-		return metav1.TypeMeta{}, metav1.ListMeta{}, false
-	}
-	v = v.Elem()
-	t := v.Type()
-	if t.NumField() != 3 {
-		return metav1.TypeMeta{}, metav1.ListMeta{}, false
-	}
-	typeMeta, ok := v.Field(0).Interface().(metav1.TypeMeta)
-	if !ok || !t.Field(0).Anonymous {
-		return metav1.TypeMeta{}, metav1.ListMeta{}, false
-	}
-	if tag, ok := t.Field(0).Tag.Lookup("json"); !ok || (tag != "" && tag != ",inline") {
-		return metav1.TypeMeta{}, metav1.ListMeta{}, false
-	}
-	listMeta, ok := v.Field(1).Interface().(metav1.ListMeta)
-	if !ok || t.Field(1).Tag.Get("json") != "metadata,omitempty" {
-		return metav1.TypeMeta{}, metav1.ListMeta{}, false
-	}
-	items := v.Field(2)
-	if t.Field(2).Tag.Get("json") != "items" || items.Kind() != reflect.Slice || items.IsNil() {
-		return metav1.TypeMeta{}, metav1.ListMeta{}, false
-	}
-	return typeMeta, listMeta, true
-}
+// itemsEnd is how the library's encoder ends a list whose items are
+// last: what split cuts from the list encoded without them.
+var itemsEnd = []byte(`"items":[]}` + "\n")
 
-// encodeListHead is what the streaming encoder writes before a list's
-// first item.
-func encodeListHead(typeMeta metav1.TypeMeta, listMeta metav1.ListMeta) ([]byte, error) {
+// split returns, for a list of at least parallelListMin items, what the
+// library's encoder writes before its first item and the items; false
+// for anything else, which goes to the library's encoder as it is. The
+// head is the library's own: the list without its items, encoded, up to
+// where the items go.
+func (p parallelLists) split(obj runtime.Object) (head []byte, items []runtime.Object, ok bool) {
+	if p.workers < 2 {
+		return nil, nil, false
+	}
+	if _, ok := obj.(stdjson.Marshaler); ok {
+		return nil, nil, false
+	}
+	v := reflect.ValueOf(obj)
+	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct || v.Elem().NumField() == 0 {
+		return nil, nil, false
+	}
+	last := v.Elem().NumField() - 1
+	if f := v.Elem().Field(last); f.Kind() != reflect.Slice || f.Len() < parallelListMin {
+		return nil, nil, false
+	}
+	items, err := meta.ExtractList(obj)
+	if err != nil {
+		return nil, nil, false
+	}
+	empty := reflect.New(v.Elem().Type())
+	empty.Elem().Set(v.Elem())
+	f := empty.Elem().Field(last)
+	if !f.CanSet() {
+		return nil, nil, false
+	}
+	f.Set(reflect.MakeSlice(f.Type(), 0, 0))
 	var b bytes.Buffer
-	b.WriteByte('{')
-	pair := func(key string, value any) error {
-		k, err := stdjson.Marshal(key)
-		if err != nil {
-			return err
-		}
-		v, err := stdjson.Marshal(value)
-		if err != nil {
-			return fmt.Errorf("encode list %s: %w", key, err)
-		}
-		b.Write(k)
-		b.WriteByte(':')
-		b.Write(v)
-		b.WriteByte(',')
-		return nil
+	if err := p.Serializer.Encode(empty.Interface().(runtime.Object), &b); err != nil {
+		return nil, nil, false
 	}
-	if typeMeta.Kind != "" {
-		if err := pair("kind", typeMeta.Kind); err != nil {
-			return nil, err
-		}
+	head, ok = bytes.CutSuffix(b.Bytes(), itemsEnd)
+	if !ok {
+		return nil, nil, false
 	}
-	if typeMeta.APIVersion != "" {
-		if err := pair("apiVersion", typeMeta.APIVersion); err != nil {
-			return nil, err
-		}
-	}
-	if err := pair("metadata", listMeta); err != nil {
-		return nil, err
-	}
-	b.WriteString(`"items":[`)
-	return b.Bytes(), nil
+	return append(head, `"items":[`...), items, true
 }
 
 // listTask is listChunk items encoded, each followed by a comma.

@@ -71,6 +71,16 @@ func TestParallelListIsTheStream(t *testing.T) {
 	for _, n := range []int{0, 1, parallelListMin - 1, parallelListMin, parallelListMin + 1, 8 * listChunk, 1000 + 7} {
 		objects[fmt.Sprintf("%d Instances", n)] = instanceList(n)
 	}
+	// The parallel path must be the one taken, or the comparison below
+	// compares the stream with itself.
+	for name, want := range map[string]bool{
+		"an Instance": false, "nil items": false, fmt.Sprintf("%d Instances", parallelListMin-1): false,
+		fmt.Sprintf("%d Instances", parallelListMin): true, "1007 Instances": true, "a Workload list": true, "no type meta": true,
+	} {
+		if _, _, got := newParallelLists(stream, 2).split(objects[name]); got != want {
+			t.Errorf("%s: encoded in parallel %v, want %v", name, got, want)
+		}
+	}
 	for name, obj := range objects {
 		want := encodeWith(t, stream, obj)
 		for _, workers := range []int{1, 2, 3, 8} {
