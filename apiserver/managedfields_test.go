@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
@@ -60,5 +62,74 @@ func TestStatusWritesOwnOnlyWhatTheyChange(t *testing.T) {
 	}
 	if admin := owned["admin/"]; strings.Contains(admin, `"f:status"`) {
 		t.Errorf("the main-endpoint writer owns status: %s", admin)
+	}
+}
+
+// TestControllerMadeInstancesCarryNoManagedFields: an Instance made by a
+// controller (with a controller ownerReference) is stored without managed
+// fields and its status writes add none; the first server-side apply
+// starts the record, with what was there owned by "before-first-apply".
+// An Instance made without a controller, or made by apply, keeps them.
+func TestControllerMadeInstancesCarryNoManagedFields(t *testing.T) {
+	ts := startTestServer(t, t.TempDir())
+	c := ts.client
+	ctx := context.Background()
+	managers := func(name string) map[string]metav1.ManagedFieldsOperationType {
+		t.Helper()
+		var got skiffv1alpha1.Instance
+		if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: name}, &got); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]metav1.ManagedFieldsOperationType{}
+		for _, e := range got.ManagedFields {
+			out[e.Manager+"/"+e.Subresource] = e.Operation
+		}
+		return out
+	}
+	owner := metav1.OwnerReference{APIVersion: "skiff.dev/v1alpha1", Kind: "Workload", Name: "web", UID: "0a1b2c3d", Controller: ptr.To(true)}
+
+	made := newInstance("made")
+	made.OwnerReferences = []metav1.OwnerReference{owner}
+	if err := c.Create(ctx, made, client.FieldOwner("skiff-controllers")); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	if len(made.ManagedFields) != 0 {
+		t.Fatalf("the create's answer has managed fields %v", made.ManagedFields)
+	}
+	made.Status.Phase = skiffv1alpha1.InstanceRunning
+	if err := c.Status().Update(ctx, made, client.FieldOwner("skiff-agent")); err != nil {
+		t.Fatalf("status update: %v", err)
+	}
+	if got := managers("made"); len(got) != 0 {
+		t.Fatalf("a controller's Instance has managed fields %v after its status write", got)
+	}
+
+	apply := &skiffv1alpha1.Instance{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "skiff.dev/v1alpha1", Kind: "Instance"},
+		ObjectMeta: metav1.ObjectMeta{Name: "made", Namespace: "default", Labels: map[string]string{"team": "a"}},
+	}
+	if err := c.Patch(ctx, apply, client.Apply, client.FieldOwner("person")); err != nil {
+		t.Fatalf("server-side apply: %v", err)
+	}
+	if got := managers("made"); got["person/"] != metav1.ManagedFieldsOperationApply || got["before-first-apply/"] != metav1.ManagedFieldsOperationUpdate {
+		t.Fatalf("after the first apply, managers are %v; want person's Apply and before-first-apply's Update", got)
+	}
+
+	plain := newInstance("plain")
+	if err := c.Create(ctx, plain, client.FieldOwner("person")); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	if got := managers("plain"); got["person/"] != metav1.ManagedFieldsOperationUpdate {
+		t.Fatalf("an Instance without a controller has managers %v; want person's Update", got)
+	}
+
+	applied := newInstance("applied")
+	applied.TypeMeta = metav1.TypeMeta{APIVersion: "skiff.dev/v1alpha1", Kind: "Instance"}
+	applied.OwnerReferences = []metav1.OwnerReference{owner}
+	if err := c.Patch(ctx, applied, client.Apply, client.FieldOwner("person")); err != nil {
+		t.Fatalf("server-side apply: %v", err)
+	}
+	if got := managers("applied"); got["person/"] != metav1.ManagedFieldsOperationApply {
+		t.Fatalf("an Instance made by apply has managers %v; want person's Apply", got)
 	}
 }
