@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -113,6 +114,20 @@ func TestControllerMadeInstancesCarryNoManagedFields(t *testing.T) {
 	}
 	if got := managers("made"); got["person/"] != metav1.ManagedFieldsOperationApply || got["before-first-apply/"] != metav1.ManagedFieldsOperationUpdate {
 		t.Fatalf("after the first apply, managers are %v; want person's Apply and before-first-apply's Update", got)
+	}
+	// What was there before the first apply is before-first-apply's:
+	// changing it conflicts, unless forced.
+	change := func() *skiffv1alpha1.Instance {
+		return &skiffv1alpha1.Instance{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "skiff.dev/v1alpha1", Kind: "Instance"},
+			ObjectMeta: metav1.ObjectMeta{Name: "made", Namespace: "default", Labels: map[string]string{"app": "other"}},
+		}
+	}
+	if err := c.Patch(ctx, change(), client.Apply, client.FieldOwner("someone")); !apierrors.IsConflict(err) || !strings.Contains(err.Error(), "before-first-apply") {
+		t.Fatalf("applying a change to a field set before the first apply: %v; want a conflict with before-first-apply", err)
+	}
+	if err := c.Patch(ctx, change(), client.Apply, client.FieldOwner("someone"), client.ForceOwnership); err != nil {
+		t.Fatalf("forced apply: %v", err)
 	}
 
 	plain := newInstance("plain")
