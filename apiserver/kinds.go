@@ -137,10 +137,11 @@ func instanceKind() *Kind {
 // dropControllersManagedFields stores an Instance a controller makes (a
 // Workload's, with a controller ownerReference) without managed fields,
 // unless it was made by server-side apply. Its fields are its
-// controller's by construction, and the record of it was most of the
-// Instance's size and a tenth of the control plane's CPU at 10,000
-// Instances (the agent's status write compared both whole objects to
-// track its own few fields; docs/performance.md). As for any object
+// controller's by construction, and the record of it was two-fifths of
+// a Running Instance's size and cost about a fifth of the control
+// plane's CPU through a burst of 10,000 Instances (the agent's status
+// write compared both whole objects to track its own few fields; step 17
+// in docs/performance.md). As for any object
 // stored without them, writes that are not applies then track nothing;
 // the first server-side apply gives every field already set to the
 // manager "before-first-apply" and tracks from there on.
