@@ -2,8 +2,9 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"os"
+
+	"github.com/coreos/go-systemd/v22/daemon"
 )
 
 // readyNotifier tells systemd (a Type=notify unit) that skiff server is
@@ -24,18 +25,19 @@ func takeNotifySocket() readyNotifier {
 	return n
 }
 
-// ready sends READY=1; without NOTIFY_SOCKET it does nothing.
+// ready sends READY=1; without NOTIFY_SOCKET it does nothing. Called once
+// the server is ready, it puts the socket back only for go-systemd's
+// notification, which takes it out again: nothing said after that moment
+// can be early, and the in-process agent's own READY stays unsent, as a
+// unit has one main process to speak for it.
 func (n readyNotifier) ready() error {
 	if n.socket == "" {
 		return nil
 	}
-	// A name starting with @ is an abstract socket; package net reads it so.
-	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: n.socket, Net: "unixgram"})
-	if err != nil {
-		return fmt.Errorf("sd_notify %s: %w", n.socket, err)
+	if err := os.Setenv("NOTIFY_SOCKET", n.socket); err != nil {
+		return fmt.Errorf("sd_notify: %w", err)
 	}
-	defer conn.Close()
-	if _, err := conn.Write([]byte("READY=1")); err != nil {
+	if _, err := daemon.SdNotify(true, daemon.SdNotifyReady); err != nil {
 		return fmt.Errorf("sd_notify %s: %w", n.socket, err)
 	}
 	return nil
