@@ -60,6 +60,14 @@ type Kind struct {
 	// exactly these (for skiff's own kinds, apis/skiff registers them).
 	FieldLabels []string
 	Fields      func(obj runtime.Object) fields.Set
+	// IndexField, when set, is one of FieldLabels that the watch cache
+	// indexes, as Kubernetes does for a Pod's spec.nodeName: a watch or
+	// list that selects one value of it (spec.nodeName=NODE, what every
+	// node agent asks for) is sent the events of the objects that have
+	// that value before or after a change, and lists only those, instead
+	// of every watch looking at every event and every list at every
+	// object.
+	IndexField string
 
 	// PrepareForCreate runs after the generic preparation (status reset,
 	// generation 1), e.g. to compute an Instance's QoS class.

@@ -123,6 +123,7 @@ func instanceKind() *Kind {
 		Fields: typed(func(i *skiffv1alpha1.Instance) fields.Set {
 			return fields.Set{"spec.nodeName": i.Spec.NodeName, "status.phase": string(i.Status.Phase)}
 		}),
+		IndexField: "spec.nodeName",
 		PrepareForCreate: mutate(func(i *skiffv1alpha1.Instance) {
 			i.Status.Phase = skiffv1alpha1.InstancePending
 			i.Status.QOSClass = skiffv1alpha1.ComputeQOSClass(&i.Spec.InstanceTemplateSpec)

@@ -14,6 +14,7 @@ import (
 	genericregistry "k8s.io/apiserver/pkg/registry/generic/registry"
 	"k8s.io/apiserver/pkg/registry/rest"
 	"k8s.io/apiserver/pkg/storage"
+	"k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/structured-merge-diff/v6/fieldpath"
 )
 
@@ -76,7 +77,7 @@ func (b *storeBuilder) build(k *Kind) (map[string]rest.Storage, *REST, error) {
 			return func(context.Context, bool) {}, nil
 		}
 	}
-	if err := store.CompleteWithOptions(&generic.StoreOptions{RESTOptions: b.optsGetter, AttrFunc: k.attrs}); err != nil {
+	if err := store.CompleteWithOptions(k.storeOptions(b.optsGetter)); err != nil {
 		return nil, nil, fmt.Errorf("storage for %s: %w", k.GroupResource(), err)
 	}
 	main := &REST{Store: store, kind: k}
@@ -113,7 +114,33 @@ func (k *Kind) attrs(obj runtime.Object) (labels.Set, fields.Set, error) {
 }
 
 func (k *Kind) matcher(label labels.Selector, field fields.Selector) storage.SelectionPredicate {
-	return storage.SelectionPredicate{Label: label, Field: field, GetAttrs: k.attrs}
+	p := storage.SelectionPredicate{Label: label, Field: field, GetAttrs: k.attrs}
+	if k.IndexField != "" {
+		p.IndexFields = []string{k.IndexField}
+	}
+	return p
+}
+
+// storeOptions are the kind's storage options: its attributes and, with
+// an IndexField, the watch cache's trigger (which watches an event goes
+// to) and index (which objects a list looks at) on that field.
+func (k *Kind) storeOptions(getter generic.RESTOptionsGetter) *generic.StoreOptions {
+	opts := &generic.StoreOptions{RESTOptions: getter, AttrFunc: k.attrs}
+	if k.IndexField == "" {
+		return opts
+	}
+	value := func(obj runtime.Object) string { return k.Fields(obj)[k.IndexField] }
+	opts.TriggerFunc = storage.IndexerFuncs{k.IndexField: value}
+	opts.Indexers = &cache.Indexers{
+		storage.FieldIndex(k.IndexField): func(obj interface{}) ([]string, error) {
+			o, ok := obj.(runtime.Object)
+			if !ok {
+				return nil, fmt.Errorf("index %s: %T is not an object", k.IndexField, obj)
+			}
+			return []string{value(o)}, nil
+		},
+	}
+	return opts
 }
 
 // statusREST is the status subresource: the same store with a strategy

@@ -53,6 +53,49 @@ func BenchmarkInstanceWrites(b *testing.B) {
 	}
 }
 
+// BenchmarkInstanceWritesWatchedByNodes is BenchmarkInstanceWrites with
+// metadata replies while 1,000 node agents watch their own Instances
+// (spec.nodeName=NODE), as the agents of a 1,000-node cluster do. The
+// Instances are bound to one of those nodes; the watch cache sends their
+// events to that node's watch only (Kind.IndexField), where without the
+// index each event went to all 1,000 watches, each to look at and drop.
+func BenchmarkInstanceWritesWatchedByNodes(b *testing.B) {
+	ts := startTestServer(b, b.TempDir())
+	cfg := ts.srv.InProcessAdminConfig()
+	cfg.QPS, cfg.Burst = -1, 0
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := client.NewWithWatch(cfg, client.Options{Scheme: ts.scheme, HTTPClient: hc})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var readers sync.WaitGroup
+	defer readers.Wait()
+	defer cancel()
+	for n := range 1000 {
+		w, err := c.Watch(ctx, &skiffv1alpha1.InstanceList{}, client.InNamespace("default"),
+			client.MatchingFields{"spec.nodeName": fmt.Sprintf("node-%d", n)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		readers.Go(func() {
+			defer w.Stop()
+			for {
+				select {
+				case <-w.ResultChan():
+				case <-ctx.Done():
+					return
+				}
+			}
+		})
+	}
+	instanceWrites(b, writes.MetadataReplies(c, cfg, hc), "bench-")
+}
+
 func instanceWrites(b *testing.B, c client.Client, prefix string) {
 	template := runningInstance()
 	template.ObjectMeta = metav1.ObjectMeta{
