@@ -7,9 +7,9 @@
 // Every resource is described by one Kind entry in the table in kinds.go,
 // configkinds.go and rbackinds.go (scope, subresources, table columns,
 // field selectors and the one the watch cache indexes, validation hooks,
-// whether it keeps its namespace); one
-// generic registry builder (registry.go, build.go) turns each entry into
-// storage. Adding a kind is its Go types, one entry, and `make generate`.
+// whether it keeps its namespace); one generic registry builder
+// (registry.go, build.go) turns each entry into storage. Adding a kind is
+// its Go types, one entry, and `make generate`.
 // Secrets are encrypted at rest with a key that rotates in place
 // (encryption.go).
 //
