@@ -3,6 +3,7 @@ package apiserver
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -28,16 +29,7 @@ import (
 // per Instance.
 func BenchmarkInstanceWrites(b *testing.B) {
 	ts := startTestServer(b, b.TempDir())
-	cfg := ts.srv.InProcessAdminConfig()
-	cfg.QPS, cfg.Burst = -1, 0 // no client-side rate limit, as the controllers
-	hc, err := rest.HTTPClientFor(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	whole, err := client.New(cfg, client.Options{Scheme: ts.scheme, HTTPClient: hc})
-	if err != nil {
-		b.Fatal(err)
-	}
+	whole, cfg, hc := inProcessAdmin(b, ts)
 	runs := 0
 	for _, c := range []struct {
 		name   string
@@ -61,16 +53,7 @@ func BenchmarkInstanceWrites(b *testing.B) {
 // index each event went to all 1,000 watches, each to look at and drop.
 func BenchmarkInstanceWritesWatchedByNodes(b *testing.B) {
 	ts := startTestServer(b, b.TempDir())
-	cfg := ts.srv.InProcessAdminConfig()
-	cfg.QPS, cfg.Burst = -1, 0
-	hc, err := rest.HTTPClientFor(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	c, err := client.NewWithWatch(cfg, client.Options{Scheme: ts.scheme, HTTPClient: hc})
-	if err != nil {
-		b.Fatal(err)
-	}
+	c, cfg, hc := inProcessAdmin(b, ts)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var readers sync.WaitGroup
@@ -94,6 +77,22 @@ func BenchmarkInstanceWritesWatchedByNodes(b *testing.B) {
 		})
 	}
 	instanceWrites(b, writes.MetadataReplies(c, cfg, hc), "bench-")
+}
+
+// inProcessAdmin is the admin's in-process client, as the controllers
+// have it: no client-side rate limit.
+func inProcessAdmin(b *testing.B, ts *testServer) (client.WithWatch, *rest.Config, *http.Client) {
+	cfg := ts.srv.InProcessAdminConfig()
+	cfg.QPS, cfg.Burst = -1, 0
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := client.NewWithWatch(cfg, client.Options{Scheme: ts.scheme, HTTPClient: hc})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c, cfg, hc
 }
 
 func instanceWrites(b *testing.B, c client.Client, prefix string) {
