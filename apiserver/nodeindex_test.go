@@ -41,12 +41,12 @@ func TestInstanceWatchesFollowTheirNode(t *testing.T) {
 
 	// Each node's Instance lives one after the other; one left unbound;
 	// then a last Instance on each node, which ends what each watch reads.
-	unbound := newTestInstance("unbound")
+	unbound := newInstance("unbound")
 	if err := ts.client.Create(ctx, unbound); err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range nodes {
-		inst := newTestInstance("on-" + n)
+		inst := newInstance("on-" + n)
 		bindTestInstance(ctx, t, ts, inst, n)
 		inst.Status.Phase = skiffv1alpha1.InstanceRunning
 		if err := ts.client.Status().Update(ctx, inst); err != nil {
@@ -66,7 +66,7 @@ func TestInstanceWatchesFollowTheirNode(t *testing.T) {
 		}
 	}
 	for _, n := range nodes {
-		bindTestInstance(ctx, t, ts, newTestInstance("last-"+n), n)
+		bindTestInstance(ctx, t, ts, newInstance("last-"+n), n)
 	}
 
 	for _, n := range nodes {
@@ -115,7 +115,7 @@ func TestInstanceListsOfANodeUseTheIndex(t *testing.T) {
 		if i < 3 {
 			node = "node-a"
 		}
-		bindTestInstance(ctx, t, ts, newTestInstance(fmt.Sprintf("inst-%d", i)), node)
+		bindTestInstance(ctx, t, ts, newInstance(fmt.Sprintf("inst-%d", i)), node)
 	}
 	const index = "f:spec.nodeName"
 	before := listFetched(t, index)
@@ -163,15 +163,6 @@ func hasLabels(m *dto.Metric, want map[string]string) bool {
 		}
 	}
 	return found == len(want)
-}
-
-func newTestInstance(name string) *skiffv1alpha1.Instance {
-	return &skiffv1alpha1.Instance{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
-		Spec: skiffv1alpha1.InstanceSpec{InstanceTemplateSpec: skiffv1alpha1.InstanceTemplateSpec{
-			Containers: []skiffv1alpha1.Container{{Name: "c", Image: "registry.local/c:1"}},
-		}},
-	}
 }
 
 // bindTestInstance creates inst and binds it to node, as the scheduler does.
