@@ -118,18 +118,25 @@ func TestInstanceListsOfANodeUseTheIndex(t *testing.T) {
 		bindTestInstance(ctx, t, ts, newInstance(fmt.Sprintf("inst-%d", i)), node)
 	}
 	const index = "f:spec.nodeName"
-	before := listFetched(t, index)
-	var list skiffv1alpha1.InstanceList
-	// ResourceVersion 0: from the watch cache, as an informer's first list.
-	if err := ts.client.List(ctx, &list, client.InNamespace("default"), client.MatchingFields{"spec.nodeName": "node-a"},
-		&client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: "0"}}); err != nil {
-		t.Fatal(err)
-	}
-	if len(list.Items) != 3 {
-		t.Fatalf("listed %d Instances on node-a, want 3", len(list.Items))
-	}
-	if fetched := listFetched(t, index) - before; fetched != 3 {
-		t.Errorf("the list read %v Instances through the index %s, want node-a's 3", fetched, index)
+	// ResourceVersion 0: from the watch cache, as an informer's first
+	// list; asked again until the cache has seen the last bind.
+	for {
+		before := listFetched(t, index)
+		var list skiffv1alpha1.InstanceList
+		if err := ts.client.List(ctx, &list, client.InNamespace("default"), client.MatchingFields{"spec.nodeName": "node-a"},
+			&client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: "0"}}); err != nil {
+			t.Fatal(err)
+		}
+		if fetched := listFetched(t, index) - before; fetched != float64(len(list.Items)) {
+			t.Fatalf("the list read %v Instances through the index %s, want the %d on node-a it returned", fetched, index, len(list.Items))
+		}
+		if len(list.Items) == 3 {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("listed %d Instances on node-a, want 3", len(list.Items))
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
