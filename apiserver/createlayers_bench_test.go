@@ -1,14 +1,8 @@
 package apiserver
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"net/http"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -21,6 +15,7 @@ import (
 	restclient "k8s.io/client-go/rest"
 
 	skiffv1alpha1 "skiff.dev/skiff/apis/skiff/v1alpha1"
+	"skiff.dev/skiff/internal/loadgen"
 )
 
 // BenchmarkWorkloadCreateLayers makes the 1 KB Workloads of `make
@@ -44,21 +39,7 @@ func BenchmarkWorkloadCreateLayers(b *testing.B) {
 			b.Fatal(err)
 		}
 		return func(ctx context.Context, name string) error {
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.Host+path, bytes.NewReader(benchWorkload(name)))
-			if err != nil {
-				return err
-			}
-			req.Header.Set("Content-Type", "application/json")
-			resp, err := hc.Do(req)
-			if err != nil {
-				return err
-			}
-			defer resp.Body.Close()
-			_, _ = io.Copy(io.Discard, resp.Body)
-			if resp.StatusCode != http.StatusCreated {
-				return fmt.Errorf("create %s: %s", name, resp.Status)
-			}
-			return nil
+			return loadgen.Create(ctx, hc, cfg.Host+path, name, loadgen.Workload(name))
 		}
 	}
 	tlsCfg := restclient.CopyConfig(ts.cfg)
@@ -67,7 +48,7 @@ func BenchmarkWorkloadCreateLayers(b *testing.B) {
 	inProcess.QPS, inProcess.Burst = -1, 0
 
 	var template skiffv1alpha1.Workload
-	if err := runtime.DecodeInto(serializer.NewCodecFactory(ts.scheme).UniversalDecoder(), benchWorkload("template"), &template); err != nil {
+	if err := runtime.DecodeInto(serializer.NewCodecFactory(ts.scheme).UniversalDecoder(), loadgen.Workload("template"), &template); err != nil {
 		b.Fatal(err)
 	}
 	<-ts.srv.local.ready
@@ -95,44 +76,8 @@ func BenchmarkWorkloadCreateLayers(b *testing.B) {
 		runs := 0
 		b.Run(layer.name, func(b *testing.B) {
 			runs++
-			createEach(b, fmt.Sprintf("%s-%d-", layer.name, runs), layer.create)
+			eightAtATime(b, fmt.Sprintf("%s-%d-", layer.name, runs), layer.create)
 		})
 	}
 }
 
-// benchWorkload is the bench's Workload of about 1 KB (test/bench).
-func benchWorkload(name string) []byte {
-	return []byte(fmt.Sprintf(`{"apiVersion":"skiff.dev/v1alpha1","kind":"Workload","metadata":{"name":%q,"labels":{"bench":"yes"},"annotations":{"note":%q}},"spec":{"replicas":2,"template":{"metadata":{"labels":{"app":%q}},"spec":{"containers":[{"name":"web","image":"registry.local/web:1.0","args":["--port","8080"],"ports":[{"containerPort":8080}],"resources":{"requests":{"cpu":"100m","memory":"64Mi"},"limits":{"cpu":"1","memory":"128Mi"}}}]}}}}`,
-		name, strings.Repeat("x", 560), name))
-}
-
-// createEach calls create b.N times, eight at a time, and reports the
-// process's CPU per create.
-func createEach(b *testing.B, prefix string, create func(ctx context.Context, name string) error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var next atomic.Int64
-	errs := make(chan error, 8)
-	b.ReportAllocs()
-	b.ResetTimer()
-	cpu0 := cpuTime()
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
-				if err := create(ctx, fmt.Sprintf("%s%d", prefix, i)); err != nil {
-					errs <- err
-					cancel()
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	b.StopTimer()
-	close(errs)
-	if err := <-errs; err != nil {
-		b.Fatal(err)
-	}
-	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
-}

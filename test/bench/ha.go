@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"skiff.dev/skiff/internal/loadgen"
 )
 
 // haBench measures a cluster of three servers on this machine: creates/s
@@ -259,5 +261,5 @@ func freePort() (int, error) {
 func (c *client) createWithin(name string, d time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	return c.postContext(ctx, c.base, name, workload(name))
+	return c.postContext(ctx, c.base, name, loadgen.Workload(name))
 }

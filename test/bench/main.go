@@ -29,6 +29,8 @@ import (
 
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"skiff.dev/skiff/internal/loadgen"
 )
 
 func main() {
@@ -400,14 +402,8 @@ func (c *client) cpuProfile(path string, seconds int) error {
 	return err
 }
 
-// workload renders a Workload of about 1 KB.
-func workload(name string) []byte {
-	return []byte(fmt.Sprintf(`{"apiVersion":"skiff.dev/v1alpha1","kind":"Workload","metadata":{"name":%q,"labels":{"bench":"yes"},"annotations":{"note":%q}},"spec":{"replicas":2,"template":{"metadata":{"labels":{"app":%q}},"spec":{"containers":[{"name":"web","image":"registry.local/web:1.0","args":["--port","8080"],"ports":[{"containerPort":8080}],"resources":{"requests":{"cpu":"100m","memory":"64Mi"},"limits":{"cpu":"1","memory":"128Mi"}}}]}}}}`,
-		name, strings.Repeat("x", 560), name))
-}
-
 func (c *client) create(name string) error {
-	return c.post(c.base, name, workload(name))
+	return c.post(c.base, name, loadgen.Workload(name))
 }
 
 // post creates one object at url.
@@ -417,21 +413,7 @@ func (c *client) post(url, name string, body []byte) error {
 
 // postContext is post, given up when ctx ends.
 func (c *client) postContext(ctx context.Context, url, name string, body []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	if resp.StatusCode != http.StatusCreated {
-		return fmt.Errorf("create %s: %s", name, resp.Status)
-	}
-	return nil
+	return loadgen.Create(ctx, c.hc, url, name, body)
 }
 
 func (c *client) createMany(n, workers int) (float64, error) {
@@ -516,7 +498,7 @@ func (c *client) watchLatency(n int) (p50, p99 time.Duration, err error) {
 	var samples []time.Duration
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("watch-%d", i)
-		body := bytes.Replace(workload(name), []byte(`"bench":"yes"`), []byte(`"watch":"yes"`), 1)
+		body := bytes.Replace(loadgen.Workload(name), []byte(`"bench":"yes"`), []byte(`"watch":"yes"`), 1)
 		t0 := time.Now()
 		r, err := c.hc.Post(c.base, "application/json", bytes.NewReader(body))
 		if err != nil {
