@@ -162,16 +162,7 @@ func controllersBench(bin string, n, workloads, replicas int, profile string) ([
 func (c *client) createWorkload(name string, replicas int) error {
 	body := fmt.Sprintf(`{"apiVersion":"skiff.dev/v1alpha1","kind":"Workload","metadata":{"name":%q},"spec":{"replicas":%d,"template":{"metadata":{"labels":{"app":%q}},"spec":{"containers":[{"name":"main","image":"registry.local/load:1","resources":{"requests":{"cpu":"10m","memory":"16Mi"}}}]}}}}`,
 		name, replicas, name)
-	resp, err := c.hc.Post(c.base, "application/json", bytes.NewReader([]byte(body)))
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	if resp.StatusCode != http.StatusCreated {
-		return fmt.Errorf("create workload %s: %s", name, resp.Status)
-	}
-	return nil
+	return c.post(c.base, name, []byte(body))
 }
 
 func (c *client) instancesURL() string {
