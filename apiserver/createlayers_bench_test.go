@@ -80,4 +80,3 @@ func BenchmarkWorkloadCreateLayers(b *testing.B) {
 		})
 	}
 }
-
