@@ -27,24 +27,7 @@ import (
 // metrics.
 func etcdRPCs(t *testing.T, method string) float64 {
 	t.Helper()
-	families, err := prometheus.DefaultGatherer.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0.0
-	for _, f := range families {
-		if f.GetName() != "grpc_server_started_total" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "grpc_method" && l.GetValue() == method {
-					n += m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return n
+	return counterSum(t, prometheus.DefaultGatherer, "grpc_server_started_total", map[string]string{"grpc_method": method})
 }
 
 // writeWorkloads creates, updates and deletes n Workloads through ts.

@@ -6,8 +6,10 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/component-base/metrics/legacyregistry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -144,17 +146,31 @@ func TestInstanceListsOfANodeUseTheIndex(t *testing.T) {
 // through index (apiserver_storage_list_fetched_objects_total).
 func listFetched(t *testing.T, index string) float64 {
 	t.Helper()
-	families, err := legacyregistry.DefaultGatherer.Gather()
+	return counterSum(t, legacyregistry.DefaultGatherer, "apiserver_storage_list_fetched_objects_total",
+		map[string]string{"resource": "instances", "storage": "watchcache", "index": index})
+}
+
+// counterSum sums the counter name over the series of g that have every
+// label of labels.
+func counterSum(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string) float64 {
+	t.Helper()
+	families, err := g.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var sum float64
 	for _, f := range families {
-		if f.GetName() != "apiserver_storage_list_fetched_objects_total" {
+		if f.GetName() != name {
 			continue
 		}
 		for _, m := range f.GetMetric() {
-			if hasLabels(m, map[string]string{"resource": "instances", "storage": "watchcache", "index": index}) {
+			found := 0
+			for _, l := range m.GetLabel() {
+				if v, ok := labels[l.GetName()]; ok && v == l.GetValue() {
+					found++
+				}
+			}
+			if found == len(labels) {
 				sum += m.GetCounter().GetValue()
 			}
 		}
@@ -162,14 +178,37 @@ func listFetched(t *testing.T, index string) float64 {
 	return sum
 }
 
-func hasLabels(m *dto.Metric, want map[string]string) bool {
-	found := 0
-	for _, l := range m.GetLabel() {
-		if v, ok := want[l.GetName()]; ok && v == l.GetValue() {
-			found++
-		}
+// TestInstanceStoreIsIndexedByNode: the Instance kind gives the watch
+// cache its trigger and index on spec.nodeName, with an Instance's node
+// as the value, and every selection it makes names the field, which is
+// what lets a watch of one node be sent that node's events alone (the
+// watch test above passes with or without it; this one does not).
+func TestInstanceStoreIsIndexedByNode(t *testing.T) {
+	k := instanceKind()
+	opts := k.storeOptions(nil)
+	trigger, ok := opts.TriggerFunc["spec.nodeName"]
+	if !ok || len(opts.TriggerFunc) != 1 {
+		t.Fatalf("the Instance store's triggers are %v, want spec.nodeName alone", opts.TriggerFunc)
 	}
-	return found == len(want)
+	inst := newInstance("bound")
+	inst.Spec.NodeName = "node-a"
+	if got := trigger(inst); got != "node-a" {
+		t.Errorf("the trigger of an Instance on node-a is %q", got)
+	}
+	index, ok := (*opts.Indexers)["f:spec.nodeName"]
+	if !ok {
+		t.Fatalf("the Instance store's indexes are %v, want f:spec.nodeName", *opts.Indexers)
+	}
+	if got, err := index(inst); err != nil || len(got) != 1 || got[0] != "node-a" {
+		t.Errorf("the index of an Instance on node-a is %v, %v", got, err)
+	}
+	p := k.matcher(labels.Everything(), fields.OneTermEqualSelector("spec.nodeName", "node-a"))
+	if len(p.IndexFields) != 1 || p.IndexFields[0] != "spec.nodeName" {
+		t.Errorf("a selection of Instances names the index fields %v, want spec.nodeName", p.IndexFields)
+	}
+	if opts := workloadKind().storeOptions(nil); opts.TriggerFunc != nil || opts.Indexers != nil {
+		t.Errorf("Workloads, which no agent watches by node, have a trigger or an index")
+	}
 }
 
 // bindTestInstance creates inst and binds it to node, as the scheduler does.
