@@ -16,13 +16,24 @@ import (
 	"time"
 )
 
-// controllersBench runs a server with its controllers and a simulated
-// fleet of n nodes, applies workloads Workloads of replicas each, and
-// watches every Instance from creation to Running: the time until all run,
-// the scheduler's binds/s, create-to-Running latency, and the control
-// plane's RSS and CPU seconds. With a profile path, the server's CPU is
-// profiled over the burst's first 25 s.
-func controllersBench(bin string, n, workloads, replicas int, profile string) ([]result, error) {
+// loadedCluster is a server with its controllers and a simulated fleet of
+// Ready nodes, with a watch of every Instance and the counters a burst is
+// measured against, all taken before the load.
+type loadedCluster struct {
+	dir    string
+	srv    *server
+	api    *client
+	fleet  *fleetProcess
+	events <-chan instanceEvent
+	stop   func()
+
+	writes0                 map[string]float64
+	cpu0, fleetCPU0, bench0 float64
+}
+
+// startLoadedCluster starts the server and a fleet of n nodes run with
+// the agent flags fleetArgs, and waits until every node is Ready.
+func startLoadedCluster(bin string, n int, fleetArgs ...string) (*loadedCluster, error) {
 	// A fleet in the same process as the load shares the two cores with
 	// the control plane; its renewals can lag past the 15 s default grace
 	// and its nodes would be given up: the benchmark measures scheduling.
@@ -30,65 +41,91 @@ func controllersBench(bin string, n, workloads, replicas int, profile string) ([
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	defer srv.stop()
+	lc := &loadedCluster{dir: dir, srv: srv, api: api, stop: func() {}}
 	// The simulated nodes renew their Leases as agents whose gossip is
 	// healthy do (--gossip-lease-interval's 40 s): gossip, not the Lease,
 	// is then the heartbeat. The fleet does not gossip; each renewal
 	// vouches for its lease duration, three intervals.
-	fleet, err := startFleet(bin, dir, srv, api, n, 40*time.Second)
-	if err != nil {
+	if lc.fleet, err = startFleet(bin, dir, srv, api, n, 40*time.Second, fleetArgs...); err != nil {
+		lc.close()
 		return nil, err
 	}
-	defer fleet.stop()
 	// Every node Ready, with its subnet, before the load: the scheduler
 	// places on all of them from the first Instance.
 	if err := api.waitNodesReady(n, 5*time.Minute); err != nil {
+		lc.close()
 		return nil, err
 	}
-
 	rv, err := api.instancesRV()
 	if err != nil {
+		lc.close()
 		return nil, err
 	}
-	events, stop, err := api.watchInstances(rv)
-	if err != nil {
+	if lc.events, lc.stop, err = api.watchInstances(rv); err != nil {
+		lc.close()
 		return nil, err
 	}
-	defer stop()
-	writes0, err := api.writeCounts()
-	if err != nil {
+	if lc.writes0, err = api.writeCounts(); err != nil {
+		lc.close()
 		return nil, err
 	}
-	cpu0 := cpuSeconds(srv.cmd.Process.Pid)
-	fleetCPU0, benchCPU0 := cpuSeconds(fleet.Process.Pid), cpuSeconds(os.Getpid())
-	profiled := api.startProfile(profile, 25)
-	t0 := time.Now()
+	lc.cpu0 = cpuSeconds(srv.cmd.Process.Pid)
+	lc.fleetCPU0, lc.bench0 = cpuSeconds(lc.fleet.Process.Pid), cpuSeconds(os.Getpid())
+	return lc, nil
+}
+
+func (lc *loadedCluster) close() {
+	lc.stop()
+	if lc.fleet != nil {
+		lc.fleet.stop()
+	}
+	lc.srv.stop()
+	os.RemoveAll(lc.dir)
+}
+
+// apply creates workloads Workloads of replicas each.
+func (lc *loadedCluster) apply(workloads, replicas int) error {
 	for i := range workloads {
-		if err := api.createWorkload(fmt.Sprintf("load-%d", i), replicas); err != nil {
-			return nil, err
+		if err := lc.api.createWorkload(fmt.Sprintf("load-%d", i), replicas); err != nil {
+			return err
 		}
 	}
-	total := workloads * replicas
+	return nil
+}
+
+// burst is what the watch saw of total Instances from the apply on.
+type burst struct {
+	firstBind, lastBind time.Time
+	// toRunning is each Running Instance's time from its creation.
+	toRunning []time.Duration
+}
+
+func (b burst) bindsPerSecond(total int) float64 {
+	return float64(total) / b.lastBind.Sub(b.firstBind).Seconds()
+}
+
+// follow reads the watch until all total Instances are Running, or only
+// until all are bound when untilBound.
+func (lc *loadedCluster) follow(t0 time.Time, total int, untilBound bool) (burst, error) {
 	type seen struct{ added, bound, running time.Time }
+	var b burst
 	by := map[string]*seen{}
-	runningCount := 0
-	var firstBind, lastBind time.Time
+	bound, running := 0, 0
 	deadline := time.After(10 * time.Minute)
 	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
-	for runningCount < total {
+	for (untilBound && bound < total) || (!untilBound && running < total) {
 		var ev instanceEvent
 		select {
 		case <-tick.C:
-			fmt.Fprintf(os.Stderr, "bench: %s: %d instances seen, %d running\n", time.Since(t0).Round(time.Second), len(by), runningCount)
+			fmt.Fprintf(os.Stderr, "bench: %s: %d instances seen, %d bound, %d running\n", time.Since(t0).Round(time.Second), len(by), bound, running)
 			continue
-		case ev = <-events:
+		case ev = <-lc.events:
 		case <-deadline:
-			return nil, fmt.Errorf("%d of %d instances running after 10 minutes", runningCount, total)
+			return b, fmt.Errorf("after 10 minutes, of %d instances %d are bound and %d running", total, bound, running)
 		}
 		if ev.err != nil {
-			return nil, ev.err
+			return b, ev.err
 		}
 		s := by[ev.name]
 		if s == nil {
@@ -97,49 +134,70 @@ func controllersBench(bin string, n, workloads, replicas int, profile string) ([
 		}
 		if ev.node != "" && s.bound.IsZero() {
 			s.bound = ev.at
-			if firstBind.IsZero() {
-				firstBind = ev.at
+			bound++
+			if b.firstBind.IsZero() {
+				b.firstBind = ev.at
 			}
-			lastBind = ev.at
+			b.lastBind = ev.at
 		}
 		if ev.phase == "Running" && s.running.IsZero() {
 			s.running = ev.at
-			runningCount++
+			running++
+			b.toRunning = append(b.toRunning, s.running.Sub(s.added))
 		}
 	}
+	return b, nil
+}
+
+// controllersBench runs a server with its controllers and a simulated
+// fleet of n nodes, applies workloads Workloads of replicas each, and
+// watches every Instance from creation to Running: the time until all run,
+// the scheduler's binds/s, create-to-Running latency, and the control
+// plane's RSS and CPU seconds. With a profile path, the server's CPU is
+// profiled over the burst's first 25 s.
+func controllersBench(bin string, n, workloads, replicas int, profile string) ([]result, error) {
+	lc, err := startLoadedCluster(bin, n)
+	if err != nil {
+		return nil, err
+	}
+	defer lc.close()
+	srv, api := lc.srv, lc.api
+	profiled := api.startProfile(profile, 25)
+	t0 := time.Now()
+	if err := lc.apply(workloads, replicas); err != nil {
+		return nil, err
+	}
+	total := workloads * replicas
+	b, err := lc.follow(t0, total, false)
+	if err != nil {
+		return nil, err
+	}
 	allRunning := time.Since(t0)
-	cpu := cpuSeconds(srv.cmd.Process.Pid) - cpu0
+	cpu := cpuSeconds(srv.cmd.Process.Pid) - lc.cpu0
 	if err := profiled(); err != nil {
 		return nil, fmt.Errorf("profile: %w", err)
 	}
-	fleetCPU := cpuSeconds(fleet.Process.Pid) - fleetCPU0
-	benchCPU := cpuSeconds(os.Getpid()) - benchCPU0
+	fleetCPU := cpuSeconds(lc.fleet.Process.Pid) - lc.fleetCPU0
+	benchCPU := cpuSeconds(os.Getpid()) - lc.bench0
 	writes, err := api.writeCounts()
 	if err != nil {
 		return nil, err
 	}
-	var lat []time.Duration
-	for _, s := range by {
-		if !s.running.IsZero() {
-			lat = append(lat, s.running.Sub(s.added))
-		}
-	}
-	p50, p99, err := percentiles(lat)
+	p50, p99, err := percentiles(b.toRunning)
 	if err != nil {
 		return nil, err
 	}
-	binds := float64(total) / lastBind.Sub(firstBind).Seconds()
 	label := fmt.Sprintf("controllers %d nodes, %dx%d", n, workloads, replicas)
 	res := []result{
 		{label + ": all Running", fmt.Sprintf("%.1f s", allRunning.Seconds()), "<= 30 s (1000 nodes, 10k)"},
-		{label + ": scheduler binds/s", fmt.Sprintf("%.0f", binds), ">= 1000 at 5000 nodes"},
+		{label + ": scheduler binds/s", fmt.Sprintf("%.0f", b.bindsPerSecond(total)), ">= 1000 at 5000 nodes"},
 		{label + ": create-to-Running p50/p99", ms(p50) + " / " + ms(p99), "p99 <= 2 s at 1000 nodes"},
 		// RssFile is mostly etcd's database, mapped: pages the kernel may
 		// drop and read again, unlike the heap's.
 		{label + ": control plane RSS", fmt.Sprintf("%s (anonymous %s, file %s)", mb(srv.rss()),
 			mb(statusKB(srv.cmd.Process.Pid, "RssAnon:")), mb(statusKB(srv.cmd.Process.Pid, "RssFile:"))), "<= 1 GB at 10k instances"},
 		{label + ": control plane CPU", fmt.Sprintf("%.1f s (%.1f ms per Instance)", cpu, cpu*1000/float64(total)), "<= 6 ms per Instance"},
-		{label + ": API writes per Instance", writesPer(writes0, writes, total), ""},
+		{label + ": API writes per Instance", writesPer(lc.writes0, writes, total), ""},
 		// The same cores run the simulated fleet and this watcher: what
 		// they take is not the control plane's, but it is not the
 		// control plane's to use either.

@@ -74,12 +74,13 @@ func fleetBench(bin string, n int, interval, window time.Duration) ([]result, er
 // fleetProcess is a `skiff agent --simulate-nodes` run by a benchmark.
 type fleetProcess struct{ *exec.Cmd }
 
-// startFleet runs n simulated nodes against srv and waits until each has
-// a Lease.
-func startFleet(bin, dir string, srv *server, api *client, n int, interval time.Duration) (*fleetProcess, error) {
-	cmd := exec.Command(bin, "agent", "--simulate-nodes", fmt.Sprint(n), "--runtime", "sim", "--node-name", "fleet",
+// startFleet runs n simulated nodes against srv, with the agent flags
+// extra, and waits until each has a Lease.
+func startFleet(bin, dir string, srv *server, api *client, n int, interval time.Duration, extra ...string) (*fleetProcess, error) {
+	args := append([]string{"agent", "--simulate-nodes", fmt.Sprint(n), "--runtime", "sim", "--node-name", "fleet",
 		"--server", srv.url, "--join-token", filepath.Join(dir, "server", "join-token"), "--kubeconfig", srv.kubeconfig,
-		"--data-dir", filepath.Join(dir, "fleet"), "--lease-interval", interval.String(), "--status-interval", "1h", "--listen", "127.0.0.1:0")
+		"--data-dir", filepath.Join(dir, "fleet"), "--lease-interval", interval.String(), "--status-interval", "1h", "--listen", "127.0.0.1:0"}, extra...)
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
 	if err := cmd.Start(); err != nil {
 		return nil, err

@@ -36,9 +36,9 @@ import (
 func main() {
 	objects := flag.Int("objects", 10000, "objects to create")
 	clients := flag.Int("clients", 8, "concurrent create clients")
-	profile := flag.String("cpuprofile", "", "write the server's CPU profile of the create phase to this file (and of the lists to FILE.list); with -only controllers, of the first fleet's burst")
+	profile := flag.String("cpuprofile", "", "write the server's CPU profile of the create phase to this file (and of the lists to FILE.list); with -only controllers, of the first fleet's burst; with -only binds, of its burst")
 	containers := flag.Int("containers", 50, "containers the agent benchmark runs")
-	only := flag.String("only", "", "run one part: apiserver, ha, agent, probes, network, fleet, controllers, placement, mcp or gossip")
+	only := flag.String("only", "", "run one part: apiserver, ha, agent, probes, network, fleet, controllers, binds, placement, mcp or gossip")
 	haKills := flag.Int("ha-kills", 10, "etcd leader kills the ha benchmark times failover over")
 	probeInstances := flag.Int("probe-instances", 100, "Instances serving HTTP the probes benchmark runs")
 	probeWindow := flag.Duration("probe-window", 30*time.Second, "how long the probes benchmark samples the agent's CPU, without and with probes")
@@ -50,6 +50,7 @@ func main() {
 	mcpCalls := flag.Int("mcp-calls", 50, "calls of each tool the MCP benchmark times")
 	netInstances := flag.Int("network-instances", 50, "Instances the network benchmark sets up")
 	ctrlNodes := flag.String("controller-fleets", "1000,5000", "fleet sizes of the controllers benchmark, comma-separated")
+	bindsNodes := flag.Int("binds-fleet", 5000, "simulated nodes of the binds benchmark (scheduler_perf's shape: nothing is started); it applies half -workloads")
 	workloads := flag.Int("workloads", 100, "Workloads of the controllers benchmark")
 	replicas := flag.Int("replicas", 100, "replicas of each Workload of the controllers benchmark")
 	fleets := flag.String("fleets", "1000,5000", "simulated fleet sizes, comma-separated")
@@ -149,6 +150,20 @@ func main() {
 			}
 			all = append(all, res...)
 		}
+	}
+	if *only == "" || *only == "binds" {
+		prof := ""
+		if *only == "binds" {
+			prof = *profile
+		}
+		res, err := bindsBench(bin, *bindsNodes, max(*workloads/2, 1), *replicas, prof)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: binds:", err)
+			if *only == "binds" {
+				os.Exit(1)
+			}
+		}
+		all = append(all, res...)
 	}
 	if *only == "" || *only == "placement" {
 		res, err := placementBench(3)
