@@ -35,7 +35,7 @@ func nodeReady(_ *cycle, n *NodeInfo) string {
 }
 
 func nodeUnschedulable(_ *cycle, n *NodeInfo) string {
-	if n.Node.Spec.Unschedulable {
+	if n.unschedulable {
 		return "unschedulable"
 	}
 	return ""
@@ -55,7 +55,7 @@ func nodeSelector(c *cycle, n *NodeInfo) string {
 // taintToleration rules out nodes with a NoSchedule or NoExecute taint the
 // Instance does not tolerate.
 func taintToleration(c *cycle, n *NodeInfo) string {
-	for _, t := range n.Node.Spec.Taints {
+	for _, t := range n.taints {
 		if t.Effect == skiffv1alpha1.TaintEffectPreferNoSchedule {
 			continue
 		}

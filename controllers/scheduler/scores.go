@@ -94,7 +94,7 @@ func preferredNodeAffinity(c *cycle, n *NodeInfo) int {
 // preferNoScheduleTaints prefers nodes without PreferNoSchedule taints the
 // Instance does not tolerate.
 func preferNoScheduleTaints(c *cycle, n *NodeInfo) int {
-	for _, t := range n.Node.Spec.Taints {
+	for _, t := range n.taints {
 		if t.Effect == skiffv1alpha1.TaintEffectPreferNoSchedule && !tolerated(c.inst.Spec.Tolerations, t) {
 			return 0
 		}

@@ -25,6 +25,12 @@ type NodeInfo struct {
 	// readiness caches the Ready condition, asked once per node and
 	// Instance: 0 not yet looked at, 1 ready, 2 not.
 	readiness int8
+	// unschedulable and taints are the Node's cordon and taints, copied
+	// where the filters read anyway: in a large cluster each Node is a
+	// cache miss of its own, which a placement visiting hundreds of
+	// nodes would otherwise pay on each.
+	unschedulable bool
+	taints        []skiffv1alpha1.Taint
 
 	// index is the domain index of the snapshot this node is in (nil
 	// until a decision builds one), and pos its place there.
@@ -45,7 +51,7 @@ func (n *NodeInfo) ready() bool {
 
 // NewNodeInfo returns the node with the given Instances placed on it.
 func NewNodeInfo(node *skiffv1alpha1.Node, instances ...*skiffv1alpha1.Instance) *NodeInfo {
-	n := &NodeInfo{Node: node}
+	n := &NodeInfo{Node: node, unschedulable: node.Spec.Unschedulable, taints: node.Spec.Taints}
 	for _, inst := range instances {
 		n.Add(inst)
 	}
