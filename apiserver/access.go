@@ -56,7 +56,7 @@ func (s *Server) applyAccess(cfg *genericapiserver.Config) (*access, error) {
 	// global in-flight limits.
 	cfg.MaxRequestsInFlight, cfg.MaxMutatingRequestsInFlight = 0, 0
 	cfg.BuildHandlerChainFunc = func(h http.Handler, c *genericapiserver.Config) http.Handler {
-		chain := withoutLoopbackCompression(withBufferedResponses(genericapiserver.DefaultBuildHandlerChain(withFairness(withKeyUsers(h, keys), fair), c)))
+		chain := withoutLoopbackCompression(withBufferedResponses(genericapiserver.DefaultBuildHandlerChain(withFairness(withKeyUsers(withUnrecordedCreates(h, &s.unrecorded), keys), fair), c)))
 		return withPublicProbes(withTokenGuessLimit(chain, guesses), h)
 	}
 	static := func(pub ed25519.PublicKey) bool { _, ok := s.trust.Lookup(pub); return ok }

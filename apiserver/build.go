@@ -275,10 +275,10 @@ func (s *Server) install(generic *genericapiserver.GenericAPIServer, sch *scheme
 			byGV[k.GVK.GroupVersion()][k.Plural+"/"+name] = make(env)
 		}
 	}
-	return out, s.installGroups(generic, sch, byGV)
+	return out, s.installGroups(generic, sch, cfg, byGV)
 }
 
-func (s *Server) installGroups(generic *genericapiserver.GenericAPIServer, sch *schemes, byGV map[schema.GroupVersion]map[string]rest.Storage) error {
+func (s *Server) installGroups(generic *genericapiserver.GenericAPIServer, sch *schemes, cfg *genericapiserver.Config, byGV map[schema.GroupVersion]map[string]rest.Storage) error {
 	gvs := make([]schema.GroupVersion, 0, len(byGV))
 	for gv := range byGV {
 		gvs = append(gvs, gv)
@@ -302,6 +302,14 @@ func (s *Server) installGroups(generic *genericapiserver.GenericAPIServer, sch *
 		}
 		if err != nil {
 			return fmt.Errorf("install %s: %w", gv, err)
+		}
+		if gv == skiffv1alpha1.SchemeGroupVersion {
+			u, err := newUnrecordedCreates(unrecordedDeps{info: &info, storage: byGV[gv], authorizer: cfg.Authorization.Authorizer,
+				admit: cfg.AdmissionControl, resources: generic.EquivalentResourceRegistry, maxBody: cfg.MaxRequestBodyBytes})
+			if err != nil {
+				return err
+			}
+			s.unrecorded.Store(u)
 		}
 	}
 	return nil

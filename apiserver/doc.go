@@ -34,8 +34,10 @@
 // credentials they carry (probes.go); failed join tokens are limited per
 // source address (tokenguess.go). Behind authorization, requests take a
 // seat in a fair queue per identity instead of the library's global
-// in-flight limit (fairness.go). New locks the data directory first
-// (datadirlock.go).
+// in-flight limit (fairness.go). The creates of a Workload's Instances
+// and of Bindings go to the library's create handler with a field
+// manager that does not work out the managed-fields record nothing keeps
+// (unrecorded.go). New locks the data directory first (datadirlock.go).
 //
 // Several servers make a cluster over their embedded etcds (cluster.go,
 // clusterjoin.go, etcdpeer.go, clusterreset.go): the first with

@@ -54,6 +54,9 @@ type Server struct {
 	// serving is the handler chain while Run serves, for the clients in
 	// process (InProcessAdminConfig).
 	serving atomic.Pointer[http.Handler]
+	// unrecorded serves the creates whose managed fields nothing keeps,
+	// once the API is installed (unrecorded.go).
+	unrecorded atomic.Pointer[unrecordedCreates]
 }
 
 // HealthReport is a HealthCheck that also tells what it saw (shown as the

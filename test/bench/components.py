@@ -17,7 +17,7 @@ RULES = [
     ("scheduler", [r"skiff/controllers/scheduler\."]),
     ("other controllers", [r"skiff/controllers/(nodelifecycle|gc|nodeipam|metrics)\.", r"controller-runtime/pkg/leaderelection", r"client-go/tools/leaderelection"]),
     ("controllers' informers (watch decoding, handlers)", [r"client-go/tools/cache\.", r"apimachinery/pkg/watch\.\(\*StreamWatcher\)", r"controller-runtime/pkg/(cache|internal/source)"]),
-    ("API writes (create, bind, status)", [r"handlers\.(CreateResource|UpdateResource|PatchResource|createHandler|DeleteResource|CreateNamedResource|DeleteCollection)", r"skiff/apiserver\.\(\*bindingREST\)"]),
+    ("API writes (create, bind, status)", [r"skiff/apiserver\.newUnrecordedCreates", r"handlers\.(CreateResource|UpdateResource|PatchResource|createHandler|DeleteResource|CreateNamedResource|DeleteCollection)", r"skiff/apiserver\.\(\*bindingREST\)"]),
     ("API watches (encoding events to watchers)", [r"handlers\.serveWatch", r"handlers\.\(\*WatchServer\)", r"cacher\.\(\*cacheWatcher\)", r"cacher\.\(\*Cacher\)\.dispatchEvent", r"handlers\.\(\*watchEncoder\)"]),
     ("API reads (get, list)", [r"handlers\.(ListResource|GetResource|getResourceHandler)"]),
     ("watch cache (decoding etcd's events)", [r"etcd3\.\(\*watchChan\)", r"cacher\.\(\*watchCache\)", r"cacher\.\(\*Cacher\)\.startCaching", r"etcd3\.\(\*concurrentOrderedEventProcessing\)"]),
