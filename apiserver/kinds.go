@@ -147,7 +147,7 @@ func instanceKind() *Kind {
 // the first server-side apply gives every field already set to the
 // manager "before-first-apply" and tracks from there on.
 func dropControllersManagedFields(i *skiffv1alpha1.Instance) {
-	if metav1.GetControllerOf(i) == nil {
+	if !controllerMade(i) {
 		return
 	}
 	for _, e := range i.ManagedFields {
@@ -156,6 +156,13 @@ func dropControllersManagedFields(i *skiffv1alpha1.Instance) {
 		}
 	}
 	i.ManagedFields = nil
+}
+
+// controllerMade reports whether a controller made i (it has a controller
+// ownerReference): its managed fields are not kept, here and in the
+// creates that do not work them out (unrecorded.go).
+func controllerMade(i *skiffv1alpha1.Instance) bool {
+	return metav1.GetControllerOf(i) != nil
 }
 
 func instanceRow(i *skiffv1alpha1.Instance) []interface{} {

@@ -147,7 +147,7 @@ func newUnrecordedCreates(d unrecordedDeps) (*unrecordedCreates, error) {
 	}
 	controlled := func(obj runtime.Object) bool {
 		i, ok := obj.(*skiffv1alpha1.Instance)
-		return ok && metav1.GetControllerOf(i) != nil
+		return ok && controllerMade(i)
 	}
 	always := func(runtime.Object) bool { return true }
 	instScope, err := d.scope(tc, "instances", "", d.storage["instances"], &skiffv1alpha1.Instance{}, controlled, &u.skipped)

@@ -55,7 +55,6 @@ func BenchmarkInstanceWritesWatchedByNodes(b *testing.B) {
 	ts := startTestServer(b, b.TempDir())
 	c, cfg, hc := inProcessAdmin(b, ts)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	var readers sync.WaitGroup
 	defer readers.Wait()
 	defer cancel()
