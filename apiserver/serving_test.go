@@ -157,10 +157,32 @@ func TestAuditLogRecordsWrites(t *testing.T) {
 	if err := ts.client.Create(context.Background(), newWorkload("audited", 1)); err != nil {
 		t.Fatal(err)
 	}
+	// The create's entry, at Metadata level: who did what to which
+	// object, without its bodies (the default policy).
+	var entry map[string]any
 	eventually(t, 20*time.Second, "audit entry for the create", func() bool {
 		data, _ := os.ReadFile(ts.srv.dir.file(auditLogFile))
-		return strings.Contains(string(data), `"verb":"create"`) && strings.Contains(string(data), `"name":"audited"`)
+		for _, line := range strings.Split(string(data), "\n") {
+			var e map[string]any
+			if json.Unmarshal([]byte(line), &e) != nil {
+				continue
+			}
+			ref, _ := e["objectRef"].(map[string]any)
+			if e["verb"] == "create" && ref["name"] == "audited" && e["stage"] == "ResponseComplete" {
+				entry = e
+				return true
+			}
+		}
+		return false
 	})
+	if entry["level"] != "Metadata" {
+		t.Errorf("the create is audited at level %v; want Metadata", entry["level"])
+	}
+	for _, body := range []string{"requestObject", "responseObject"} {
+		if _, ok := entry[body]; ok {
+			t.Errorf("the create's audit entry holds its %s", body)
+		}
+	}
 }
 
 func TestServerSideApplyTracksOwnership(t *testing.T) {
